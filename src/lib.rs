@@ -1,0 +1,16 @@
+//! The system of record for migrant regularization cases.
+//!
+//! Every change is an event in an append-only, BLAKE3 hash-chained log stored
+//! in sled; the current state of a case is derived from its events.
+//!
+//! Modules:
+//! - [`limits`]: every size, batch and queue limit, in one place.
+//! - [`log`]: the record format, the single writer (group commit with durable
+//!   acknowledgement), reads, and chain verification.
+//! - [`bench`]: the `registry bench` measurements.
+//! - [`server`]: the gRPC service (`registry serve`).
+
+pub mod bench;
+pub mod limits;
+pub mod log;
+pub mod server;

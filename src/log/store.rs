@@ -1,0 +1,319 @@
+//! The sled layout of the log and every read of it.
+//!
+//! Trees (all keys big-endian so that sled's byte order is numeric order):
+//! - `events`: seq (u64, first is 1) -> record bytes || chain hash (32 bytes)
+//! - `streams`: len(stream id) u8 || stream id || stream version u64 -> seq u64
+//! - `requests`: request id -> [`IdempotencyEntry`] (what that request appended)
+//! - `meta`: `head` -> seq u64 || hash; `verified` -> seq u64 || hash
+//!
+//! Only the writer ([`super::writer`]) writes these trees, and it writes all
+//! four of one group commit in a single sled transaction.
+
+use std::path::{Path, PathBuf};
+
+use super::record::{split_stored, DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
+use crate::limits::READ_PAGE_EVENTS_MAX;
+
+pub(crate) const TREE_EVENTS: &str = "events";
+pub(crate) const TREE_STREAMS: &str = "streams";
+pub(crate) const TREE_REQUESTS: &str = "requests";
+pub(crate) const TREE_META: &str = "meta";
+pub(crate) const META_HEAD: &[u8] = b"head";
+pub(crate) const META_VERIFIED: &[u8] = b"verified";
+
+/// How an acknowledged append is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// sled `flush()` and then `fdatasync` of sled's data file: survives power
+    /// loss on disks with volatile caches. The default.
+    Fdatasync,
+    /// sled `flush()` only (sled uses `sync_file_range`, which may leave data
+    /// in a volatile disk cache). Survives a process crash, not always a power cut.
+    Flush,
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("corrupt record at seq {seq}: {source}")]
+    Corrupt { seq: u64, source: DecodeError },
+    #[error("corrupt metadata: {0}")]
+    CorruptMeta(&'static str),
+}
+
+/// One event read back from the log, with its chain hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The decoded record.
+    pub record: Record,
+    /// The chain hash stored with it.
+    pub hash: Hash,
+}
+
+/// The last committed position of the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number of the last record; 0 for an empty log.
+    pub seq: u64,
+    /// Its chain hash; [`GENESIS_PREV_HASH`] for an empty log.
+    pub hash: Hash,
+}
+
+impl Head {
+    pub const EMPTY: Head = Head {
+        seq: 0,
+        hash: GENESIS_PREV_HASH,
+    };
+
+    pub(crate) fn to_bytes(self) -> [u8; 8 + HASH_LEN] {
+        let mut out = [0u8; 8 + HASH_LEN];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        out[8..].copy_from_slice(&self.hash);
+        out
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Head, StoreError> {
+        if bytes.len() != 8 + HASH_LEN {
+            return Err(StoreError::CorruptMeta("head has the wrong length"));
+        }
+        Ok(Head {
+            seq: u64::from_be_bytes(bytes[..8].try_into().expect("8")),
+            hash: bytes[8..].try_into().expect("32"),
+        })
+    }
+}
+
+/// What one request appended, kept under its request id so a retry gets the
+/// original answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdempotencyEntry {
+    /// BLAKE3 of the request's canonical content (see `AppendRequest::fingerprint`).
+    pub fingerprint: Hash,
+    /// Sequence number of the request's first event.
+    pub first_seq: u64,
+    /// Number of events it appended.
+    pub count: u16,
+    /// Stream version of its first event.
+    pub first_version: u64,
+    /// When it was recorded.
+    pub recorded_at_us: i64,
+}
+
+impl IdempotencyEntry {
+    const LEN: usize = HASH_LEN + 8 + 2 + 8 + 8;
+
+    pub(crate) fn to_bytes(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::LEN);
+        out.extend_from_slice(&self.fingerprint);
+        out.extend_from_slice(&self.first_seq.to_be_bytes());
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&self.first_version.to_be_bytes());
+        out.extend_from_slice(&self.recorded_at_us.to_be_bytes());
+        out
+    }
+
+    pub(crate) fn from_bytes(b: &[u8]) -> Result<Self, StoreError> {
+        if b.len() != Self::LEN {
+            return Err(StoreError::CorruptMeta("idempotency entry has the wrong length"));
+        }
+        Ok(IdempotencyEntry {
+            fingerprint: b[..32].try_into().expect("32"),
+            first_seq: u64::from_be_bytes(b[32..40].try_into().expect("8")),
+            count: u16::from_be_bytes(b[40..42].try_into().expect("2")),
+            first_version: u64::from_be_bytes(b[42..50].try_into().expect("8")),
+            recorded_at_us: i64::from_be_bytes(b[50..58].try_into().expect("8")),
+        })
+    }
+}
+
+/// Key prefix of a stream in the `streams` tree.
+pub(crate) fn stream_prefix(stream_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + stream_id.len() + 8);
+    k.push(stream_id.len() as u8);
+    k.extend_from_slice(stream_id.as_bytes());
+    k
+}
+
+/// Key of one event in the `streams` tree.
+pub(crate) fn stream_key(stream_id: &str, version: u64) -> Vec<u8> {
+    let mut k = stream_prefix(stream_id);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+pub(crate) fn u64_from(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(
+        bytes.try_into().map_err(|_| StoreError::CorruptMeta(what))?,
+    ))
+}
+
+/// The opened store: read access for everyone, write access for the writer only.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) db: sled::Db,
+    pub(crate) events: sled::Tree,
+    pub(crate) streams: sled::Tree,
+    pub(crate) requests: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()?;
+        Ok(Store {
+            events: db.open_tree(TREE_EVENTS)?,
+            streams: db.open_tree(TREE_STREAMS)?,
+            requests: db.open_tree(TREE_REQUESTS)?,
+            meta: db.open_tree(TREE_META)?,
+            db,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The sled database, for other components that keep their own trees
+    /// (projections, audit). They never write the log's trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The last committed head, as recorded in metadata.
+    pub fn head(&self) -> Result<Head, StoreError> {
+        match self.meta.get(META_HEAD)? {
+            Some(v) => Head::from_bytes(&v),
+            None => Ok(Head::EMPTY),
+        }
+    }
+
+    /// The position up to which the chain was last verified (at start-up).
+    pub fn verified(&self) -> Result<Head, StoreError> {
+        match self.meta.get(META_VERIFIED)? {
+            Some(v) => Head::from_bytes(&v),
+            None => Ok(Head::EMPTY),
+        }
+    }
+
+    pub(crate) fn set_verified(&self, head: Head) -> Result<(), StoreError> {
+        self.meta.insert(META_VERIFIED, &head.to_bytes()[..])?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// One event by sequence number.
+    pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        match self.events.get(seq.to_be_bytes())? {
+            Some(v) => Ok(Some(decode_stored(seq, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The current version of a stream (number of events in it; 0 if none).
+    pub fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        match self.streams.scan_prefix(stream_prefix(stream_id)).next_back() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                u64_from(&k[k.len() - 8..], "stream key")
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Events of one stream in order, starting at `from_version` (1-based),
+    /// at most `max` of them (capped by [`READ_PAGE_EVENTS_MAX`]).
+    pub fn read_stream(
+        &self,
+        stream_id: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let max = max.min(READ_PAGE_EVENTS_MAX);
+        let start = stream_key(stream_id, from_version.max(1));
+        let end = stream_key(stream_id, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.streams.range(start..=end).take(max) {
+            let (_, seq) = kv?;
+            let seq = u64_from(&seq, "stream index value")?;
+            let ev = self
+                .get(seq)?
+                .ok_or(StoreError::CorruptMeta("stream index points past the log"))?;
+            out.push(ev);
+        }
+        Ok(out)
+    }
+
+    /// A page of the global log from `from_seq` (inclusive), at most `max` events
+    /// (capped by [`READ_PAGE_EVENTS_MAX`]), never past the committed head.
+    pub fn read_all(&self, from_seq: u64, max: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let max = max.min(READ_PAGE_EVENTS_MAX);
+        let head = self.head()?.seq;
+        let from = from_seq.max(1);
+        if from > head {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(max.min((head - from + 1) as usize));
+        for kv in self
+            .events
+            .range(from.to_be_bytes()..=head.to_be_bytes())
+            .take(max)
+        {
+            let (k, v) = kv?;
+            out.push(decode_stored(u64_from(&k, "event key")?, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// What a request id appended, if it was seen.
+    pub fn idempotency_entry(&self, request_id: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
+        match self.requests.get(request_id.as_bytes())? {
+            Some(v) => Ok(Some(IdempotencyEntry::from_bytes(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes sled reports for the store on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Makes everything written so far durable according to `mode`.
+    pub(crate) fn sync(&self, mode: SyncMode, data_file: Option<&std::fs::File>) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if mode == SyncMode::Fdatasync {
+            if let Some(f) = data_file {
+                f.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens sled's data file for `fdatasync` (sled 0.34 keeps one file, `db`).
+    pub(crate) fn open_data_file(&self) -> Result<std::fs::File, StoreError> {
+        Ok(std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join("db"))?)
+    }
+}
+
+/// Decodes a stored value read under key `seq`.
+pub(crate) fn decode_stored(seq: u64, value: &[u8]) -> Result<StoredEvent, StoreError> {
+    let corrupt = |source| StoreError::Corrupt { seq, source };
+    let (record, hash) = split_stored(value).map_err(corrupt)?;
+    let record = Record::decode(record).map_err(corrupt)?;
+    Ok(StoredEvent { record, hash })
+}

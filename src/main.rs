@@ -1,0 +1,180 @@
+//! The `registry` command: a thin CLI over the library.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use registry::log::verify::{hex, verify_full, VerifyError};
+use registry::log::{Store, SyncMode};
+
+#[derive(Parser)]
+#[command(
+    name = "registry",
+    version,
+    about = "System of record for migrant regularization cases"
+)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC service.
+    Serve {
+        #[arg(long, default_value = "./registry-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// How an acknowledged append is made durable.
+        #[arg(long, value_enum, default_value_t = SyncMode::Fdatasync)]
+        sync: SyncMode,
+    },
+    /// Verify a stopped store: every chain link, sequence contiguity and the indexes.
+    Verify {
+        #[arg(long, default_value = "./registry-data")]
+        data_dir: PathBuf,
+    },
+    /// Measurements (figures, not tests).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Durable appends through the writer vs. the raw sled batch limit; verification vs. raw scan.
+    Log {
+        /// Scratch directory (deleted and recreated).
+        #[arg(long, default_value = "./bench-data")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        payload_bytes: usize,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrency levels.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        appenders: Vec<usize>,
+        #[arg(long, value_enum, default_value_t = SyncMode::Fdatasync)]
+        sync: SyncMode,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve {
+            data_dir,
+            listen,
+            sync,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(registry::server::serve(registry::server::ServeConfig {
+                data_dir,
+                listen,
+                sync,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Bench {
+            what:
+                BenchCommand::Log {
+                    dir,
+                    payload_bytes,
+                    seconds,
+                    appenders,
+                    sync,
+                },
+        } => {
+            let _ = std::fs::remove_dir_all(&dir);
+            registry::bench::run_log_bench(&registry::bench::LogBenchOptions {
+                dir: dir.clone(),
+                payload_bytes,
+                duration: Duration::from_secs(seconds),
+                appenders,
+                sync,
+            })?;
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn verify(data_dir: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if !data_dir.join("db").exists() {
+        return Err(format!("no store in {}", data_dir.display()).into());
+    }
+    let store = Store::open(data_dir)?;
+    let total = store.head()?.seq;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:8} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")?
+            .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let result = verify_full(&store, &mut |phase, n| {
+        bar.set_message(phase.to_string());
+        bar.set_position(n);
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok((chain, index)) => {
+            let rate = chain.events as f64 / chain.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "ok: {} events, head seq {} hash {}, chain {:.0} events/s, indexes checked ({} stream entries, {} requests) in {:.2}s, total {:.2}s",
+                chain.events,
+                chain.head.seq,
+                hex(&chain.head.hash),
+                rate,
+                index.stream_entries,
+                index.request_entries,
+                index.elapsed.as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyError::Broken(b)) => {
+            println!("{b}");
+            Ok(ExitCode::from(1))
+        }
+        Err(VerifyError::Store(e)) => Err(e.into()),
+    }
+}
