@@ -28,3 +28,6 @@ pub const ACTOR_FIELD_BYTES_MAX: usize = 64;
 
 /// Largest page a global or per-stream read returns.
 pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
+
+/// Streams whose current version the writer keeps in memory (cleared when full).
+pub const STREAM_VERSION_CACHE_MAX: usize = 262_144;

@@ -220,6 +220,7 @@ pub(crate) fn spawn(
         head_tx,
         data_file,
         failed: None,
+        versions: HashMap::new(),
     };
     let handle = std::thread::Builder::new()
         .name("log-writer".into())
@@ -236,6 +237,10 @@ struct Writer {
     data_file: Option<std::fs::File>,
     /// Set after a storage error: every later append is refused.
     failed: Option<String>,
+    /// Current versions of recently written streams, so that the expected-version
+    /// check rarely reads the index. Holds only committed versions; bounded by
+    /// [`STREAM_VERSION_CACHE_MAX`] (cleared when full).
+    versions: HashMap<String, u64>,
 }
 
 /// The part of a batch that will be written.
@@ -311,6 +316,10 @@ impl Writer {
         match self.commit(&staged) {
             Ok(()) => {
                 self.last_recorded_at_us = recorded_at_us;
+                if self.versions.len() + staged.versions.len() > STREAM_VERSION_CACHE_MAX {
+                    self.versions.clear();
+                }
+                self.versions.extend(staged.versions.drain());
                 let _ = self.head_tx.send(self.head);
                 tracing::trace!(
                     events = staged.event_count,
@@ -382,7 +391,11 @@ impl Writer {
                 deduplicated: true,
             }));
         }
-        let current = match staged.versions.get(&req.stream_id) {
+        let current = match staged
+            .versions
+            .get(&req.stream_id)
+            .or_else(|| self.versions.get(&req.stream_id))
+        {
             Some(v) => *v,
             None => self.store.stream_version(&req.stream_id).map_err(storage)?,
         };
