@@ -7,10 +7,13 @@
 //! - [`limits`]: every size, batch and queue limit, in one place.
 //! - [`log`]: the record format, the single writer (group commit with durable
 //!   acknowledgement), reads, and chain verification.
+//! - [`pii`]: sealing personal data with per-person keys (crypto-shredding),
+//!   master-key wrapping and blind indexes for document look-ups.
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
 
 pub mod bench;
 pub mod limits;
 pub mod log;
+pub mod pii;
 pub mod server;

@@ -1,0 +1,143 @@
+use proptest::prelude::*;
+
+use super::super::seal::SEALED_OVERHEAD;
+use super::super::{open, open_json, seal, seal_json, DataKey, PiiError};
+
+#[test]
+fn round_trip_various_sizes() {
+    let key = DataKey::generate();
+    for len in [0usize, 1, 15, 16, 17, 64, 1000, 10_000] {
+        let pt: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        let sealed = seal(&key, "case-000123", "person.name", &pt);
+        assert_eq!(sealed.len(), pt.len() + SEALED_OVERHEAD);
+        assert_eq!(sealed[0], 1, "version byte");
+        assert_eq!(open(&key, "case-000123", "person.name", &sealed).unwrap(), pt);
+    }
+}
+
+#[test]
+fn nonces_are_random() {
+    let key = DataKey::generate();
+    let a = seal(&key, "case-1", "f", b"same plaintext");
+    let b = seal(&key, "case-1", "f", b"same plaintext");
+    assert_ne!(a, b);
+    assert_ne!(a[1..25], b[1..25]);
+}
+
+#[test]
+fn tampering_any_byte_fails() {
+    let key = DataKey::generate();
+    let sealed = seal(&key, "case-000123", "person.name", b"MARIA FERNANDA TESTNAME");
+    for i in 0..sealed.len() {
+        for flip in [0x01u8, 0x80] {
+            let mut t = sealed.clone();
+            t[i] ^= flip;
+            let err = open(&key, "case-000123", "person.name", &t).unwrap_err();
+            assert!(matches!(err, PiiError::Corrupt { .. }), "byte {i}: {err:?}");
+        }
+    }
+    // Truncation and extension.
+    for cut in 0..sealed.len() {
+        assert!(
+            open(&key, "case-000123", "person.name", &sealed[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    let mut longer = sealed.clone();
+    longer.push(0);
+    assert!(open(&key, "case-000123", "person.name", &longer).is_err());
+}
+
+#[test]
+fn wrong_case_field_or_key_fails() {
+    let key = DataKey::generate();
+    let sealed = seal(&key, "case-000123", "person.name", b"secret");
+    assert!(matches!(
+        open(&key, "case-000124", "person.name", &sealed),
+        Err(PiiError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        open(&key, "case-000123", "person.address", &sealed),
+        Err(PiiError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        open(&key, "", "person.name", &sealed),
+        Err(PiiError::Corrupt { .. })
+    ));
+    let other = DataKey::generate();
+    assert!(matches!(
+        open(&other, "case-000123", "person.name", &sealed),
+        Err(PiiError::Corrupt { .. })
+    ));
+    assert_eq!(
+        open(&key, "case-000123", "person.name", &sealed).unwrap(),
+        b"secret"
+    );
+}
+
+#[test]
+fn aad_is_unambiguous() {
+    // ("ab", "c") and ("a", "bc") concatenate alike; length prefixes keep them apart.
+    let key = DataKey::generate();
+    let sealed = seal(&key, "ab", "c", b"x");
+    assert!(open(&key, "a", "bc", &sealed).is_err());
+    assert!(open(&key, "abc", "", &sealed).is_err());
+}
+
+#[test]
+fn json_round_trip_and_errors_hide_plaintext() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Name {
+        given: String,
+        family: String,
+    }
+    let key = DataKey::generate();
+    let name = Name {
+        given: "MARIA FERNANDA".into(),
+        family: "TESTNAME".into(),
+    };
+    let sealed = seal_json(&key, "case-9", "person.name", &name).unwrap();
+    let back: Name = open_json(&key, "case-9", "person.name", &sealed).unwrap();
+    assert_eq!(back, name);
+    // Decoding as the wrong type fails without quoting the plaintext.
+    let err = open_json::<u32>(&key, "case-9", "person.name", &sealed).unwrap_err();
+    assert!(matches!(err, PiiError::Json));
+    let msg = format!("{err} {err:?}");
+    assert!(!msg.contains("MARIA") && !msg.contains("TESTNAME"), "{msg}");
+    // Tampering is reported as Corrupt, not as a JSON error.
+    let mut t = sealed.clone();
+    *t.last_mut().unwrap() ^= 1;
+    assert!(matches!(
+        open_json::<Name>(&key, "case-9", "person.name", &t),
+        Err(PiiError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn data_key_debug_prints_nothing() {
+    let key = DataKey::generate();
+    let text = format!("{key:?}");
+    assert_eq!(text, "DataKey(..)");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn prop_round_trip(pt in proptest::collection::vec(any::<u8>(), 0..512),
+                       case in "[a-z0-9-]{1,20}", field in "[a-z.]{0,20}") {
+        let key = DataKey::generate();
+        let sealed = seal(&key, &case, &field, &pt);
+        prop_assert_eq!(open(&key, &case, &field, &sealed).unwrap(), pt);
+    }
+
+    #[test]
+    fn prop_other_context_fails(pt in proptest::collection::vec(any::<u8>(), 0..64),
+                                case in "[a-z0-9-]{1,20}", other in "[a-z0-9-]{1,20}") {
+        prop_assume!(case != other);
+        let key = DataKey::generate();
+        let sealed = seal(&key, &case, "f", &pt);
+        prop_assert!(open(&key, &other, "f", &sealed).is_err());
+        prop_assert!(open(&key, &case, &other, &sealed).is_err());
+    }
+}
