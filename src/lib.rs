@@ -5,14 +5,23 @@
 //!
 //! Modules:
 //! - [`limits`]: every size, batch and queue limit, in one place.
+//! - [`domain`]: the pure rules: commands -> events, the case state machine,
+//!   derived person status, channels as data. No I/O.
 //! - [`log`]: the record format, the single writer (group commit with durable
 //!   acknowledgement), reads, and chain verification.
 //! - [`pii`]: sealing personal data with per-person keys (crypto-shredding),
 //!   master-key wrapping and blind indexes for document look-ups.
+//! - [`codec`]: domain events <-> stored prost payloads.
+//! - [`cases`]: the case service: load, decide, seal, append; document index.
+//! - [`api`]: tonic services; the one place errors become gRPC statuses.
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
 
+pub mod api;
 pub mod bench;
+pub mod cases;
+pub mod codec;
+pub mod domain;
 pub mod limits;
 pub mod log;
 pub mod pii;

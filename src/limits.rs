@@ -31,3 +31,12 @@ pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
 
 /// Streams whose current version the writer keeps in memory (cleared when full).
 pub const STREAM_VERSION_CACHE_MAX: usize = 262_144;
+
+/// Largest gRPC request message the server decodes.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 256 * 1024;
+/// Largest gRPC response message the server encodes.
+pub const GRPC_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Concurrent requests the server handles per connection.
+pub const GRPC_CONCURRENCY_PER_CONNECTION: usize = 256;
+/// Deadline applied to requests that carry none.
+pub const GRPC_DEFAULT_TIMEOUT_MS: u64 = 30_000;

@@ -41,6 +41,10 @@ enum Command {
         /// How an acknowledged append is made durable.
         #[arg(long, value_enum, default_value_t = SyncMode::Fdatasync)]
         sync: SyncMode,
+        /// Master key file (64 hex digits). Default: $REGISTRY_MASTER_KEY, else a
+        /// development key created in DATA_DIR/master.key (with a warning).
+        #[arg(long)]
+        master_key_file: Option<PathBuf>,
     },
     /// Verify a stopped store: every chain link, sequence contiguity and the indexes.
     Verify {
@@ -104,12 +108,14 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             data_dir,
             listen,
             sync,
+            master_key_file,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(registry::server::serve(registry::server::ServeConfig {
                 data_dir,
                 listen,
                 sync,
+                master_key_file,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

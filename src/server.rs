@@ -1,14 +1,23 @@
 //! `registry serve`: opens the log and serves gRPC until interrupted.
 //!
 //! Start-up order: open the store and verify the tail of the chain (a broken
-//! log is refused), start the writer, then listen. Shutdown (SIGINT/SIGTERM):
-//! stop accepting connections, finish in-flight requests, stop the writer and
-//! flush.
+//! log is refused), load the master key, start the writer, then listen.
+//! Shutdown (SIGINT/SIGTERM): stop accepting connections, finish in-flight
+//! requests, stop the writer and flush.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::api::CaseworkerService;
+use crate::cases::Cases;
+use crate::domain::ChannelCatalog;
+use crate::limits::{GRPC_CONCURRENCY_PER_CONNECTION, GRPC_DEFAULT_TIMEOUT_MS};
 use crate::log::{Log, SyncMode, WriterConfig};
+use crate::pii::{KeyStore, MasterKey};
+
+/// Environment variable holding the master key (64 hex digits).
+pub const MASTER_KEY_ENV: &str = "REGISTRY_MASTER_KEY";
 
 /// What `registry serve` needs.
 #[derive(Clone, Debug)]
@@ -16,30 +25,101 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub sync: SyncMode,
+    /// Master key file; default: `$REGISTRY_MASTER_KEY`, else a development
+    /// key in `<data_dir>/master.key`, created on first start.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Everything an open registry holds: the log and the case service.
+pub struct Opened {
+    pub log: Log,
+    pub cases: Cases,
+}
+
+/// Loads the master key: a named file, the environment, or a development key.
+pub fn load_master_key(
+    file: Option<&PathBuf>,
+    data_dir: &std::path::Path,
+) -> Result<MasterKey, Box<dyn std::error::Error>> {
+    if let Some(path) = file {
+        return Ok(MasterKey::load(path)?);
+    }
+    if std::env::var_os(MASTER_KEY_ENV).is_some() {
+        return Ok(MasterKey::from_env(MASTER_KEY_ENV)?);
+    }
+    let path = data_dir.join("master.key");
+    let (key, created) = MasterKey::load_or_create_dev(&path)?;
+    if created {
+        tracing::warn!(
+            path = %path.display(),
+            "DEVELOPMENT MASTER KEY CREATED next to the data: personal data is only as safe as this file. \
+             In production pass --master-key-file or set REGISTRY_MASTER_KEY"
+        );
+    } else {
+        tracing::warn!(path = %path.display(), "using the development master key stored next to the data");
+    }
+    Ok(key)
+}
+
+/// Opens the log (verifying its tail) and the case service. Blocking.
+pub fn open(
+    data_dir: &std::path::Path,
+    sync: SyncMode,
+    master: MasterKey,
+) -> Result<Opened, Box<dyn std::error::Error>> {
+    let log = Log::open(data_dir, WriterConfig { sync })?;
+    let keys = KeyStore::open(log.store().db(), master)?;
+    let cases = Cases::new(
+        log.appender(),
+        log.store().clone(),
+        keys,
+        ChannelCatalog::builtin(),
+    )?;
+    Ok(Opened { log, cases })
 }
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let data_dir = config.data_dir.clone();
-    let sync = config.sync;
-    let log = tokio::task::spawn_blocking(move || Log::open(&data_dir, WriterConfig { sync })).await??;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    serve_on(config, listener, shutdown_signal()).await
+}
+
+/// Runs the service on a bound listener until `shutdown` resolves (tests use this).
+pub async fn serve_on(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let master = load_master_key(config.master_key_file.as_ref(), &config.data_dir)?;
+    let (data_dir, sync) = (config.data_dir.clone(), config.sync);
+    let opened =
+        tokio::task::spawn_blocking(move || open(&data_dir, sync, master).map_err(|e| e.to_string()))
+            .await??;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>>()
+        .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "serving");
     tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
+        .timeout(Duration::from_millis(GRPC_DEFAULT_TIMEOUT_MS))
         .add_service(health_service)
-        .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown_signal())
+        .add_service(reflection)
+        .add_service(CaseworkerService::new(opened.cases.clone()).into_server())
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
         .await?;
     tracing::info!("shutting down: stopping the writer and flushing");
+    let Opened { log, cases } = opened;
+    drop(cases);
     tokio::task::spawn_blocking(move || log.shutdown()).await??;
     Ok(())
-}
-
-fn tokio_stream_listener(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener)
 }
 
 /// Resolves on SIGINT or SIGTERM.

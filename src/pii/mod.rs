@@ -32,4 +32,4 @@ pub use blind::{
 pub use error::{PiiError, Result};
 pub use keystore::{validate_case_id, KeyStatus, KeyStore};
 pub use master::{MasterKey, KEY_ID_LEN};
-pub use seal::{open, open_json, seal, seal_json, DataKey};
+pub use seal::{open, open_json, seal, seal_for_request, seal_json, DataKey};

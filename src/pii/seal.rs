@@ -100,6 +100,44 @@ pub fn seal(key: &DataKey, case_id: &str, field_context: &str, plaintext: &[u8])
     out
 }
 
+/// Seals like [`seal`], but with a synthetic nonce derived from the key, the
+/// request id, the field and the plaintext (an SIV construction): a retried
+/// request seals to the same bytes, so the log's idempotency check sees the
+/// retry as the same request. Equal blobs reveal only that the same request
+/// sealed the same value for the same field of the same person.
+pub fn seal_for_request(
+    key: &DataKey,
+    case_id: &str,
+    field_context: &str,
+    request_id: &str,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let nonce_key = blake3::derive_key("migreg seal nonce v1", key.as_bytes());
+    let mut h = blake3::Hasher::new_keyed(&nonce_key);
+    for part in [
+        case_id.as_bytes(),
+        field_context.as_bytes(),
+        request_id.as_bytes(),
+        plaintext,
+    ] {
+        h.update(&(part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&h.finalize().as_bytes()[..NONCE_LEN]);
+    let ct = crypto::encrypt(
+        key.as_bytes(),
+        &nonce,
+        &field_aad(case_id, field_context),
+        plaintext,
+    );
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+    out.push(SEALED_VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
 /// Opens a blob made by [`seal`] for the same key, case id and field context.
 /// Any tampering, a wrong key, case id or field gives [`PiiError::Corrupt`].
 /// The caller owns the plaintext: wipe it (e.g. `zeroize::Zeroizing`) after use.

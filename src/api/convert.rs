@@ -1,0 +1,509 @@
+//! Wire <-> domain conversions, by hand, with validation that names the wire
+//! field. Prost types stop here.
+
+use super::pb;
+use crate::cases::{CaseError, CaseView, Identity, IdentityDocument, PendingCommand};
+use crate::domain::{
+    CancellationGround, CertificationRoute, ChannelCode, Command, CountryCode, Date, DenialReason,
+    Department, DocumentType, DuplicateCause, EligibilityBasis, ExitKind, Municipality, PersonStatus, Sealed,
+    Sector, Sex,
+};
+
+type R<T> = Result<T, CaseError>;
+
+/// Maps a prost enum value to the domain enum with the same code.
+macro_rules! from_wire {
+    ($pb:ty, $dom:ty, $prefix:literal, $value:expr, $field:literal) => {{
+        let v = <$pb>::try_from($value).map_err(|_| CaseError::invalid($field, "unknown value"))?;
+        let name = v.as_str_name();
+        let code = name.strip_prefix($prefix).unwrap_or(name);
+        if code == "UNSPECIFIED" {
+            return Err(CaseError::invalid($field, "required"));
+        }
+        <$dom>::parse(code).ok_or_else(|| CaseError::invalid($field, "not accepted"))?
+    }};
+}
+
+/// Maps a domain enum to the prost enum value with the same code (0 if none).
+macro_rules! to_wire {
+    ($pb:ty, $prefix:literal, $value:expr) => {
+        <$pb>::from_str_name(&format!("{}{}", $prefix, $value.as_str()))
+            .map(|v| v as i32)
+            .unwrap_or(0)
+    };
+}
+
+pub(super) fn date(text: &str, field: &'static str) -> R<Date> {
+    Date::parse(text).ok_or_else(|| CaseError::invalid(field, "expected a date YYYY-MM-DD"))
+}
+
+fn optional_date(text: &str, field: &'static str) -> R<Option<Date>> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        date(text, field).map(Some)
+    }
+}
+
+/// The business date of a command: the header's, or today; never in the future.
+pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
+    let on = optional_date(text, "header.on")?.unwrap_or(today);
+    if on > today {
+        return Err(CaseError::invalid("header.on", "is in the future"));
+    }
+    Ok(on)
+}
+
+/// A code: 1..=32 characters of `[A-Z0-9_-]`.
+fn code(text: &str, field: &'static str) -> R<String> {
+    if text.is_empty() {
+        return Err(CaseError::invalid(field, "required"));
+    }
+    if text.len() > 32 {
+        return Err(CaseError::invalid(field, "longer than 32 characters"));
+    }
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(CaseError::invalid(field, "allowed characters are A-Z 0-9 _ -"));
+    }
+    Ok(text.to_string())
+}
+
+/// Free text of personal data: bounded, no control characters.
+fn text(value: &str, field: &'static str, max: usize, required: bool) -> R<String> {
+    let v = value.trim();
+    if required && v.is_empty() {
+        return Err(CaseError::invalid(field, "required"));
+    }
+    if v.chars().count() > max {
+        return Err(CaseError::invalid(field, format!("longer than {max} characters")));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(CaseError::invalid(field, "contains control characters"));
+    }
+    Ok(v.to_string())
+}
+
+fn department(text: &str, field: &'static str) -> R<Department> {
+    Department::parse(text).ok_or_else(|| CaseError::invalid(field, "not a DIVIPOLA department code"))
+}
+
+fn municipality(text: &str, dept: Department, field: &'static str) -> R<Municipality> {
+    let m =
+        Municipality::parse(text).ok_or_else(|| CaseError::invalid(field, "not a 5-digit DIVIPOLA code"))?;
+    if m.department() != dept {
+        return Err(CaseError::invalid(field, "does not belong to the department"));
+    }
+    Ok(m)
+}
+
+/// Validates identifying data; returns it with the birth date.
+pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity, Date)> {
+    let p = p.ok_or_else(|| CaseError::invalid("person", "required"))?;
+    let birth = date(&p.birth_date, "person.birth_date")?;
+    if birth > today {
+        return Err(CaseError::invalid("person.birth_date", "is in the future"));
+    }
+    if birth < today.add_months(-12 * 120) {
+        return Err(CaseError::invalid("person.birth_date", "more than 120 years ago"));
+    }
+    if p.documents.is_empty() {
+        return Err(CaseError::invalid(
+            "person.documents",
+            "at least one document is required",
+        ));
+    }
+    if p.documents.len() > 8 {
+        return Err(CaseError::invalid("person.documents", "at most 8 documents"));
+    }
+    let mut documents: Vec<IdentityDocument> = Vec::with_capacity(p.documents.len());
+    for d in &p.documents {
+        let kind = from_wire!(
+            pb::DocumentType,
+            DocumentType,
+            "DOCUMENT_TYPE_",
+            d.r#type,
+            "person.documents.type"
+        );
+        let number = crate::pii::normalize(kind.as_str(), &d.number)
+            .map_err(|_| CaseError::invalid("person.documents.number", "1..32 letters or digits"))?;
+        if documents
+            .iter()
+            .any(|x| x.doc_type == kind.as_str() && x.number == number)
+        {
+            return Err(CaseError::invalid("person.documents", "the same document twice"));
+        }
+        documents.push(IdentityDocument {
+            doc_type: kind.as_str().to_string(),
+            number,
+        });
+    }
+    if !p.email.is_empty() && !p.email.contains('@') {
+        return Err(CaseError::invalid("person.email", "not an e-mail address"));
+    }
+    let identity = Identity {
+        given_names: text(&p.given_names, "person.given_names", 100, true)?,
+        family_names: text(&p.family_names, "person.family_names", 100, true)?,
+        birth_date: birth.to_string(),
+        documents,
+        phone: text(&p.phone, "person.phone", 32, false)?,
+        email: text(&p.email, "person.email", 254, false)?,
+        address: text(&p.address, "person.address", 200, false)?,
+    };
+    Ok((identity, birth))
+}
+
+fn document_types(identity: &Identity) -> Vec<DocumentType> {
+    identity
+        .documents
+        .iter()
+        .filter_map(|d| DocumentType::parse(&d.doc_type))
+        .collect()
+}
+
+pub(super) fn register(m: pb::RegisterPersonRequest, on: Date, today: Date) -> R<PendingCommand> {
+    let (identity, birth) = identity(m.person, today)?;
+    let dept = department(&m.department, "department")?;
+    let command = Command::RegisterPerson {
+        on,
+        identity: Sealed(Vec::new()),
+        sex: from_wire!(pb::Sex, Sex, "SEX_", m.sex, "sex"),
+        birth_year: birth.year(),
+        birth_month: birth.month(),
+        nationality: CountryCode::parse(&m.nationality)
+            .ok_or_else(|| CaseError::invalid("nationality", "expected an ISO 3166 alpha-3 code"))?,
+        department: dept,
+        municipality: municipality(&m.municipality, dept, "municipality")?,
+        documents: document_types(&identity),
+    };
+    Ok(PendingCommand::Register { identity, command })
+}
+
+pub(super) fn update_personal_data(
+    m: pb::UpdatePersonalDataRequest,
+    on: Date,
+    today: Date,
+) -> R<PendingCommand> {
+    let (identity, _) = identity(m.person, today)?;
+    let command = Command::UpdatePersonalData {
+        on,
+        identity: Sealed(Vec::new()),
+        documents: document_types(&identity),
+    };
+    Ok(PendingCommand::UpdatePersonalData { identity, command })
+}
+
+pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> R<PendingCommand> {
+    Ok(PendingCommand::Plain(Command::PreRegister {
+        on,
+        channel: ChannelCode::parse(&m.channel)
+            .ok_or_else(|| CaseError::invalid("channel", "not a channel code"))?,
+        basis: from_wire!(
+            pb::EligibilityBasis,
+            EligibilityBasis,
+            "ELIGIBILITY_BASIS_",
+            m.basis,
+            "basis"
+        ),
+    }))
+}
+
+pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> R<PendingCommand> {
+    if !(1..=30).contains(&m.household_size) {
+        return Err(CaseError::invalid("household_size", "must be 1..30"));
+    }
+    let sector = if m.sector == 0 {
+        None
+    } else {
+        Some(from_wire!(pb::Sector, Sector, "SECTOR_", m.sector, "sector"))
+    };
+    Ok(PendingCommand::Plain(Command::CompleteSurvey {
+        on,
+        household_size: m.household_size as u8,
+        employed: m.employed,
+        sector,
+    }))
+}
+
+pub(super) fn schedule_biometrics(m: pb::ScheduleBiometricsRequest, on: Date) -> R<PendingCommand> {
+    Ok(PendingCommand::Plain(Command::ScheduleBiometrics {
+        on,
+        appointment_on: date(&m.appointment_on, "appointment_on")?,
+        site: code(&m.site, "site")?,
+    }))
+}
+
+pub(super) fn biometric_capture(m: pb::RecordBiometricCaptureRequest, on: Date) -> R<PendingCommand> {
+    let biometric_ref: [u8; 32] = m
+        .biometric_ref
+        .as_slice()
+        .try_into()
+        .map_err(|_| CaseError::invalid("biometric_ref", "must be 32 bytes"))?;
+    Ok(PendingCommand::Plain(Command::RecordBiometricCapture {
+        on,
+        site: code(&m.site, "site")?,
+        operator: code(&m.operator, "operator")?,
+        biometric_ref,
+    }))
+}
+
+pub(super) fn request_information(m: pb::RequestInformationRequest, on: Date) -> R<PendingCommand> {
+    Ok(PendingCommand::Plain(Command::RequestInformation {
+        on,
+        reason: code(&m.reason, "reason")?,
+    }))
+}
+
+pub(super) fn deny(m: pb::DenyRequest, on: Date) -> R<PendingCommand> {
+    Ok(PendingCommand::Plain(Command::Deny {
+        on,
+        reason: from_wire!(
+            pb::DenialReason,
+            DenialReason,
+            "DENIAL_REASON_",
+            m.reason,
+            "reason"
+        ),
+    }))
+}
+
+pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingCommand> {
+    let permit_number = crate::pii::normalize("PPT", &m.permit_number)
+        .map_err(|_| CaseError::invalid("permit_number", "1..32 letters or digits"))?;
+    Ok(PendingCommand::IssuePermit {
+        permit_number,
+        command: Command::IssuePermit {
+            on,
+            permit_number: Sealed(Vec::new()),
+            valid_until: optional_date(&m.valid_until, "valid_until")?,
+        },
+    })
+}
+
+pub(super) fn supersede_by_visa(m: pb::SupersedeByVisaRequest, on: Date) -> R<PendingCommand> {
+    let visa_number = crate::pii::normalize("VISA", &m.visa_number)
+        .map_err(|_| CaseError::invalid("visa_number", "1..32 letters or digits"))?;
+    Ok(PendingCommand::SupersedeByVisa {
+        visa_number,
+        command: Command::SupersedeByVisa {
+            on,
+            visa_number: Sealed(Vec::new()),
+            valid_until: optional_date(&m.valid_until, "valid_until")?,
+        },
+    })
+}
+
+pub(super) fn interim(m: &pb::InterimCertificateRequest) -> R<Date> {
+    date(&m.valid_until, "valid_until")
+}
+
+pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> R<DuplicateCause> {
+    Ok(from_wire!(
+        pb::DuplicateCause,
+        DuplicateCause,
+        "DUPLICATE_CAUSE_",
+        m.cause,
+        "cause"
+    ))
+}
+
+pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> R<CancellationGround> {
+    Ok(from_wire!(
+        pb::CancellationGround,
+        CancellationGround,
+        "CANCELLATION_GROUND_",
+        m.ground,
+        "ground"
+    ))
+}
+
+pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> R<PendingCommand> {
+    let dept = department(&m.department, "department")?;
+    Ok(PendingCommand::Plain(Command::UpdateResidence {
+        on,
+        department: dept,
+        municipality: municipality(&m.municipality, dept, "municipality")?,
+    }))
+}
+
+pub(super) fn request_certification(m: pb::RequestCertificationRequest, on: Date) -> R<PendingCommand> {
+    Ok(PendingCommand::Plain(Command::RequestCertification {
+        on,
+        route: from_wire!(
+            pb::CertificationRoute,
+            CertificationRoute,
+            "CERTIFICATION_ROUTE_",
+            m.route,
+            "route"
+        ),
+        sector: from_wire!(pb::Sector, Sector, "SECTOR_", m.sector, "sector"),
+    }))
+}
+
+pub(super) fn certification_id(id: u32) -> R<u32> {
+    if id == 0 {
+        return Err(CaseError::invalid("certification_id", "required"));
+    }
+    Ok(id)
+}
+
+pub(super) fn award_certification(m: pb::AwardCertificationRequest, on: Date) -> R<PendingCommand> {
+    Ok(PendingCommand::Plain(Command::AwardCertification {
+        certification_id: certification_id(m.certification_id)?,
+        on,
+        standard_code: code(&m.standard_code, "standard_code")?,
+        issuing_body: code(&m.issuing_body, "issuing_body")?,
+    }))
+}
+
+pub(super) fn deny_certification(m: pb::DenyCertificationRequest, on: Date) -> R<PendingCommand> {
+    Ok(PendingCommand::Plain(Command::DenyCertification {
+        certification_id: certification_id(m.certification_id)?,
+        on,
+        reason: code(&m.reason, "reason")?,
+    }))
+}
+
+pub(super) fn exit_kind(m: &pb::RecordExitRequest) -> R<ExitKind> {
+    Ok(from_wire!(pb::ExitKind, ExitKind, "EXIT_KIND_", m.kind, "kind"))
+}
+
+pub(super) fn legal_basis(m: &pb::ErasePersonRequest) -> R<String> {
+    code(&m.legal_basis, "legal_basis")
+}
+
+pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> R<(String, String)> {
+    let d = d.ok_or_else(|| CaseError::invalid("document", "required"))?;
+    let kind = from_wire!(
+        pb::DocumentType,
+        DocumentType,
+        "DOCUMENT_TYPE_",
+        d.r#type,
+        "document.type"
+    );
+    Ok((kind.as_str().to_string(), d.number))
+}
+
+pub(super) fn purpose(p: &str) -> R<String> {
+    let p = p.trim();
+    if p.is_empty() || p.len() > 64 {
+        return Err(CaseError::invalid("purpose", "required, 1..64 characters"));
+    }
+    Ok(p.to_string())
+}
+
+pub(super) fn status(s: PersonStatus) -> i32 {
+    to_wire!(pb::PersonStatus, "PERSON_STATUS_", s)
+}
+
+fn opt_date(d: Option<Date>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_default()
+}
+
+pub(super) fn event_summary(ev: &crate::log::StoredEvent, e: &crate::domain::Event) -> pb::EventSummary {
+    let r = &ev.record;
+    pb::EventSummary {
+        seq: r.seq,
+        version: r.stream_version,
+        event_type: r.event_type.clone(),
+        recorded_at_us: r.recorded_at_us,
+        actor_user: r.actor.user_id.clone(),
+        actor_office: r.actor.office.clone(),
+        request_id: r.request_id.clone(),
+        on: e.on().to_string(),
+        hash: crate::log::verify::hex(&ev.hash),
+    }
+}
+
+/// The wire form of a case read.
+pub(super) fn case(view: CaseView, today: Date) -> pb::Case {
+    let s = &view.state;
+    let person = s.person();
+    let identity = view.identity.map(|i| pb::PersonalData {
+        given_names: i.given_names.clone(),
+        family_names: i.family_names.clone(),
+        birth_date: i.birth_date.clone(),
+        documents: i
+            .documents
+            .iter()
+            .map(|d| pb::IdentityDocument {
+                r#type: pb::DocumentType::from_str_name(&format!("DOCUMENT_TYPE_{}", d.doc_type))
+                    .map(|v| v as i32)
+                    .unwrap_or(0),
+                number: d.number.clone(),
+            })
+            .collect(),
+        phone: i.phone.clone(),
+        email: i.email.clone(),
+        address: i.address.clone(),
+    });
+    let application = s.application().map(|a| pb::Application {
+        application_id: a.id,
+        channel: a.channel.as_str().to_string(),
+        basis: to_wire!(pb::EligibilityBasis, "ELIGIBILITY_BASIS_", a.basis),
+        applied_on: a.applied_on.to_string(),
+        missed_appointments: a.missed_appointments as u32,
+        biometrics_on: opt_date(a.biometrics_on),
+        decided_on: opt_date(a.decided_on),
+        denial_reason: a
+            .denial
+            .map(|d| to_wire!(pb::DenialReason, "DENIAL_REASON_", d.reason))
+            .unwrap_or(0),
+    });
+    let interim = s.interim_certificate().map(|i| i.valid_until);
+    let permit = s.permit().map(|p| pb::Permit {
+        r#type: to_wire!(pb::PermitType, "PERMIT_TYPE_", p.permit_type),
+        permit_number: view.permit_number.clone().unwrap_or_default(),
+        issued_on: p.issued_on.to_string(),
+        valid_until: p.valid_until.to_string(),
+        card_state: p.card.as_str().to_string(),
+        cancelled: p.cancelled.is_some(),
+        cancellation_ground: p
+            .cancelled
+            .map(|c| to_wire!(pb::CancellationGround, "CANCELLATION_GROUND_", c.ground))
+            .unwrap_or(0),
+        duplicates: p.duplicates as u32,
+        interim_valid_until: opt_date(interim),
+    });
+    let history_from = view.events.len().saturating_sub(1000);
+    pb::Case {
+        case_id: view.case_id.clone(),
+        version: view.version,
+        status: status(crate::domain::person_status(s, today)),
+        stage: s.state_name().to_string(),
+        person: identity,
+        erased: s.is_erased(),
+        sex: person.map(|p| to_wire!(pb::Sex, "SEX_", p.sex)).unwrap_or(0),
+        birth_year: person.map(|p| p.birth_year as u32).unwrap_or(0),
+        birth_month: person.map(|p| p.birth_month as u32).unwrap_or(0),
+        nationality: person
+            .map(|p| p.nationality.as_str().to_string())
+            .unwrap_or_default(),
+        department: person.map(|p| p.department.to_string()).unwrap_or_default(),
+        municipality: person.map(|p| p.municipality.to_string()).unwrap_or_default(),
+        application,
+        permit,
+        certifications: s
+            .certifications()
+            .iter()
+            .map(|c| pb::Certification {
+                certification_id: c.id,
+                route: to_wire!(pb::CertificationRoute, "CERTIFICATION_ROUTE_", c.route),
+                sector: to_wire!(pb::Sector, "SECTOR_", c.sector),
+                stage: c.stage.as_str().to_string(),
+                standard_code: c.standard_code.clone().unwrap_or_default(),
+                issuing_body: c.issuing_body.clone().unwrap_or_default(),
+            })
+            .collect(),
+        exit: s
+            .exit()
+            .map(|x| to_wire!(pb::ExitKind, "EXIT_KIND_", x.kind))
+            .unwrap_or(0),
+        history: view.events[history_from..]
+            .iter()
+            .map(|(ev, e)| event_summary(ev, e))
+            .collect(),
+    }
+}

@@ -1,0 +1,408 @@
+//! The gRPC boundary: tonic services, request metadata, conversions and the
+//! mapping of errors to statuses. Prost types do not go past this module.
+
+mod convert;
+pub mod status;
+
+use tonic::{Request, Response, Status};
+
+use crate::cases::{CaseError, Cases, CommandContext, PendingCommand};
+use crate::domain::{Command, Date};
+use crate::log::Actor;
+
+/// Generated code of the `regularization.v1` package.
+pub mod pb {
+    tonic::include_proto!("regularization.v1");
+}
+
+/// The file descriptor set of every package, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("registry_descriptor");
+
+/// Metadata key of the acting user (until authentication replaces it).
+pub const ACTOR_USER_HEADER: &str = "x-actor-user";
+/// Metadata key of the acting office.
+pub const ACTOR_OFFICE_HEADER: &str = "x-actor-office";
+
+/// Today in UTC, from the system clock.
+pub fn today() -> Date {
+    let days = crate::log::writer::now_us().div_euclid(86_400_000_000);
+    Date::from_days(days).expect("the system clock is within the supported range")
+}
+
+/// The caseworker service.
+#[derive(Clone)]
+pub struct CaseworkerService {
+    cases: Cases,
+}
+
+impl CaseworkerService {
+    pub fn new(cases: Cases) -> Self {
+        CaseworkerService { cases }
+    }
+
+    /// Wraps the service for tonic.
+    pub fn into_server(self) -> pb::caseworker_server::CaseworkerServer<Self> {
+        pb::caseworker_server::CaseworkerServer::new(self)
+            .max_decoding_message_size(crate::limits::GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
+    }
+
+    /// Runs a command whose request carries a header: `build` turns the
+    /// message (and its validated business date) into a pending command.
+    async fn command<M: HasHeader>(
+        &self,
+        request: Request<M>,
+        build: impl FnOnce(M, Date, Date) -> Result<PendingCommand, CaseError>,
+    ) -> Result<Response<pb::CommandResult>, Status> {
+        let actor = actor(&request)?;
+        let message = request.into_inner();
+        let header = message
+            .header()
+            .cloned()
+            .ok_or_else(|| status::invalid_argument("header", "required"))?;
+        let today = today();
+        let on = convert::business_date(&header.on, today)?;
+        let pending = build(message, on, today)?;
+        let ctx = CommandContext {
+            request_id: header.request_id,
+            case_id: (!header.case_id.is_empty()).then_some(header.case_id),
+            expected_version: header.expected_version,
+            actor,
+            today,
+        };
+        let outcome = self.cases.execute(ctx, pending).await?;
+        Ok(Response::new(pb::CommandResult {
+            case_id: outcome.case_id,
+            version: outcome.appended.last_version,
+            first_seq: outcome.appended.first_seq,
+            last_seq: outcome.appended.last_seq,
+            recorded_at_us: outcome.appended.recorded_at_us,
+            deduplicated: outcome.appended.deduplicated,
+            stage: outcome.state.state_name().to_string(),
+            status: convert::status(crate::domain::person_status(&outcome.state, today)),
+            event_types: outcome.event_types.iter().map(|t| t.to_string()).collect(),
+        }))
+    }
+
+    /// A command that carries nothing beyond its header and date.
+    async fn simple(
+        &self,
+        request: Request<pb::SimpleStepRequest>,
+        make: fn(Date) -> Command,
+    ) -> Result<Response<pb::CommandResult>, Status> {
+        self.command(request, |_, on, _| Ok(PendingCommand::Plain(make(on))))
+            .await
+    }
+}
+
+/// The actor from request metadata; both keys are required.
+fn actor<M>(request: &Request<M>) -> Result<Actor, Status> {
+    let get = |key: &'static str| -> Result<String, Status> {
+        let value = request
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Status::unauthenticated(format!("metadata {key} is required")))?;
+        if value.len() > crate::limits::ACTOR_FIELD_BYTES_MAX || !value.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(status::invalid_argument(
+                key,
+                "1..64 printable characters without spaces",
+            ));
+        }
+        Ok(value.to_string())
+    };
+    Ok(Actor {
+        user_id: get(ACTOR_USER_HEADER)?,
+        office: get(ACTOR_OFFICE_HEADER)?,
+    })
+}
+
+/// Requests that carry a [`pb::CommandHeader`].
+trait HasHeader: Send + 'static {
+    fn header(&self) -> Option<&pb::CommandHeader>;
+}
+
+macro_rules! has_header {
+    ($($t:ty),* $(,)?) => {
+        $(impl HasHeader for $t {
+            fn header(&self) -> Option<&pb::CommandHeader> {
+                self.header.as_ref()
+            }
+        })*
+    };
+}
+
+has_header!(
+    pb::SimpleStepRequest,
+    pb::RegisterPersonRequest,
+    pb::PreRegisterRequest,
+    pb::CompleteSurveyRequest,
+    pb::ScheduleBiometricsRequest,
+    pb::RecordBiometricCaptureRequest,
+    pb::RequestInformationRequest,
+    pb::DenyRequest,
+    pb::DecideAppealRequest,
+    pb::IssuePermitRequest,
+    pb::InterimCertificateRequest,
+    pb::RequestDuplicateRequest,
+    pb::ExtendValidityRequest,
+    pb::CancelPermitRequest,
+    pb::SupersedeByVisaRequest,
+    pb::UpdatePersonalDataRequest,
+    pb::UpdateResidenceRequest,
+    pb::RequestCertificationRequest,
+    pb::AssessCertificationRequest,
+    pb::AwardCertificationRequest,
+    pb::DenyCertificationRequest,
+    pb::RecordExitRequest,
+    pb::ErasePersonRequest,
+);
+
+type CommandResponse = Result<Response<pb::CommandResult>, Status>;
+
+#[tonic::async_trait]
+impl pb::caseworker_server::Caseworker for CaseworkerService {
+    async fn register_person(&self, r: Request<pb::RegisterPersonRequest>) -> CommandResponse {
+        self.command(r, convert::register).await
+    }
+    async fn pre_register(&self, r: Request<pb::PreRegisterRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::pre_register(m, on)).await
+    }
+    async fn complete_survey(&self, r: Request<pb::CompleteSurveyRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::complete_survey(m, on)).await
+    }
+    async fn schedule_biometrics(&self, r: Request<pb::ScheduleBiometricsRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::schedule_biometrics(m, on))
+            .await
+    }
+    async fn record_missed_appointment(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::RecordMissedAppointment { on }).await
+    }
+    async fn record_biometric_capture(
+        &self,
+        r: Request<pb::RecordBiometricCaptureRequest>,
+    ) -> CommandResponse {
+        self.command(r, |m, on, _| convert::biometric_capture(m, on))
+            .await
+    }
+    async fn request_information(&self, r: Request<pb::RequestInformationRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::request_information(m, on))
+            .await
+    }
+    async fn receive_information(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::ReceiveInformation { on }).await
+    }
+    async fn approve(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::Approve { on }).await
+    }
+    async fn deny(&self, r: Request<pb::DenyRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::deny(m, on)).await
+    }
+    async fn file_appeal(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::FileAppeal { on }).await
+    }
+    async fn decide_appeal(&self, r: Request<pb::DecideAppealRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::DecideAppeal {
+                on,
+                upheld: m.upheld,
+            }))
+        })
+        .await
+    }
+    async fn withdraw(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::Withdraw { on }).await
+    }
+    async fn issue_permit(&self, r: Request<pb::IssuePermitRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::issue_permit(m, on)).await
+    }
+    async fn print_card(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::PrintCard { on }).await
+    }
+    async fn deliver_card(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::DeliverCard { on }).await
+    }
+    async fn abandon_card(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::AbandonCard { on }).await
+    }
+    async fn issue_interim_certificate(&self, r: Request<pb::InterimCertificateRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::IssueInterimCertificate {
+                on,
+                valid_until: convert::interim(&m)?,
+            }))
+        })
+        .await
+    }
+    async fn extend_interim_certificate(&self, r: Request<pb::InterimCertificateRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::ExtendInterimCertificate {
+                on,
+                valid_until: convert::interim(&m)?,
+            }))
+        })
+        .await
+    }
+    async fn request_duplicate(&self, r: Request<pb::RequestDuplicateRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::RequestDuplicate {
+                on,
+                cause: convert::duplicate_cause(&m)?,
+            }))
+        })
+        .await
+    }
+    async fn issue_duplicate(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
+        self.simple(r, |on| Command::IssueDuplicate { on }).await
+    }
+    async fn extend_validity(&self, r: Request<pb::ExtendValidityRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            let valid_until = convert::date(&m.valid_until, "valid_until")?;
+            Ok(PendingCommand::Plain(Command::ExtendValidity { on, valid_until }))
+        })
+        .await
+    }
+    async fn cancel_permit(&self, r: Request<pb::CancelPermitRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::CancelPermit {
+                on,
+                ground: convert::cancellation_ground(&m)?,
+            }))
+        })
+        .await
+    }
+    async fn supersede_by_visa(&self, r: Request<pb::SupersedeByVisaRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::supersede_by_visa(m, on))
+            .await
+    }
+    async fn update_personal_data(&self, r: Request<pb::UpdatePersonalDataRequest>) -> CommandResponse {
+        self.command(r, convert::update_personal_data).await
+    }
+    async fn update_residence(&self, r: Request<pb::UpdateResidenceRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::update_residence(m, on)).await
+    }
+    async fn request_certification(&self, r: Request<pb::RequestCertificationRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::request_certification(m, on))
+            .await
+    }
+    async fn assess_certification(&self, r: Request<pb::AssessCertificationRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::AssessCertification {
+                certification_id: convert::certification_id(m.certification_id)?,
+                on,
+                passed: m.passed,
+            }))
+        })
+        .await
+    }
+    async fn award_certification(&self, r: Request<pb::AwardCertificationRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::award_certification(m, on))
+            .await
+    }
+    async fn deny_certification(&self, r: Request<pb::DenyCertificationRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| convert::deny_certification(m, on))
+            .await
+    }
+    async fn record_exit(&self, r: Request<pb::RecordExitRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::RecordExit {
+                on,
+                kind: convert::exit_kind(&m)?,
+            }))
+        })
+        .await
+    }
+    async fn erase_person(&self, r: Request<pb::ErasePersonRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| {
+            Ok(PendingCommand::Plain(Command::ErasePerson {
+                on,
+                legal_basis: convert::legal_basis(&m)?,
+            }))
+        })
+        .await
+    }
+
+    async fn get_case(&self, r: Request<pb::GetCaseRequest>) -> Result<Response<pb::Case>, Status> {
+        actor(&r)?;
+        let m = r.into_inner();
+        convert::purpose(&m.purpose)?;
+        let case_id = case_id_field(&m.case_id)?;
+        let cases = self.cases.clone();
+        let view = tokio::task::spawn_blocking(move || cases.get_case(&case_id))
+            .await
+            .map_err(|_| Status::internal("internal error"))??;
+        Ok(Response::new(convert::case(view, today())))
+    }
+
+    async fn find_cases_by_document(
+        &self,
+        r: Request<pb::FindCasesByDocumentRequest>,
+    ) -> Result<Response<pb::FindCasesByDocumentResponse>, Status> {
+        actor(&r)?;
+        let m = r.into_inner();
+        convert::purpose(&m.purpose)?;
+        let (doc_type, number) = convert::document_query(m.document)?;
+        let cases = self.cases.clone();
+        let found = tokio::task::spawn_blocking(move || cases.find_by_document(&doc_type, &number))
+            .await
+            .map_err(|_| Status::internal("internal error"))??;
+        Ok(Response::new(pb::FindCasesByDocumentResponse {
+            case_ids: found.into_iter().collect(),
+        }))
+    }
+
+    async fn list_case_events(
+        &self,
+        r: Request<pb::ListCaseEventsRequest>,
+    ) -> Result<Response<pb::ListCaseEventsResponse>, Status> {
+        actor(&r)?;
+        let m = r.into_inner();
+        let case_id = case_id_field(&m.case_id)?;
+        let limit = match m.limit {
+            0 => 100,
+            1..=1000 => m.limit as usize,
+            _ => return Err(status::invalid_argument("limit", "must be 1..1000")),
+        };
+        let from = m.from_version.max(1);
+        let cases = self.cases.clone();
+        let page = tokio::task::spawn_blocking(move || -> Result<_, CaseError> {
+            let store = cases.store();
+            if store.stream_version(&case_id)? == 0 {
+                return Err(CaseError::NotFound(case_id));
+            }
+            let events = store.read_stream(&case_id, from, limit + 1)?;
+            let mut out = Vec::with_capacity(events.len());
+            for ev in events {
+                let e = crate::codec::decode(&ev.record.event_type, &ev.record.payload)?;
+                out.push(convert::event_summary(&ev, &e));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|_| Status::internal("internal error"))??;
+        let mut events = page;
+        let next_version = if events.len() > limit {
+            events.pop().map(|e| e.version).unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(Response::new(pb::ListCaseEventsResponse { events, next_version }))
+    }
+}
+
+fn case_id_field(id: &str) -> Result<String, Status> {
+    if id.is_empty() {
+        return Err(status::invalid_argument("case_id", "required"));
+    }
+    if id.len() > crate::limits::STREAM_ID_BYTES_MAX
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(status::invalid_argument("case_id", "not a case id"));
+    }
+    Ok(id.to_string())
+}

@@ -1,0 +1,632 @@
+//! The case service: everything a command or a case read does between the
+//! wire and the log, with no prost types.
+//!
+//! A command: load the case's events and fold them ([`CaseState`]), seal the
+//! personal fields with the person's key, let the domain decide, reserve
+//! identity documents in the look-up index, append the events with the
+//! caller's expected version, and keep the index and keys in step (erasure).
+//!
+//! Retries: the request id is looked up first. If it was already used, the
+//! command is decided again against the case *as it was before* that request,
+//! and the writer compares fingerprints: the same request gets the original
+//! result, another request under the same id is refused. Sealing uses a
+//! synthetic nonce per request ([`pii::seal_for_request`]) so that a retry
+//! seals to the same bytes.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::domain::{CaseState, ChannelCatalog, Command, Date, DocumentType, Event, Rejection, Sealed};
+use crate::log::{Actor, AppendError, AppendRequest, Appended, Appender, ExpectedVersion, NewEvent, Store};
+use crate::pii::{self, BlindIndexer, DataKey, KeyStore, PiiError};
+
+/// Sled tree of the document look-up index: blind index (32 bytes) ->
+/// case id || reserved_at_us (i64 BE).
+pub const TREE_DOCUMENTS: &str = "documents";
+/// Field context of the sealed identity.
+pub const FIELD_IDENTITY: &str = "identity";
+/// Field context of a sealed permit number.
+pub const FIELD_PERMIT_NUMBER: &str = "permit_number";
+/// Field context of a sealed visa number.
+pub const FIELD_VISA_NUMBER: &str = "visa_number";
+/// A reservation older than this whose case never got an event is stale
+/// (its registration failed or crashed) and may be taken over.
+const RESERVATION_STALE_US: i64 = 60_000_000;
+/// Events a case may hold that `get_case` folds (a case has a few dozen).
+const CASE_EVENTS_MAX: usize = crate::limits::READ_PAGE_EVENTS_MAX;
+
+/// An identity document in clear, only ever held in memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityDocument {
+    /// Stored code of the [`DocumentType`].
+    pub doc_type: String,
+    pub number: String,
+}
+
+/// A person's identifying data in clear. Sealed as JSON with the person's key
+/// before it reaches the log; never logged (`Debug` is redacted).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Identity {
+    pub given_names: String,
+    pub family_names: String,
+    /// ISO date.
+    pub birth_date: String,
+    pub documents: Vec<IdentityDocument>,
+    pub phone: String,
+    pub email: String,
+    pub address: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity(<{} documents, redacted>)", self.documents.len())
+    }
+}
+
+/// Why a command or read failed, before it is mapped to a gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("case {0} not found")]
+    NotFound(String),
+    #[error("version conflict: expected {expected}, the case is at version {actual}")]
+    VersionConflict { expected: u64, actual: u64 },
+    #[error("identity document already registered to another case")]
+    DocumentTaken,
+    #[error("request id already used for a different request")]
+    RequestIdReused,
+    #[error("{field} exceeds the limit of {limit}")]
+    TooLarge { field: &'static str, limit: usize },
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CaseError {
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> CaseError {
+        CaseError::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<AppendError> for CaseError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Invalid { field, reason } => CaseError::Invalid { field, reason },
+            AppendError::TooLarge { field, limit } => CaseError::TooLarge { field, limit },
+            AppendError::VersionConflict { expected, actual, .. } => CaseError::VersionConflict {
+                expected: match expected {
+                    ExpectedVersion::Exact(n) => n,
+                    _ => 0,
+                },
+                actual,
+            },
+            AppendError::IdempotencyMismatch { .. } => CaseError::RequestIdReused,
+            AppendError::Unavailable(m) => CaseError::Unavailable(m),
+        }
+    }
+}
+
+impl From<crate::log::StoreError> for CaseError {
+    fn from(e: crate::log::StoreError) -> Self {
+        CaseError::Internal(e.to_string())
+    }
+}
+
+impl From<PiiError> for CaseError {
+    fn from(e: PiiError) -> Self {
+        match e {
+            PiiError::InvalidDocument { reason } => CaseError::invalid("document.number", reason),
+            other => CaseError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<sled::Error> for CaseError {
+    fn from(e: sled::Error) -> Self {
+        CaseError::Internal(e.to_string())
+    }
+}
+
+impl From<codec::CodecError> for CaseError {
+    fn from(e: codec::CodecError) -> Self {
+        CaseError::Internal(e.to_string())
+    }
+}
+
+/// Who asks, under which idempotency key, on which case and version.
+#[derive(Clone, Debug)]
+pub struct CommandContext {
+    pub request_id: String,
+    /// `None` for a registration (the case id is derived from the request id).
+    pub case_id: Option<String>,
+    pub expected_version: u64,
+    pub actor: Actor,
+    /// The date the command is decided on (business dates may not be later).
+    pub today: Date,
+}
+
+/// A command before sealing: its personal fields still in clear.
+pub enum PendingCommand {
+    /// A command without personal data.
+    Plain(Command),
+    /// Registration: the identity is sealed into `Command::RegisterPerson.identity`.
+    Register { identity: Identity, command: Command },
+    /// Rectification: the identity is sealed into `Command::UpdatePersonalData.identity`.
+    UpdatePersonalData { identity: Identity, command: Command },
+    /// Permit issue: the number is sealed into `Command::IssuePermit.permit_number`.
+    IssuePermit { permit_number: String, command: Command },
+    /// Visa: the number is sealed into `Command::SupersedeByVisa.visa_number`.
+    SupersedeByVisa { visa_number: String, command: Command },
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome {
+    pub case_id: String,
+    pub appended: Appended,
+    pub state: CaseState,
+    pub event_types: Vec<&'static str>,
+}
+
+/// A case as read back: state, version, identity in clear (unless erased),
+/// and its events.
+pub struct CaseView {
+    pub case_id: String,
+    pub version: u64,
+    pub state: CaseState,
+    pub identity: Option<Identity>,
+    pub permit_number: Option<String>,
+    pub events: Vec<(crate::log::StoredEvent, Event)>,
+}
+
+/// The case service. Cheap to clone; shared by every request handler.
+#[derive(Clone)]
+pub struct Cases {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    appender: Appender,
+    store: Store,
+    keys: KeyStore,
+    blind: BlindIndexer,
+    documents: sled::Tree,
+    catalog: ChannelCatalog,
+}
+
+/// Derives the case id of a registration from its request id, so a retried
+/// registration names the same case: `C-` and 20 hex digits (80 bits).
+pub fn case_id_for_request(request_id: &str) -> String {
+    let h = blake3::Hasher::new()
+        .update(b"migreg.case-id.v1\0")
+        .update(request_id.as_bytes())
+        .finalize();
+    let hex: String = h.as_bytes()[..10].iter().map(|b| format!("{b:02x}")).collect();
+    format!("C-{hex}")
+}
+
+impl Cases {
+    pub fn new(
+        appender: Appender,
+        store: Store,
+        keys: KeyStore,
+        catalog: ChannelCatalog,
+    ) -> Result<Cases, CaseError> {
+        let blind = keys.blind_indexer()?;
+        let documents = store.db().open_tree(TREE_DOCUMENTS)?;
+        Ok(Cases {
+            inner: Arc::new(Inner {
+                appender,
+                store,
+                keys,
+                blind,
+                documents,
+                catalog,
+            }),
+        })
+    }
+
+    /// The log's store (reads).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Runs one command. Blocking sled reads run on the blocking pool.
+    pub async fn execute(
+        &self,
+        ctx: CommandContext,
+        pending: PendingCommand,
+    ) -> Result<CommandOutcome, CaseError> {
+        let this = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || this.prepare(ctx, pending))
+            .await
+            .map_err(|e| CaseError::Internal(e.to_string()))??;
+        let result = self.inner.appender.append(prepared.request.clone()).await;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.finish(prepared, result))
+            .await
+            .map_err(|e| CaseError::Internal(e.to_string()))?
+    }
+
+    /// Like [`Cases::execute`], for threads outside the async runtime (simulation).
+    pub fn execute_blocking(
+        &self,
+        ctx: CommandContext,
+        pending: PendingCommand,
+    ) -> Result<CommandOutcome, CaseError> {
+        let prepared = self.prepare(ctx, pending)?;
+        let result = self.inner.appender.append_blocking(prepared.request.clone());
+        self.finish(prepared, result)
+    }
+
+    fn prepare(&self, ctx: CommandContext, pending: PendingCommand) -> Result<Prepared, CaseError> {
+        let inner = &*self.inner;
+        let registering = matches!(pending, PendingCommand::Register { .. });
+        let case_id = match (&ctx.case_id, registering) {
+            (_, true) => case_id_for_request(&ctx.request_id),
+            (Some(id), false) if !id.is_empty() => id.clone(),
+            _ => return Err(CaseError::invalid("header.case_id", "required")),
+        };
+        if registering && ctx.expected_version != 0 {
+            return Err(CaseError::invalid(
+                "header.expected_version",
+                "must be 0 for a registration",
+            ));
+        }
+        // A retry is decided against the case as it was before the original request.
+        let base_version = match inner.store.idempotency_entry(&ctx.request_id)? {
+            Some(entry) => {
+                let first = inner
+                    .store
+                    .get(entry.first_seq)?
+                    .ok_or_else(|| CaseError::Internal("idempotency entry without event".into()))?;
+                if first.record.stream_id != case_id {
+                    return Err(CaseError::RequestIdReused);
+                }
+                entry.first_version - 1
+            }
+            None => {
+                let current = inner.store.stream_version(&case_id)?;
+                if current == 0 && !registering {
+                    return Err(CaseError::NotFound(case_id));
+                }
+                if current != ctx.expected_version {
+                    return Err(CaseError::VersionConflict {
+                        expected: ctx.expected_version,
+                        actual: current,
+                    });
+                }
+                current
+            }
+        };
+        let state = self.fold(&case_id, base_version)?;
+        let key = match &pending {
+            PendingCommand::Plain(_) => None,
+            PendingCommand::Register { .. } => Some(match inner.keys.get(&case_id)? {
+                Some(k) => k,
+                None => inner.keys.create(&case_id)?,
+            }),
+            // None when erased: the domain refuses identity-bearing commands with the right reason.
+            _ => inner.keys.get(&case_id)?,
+        };
+        let mut new_documents = Vec::new();
+        let command = seal_pending(
+            pending,
+            key.as_ref(),
+            &case_id,
+            &ctx.request_id,
+            &mut new_documents,
+        )?;
+        let events = state.decide(&command, ctx.today, &inner.catalog)?;
+        let mut new_blind = Vec::with_capacity(new_documents.len());
+        for d in &new_documents {
+            new_blind.push(inner.blind.index(&d.doc_type, &d.number)?);
+        }
+        // Documents held before this command (rectification and erasure release them).
+        let old_blind = match (&command, state.person().and_then(|p| p.identity.as_ref()), &key) {
+            (Command::UpdatePersonalData { .. } | Command::ErasePerson { .. }, Some(sealed), _) => {
+                match inner.keys.get(&case_id)? {
+                    Some(k) => self.blind_of(&k, &case_id, sealed)?,
+                    None => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        };
+        let reserved = self.reserve(&case_id, &new_blind)?;
+        let request = AppendRequest {
+            stream_id: case_id.clone(),
+            expected: if base_version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(base_version)
+            },
+            request_id: ctx.request_id.clone(),
+            actor: ctx.actor.clone(),
+            events: events
+                .iter()
+                .map(|e| {
+                    let (event_type, payload) = codec::encode(e);
+                    NewEvent {
+                        event_type: event_type.to_string(),
+                        payload,
+                    }
+                })
+                .collect(),
+        };
+        let erasing = matches!(command, Command::ErasePerson { .. });
+        let released: Vec<[u8; 32]> = old_blind
+            .into_iter()
+            .filter(|b| erasing || !new_blind.contains(b))
+            .collect();
+        Ok(Prepared {
+            case_id,
+            state,
+            events,
+            request,
+            reserved,
+            released,
+            erasing,
+        })
+    }
+
+    fn finish(
+        &self,
+        p: Prepared,
+        result: Result<Appended, AppendError>,
+    ) -> Result<CommandOutcome, CaseError> {
+        let appended = match result {
+            Ok(a) => a,
+            Err(e) => {
+                self.release_reservations(&p.case_id, &p.reserved);
+                return Err(e.into());
+            }
+        };
+        // Durable now: release documents the case no longer holds; finish an erasure
+        // (also on a retry, so an erasure interrupted after its event completes).
+        self.release_reservations(&p.case_id, &p.released);
+        if p.erasing {
+            self.inner.keys.erase(&p.case_id)?;
+        }
+        let mut state = p.state;
+        for e in &p.events {
+            state.apply(e);
+        }
+        Ok(CommandOutcome {
+            case_id: p.case_id,
+            appended,
+            state,
+            event_types: p.events.iter().map(|e| e.event_type()).collect(),
+        })
+    }
+
+    /// Folds the first `version` events of a case.
+    fn fold(&self, case_id: &str, version: u64) -> Result<CaseState, CaseError> {
+        let mut state = CaseState::default();
+        if version == 0 {
+            return Ok(state);
+        }
+        for ev in self.inner.store.read_stream(case_id, 1, version as usize)? {
+            state.apply(&codec::decode(&ev.record.event_type, &ev.record.payload)?);
+        }
+        Ok(state)
+    }
+
+    fn blind_of(&self, key: &DataKey, case_id: &str, sealed: &Sealed) -> Result<Vec<[u8; 32]>, CaseError> {
+        let identity: Identity = pii::open_json(key, case_id, FIELD_IDENTITY, sealed.as_bytes())?;
+        identity
+            .documents
+            .iter()
+            .map(|d| Ok(self.inner.blind.index(&d.doc_type, &d.number)?))
+            .collect()
+    }
+
+    /// Reserves documents for a case; returns the ones this call newly took.
+    /// A document held by another case refuses the whole reservation.
+    fn reserve(&self, case_id: &str, blind: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, CaseError> {
+        let docs = &self.inner.documents;
+        let mut value = case_id.as_bytes().to_vec();
+        value.extend_from_slice(&crate::log::writer::now_us().to_be_bytes());
+        let mut taken = Vec::new();
+        for b in blind {
+            let mut current = docs.get(b)?;
+            loop {
+                match current {
+                    None => match docs.compare_and_swap(b, None as Option<&[u8]>, Some(value.clone()))? {
+                        Ok(()) => {
+                            taken.push(*b);
+                            break;
+                        }
+                        Err(e) => current = e.current,
+                    },
+                    Some(ref held) if owner(held) == case_id.as_bytes() => break,
+                    Some(ref held) if self.is_stale(held)? => {
+                        match docs.compare_and_swap(b, Some(held.clone()), Some(value.clone()))? {
+                            Ok(()) => {
+                                taken.push(*b);
+                                break;
+                            }
+                            Err(e) => current = e.current,
+                        }
+                    }
+                    Some(_) => {
+                        self.release_reservations(case_id, &taken);
+                        return Err(CaseError::DocumentTaken);
+                    }
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// A reservation whose case never got an event, older than a minute.
+    fn is_stale(&self, held: &sled::IVec) -> Result<bool, CaseError> {
+        let owner_id = std::str::from_utf8(owner(held)).unwrap_or("");
+        let at = i64::from_be_bytes(held[held.len() - 8..].try_into().unwrap_or([0; 8]));
+        Ok(self.inner.store.stream_version(owner_id)? == 0
+            && crate::log::writer::now_us() - at > RESERVATION_STALE_US)
+    }
+
+    fn release_reservations(&self, case_id: &str, blind: &[[u8; 32]]) {
+        for b in blind {
+            if let Ok(Some(held)) = self.inner.documents.get(b) {
+                if owner(&held) == case_id.as_bytes() {
+                    let _ = self
+                        .inner
+                        .documents
+                        .compare_and_swap(b, Some(held), None as Option<&[u8]>);
+                }
+            }
+        }
+    }
+
+    /// Reads a case with its identifying data opened (unless erased).
+    pub fn get_case(&self, case_id: &str) -> Result<CaseView, CaseError> {
+        let inner = &*self.inner;
+        let stored = inner.store.read_stream(case_id, 1, CASE_EVENTS_MAX)?;
+        if stored.is_empty() {
+            return Err(CaseError::NotFound(case_id.to_string()));
+        }
+        let mut state = CaseState::default();
+        let mut events = Vec::with_capacity(stored.len());
+        for ev in stored {
+            let e = codec::decode(&ev.record.event_type, &ev.record.payload)?;
+            state.apply(&e);
+            events.push((ev, e));
+        }
+        let version = events.last().map(|(ev, _)| ev.record.stream_version).unwrap_or(0);
+        let key = if state.is_erased() {
+            None
+        } else {
+            inner.keys.get(case_id)?
+        };
+        let (mut identity, mut permit_number) = (None, None);
+        if let Some(key) = &key {
+            if let Some(sealed) = state.person().and_then(|p| p.identity.as_ref()) {
+                identity = Some(pii::open_json(key, case_id, FIELD_IDENTITY, sealed.as_bytes())?);
+            }
+            if let Some(sealed) = state.permit().and_then(|p| p.number.as_ref()) {
+                let bytes = pii::open(key, case_id, FIELD_PERMIT_NUMBER, sealed.as_bytes())?;
+                permit_number =
+                    Some(String::from_utf8(bytes).map_err(|_| CaseError::Internal("permit number".into()))?);
+            }
+        }
+        Ok(CaseView {
+            case_id: case_id.to_string(),
+            version,
+            state,
+            identity,
+            permit_number,
+            events,
+        })
+    }
+
+    /// The case holding a document, if any (erased persons hold none).
+    pub fn find_by_document(&self, doc_type: &str, number: &str) -> Result<Option<String>, CaseError> {
+        let blind = self.inner.blind.index(doc_type, number)?;
+        match self.inner.documents.get(blind)? {
+            Some(held) => {
+                let case_id = String::from_utf8_lossy(owner(&held)).into_owned();
+                Ok((self.inner.store.stream_version(&case_id)? > 0).then_some(case_id))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+fn owner(held: &[u8]) -> &[u8] {
+    &held[..held.len().saturating_sub(8)]
+}
+
+struct Prepared {
+    case_id: String,
+    state: CaseState,
+    events: Vec<Event>,
+    request: AppendRequest,
+    reserved: Vec<[u8; 32]>,
+    released: Vec<[u8; 32]>,
+    erasing: bool,
+}
+
+/// Seals the clear personal fields of a pending command into its domain command.
+fn seal_pending(
+    pending: PendingCommand,
+    key: Option<&DataKey>,
+    case_id: &str,
+    request_id: &str,
+    documents: &mut Vec<IdentityDocument>,
+) -> Result<Command, CaseError> {
+    let seal = |field: &str, bytes: &[u8]| -> Option<Sealed> {
+        key.map(|k| Sealed(pii::seal_for_request(k, case_id, field, request_id, bytes)))
+    };
+    // Without a key (erased person) the domain gets an empty value and refuses
+    // the command as carrying personal data for an erased person.
+    let sealed_or_empty = |field: &str, bytes: &[u8]| seal(field, bytes).unwrap_or(Sealed(Vec::new()));
+    Ok(match pending {
+        PendingCommand::Plain(c) => c,
+        PendingCommand::Register {
+            identity,
+            mut command,
+        }
+        | PendingCommand::UpdatePersonalData {
+            identity,
+            mut command,
+        } => {
+            let json = zeroize::Zeroizing::new(
+                serde_json::to_vec(&identity).map_err(|e| CaseError::Internal(e.to_string()))?,
+            );
+            let sealed = sealed_or_empty(FIELD_IDENTITY, &json);
+            match &mut command {
+                Command::RegisterPerson { identity: slot, .. }
+                | Command::UpdatePersonalData { identity: slot, .. } => *slot = sealed,
+                _ => return Err(CaseError::Internal("identity for a command without one".into())),
+            }
+            documents.extend(identity.documents.iter().cloned());
+            command
+        }
+        PendingCommand::IssuePermit {
+            permit_number,
+            mut command,
+        } => {
+            if let Command::IssuePermit {
+                permit_number: slot, ..
+            } = &mut command
+            {
+                *slot = sealed_or_empty(FIELD_PERMIT_NUMBER, permit_number.as_bytes());
+            }
+            command
+        }
+        PendingCommand::SupersedeByVisa {
+            visa_number,
+            mut command,
+        } => {
+            if let Command::SupersedeByVisa {
+                visa_number: slot, ..
+            } = &mut command
+            {
+                *slot = sealed_or_empty(FIELD_VISA_NUMBER, visa_number.as_bytes());
+            }
+            command
+        }
+    })
+}
+
+/// The types of an identity's documents, for the domain.
+pub fn document_types(identity: &Identity) -> Result<Vec<DocumentType>, CaseError> {
+    identity
+        .documents
+        .iter()
+        .map(|d| {
+            DocumentType::parse(&d.doc_type)
+                .ok_or_else(|| CaseError::invalid("person.documents.type", "unknown"))
+        })
+        .collect()
+}

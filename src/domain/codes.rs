@@ -1,0 +1,184 @@
+//! Short validated codes kept inline (no heap), and the rule for free codes.
+//!
+//! Case state is rebuilt for millions of people, so the codes it holds are
+//! fixed-size values, not `String`s. The clear-text log must never carry
+//! personal data, so text fields that are not sealed are restricted to codes
+//! (see [`check_code`]): a caseworker cannot type a name into a reason.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest channel code.
+pub const CHANNEL_CODE_BYTES_MAX: usize = 15;
+/// Longest free code (reason, site, operator, standard, issuing body, legal basis).
+pub const CODE_BYTES_MAX: usize = 64;
+
+/// A channel's code, e.g. `ETPV`, `PEP_TUTOR`: 1..=15 of `A-Z 0-9 _`,
+/// starting with a letter. Sixteen bytes, `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChannelCode {
+    len: u8,
+    bytes: [u8; CHANNEL_CODE_BYTES_MAX],
+}
+
+impl ChannelCode {
+    /// Placeholder channel of a permit whose application is missing from the
+    /// log (cannot happen through `decide`; `apply` must still be total).
+    pub const UNKNOWN: ChannelCode = ChannelCode {
+        len: 7,
+        bytes: *b"UNKNOWN\0\0\0\0\0\0\0\0",
+    };
+
+    /// Parses a code; `None` if empty, too long or outside `A-Z 0-9 _`.
+    pub fn parse(text: &str) -> Option<ChannelCode> {
+        let src = text.as_bytes();
+        let well_formed = !src.is_empty()
+            && src.len() <= CHANNEL_CODE_BYTES_MAX
+            && src[0].is_ascii_uppercase()
+            && src
+                .iter()
+                .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !well_formed {
+            return None;
+        }
+        let mut bytes = [0u8; CHANNEL_CODE_BYTES_MAX];
+        bytes[..src.len()].copy_from_slice(src);
+        Some(ChannelCode {
+            len: src.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored, so this cannot fail.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Display for ChannelCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for ChannelCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelCode({})", self.as_str())
+    }
+}
+
+impl Serialize for ChannelCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ChannelCode, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ChannelCode::parse(&text).ok_or_else(|| serde::de::Error::custom("invalid channel code"))
+    }
+}
+
+/// An ISO 3166-1 alpha-3 country code (`VEN`): three uppercase letters, three bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CountryCode([u8; 3]);
+
+impl CountryCode {
+    /// Venezuela, the nationality of nearly every case.
+    pub const VEN: CountryCode = CountryCode(*b"VEN");
+
+    /// Parses three uppercase ASCII letters (the list of assigned codes is
+    /// not checked: it changes, and statistics only group by it).
+    pub fn parse(text: &str) -> Option<CountryCode> {
+        let bytes: [u8; 3] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(u8::is_ascii_uppercase)
+            .then_some(CountryCode(bytes))
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl fmt::Display for CountryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for CountryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CountryCode({})", self.as_str())
+    }
+}
+
+impl Serialize for CountryCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for CountryCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CountryCode, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        CountryCode::parse(&text).ok_or_else(|| serde::de::Error::custom("invalid ISO 3166 alpha-3 code"))
+    }
+}
+
+/// Checks a free code carried in the clear (reason, site, operator, standard
+/// code, issuing body, legal basis): 1..=64 ASCII letters, digits or one of
+/// `_ - . / :`. No spaces, so no names or sentences reach the clear log.
+pub fn check_code(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if text.len() > CODE_BYTES_MAX {
+        return Err(format!("longer than {CODE_BYTES_MAX} bytes"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':');
+    if !text.chars().all(allowed) {
+        return Err("must be a code of ASCII letters, digits and _-./: (no free text)".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_codes_are_short_uppercase_words() {
+        let code = ChannelCode::parse("PEP_TUTOR").unwrap();
+        assert_eq!(code.as_str(), "PEP_TUTOR");
+        assert_eq!(ChannelCode::parse("SC2").unwrap().as_str(), "SC2");
+        for bad in ["", "etpv", "2SC", "ETPV-2", "A_VERY_LONG_CODE_X", "ÉTPV"] {
+            assert_eq!(ChannelCode::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(serde_json::to_string(&code).unwrap(), "\"PEP_TUTOR\"");
+        assert_eq!(std::mem::size_of::<ChannelCode>(), 16);
+    }
+
+    #[test]
+    fn country_codes_are_three_uppercase_letters() {
+        assert_eq!(CountryCode::parse("VEN"), Some(CountryCode::VEN));
+        assert_eq!(CountryCode::parse("ven"), None);
+        assert_eq!(CountryCode::parse("VE"), None);
+        assert_eq!(CountryCode::parse("V3N"), None);
+    }
+
+    #[test]
+    fn free_codes_refuse_free_text() {
+        assert!(check_code("BOG-CALLE-100").is_ok());
+        assert!(check_code("NTC-2345.01").is_ok());
+        assert!(check_code("").is_err());
+        assert!(check_code("Maria Perez").is_err());
+        assert!(check_code(&"A".repeat(65)).is_err());
+        assert!(check_code("José").is_err());
+    }
+}

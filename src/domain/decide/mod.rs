@@ -1,0 +1,293 @@
+//! `decide`: turns a command into events, or refuses it.
+//!
+//! `decide` is a pure function of the case state, the command, `today` and
+//! the channel catalog. Checks run in a fixed order, so the same mistake
+//! always gets the same rejection:
+//!
+//! 1. existence: `RegisterPerson` needs an empty stream (`CaseAlreadyExists`),
+//!    everything else an existing case (`NoSuchCase`);
+//! 2. erasure: a command carrying sealed personal data on an erased person
+//!    is refused (`Erased`);
+//! 3. dates: `on` may not be after `today`, nor before the latest business
+//!    date already recorded in the case (a case's timeline only moves forward);
+//! 4. exit: after an exit only `UpdatePersonalData` (rectification) and
+//!    `ErasePerson` remain (`IllegalTransition` in state `EXITED`);
+//! 5. the command's own transition rules (state first, then field and
+//!    channel checks).
+//!
+//! This file holds the dispatch, the person-level commands and shared
+//! helpers; `application.rs`, `permit.rs` and `certification.rs` hold the rest.
+
+mod application;
+mod certification;
+mod permit;
+
+use super::case::{CaseState, Stage};
+use super::channels::{ChannelCatalog, ChannelRules};
+use super::codes::check_code;
+use super::command::Command;
+use super::date::{age_on, Date};
+use super::divipola::{Department, Municipality};
+use super::error::Rejection;
+use super::event::Event;
+use super::sealed::{Sealed, SEALED_BYTES_MAX};
+use super::types::DocumentType;
+
+/// Earliest birth year accepted.
+pub const BIRTH_YEAR_MIN: u16 = 1900;
+/// Oldest age accepted at registration, in years.
+pub const AGE_YEARS_MAX: u32 = 125;
+
+impl CaseState {
+    /// Decides `command` against this case on `today`: the events to append
+    /// (one or more, to be appended atomically), or why not. Pure: no clock,
+    /// no I/O; the same inputs always give the same answer.
+    pub fn decide(
+        &self,
+        command: &Command,
+        today: Date,
+        catalog: &ChannelCatalog,
+    ) -> Result<Vec<Event>, Rejection> {
+        let name = command.name();
+        if self.person.is_none() {
+            return match command {
+                Command::RegisterPerson { .. } => register(command, today),
+                _ => Err(Rejection::NoSuchCase),
+            };
+        }
+        if let Command::RegisterPerson { .. } = command {
+            return Err(Rejection::CaseAlreadyExists);
+        }
+        if self.erased_on.is_some() && command.carries_personal_data() {
+            return Err(Rejection::Erased { command: name });
+        }
+        check_on(command.on(), today, self.latest_on)?;
+        if let Some(exit) = self.exit {
+            if !matches!(
+                command,
+                Command::UpdatePersonalData { .. } | Command::ErasePerson { .. }
+            ) {
+                let reason = format!(
+                    "the person exited ({}) on {}; only rectification and erasure remain",
+                    exit.kind, exit.on
+                );
+                return Err(self.illegal(name, reason));
+            }
+        }
+        self.decide_command(command, catalog)
+    }
+
+    fn decide_command(&self, command: &Command, catalog: &ChannelCatalog) -> Result<Vec<Event>, Rejection> {
+        let name = command.name();
+        match command {
+            Command::UpdatePersonalData {
+                on,
+                identity,
+                documents,
+            } => {
+                check_sealed("identity", identity)?;
+                check_documents(documents)?;
+                let (identity, documents) = (identity.clone(), documents.clone());
+                Ok(vec![Event::PersonalDataUpdated {
+                    on: *on,
+                    identity,
+                    documents,
+                }])
+            }
+            Command::UpdateResidence {
+                on,
+                department,
+                municipality,
+            } => {
+                check_residence(*department, *municipality)?;
+                let (department, municipality) = (*department, *municipality);
+                Ok(vec![Event::ResidenceUpdated {
+                    on: *on,
+                    department,
+                    municipality,
+                }])
+            }
+            Command::RecordExit { on, kind } => Ok(vec![Event::ExitRecorded { on: *on, kind: *kind }]),
+            Command::ErasePerson { on, legal_basis } => {
+                if let Some(erased_on) = self.erased_on {
+                    return Err(self.illegal(name, format!("already erased on {erased_on}")));
+                }
+                require_code("legal_basis", legal_basis)?;
+                Ok(vec![Event::PersonErased {
+                    on: *on,
+                    legal_basis: legal_basis.clone(),
+                }])
+            }
+            Command::RequestCertification { .. }
+            | Command::AssessCertification { .. }
+            | Command::AwardCertification { .. }
+            | Command::DenyCertification { .. } => self.decide_certification(command),
+            Command::IssuePermit { .. }
+            | Command::PrintCard { .. }
+            | Command::DeliverCard { .. }
+            | Command::AbandonCard { .. }
+            | Command::IssueInterimCertificate { .. }
+            | Command::ExtendInterimCertificate { .. }
+            | Command::RequestDuplicate { .. }
+            | Command::IssueDuplicate { .. }
+            | Command::ExtendValidity { .. }
+            | Command::CancelPermit { .. }
+            | Command::SupersedeByVisa { .. } => self.decide_permit(command, catalog),
+            _ => self.decide_application(command, catalog),
+        }
+    }
+
+    /// An `IllegalTransition` naming the current state.
+    pub(crate) fn illegal(&self, command: &'static str, reason: impl Into<String>) -> Rejection {
+        Rejection::IllegalTransition {
+            command,
+            state: self.state_name(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Refuses unless the stage is one of `allowed`; `why` explains, given
+    /// the current stage.
+    pub(crate) fn require(
+        &self,
+        command: &'static str,
+        allowed: &[Stage],
+        why: impl FnOnce(Stage) -> String,
+    ) -> Result<(), Rejection> {
+        if self.stage.is_in(allowed) {
+            Ok(())
+        } else {
+            Err(self.illegal(command, why(self.stage)))
+        }
+    }
+
+    /// The rules of the current application's channel.
+    pub(crate) fn current_rules<'c>(
+        &self,
+        command: &'static str,
+        catalog: &'c ChannelCatalog,
+    ) -> Result<&'c ChannelRules, Rejection> {
+        let Some(app) = &self.application else {
+            return Err(self.illegal(command, "no application was ever made"));
+        };
+        catalog.get(app.channel).ok_or_else(|| {
+            Rejection::invalid(
+                "channel",
+                format!("channel {} is not in the catalog", app.channel),
+            )
+        })
+    }
+}
+
+/// Opens a case.
+fn register(command: &Command, today: Date) -> Result<Vec<Event>, Rejection> {
+    let Command::RegisterPerson {
+        on,
+        identity,
+        sex,
+        birth_year,
+        birth_month,
+        nationality,
+        department,
+        municipality,
+        documents,
+    } = command
+    else {
+        return Err(Rejection::NoSuchCase);
+    };
+    check_on(*on, today, None)?;
+    check_sealed("identity", identity)?;
+    if !(1..=12).contains(birth_month) {
+        return Err(Rejection::invalid(
+            "birth_month",
+            format!("{birth_month} is not a month"),
+        ));
+    }
+    if *birth_year < BIRTH_YEAR_MIN {
+        return Err(Rejection::invalid(
+            "birth_year",
+            format!("before {BIRTH_YEAR_MIN}"),
+        ));
+    }
+    if (*birth_year, *birth_month) > (on.year(), on.month()) {
+        let reason = format!("{birth_year}-{birth_month:02} is after the registration date {on}");
+        return Err(Rejection::invalid("birth_year", reason));
+    }
+    if age_on(*birth_year, *birth_month, *on) > AGE_YEARS_MAX {
+        return Err(Rejection::invalid(
+            "birth_year",
+            format!("older than {AGE_YEARS_MAX} years"),
+        ));
+    }
+    check_residence(*department, *municipality)?;
+    check_documents(documents)?;
+    Ok(vec![Event::PersonRegistered {
+        on: *on,
+        identity: identity.clone(),
+        sex: *sex,
+        birth_year: *birth_year,
+        birth_month: *birth_month,
+        nationality: *nationality,
+        department: *department,
+        municipality: *municipality,
+        documents: documents.clone(),
+    }])
+}
+
+/// The business date: not after today, not before the case's latest date.
+fn check_on(on: Date, today: Date, latest_on: Option<Date>) -> Result<(), Rejection> {
+    if on > today {
+        return Err(Rejection::invalid("on", format!("{on} is after today ({today})")));
+    }
+    if let Some(latest) = latest_on {
+        if on < latest {
+            let reason = format!("{on} is before the case's latest recorded date {latest}");
+            return Err(Rejection::invalid("on", reason));
+        }
+    }
+    Ok(())
+}
+
+/// A sealed value must be present and within its size limit.
+pub(crate) fn check_sealed(field: &'static str, sealed: &Sealed) -> Result<(), Rejection> {
+    if sealed.is_empty() {
+        return Err(Rejection::invalid(field, "sealed data is empty"));
+    }
+    if sealed.len() > SEALED_BYTES_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("sealed data exceeds {SEALED_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The municipality must belong to the department.
+fn check_residence(department: Department, municipality: Municipality) -> Result<(), Rejection> {
+    if municipality.department() != department {
+        let reason = format!("{municipality} is not in department {department}");
+        return Err(Rejection::invalid("municipality", reason));
+    }
+    Ok(())
+}
+
+/// At least one document kind, none repeated.
+fn check_documents(documents: &[DocumentType]) -> Result<(), Rejection> {
+    if documents.is_empty() {
+        return Err(Rejection::invalid(
+            "documents",
+            "at least one identity document is required",
+        ));
+    }
+    for (i, kind) in documents.iter().enumerate() {
+        if documents[..i].contains(kind) {
+            return Err(Rejection::invalid("documents", format!("{kind} listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a free code that is not a code.
+pub(crate) fn require_code(field: &'static str, text: &str) -> Result<(), Rejection> {
+    check_code(text).map_err(|reason| Rejection::invalid(field, reason))
+}
