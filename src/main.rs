@@ -45,6 +45,9 @@ enum Command {
         /// development key created in DATA_DIR/master.key (with a warning).
         #[arg(long)]
         master_key_file: Option<PathBuf>,
+        /// Channel catalog JSON file (default: the built-in catalog).
+        #[arg(long)]
+        channels: Option<PathBuf>,
     },
     /// Verify a stopped store: every chain link, sequence contiguity and the indexes.
     Verify {
@@ -109,6 +112,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             listen,
             sync,
             master_key_file,
+            channels,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(registry::server::serve(registry::server::ServeConfig {
@@ -116,6 +120,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 listen,
                 sync,
                 master_key_file,
+                channels_file: channels,
             }))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -28,6 +28,10 @@ pub struct ServeConfig {
     /// Master key file; default: `$REGISTRY_MASTER_KEY`, else a development
     /// key in `<data_dir>/master.key`, created on first start.
     pub master_key_file: Option<PathBuf>,
+    /// Channel catalog (JSON, `{"version": 1, "channels": [...]}`); default:
+    /// the catalog built in (`src/domain/channels.json`). A new resolution is
+    /// a new catalog file, not new code.
+    pub channels_file: Option<PathBuf>,
 }
 
 /// Everything an open registry holds: the log and the case service.
