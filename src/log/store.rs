@@ -166,11 +166,22 @@ impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(500))
-            .open()?;
+            .flush_every_ms(Some(500));
+        // sled 0.34 may hold its file lock for a moment after a previous handle
+        // in this process closed (sled issues #1234, #1289): retry briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         Ok(Store {
             events: db.open_tree(TREE_EVENTS)?,
             streams: db.open_tree(TREE_STREAMS)?,

@@ -278,7 +278,7 @@ fn verify_tail_indexes(store: &Store, from: u64) -> Result<(), VerifyError> {
         }
         if r.part == 0 {
             let entry = store.idempotency_entry(&r.request_id)?;
-            if entry.map(|e| e.first_seq) != Some(seq) {
+            if entry.map(|e| (e.first_seq, e.count)) != Some((seq, r.parts)) {
                 return Err(Broken::at(seq, "request index entry missing or wrong").into());
             }
         }
