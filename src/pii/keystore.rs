@@ -274,8 +274,11 @@ impl KeyStore {
         }
     }
 
-    /// Creates, stores (wrapped) and returns a new data key for `case_id`,
-    /// then flushes, so the key is durable before any data sealed with it.
+    /// Creates, stores (wrapped) and returns a new data key for `case_id`.
+    /// It does not flush: the key shares sled's single log with the event
+    /// log, so the durable commit of the first event sealed with it (which
+    /// flushes and syncs after this insert) makes the key durable first.
+    /// Callers outside that pattern call [`KeyStore::flush`].
     /// Fails with [`PiiError::AlreadyExists`] if the id has a key or was
     /// erased (an erased id is never reused).
     pub fn create(&self, case_id: &str) -> Result<DataKey> {
@@ -292,12 +295,15 @@ impl KeyStore {
                 .compare_and_swap(id, None as Option<&[u8]>, Some(wrapped))?
         };
         match inserted {
-            Ok(()) => {
-                self.tree.flush()?;
-                Ok(key)
-            }
+            Ok(()) => Ok(key),
             Err(_) => Err(PiiError::AlreadyExists),
         }
+    }
+
+    /// Makes every key created so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.tree.flush()?;
+        Ok(())
     }
 
     /// The data key of `case_id`; `None` if erased or unknown (see
