@@ -311,10 +311,7 @@ impl Cases {
         let state = self.fold(&case_id, base_version)?;
         let key = match &pending {
             PendingCommand::Plain(_) => None,
-            PendingCommand::Register { .. } => Some(match inner.keys.get(&case_id)? {
-                Some(k) => k,
-                None => inner.keys.create(&case_id)?,
-            }),
+            PendingCommand::Register { .. } => Some(self.registration_key(&case_id)?),
             // None when erased: the domain refuses identity-bearing commands with the right reason.
             _ => inner.keys.get(&case_id)?,
         };
@@ -376,6 +373,24 @@ impl Cases {
             released,
             erasing,
         })
+    }
+
+    /// The key of a case being registered: created on first use; a retry (or a
+    /// concurrent copy of the same request) finds it. An erased case's key never comes back.
+    fn registration_key(&self, case_id: &str) -> Result<DataKey, CaseError> {
+        let keys = &self.inner.keys;
+        if let Some(k) = keys.get(case_id)? {
+            return Ok(k);
+        }
+        match keys.create(case_id) {
+            Ok(k) => Ok(k),
+            Err(PiiError::AlreadyExists) => {
+                keys.get(case_id)?.ok_or(CaseError::Rejected(Rejection::Erased {
+                    command: "RegisterPerson",
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn finish(
