@@ -16,6 +16,7 @@
 //! - [`api`]: tonic services; the one place errors become gRPC statuses.
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
+//! - [`simulate`]: the deterministic synthetic caseload (`registry simulate`).
 
 pub mod api;
 pub mod bench;
@@ -26,3 +27,4 @@ pub mod limits;
 pub mod log;
 pub mod pii;
 pub mod server;
+pub mod simulate;

@@ -54,6 +54,27 @@ enum Command {
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
     },
+    /// Write a deterministic synthetic caseload through the case service (counts only on output).
+    Simulate {
+        /// Number of persons (cases).
+        #[arg(long)]
+        persons: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Worker threads; each runs one person's case start to finish.
+        #[arg(long, default_value_t = registry::simulate::DEFAULT_THREADS)]
+        threads: usize,
+        #[arg(long, value_enum, default_value_t = SyncMode::Flush)]
+        sync: SyncMode,
+        /// Master key file (as for `serve`).
+        #[arg(long)]
+        master_key_file: Option<PathBuf>,
+        /// Also write the tally as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Measurements (figures, not tests).
     Bench {
         #[command(subcommand)]
@@ -125,6 +146,33 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data_dir } => verify(&data_dir),
+        Command::Simulate {
+            persons,
+            seed,
+            data_dir,
+            threads,
+            sync,
+            master_key_file,
+            json,
+        } => {
+            let report = registry::simulate::run(&registry::simulate::SimulateOptions {
+                threads,
+                sync,
+                master_key_file,
+                progress: true,
+                ..registry::simulate::SimulateOptions::new(persons, seed, data_dir)
+            })?;
+            print!("{}", report.summary());
+            if let Some(path) = json {
+                report.write_json(&path)?;
+            }
+            let clean = report.tally.rejected == 0 && report.tally.status_mismatches == 0;
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Bench {
             what:
                 BenchCommand::Log {
