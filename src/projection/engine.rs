@@ -1,0 +1,447 @@
+//! The projection engine: applies the global log, in order and without gaps,
+//! from a durable checkpoint, and persists its facts with that checkpoint in
+//! one sled batch.
+//!
+//! Storage: one tree (default [`TREE`]) so that a batch (facts changed,
+//! certifications changed, series, checkpoint) is atomic:
+//! - `c` || case key (16 bytes) -> [`CaseFacts::encode`]
+//! - `r` || case key || certification id (u32 BE) -> route, sector, stage
+//! - `m:checkpoint` -> seq (u64 BE) || hash of that event (32 bytes)
+//! - `m:series` -> (metric u8, month u32 BE, count u64 BE)*
+//! - `m:version` -> format version (u8)
+//! - `m:max_on` -> latest business date applied (year u16 BE, month, day)
+//!
+//! The cube, funnel, expiring permits and certification counts are derived
+//! from the facts at load. A restart resumes at checkpoint + 1: whatever was
+//! applied after the last durable batch is applied again from the facts as
+//! they were at that checkpoint, so nothing is lost or counted twice.
+//!
+//! Continuity: every event must have seq = checkpoint + 1 and prev_hash =
+//! the checkpoint's hash; a page that ends before the head is a gap. Any of
+//! these stops the projection with an error naming the seq.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::facts::CaseFacts;
+use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState};
+use crate::domain::{CertificationRoute, CertificationStage, Date, Sector};
+use crate::limits::{PROJECTION_BATCH_EVENTS, READ_PAGE_EVENTS_MAX};
+use crate::log::{Head, Store, StoreError, StoredEvent};
+
+/// Default tree of the statistics projection.
+pub const TREE: &str = "proj_stats";
+const FORMAT_VERSION: u8 = 1;
+const KEY_CHECKPOINT: &[u8] = b"m:checkpoint";
+const KEY_SERIES: &[u8] = b"m:series";
+const KEY_VERSION: &[u8] = b"m:version";
+const KEY_MAX_ON: &[u8] = b"m:max_on";
+
+/// Why the projection stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("gap in the log: seq {expected} is missing (head is {head})")]
+    Missing { expected: u64, head: u64 },
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("projection storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt projection state: {0}")]
+    Corrupt(String),
+    #[error("the projection is ahead of the log (checkpoint {checkpoint}, head {head}): a different log?")]
+    Ahead { checkpoint: u64, head: u64 },
+}
+
+/// The reference date "today" (UTC) from the system clock.
+pub fn today_utc() -> Date {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Date::from_days((secs / 86_400) as i64).unwrap_or(Date::MIN)
+}
+
+/// Reads the page after `position`, checking that it starts right after it
+/// when the head is past it (an empty page before the head is a gap).
+pub fn read_page(store: &Store, position: Position, max: usize) -> Result<Vec<StoredEvent>, ProjectionError> {
+    let page = store.read_all(position.seq + 1, max)?;
+    if page.is_empty() {
+        let head = store.head()?.seq;
+        if head > position.seq {
+            return Err(ProjectionError::Missing {
+                expected: position.seq + 1,
+                head,
+            });
+        }
+        if head < position.seq {
+            return Err(ProjectionError::Ahead {
+                checkpoint: position.seq,
+                head,
+            });
+        }
+    }
+    Ok(page)
+}
+
+/// How far a catch-up went.
+#[derive(Clone, Copy, Debug)]
+pub struct CatchUp {
+    pub events: u64,
+    pub batches: u64,
+    pub elapsed: Duration,
+    pub position: Position,
+}
+
+impl CatchUp {
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A persisted projection over a store.
+pub struct Engine {
+    store: Store,
+    tree: sled::Tree,
+    state: ProjectionState,
+}
+
+impl Engine {
+    /// Opens the projection kept in `tree_name` (loading facts and the
+    /// checkpoint), with the cube at `cube_date`. Does not catch up.
+    pub fn open(store: &Store, tree_name: &str, cube_date: Date) -> Result<Engine, ProjectionError> {
+        let tree = store.db().open_tree(tree_name)?;
+        let mut state = ProjectionState::new(cube_date);
+        if let Some(v) = tree.get(KEY_VERSION)? {
+            if v.as_ref() != [FORMAT_VERSION] {
+                return Err(ProjectionError::Corrupt(format!(
+                    "format version {:?}; run rebuild-projections",
+                    v.as_ref()
+                )));
+            }
+        }
+        if let Some(cp) = tree.get(KEY_CHECKPOINT)? {
+            let head = Head::from_bytes(&cp).map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
+            state.position = Position {
+                seq: head.seq,
+                hash: head.hash,
+            };
+        }
+        for kv in tree.scan_prefix(b"c") {
+            let (k, v) = kv?;
+            let key = key_of(&k[1..]).ok_or_else(|| ProjectionError::Corrupt("case key".into()))?;
+            let f = CaseFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("case facts".into()))?;
+            state.load_case(key, f);
+        }
+        for kv in tree.scan_prefix(b"r") {
+            let (k, v) = kv?;
+            if k.len() != 21 || v.len() != 3 {
+                return Err(ProjectionError::Corrupt("certification".into()));
+            }
+            let key = key_of(&k[1..17]).expect("16");
+            let id = u32::from_be_bytes(k[17..21].try_into().expect("4"));
+            let c = CertFacts {
+                route: *CertificationRoute::ALL
+                    .get(v[0] as usize)
+                    .ok_or_else(|| ProjectionError::Corrupt("route".into()))?,
+                sector: *Sector::ALL
+                    .get(v[1] as usize)
+                    .ok_or_else(|| ProjectionError::Corrupt("sector".into()))?,
+                stage: *CertificationStage::ALL
+                    .get(v[2] as usize)
+                    .ok_or_else(|| ProjectionError::Corrupt("stage".into()))?,
+            };
+            state.certs.insert((key, id), c);
+        }
+        if let Some(blob) = tree.get(KEY_SERIES)? {
+            if blob.len() % 13 != 0 {
+                return Err(ProjectionError::Corrupt("series".into()));
+            }
+            for rec in blob.chunks(13) {
+                let metric = *Metric::ALL
+                    .get(rec[0] as usize)
+                    .ok_or_else(|| ProjectionError::Corrupt("metric".into()))?;
+                let month = u32::from_be_bytes(rec[1..5].try_into().expect("4"));
+                let n = u64::from_be_bytes(rec[5..13].try_into().expect("8"));
+                state.series.insert((metric, month), n);
+            }
+        }
+        if let Some(d) = tree.get(KEY_MAX_ON)? {
+            state.max_on =
+                Some(super::facts::date_from(&d).ok_or_else(|| ProjectionError::Corrupt("max_on".into()))?);
+        }
+        state.rebuild_aggregates();
+        state.track_dirty = true;
+        Ok(Engine {
+            store: store.clone(),
+            tree,
+            state,
+        })
+    }
+
+    /// Drops the projection kept in `tree_name` (for a rebuild).
+    pub fn drop_tree(store: &Store, tree_name: &str) -> Result<(), ProjectionError> {
+        store.db().drop_tree(tree_name)?;
+        Ok(())
+    }
+
+    /// The state (read access).
+    pub fn state(&self) -> &ProjectionState {
+        &self.state
+    }
+
+    /// Mutable state (to move the cube date).
+    pub fn state_mut(&mut self) -> &mut ProjectionState {
+        &mut self.state
+    }
+
+    /// The store it reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Applies a page (continuity checked event by event) and persists the
+    /// changed facts with the new checkpoint in one batch. On error nothing
+    /// of the page is persisted, and the in-memory state must be reloaded.
+    pub fn apply_page(&mut self, page: &[StoredEvent]) -> Result<(), ProjectionError> {
+        for ev in page {
+            self.state.apply_stored(ev)?;
+        }
+        self.persist()
+    }
+
+    /// Writes changed facts, certifications, series and the checkpoint in one batch.
+    pub fn persist(&mut self) -> Result<(), ProjectionError> {
+        let mut batch = sled::Batch::default();
+        let mut key = [0u8; 21];
+        key[0] = b'c';
+        for k in self.state.dirty.drain() {
+            key[1..17].copy_from_slice(&k.to_be_bytes());
+            if let Some(f) = self.state.cases.get(&k) {
+                batch.insert(&key[..17], &f.encode()[..]);
+            }
+        }
+        key[0] = b'r';
+        for (k, id) in self.state.dirty_certs.drain() {
+            key[1..17].copy_from_slice(&k.to_be_bytes());
+            key[17..21].copy_from_slice(&id.to_be_bytes());
+            if let Some(c) = self.state.certs.get(&(k, id)) {
+                batch.insert(&key[..], &[c.route as u8, c.sector as u8, c.stage as u8][..]);
+            }
+        }
+        let mut series = Vec::with_capacity(self.state.series.len() * 13);
+        for ((metric, month), n) in &self.state.series {
+            series.push(*metric as u8);
+            series.extend_from_slice(&month.to_be_bytes());
+            series.extend_from_slice(&n.to_be_bytes());
+        }
+        batch.insert(KEY_SERIES, series);
+        batch.insert(KEY_VERSION, &[FORMAT_VERSION][..]);
+        if let Some(d) = self.state.max_on {
+            batch.insert(KEY_MAX_ON, &super::facts::date_bytes(d)[..]);
+        }
+        let p = self.state.position;
+        batch.insert(
+            KEY_CHECKPOINT,
+            &Head {
+                seq: p.seq,
+                hash: p.hash,
+            }
+            .to_bytes()[..],
+        );
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Applies up to `max_batches` batches of up to `batch_events` events,
+    /// not past `up_to` (default: the head). Returns what it did.
+    pub fn catch_up_limited(
+        &mut self,
+        up_to: Option<u64>,
+        batch_events: usize,
+        max_batches: Option<u64>,
+    ) -> Result<CatchUp, ProjectionError> {
+        let started = Instant::now();
+        let (mut events, mut batches) = (0u64, 0u64);
+        let batch_events = batch_events.clamp(1, READ_PAGE_EVENTS_MAX);
+        loop {
+            if max_batches.is_some_and(|m| batches >= m) {
+                break;
+            }
+            let pos = self.state.position;
+            let room = up_to.map_or(batch_events as u64, |u| {
+                u.saturating_sub(pos.seq).min(batch_events as u64)
+            });
+            if room == 0 {
+                break;
+            }
+            let page = read_page(&self.store, pos, room as usize)?;
+            if page.is_empty() {
+                break;
+            }
+            self.apply_page(&page)?;
+            events += page.len() as u64;
+            batches += 1;
+        }
+        self.store.db().flush()?;
+        Ok(CatchUp {
+            events,
+            batches,
+            elapsed: started.elapsed(),
+            position: self.state.position,
+        })
+    }
+
+    /// Catches up to the head.
+    pub fn catch_up(&mut self) -> Result<CatchUp, ProjectionError> {
+        self.catch_up_limited(None, PROJECTION_BATCH_EVENTS, None)
+    }
+}
+
+fn key_of(b: &[u8]) -> Option<u128> {
+    Some(u128::from_be_bytes(b.try_into().ok()?))
+}
+
+/// What a point-in-time replay stops at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    /// Events with business date <= D (whole log read); statuses on D.
+    Date(Date),
+    /// Events with seq <= P; statuses on `on`, or on the latest business
+    /// date seen when `None`.
+    Seq(u64, Option<Date>),
+}
+
+/// Builds a temporary, in-memory projection by replaying the log with the
+/// same apply code (cost: one read of the log up to the position).
+pub fn replay(store: &Store, as_of: AsOf) -> Result<ProjectionState, ProjectionError> {
+    let (limit, cube_date, date_filter) = match as_of {
+        AsOf::Date(d) => (store.head()?.seq, d, Some(d)),
+        AsOf::Seq(p, on) => (p.min(store.head()?.seq), on.unwrap_or(Date::MIN), None),
+    };
+    let mut state = ProjectionState::new(cube_date);
+    loop {
+        let pos = state.position;
+        let room = limit.saturating_sub(pos.seq).min(READ_PAGE_EVENTS_MAX as u64);
+        if room == 0 {
+            break;
+        }
+        let page = read_page(store, pos, room as usize)?;
+        if page.is_empty() {
+            break;
+        }
+        for ev in &page {
+            match date_filter {
+                None => state.apply_stored(ev)?,
+                Some(d) => state.apply_stored_if(ev, |e| e.on() <= d)?,
+            }
+        }
+    }
+    if let AsOf::Seq(_, None) = as_of {
+        let on = state.max_on().unwrap_or(Date::MIN);
+        state.set_cube_date(on);
+    }
+    Ok(state)
+}
+
+/// A projection shared between its follower thread and readers.
+pub type Shared = Arc<RwLock<Engine>>;
+
+/// The thread that keeps a shared projection at the head.
+pub struct Follower {
+    stop: Arc<AtomicBool>,
+    error: Arc<Mutex<Option<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    /// Starts following: catches up, then wakes on every head change (and
+    /// at least every 250 ms, to move the cube to a new day at midnight).
+    /// With `track_today`, the cube moves to the new UTC date when the day changes.
+    pub fn spawn(
+        shared: Shared,
+        mut head_rx: tokio::sync::watch::Receiver<Head>,
+        track_today: bool,
+    ) -> std::io::Result<Follower> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let error = Arc::new(Mutex::new(None));
+        let (stop2, error2) = (stop.clone(), error.clone());
+        let thread = std::thread::Builder::new()
+            .name("projection-follower".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                        return;
+                    }
+                };
+                while !stop2.load(Ordering::Relaxed) {
+                    match follow_step(&shared, track_today) {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "statistics projection stopped");
+                            *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                            return;
+                        }
+                    }
+                    rt.block_on(async {
+                        let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
+                    });
+                }
+            })?;
+        Ok(Follower {
+            stop,
+            error,
+            thread: Some(thread),
+        })
+    }
+
+    /// The error that stopped the follower, if any.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// One step: applies one page if there is one (true), else moves the cube to
+/// today if the day changed (false). The page is read without the lock.
+pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, ProjectionError> {
+    let (store, pos) = {
+        let e = shared.read().unwrap_or_else(|p| p.into_inner());
+        (e.store.clone(), e.state.position)
+    };
+    let page = read_page(&store, pos, PROJECTION_BATCH_EVENTS)?;
+    let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
+    if page.is_empty() {
+        let today = today_utc();
+        if track_today && e.state.cube_date() != today {
+            e.state.set_cube_date(today);
+        }
+        return Ok(false);
+    }
+    e.apply_page(&page)?;
+    Ok(true)
+}

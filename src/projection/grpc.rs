@@ -1,0 +1,212 @@
+//! The `Statistics` gRPC service (`proto/regularization/v1/statistics.proto`).
+//!
+//! Current-date answers read the shared, followed projection under a read
+//! lock; point-in-time answers replay the log on a blocking thread.
+
+use tonic::{Request, Response, Status};
+
+use super::engine::{replay, AsOf, Shared};
+use super::query::{caseload, CaseloadQuery, Dim, Filter};
+use super::state::{Metric, ProjectionState};
+use super::suppress::SuppressionRules;
+use super::Points;
+use crate::api::pb;
+use crate::domain::Date;
+
+pub use pb::statistics_server::StatisticsServer;
+
+/// The service over a shared projection.
+#[derive(Clone)]
+pub struct StatisticsService {
+    shared: Shared,
+    rules: SuppressionRules,
+}
+
+impl StatisticsService {
+    pub fn new(shared: Shared, rules: SuppressionRules) -> StatisticsService {
+        StatisticsService { shared, rules }
+    }
+
+    pub fn into_server(self) -> StatisticsServer<StatisticsService> {
+        StatisticsServer::new(self)
+            .max_decoding_message_size(crate::limits::GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&ProjectionState) -> T) -> T {
+        let e = self.shared.read().unwrap_or_else(|p| p.into_inner());
+        f(e.state())
+    }
+}
+
+fn invalid(field: &str, msg: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {msg}"))
+}
+
+fn month(field: &str, text: &str) -> Result<Option<u32>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let d = Date::parse(&format!("{text}-01")).ok_or_else(|| invalid(field, "expected YYYY-MM"))?;
+    Ok(Some(super::month_index(d)))
+}
+
+fn position(seq: u64, hash: String) -> Option<pb::LogPosition> {
+    Some(pb::LogPosition { seq, hash })
+}
+
+fn points_response(p: Points) -> pb::PointsResponse {
+    pb::PointsResponse {
+        what: p.what,
+        points: p
+            .points
+            .into_iter()
+            .map(|pt| pb::Point {
+                label: pt.label,
+                count: pt.count.unwrap_or(0),
+                suppressed: pt.count.is_none(),
+            })
+            .collect(),
+        position: position(p.seq, p.hash),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::statistics_server::Statistics for StatisticsService {
+    async fn caseload(
+        &self,
+        request: Request<pb::CaseloadRequest>,
+    ) -> Result<Response<pb::CaseloadResponse>, Status> {
+        let r = request.into_inner();
+        let mut by = Vec::new();
+        for d in &r.by {
+            by.push(Dim::parse(d).ok_or_else(|| {
+                invalid(
+                    "by",
+                    format!("unknown dimension {:?}", d.chars().take(40).collect::<String>()),
+                )
+            })?);
+        }
+        let filters = r
+            .filters
+            .iter()
+            .map(|f| {
+                Ok(Filter {
+                    dim: Dim::parse(&f.dimension)
+                        .ok_or_else(|| invalid("filters.dimension", "unknown dimension"))?,
+                    values: f.values.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let q = CaseloadQuery {
+            by,
+            filters,
+            published: r.published,
+        };
+        super::query::validate(&q).map_err(|m| invalid("by/filters", m))?;
+        let as_of = if r.as_of_date.is_empty() {
+            None
+        } else {
+            Some(Date::parse(&r.as_of_date).ok_or_else(|| invalid("as_of_date", "expected YYYY-MM-DD"))?)
+        };
+        let rules = self.rules;
+        // Current projection when the date is the cube's, or later than every
+        // business date applied (a scan of the facts); else a replay.
+        let (cube_date, max_on, store) = {
+            let e = self.shared.read().unwrap_or_else(|p| p.into_inner());
+            (e.state().cube_date(), e.state().max_on(), e.store().clone())
+        };
+        let table = if r.as_of_seq == 0 && as_of.is_none_or(|d| d == cube_date) {
+            self.with_state(|s| caseload(s, &q, &rules))
+        } else {
+            let shared = self.shared.clone();
+            let seq = r.as_of_seq;
+            tokio::task::spawn_blocking(move || -> Result<Result<_, String>, String> {
+                let state = if seq > 0 {
+                    replay(&store, AsOf::Seq(seq, as_of)).map_err(|e| e.to_string())?
+                } else {
+                    let d = as_of.expect("date");
+                    if max_on.is_some_and(|m| d < m) {
+                        replay(&store, AsOf::Date(d)).map_err(|e| e.to_string())?
+                    } else {
+                        let mut s = shared.read().unwrap_or_else(|p| p.into_inner()).state().clone();
+                        s.set_cube_date(d);
+                        s
+                    }
+                };
+                Ok(caseload(&state, &q, &rules))
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::unavailable)?
+        }
+        .map_err(|m| invalid("filters", m))?;
+        Ok(Response::new(pb::CaseloadResponse {
+            dimensions: table.dims.iter().map(|d| d.as_str().to_string()).collect(),
+            cells: table
+                .rows
+                .into_iter()
+                .map(|row| pb::Cell {
+                    values: row.values,
+                    count: row.count.unwrap_or(0),
+                    suppressed: row.count.is_none(),
+                })
+                .collect(),
+            total: table.total.unwrap_or(0),
+            total_suppressed: table.total.is_none(),
+            as_of_date: table.as_of_date,
+            position: position(table.seq, table.hash),
+        }))
+    }
+
+    async fn series(
+        &self,
+        request: Request<pb::SeriesRequest>,
+    ) -> Result<Response<pb::PointsResponse>, Status> {
+        let r = request.into_inner();
+        let metric = Metric::parse(&r.metric).ok_or_else(|| invalid("metric", "unknown metric"))?;
+        let (from, to) = (
+            month("from_month", &r.from_month)?,
+            month("to_month", &r.to_month)?,
+        );
+        let rules = self.rules;
+        let p = self.with_state(|s| super::series(s, metric, from, to, r.published, &rules));
+        Ok(Response::new(points_response(p)))
+    }
+
+    async fn funnel(
+        &self,
+        request: Request<pb::FunnelRequest>,
+    ) -> Result<Response<pb::PointsResponse>, Status> {
+        let r = request.into_inner();
+        let rules = self.rules;
+        let p = self.with_state(|s| super::funnel(s, r.published, &rules));
+        Ok(Response::new(points_response(p)))
+    }
+
+    async fn certifications(
+        &self,
+        request: Request<pb::CertificationsRequest>,
+    ) -> Result<Response<pb::PointsResponse>, Status> {
+        let r = request.into_inner();
+        let rules = self.rules;
+        let p = self.with_state(|s| {
+            super::certifications(s, r.by_route, r.by_sector, r.by_stage, r.published, &rules)
+        });
+        Ok(Response::new(points_response(p)))
+    }
+
+    async fn expiring_permits(
+        &self,
+        request: Request<pb::ExpiringPermitsRequest>,
+    ) -> Result<Response<pb::PointsResponse>, Status> {
+        let r = request.into_inner();
+        let (from, to) = (
+            month("from_month", &r.from_month)?,
+            month("to_month", &r.to_month)?,
+        );
+        let rules = self.rules;
+        let p = self.with_state(|s| super::expiring(s, from, to, r.published, &rules));
+        Ok(Response::new(points_response(p)))
+    }
+}

@@ -1,0 +1,216 @@
+//! Statistics projections: the caseload, monthly series, the funnel,
+//! certifications and permits expiring, read from the log (docs/STATISTICS.md).
+//!
+//! - [`facts`]: [`CaseFacts`], what statistics know about one case (no
+//!   personal data), folded from its events like `CaseState::apply`.
+//! - [`state`]: [`ProjectionState`], facts plus aggregates kept up to date
+//!   per event (the caseload cube at a reference date, series, funnel ...),
+//!   with the proof of continuity (seq and prev_hash) per event.
+//! - [`engine`]: persistence (one sled tree, facts and checkpoint in one
+//!   batch), catch-up, the follower thread, point-in-time replays.
+//! - [`query`]: caseload breakdowns (up to three dimensions, filters).
+//! - [`suppress`]: disclosure control for published tables.
+//! - [`cli`]: `registry stats`, `registry rebuild-projections`, `registry bench stats`.
+//! - [`grpc`]: the `Statistics` gRPC service.
+//!
+//! Invariants: the projection never skips a position (a gap, a reordering
+//! or a broken link stops it with the seq named); every answer names the
+//! log position (seq and hash) it reflects; facts hold codes, dates and
+//! flags only.
+
+pub mod cli;
+pub mod engine;
+pub mod facts;
+pub mod grpc;
+pub mod query;
+pub mod state;
+pub mod suppress;
+
+use serde::Serialize;
+
+pub use engine::{replay, today_utc, AsOf, CatchUp, Engine, Follower, ProjectionError, Shared, TREE};
+pub use facts::CaseFacts;
+pub use query::{caseload, CaseloadQuery, Dim, Filter, Row, Table};
+pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState};
+pub use suppress::SuppressionRules;
+
+/// A labelled count, for series, funnel, expiring permits and certifications.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Point {
+    pub label: String,
+    /// `None` when suppressed.
+    pub count: Option<u64>,
+}
+
+/// A list answer with the position it reflects.
+#[derive(Clone, Debug, Serialize)]
+pub struct Points {
+    pub what: String,
+    pub points: Vec<Point>,
+    pub seq: u64,
+    pub hash: String,
+    pub as_of_date: String,
+}
+
+fn points(
+    state: &ProjectionState,
+    what: String,
+    pts: Vec<(String, u64)>,
+    published: bool,
+    rules: &SuppressionRules,
+) -> Points {
+    let mut points: Vec<Point> = pts
+        .iter()
+        .map(|(l, n)| Point {
+            label: l.clone(),
+            count: Some(*n),
+        })
+        .collect();
+    if published {
+        let coords: Vec<Vec<u32>> = (0..pts.len() as u32).map(|i| vec![i]).collect();
+        let counts: Vec<u64> = pts.iter().map(|(_, n)| *n).collect();
+        let sensitive = vec![false; pts.len()];
+        // Series months are not a partition with a published total; the
+        // primary rule applies, the secondary one protects any total a reader
+        // could add up.
+        let s = suppress::suppress(&coords, &counts, &sensitive, rules, true);
+        for (p, h) in points.iter_mut().zip(s.hidden) {
+            if h {
+                p.count = None;
+            }
+        }
+    }
+    Points {
+        what,
+        points,
+        seq: state.position().seq,
+        hash: state.position().hash_hex(),
+        as_of_date: state.cube_date().to_string(),
+    }
+}
+
+/// Monthly counts of `metric` between two months (inclusive, month indexes).
+pub fn series(
+    state: &ProjectionState,
+    metric: Metric,
+    from: Option<u32>,
+    to: Option<u32>,
+    published: bool,
+    rules: &SuppressionRules,
+) -> Points {
+    let pts = state
+        .series(metric)
+        .filter(|(m, _)| from.is_none_or(|f| *m >= f) && to.is_none_or(|t| *m <= t))
+        .map(|(m, n)| (month_label(m), n))
+        .collect();
+    points(state, metric.as_str().to_string(), pts, published, rules)
+}
+
+/// The funnel (current application of every case).
+pub fn funnel(state: &ProjectionState, published: bool, rules: &SuppressionRules) -> Points {
+    let pts = state.funnel().iter().map(|(l, n)| (l.to_string(), *n)).collect();
+    points(state, "FUNNEL".into(), pts, published, rules)
+}
+
+/// Permits held, by month their validity ends, between two months.
+pub fn expiring(
+    state: &ProjectionState,
+    from: Option<u32>,
+    to: Option<u32>,
+    published: bool,
+    rules: &SuppressionRules,
+) -> Points {
+    let pts = state
+        .expiring()
+        .filter(|(m, _)| from.is_none_or(|f| *m >= f) && to.is_none_or(|t| *m <= t))
+        .map(|(m, n)| (month_label(m), n))
+        .collect();
+    points(state, "PERMITS_EXPIRING".into(), pts, published, rules)
+}
+
+/// Certifications by one or more of route, sector, stage (labels joined by `/`).
+pub fn certifications(
+    state: &ProjectionState,
+    by_route: bool,
+    by_sector: bool,
+    by_stage: bool,
+    published: bool,
+    rules: &SuppressionRules,
+) -> Points {
+    let mut map: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for (r, s, st, n) in state.certifications() {
+        let mut parts = Vec::new();
+        if by_route {
+            parts.push(r.as_str());
+        }
+        if by_sector {
+            parts.push(s.as_str());
+        }
+        if by_stage {
+            parts.push(st.as_str());
+        }
+        let label = if parts.is_empty() {
+            "ALL".to_string()
+        } else {
+            parts.join("/")
+        };
+        *map.entry(label).or_insert(0) += n;
+    }
+    points(
+        state,
+        "CERTIFICATIONS".into(),
+        map.into_iter().collect(),
+        published,
+        rules,
+    )
+}
+
+/// The statistics projection as `registry serve` runs it: caught up at
+/// start-up, then followed by its thread; served by [`grpc::StatisticsService`].
+pub struct Running {
+    shared: Shared,
+    follower: Option<Follower>,
+}
+
+/// Opens the persisted projection (cube at today's UTC date), catches it up
+/// on a blocking thread, and starts the follower.
+pub async fn start(log: &crate::log::Log) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    let store = log.store().clone();
+    let engine = tokio::task::spawn_blocking(move || -> Result<Engine, ProjectionError> {
+        let mut engine = Engine::open(&store, TREE, today_utc())?;
+        let c = engine.catch_up()?;
+        tracing::info!(
+            events = c.events,
+            seq = c.position.seq,
+            events_per_second = c.events_per_second() as u64,
+            "statistics projection caught up"
+        );
+        Ok(engine)
+    })
+    .await??;
+    let shared: Shared = std::sync::Arc::new(std::sync::RwLock::new(engine));
+    let follower = Follower::spawn(shared.clone(), log.subscribe_head(), true)?;
+    Ok(Running {
+        shared,
+        follower: Some(follower),
+    })
+}
+
+impl Running {
+    /// The gRPC service.
+    pub fn server(&self) -> grpc::StatisticsServer<grpc::StatisticsService> {
+        grpc::StatisticsService::new(self.shared.clone(), SuppressionRules::default()).into_server()
+    }
+
+    /// The shared projection (tests, other readers).
+    pub fn shared(&self) -> Shared {
+        self.shared.clone()
+    }
+
+    /// Stops the follower (before the log shuts down).
+    pub async fn shutdown(mut self) {
+        if let Some(f) = self.follower.take() {
+            let _ = tokio::task::spawn_blocking(move || f.stop()).await;
+        }
+    }
+}

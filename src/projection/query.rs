@@ -1,0 +1,286 @@
+//! Caseload queries: filters and up to three breakdown dimensions,
+//! aggregated from the cube's cells (cost grows with the number of distinct
+//! cells, never with the number of persons).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::state::{permit_type_of, Cell, Position, ProjectionState};
+use super::suppress::{suppress, SuppressionRules};
+use crate::domain::{AgeBand, Date, Department, Municipality, PermitType, PersonStatus, Sex};
+use crate::limits::{STATS_BREAKDOWN_DIMS_MAX, STATS_FILTERS_MAX};
+
+/// A caseload dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Dim {
+    Status,
+    Department,
+    Municipality,
+    Sex,
+    AgeBand,
+    /// "true" for under 18 on the date asked.
+    Minor,
+    Channel,
+    /// Type of the latest permit issued ("NONE" if never).
+    PermitType,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 8] = [
+        Dim::Status,
+        Dim::Department,
+        Dim::Municipality,
+        Dim::Sex,
+        Dim::AgeBand,
+        Dim::Minor,
+        Dim::Channel,
+        Dim::PermitType,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dim::Status => "status",
+            Dim::Department => "department",
+            Dim::Municipality => "municipality",
+            Dim::Sex => "sex",
+            Dim::AgeBand => "age_band",
+            Dim::Minor => "minor",
+            Dim::Channel => "channel",
+            Dim::PermitType => "permit_type",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Dim> {
+        Dim::ALL
+            .into_iter()
+            .find(|d| d.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// The numeric value of a cell on this dimension.
+    fn value(self, c: &Cell) -> u32 {
+        match self {
+            Dim::Status => c.status as u32,
+            Dim::Department => c.municipality / 1000,
+            Dim::Municipality => c.municipality,
+            Dim::Sex => c.sex as u32,
+            Dim::AgeBand => c.age_band as u32,
+            Dim::Minor => c.age_band.is_minor() as u32,
+            Dim::Channel => u32::from(c.channel),
+            Dim::PermitType => u32::from(c.permit_type),
+        }
+    }
+
+    /// The code shown for a value.
+    fn label(self, v: u32, state: &ProjectionState) -> String {
+        match self {
+            Dim::Status => PersonStatus::ALL[v as usize].as_str().into(),
+            Dim::Department => format!("{v:02}"),
+            Dim::Municipality => format!("{v:05}"),
+            Dim::Sex => Sex::ALL[v as usize].as_str().into(),
+            Dim::AgeBand => AgeBand::ALL[v as usize].as_str().into(),
+            Dim::Minor => (v == 1).to_string(),
+            Dim::Channel => state
+                .channel_code(v as u8)
+                .map_or_else(|| "NONE".into(), |c| c.as_str().to_string()),
+            Dim::PermitType => permit_type_of(v as u8).map_or_else(|| "NONE".into(), |t| t.as_str().into()),
+        }
+    }
+
+    /// Parses a value code into the numeric value (`None`: unknown code).
+    fn parse_value(self, text: &str, state: &ProjectionState) -> Result<Option<u32>, String> {
+        let bad = || {
+            format!(
+                "unknown {} value {:?}",
+                self.as_str(),
+                text.chars().take(40).collect::<String>()
+            )
+        };
+        Ok(match self {
+            Dim::Status => Some(PersonStatus::parse(text).ok_or_else(bad)? as u32),
+            Dim::Department => Some(u32::from(Department::parse(text).ok_or_else(bad)?.code())),
+            Dim::Municipality => Some(Municipality::parse(text).ok_or_else(bad)?.code()),
+            Dim::Sex => Some(Sex::parse(text).ok_or_else(bad)? as u32),
+            Dim::AgeBand => Some(AgeBand::parse(text).ok_or_else(bad)? as u32),
+            Dim::Minor => Some(match text {
+                "true" => 1,
+                "false" => 0,
+                _ => return Err(bad()),
+            }),
+            // A channel code never seen has no persons: the value matches nothing.
+            Dim::Channel => state.channel_lookup(text).map(u32::from),
+            Dim::PermitType => Some(if text == "NONE" {
+                0
+            } else {
+                PermitType::parse(text).ok_or_else(bad)? as u32 + 1
+            }),
+        })
+    }
+}
+
+/// A filter: the dimension must take one of the values (codes as shown).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Filter {
+    pub dim: Dim,
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// Parses `dim=value[|value..]`.
+    pub fn parse(text: &str) -> Result<Filter, String> {
+        let (d, v) = text
+            .split_once('=')
+            .ok_or_else(|| format!("filter {text:?}: expected DIM=VALUE"))?;
+        let dim = Dim::parse(d).ok_or_else(|| format!("unknown dimension {d:?}"))?;
+        Ok(Filter {
+            dim,
+            values: v.split('|').map(|s| s.trim().to_string()).collect(),
+        })
+    }
+}
+
+/// A caseload question.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CaseloadQuery {
+    pub by: Vec<Dim>,
+    pub filters: Vec<Filter>,
+    /// Apply disclosure control.
+    pub published: bool,
+}
+
+/// One published row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// Values, in the order of the breakdown dimensions.
+    pub values: Vec<String>,
+    /// The count; `None` when suppressed.
+    pub count: Option<u64>,
+}
+
+/// A caseload answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Table {
+    pub dims: Vec<Dim>,
+    pub rows: Vec<Row>,
+    /// Persons matching the filters (`None` when suppressed).
+    pub total: Option<u64>,
+    /// Date the statuses and ages are counted on.
+    pub as_of_date: String,
+    /// Log position reflected.
+    pub seq: u64,
+    pub hash: String,
+    pub published: bool,
+    pub suppressed_cells: usize,
+}
+
+/// Validation errors name the field.
+pub fn validate(q: &CaseloadQuery) -> Result<(), String> {
+    if q.by.len() > STATS_BREAKDOWN_DIMS_MAX {
+        return Err(format!("by: at most {STATS_BREAKDOWN_DIMS_MAX} dimensions"));
+    }
+    if q.filters.len() > STATS_FILTERS_MAX {
+        return Err(format!("filters: at most {STATS_FILTERS_MAX}"));
+    }
+    for (i, d) in q.by.iter().enumerate() {
+        if q.by[..i].contains(d) {
+            return Err(format!("by: dimension {} repeated", d.as_str()));
+        }
+    }
+    Ok(())
+}
+
+/// Answers a caseload question from a state's cube (its reference date).
+pub fn caseload(
+    state: &ProjectionState,
+    q: &CaseloadQuery,
+    rules: &SuppressionRules,
+) -> Result<Table, String> {
+    validate(q)?;
+    let mut filters: Vec<(Dim, Vec<u32>)> = Vec::with_capacity(q.filters.len());
+    for f in &q.filters {
+        let mut vals = Vec::new();
+        for v in &f.values {
+            if let Some(n) = f.dim.parse_value(v, state)? {
+                vals.push(n);
+            }
+        }
+        filters.push((f.dim, vals));
+    }
+    let mut groups: HashMap<[u32; 3], u64> = HashMap::new();
+    let mut total = 0u64;
+    'cells: for (cell, n) in state.cube().iter() {
+        for (dim, vals) in &filters {
+            if !vals.contains(&dim.value(&cell)) {
+                continue 'cells;
+            }
+        }
+        let mut key = [0u32; 3];
+        for (i, d) in q.by.iter().enumerate() {
+            key[i] = d.value(&cell);
+        }
+        *groups.entry(key).or_insert(0) += n;
+        total += n;
+    }
+    let mut keys: Vec<([u32; 3], u64)> = groups.into_iter().collect();
+    keys.sort_unstable();
+    let position: Position = state.position();
+    let mut table = Table {
+        dims: q.by.clone(),
+        rows: keys
+            .iter()
+            .map(|(k, n)| Row {
+                values: q
+                    .by
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| d.label(k[i], state))
+                    .collect(),
+                count: Some(*n),
+            })
+            .collect(),
+        total: Some(total),
+        as_of_date: state.cube_date().to_string(),
+        seq: position.seq,
+        hash: position.hash_hex(),
+        published: q.published,
+        suppressed_cells: 0,
+    };
+    if q.published {
+        let filter_sensitive = q.filters.iter().any(|f| {
+            f.dim == Dim::Municipality
+                || (f.dim == Dim::Minor && f.values.iter().any(|v| v == "true"))
+                || (f.dim == Dim::AgeBand
+                    && f.values
+                        .iter()
+                        .any(|v| AgeBand::parse(v).is_some_and(|b| b.is_minor())))
+        });
+        let sensitive: Vec<bool> = keys
+            .iter()
+            .map(|(k, _)| {
+                filter_sensitive
+                    || q.by.iter().enumerate().any(|(i, d)| match d {
+                        Dim::Municipality => true,
+                        Dim::Minor => k[i] == 1,
+                        Dim::AgeBand => AgeBand::ALL[k[i] as usize].is_minor(),
+                        _ => false,
+                    })
+            })
+            .collect();
+        let coords: Vec<Vec<u32>> = keys.iter().map(|(k, _)| k[..q.by.len()].to_vec()).collect();
+        let counts: Vec<u64> = keys.iter().map(|(_, n)| *n).collect();
+        let outcome = suppress(&coords, &counts, &sensitive, rules, true);
+        for (row, hidden) in table.rows.iter_mut().zip(&outcome.hidden) {
+            if *hidden {
+                row.count = None;
+            }
+        }
+        table.suppressed_cells = outcome.hidden.iter().filter(|h| **h).count();
+        if outcome.hide_total || (total > 0 && total < rules.threshold(filter_sensitive)) {
+            table.total = None;
+        }
+    }
+    Ok(table)
+}
+
+/// Renders a date for output.
+pub fn date_label(d: Date) -> String {
+    d.to_string()
+}

@@ -1,0 +1,387 @@
+//! The statistics projection on real sled stores written by `registry
+//! simulate`: its counts equal the generator's tally; incremental
+//! application with restarts equals a rebuild and a replay; a restart in the
+//! middle of catching up loses and double-counts nothing; a gap in the log
+//! is an error naming the seq; point-in-time answers equal an independent
+//! replay with the domain's own fold.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use registry::codec;
+use registry::domain::{person_status, CaseState, Date, Event};
+use registry::log::Store;
+use registry::projection::{
+    caseload, certifications, replay, AsOf, CaseloadQuery, Dim, Engine, Filter, SuppressionRules,
+};
+use registry::simulate::{self, SimulateOptions, Tally, TODAY};
+
+const PERSONS: u64 = 3_000;
+const SEED: u64 = 7;
+
+struct Simulated {
+    dir: tempfile::TempDir,
+    tally: Tally,
+}
+
+fn simulated() -> &'static Simulated {
+    static S: OnceLock<Simulated> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let report = simulate::run(&SimulateOptions::new(PERSONS, SEED, dir.path())).unwrap();
+        assert_eq!(report.tally.rejected, 0, "{:?}", report.rejections);
+        // Let sled release its lock before copies are taken.
+        std::thread::sleep(Duration::from_millis(300));
+        Simulated {
+            dir,
+            tally: report.tally,
+        }
+    })
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A private copy of the simulated store.
+fn store_copy() -> (tempfile::TempDir, Store) {
+    let s = simulated();
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(s.dir.path(), dir.path());
+    let store = open_store(dir.path());
+    (dir, store)
+}
+
+fn open_store(dir: &Path) -> Store {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(dir) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+}
+
+fn by(
+    state: &registry::projection::ProjectionState,
+    dims: &[Dim],
+    filters: &[&str],
+) -> BTreeMap<String, u64> {
+    let q = CaseloadQuery {
+        by: dims.to_vec(),
+        filters: filters.iter().map(|f| Filter::parse(f).unwrap()).collect(),
+        published: false,
+    };
+    let t = caseload(state, &q, &SuppressionRules::default()).unwrap();
+    t.rows
+        .into_iter()
+        .map(|r| (r.values.join("/"), r.count.unwrap()))
+        .collect()
+}
+
+fn total(state: &registry::projection::ProjectionState, filters: &[&str]) -> u64 {
+    let q = CaseloadQuery {
+        by: vec![],
+        filters: filters.iter().map(|f| Filter::parse(f).unwrap()).collect(),
+        published: false,
+    };
+    caseload(state, &q, &SuppressionRules::default())
+        .unwrap()
+        .total
+        .unwrap()
+}
+
+#[test]
+fn counts_match_the_generator_tally_exactly() {
+    let tally = &simulated().tally;
+    let (_dir, store) = store_copy();
+    let mut engine = Engine::open(&store, "proj_t_tally", TODAY).unwrap();
+    let c = engine.catch_up().unwrap();
+    assert_eq!(c.position.seq, store.head().unwrap().seq);
+    assert_eq!(c.position.hash, store.head().unwrap().hash);
+    let state = engine.state();
+    assert_eq!(state.cube_date(), TODAY);
+    assert_eq!(total(state, &[]), tally.persons);
+    assert_eq!(by(state, &[Dim::Status], &[]), tally.status);
+    assert_eq!(by(state, &[Dim::Department], &[]), tally.department);
+    assert_eq!(by(state, &[Dim::Sex], &[]), tally.sex);
+    assert_eq!(by(state, &[Dim::AgeBand], &[]), tally.age_band);
+    assert_eq!(total(state, &["minor=true"]), tally.minors);
+    // Status by department (2-D) equals the tally's nested map.
+    let mut nested: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (k, n) in by(state, &[Dim::Department, Dim::Status], &[]) {
+        let (d, s) = k.split_once('/').unwrap();
+        nested.entry(d.into()).or_default().insert(s.into(), n);
+    }
+    assert_eq!(nested, tally.status_by_department);
+    let rules = SuppressionRules::default();
+    let flat = |p: registry::projection::Points| -> BTreeMap<String, u64> {
+        p.points
+            .into_iter()
+            .map(|p| (p.label, p.count.unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        flat(certifications(state, false, true, false, false, &rules)),
+        tally.certifications_by_sector
+    );
+    assert_eq!(
+        flat(certifications(state, true, false, false, false, &rules)),
+        tally.certifications_by_route
+    );
+    assert_eq!(
+        flat(certifications(state, false, false, true, false, &rules)),
+        tally.certifications_by_stage
+    );
+    // Monthly series add up to the events of their type.
+    let ev = |t: &str| tally.events_by_type.get(t).copied().unwrap_or(0);
+    let sum = |m: registry::projection::Metric| state.series(m).map(|(_, n)| n).sum::<u64>();
+    use registry::projection::Metric;
+    assert_eq!(sum(Metric::PreRegistrations), ev("PreRegistered"));
+    assert_eq!(sum(Metric::PermitsIssued), ev("PermitIssued"));
+    assert_eq!(sum(Metric::BiometricCaptures), ev("BiometricsCaptured"));
+    assert_eq!(sum(Metric::DecisionsDenied), ev("Denied"));
+    assert_eq!(sum(Metric::CardsDelivered), ev("CardDelivered"));
+    assert_eq!(sum(Metric::Cancellations), ev("PermitCancelled"));
+    assert_eq!(sum(Metric::Erasures), ev("PersonErased"));
+    // Funnel is monotone.
+    let f = state.funnel();
+    for w in f.windows(2) {
+        assert!(w[0].1 >= w[1].1, "{f:?}");
+    }
+    // Shares against DOMAIN.md (Feb 2024 table) within 3 percentage points.
+    let share = |s: &str| *tally.status.get(s).unwrap_or(&0) as f64 * 100.0 / tally.persons as f64;
+    for (s, expected) in [("REGULAR_PPT", 67.7), ("IN_PROCESS", 12.6), ("IRREGULAR", 17.1)] {
+        assert!(
+            (share(s) - expected).abs() < 3.0,
+            "{s}: {} vs {expected}",
+            share(s)
+        );
+    }
+}
+
+/// Everything a state answers, at `TODAY`.
+fn summary_at_today(
+    state: &registry::projection::ProjectionState,
+) -> registry::projection::state::StateSummary {
+    let mut s = state.clone();
+    s.set_cube_date(TODAY);
+    s.summary()
+}
+
+static TREE_N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn shared_store() -> &'static Store {
+    static S: OnceLock<(tempfile::TempDir, Store)> = OnceLock::new();
+    &S.get_or_init(store_copy).1
+}
+
+fn rebuilt_summary() -> &'static registry::projection::state::StateSummary {
+    static S: OnceLock<registry::projection::state::StateSummary> = OnceLock::new();
+    S.get_or_init(|| {
+        let store = shared_store();
+        let mut e = Engine::open(store, "proj_t_rebuild", TODAY).unwrap();
+        e.catch_up().unwrap();
+        summary_at_today(e.state())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Incremental application in random chunks, with a restart (reopen from
+    /// the persisted checkpoint) after every chunk, equals a rebuild; and at
+    /// every chunk boundary equals an in-memory replay up to that seq.
+    #[test]
+    fn incremental_with_restarts_equals_rebuild_and_replay(
+        cuts in prop::collection::vec(0.0f64..1.0, 1..4),
+        batch in 1usize..5000,
+    ) {
+        let store = shared_store();
+        let head = store.head().unwrap().seq;
+        let tree = format!("proj_t_inc{}", TREE_N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut bounds: Vec<u64> = cuts.iter().map(|c| (c * head as f64) as u64).collect();
+        bounds.sort();
+        bounds.push(head);
+        for (i, b) in bounds.iter().enumerate() {
+            let mut e = Engine::open(store, &tree, TODAY).unwrap();
+            e.catch_up_limited(Some(*b), batch, None).unwrap();
+            prop_assert_eq!(e.state().position().seq, *b);
+            if i == 0 {
+                let r = replay(store, AsOf::Seq(*b, Some(TODAY))).unwrap();
+                prop_assert!(summary_at_today(e.state()) == summary_at_today(&r), "differs from replay at {}", b);
+            }
+            drop(e);
+        }
+        let e = Engine::open(store, &tree, TODAY).unwrap();
+        prop_assert!(&summary_at_today(e.state()) == rebuilt_summary());
+    }
+}
+
+#[test]
+fn restart_in_the_middle_of_catching_up_loses_and_double_counts_nothing() {
+    let store = shared_store();
+    // Stop after two persisted batches.
+    let mut e = Engine::open(store, "proj_t_restart", TODAY).unwrap();
+    let c = e.catch_up_limited(None, 1000, Some(2)).unwrap();
+    assert_eq!(c.position.seq, 2000);
+    // Apply more events in memory without persisting them (a crash before
+    // the batch is written), then "crash".
+    let page = store.read_all(2001, 500).unwrap();
+    for ev in &page {
+        e.state_mut().apply_stored(ev).unwrap();
+    }
+    assert_eq!(e.state().position().seq, 2500);
+    drop(e);
+    let mut e = Engine::open(store, "proj_t_restart", TODAY).unwrap();
+    assert_eq!(
+        e.state().position().seq,
+        2000,
+        "resumes at the durable checkpoint"
+    );
+    e.catch_up().unwrap();
+    assert!(&summary_at_today(e.state()) == rebuilt_summary());
+}
+
+#[test]
+fn a_gap_in_the_log_is_an_error_naming_the_seq() {
+    let s = simulated();
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(s.dir.path(), dir.path());
+    let missing: u64 = 1234;
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let events = db.open_tree("events").unwrap();
+        assert!(events.remove(missing.to_be_bytes()).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let store = open_store(dir.path());
+    let mut e = Engine::open(&store, "proj_t_gap", TODAY).unwrap();
+    let err = e.catch_up().unwrap_err().to_string();
+    assert!(err.contains(&format!("expected seq {missing}")), "{err}");
+    assert!(err.contains("gap"), "{err}");
+    // It stopped right before the gap, durably.
+    drop(e);
+    let e = Engine::open(&store, "proj_t_gap", TODAY).unwrap();
+    assert!(e.state().position().seq < missing);
+    assert!(
+        e.state().position().seq >= missing.saturating_sub(registry::limits::PROJECTION_BATCH_EVENTS as u64)
+    );
+    let err = replay(&store, AsOf::Date(TODAY)).unwrap_err().to_string();
+    assert!(err.contains(&format!("expected seq {missing}")), "{err}");
+    // A missing last event (nothing after it) is a gap too.
+    let head = store.head().unwrap().seq;
+    drop(e);
+    drop(store);
+    std::thread::sleep(Duration::from_millis(200));
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("events")
+            .unwrap()
+            .remove(head.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let store = open_store(dir.path());
+    let err = replay(&store, AsOf::Seq(head, None)).unwrap_err().to_string();
+    assert!(err.contains("gap"), "{err}");
+}
+
+#[test]
+fn point_in_time_equals_an_independent_replay_with_the_domain() {
+    let store = shared_store();
+    for d in [
+        Date::new(2022, 3, 16).unwrap(),
+        Date::new(2023, 12, 31).unwrap(),
+        Date::new(2025, 6, 30).unwrap(),
+    ] {
+        let state = replay(store, AsOf::Date(d)).unwrap();
+        assert_eq!(state.position().seq, store.head().unwrap().seq);
+        // Independent: fold each case's events with business date <= d.
+        let mut cases: HashMap<String, CaseState> = HashMap::new();
+        let mut from = 1;
+        loop {
+            let page = store.read_all(from, 10_000).unwrap();
+            if page.is_empty() {
+                break;
+            }
+            for ev in &page {
+                let event: Event = codec::decode(&ev.record.event_type, &ev.record.payload).unwrap();
+                if event.on() <= d {
+                    cases
+                        .entry(ev.record.stream_id.clone())
+                        .or_default()
+                        .apply(&event);
+                }
+            }
+            from = page.last().unwrap().record.seq + 1;
+        }
+        let mut status: BTreeMap<String, u64> = BTreeMap::new();
+        let mut dept_band: BTreeMap<String, u64> = BTreeMap::new();
+        for c in cases.values().filter(|c| c.exists()) {
+            *status.entry(person_status(c, d).as_str().into()).or_default() += 1;
+            let p = c.person().unwrap();
+            *dept_band
+                .entry(format!("{}/{}", p.department, p.age_band_on(d).as_str()))
+                .or_default() += 1;
+        }
+        assert_eq!(by(&state, &[Dim::Status], &[]), status, "on {d}");
+        assert_eq!(
+            by(&state, &[Dim::Department, Dim::AgeBand], &[]),
+            dept_band,
+            "on {d}"
+        );
+    }
+}
+
+#[test]
+fn the_follower_catches_up_and_every_answer_names_its_position() {
+    let (dir, store) = store_copy();
+    drop(store);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = registry::log::Log::open(
+        dir.path(),
+        registry::log::WriterConfig {
+            sync: registry::log::SyncMode::Flush,
+        },
+    )
+    .unwrap();
+    let head = log.store().head().unwrap();
+    let engine = Engine::open(log.store(), "proj_t_follow", TODAY).unwrap();
+    let shared = Arc::new(RwLock::new(engine));
+    let follower =
+        registry::projection::Follower::spawn(shared.clone(), log.subscribe_head(), false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shared.read().unwrap().state().position().seq < head.seq {
+        assert!(Instant::now() < deadline, "follower too slow");
+        assert!(follower.error().is_none(), "{:?}", follower.error());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let q = CaseloadQuery {
+        by: vec![Dim::Status],
+        ..Default::default()
+    };
+    let t = caseload(shared.read().unwrap().state(), &q, &SuppressionRules::default()).unwrap();
+    assert_eq!(t.seq, head.seq);
+    assert_eq!(t.hash, registry::log::verify::hex(&head.hash));
+    follower.stop();
+    drop(shared);
+    log.shutdown().unwrap();
+}
