@@ -1,0 +1,587 @@
+//! Signed checkpoints: C2SP tlog-checkpoint bodies in C2SP signed notes,
+//! signed with Ed25519; the checkpoint history; the rule that the log never
+//! signs two inconsistent checkpoints.
+//!
+//! Note text (body), each line ending in `\n`:
+//! ```text
+//! <origin>
+//! <tree size, decimal, no leading zeros>
+//! <base64 (RFC 4648 §4, padded) of the 32-byte root>
+//! ```
+//! then an empty line and one line per signature:
+//! `— <key name> <base64(key id (4 bytes) || Ed25519 signature (64 bytes))>`
+//! (U+2014 em dash, space). The signature covers the body bytes, final `\n`
+//! included. Key id = first 4 bytes of `SHA-256(key name || 0x0A || 0x01 || public key)`.
+//! Verifier key (vkey): `<key name>+<key id, 8 lower-case hex>+<base64(0x01 || public key)>`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use super::merkle::{self, Hash};
+use super::tree::{MerkleTree, TreeError};
+use crate::limits::{AUDIT_NOTE_BYTES_MAX, AUDIT_NOTE_SIGNATURES_MAX};
+
+/// The default origin (log identity and key name).
+pub const DEFAULT_ORIGIN: &str = "registry.local/regularization-log";
+/// Signature type byte of Ed25519 in C2SP signed notes.
+pub const SIG_TYPE_ED25519: u8 = 0x01;
+/// Sled tree of issued checkpoints: size u64 BE -> signed note text.
+pub const TREE_CHECKPOINTS: &str = "checkpoints";
+/// File name of the signing key inside the data directory.
+pub const KEY_FILE_NAME: &str = "audit-signing.key";
+const EM_DASH_PREFIX: &str = "\u{2014} ";
+
+/// Errors of notes, keys and checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum NoteError {
+    #[error("malformed verifier key: {0}")]
+    BadVerifierKey(String),
+    #[error("malformed signing key file: {0}")]
+    BadSigningKey(String),
+    #[error("malformed note: {0}")]
+    Malformed(String),
+    #[error("malformed checkpoint body: {0}")]
+    BadCheckpoint(String),
+    #[error("no signature by key {name}+{key_id} on the note (signed by: {found})")]
+    NoSignature {
+        name: String,
+        key_id: String,
+        found: String,
+    },
+    #[error("the signature by {name}+{key_id} does not verify: forged or the note was altered")]
+    BadSignature { name: String, key_id: String },
+    #[error("checkpoint origin {found:?} is not the expected {expected:?}")]
+    WrongOrigin { expected: String, found: String },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Errors of issuing checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("refusing to sign size {new}: not consistent with the checkpoint at size {old}: {reason}")]
+    Inconsistent { old: u64, new: u64, reason: String },
+    #[error("no checkpoint at size {0}")]
+    NotFound(u64),
+}
+
+/// A tree head: the body of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+}
+
+impl Checkpoint {
+    /// The note body: three lines, each ending in `\n`.
+    pub fn body(&self) -> String {
+        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+    }
+
+    /// Parses a note body (extension lines after the third are allowed and ignored).
+    pub fn parse_body(body: &str) -> Result<Checkpoint, NoteError> {
+        let bad = |m: &str| NoteError::BadCheckpoint(m.to_string());
+        let body = body
+            .strip_suffix('\n')
+            .ok_or_else(|| bad("body does not end in a newline"))?;
+        let mut lines = body.split('\n');
+        let origin = lines
+            .next()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| bad("empty origin line"))?;
+        let size_line = lines.next().ok_or_else(|| bad("missing tree size line"))?;
+        if size_line.is_empty()
+            || !size_line.bytes().all(|b| b.is_ascii_digit())
+            || (size_line.len() > 1 && size_line.starts_with('0'))
+        {
+            return Err(bad("tree size is not a decimal number without leading zeros"));
+        }
+        let size: u64 = size_line
+            .parse()
+            .map_err(|_| bad("tree size does not fit in 64 bits"))?;
+        let root_line = lines.next().ok_or_else(|| bad("missing root hash line"))?;
+        let root = B64
+            .decode(root_line)
+            .map_err(|_| bad("root hash is not base64"))?;
+        let root: Hash = root.try_into().map_err(|_| bad("root hash is not 32 bytes"))?;
+        if lines.any(|l| l.is_empty()) {
+            return Err(bad("empty extension line"));
+        }
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            size,
+            root,
+        })
+    }
+}
+
+/// C2SP key id of an Ed25519 key: `SHA-256(name || 0x0A || 0x01 || key)[..4]`.
+pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0x0A, SIG_TYPE_ED25519]);
+    h.update(public);
+    h.finalize()[..4].try_into().expect("4 bytes")
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "key name {name:?} must be non-empty without spaces or '+'"
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies notes signed by one Ed25519 key.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    pub name: String,
+    pub key_id: [u8; 4],
+    key: VerifyingKey,
+}
+
+impl Verifier {
+    pub fn new(name: &str, key: VerifyingKey) -> Result<Verifier, NoteError> {
+        check_name(name).map_err(NoteError::BadVerifierKey)?;
+        Ok(Verifier {
+            name: name.to_string(),
+            key_id: key_id(name, key.as_bytes()),
+            key,
+        })
+    }
+
+    /// Parses a vkey `<name>+<8 hex key id>+<base64(0x01 || key)>`.
+    pub fn parse(vkey: &str) -> Result<Verifier, NoteError> {
+        let bad = |m: &str| NoteError::BadVerifierKey(m.to_string());
+        let vkey = vkey.trim();
+        let mut parts = vkey.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("expected <name>+<key id hex>+<base64 key>"));
+        };
+        check_name(name).map_err(NoteError::BadVerifierKey)?;
+        if id_hex.len() != 8 {
+            return Err(bad("key id is not 8 hex digits"));
+        }
+        let id = u32::from_str_radix(id_hex, 16).map_err(|_| bad("key id is not hex"))?;
+        let raw = B64.decode(key_b64).map_err(|_| bad("key is not base64"))?;
+        if raw.len() != 33 || raw[0] != SIG_TYPE_ED25519 {
+            return Err(bad("key is not 0x01 followed by a 32-byte Ed25519 public key"));
+        }
+        let public: [u8; 32] = raw[1..].try_into().expect("32");
+        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 public key"))?;
+        let v = Verifier::new(name, key)?;
+        if v.key_id != id.to_be_bytes() {
+            return Err(bad("key id does not match the name and key"));
+        }
+        Ok(v)
+    }
+
+    /// The vkey string.
+    pub fn vkey(&self) -> String {
+        let mut raw = vec![SIG_TYPE_ED25519];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!("{}+{}+{}", self.name, merkle::hex(&self.key_id), B64.encode(raw))
+    }
+
+    fn id_string(&self) -> String {
+        merkle::hex(&self.key_id)
+    }
+
+    /// Verifies a signed note and returns its body. Every signature line is
+    /// parsed; the first line with this key's name and key id must verify
+    /// (strict Ed25519); lines of other keys are ignored.
+    pub fn open_note<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
+        let (body, sigs) = split_note(note)?;
+        let mut found = Vec::new();
+        for line in &sigs {
+            if line.name == self.name && line.key_id == self.key_id {
+                let sig = ed25519_dalek::Signature::from_bytes(&line.signature);
+                return match self.key.verify_strict(body.as_bytes(), &sig) {
+                    Ok(()) => Ok(body),
+                    Err(_) => Err(NoteError::BadSignature {
+                        name: self.name.clone(),
+                        key_id: self.id_string(),
+                    }),
+                };
+            }
+            found.push(format!("{}+{}", line.name, merkle::hex(&line.key_id)));
+        }
+        Err(NoteError::NoSignature {
+            name: self.name.clone(),
+            key_id: self.id_string(),
+            found: if found.is_empty() {
+                "nobody".into()
+            } else {
+                found.join(", ")
+            },
+        })
+    }
+
+    /// Verifies a signed checkpoint: signature, body format, and origin == key name.
+    pub fn verify_checkpoint(&self, note: &str) -> Result<Checkpoint, NoteError> {
+        let body = self.open_note(note)?;
+        let cp = Checkpoint::parse_body(body)?;
+        if cp.origin != self.name {
+            return Err(NoteError::WrongOrigin {
+                expected: self.name.clone(),
+                found: cp.origin,
+            });
+        }
+        Ok(cp)
+    }
+}
+
+struct SigLine {
+    name: String,
+    key_id: [u8; 4],
+    signature: [u8; 64],
+}
+
+/// Splits a note into its body (ending in `\n`) and parsed signature lines.
+fn split_note(note: &str) -> Result<(&str, Vec<SigLine>), NoteError> {
+    let bad = |m: &str| NoteError::Malformed(m.to_string());
+    if note.len() > AUDIT_NOTE_BYTES_MAX {
+        return Err(bad("note too large"));
+    }
+    if !note.ends_with('\n') {
+        return Err(bad("note does not end in a newline"));
+    }
+    let split = note
+        .rfind("\n\n")
+        .ok_or_else(|| bad("no blank line before the signatures"))?;
+    let body = &note[..split + 1];
+    let sig_text = &note[split + 2..];
+    if body.len() <= 1 {
+        return Err(bad("empty body"));
+    }
+    let mut sigs = Vec::new();
+    for line in sig_text.strip_suffix('\n').unwrap_or(sig_text).split('\n') {
+        let rest = line
+            .strip_prefix(EM_DASH_PREFIX)
+            .ok_or_else(|| bad("signature line does not start with an em dash and a space"))?;
+        let (name, b64) = rest
+            .split_once(' ')
+            .ok_or_else(|| bad("signature line has no signature"))?;
+        check_name(name).map_err(NoteError::Malformed)?;
+        let raw = B64.decode(b64).map_err(|_| bad("signature is not base64"))?;
+        if raw.len() < 5 {
+            return Err(bad("signature too short"));
+        }
+        let key_id: [u8; 4] = raw[..4].try_into().expect("4");
+        // Signatures of other types/lengths are kept out: only Ed25519 (64 bytes) is known here.
+        if raw.len() != 4 + 64 {
+            sigs.push(SigLine {
+                name: format!("{name} (non-Ed25519)"),
+                key_id,
+                signature: [0; 64],
+            });
+            continue;
+        }
+        sigs.push(SigLine {
+            name: name.to_string(),
+            key_id,
+            signature: raw[4..].try_into().expect("64"),
+        });
+        if sigs.len() > AUDIT_NOTE_SIGNATURES_MAX {
+            return Err(bad("too many signature lines"));
+        }
+    }
+    if sigs.is_empty() {
+        return Err(bad("no signature lines"));
+    }
+    Ok((body, sigs))
+}
+
+/// The log's signing key and its name (the origin).
+pub struct NoteSigner {
+    pub name: String,
+    key: SigningKey,
+    verifier: Verifier,
+}
+
+impl NoteSigner {
+    pub fn new(name: &str, key: SigningKey) -> Result<NoteSigner, NoteError> {
+        let verifier = Verifier::new(name, key.verifying_key())?;
+        Ok(NoteSigner {
+            name: name.to_string(),
+            key,
+            verifier,
+        })
+    }
+
+    /// A fresh key from the OS random source.
+    pub fn generate(name: &str) -> Result<NoteSigner, NoteError> {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed)
+            .map_err(|e| NoteError::BadSigningKey(format!("random source: {e}")))?;
+        let key = SigningKey::from_bytes(&seed);
+        zeroize::Zeroize::zeroize(&mut seed);
+        NoteSigner::new(name, key)
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The key file text: `PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || 32-byte seed)>`
+    /// (the Go `note` signer key encoding).
+    pub fn to_key_file(&self) -> String {
+        let mut raw = vec![SIG_TYPE_ED25519];
+        raw.extend_from_slice(&self.key.to_bytes());
+        format!(
+            "PRIVATE+KEY+{}+{}+{}\n",
+            self.name,
+            merkle::hex(&self.verifier.key_id),
+            B64.encode(&raw)
+        )
+    }
+
+    pub fn parse_key_file(text: &str) -> Result<NoteSigner, NoteError> {
+        let bad = |m: &str| NoteError::BadSigningKey(m.to_string());
+        let rest = text
+            .trim()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| bad("does not start with PRIVATE+KEY+"))?;
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("expected PRIVATE+KEY+<name>+<key id>+<base64 key>"));
+        };
+        let raw = B64.decode(b64).map_err(|_| bad("key is not base64"))?;
+        if raw.len() != 33 || raw[0] != SIG_TYPE_ED25519 {
+            return Err(bad("key is not 0x01 followed by a 32-byte Ed25519 seed"));
+        }
+        let seed: [u8; 32] = raw[1..].try_into().expect("32");
+        let signer = NoteSigner::new(name, SigningKey::from_bytes(&seed))?;
+        if merkle::hex(&signer.verifier.key_id) != id_hex {
+            return Err(bad("key id does not match the key"));
+        }
+        Ok(signer)
+    }
+
+    /// Loads the key in `path`, or creates it there (mode 0600) when `create`
+    /// is true and the file does not exist. A key whose name differs from
+    /// `origin` (when given) is refused.
+    pub fn load_or_create(
+        path: &Path,
+        origin: Option<&str>,
+        create: bool,
+    ) -> Result<(NoteSigner, bool), NoteError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let signer = NoteSigner::parse_key_file(&text)?;
+                if let Some(o) = origin {
+                    if o != signer.name {
+                        return Err(NoteError::BadSigningKey(format!(
+                            "the key in {} is for origin {:?}, not {:?}",
+                            path.display(),
+                            signer.name,
+                            o
+                        )));
+                    }
+                }
+                Ok((signer, false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let signer = NoteSigner::generate(origin.unwrap_or(DEFAULT_ORIGIN))?;
+                write_private(path, signer.to_key_file().as_bytes())?;
+                Ok((signer, true))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Signs a note body (which must end in `\n` and have no blank line).
+    pub fn sign_body(&self, body: &str) -> String {
+        debug_assert!(body.ends_with('\n') && !body.contains("\n\n"));
+        let sig = self.key.sign(body.as_bytes());
+        let mut raw = Vec::with_capacity(68);
+        raw.extend_from_slice(&self.verifier.key_id);
+        raw.extend_from_slice(&sig.to_bytes());
+        format!("{body}\n{EM_DASH_PREFIX}{} {}\n", self.name, B64.encode(raw))
+    }
+
+    pub fn sign_checkpoint(&self, cp: &Checkpoint) -> String {
+        self.sign_body(&cp.body())
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// A checkpoint and its signed note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub note: String,
+}
+
+/// Issues checkpoints over a [`MerkleTree`] and keeps their history.
+#[derive(Clone)]
+pub struct Checkpointer {
+    tree: MerkleTree,
+    history: sled::Tree,
+    signer: Arc<NoteSigner>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Checkpointer {
+    pub fn open(
+        db: &sled::Db,
+        tree: MerkleTree,
+        signer: NoteSigner,
+    ) -> Result<Checkpointer, CheckpointError> {
+        Ok(Checkpointer {
+            tree,
+            history: db.open_tree(TREE_CHECKPOINTS)?,
+            signer: Arc::new(signer),
+            lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn signer(&self) -> &NoteSigner {
+        &self.signer
+    }
+
+    pub fn tree(&self) -> &MerkleTree {
+        &self.tree
+    }
+
+    /// The latest issued checkpoint, verified with the log's own key.
+    pub fn latest(&self) -> Result<Option<SignedCheckpoint>, CheckpointError> {
+        match self.history.last()? {
+            None => Ok(None),
+            Some((_, v)) => Ok(Some(self.decode(&v)?)),
+        }
+    }
+
+    /// The checkpoint issued at exactly `size`.
+    pub fn at(&self, size: u64) -> Result<SignedCheckpoint, CheckpointError> {
+        match self.history.get(size.to_be_bytes())? {
+            None => Err(CheckpointError::NotFound(size)),
+            Some(v) => self.decode(&v),
+        }
+    }
+
+    /// The earliest issued checkpoint whose size is `>= size`.
+    pub fn covering(&self, size: u64) -> Result<Option<SignedCheckpoint>, CheckpointError> {
+        match self.history.range(size.to_be_bytes()..).next() {
+            None => Ok(None),
+            Some(kv) => Ok(Some(self.decode(&kv?.1)?)),
+        }
+    }
+
+    fn decode(&self, v: &[u8]) -> Result<SignedCheckpoint, CheckpointError> {
+        let note = std::str::from_utf8(v)
+            .map_err(|_| NoteError::Malformed("stored checkpoint is not UTF-8".into()))?
+            .to_string();
+        let checkpoint = self.signer.verifier().verify_checkpoint(&note)?;
+        Ok(SignedCheckpoint { checkpoint, note })
+    }
+
+    /// Signs a checkpoint at the tree's current size, unless the latest one
+    /// already has that size (then it is returned). Before signing, a
+    /// consistency proof from the latest checkpoint to the new size is
+    /// generated from the tree and verified against the latest checkpoint's
+    /// root: the log never signs two inconsistent checkpoints.
+    pub fn checkpoint_now(&self) -> Result<SignedCheckpoint, CheckpointError> {
+        let _guard = self.lock.lock().expect("checkpointer lock");
+        let size = self.tree.size();
+        let root = self.tree.root(size)?;
+        if let Some(latest) = self.latest()? {
+            let old = latest.checkpoint.size;
+            if old == size && latest.checkpoint.root == root {
+                return Ok(latest);
+            }
+            if old > size {
+                return Err(CheckpointError::Inconsistent {
+                    old,
+                    new: size,
+                    reason: "the tree is smaller than the latest checkpoint".into(),
+                });
+            }
+            let proof = self.tree.consistency_proof(old, size)?;
+            merkle::verify_consistency(old, size, &latest.checkpoint.root, &root, &proof).map_err(|e| {
+                CheckpointError::Inconsistent {
+                    old,
+                    new: size,
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        let checkpoint = Checkpoint {
+            origin: self.signer.name.clone(),
+            size,
+            root,
+        };
+        let note = self.signer.sign_checkpoint(&checkpoint);
+        self.history.insert(size.to_be_bytes(), note.as_bytes())?;
+        self.history.flush()?;
+        Ok(SignedCheckpoint { checkpoint, note })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_then_verify_and_vkey_roundtrip() {
+        let s = NoteSigner::generate("example.com/log").unwrap();
+        let v = Verifier::parse(&s.verifier().vkey()).unwrap();
+        let cp = Checkpoint {
+            origin: "example.com/log".into(),
+            size: 7,
+            root: [3; 32],
+        };
+        let note = s.sign_checkpoint(&cp);
+        assert_eq!(v.verify_checkpoint(&note).unwrap(), cp);
+        let tampered = note.replacen("\n7\n", "\n8\n", 1);
+        assert!(matches!(
+            v.verify_checkpoint(&tampered),
+            Err(NoteError::BadSignature { .. })
+        ));
+        let other = NoteSigner::generate("example.com/log").unwrap();
+        assert!(matches!(
+            other.verifier().verify_checkpoint(&note),
+            Err(NoteError::NoSignature { .. })
+        ));
+        let again = NoteSigner::parse_key_file(&s.to_key_file()).unwrap();
+        assert_eq!(again.verifier().vkey(), s.verifier().vkey());
+    }
+
+    #[test]
+    fn key_id_matches_c2sp_formula() {
+        // SHA-256("a" || 0x0A || 0x01 || 32 zero bytes)[..4], computed independently.
+        let mut input = b"a\n\x01".to_vec();
+        input.extend_from_slice(&[0; 32]);
+        let want: [u8; 4] = Sha256::digest(&input)[..4].try_into().unwrap();
+        assert_eq!(key_id("a", &[0; 32]), want);
+    }
+}

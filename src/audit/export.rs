@@ -1,0 +1,316 @@
+//! Binary exports of the log and their offline verification.
+//!
+//! Format (all integers big-endian), specified in docs/AUDIT.md:
+//! ```text
+//! header, 32 bytes:
+//!   magic      8   "MIGREGEX"
+//!   version    4   u32 = 1
+//!   first_seq  8   u64, seq of the first record (>= 1)
+//!   count      8   u64, number of records that follow
+//!   reserved   4   u32 = 0
+//! then `count` times:
+//!   seq        8   u64 (first_seq, first_seq + 1, ...)
+//!   length     4   u32, L = length of the record bytes
+//!   record     L   the record bytes exactly as stored (docs/LOG_FORMAT.md), prev_hash included
+//!   hash      32   the record's chain hash as stored
+//! end of file right after the last record.
+//! ```
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::checkpoint::Checkpoint;
+use super::merkle::{self, leaf_hash, Frontier, Hash};
+use crate::limits::AUDIT_EXPORT_RECORD_BYTES_MAX;
+use crate::log::record::{chain_hash, peek_chain_fields, split_stored, GENESIS_PREV_HASH, HASH_LEN};
+use crate::log::Store;
+
+pub const EXPORT_MAGIC: &[u8; 8] = b"MIGREGEX";
+pub const EXPORT_VERSION: u32 = 1;
+pub const EXPORT_HEADER_LEN: usize = 32;
+
+/// Why an export could not be written or does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] crate::log::StoreError),
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("not an export: {0}")]
+    Format(String),
+    #[error("export broken at seq {seq} (record {position} of the file): {reason}")]
+    Broken { seq: u64, position: u64, reason: String },
+    #[error("{0}")]
+    Range(String),
+    #[error("checkpoint mismatch: {0}")]
+    Checkpoint(String),
+}
+
+/// What `write_export` wrote.
+#[derive(Clone, Debug)]
+pub struct ExportSummary {
+    pub first_seq: u64,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// Writes records `from..=to` (to defaults to the head) of a stopped or
+/// running store to `out`, exactly as stored.
+pub fn write_export(
+    store: &Store,
+    from: u64,
+    to: Option<u64>,
+    out: &Path,
+) -> Result<ExportSummary, ExportError> {
+    let head = store.head()?.seq;
+    let from = from.max(1);
+    let to = to.unwrap_or(head).min(head);
+    if from > to {
+        return Err(ExportError::Range(format!(
+            "nothing to export: from {from} to {to} (log head is {head})"
+        )));
+    }
+    let count = to - from + 1;
+    let tmp = out.with_extension("partial");
+    let file = std::fs::File::create(&tmp)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut header = [0u8; EXPORT_HEADER_LEN];
+    header[..8].copy_from_slice(EXPORT_MAGIC);
+    header[8..12].copy_from_slice(&EXPORT_VERSION.to_be_bytes());
+    header[12..20].copy_from_slice(&from.to_be_bytes());
+    header[20..28].copy_from_slice(&count.to_be_bytes());
+    w.write_all(&header)?;
+    let mut bytes = EXPORT_HEADER_LEN as u64;
+    let mut expected = from;
+    for kv in store.events.range(from.to_be_bytes()..=to.to_be_bytes()) {
+        let (k, v) = kv?;
+        let seq = u64::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| ExportError::Format("event key".into()))?,
+        );
+        if seq != expected {
+            return Err(ExportError::Broken {
+                seq: expected,
+                position: expected - from,
+                reason: format!("record missing in the log (next record is seq {seq})"),
+            });
+        }
+        let (record, hash) = split_stored(&v).map_err(|e| ExportError::Broken {
+            seq,
+            position: seq - from,
+            reason: e.to_string(),
+        })?;
+        w.write_all(&seq.to_be_bytes())?;
+        w.write_all(&(record.len() as u32).to_be_bytes())?;
+        w.write_all(record)?;
+        w.write_all(&hash)?;
+        bytes += 8 + 4 + record.len() as u64 + HASH_LEN as u64;
+        expected += 1;
+    }
+    if expected != to + 1 {
+        return Err(ExportError::Broken {
+            seq: expected,
+            position: expected - from,
+            reason: "record missing in the log".into(),
+        });
+    }
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    Ok(ExportSummary {
+        first_seq: from,
+        count,
+        bytes,
+    })
+}
+
+/// What a verified export proved.
+#[derive(Clone, Debug)]
+pub struct ExportReport {
+    pub first_seq: u64,
+    pub count: u64,
+    /// The prev_hash of the first record: the genesis zeros when the export
+    /// starts at seq 1, otherwise taken as given (not checkable from the export).
+    pub first_prev_hash: Hash,
+    /// The chain hash of the last record.
+    pub last_hash: Hash,
+    /// When the export starts at seq 1: the Merkle root over all its records.
+    pub root: Option<Hash>,
+    /// When a checkpoint was given and the export starts at 1: its size (root matched).
+    pub checkpoint_checked: Option<u64>,
+    pub elapsed: Duration,
+}
+
+impl ExportReport {
+    pub fn events_per_sec(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Verifies an export read from `r`: every chain link recomputed from the
+/// bytes; seq fields, key order and count; and, when it starts at seq 1, the
+/// Merkle root at `checkpoint.size` (the export must cover it) against the
+/// checkpoint's root. The checkpoint's signature is the caller's business
+/// (see [`super::checkpoint::Verifier::verify_checkpoint`]).
+pub fn verify_export<R: Read>(
+    r: R,
+    checkpoint: Option<&Checkpoint>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ExportReport, ExportError> {
+    let started = Instant::now();
+    let mut r = BufReader::with_capacity(1 << 20, r);
+    let mut header = [0u8; EXPORT_HEADER_LEN];
+    r.read_exact(&mut header)
+        .map_err(|_| ExportError::Format("shorter than the 32-byte header".into()))?;
+    if &header[..8] != EXPORT_MAGIC {
+        return Err(ExportError::Format("bad magic (expected MIGREGEX)".into()));
+    }
+    let version = u32::from_be_bytes(header[8..12].try_into().expect("4"));
+    if version != EXPORT_VERSION {
+        return Err(ExportError::Format(format!("unknown export version {version}")));
+    }
+    let first_seq = u64::from_be_bytes(header[12..20].try_into().expect("8"));
+    let count = u64::from_be_bytes(header[20..28].try_into().expect("8"));
+    if first_seq == 0 {
+        return Err(ExportError::Format("first seq is 0 (the log starts at 1)".into()));
+    }
+    if header[28..32] != [0; 4] {
+        return Err(ExportError::Format("reserved header bytes are not zero".into()));
+    }
+    if let Some(cp) = checkpoint {
+        if first_seq == 1 && cp.size > count {
+            return Err(ExportError::Checkpoint(format!(
+                "the export holds seq 1..={count} but the checkpoint commits to {} events: \
+                 events {}..={} are missing from the export (cut off?)",
+                cp.size,
+                count + 1,
+                cp.size
+            )));
+        }
+    }
+    let mut frontier = if first_seq == 1 {
+        Some(Frontier::new())
+    } else {
+        None
+    };
+    let mut checkpoint_checked = None;
+    if let (Some(cp), Some(f)) = (checkpoint, frontier.as_ref()) {
+        if cp.size == 0 {
+            check_root(cp, &f.root())?;
+            checkpoint_checked = Some(0);
+        }
+    }
+    let mut prev: Option<Hash> = if first_seq == 1 {
+        Some(GENESIS_PREV_HASH)
+    } else {
+        None
+    };
+    let mut first_prev_hash = GENESIS_PREV_HASH;
+    let mut last_hash = GENESIS_PREV_HASH;
+    let mut buf = Vec::with_capacity(4096);
+    let mut last_time = i64::MIN;
+    for i in 0..count {
+        let seq = first_seq + i;
+        let broken = |reason: String| ExportError::Broken {
+            seq,
+            position: i + 1,
+            reason,
+        };
+        let mut fixed = [0u8; 12];
+        r.read_exact(&mut fixed)
+            .map_err(|_| broken(format!("the file ends after {i} of {count} records")))?;
+        let seq_field = u64::from_be_bytes(fixed[..8].try_into().expect("8"));
+        if seq_field != seq {
+            return Err(broken(format!(
+                "the entry says seq {seq_field} (a record removed or reordered)"
+            )));
+        }
+        let len = u32::from_be_bytes(fixed[8..].try_into().expect("4")) as usize;
+        if len > AUDIT_EXPORT_RECORD_BYTES_MAX {
+            return Err(broken(format!("record length {len} exceeds the limit")));
+        }
+        buf.resize(len + HASH_LEN, 0);
+        r.read_exact(&mut buf)
+            .map_err(|_| broken("the file ends inside the record".into()))?;
+        let (record, stored) = buf.split_at(len);
+        let stored: Hash = stored.try_into().expect("32");
+        let (rec_seq, rec_prev) = peek_chain_fields(record).map_err(|e| broken(e.to_string()))?;
+        if rec_seq != seq {
+            return Err(broken(format!("the record says seq {rec_seq}")));
+        }
+        if record.len() >= 17 {
+            let t = i64::from_be_bytes(record[9..17].try_into().expect("8"));
+            if t < last_time {
+                return Err(broken("recorded_at goes backwards".into()));
+            }
+            last_time = t;
+        }
+        let p = match prev {
+            Some(p) => {
+                if rec_prev != p {
+                    return Err(broken(
+                        "previous-hash link mismatch (this record or the one before was altered)".into(),
+                    ));
+                }
+                p
+            }
+            None => {
+                first_prev_hash = rec_prev;
+                rec_prev
+            }
+        };
+        let h = chain_hash(&p, record);
+        if h != stored {
+            return Err(broken(
+                "chain hash mismatch: the record bytes were altered".into(),
+            ));
+        }
+        prev = Some(h);
+        last_hash = h;
+        if let Some(f) = frontier.as_mut() {
+            f.push(leaf_hash(record));
+            if let Some(cp) = checkpoint {
+                if f.size() == cp.size {
+                    check_root(cp, &f.root())?;
+                    checkpoint_checked = Some(cp.size);
+                }
+            }
+        }
+        if (i + 1) % 65_536 == 0 {
+            progress(i + 1);
+        }
+    }
+    let mut extra = [0u8; 1];
+    if r.read(&mut extra)? != 0 {
+        return Err(ExportError::Format(format!(
+            "trailing bytes after the {count} records"
+        )));
+    }
+    progress(count);
+    Ok(ExportReport {
+        first_seq,
+        count,
+        first_prev_hash,
+        last_hash,
+        root: frontier.map(|f| f.root()),
+        checkpoint_checked,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn check_root(cp: &Checkpoint, root: &Hash) -> Result<(), ExportError> {
+    if root != &cp.root {
+        return Err(ExportError::Checkpoint(format!(
+            "the Merkle root of export records 1..={} is {}, the checkpoint says {}: \
+             the export (or the log it came from) differs from what was signed",
+            cp.size,
+            merkle::hex(root),
+            merkle::hex(&cp.root)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,539 @@
+//! RFC 9162 Merkle tree hashing with BLAKE3 as `H`: tree hashes, inclusion
+//! proofs (`PATH`), consistency proofs (`PROOF`/`SUBPROOF`) and their
+//! verifiers.
+//!
+//! - leaf hash: `H(0x00 || leaf data)`
+//! - node hash: `H(0x01 || left || right)`
+//! - `MTH({})` = `H("")` (BLAKE3 of the empty string)
+//! - a list of `n > 1` leaves splits at `k`, the largest power of two `< n`.
+//!
+//! Proof generation works over any [`NodeSource`]: something that can give the
+//! hash of a *complete, aligned* subtree (level `l`, index `i`, covering leaves
+//! `[i*2^l, (i+1)*2^l)`). The persisted tree (`super::tree`) and the in-memory
+//! [`MemoryTree`] both are one, so proofs never re-hash the log.
+//!
+//! The verifiers are RFC 9162 §2.1.3.2 and §2.1.4.2 step by step: every hash
+//! of a proof is used, a proof that is too short or too long fails, and the
+//! result is compared with the expected root(s).
+
+/// A 32-byte BLAKE3 hash.
+pub type Hash = [u8; 32];
+
+/// Prefix byte of a leaf hash input.
+pub const LEAF_PREFIX: u8 = 0x00;
+/// Prefix byte of an interior node hash input.
+pub const NODE_PREFIX: u8 = 0x01;
+
+/// `H(0x00 || data)`.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(&[LEAF_PREFIX]);
+    h.update(data);
+    *h.finalize().as_bytes()
+}
+
+/// `H(0x01 || left || right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut buf = [0u8; 65];
+    buf[0] = NODE_PREFIX;
+    buf[1..33].copy_from_slice(left);
+    buf[33..].copy_from_slice(right);
+    *blake3::hash(&buf).as_bytes()
+}
+
+/// The root of the empty tree: `H("")`.
+pub fn empty_root() -> Hash {
+    *blake3::hash(b"").as_bytes()
+}
+
+/// The largest power of two strictly smaller than `n` (`n >= 2`).
+pub fn split_point(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1u64 << (63 - (n - 1).leading_zeros())
+}
+
+/// Why a proof does not verify, or cannot be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    #[error("leaf index {index} is not inside a tree of size {size}")]
+    IndexOutOfRange { index: u64, size: u64 },
+    #[error("consistency needs 0 <= old size {old} <= new size {new}")]
+    SizesOutOfOrder { old: u64, new: u64 },
+    #[error(
+        "the proof has {extra} hash(es) more than a tree of this size needs (surplus from position {at})"
+    )]
+    TooLong { at: usize, extra: usize },
+    #[error("the proof is too short: it ends before the root is reached")]
+    TooShort,
+    #[error("a consistency proof between different sizes cannot be empty")]
+    Empty,
+    #[error("a proof between equal sizes (or from size 0) must be empty, it has {0} hash(es)")]
+    NotEmpty(usize),
+    #[error("the recomputed root {computed} differs from the expected root {expected}")]
+    RootMismatch { expected: String, computed: String },
+    #[error("the recomputed old root {computed} differs from the old root {expected}")]
+    OldRootMismatch { expected: String, computed: String },
+    #[error("the recomputed new root {computed} differs from the new root {expected}")]
+    NewRootMismatch { expected: String, computed: String },
+    #[error("tree size {requested} is larger than the tree ({available} leaves)")]
+    SizeNotAvailable { requested: u64, available: u64 },
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Lower-case hex, for messages.
+pub fn hex(h: &[u8]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Something that knows the hashes of complete, aligned subtrees.
+pub trait NodeSource {
+    /// The hash of the complete subtree at `level` covering leaves
+    /// `[index << level, (index + 1) << level)`. Level 0 is the leaf hash.
+    fn complete(&self, level: u8, index: u64) -> Result<Hash, ProofError>;
+}
+
+/// `MTH(D[start : start + size])` for a range whose `start` is a multiple of
+/// the smallest power of two `>= size` (every range the RFC recursion visits
+/// is). Reads at most `log2(size) + 1` complete subtrees.
+pub fn range_hash<S: NodeSource + ?Sized>(src: &S, start: u64, size: u64) -> Result<Hash, ProofError> {
+    if size == 0 {
+        return Ok(empty_root());
+    }
+    // Decompose into complete subtrees, largest first, then fold from the right.
+    let mut parts: Vec<Hash> = Vec::with_capacity(64);
+    let mut pos = start;
+    let mut rest = size;
+    while rest > 0 {
+        let level = 63 - rest.leading_zeros() as u8;
+        parts.push(src.complete(level, pos >> level)?);
+        pos += 1u64 << level;
+        rest -= 1u64 << level;
+    }
+    let mut acc = parts.pop().expect("non-empty");
+    while let Some(left) = parts.pop() {
+        acc = node_hash(&left, &acc);
+    }
+    Ok(acc)
+}
+
+/// The root of the first `size` leaves.
+pub fn root<S: NodeSource + ?Sized>(src: &S, size: u64) -> Result<Hash, ProofError> {
+    range_hash(src, 0, size)
+}
+
+/// RFC 9162 §2.1.3.1 `PATH(index, D[0:size])`: sibling hashes from the leaf up.
+pub fn inclusion_proof<S: NodeSource + ?Sized>(
+    src: &S,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    // Walk down from the root, collecting siblings; reverse at the end.
+    let mut out = Vec::with_capacity(64);
+    let (mut start, mut n, mut m) = (0u64, size, index);
+    while n > 1 {
+        let k = split_point(n);
+        if m < k {
+            out.push(range_hash(src, start + k, n - k)?);
+            n = k;
+        } else {
+            out.push(range_hash(src, start, k)?);
+            start += k;
+            m -= k;
+            n -= k;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// RFC 9162 §2.1.4.1 `PROOF(old, D[0:new])`; empty when `old == 0` or `old == new`.
+pub fn consistency_proof<S: NodeSource + ?Sized>(
+    src: &S,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    if old > new {
+        return Err(ProofError::SizesOutOfOrder { old, new });
+    }
+    if old == 0 || old == new {
+        return Ok(Vec::new());
+    }
+    // SUBPROOF(m, D[start:start+n], b), iteratively; hashes come out root-first.
+    let mut out = Vec::with_capacity(64);
+    let (mut start, mut n, mut m, mut b) = (0u64, new, old, true);
+    loop {
+        if m == n {
+            if !b {
+                out.push(range_hash(src, start, n)?);
+            }
+            break;
+        }
+        let k = split_point(n);
+        if m <= k {
+            out.push(range_hash(src, start + k, n - k)?);
+            n = k;
+        } else {
+            out.push(range_hash(src, start, k)?);
+            start += k;
+            m -= k;
+            n -= k;
+            b = false;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// RFC 9162 §2.1.3.2: verifies that `leaf` is at `index` in the tree of `size`
+/// leaves whose root is `root`.
+pub fn verify_inclusion(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
+    let computed = root_from_inclusion(leaf, index, size, proof)?;
+    if &computed != root {
+        return Err(ProofError::RootMismatch {
+            expected: hex(root),
+            computed: hex(&computed),
+        });
+    }
+    Ok(())
+}
+
+/// The root an inclusion proof leads to (every step of §2.1.3.2, without the
+/// final comparison).
+pub fn root_from_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash]) -> Result<Hash, ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    let (mut fnode, mut snode) = (index, size - 1);
+    let mut r = *leaf;
+    for (i, p) in proof.iter().enumerate() {
+        if snode == 0 {
+            return Err(ProofError::TooLong {
+                at: i,
+                extra: proof.len() - i,
+            });
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            r = node_hash(p, &r);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode != 0 {
+        return Err(ProofError::TooShort);
+    }
+    Ok(r)
+}
+
+/// RFC 9162 §2.1.4.2: verifies that the tree of `new` leaves with root
+/// `new_root` extends the tree of `old` leaves with root `old_root`.
+pub fn verify_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), ProofError> {
+    if old > new {
+        return Err(ProofError::SizesOutOfOrder { old, new });
+    }
+    if old == new {
+        if !proof.is_empty() {
+            return Err(ProofError::NotEmpty(proof.len()));
+        }
+        if old_root != new_root {
+            return Err(ProofError::NewRootMismatch {
+                expected: hex(new_root),
+                computed: hex(old_root),
+            });
+        }
+        return Ok(());
+    }
+    if old == 0 {
+        // Every tree extends the empty tree; its root must be H("").
+        if !proof.is_empty() {
+            return Err(ProofError::NotEmpty(proof.len()));
+        }
+        if *old_root != empty_root() {
+            return Err(ProofError::OldRootMismatch {
+                expected: hex(old_root),
+                computed: hex(&empty_root()),
+            });
+        }
+        return Ok(());
+    }
+    if proof.is_empty() {
+        return Err(ProofError::Empty);
+    }
+    // Step 2: if old is an exact power of two, prepend old_root.
+    let mut path: Vec<&Hash> = Vec::with_capacity(proof.len() + 1);
+    if old.is_power_of_two() {
+        path.push(old_root);
+    }
+    path.extend(proof.iter());
+    let offset = if old.is_power_of_two() { 1 } else { 0 };
+    // Step 3.
+    let (mut fnode, mut snode) = (old - 1, new - 1);
+    // Step 4.
+    while fnode & 1 == 1 {
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    // Step 5.
+    let mut fr = *path[0];
+    let mut sr = *path[0];
+    // Step 6.
+    for (i, c) in path.iter().enumerate().skip(1) {
+        if snode == 0 {
+            return Err(ProofError::TooLong {
+                at: i - offset,
+                extra: path.len() - i,
+            });
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    // Step 7.
+    if snode != 0 {
+        return Err(ProofError::TooShort);
+    }
+    if &fr != old_root {
+        return Err(ProofError::OldRootMismatch {
+            expected: hex(old_root),
+            computed: hex(&fr),
+        });
+    }
+    if &sr != new_root {
+        return Err(ProofError::NewRootMismatch {
+            expected: hex(new_root),
+            computed: hex(&sr),
+        });
+    }
+    Ok(())
+}
+
+/// A Merkle tree held in memory as complete subtrees per level
+/// (`levels[l][i]` is the complete subtree at level `l`, index `i`).
+/// Used by tests, by the bench and by tools that hold a whole export.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MemoryTree {
+    pub fn new() -> MemoryTree {
+        MemoryTree {
+            levels: vec![Vec::new()],
+        }
+    }
+
+    /// Builds the tree over these leaf hashes.
+    pub fn from_leaves(leaves: &[Hash]) -> MemoryTree {
+        let mut t = MemoryTree::new();
+        for l in leaves {
+            t.push(*l);
+        }
+        t
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.levels[0].len() as u64
+    }
+
+    /// Appends one leaf hash and every ancestor it completes.
+    pub fn push(&mut self, leaf: Hash) {
+        self.levels[0].push(leaf);
+        let mut level = 0usize;
+        let mut carry = leaf;
+        while self.levels[level].len() % 2 == 0 {
+            let n = self.levels[level].len();
+            carry = node_hash(&self.levels[level][n - 2], &carry);
+            level += 1;
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            self.levels[level].push(carry);
+        }
+    }
+
+    /// The root of the first `size` leaves.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        self.check(size)?;
+        root(self, size)
+    }
+
+    pub fn inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.check(size)?;
+        inclusion_proof(self, index, size)
+    }
+
+    pub fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+        self.check(new)?;
+        consistency_proof(self, old, new)
+    }
+
+    fn check(&self, size: u64) -> Result<(), ProofError> {
+        if size > self.size() {
+            return Err(ProofError::SizeNotAvailable {
+                requested: size,
+                available: self.size(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl NodeSource for MemoryTree {
+    fn complete(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
+        self.levels
+            .get(level as usize)
+            .and_then(|l| l.get(index as usize))
+            .copied()
+            .ok_or_else(|| ProofError::Storage(format!("no complete subtree at level {level} index {index}")))
+    }
+}
+
+/// The root of a growing list of leaves in O(log n) memory (the "compact
+/// range" of the left edge): push leaves in order, ask for the root at any time.
+#[derive(Clone, Debug, Default)]
+pub struct Frontier {
+    /// `(level, hash)` of the complete subtrees covering the leaves so far,
+    /// largest (leftmost) first.
+    stack: Vec<(u8, Hash)>,
+    size: u64,
+}
+
+impl Frontier {
+    pub fn new() -> Frontier {
+        Frontier::default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        let mut carry = (0u8, leaf);
+        while let Some(&(level, left)) = self.stack.last() {
+            if level != carry.0 {
+                break;
+            }
+            self.stack.pop();
+            carry = (level + 1, node_hash(&left, &carry.1));
+        }
+        self.stack.push(carry);
+        self.size += 1;
+    }
+
+    /// `MTH` of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut iter = self.stack.iter().rev();
+        let Some(&(_, mut acc)) = iter.next() else {
+            return empty_root();
+        };
+        for (_, left) in iter {
+            acc = node_hash(left, &acc);
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(n: u64) -> Vec<Hash> {
+        (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect()
+    }
+
+    fn naive_root(l: &[Hash]) -> Hash {
+        match l.len() {
+            0 => empty_root(),
+            1 => l[0],
+            n => {
+                let k = split_point(n as u64) as usize;
+                node_hash(&naive_root(&l[..k]), &naive_root(&l[k..]))
+            }
+        }
+    }
+
+    #[test]
+    fn split_point_is_largest_power_of_two_below() {
+        assert_eq!(split_point(2), 1);
+        assert_eq!(split_point(3), 2);
+        assert_eq!(split_point(4), 2);
+        assert_eq!(split_point(5), 4);
+        assert_eq!(split_point(8), 4);
+        assert_eq!(split_point(9), 8);
+    }
+
+    #[test]
+    fn memory_tree_and_frontier_agree_with_naive_roots() {
+        let l = leaves(70);
+        let t = MemoryTree::from_leaves(&l);
+        let mut f = Frontier::new();
+        assert_eq!(f.root(), empty_root());
+        for n in 1..=70u64 {
+            f.push(l[n as usize - 1]);
+            let want = naive_root(&l[..n as usize]);
+            assert_eq!(t.root_at(n).unwrap(), want, "size {n}");
+            assert_eq!(f.root(), want, "frontier size {n}");
+        }
+    }
+
+    #[test]
+    fn proofs_verify_and_reject_alterations() {
+        let l = leaves(20);
+        let t = MemoryTree::from_leaves(&l);
+        for n in 1..=20u64 {
+            let r = t.root_at(n).unwrap();
+            for i in 0..n {
+                let p = t.inclusion(i, n).unwrap();
+                verify_inclusion(&l[i as usize], i, n, &p, &r).unwrap();
+                let mut longer = p.clone();
+                longer.push([0; 32]);
+                assert!(verify_inclusion(&l[i as usize], i, n, &longer, &r).is_err());
+                if !p.is_empty() {
+                    assert_eq!(
+                        verify_inclusion(&l[i as usize], i, n, &p[..p.len() - 1], &r),
+                        Err(ProofError::TooShort)
+                    );
+                }
+            }
+            for m in 0..=n {
+                let p = t.consistency(m, n).unwrap();
+                verify_consistency(m, n, &t.root_at(m).unwrap(), &r, &p).unwrap();
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Auditors' tools: an RFC 9162 Merkle tree over the log (BLAKE3), signed
+//! C2SP checkpoints, inclusion and consistency proofs, per-event receipts,
+//! binary exports with an offline verifier, and the audit gRPC service.
+//! Formats are specified in docs/AUDIT.md.
+//!
+//! - [`merkle`]: pure hashing, proofs and step-by-step verifiers.
+//! - [`tree`]: the persisted incremental tree and the log follower.
+//! - [`checkpoint`]: signed notes, keys, checkpoint history.
+//! - [`receipt`]: per-event receipts (C2SP tlog-proof).
+//! - [`export`]: binary exports and their offline verification.
+//! - [`verify`]: a log against a checkpoint (truncation, rewritten tails).
+//! - [`service`]: the `regularization.v1.Audit` gRPC service.
+//! - [`cli`]: `registry audit ...`, `registry export`, `registry bench audit`.
+//! - [`bench`]: `registry bench audit`.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod cli;
+pub mod export;
+pub mod merkle;
+pub mod receipt;
+pub mod service;
+pub mod tree;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::limits::AUDIT_CHECKPOINT_INTERVAL_SECS_DEFAULT;
+use crate::log::Store;
+
+use checkpoint::{CheckpointError, Checkpointer, NoteError, NoteSigner, KEY_FILE_NAME};
+use merkle::ProofError;
+use tree::{MerkleTree, TreeError};
+
+/// Environment variable: the audit signing key file (default `<data_dir>/audit-signing.key`).
+pub const AUDIT_KEY_FILE_ENV: &str = "REGISTRY_AUDIT_KEY_FILE";
+/// Environment variable: the log origin (checkpoint first line and key name).
+pub const AUDIT_ORIGIN_ENV: &str = "REGISTRY_AUDIT_ORIGIN";
+/// Environment variable: seconds between periodic checkpoints.
+pub const AUDIT_INTERVAL_ENV: &str = "REGISTRY_AUDIT_CHECKPOINT_INTERVAL_SECS";
+
+/// Errors of the audit module, each mapping to one gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<TreeError> for AuditError {
+    fn from(e: TreeError) -> Self {
+        match e {
+            TreeError::Proof(p) => p.into(),
+            TreeError::Gap { .. } | TreeError::BadRecord { .. } | TreeError::LogBehindTree { .. } => {
+                AuditError::FailedPrecondition(e.to_string())
+            }
+            other => AuditError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ProofError> for AuditError {
+    fn from(e: ProofError) -> Self {
+        match e {
+            ProofError::SizeNotAvailable { .. } => AuditError::NotFound(e.to_string()),
+            ProofError::IndexOutOfRange { .. } | ProofError::SizesOutOfOrder { .. } => {
+                AuditError::InvalidArgument(e.to_string())
+            }
+            other => AuditError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CheckpointError> for AuditError {
+    fn from(e: CheckpointError) -> Self {
+        match e {
+            CheckpointError::Tree(t) => t.into(),
+            CheckpointError::NotFound(_) => AuditError::NotFound(e.to_string()),
+            CheckpointError::Inconsistent { .. } => AuditError::FailedPrecondition(e.to_string()),
+            other => AuditError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<NoteError> for AuditError {
+    fn from(e: NoteError) -> Self {
+        AuditError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::log::StoreError> for AuditError {
+    fn from(e: crate::log::StoreError) -> Self {
+        AuditError::Internal(e.to_string())
+    }
+}
+
+/// How the audit part is set up.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// Signing key file; default `<data_dir>/audit-signing.key`, created on first start.
+    /// A named file must exist.
+    pub key_file: Option<PathBuf>,
+    /// Origin (checkpoint origin line and key name); default: the key's name,
+    /// or [`checkpoint::DEFAULT_ORIGIN`] for a new key.
+    pub origin: Option<String>,
+    /// Interval between periodic checkpoints (only signed if the tree grew).
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            key_file: None,
+            origin: None,
+            checkpoint_interval: Duration::from_secs(AUDIT_CHECKPOINT_INTERVAL_SECS_DEFAULT),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Defaults overridden by `REGISTRY_AUDIT_KEY_FILE`, `REGISTRY_AUDIT_ORIGIN`
+    /// and `REGISTRY_AUDIT_CHECKPOINT_INTERVAL_SECS`.
+    pub fn from_env() -> Result<AuditConfig, String> {
+        let mut c = AuditConfig::default();
+        if let Some(v) = std::env::var_os(AUDIT_KEY_FILE_ENV) {
+            c.key_file = Some(PathBuf::from(v));
+        }
+        if let Ok(v) = std::env::var(AUDIT_ORIGIN_ENV) {
+            c.origin = Some(v);
+        }
+        if let Ok(v) = std::env::var(AUDIT_INTERVAL_ENV) {
+            let secs: u64 = v
+                .parse()
+                .map_err(|_| format!("{AUDIT_INTERVAL_ENV} must be a whole number of seconds"))?;
+            if secs == 0 {
+                return Err(format!("{AUDIT_INTERVAL_ENV} must be at least 1"));
+            }
+            c.checkpoint_interval = Duration::from_secs(secs);
+        }
+        Ok(c)
+    }
+
+    /// Loads the signing key (creating the default one on first start when `create`).
+    pub fn load_signer(&self, data_dir: &Path, create: bool) -> Result<NoteSigner, NoteError> {
+        let (path, create) = match &self.key_file {
+            Some(p) => (p.clone(), false),
+            None => (data_dir.join(KEY_FILE_NAME), create),
+        };
+        let (signer, created) = NoteSigner::load_or_create(&path, self.origin.as_deref(), create)?;
+        if created {
+            tracing::warn!(
+                path = %path.display(),
+                vkey = %signer.verifier().vkey(),
+                "audit signing key created; publish the verifier key to auditors and keep the file safe"
+            );
+        }
+        Ok(signer)
+    }
+}
+
+/// The open audit state over one store: the tree and the checkpointer.
+#[derive(Clone)]
+pub struct Audit {
+    pub store: Store,
+    pub tree: MerkleTree,
+    pub checkpointer: Checkpointer,
+}
+
+impl Audit {
+    /// Opens the tree and the signer, and catches the tree up with the log. Blocking.
+    pub fn open(store: &Store, config: &AuditConfig, create_key: bool) -> Result<Audit, AuditError> {
+        let signer = config.load_signer(store.dir(), create_key)?;
+        let tree = MerkleTree::open(store.db())?;
+        tree.catch_up(store)?;
+        let checkpointer = Checkpointer::open(store.db(), tree.clone(), signer)?;
+        Ok(Audit {
+            store: store.clone(),
+            tree,
+            checkpointer,
+        })
+    }
+}

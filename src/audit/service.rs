@@ -1,0 +1,561 @@
+//! The `regularization.v1.Audit` gRPC service (proto/regularization/v1/audit.proto),
+//! the tree follower and the periodic checkpointer of `registry serve`.
+//!
+//! Every sled access runs on the blocking pool. Records are returned exactly
+//! as stored: sealed personal fields stay sealed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::checkpoint::SignedCheckpoint;
+use super::merkle;
+use super::tree::spawn_follower;
+use super::{receipt, verify, Audit, AuditConfig, AuditError};
+use crate::api::pb;
+use crate::api::pb::audit_server::AuditServer;
+use crate::api::status::invalid_argument;
+use crate::limits::{
+    AUDIT_GET_EVENTS_BYTES_MAX, AUDIT_GET_EVENTS_MAX, AUDIT_TAIL_BUFFER_EVENTS, AUDIT_TAIL_STREAMS_MAX,
+    AUDIT_VERIFY_RUNS_MAX, GRPC_MESSAGE_BYTES_MAX, GRPC_RESPONSE_BYTES_MAX,
+};
+use crate::log::record::split_stored;
+use crate::log::{Head, Log, Store};
+
+impl From<AuditError> for Status {
+    fn from(e: AuditError) -> Status {
+        match e {
+            AuditError::InvalidArgument(m) => Status::invalid_argument(m),
+            AuditError::NotFound(m) => Status::not_found(m),
+            AuditError::FailedPrecondition(m) => Status::failed_precondition(m),
+            AuditError::Internal(m) => {
+                tracing::error!(error = %m, "audit service internal error");
+                Status::internal(m)
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AuditError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Status::from),
+        Err(e) => Err(Status::internal(format!("audit task failed: {e}"))),
+    }
+}
+
+/// The audit gRPC service. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditService {
+    audit: Audit,
+    head_rx: watch::Receiver<Head>,
+    tails: Arc<Semaphore>,
+    verifies: Arc<Semaphore>,
+}
+
+/// The audit part of a running server: the service, the follower and the checkpointer.
+pub struct AuditRuntime {
+    service: AuditService,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens the audit state over the log (catching the tree up and signing a
+/// checkpoint if the tree grew since the last one), then starts the follower
+/// and the periodic checkpointer.
+pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, Box<dyn std::error::Error>> {
+    let store = log.store().clone();
+    let interval = config.checkpoint_interval;
+    let audit = tokio::task::spawn_blocking(move || -> Result<Audit, AuditError> {
+        let audit = Audit::open(&store, &config, true)?;
+        let cp = audit.checkpointer.checkpoint_now()?;
+        tracing::info!(
+            tree_size = cp.checkpoint.size,
+            vkey = %audit.checkpointer.signer().verifier().vkey(),
+            "audit: merkle tree caught up, checkpoint signed"
+        );
+        Ok(audit)
+    })
+    .await??;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (size_tx, size_rx) = watch::channel(audit.tree.size());
+    let follower = spawn_follower(
+        audit.tree.clone(),
+        audit.store.clone(),
+        log.subscribe_head(),
+        size_tx,
+        stop_rx.clone(),
+    );
+    let checkpointer = spawn_checkpointer(audit.clone(), interval, size_rx, stop_rx);
+    Ok(AuditRuntime {
+        service: AuditService {
+            audit,
+            head_rx: log.subscribe_head(),
+            tails: Arc::new(Semaphore::new(AUDIT_TAIL_STREAMS_MAX)),
+            verifies: Arc::new(Semaphore::new(AUDIT_VERIFY_RUNS_MAX)),
+        },
+        stop_tx,
+        tasks: vec![follower, checkpointer],
+    })
+}
+
+fn spawn_checkpointer(
+    audit: Audit,
+    interval: Duration,
+    size_rx: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let size = *size_rx.borrow();
+            let a = audit.clone();
+            let r = tokio::task::spawn_blocking(move || -> Result<Option<u64>, AuditError> {
+                let latest = a.checkpointer.latest()?.map(|c| c.checkpoint.size);
+                if latest.is_some_and(|l| l >= size) {
+                    return Ok(None);
+                }
+                Ok(Some(a.checkpointer.checkpoint_now()?.checkpoint.size))
+            })
+            .await;
+            match r {
+                Ok(Ok(Some(size))) => tracing::info!(tree_size = size, "audit: periodic checkpoint signed"),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "audit: periodic checkpoint failed"),
+                Err(e) => tracing::error!(error = %e, "audit: checkpoint task failed"),
+            }
+        }
+    })
+}
+
+impl AuditRuntime {
+    /// The tonic service to mount.
+    pub fn server(&self) -> AuditServer<AuditService> {
+        self.service.clone().into_server()
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.service.audit
+    }
+
+    /// Stops the follower and the checkpointer, catches the tree up one last
+    /// time and signs a final checkpoint if the tree grew.
+    pub async fn shutdown(self) {
+        let _ = self.stop_tx.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let audit = self.service.audit.clone();
+        let r = tokio::task::spawn_blocking(move || -> Result<u64, AuditError> {
+            audit.tree.catch_up(&audit.store)?;
+            Ok(audit.checkpointer.checkpoint_now()?.checkpoint.size)
+        })
+        .await;
+        match r {
+            Ok(Ok(size)) => tracing::info!(tree_size = size, "audit: final checkpoint"),
+            Ok(Err(e)) => tracing::error!(error = %e, "audit: final checkpoint failed"),
+            Err(e) => tracing::error!(error = %e, "audit: final checkpoint task failed"),
+        }
+    }
+}
+
+impl AuditService {
+    pub fn into_server(self) -> AuditServer<AuditService> {
+        AuditServer::new(self)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_RESPONSE_BYTES_MAX)
+    }
+
+    fn signed(&self, cp: SignedCheckpoint) -> pb::SignedCheckpoint {
+        pb::SignedCheckpoint {
+            note: cp.note,
+            origin: cp.checkpoint.origin,
+            tree_size: cp.checkpoint.size,
+            root_hash: cp.checkpoint.root.to_vec(),
+            verifier_key: self.audit.checkpointer.signer().verifier().vkey(),
+        }
+    }
+
+    /// `size`, or the latest checkpoint's size when 0.
+    fn resolve_size(audit: &Audit, size: u64) -> Result<u64, AuditError> {
+        if size != 0 {
+            return Ok(size);
+        }
+        match audit.checkpointer.latest()? {
+            Some(c) => Ok(c.checkpoint.size),
+            None => Err(AuditError::NotFound("no checkpoint has been signed yet".into())),
+        }
+    }
+}
+
+type Stream<T> =
+    Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let req = request.into_inner();
+        if req.sign_now && req.tree_size.is_some() {
+            return Err(invalid_argument("sign_now", "cannot be combined with tree_size"));
+        }
+        let audit = self.audit.clone();
+        let cp = blocking(move || {
+            if let Some(size) = req.tree_size {
+                return Ok(audit.checkpointer.at(size)?);
+            }
+            if req.sign_now {
+                audit.tree.catch_up(&audit.store)?;
+                return Ok(audit.checkpointer.checkpoint_now()?);
+            }
+            audit
+                .checkpointer
+                .latest()?
+                .ok_or_else(|| AuditError::NotFound("no checkpoint has been signed yet".into()))
+        })
+        .await?;
+        Ok(Response::new(self.signed(cp)))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let req = request.into_inner();
+        if req.seq == 0 {
+            return Err(invalid_argument("seq", "must be at least 1"));
+        }
+        if req.tree_size != 0 && req.seq > req.tree_size {
+            return Err(invalid_argument("tree_size", "must be at least seq"));
+        }
+        let audit = self.audit.clone();
+        let proof = blocking(move || {
+            let size = AuditService::resolve_size(&audit, req.tree_size)?;
+            if req.seq > size {
+                return Err(AuditError::NotFound(format!(
+                    "seq {} is not in the latest checkpoint (size {size})",
+                    req.seq
+                )));
+            }
+            let hashes = audit.tree.inclusion_proof(req.seq - 1, size)?;
+            Ok(pb::InclusionProof {
+                seq: req.seq,
+                leaf_index: req.seq - 1,
+                tree_size: size,
+                leaf_hash: audit.tree.leaf(req.seq - 1)?.to_vec(),
+                hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+                root_hash: audit.tree.root(size)?.to_vec(),
+            })
+        })
+        .await?;
+        Ok(Response::new(proof))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let req = request.into_inner();
+        if req.to_size != 0 && req.from_size > req.to_size {
+            return Err(invalid_argument("from_size", "must not exceed to_size"));
+        }
+        let audit = self.audit.clone();
+        let proof = blocking(move || {
+            let to = AuditService::resolve_size(&audit, req.to_size)?;
+            if req.from_size > to {
+                return Err(AuditError::InvalidArgument(format!(
+                    "from_size {} exceeds the latest checkpoint's size {to}",
+                    req.from_size
+                )));
+            }
+            let hashes = audit.tree.consistency_proof(req.from_size, to)?;
+            Ok(pb::ConsistencyProof {
+                from_size: req.from_size,
+                to_size: to,
+                hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+                from_root: audit.tree.root(req.from_size)?.to_vec(),
+                to_root: audit.tree.root(to)?.to_vec(),
+            })
+        })
+        .await?;
+        Ok(Response::new(proof))
+    }
+
+    async fn get_events(
+        &self,
+        request: Request<pb::GetEventsRequest>,
+    ) -> Result<Response<pb::GetEventsResponse>, Status> {
+        let req = request.into_inner();
+        if req.from_seq == 0 {
+            return Err(invalid_argument("from_seq", "must be at least 1"));
+        }
+        if req.limit as usize > AUDIT_GET_EVENTS_MAX {
+            return Err(invalid_argument("limit", "must be at most 1000"));
+        }
+        let limit = if req.limit == 0 {
+            AUDIT_GET_EVENTS_MAX
+        } else {
+            req.limit as usize
+        };
+        let store = self.audit.store.clone();
+        let resp = blocking(move || {
+            let head = store.head()?.seq;
+            let events = read_raw(&store, req.from_seq, limit, head)?;
+            Ok(pb::GetEventsResponse {
+                events,
+                head_seq: head,
+            })
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+
+    type VerifyLogStream = Stream<pb::VerifyLogProgress>;
+
+    async fn verify_log(
+        &self,
+        _request: Request<pb::VerifyLogRequest>,
+    ) -> Result<Response<Self::VerifyLogStream>, Status> {
+        let permit = self
+            .verifies
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("too many VerifyLog runs at once"))?;
+        let (tx, rx) = mpsc::channel(16);
+        let audit = self.audit.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let result = run_verify(&audit, &tx);
+            let _ = tx.blocking_send(Ok(pb::VerifyLogProgress {
+                phase: "done".into(),
+                checked: result.events,
+                total: result.events,
+                result: Some(result),
+            }));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type TailLogStream = Stream<pb::LogRecord>;
+
+    async fn tail_log(
+        &self,
+        request: Request<pb::TailLogRequest>,
+    ) -> Result<Response<Self::TailLogStream>, Status> {
+        let req = request.into_inner();
+        if req.from_seq == 0 {
+            return Err(invalid_argument("from_seq", "must be at least 1"));
+        }
+        let permit = self
+            .tails
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Status::resource_exhausted("too many TailLog streams"))?;
+        let (tx, rx) = mpsc::channel(AUDIT_TAIL_BUFFER_EVENTS);
+        let store = self.audit.store.clone();
+        let mut head_rx = self.head_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut next = req.from_seq;
+            loop {
+                let head = head_rx.borrow_and_update().seq;
+                while next <= head {
+                    let s = store.clone();
+                    let page = tokio::task::spawn_blocking(move || {
+                        read_raw(&s, next, AUDIT_TAIL_BUFFER_EVENTS, head)
+                    })
+                    .await;
+                    let page = match page {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(e)) => {
+                            let _ = tx.send(Err(Status::from(e))).await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                            return;
+                        }
+                    };
+                    if page.is_empty() {
+                        let _ = tx
+                            .send(Err(Status::internal(format!(
+                                "no record at seq {next} below the head"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    for ev in page {
+                        next = ev.seq + 1;
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return; // the client went away
+                        }
+                    }
+                }
+                tokio::select! {
+                    r = head_rx.changed() => if r.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_receipt(
+        &self,
+        request: Request<pb::GetReceiptRequest>,
+    ) -> Result<Response<pb::AuditReceipt>, Status> {
+        let req = request.into_inner();
+        if req.seq == 0 {
+            return Err(invalid_argument("seq", "must be at least 1"));
+        }
+        let audit = self.audit.clone();
+        let r = blocking(move || {
+            let mut cp = audit.checkpointer.latest()?;
+            if cp.as_ref().is_none_or(|c| c.checkpoint.size < req.seq) {
+                if audit.tree.size() < req.seq {
+                    return Err(AuditError::NotFound(format!(
+                        "seq {} is not in the Merkle tree yet (size {})",
+                        req.seq,
+                        audit.tree.size()
+                    )));
+                }
+                cp = Some(audit.checkpointer.checkpoint_now()?);
+            }
+            let cp = cp.expect("checkpoint");
+            let receipt = receipt::build(&audit.store, &audit.tree, req.seq, &cp)?;
+            Ok(pb::AuditReceipt {
+                text: receipt.to_text(),
+                seq: req.seq,
+                tree_size: cp.checkpoint.size,
+            })
+        })
+        .await?;
+        Ok(Response::new(r))
+    }
+}
+
+/// Raw records `from..` (at most `max`, never past `head`), exactly as stored.
+fn read_raw(store: &Store, from: u64, max: usize, head: u64) -> Result<Vec<pb::LogRecord>, AuditError> {
+    let mut out = Vec::new();
+    if from > head {
+        return Ok(out);
+    }
+    let mut bytes = 0usize;
+    let range = store
+        .events
+        .range(from.to_be_bytes()..=head.to_be_bytes())
+        .take(max);
+    for (expected, kv) in (from..).zip(range) {
+        let (k, v) = kv.map_err(|e| AuditError::Internal(e.to_string()))?;
+        let seq = u64::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| AuditError::Internal("event key is not 8 bytes".into()))?,
+        );
+        if seq != expected {
+            return Err(AuditError::FailedPrecondition(format!(
+                "the log has a gap at seq {expected}"
+            )));
+        }
+        let (record, hash) = split_stored(&v).map_err(|e| AuditError::Internal(format!("seq {seq}: {e}")))?;
+        bytes += record.len() + 64;
+        if !out.is_empty() && bytes > AUDIT_GET_EVENTS_BYTES_MAX {
+            break; // the page is full; the caller asks again from `expected`
+        }
+        out.push(pb::LogRecord {
+            seq,
+            record: record.to_vec(),
+            chain_hash: hash.to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+fn run_verify(
+    audit: &Audit,
+    tx: &mpsc::Sender<Result<pb::VerifyLogProgress, Status>>,
+) -> pb::VerifyLogResult {
+    let fail = |seq: u64, reason: String| pb::VerifyLogResult {
+        ok: false,
+        broken_at_seq: seq,
+        reason,
+        ..Default::default()
+    };
+    let head = match audit.store.head() {
+        Ok(h) => h,
+        Err(e) => return fail(0, e.to_string()),
+    };
+    let total = head.seq;
+    let walk = verify::walk_log(&audit.store, head, &mut |n| {
+        let _ = tx.blocking_send(Ok(pb::VerifyLogProgress {
+            phase: "walk".into(),
+            checked: n,
+            total,
+            result: None,
+        }));
+    });
+    let walk = match walk {
+        Ok(w) => w,
+        Err(verify::Mismatch::Broken { seq, reason }) => return fail(seq, reason),
+        Err(e) => return fail(0, e.to_string()),
+    };
+    let mut result = pb::VerifyLogResult {
+        ok: true,
+        events: walk.events,
+        head_hash: walk.head_hash.to_vec(),
+        root_hash: walk.root.to_vec(),
+        ..Default::default()
+    };
+    // The persisted tree and the latest checkpoint must agree with the recomputed root.
+    let tree_check = (|| -> Result<(), String> {
+        if let Err(e) = audit.tree.catch_up(&audit.store) {
+            return Err(format!("merkle tree follower: {e}"));
+        }
+        let tree_root = audit.tree.root(walk.events).map_err(|e| e.to_string())?;
+        if tree_root != walk.root {
+            return Err(format!(
+                "the persisted Merkle tree's root at size {} is {}, recomputed from the records {}",
+                walk.events,
+                merkle::hex(&tree_root),
+                merkle::hex(&walk.root)
+            ));
+        }
+        if let Some(latest) = audit.checkpointer.latest().map_err(|e| e.to_string())? {
+            let (old, new) = (latest.checkpoint.size, walk.events);
+            if old > new {
+                return Err(format!(
+                    "the latest checkpoint commits to {old} events, the log has {new}"
+                ));
+            }
+            let proof = audit
+                .tree
+                .consistency_proof(old, new)
+                .map_err(|e| e.to_string())?;
+            merkle::verify_consistency(old, new, &latest.checkpoint.root, &walk.root, &proof).map_err(
+                |e| format!("the log is not consistent with the latest checkpoint (size {old}): {e}"),
+            )?;
+        }
+        Ok(())
+    })();
+    match tree_check {
+        Ok(()) => result.tree_matches = true,
+        Err(reason) => {
+            result.ok = false;
+            result.reason = reason;
+        }
+    }
+    result
+}

@@ -1,0 +1,249 @@
+//! Checking a log against a checkpoint: the log must contain the
+//! checkpoint's tree (its size <= the log's) and reproduce its root from the
+//! records as stored. Catches truncation and rewritten (re-chained) tails,
+//! which a chain walk alone cannot.
+
+use std::time::{Duration, Instant};
+
+use super::checkpoint::Checkpoint;
+use super::merkle::{self, leaf_hash, Frontier, Hash};
+use super::tree::MerkleTree;
+use crate::log::record::split_stored;
+use crate::log::Store;
+
+/// The log does not contain the checkpoint's tree.
+#[derive(Debug, thiserror::Error)]
+pub enum Mismatch {
+    #[error(
+        "checkpoint mismatch: the log has {log_size} events but the checkpoint commits to {checkpoint_size}: \
+         events {first_missing}..={checkpoint_size} were cut off",
+        first_missing = log_size + 1
+    )]
+    Truncated { log_size: u64, checkpoint_size: u64 },
+    #[error("checkpoint mismatch: {0}")]
+    RootDiffers(RootDiffers),
+    #[error("broken at seq {seq}: {reason}")]
+    Broken { seq: u64, reason: String },
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// The roots differ: where, as precisely as the evidence allows.
+#[derive(Debug)]
+pub struct RootDiffers {
+    pub size: u64,
+    pub computed: Hash,
+    pub expected: Hash,
+    /// The first seq whose record no longer hashes to the leaf the persisted
+    /// Merkle tree recorded when the checkpoint was signed (when that tree is
+    /// still there and agrees with the checkpoint).
+    pub first_differing_seq: Option<u64>,
+}
+
+impl std::fmt::Display for RootDiffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the Merkle root of log events 1..={} is {}, the checkpoint says {}: events within 1..={} were rewritten",
+            self.size,
+            merkle::hex(&self.computed),
+            merkle::hex(&self.expected),
+            self.size
+        )?;
+        if let Some(seq) = self.first_differing_seq {
+            write!(
+                f,
+                "; the first altered event is seq {seq} (its record no longer matches the leaf the Merkle tree recorded)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What a successful check covered.
+#[derive(Clone, Debug)]
+pub struct Matched {
+    pub checkpoint_size: u64,
+    pub log_size: u64,
+    pub root: Hash,
+    pub elapsed: Duration,
+}
+
+/// Recomputes the Merkle root of log events `1..=size` from the records as
+/// stored (one pass, O(log n) memory), checking the keys run without a gap.
+pub fn recompute_root(store: &Store, size: u64, progress: &mut dyn FnMut(u64)) -> Result<Hash, Mismatch> {
+    let mut f = Frontier::new();
+    if size == 0 {
+        return Ok(f.root());
+    }
+    let mut expected = 1u64;
+    for kv in store.events.range(1u64.to_be_bytes()..=size.to_be_bytes()) {
+        let (k, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
+        let seq = u64::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| Mismatch::Store("event key".into()))?,
+        );
+        if seq != expected {
+            return Err(Mismatch::Broken {
+                seq: expected,
+                reason: format!("record missing (next record is seq {seq})"),
+            });
+        }
+        let (record, _) = split_stored(&v).map_err(|e| Mismatch::Broken {
+            seq,
+            reason: e.to_string(),
+        })?;
+        f.push(leaf_hash(record));
+        if seq % 65_536 == 0 {
+            progress(seq);
+        }
+        expected += 1;
+    }
+    if expected != size + 1 {
+        return Err(Mismatch::Broken {
+            seq: expected,
+            reason: "record missing".into(),
+        });
+    }
+    Ok(f.root())
+}
+
+/// Checks that the log holds the checkpoint's tree. `tree`, when given, is
+/// the persisted Merkle tree, used only to say *where* a rewritten log first
+/// differs (never to decide whether it matches: that is recomputed from the records).
+pub fn check_log_against_checkpoint(
+    store: &Store,
+    cp: &Checkpoint,
+    tree: Option<&MerkleTree>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Matched, Mismatch> {
+    let started = Instant::now();
+    let log_size = store.head().map_err(|e| Mismatch::Store(e.to_string()))?.seq;
+    let last_key = match store.events.last().map_err(|e| Mismatch::Store(e.to_string()))? {
+        Some((k, _)) => u64::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| Mismatch::Store("event key".into()))?,
+        ),
+        None => 0,
+    };
+    let log_size = log_size.min(last_key);
+    if cp.size > log_size {
+        return Err(Mismatch::Truncated {
+            log_size,
+            checkpoint_size: cp.size,
+        });
+    }
+    let root = recompute_root(store, cp.size, progress)?;
+    if root != cp.root {
+        let first_differing_seq = tree.and_then(|t| first_differing_leaf(store, t, cp));
+        return Err(Mismatch::RootDiffers(RootDiffers {
+            size: cp.size,
+            computed: root,
+            expected: cp.root,
+            first_differing_seq,
+        }));
+    }
+    Ok(Matched {
+        checkpoint_size: cp.size,
+        log_size,
+        root,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// When the persisted tree still agrees with the checkpoint, the first seq
+/// whose record's leaf hash differs from the tree's leaf.
+fn first_differing_leaf(store: &Store, tree: &MerkleTree, cp: &Checkpoint) -> Option<u64> {
+    if tree.size() < cp.size || tree.root(cp.size).ok()? != cp.root {
+        return None;
+    }
+    for kv in store.events.range(1u64.to_be_bytes()..=cp.size.to_be_bytes()) {
+        let (k, v) = kv.ok()?;
+        let seq = u64::from_be_bytes(k.as_ref().try_into().ok()?);
+        let (record, _) = split_stored(&v).ok()?;
+        if tree.leaf(seq - 1).ok()? != leaf_hash(record) {
+            return Some(seq);
+        }
+    }
+    None
+}
+
+/// What a full walk of a log prefix found.
+#[derive(Clone, Debug)]
+pub struct Walk {
+    pub events: u64,
+    pub head_hash: Hash,
+    pub root: Hash,
+    pub elapsed: Duration,
+}
+
+/// Walks log events `1..=upto.seq` (a snapshot of the head, so it can run on
+/// a live log) in one pass: keys without a gap, each record's seq field, every
+/// previous-hash link, every stored chain hash recomputed, and the Merkle
+/// root recomputed from the records. The last hash must be `upto.hash`.
+pub fn walk_log(
+    store: &Store,
+    upto: crate::log::Head,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Walk, Mismatch> {
+    use crate::log::record::{chain_hash, peek_chain_fields, GENESIS_PREV_HASH};
+    let started = Instant::now();
+    let mut f = Frontier::new();
+    let mut prev = GENESIS_PREV_HASH;
+    let mut expected = 1u64;
+    if upto.seq > 0 {
+        for kv in store.events.range(1u64.to_be_bytes()..=upto.seq.to_be_bytes()) {
+            let (k, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
+            let seq = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| Mismatch::Store("event key".into()))?,
+            );
+            let broken = |reason: String| Mismatch::Broken { seq, reason };
+            if seq != expected {
+                return Err(Mismatch::Broken {
+                    seq: expected,
+                    reason: format!("record missing (next record is seq {seq})"),
+                });
+            }
+            let (record, stored) = split_stored(&v).map_err(|e| broken(e.to_string()))?;
+            let (seq_field, prev_field) = peek_chain_fields(record).map_err(|e| broken(e.to_string()))?;
+            if seq_field != seq {
+                return Err(broken(format!("record says seq {seq_field}")));
+            }
+            if prev_field != prev {
+                return Err(broken("previous-hash link mismatch".into()));
+            }
+            let h = chain_hash(&prev, record);
+            if h != stored {
+                return Err(broken("hash mismatch".into()));
+            }
+            prev = h;
+            f.push(leaf_hash(record));
+            if seq % 65_536 == 0 {
+                progress(seq);
+            }
+            expected += 1;
+        }
+    }
+    if expected != upto.seq + 1 {
+        return Err(Mismatch::Broken {
+            seq: expected,
+            reason: "record missing".into(),
+        });
+    }
+    if prev != upto.hash {
+        return Err(Mismatch::Broken {
+            seq: upto.seq,
+            reason: "head metadata hash differs from the chain".into(),
+        });
+    }
+    Ok(Walk {
+        events: upto.seq,
+        head_hash: prev,
+        root: f.root(),
+        elapsed: started.elapsed(),
+    })
+}
