@@ -14,11 +14,14 @@
 //! - [`codec`]: domain events <-> stored prost payloads.
 //! - [`cases`]: the case service: load, decide, seal, append; document index.
 //! - [`api`]: tonic services; the one place errors become gRPC statuses.
+//! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
 //! - [`simulate`]: the deterministic synthetic caseload (`registry simulate`).
+//! - [`projection`]: statistics projections (caseload, series, funnel; disclosure control).
 
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod cases;
 pub mod codec;
@@ -26,5 +29,6 @@ pub mod domain;
 pub mod limits;
 pub mod log;
 pub mod pii;
+pub mod projection;
 pub mod server;
 pub mod simulate;

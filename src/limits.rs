@@ -40,3 +40,43 @@ pub const GRPC_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const GRPC_CONCURRENCY_PER_CONNECTION: usize = 256;
 /// Deadline applied to requests that carry none.
 pub const GRPC_DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+// --- Audit (src/audit) ---
+
+/// Log records the Merkle follower reads and appends as one sled transaction.
+pub const AUDIT_FOLLOW_BATCH_EVENTS: usize = 4096;
+/// Largest page of events the audit service's `GetEvents` returns.
+pub const AUDIT_GET_EVENTS_MAX: usize = 1000;
+/// Events a `TailLog` stream buffers for a slow reader before it waits.
+pub const AUDIT_TAIL_BUFFER_EVENTS: usize = 256;
+/// Concurrent `TailLog` streams the audit service serves.
+pub const AUDIT_TAIL_STREAMS_MAX: usize = 64;
+/// Concurrent `VerifyLog` runs (each walks the whole log).
+pub const AUDIT_VERIFY_RUNS_MAX: usize = 2;
+/// A `VerifyLog` progress message every this many events.
+pub const AUDIT_VERIFY_PROGRESS_EVERY: u64 = 65_536;
+/// Default interval between periodic checkpoints, in seconds.
+pub const AUDIT_CHECKPOINT_INTERVAL_SECS_DEFAULT: u64 = 60;
+/// Largest signed note (checkpoint) accepted, in bytes.
+pub const AUDIT_NOTE_BYTES_MAX: usize = 16 * 1024;
+/// Signature lines a note may carry (the C2SP / Go `note` cap).
+pub const AUDIT_NOTE_SIGNATURES_MAX: usize = 100;
+/// Largest receipt file accepted, in bytes (a record plus proof plus checkpoint).
+pub const AUDIT_RECEIPT_BYTES_MAX: usize = 512 * 1024;
+/// Largest record an export may carry (a v1 record with a full payload fits).
+pub const AUDIT_EXPORT_RECORD_BYTES_MAX: usize = 128 * 1024;
+
+/// Events the statistics projection applies per persisted batch (one sled
+/// batch holds the changed facts and the checkpoint).
+pub const PROJECTION_BATCH_EVENTS: usize = 10_000;
+/// Dimensions one statistics breakdown may combine.
+pub const STATS_BREAKDOWN_DIMS_MAX: usize = 3;
+/// Filters one statistics query may carry.
+pub const STATS_FILTERS_MAX: usize = 16;
+/// Smallest published cell (primary suppression below it).
+pub const STATS_MIN_CELL: u64 = 5;
+/// Smallest published cell when the cell involves minors or a municipality.
+pub const STATS_MIN_CELL_SENSITIVE: u64 = 10;
+/// Bytes of records one `GetEvents` page (or `TailLog` read) carries at most
+/// (a page stops early, at least one event, to stay under the response limit).
+pub const AUDIT_GET_EVENTS_BYTES_MAX: usize = 4 * 1024 * 1024;

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// sled and the decode paths allocate per record; mimalloc is markedly faster
+/// than glibc malloc there (measured: see the closing notes / BENCHMARKS).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use registry::log::verify::{hex, verify_full, VerifyError};
 use registry::log::{Store, SyncMode};
 
@@ -48,12 +53,28 @@ enum Command {
         /// Channel catalog JSON file (default: the built-in catalog).
         #[arg(long)]
         channels: Option<PathBuf>,
+        #[command(flatten)]
+        audit: registry::audit::cli::ServeAuditArgs,
     },
     /// Verify a stopped store: every chain link, sequence contiguity and the indexes.
     Verify {
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
+        /// Also check the log against this signed checkpoint: the log must contain
+        /// its tree and reproduce its root (catches truncation and rewritten tails).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Verifier key for the checkpoint (vkey or a file holding it); default: the data directory's key.
+        #[arg(long, requires = "checkpoint")]
+        key: Option<String>,
     },
+    /// Auditors: checkpoints, receipts, offline verification (docs/AUDIT.md).
+    Audit {
+        #[command(subcommand)]
+        what: registry::audit::cli::AuditCommand,
+    },
+    /// Write a binary export of the log (format in docs/AUDIT.md).
+    Export(registry::audit::cli::ExportArgs),
     /// Write a deterministic synthetic caseload through the case service (counts only on output).
     Simulate {
         /// Number of persons (cases).
@@ -75,6 +96,10 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Statistics: a caseload breakdown from a stopped store (docs/STATISTICS.md).
+    Stats(registry::projection::cli::StatsArgs),
+    /// Drop the statistics projection and rebuild it from the empty state.
+    RebuildProjections(registry::projection::cli::RebuildArgs),
     /// Measurements (figures, not tests).
     Bench {
         #[command(subcommand)]
@@ -84,6 +109,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Merkle tree: append cost, proof generation, offline export verification.
+    Audit(registry::audit::cli::BenchAuditArgs),
+    /// Statistics projection: rebuild rate, query latency, memory.
+    Stats(registry::projection::cli::BenchStatsArgs),
     /// Durable appends through the writer vs. the raw sled batch limit; verification vs. raw scan.
     Log {
         /// Scratch directory (deleted and recreated).
@@ -134,7 +163,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             sync,
             master_key_file,
             channels,
+            audit,
         } => {
+            audit.apply_to_env();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(registry::server::serve(registry::server::ServeConfig {
                 data_dir,
@@ -145,7 +176,29 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Verify {
+            data_dir,
+            checkpoint,
+            key,
+        } => {
+            let chain = verify(&data_dir)?;
+            match checkpoint {
+                None => Ok(chain),
+                Some(cp) => registry::audit::cli::verify_checkpoint(&data_dir, &cp, key.as_deref(), chain),
+            }
+        }
+        Command::Audit { what } => registry::audit::cli::run_audit(what),
+        Command::Export(args) => registry::audit::cli::run_export(args),
+        Command::Bench {
+            what: BenchCommand::Audit(args),
+        } => registry::audit::cli::run_bench(args),
+        Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
+        Command::RebuildProjections(args) => {
+            registry::projection::cli::rebuild(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: BenchCommand::Stats(args),
+        } => registry::projection::cli::bench(&args).map(|()| ExitCode::SUCCESS),
         Command::Simulate {
             persons,
             seed,

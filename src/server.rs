@@ -35,9 +35,13 @@ pub struct ServeConfig {
 }
 
 /// Everything an open registry holds: the log and the case service.
+///
+/// Field order matters: `cases` holds an appender, and dropping `log` waits
+/// for the writer, which stops only when every appender is gone. Fields drop
+/// in declaration order, so `cases` goes first.
 pub struct Opened {
-    pub log: Log,
     pub cases: Cases,
+    pub log: Log,
 }
 
 /// Loads the master key: a named file, the environment, or a development key.
@@ -65,21 +69,34 @@ pub fn load_master_key(
     Ok(key)
 }
 
+/// Loads the channel catalog from a file, or the built-in one.
+pub fn load_channels(file: Option<&PathBuf>) -> Result<ChannelCatalog, Box<dyn std::error::Error>> {
+    match file {
+        Some(path) => Ok(ChannelCatalog::from_json(&std::fs::read_to_string(path)?)?),
+        None => Ok(ChannelCatalog::builtin()),
+    }
+}
+
 /// Opens the log (verifying its tail) and the case service. Blocking.
 pub fn open(
     data_dir: &std::path::Path,
     sync: SyncMode,
     master: MasterKey,
 ) -> Result<Opened, Box<dyn std::error::Error>> {
+    open_with(data_dir, sync, master, ChannelCatalog::builtin())
+}
+
+/// Like [`open`], with a given channel catalog.
+pub fn open_with(
+    data_dir: &std::path::Path,
+    sync: SyncMode,
+    master: MasterKey,
+    catalog: ChannelCatalog,
+) -> Result<Opened, Box<dyn std::error::Error>> {
     let log = Log::open(data_dir, WriterConfig { sync })?;
     let keys = KeyStore::open(log.store().db(), master)?;
-    let cases = Cases::new(
-        log.appender(),
-        log.store().clone(),
-        keys,
-        ChannelCatalog::builtin(),
-    )?;
-    Ok(Opened { log, cases })
+    let cases = Cases::new(log.appender(), log.store().clone(), keys, catalog)?;
+    Ok(Opened { cases, log })
 }
 
 /// Runs the service until SIGINT or SIGTERM.
@@ -95,13 +112,24 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let master = load_master_key(config.master_key_file.as_ref(), &config.data_dir)?;
+    let catalog = load_channels(config.channels_file.as_ref())?;
     let (data_dir, sync) = (config.data_dir.clone(), config.sync);
-    let opened =
-        tokio::task::spawn_blocking(move || open(&data_dir, sync, master).map_err(|e| e.to_string()))
-            .await??;
+    let opened = tokio::task::spawn_blocking(move || {
+        open_with(&data_dir, sync, master, catalog).map_err(|e| e.to_string())
+    })
+    .await??;
+    // Audit: catch the Merkle tree up, sign a checkpoint, start the follower and the checkpointer.
+    let audit = crate::audit::service::start(&opened.log, crate::audit::AuditConfig::from_env()?).await?;
+    // Statistics: catch the projection up, then follow the log.
+    let stats = crate::projection::start(&opened.log)
+        .await
+        .map_err(|e| e.to_string())?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>>()
+        .await;
+    health_reporter
+        .set_serving::<crate::api::pb::audit_server::AuditServer<crate::audit::service::AuditService>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -117,8 +145,12 @@ pub async fn serve_on(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(CaseworkerService::new(opened.cases.clone()).into_server())
+        .add_service(audit.server())
+        .add_service(stats.server())
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
         .await?;
+    audit.shutdown().await;
+    stats.shutdown().await;
     tracing::info!("shutting down: stopping the writer and flushing");
     let Opened { log, cases } = opened;
     drop(cases);
