@@ -269,6 +269,26 @@ impl Cases {
     }
 
     fn prepare(&self, ctx: CommandContext, pending: PendingCommand) -> Result<Prepared, CaseError> {
+        let registering = matches!(pending, PendingCommand::Register { .. });
+        let case_id = case_id_for_request(&ctx.request_id);
+        let had_key = registering && self.inner.keys.get(&case_id).map(|k| k.is_some()).unwrap_or(true);
+        let result = self.prepare_inner(ctx, pending);
+        if result.is_err() && registering && !had_key {
+            self.discard_unused_key(&case_id);
+        }
+        result
+    }
+
+    /// Removes the key of a registration that recorded nothing.
+    fn discard_unused_key(&self, case_id: &str) {
+        if matches!(self.inner.store.stream_version(case_id), Ok(0)) {
+            if let Err(e) = self.inner.keys.discard_unused(case_id) {
+                tracing::warn!(error = %e, "could not discard the key of a refused registration");
+            }
+        }
+    }
+
+    fn prepare_inner(&self, ctx: CommandContext, pending: PendingCommand) -> Result<Prepared, CaseError> {
         let inner = &*self.inner;
         let registering = matches!(pending, PendingCommand::Register { .. });
         let case_id = match (&ctx.case_id, registering) {
@@ -283,7 +303,8 @@ impl Cases {
             ));
         }
         // A retry is decided against the case as it was before the original request.
-        let base_version = match inner.store.idempotency_entry(&ctx.request_id)? {
+        let retry = inner.store.idempotency_entry(&ctx.request_id)?;
+        let base_version = match retry {
             Some(entry) => {
                 let first = inner
                     .store
@@ -323,7 +344,13 @@ impl Cases {
             &ctx.request_id,
             &mut new_documents,
         )?;
-        let events = state.decide(&command, ctx.today, &inner.catalog)?;
+        let events = match state.decide(&command, ctx.today, &inner.catalog) {
+            Ok(events) => events,
+            // The original request under this id was accepted in that state:
+            // a request refused there is a different request.
+            Err(_) if retry.is_some() => return Err(CaseError::RequestIdReused),
+            Err(r) => return Err(r.into()),
+        };
         let mut new_blind = Vec::with_capacity(new_documents.len());
         for d in &new_documents {
             new_blind.push(inner.blind.index(&d.doc_type, &d.number)?);
@@ -364,6 +391,7 @@ impl Cases {
             .into_iter()
             .filter(|b| erasing || !new_blind.contains(b))
             .collect();
+        let new_key = registering && base_version == 0 && retry.is_none();
         Ok(Prepared {
             case_id,
             state,
@@ -372,6 +400,7 @@ impl Cases {
             reserved,
             released,
             erasing,
+            new_key,
         })
     }
 
@@ -402,6 +431,9 @@ impl Cases {
             Ok(a) => a,
             Err(e) => {
                 self.release_reservations(&p.case_id, &p.reserved);
+                if p.new_key {
+                    self.discard_unused_key(&p.case_id);
+                }
                 return Err(e.into());
             }
         };
@@ -569,6 +601,8 @@ struct Prepared {
     reserved: Vec<[u8; 32]>,
     released: Vec<[u8; 32]>,
     erasing: bool,
+    /// A registration that created its key: discard the key if the append fails.
+    new_key: bool,
 }
 
 /// Seals the clear personal fields of a pending command into its domain command.

@@ -60,6 +60,16 @@ impl CaseworkerService {
             .header()
             .cloned()
             .ok_or_else(|| status::invalid_argument("header", "required"))?;
+        let rid = &header.request_id;
+        if rid.is_empty()
+            || rid.len() > crate::limits::REQUEST_ID_BYTES_MAX
+            || !rid.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(status::invalid_argument(
+                "header.request_id",
+                "1..64 printable characters without spaces",
+            ));
+        }
         let today = today();
         let on = convert::business_date(&header.on, today)?;
         let pending = build(message, on, today)?;

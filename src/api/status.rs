@@ -27,6 +27,8 @@ impl From<CaseError> for Status {
         match e {
             CaseError::Invalid { field, reason } => invalid_argument(field, &reason),
             CaseError::Rejected(r) => match r {
+                // The domain's business date is the wire's header.on.
+                Rejection::Invalid { field: "on", reason } => invalid_argument("header.on", &reason),
                 Rejection::Invalid { field, reason } => invalid_argument(field, &reason),
                 Rejection::IllegalTransition { .. } | Rejection::Erased { .. } => {
                     Status::failed_precondition(r.to_string())

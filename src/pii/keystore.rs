@@ -361,6 +361,22 @@ impl KeyStore {
         }
     }
 
+    /// Removes a key that never sealed anything durable (a registration that
+    /// was refused after its key was created), so that refused registrations
+    /// leave no keys behind. Unlike [`erase`](Self::erase) it leaves no
+    /// tombstone: the case id stays free. Only an active entry is removed.
+    pub fn discard_unused(&self, case_id: &str) -> Result<()> {
+        validate_case_id(case_id)?;
+        if let Some(value) = self.tree.get(case_id.as_bytes())? {
+            if matches!(parse_entry(&value), Ok(Entry::Wrapped { .. })) {
+                let _ = self
+                    .tree
+                    .compare_and_swap(case_id.as_bytes(), Some(value), None as Option<&[u8]>)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Re-wraps every active key (and the blind-index key) under
     /// `new_master`, in atomic batches of [`REWRAP_BATCH`], flushing after
     /// each. Returns how many person keys were re-wrapped (the blind-index
