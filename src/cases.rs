@@ -306,6 +306,13 @@ impl Cases {
         let retry = inner.store.idempotency_entry(&ctx.request_id)?;
         let base_version = match retry {
             Some(entry) => {
+                if entry.first_seq > inner.store.head()?.seq {
+                    // The original request is being committed right now: ask the client to retry.
+                    return Err(CaseError::VersionConflict {
+                        expected: ctx.expected_version,
+                        actual: entry.first_version - 1,
+                    });
+                }
                 let first = inner
                     .store
                     .get(entry.first_seq)?

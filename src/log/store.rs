@@ -10,6 +10,7 @@
 //! four of one group commit in a single sled transaction.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use super::record::{split_stored, DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
 use crate::limits::READ_PAGE_EVENTS_MAX;
@@ -159,6 +160,11 @@ pub struct Store {
     pub(crate) streams: sled::Tree,
     pub(crate) requests: sled::Tree,
     pub(crate) meta: sled::Tree,
+    /// The head readers may see: set at open from metadata, then by the writer
+    /// after each commit is applied and durable. sled applies a transaction's
+    /// writes one key at a time, so a reader that trusted `meta/head` could
+    /// see the head before the events it names; every read is bounded by this.
+    published: Arc<RwLock<Head>>,
     dir: PathBuf,
 }
 
@@ -182,11 +188,17 @@ impl Store {
                 other => break other?,
             }
         };
+        let meta = db.open_tree(TREE_META)?;
+        let head = match meta.get(META_HEAD)? {
+            Some(v) => Head::from_bytes(&v)?,
+            None => Head::EMPTY,
+        };
         Ok(Store {
+            published: Arc::new(RwLock::new(head)),
             events: db.open_tree(TREE_EVENTS)?,
             streams: db.open_tree(TREE_STREAMS)?,
             requests: db.open_tree(TREE_REQUESTS)?,
-            meta: db.open_tree(TREE_META)?,
+            meta,
             db,
             dir: dir.to_path_buf(),
         })
@@ -203,12 +215,22 @@ impl Store {
         &self.db
     }
 
-    /// The last committed head, as recorded in metadata.
+    /// The last committed, durable head: everything up to it is readable.
     pub fn head(&self) -> Result<Head, StoreError> {
+        Ok(*self.published.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The head as recorded in metadata (verification compares it with the chain).
+    pub fn meta_head(&self) -> Result<Head, StoreError> {
         match self.meta.get(META_HEAD)? {
             Some(v) => Head::from_bytes(&v),
             None => Ok(Head::EMPTY),
         }
+    }
+
+    /// Called by the writer once a commit is applied and durable.
+    pub(crate) fn publish(&self, head: Head) {
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = head;
     }
 
     /// The position up to which the chain was last verified (at start-up).
@@ -233,8 +255,22 @@ impl Store {
         }
     }
 
-    /// The current version of a stream (number of events in it; 0 if none).
+    /// The current version of a stream (number of its events up to the
+    /// published head; 0 if none).
     pub fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
+        let head = self.head()?.seq;
+        for kv in self.streams.scan_prefix(stream_prefix(stream_id)).rev() {
+            let (k, v) = kv?;
+            if u64_from(&v, "stream index value")? <= head {
+                return u64_from(&k[k.len() - 8..], "stream key");
+            }
+        }
+        Ok(0)
+    }
+
+    /// The current version of a stream as the writer sees it (every committed
+    /// index entry, published or not). Only the writer may use it.
+    pub(crate) fn stream_version_unpublished(&self, stream_id: &str) -> Result<u64, StoreError> {
         match self.streams.scan_prefix(stream_prefix(stream_id)).next_back() {
             Some(kv) => {
                 let (k, _) = kv?;
@@ -255,10 +291,14 @@ impl Store {
         let max = max.min(READ_PAGE_EVENTS_MAX);
         let start = stream_key(stream_id, from_version.max(1));
         let end = stream_key(stream_id, u64::MAX);
+        let head = self.head()?.seq;
         let mut out = Vec::new();
         for kv in self.streams.range(start..=end).take(max) {
             let (_, seq) = kv?;
             let seq = u64_from(&seq, "stream index value")?;
+            if seq > head {
+                break; // committed after the published head: not visible yet
+            }
             let ev = self
                 .get(seq)?
                 .ok_or(StoreError::CorruptMeta("stream index points past the log"))?;

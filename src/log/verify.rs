@@ -132,7 +132,7 @@ pub fn verify_chain(
         )
         .into());
     }
-    let meta = store.head()?;
+    let meta = store.meta_head()?;
     if meta.seq != head.seq {
         return Err(Broken::at(
             meta.seq.min(head.seq) + 1,

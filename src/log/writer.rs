@@ -316,6 +316,7 @@ impl Writer {
         match self.commit(&staged) {
             Ok(()) => {
                 self.last_recorded_at_us = recorded_at_us;
+                self.store.publish(self.head);
                 if self.versions.len() + staged.versions.len() > STREAM_VERSION_CACHE_MAX {
                     self.versions.clear();
                 }
@@ -397,7 +398,10 @@ impl Writer {
             .or_else(|| self.versions.get(&req.stream_id))
         {
             Some(v) => *v,
-            None => self.store.stream_version(&req.stream_id).map_err(storage)?,
+            None => self
+                .store
+                .stream_version_unpublished(&req.stream_id)
+                .map_err(storage)?,
         };
         let ok = match req.expected {
             ExpectedVersion::Any => true,
