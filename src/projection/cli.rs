@@ -72,6 +72,9 @@ pub struct BenchStatsArgs {
     /// Queries per measured kind.
     #[arg(long, default_value_t = 2_000)]
     pub queries: usize,
+    /// Concurrent appenders for the projection-lag measurement.
+    #[arg(long, default_value_t = 32)]
+    pub lag_appenders: usize,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -365,12 +368,119 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
     );
     let per_case = est as f64 / cases.max(1) as f64;
     let events_per_case = c.events as f64 / cases.max(1) as f64;
+    measure_lag(&store, &args.data_dir.with_extension("lag"), args.lag_appenders)?;
     println!(
         "extrapolation to 2.8M persons (linear in cases; cells grow with distinct combinations only): \
          facts ~{:.0} MiB, rebuild of ~{:.1}M events ~{:.0}s at the measured rate",
         per_case * 2.8e6 / 1048576.0,
         events_per_case * 2.8,
         events_per_case * 2.8e6 / c.events_per_second().max(1.0)
+    );
+    Ok(())
+}
+
+/// Projection lag under a sustained append load: the source store's events
+/// are appended again into a fresh log by `appenders` concurrent appenders
+/// (each case's events in order, by one appender), durably, while the
+/// projection follower runs; the lag (head seq minus projected seq) is
+/// sampled every 10 ms.
+fn measure_lag(source: &Store, dir: &Path, appenders: usize) -> Result<(), BoxError> {
+    use crate::log::{AppendRequest, ExpectedVersion, Log, NewEvent, WriterConfig};
+    let appenders = appenders.max(1);
+    let _ = std::fs::remove_dir_all(dir);
+    let mut work: Vec<Vec<AppendRequest>> = vec![Vec::new(); appenders];
+    let mut from = 1;
+    loop {
+        let page = source.read_all(from, crate::limits::READ_PAGE_EVENTS_MAX)?;
+        let Some(last) = page.last() else { break };
+        from = last.record.seq + 1;
+        for ev in page {
+            let r = ev.record;
+            let lane = (blake3::hash(r.stream_id.as_bytes()).as_bytes()[0] as usize) % appenders;
+            work[lane].push(AppendRequest {
+                stream_id: r.stream_id,
+                expected: ExpectedVersion::Any,
+                request_id: format!("lag-{}", r.seq),
+                actor: r.actor,
+                events: vec![NewEvent {
+                    event_type: r.event_type,
+                    payload: r.payload,
+                }],
+            });
+        }
+    }
+    let total: usize = work.iter().map(Vec::len).sum();
+    let log = Log::open(
+        dir,
+        WriterConfig {
+            sync: crate::log::SyncMode::Fdatasync,
+        },
+    )?;
+    let engine = Engine::open(log.store(), super::engine::TREE, super::today_utc())?;
+    let shared: super::engine::Shared = std::sync::Arc::new(std::sync::RwLock::new(engine));
+    let follower = super::engine::Follower::spawn(shared.clone(), log.subscribe_head(), false)?;
+    let started = Instant::now();
+    let threads: Vec<_> = work
+        .into_iter()
+        .map(|reqs| {
+            let appender = log.appender();
+            std::thread::spawn(move || {
+                for req in reqs {
+                    appender.append_blocking(req).expect("lag bench append");
+                }
+            })
+        })
+        .collect();
+    let mut lags: Vec<u64> = Vec::new();
+    while threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(10));
+        let head = log.store().head()?.seq;
+        let projected = shared
+            .read()
+            .map_err(|_| "projection lock poisoned")?
+            .state()
+            .position
+            .seq;
+        lags.push(head.saturating_sub(projected));
+    }
+    for t in threads {
+        t.join().map_err(|_| "appender thread panicked")?;
+    }
+    let append_secs = started.elapsed().as_secs_f64();
+    let head = log.store().head()?.seq;
+    let drain_started = Instant::now();
+    while shared
+        .read()
+        .map_err(|_| "projection lock poisoned")?
+        .state()
+        .position
+        .seq
+        < head
+    {
+        if let Some(e) = follower.error() {
+            return Err(e.into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let drain_ms = drain_started.elapsed().as_secs_f64() * 1e3;
+    follower.stop();
+    drop(shared);
+    log.shutdown()?;
+    let _ = std::fs::remove_dir_all(dir);
+    lags.sort_unstable();
+    let at = |q: f64| {
+        lags.get(((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    let rate = total as f64 / append_secs.max(1e-9);
+    println!(
+        "lag under load: {total} events appended durably by {appenders} appenders at {rate:.0} events/s; \
+         projection lag p50 {} p99 {} max {} events (~{:.1} ms at that rate); caught up {drain_ms:.1} ms after the last append",
+        at(0.5),
+        at(0.99),
+        lags.last().copied().unwrap_or(0),
+        at(0.99) as f64 / rate.max(1.0) * 1e3,
     );
     Ok(())
 }
