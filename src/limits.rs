@@ -68,7 +68,7 @@ pub const AUDIT_EXPORT_RECORD_BYTES_MAX: usize = 128 * 1024;
 
 /// Events the statistics projection applies per persisted batch (one sled
 /// batch holds the changed facts and the checkpoint).
-pub const PROJECTION_BATCH_EVENTS: usize = 10_000;
+pub const PROJECTION_BATCH_EVENTS: usize = 100_000;
 /// Dimensions one statistics breakdown may combine.
 pub const STATS_BREAKDOWN_DIMS_MAX: usize = 3;
 /// Filters one statistics query may carry.

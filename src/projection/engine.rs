@@ -264,24 +264,38 @@ impl Engine {
     ) -> Result<CatchUp, ProjectionError> {
         let started = Instant::now();
         let (mut events, mut batches) = (0u64, 0u64);
-        let batch_events = batch_events.clamp(1, READ_PAGE_EVENTS_MAX);
+        let batch_events = batch_events.max(1);
         loop {
             if max_batches.is_some_and(|m| batches >= m) {
                 break;
             }
-            let pos = self.state.position;
-            let room = up_to.map_or(batch_events as u64, |u| {
-                u.saturating_sub(pos.seq).min(batch_events as u64)
+            // One persisted batch: read pages (each at most READ_PAGE_EVENTS_MAX)
+            // until `batch_events` are applied, then write state and checkpoint once.
+            let start = self.state.position.seq;
+            let batch_room = up_to.map_or(batch_events as u64, |u| {
+                u.saturating_sub(start).min(batch_events as u64)
             });
-            if room == 0 {
+            let mut applied = 0u64;
+            loop {
+                let pos = self.state.position;
+                let room = (batch_room - applied).min(READ_PAGE_EVENTS_MAX as u64);
+                if room == 0 {
+                    break;
+                }
+                let page = read_page(&self.store, pos, room as usize)?;
+                if page.is_empty() {
+                    break;
+                }
+                for ev in &page {
+                    self.state.apply_stored(ev)?;
+                }
+                applied += page.len() as u64;
+            }
+            if applied == 0 {
                 break;
             }
-            let page = read_page(&self.store, pos, room as usize)?;
-            if page.is_empty() {
-                break;
-            }
-            self.apply_page(&page)?;
-            events += page.len() as u64;
+            self.persist()?;
+            events += applied;
             batches += 1;
         }
         self.store.db().flush()?;
