@@ -13,6 +13,7 @@
 //!   master-key wrapping and blind indexes for document look-ups.
 //! - [`codec`]: domain events <-> stored prost payloads.
 //! - [`cases`]: the case service: load, decide, seal, append; document index.
+//! - [`client`]: connecting to a running server with credentials (tools, tests).
 //! - [`api`]: tonic services; the one place errors become gRPC statuses.
 //! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
 //! - [`bench`]: the `registry bench` measurements.
@@ -24,6 +25,7 @@ pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod cases;
+pub mod client;
 pub mod codec;
 pub mod domain;
 pub mod limits;

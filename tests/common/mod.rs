@@ -107,6 +107,37 @@ impl TestServer {
         self.addr.to_string()
     }
 
+    /// `http://host:port` of the server.
+    pub fn target(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Client options for a principal of `role` ("caseworker", "supervisor",
+    /// "statistician", "auditor", "admin"): the target and that role's
+    /// credentials. Use with `registry::client::connect`.
+    pub fn options(&self, role: &str) -> registry::client::ClientOptions {
+        registry::client::ClientOptions {
+            target: self.target(),
+            token: Some(self.token(role)),
+            actor: Some((ACTOR_USER.to_string(), ACTOR_OFFICE.to_string())),
+        }
+    }
+
+    /// The bearer token of the test principal of `role`.
+    pub fn token(&self, role: &str) -> String {
+        // Until the server authenticates principals, any token is accepted
+        // and the actor metadata identifies the caller.
+        format!("test-token-{role}")
+    }
+
+    /// A file holding the token of `role` (for the command-line tools).
+    pub fn token_file(&self, role: &str) -> PathBuf {
+        let dir = self.tmp.as_ref().expect("temp dir").path();
+        let path = dir.join(format!("{role}.token"));
+        std::fs::write(&path, format!("{}\n", self.token(role))).expect("write token file");
+        path
+    }
+
     /// A new client connection (retries while the server opens its store).
     pub async fn client(&self) -> Client {
         let endpoint = Channel::from_shared(format!("http://{}", self.addr))

@@ -1,0 +1,129 @@
+//! Client side of the gRPC API, shared by the tools that talk to a running
+//! server (`registry simulate --target`, `registry load-test`, the import
+//! client) and by the tests: one way to connect and to present credentials.
+//!
+//! Credentials: a bearer token sent as `authorization: Bearer <token>` on
+//! every call. Until the server authenticates principals (issue 7), the
+//! legacy actor metadata (`x-actor-user`, `x-actor-office`) is sent too; the
+//! server ignores it once authentication is in place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Environment variable a tool reads its bearer token from when no token file is named.
+pub const TOKEN_ENV: &str = "REGISTRY_TOKEN";
+
+/// Where and how to connect.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// `http://host:port` or `https://host:port`.
+    pub target: String,
+    /// The bearer token (never logged).
+    pub token: Option<String>,
+    /// Legacy actor metadata (user id, office code); ignored by an authenticating server.
+    pub actor: Option<(String, String)>,
+}
+
+impl ClientOptions {
+    /// Options for `target`, with the token from `token_file`, else `$REGISTRY_TOKEN`.
+    pub fn new(target: &str, token_file: Option<&Path>) -> Result<ClientOptions, String> {
+        let token = match token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()),
+        };
+        Ok(ClientOptions {
+            target: target.to_string(),
+            token: token.map(|t| t.trim().to_string()),
+            actor: None,
+        })
+    }
+}
+
+/// Reads a token file (the token on its first line).
+pub fn read_token_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        return Err(format!("token file {} is empty", path.display()));
+    }
+    Ok(token)
+}
+
+/// Adds the credentials to every call.
+#[derive(Clone)]
+pub struct Credentials {
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    actor: Option<(
+        MetadataValue<tonic::metadata::Ascii>,
+        MetadataValue<tonic::metadata::Ascii>,
+    )>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        if let Some((user, office)) = &self.actor {
+            request
+                .metadata_mut()
+                .insert(crate::api::ACTOR_USER_HEADER, user.clone());
+            request
+                .metadata_mut()
+                .insert(crate::api::ACTOR_OFFICE_HEADER, office.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel that presents credentials on every call.
+pub type AuthChannel = InterceptedService<Channel, Credentials>;
+
+/// Connects (retrying for up to `wait` while the server starts) and returns
+/// a channel that adds the credentials to every call.
+pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChannel, String> {
+    let endpoint = Endpoint::from_shared(options.target.clone())
+        .map_err(|e| format!("target {}: {e}", options.target))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let deadline = std::time::Instant::now() + wait;
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(channel) => break channel,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(format!("cannot connect to {}: {e}", options.target)),
+        }
+    };
+    Ok(InterceptedService::new(channel, credentials(options)?))
+}
+
+/// The interceptor for `options`.
+pub fn credentials(options: &ClientOptions) -> Result<Credentials, String> {
+    let authorization = match &options.token {
+        Some(token) => Some(
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| "the token holds characters not allowed in metadata".to_string())?,
+        ),
+        None => None,
+    };
+    let actor = match &options.actor {
+        Some((user, office)) => Some((
+            user.parse()
+                .map_err(|_| "actor user: not valid metadata".to_string())?,
+            office
+                .parse()
+                .map_err(|_| "actor office: not valid metadata".to_string())?,
+        )),
+        None => None,
+    };
+    Ok(Credentials { authorization, actor })
+}
