@@ -82,6 +82,8 @@ pub enum CaseError {
     RequestIdReused,
     #[error("{field} exceeds the limit of {limit}")]
     TooLarge { field: &'static str, limit: usize },
+    #[error("the case is outside the caller's departments (or does not exist)")]
+    OutOfScope,
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -152,6 +154,37 @@ pub struct CommandContext {
     pub actor: Actor,
     /// The date the command is decided on (business dates may not be later).
     pub today: Date,
+    /// Departments (DIVIPOLA codes) the caller may act in; empty = all. A
+    /// command on a case residing elsewhere, or that would move a case
+    /// elsewhere, is refused with [`CaseError::OutOfScope`].
+    pub departments: Vec<u8>,
+}
+
+/// Whether a case residing in `department` is inside `departments` (empty = all).
+pub fn in_scope(departments: &[u8], department: Option<crate::domain::Department>) -> bool {
+    departments.is_empty() || department.is_some_and(|d| departments.contains(&d.code()))
+}
+
+/// Stream id prefix of access events: `access:<case id>` holds who read
+/// that case's personal data, when and why. Never a case id.
+pub const ACCESS_STREAM_PREFIX: &str = "access:";
+/// Event type of an access event (not a case event: projections skip it).
+pub const ACCESS_EVENT_TYPE: &str = "PersonalDataAccessed";
+
+/// A read of personal data, to be recorded before the data is returned.
+#[derive(Clone, Debug)]
+pub struct AccessRecord {
+    /// The case whose personal data is returned (for a look-up that found
+    /// nothing: empty, recorded in the stream `access:none`).
+    pub case_id: String,
+    /// The RPC: `GetCase`, `FindCasesByDocument`.
+    pub operation: &'static str,
+    /// The purpose code the caller gave.
+    pub purpose: String,
+    /// The caller's role.
+    pub role: String,
+    /// Token id or certificate identity the caller authenticated with.
+    pub credential: String,
 }
 
 /// A command before sealing: its personal fields still in clear.
@@ -235,6 +268,20 @@ impl Cases {
         })
     }
 
+    /// Re-wraps every person key under `new_master` (blocking; see
+    /// [`KeyStore::rewrap_all`]); events are not touched. Returns how many
+    /// keys were re-wrapped.
+    pub fn rotate_master_key(&self, new_master: crate::pii::MasterKey) -> Result<usize, CaseError> {
+        let n = self.inner.keys.rewrap_all(new_master)?;
+        self.inner.keys.flush()?;
+        Ok(n)
+    }
+
+    /// Id of the master key in use (hex, not secret).
+    pub fn master_key_id(&self) -> String {
+        self.inner.keys.master_key_id()
+    }
+
     /// The log's store (reads).
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -293,9 +340,13 @@ impl Cases {
         let registering = matches!(pending, PendingCommand::Register { .. });
         let case_id = match (&ctx.case_id, registering) {
             (_, true) => case_id_for_request(&ctx.request_id),
+            (Some(id), false) if id.starts_with(ACCESS_STREAM_PREFIX) => {
+                return Err(CaseError::invalid("header.case_id", "not a case id"))
+            }
             (Some(id), false) if !id.is_empty() => id.clone(),
             _ => return Err(CaseError::invalid("header.case_id", "required")),
         };
+        let scoped = !ctx.departments.is_empty();
         if registering && ctx.expected_version != 0 {
             return Err(CaseError::invalid(
                 "header.expected_version",
@@ -325,7 +376,12 @@ impl Cases {
             None => {
                 let current = inner.store.stream_version(&case_id)?;
                 if current == 0 && !registering {
-                    return Err(CaseError::NotFound(case_id));
+                    // A scoped caller is told the same for a missing case as for one outside its scope.
+                    return Err(if scoped {
+                        CaseError::OutOfScope
+                    } else {
+                        CaseError::NotFound(case_id)
+                    });
                 }
                 if current != ctx.expected_version {
                     return Err(CaseError::VersionConflict {
@@ -337,6 +393,9 @@ impl Cases {
             }
         };
         let state = self.fold(&case_id, base_version)?;
+        if scoped && !registering && !in_scope(&ctx.departments, state.department()) {
+            return Err(CaseError::OutOfScope);
+        }
         let key = match &pending {
             PendingCommand::Plain(_) => None,
             PendingCommand::Register { .. } => Some(self.registration_key(&case_id)?),
@@ -358,6 +417,16 @@ impl Cases {
             Err(_) if retry.is_some() => return Err(CaseError::RequestIdReused),
             Err(r) => return Err(r.into()),
         };
+        if scoped {
+            // Neither register a case in, nor move one to, a department outside the scope.
+            let mut after = state.clone();
+            for e in &events {
+                after.apply(e);
+            }
+            if !in_scope(&ctx.departments, after.department()) {
+                return Err(CaseError::OutOfScope);
+            }
+        }
         let mut new_blind = Vec::with_capacity(new_documents.len());
         for d in &new_documents {
             new_blind.push(inner.blind.index(&d.doc_type, &d.number)?);
@@ -542,9 +611,39 @@ impl Cases {
         }
     }
 
+    /// Appends an access event (durably) to `access:<case id>`; the caller
+    /// returns the personal data only after this succeeded.
+    pub async fn record_access(&self, actor: Actor, record: AccessRecord) -> Result<Appended, CaseError> {
+        let stream_id = if record.case_id.is_empty() {
+            format!("{ACCESS_STREAM_PREFIX}none")
+        } else {
+            format!("{ACCESS_STREAM_PREFIX}{}", record.case_id)
+        };
+        let payload = codec::encode_access(&record);
+        let mut id = [0u8; 16];
+        getrandom::getrandom(&mut id).map_err(|e| CaseError::Internal(e.to_string()))?;
+        let request = AppendRequest {
+            stream_id,
+            expected: ExpectedVersion::Any,
+            request_id: format!(
+                "access-{}",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            actor,
+            events: vec![NewEvent {
+                event_type: ACCESS_EVENT_TYPE.to_string(),
+                payload,
+            }],
+        };
+        Ok(self.inner.appender.append(request).await?)
+    }
+
     /// Reads a case with its identifying data opened (unless erased).
     pub fn get_case(&self, case_id: &str) -> Result<CaseView, CaseError> {
         let inner = &*self.inner;
+        if case_id.starts_with(ACCESS_STREAM_PREFIX) {
+            return Err(CaseError::invalid("case_id", "not a case id"));
+        }
         let stored = inner.store.read_stream(case_id, 1, CASE_EVENTS_MAX)?;
         if stored.is_empty() {
             return Err(CaseError::NotFound(case_id.to_string()));

@@ -3,9 +3,7 @@
 //! client) and by the tests: one way to connect and to present credentials.
 //!
 //! Credentials: a bearer token sent as `authorization: Bearer <token>` on
-//! every call. Until the server authenticates principals (issue 7), the
-//! legacy actor metadata (`x-actor-user`, `x-actor-office`) is sent too; the
-//! server ignores it once authentication is in place.
+//! every call, and/or a client certificate (mutual TLS) for `https://` targets.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,8 +23,11 @@ pub struct ClientOptions {
     pub target: String,
     /// The bearer token (never logged).
     pub token: Option<String>,
-    /// Legacy actor metadata (user id, office code); ignored by an authenticating server.
+    /// Legacy actor metadata (user id, office code); ignored by the server,
+    /// which writes the authenticated principal as the actor.
     pub actor: Option<(String, String)>,
+    /// TLS (required for an `https://` target): CA, optional client identity.
+    pub tls: Option<crate::auth::tls::ClientTls>,
 }
 
 impl ClientOptions {
@@ -40,6 +41,7 @@ impl ClientOptions {
             target: target.to_string(),
             token: token.map(|t| t.trim().to_string()),
             actor: None,
+            tls: None,
         })
     }
 }
@@ -92,6 +94,12 @@ pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChan
         .map_err(|e| format!("target {}: {e}", options.target))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
+    let endpoint = match &options.tls {
+        Some(tls) => endpoint
+            .tls_config(tls.config()?)
+            .map_err(|e| format!("TLS configuration: {e}"))?,
+        None => endpoint,
+    };
     let deadline = std::time::Instant::now() + wait;
     let channel = loop {
         match endpoint.connect().await {

@@ -307,6 +307,24 @@ pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
 
 /// Decodes a stored event from its type name and protobuf payload, checking
 /// every field (see the module documentation). Never panics.
+/// Encodes an access event's payload (see [`crate::cases::AccessRecord`]).
+pub fn encode_access(record: &crate::cases::AccessRecord) -> Vec<u8> {
+    pb::PersonalDataAccessed {
+        case_id: record.case_id.clone(),
+        operation: record.operation.to_string(),
+        purpose: record.purpose.clone(),
+        role: record.role.clone(),
+        credential: record.credential.clone(),
+    }
+    .encode_to_vec()
+}
+
+/// A decoded access event: (case id, operation, purpose, role, credential).
+pub fn decode_access(payload: &[u8]) -> Result<(String, String, String, String, String), CodecError> {
+    let m = pb::PersonalDataAccessed::decode(payload)?;
+    Ok((m.case_id, m.operation, m.purpose, m.role, m.credential))
+}
+
 pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
     let event = match event_type {
         "PersonRegistered" => {

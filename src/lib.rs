@@ -15,6 +15,7 @@
 //! - [`cases`]: the case service: load, decide, seal, append; document index.
 //! - [`client`]: connecting to a running server with credentials (tools, tests).
 //! - [`api`]: tonic services; the one place errors become gRPC statuses.
+//! - [`auth`]: principals, roles, department scopes, TLS; the access file.
 //! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod bench;
 pub mod cases;
 pub mod client;

@@ -80,3 +80,16 @@ pub const STATS_MIN_CELL_SENSITIVE: u64 = 10;
 /// Bytes of records one `GetEvents` page (or `TailLog` read) carries at most
 /// (a page stops early, at least one event, to stay under the response limit).
 pub const AUDIT_GET_EVENTS_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Largest access file (tokens and certificate principals) accepted, in bytes.
+pub const ACCESS_FILE_BYTES_MAX: u64 = 8 * 1024 * 1024;
+/// Most tokens (and, separately, certificate principals) in the access file.
+pub const ACCESS_TOKENS_MAX: usize = 20_000;
+/// How often (at most) the server checks whether the access file changed, in ms.
+pub const ACCESS_RELOAD_CHECK_MS: u64 = 250;
+/// Longest `authorization` metadata value accepted, in bytes.
+pub const AUTHORIZATION_BYTES_MAX: usize = 256;
+/// Longest certificate identity (CN or DNS SAN) considered, in bytes.
+pub const CERT_IDENTITY_BYTES_MAX: usize = 64;
+/// Most DNS SANs of a client certificate considered.
+pub const CERT_SANS_MAX: usize = 16;

@@ -55,6 +55,18 @@ enum Command {
         channels: Option<PathBuf>,
         #[command(flatten)]
         audit: registry::audit::cli::ServeAuditArgs,
+        #[command(flatten)]
+        access: registry::auth::cli::ServeAccessArgs,
+    },
+    /// Who may call: bearer tokens and client-certificate principals (the access file).
+    Access {
+        #[command(subcommand)]
+        what: registry::auth::cli::AccessCommand,
+    },
+    /// Master keys: generate, rotate (re-wrap every person key) on a stopped store.
+    Keys {
+        #[command(subcommand)]
+        what: registry::auth::cli::KeysCommand,
     },
     /// Verify a stopped store: every chain link, sequence contiguity and the indexes.
     Verify {
@@ -164,18 +176,20 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             master_key_file,
             channels,
             audit,
+            access,
         } => {
             audit.apply_to_env();
+            let mut config = registry::server::ServeConfig::new(data_dir, listen);
+            config.sync = sync;
+            config.master_key_file = master_key_file;
+            config.channels_file = channels;
+            access.apply(&mut config);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(registry::server::serve(registry::server::ServeConfig {
-                data_dir,
-                listen,
-                sync,
-                master_key_file,
-                channels_file: channels,
-            }))?;
+            runtime.block_on(registry::server::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Access { what } => registry::auth::cli::run_access(what),
+        Command::Keys { what } => registry::auth::cli::run_keys(what),
         Command::Verify {
             data_dir,
             checkpoint,

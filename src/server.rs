@@ -32,6 +32,73 @@ pub struct ServeConfig {
     /// the catalog built in (`src/domain/channels.json`). A new resolution is
     /// a new catalog file, not new code.
     pub channels_file: Option<PathBuf>,
+    /// The access file (tokens, certificate principals); default
+    /// `<data_dir>/access.json`. Created on first start with one admin
+    /// token, written to `<data_dir>/admin.token` (mode 0600).
+    pub access_file: Option<PathBuf>,
+    /// TLS (and mutual TLS with a client CA); `None`: plaintext, allowed
+    /// only on a loopback address unless `insecure_plaintext` is set.
+    pub tls: Option<crate::auth::tls::ServerTls>,
+    /// Serve plaintext on a non-loopback address (never in production).
+    pub insecure_plaintext: bool,
+}
+
+impl ServeConfig {
+    /// Plaintext on `listen`, default master key, catalog and access file.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> ServeConfig {
+        ServeConfig {
+            data_dir,
+            listen,
+            sync: SyncMode::Fdatasync,
+            master_key_file: None,
+            channels_file: None,
+            access_file: None,
+            tls: None,
+            insecure_plaintext: false,
+        }
+    }
+
+    /// The access file in use.
+    pub fn access_file(&self) -> PathBuf {
+        self.access_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("access.json"))
+    }
+}
+
+/// Refuses plaintext on a non-loopback address unless forced.
+pub fn check_transport(config: &ServeConfig, listen: SocketAddr) -> Result<(), String> {
+    if config.tls.is_some() {
+        return Ok(());
+    }
+    if crate::auth::tls::is_loopback(&listen) {
+        tracing::warn!(%listen, "serving PLAINTEXT gRPC on a loopback address (development only; use --tls-cert/--tls-key)");
+        return Ok(());
+    }
+    if config.insecure_plaintext {
+        tracing::warn!(%listen, "serving PLAINTEXT gRPC on a network address: credentials and personal data cross the network unencrypted");
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve plaintext on {listen}, which is not a loopback address: \
+         give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), \
+         or --insecure-plaintext-on-network to force it"
+    ))
+}
+
+/// Opens the access file, creating it with a bootstrap admin token on first start.
+pub fn open_access(config: &ServeConfig) -> Result<crate::auth::AccessControl, Box<dyn std::error::Error>> {
+    let path = config.access_file();
+    let token_out = config.data_dir.join("admin.token");
+    if crate::auth::access_file::bootstrap(&path, &token_out)? {
+        tracing::warn!(
+            access_file = %path.display(),
+            token_file = %token_out.display(),
+            "ACCESS FILE CREATED with one admin token (in the token file, mode 0600): \
+             use it to create the principals' tokens, then revoke it and delete the file"
+        );
+    }
+    Ok(crate::auth::AccessControl::open(&path)?)
 }
 
 /// Everything an open registry holds: the log and the case service.
@@ -101,6 +168,7 @@ pub fn open_with(
 
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
+    check_transport(&config, config.listen)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     serve_on(config, listener, shutdown_signal()).await
 }
@@ -111,6 +179,8 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    check_transport(&config, listener.local_addr()?)?;
+    let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
     let master = load_master_key(config.master_key_file.as_ref(), &config.data_dir)?;
     let catalog = load_channels(config.channels_file.as_ref())?;
     let (data_dir, sync) = (config.data_dir.clone(), config.sync);
@@ -118,6 +188,7 @@ pub async fn serve_on(
         open_with(&data_dir, sync, master, catalog).map_err(|e| e.to_string())
     })
     .await??;
+    let access = std::sync::Arc::new(open_access(&config)?);
     // Audit: catch the Merkle tree up, sign a checkpoint, start the follower and the checkpointer.
     let audit = crate::audit::service::start(&opened.log, crate::audit::AuditConfig::from_env()?).await?;
     // Statistics: catch the projection up, then follow the log.
@@ -138,15 +209,21 @@ pub async fn serve_on(
         .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "serving");
-    tonic::transport::Server::builder()
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), tls = tls.is_some(), "serving");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
         .timeout(Duration::from_millis(GRPC_DEFAULT_TIMEOUT_MS))
+        .layer(crate::auth::AuthLayer::new(access.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(CaseworkerService::new(opened.cases.clone()).into_server())
         .add_service(audit.server())
         .add_service(stats.server())
+        .add_service(crate::api::admin::AdminService::new(access, opened.cases.clone()).into_server())
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
         .await?;
     audit.shutdown().await;

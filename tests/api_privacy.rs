@@ -370,5 +370,16 @@ async fn a_registration_retried_after_erasure_is_refused_and_the_key_stays_destr
     let master = registry::pii::MasterKey::load(tmp.path().join("master.key")).unwrap();
     let keys = registry::pii::KeyStore::open(store.db(), master).unwrap();
     assert!(keys.get(&case_id).unwrap().is_none(), "no key was created again");
-    assert_eq!(store.head().unwrap().seq, t.last_seq);
+    // Nothing but access events (the reads of the case) came after the erasure.
+    let head = store.head().unwrap().seq;
+    let later = store.read_all(t.last_seq + 1, 1000).unwrap();
+    assert_eq!(later.len() as u64, head - t.last_seq);
+    for ev in later {
+        assert_eq!(
+            ev.record.event_type,
+            registry::cases::ACCESS_EVENT_TYPE,
+            "seq {}",
+            ev.record.seq
+        );
+    }
 }

@@ -42,6 +42,7 @@ async fn python_client_runs_a_case_against_the_server() {
     // The server must be serving before the client's 20 s readiness wait starts.
     drop(server.client().await);
     let address = server.address();
+    let token = server.token("supervisor");
     let out_dir = tempfile::tempdir().expect("temp dir");
     let (stdout_path, stderr_path) = (out_dir.path().join("stdout"), out_dir.path().join("stderr"));
     let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
@@ -50,6 +51,7 @@ async fn python_client_runs_a_case_against_the_server() {
             .arg(&address)
             .current_dir(root)
             .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("REGISTRY_TOKEN", &token)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))

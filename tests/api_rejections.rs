@@ -550,14 +550,15 @@ async fn unknown_case_is_not_found() {
         }))
         .await);
     assert!(found.case_ids.is_empty());
-    // Nothing was recorded by any of them: the first registration is seq 1.
+    // Nothing was recorded by any of them but the look-up's access event
+    // (seq 1): the first registration is seq 2.
     let r = ok(c
         .register_person(req(register_request(
             person("DORA", "PRUEBA", "1970-01-01", &[(Doc::Passport, "P1")]),
             "2022-03-01",
         )))
         .await);
-    assert_eq!((r.first_seq, r.version), (1, 1));
+    assert_eq!((r.first_seq, r.version), (2, 1));
     server.stop().await;
 }
 
@@ -605,8 +606,8 @@ async fn a_document_held_by_another_case_is_already_exists() {
     let mut g = Tracker::registered(&r);
     assert_eq!(
         r.first_seq,
-        a.last_seq + 1,
-        "the refused registration appended nothing"
+        a.last_seq + 2,
+        "the refused registration appended nothing (seq a.last_seq + 1 is the look-up's access event)"
     );
 
     // A rectification may not take another case's document either.
@@ -629,7 +630,8 @@ async fn a_document_held_by_another_case_is_already_exists() {
     assert_eq!(found.case_ids, vec![a.case_id.clone()]);
     let case = get_case(&mut c, &g.case_id).await;
     assert_eq!(case.person.unwrap().documents.len(), 1);
-    let last = g.last_seq;
+    // The look-up and the read appended an access event each; the refusal nothing.
+    let last = g.last_seq + 2;
     assert_log_head(&mut c, &mut g, last, "2022-03-04").await;
     // The refused registration left no data key behind.
     let dir = server.stop().await;
@@ -756,7 +758,8 @@ async fn a_retry_with_the_same_request_id_returns_the_original_result_and_record
         .await);
     assert_eq!(found.case_ids, vec![t.case_id.clone()]);
 
-    let last = t.last_seq;
+    // The two reads above each appended an access event; the retries nothing.
+    let last = t.last_seq + 2;
     assert_log_head(&mut c, &mut t, last, "2022-04-03").await;
     drop(c);
     let tmp = server.stop().await;
@@ -817,12 +820,8 @@ async fn a_request_id_reused_with_other_content_is_already_exists() {
         ..schedule.clone()
     };
     fails(c.schedule_biometrics(req(other)).await, Code::AlreadyExists);
-    // Same content from another actor is another request.
-    let mut r = req(schedule.clone());
-    r.metadata_mut().insert(
-        registry::api::ACTOR_USER_HEADER,
-        "u-someone-else".parse().unwrap(),
-    );
+    // Same content from another principal is another request.
+    let r = as_role("caseworker", schedule.clone());
     fails(c.schedule_biometrics(r).await, Code::AlreadyExists);
     t.unchanged(&mut c).await;
 
@@ -1423,8 +1422,8 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_records_nothing() {
     let store = open_store(&tmp.path().join("data"));
     assert_eq!(
         store.head().unwrap().seq,
-        r.last_seq,
-        "the log head after all refusals"
+        r.last_seq + 1,
+        "the log head after all refusals: the last registration and the access event of reading it"
     );
 }
 
@@ -1494,44 +1493,50 @@ async fn a_business_date_refused_by_the_rules_names_header_on() {
 }
 
 #[tokio::test]
-async fn missing_actor_metadata_is_unauthenticated() {
+async fn calls_without_valid_credentials_are_unauthenticated_and_actor_metadata_is_ignored() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
-    let only = |key: &'static str, value: &str| {
-        let mut r = Request::new(register_request(
+    let register = || {
+        register_request(
             person("QUERIDA", "PRUEBA", "1990-01-01", &[(Doc::Passport, "P91000001")]),
             "2022-03-01",
-        ));
+        )
+    };
+    let with = |key: &'static str, value: &str| {
+        let mut r = Request::new(register());
         r.metadata_mut().insert(key, value.parse().unwrap());
         r
     };
+    // No credentials at all.
     let s = fails(
-        c.register_person(Request::new(register_request(
-            person("QUERIDA", "PRUEBA", "1990-01-01", &[(Doc::Passport, "P91000001")]),
-            "2022-03-01",
-        )))
-        .await,
+        c.register_person(Request::new(register())).await,
         Code::Unauthenticated,
     );
-    assert!(s.message().contains("x-actor-user"), "{}", s.message());
-    let s = fails(
-        c.register_person(only(registry::api::ACTOR_USER_HEADER, "u-1"))
-            .await,
-        Code::Unauthenticated,
-    );
-    assert!(s.message().contains("x-actor-office"), "{}", s.message());
-    let s = fails(
-        c.register_person(only(registry::api::ACTOR_OFFICE_HEADER, "BOG"))
-            .await,
-        Code::Unauthenticated,
-    );
-    assert!(s.message().contains("x-actor-user"), "{}", s.message());
-    let mut blank = only(registry::api::ACTOR_OFFICE_HEADER, "BOG");
-    blank
+    assert!(s.message().contains("credentials required"), "{}", s.message());
+    // The legacy actor metadata is not a credential.
+    let mut legacy = with(registry::api::ACTOR_USER_HEADER, "u-1");
+    legacy
         .metadata_mut()
-        .insert(registry::api::ACTOR_USER_HEADER, "  ".parse().unwrap());
-    fails(c.register_person(blank).await, Code::Unauthenticated);
-    // Reads need an actor too.
+        .insert(registry::api::ACTOR_OFFICE_HEADER, "BOG".parse().unwrap());
+    fails(c.register_person(legacy).await, Code::Unauthenticated);
+    // Malformed and unknown tokens.
+    for bad in [
+        "Bearer",
+        "Basic dXNlcjpwYXNz",
+        "Bearer rgt_not-a-known-token",
+        "bearer  ",
+    ] {
+        let s = fails(
+            c.register_person(with("authorization", bad)).await,
+            Code::Unauthenticated,
+        );
+        assert!(
+            !s.message().contains("rgt_"),
+            "the token is not echoed: {}",
+            s.message()
+        );
+    }
+    // Reads need credentials too.
     fails(
         c.get_case(Request::new(get_case_request("C-00000000000000000000")))
             .await,
@@ -1557,20 +1562,24 @@ async fn missing_actor_metadata_is_unauthenticated() {
         .await,
         Code::Unauthenticated,
     );
-    // A malformed actor is named like any other field.
-    let mut spaced = only(registry::api::ACTOR_OFFICE_HEADER, "BOG");
-    spaced
-        .metadata_mut()
-        .insert(registry::api::ACTOR_USER_HEADER, "juan perez".parse().unwrap());
-    invalid(c.register_person(spaced).await, "x-actor-user");
-    // None of them recorded anything: the first registration is seq 1.
-    let r = ok(c
-        .register_person(req(register_request(
-            person("QUERIDA", "PRUEBA", "1990-01-01", &[(Doc::Passport, "P91000001")]),
-            "2022-03-01",
-        )))
-        .await);
+    // None of them recorded anything: the first registration is seq 1, and
+    // its actor is the authenticated principal, whatever actor metadata says.
+    let mut r = req(register());
+    r.metadata_mut()
+        .insert(registry::api::ACTOR_USER_HEADER, "u-impostor".parse().unwrap());
+    r.metadata_mut()
+        .insert(registry::api::ACTOR_OFFICE_HEADER, "ELSEWHERE".parse().unwrap());
+    let r = ok(c.register_person(r).await);
     assert_eq!(r.first_seq, 1);
+    let events = ok(c
+        .list_case_events(req(pb::ListCaseEventsRequest {
+            case_id: r.case_id.clone(),
+            from_version: 0,
+            limit: 0,
+        }))
+        .await);
+    assert_eq!(events.events[0].actor_user, ACTOR_USER);
+    assert_eq!(events.events[0].actor_office, ACTOR_OFFICE);
     server.stop().await;
 }
 

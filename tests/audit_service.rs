@@ -2,6 +2,8 @@
 //! proofs that verify against them, events as stored, VerifyLog, TailLog,
 //! receipts, and error codes.
 
+mod common;
+
 use std::time::Duration;
 
 use registry::api::pb;
@@ -53,13 +55,12 @@ fn audit_service_end_to_end() {
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let config = ServeConfig {
-        data_dir: data.clone(),
-        listen: addr,
-        sync: SyncMode::Flush,
-        master_key_file: Some(key_file),
-        channels_file: None,
-    };
+    let access_file = tmp.path().join("access.json");
+    common::write_test_access_file(&access_file);
+    let mut config = ServeConfig::new(data.clone(), addr);
+    config.sync = SyncMode::Flush;
+    config.master_key_file = Some(key_file);
+    config.access_file = Some(access_file);
     let server = std::thread::spawn(move || {
         let srt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -78,9 +79,14 @@ fn audit_service_end_to_end() {
     let server = rt.block_on(async move {
         let mut client = None;
         for _ in 0..100 {
-            match AuditClient::connect(format!("http://{addr}")).await {
+            let options = registry::client::ClientOptions {
+                target: format!("http://{addr}"),
+                token: Some(common::test_token("auditor")),
+                ..Default::default()
+            };
+            match registry::client::connect(&options, Duration::ZERO).await {
                 Ok(c) => {
-                    client = Some(c);
+                    client = Some(AuditClient::new(c));
                     break;
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,

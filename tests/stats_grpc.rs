@@ -11,7 +11,7 @@ use registry::api::pb::statistics_client::StatisticsClient;
 use tonic::Code;
 
 async fn caseload(
-    s: &mut StatisticsClient<tonic::transport::Channel>,
+    s: &mut StatisticsClient<registry::client::AuthChannel>,
     by: &[&str],
     published: bool,
 ) -> pb::CaseloadResponse {
@@ -45,9 +45,7 @@ async fn caseload_by_status_counts_the_recorded_cases_and_states_its_log_positio
     assert!(irregular.last_seq > last_seq);
     last_seq = irregular.last_seq;
 
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.address()))
-        .unwrap()
-        .connect()
+    let channel = registry::client::connect(&server.options("statistician"), Duration::from_secs(10))
         .await
         .unwrap();
     let mut s = StatisticsClient::new(channel);

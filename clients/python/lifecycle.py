@@ -16,6 +16,7 @@ and exits non-zero if any check failed.
 """
 
 import importlib
+import os
 import importlib.resources
 import pathlib
 import random
@@ -27,7 +28,8 @@ import grpc
 from grpc_tools import protoc
 
 PROTO_ROOT = pathlib.Path(__file__).resolve().parents[2] / "proto"
-METADATA = (("x-actor-user", "u-python-0001"), ("x-actor-office", "PY-CLIENT"))
+# Credentials: a bearer token of a supervisor principal, from $REGISTRY_TOKEN.
+METADATA = (("authorization", "Bearer " + os.environ.get("REGISTRY_TOKEN", "")),)
 TIMEOUT_S = 20
 
 
@@ -207,7 +209,7 @@ def run(pb, stub, checks):
     )
     checks.equal("FindCasesByDocument", list(found.case_ids), [state["case_id"]])
 
-    # Refusals: a malformed birth date, a step not allowed, no actor.
+    # Refusals: a malformed birth date, a step not allowed, no credentials.
     bad = pb.RegisterPersonRequest()
     bad.CopyFrom(registration)
     bad.header.request_id = str(uuid.uuid4())
@@ -217,7 +219,7 @@ def run(pb, stub, checks):
     expect_error(checks, "print after delivery", grpc.StatusCode.FAILED_PRECONDITION, "CARD_DELIVERED",
                  lambda: stub.PrintCard(pb.SimpleStepRequest(header=header("2022-04-21")),
                                         metadata=METADATA, timeout=TIMEOUT_S))
-    expect_error(checks, "no actor", grpc.StatusCode.UNAUTHENTICATED, "x-actor-user",
+    expect_error(checks, "no credentials", grpc.StatusCode.UNAUTHENTICATED, "credentials required",
                  lambda: stub.GetCase(pb.GetCaseRequest(case_id=state["case_id"], purpose="X"),
                                       timeout=TIMEOUT_S))
     after = stub.GetCase(

@@ -388,8 +388,17 @@ pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> R<(String, Stri
 
 pub(super) fn purpose(p: &str) -> R<String> {
     let p = p.trim();
-    if p.is_empty() || p.len() > 64 {
-        return Err(CaseError::invalid("purpose", "required, 1..64 characters"));
+    // A code (recorded in the access event), so no name can be typed into it.
+    if p.is_empty()
+        || p.len() > 64
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    {
+        return Err(CaseError::invalid(
+            "purpose",
+            "required: a code of 1..64 characters A-Z a-z 0-9 _ . : -",
+        ));
     }
     Ok(p.to_string())
 }

@@ -1,6 +1,7 @@
 //! The gRPC boundary: tonic services, request metadata, conversions and the
 //! mapping of errors to statuses. Prost types do not go past this module.
 
+pub mod admin;
 mod convert;
 pub mod status;
 
@@ -8,7 +9,6 @@ use tonic::{Request, Response, Status};
 
 use crate::cases::{CaseError, Cases, CommandContext, PendingCommand};
 use crate::domain::{Command, Date};
-use crate::log::Actor;
 
 /// Generated code of the `regularization.v1` package.
 pub mod pb {
@@ -18,9 +18,10 @@ pub mod pb {
 /// The file descriptor set of every package, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("registry_descriptor");
 
-/// Metadata key of the acting user (until authentication replaces it).
+/// Legacy metadata key of the acting user: ignored by the server (the actor
+/// of every event is the authenticated principal); kept for old clients.
 pub const ACTOR_USER_HEADER: &str = "x-actor-user";
-/// Metadata key of the acting office.
+/// Legacy metadata key of the acting office: ignored, like [`ACTOR_USER_HEADER`].
 pub const ACTOR_OFFICE_HEADER: &str = "x-actor-office";
 
 /// Today in UTC, from the system clock.
@@ -54,7 +55,7 @@ impl CaseworkerService {
         request: Request<M>,
         build: impl FnOnce(M, Date, Date) -> Result<PendingCommand, CaseError>,
     ) -> Result<Response<pb::CommandResult>, Status> {
-        let actor = actor(&request)?;
+        let principal = crate::auth::principal(&request)?;
         let message = request.into_inner();
         let header = message
             .header()
@@ -77,8 +78,9 @@ impl CaseworkerService {
             request_id: header.request_id,
             case_id: (!header.case_id.is_empty()).then_some(header.case_id),
             expected_version: header.expected_version,
-            actor,
+            actor: principal.actor(),
             today,
+            departments: principal.departments.clone(),
         };
         let outcome = self.cases.execute(ctx, pending).await?;
         Ok(Response::new(pb::CommandResult {
@@ -103,31 +105,6 @@ impl CaseworkerService {
         self.command(request, |_, on, _| Ok(PendingCommand::Plain(make(on))))
             .await
     }
-}
-
-/// The actor from request metadata; both keys are required.
-fn actor<M>(request: &Request<M>) -> Result<Actor, Status> {
-    let get = |key: &'static str| -> Result<String, Status> {
-        let value = request
-            .metadata()
-            .get(key)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| Status::unauthenticated(format!("metadata {key} is required")))?;
-        if value.len() > crate::limits::ACTOR_FIELD_BYTES_MAX || !value.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(status::invalid_argument(
-                key,
-                "1..64 printable characters without spaces",
-            ));
-        }
-        Ok(value.to_string())
-    };
-    Ok(Actor {
-        user_id: get(ACTOR_USER_HEADER)?,
-        office: get(ACTOR_OFFICE_HEADER)?,
-    })
 }
 
 /// Requests that carry a [`pb::CommandHeader`].
@@ -336,14 +313,33 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
     }
 
     async fn get_case(&self, r: Request<pb::GetCaseRequest>) -> Result<Response<pb::Case>, Status> {
-        actor(&r)?;
+        let principal = crate::auth::principal(&r)?;
         let m = r.into_inner();
-        convert::purpose(&m.purpose)?;
+        let purpose = convert::purpose(&m.purpose)?;
         let case_id = case_id_field(&m.case_id)?;
         let cases = self.cases.clone();
-        let view = tokio::task::spawn_blocking(move || cases.get_case(&case_id))
+        let id = case_id.clone();
+        let view = match tokio::task::spawn_blocking(move || cases.get_case(&id))
             .await
-            .map_err(|_| Status::internal("internal error"))??;
+            .map_err(|_| Status::internal("internal error"))?
+        {
+            Ok(view) => view,
+            // A scoped caller learns nothing about cases outside its scope, not even existence.
+            Err(CaseError::NotFound(_)) if !principal.departments.is_empty() => {
+                return Err(crate::auth::out_of_scope())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !crate::cases::in_scope(&principal.departments, view.state.department()) {
+            return Err(crate::auth::out_of_scope());
+        }
+        // The read of personal data is recorded (durably) before the data leaves.
+        self.cases
+            .record_access(
+                principal.actor(),
+                access_record(&principal, case_id, "GetCase", purpose),
+            )
+            .await?;
         Ok(Response::new(convert::case(view, today())))
     }
 
@@ -351,14 +347,33 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         &self,
         r: Request<pb::FindCasesByDocumentRequest>,
     ) -> Result<Response<pb::FindCasesByDocumentResponse>, Status> {
-        actor(&r)?;
+        let principal = crate::auth::principal(&r)?;
         let m = r.into_inner();
-        convert::purpose(&m.purpose)?;
+        let purpose = convert::purpose(&m.purpose)?;
         let (doc_type, number) = convert::document_query(m.document)?;
         let cases = self.cases.clone();
-        let found = tokio::task::spawn_blocking(move || cases.find_by_document(&doc_type, &number))
-            .await
-            .map_err(|_| Status::internal("internal error"))??;
+        let departments = principal.departments.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<Option<String>, CaseError> {
+            let Some(case_id) = cases.find_by_document(&doc_type, &number)? else {
+                return Ok(None);
+            };
+            if departments.is_empty() {
+                return Ok(Some(case_id));
+            }
+            // A scoped caller sees only cases inside its departments.
+            let view = cases.get_case(&case_id)?;
+            Ok(crate::cases::in_scope(&departments, view.state.department()).then_some(case_id))
+        })
+        .await
+        .map_err(|_| Status::internal("internal error"))??;
+        // A look-up by document is a read of personal data, found or not.
+        let case_id = found.clone().unwrap_or_default();
+        self.cases
+            .record_access(
+                principal.actor(),
+                access_record(&principal, case_id, "FindCasesByDocument", purpose),
+            )
+            .await?;
         Ok(Response::new(pb::FindCasesByDocumentResponse {
             case_ids: found.into_iter().collect(),
         }))
@@ -368,7 +383,7 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         &self,
         r: Request<pb::ListCaseEventsRequest>,
     ) -> Result<Response<pb::ListCaseEventsResponse>, Status> {
-        actor(&r)?;
+        let principal = crate::auth::principal(&r)?;
         let m = r.into_inner();
         let case_id = case_id_field(&m.case_id)?;
         let limit = match m.limit {
@@ -378,10 +393,20 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         };
         let from = m.from_version.max(1);
         let cases = self.cases.clone();
+        let departments = principal.departments.clone();
         let page = tokio::task::spawn_blocking(move || -> Result<_, CaseError> {
             let store = cases.store();
             if store.stream_version(&case_id)? == 0 {
-                return Err(CaseError::NotFound(case_id));
+                return Err(if departments.is_empty() {
+                    CaseError::NotFound(case_id)
+                } else {
+                    CaseError::OutOfScope
+                });
+            }
+            if !departments.is_empty()
+                && !crate::cases::in_scope(&departments, cases.get_case(&case_id)?.state.department())
+            {
+                return Err(CaseError::OutOfScope);
             }
             let events = store.read_stream(&case_id, from, limit + 1)?;
             let mut out = Vec::with_capacity(events.len());
@@ -403,11 +428,31 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
     }
 }
 
+/// The access event of a personal-data read by `principal`.
+fn access_record(
+    principal: &crate::auth::Principal,
+    case_id: String,
+    operation: &'static str,
+    purpose: String,
+) -> crate::cases::AccessRecord {
+    crate::cases::AccessRecord {
+        case_id,
+        operation,
+        purpose,
+        role: principal.role.to_string(),
+        credential: match &principal.credential {
+            crate::auth::Credential::Token { token_id } => token_id.clone(),
+            crate::auth::Credential::Certificate { identity } => format!("cert:{identity}"),
+        },
+    }
+}
+
 fn case_id_field(id: &str) -> Result<String, Status> {
     if id.is_empty() {
         return Err(status::invalid_argument("case_id", "required"));
     }
     if id.len() > crate::limits::STREAM_ID_BYTES_MAX
+        || id.starts_with(crate::cases::ACCESS_STREAM_PREFIX)
         || !id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))

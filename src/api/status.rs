@@ -37,6 +37,7 @@ impl From<CaseError> for Status {
                 Rejection::NoSuchCase => Status::not_found(r.to_string()),
             },
             CaseError::NotFound(_) => Status::not_found("case not found"),
+            CaseError::OutOfScope => crate::auth::out_of_scope(),
             CaseError::VersionConflict { .. } => Status::aborted(e.to_string()),
             CaseError::DocumentTaken | CaseError::RequestIdReused => Status::already_exists(e.to_string()),
             CaseError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),

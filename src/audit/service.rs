@@ -208,7 +208,13 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let principal = crate::auth::principal(&request)?;
         let req = request.into_inner();
+        if req.sign_now && principal.role != crate::auth::Role::Admin {
+            return Err(Status::permission_denied(
+                "only an admin may sign a checkpoint on demand (sign_now)",
+            ));
+        }
         if req.sign_now && req.tree_size.is_some() {
             return Err(invalid_argument("sign_now", "cannot be combined with tree_size"));
         }

@@ -410,6 +410,14 @@ impl ProjectionState {
                 prev: self.position.seq,
             });
         }
+        if r.event_type == crate::cases::ACCESS_EVENT_TYPE {
+            // Reads of personal data are audit records, not case events: statistics skip them.
+            self.position = Position {
+                seq: r.seq,
+                hash: ev.hash,
+            };
+            return Ok(());
+        }
         let event = crate::codec::decode(&r.event_type, &r.payload).map_err(|e| ApplyError::Decode {
             seq: r.seq,
             reason: e.to_string(),

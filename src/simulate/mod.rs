@@ -318,6 +318,7 @@ fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(),
             expected_version: version,
             actor,
             today: TODAY,
+            departments: Vec::new(),
         };
         let pending = match command {
             c @ Command::RegisterPerson { .. } => PendingCommand::Register {

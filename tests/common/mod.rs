@@ -52,6 +52,15 @@ impl TestServer {
 
     /// Starts a server with the given sync mode.
     pub async fn start_with(sync: SyncMode) -> TestServer {
+        TestServer::start_configured(sync, |_, _| {}).await
+    }
+
+    /// Starts a server after `configure` adjusted its configuration (given
+    /// the temporary directory, e.g. to add TLS files).
+    pub async fn start_configured(
+        sync: SyncMode,
+        configure: impl FnOnce(&mut ServeConfig, &Path),
+    ) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let key_file = tmp.path().join("master.key");
@@ -64,13 +73,13 @@ impl TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let addr = listener.local_addr().expect("local addr");
-        let config = ServeConfig {
-            data_dir: data_dir.clone(),
-            listen: addr,
-            sync,
-            master_key_file: Some(key_file),
-            channels_file: None,
-        };
+        let access_file = tmp.path().join("access.json");
+        write_test_access_file(&access_file);
+        let mut config = ServeConfig::new(data_dir.clone(), addr);
+        config.sync = sync;
+        config.master_key_file = Some(key_file);
+        config.access_file = Some(access_file);
+        configure(&mut config, tmp.path());
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (done_tx, done_rx) = oneshot::channel::<Result<(), String>>();
         std::thread::Builder::new()
@@ -119,15 +128,18 @@ impl TestServer {
         registry::client::ClientOptions {
             target: self.target(),
             token: Some(self.token(role)),
-            actor: Some((ACTOR_USER.to_string(), ACTOR_OFFICE.to_string())),
+            ..Default::default()
         }
     }
 
     /// The bearer token of the test principal of `role`.
     pub fn token(&self, role: &str) -> String {
-        // Until the server authenticates principals, any token is accepted
-        // and the actor metadata identifies the caller.
-        format!("test-token-{role}")
+        test_token(role)
+    }
+
+    /// The access file the server reads (tokens of every test role).
+    pub fn access_file(&self) -> PathBuf {
+        self.tmp.as_ref().expect("temp dir").path().join("access.json")
     }
 
     /// A file holding the token of `role` (for the command-line tools).
@@ -199,13 +211,62 @@ pub fn open_store(data_dir: &Path) -> registry::log::Store {
     }
 }
 
-/// Wraps a message in a request carrying the actor metadata.
+/// The roles of the test principals.
+pub const ROLES: [&str; 5] = ["caseworker", "supervisor", "statistician", "auditor", "admin"];
+
+/// The bearer token of the test principal of `role` (fixed, so free
+/// functions can build requests; only its hash is in the access file).
+pub fn test_token(role: &str) -> String {
+    format!("rgt_test-token-of-the-{role}")
+}
+
+/// The id of the test principal of `role`: the supervisor (who may run every
+/// case command) is [`ACTOR_USER`] at [`ACTOR_OFFICE`].
+pub fn test_principal(role: &str) -> String {
+    if role == "supervisor" {
+        ACTOR_USER.to_string()
+    } else {
+        format!("u-test-{role}")
+    }
+}
+
+/// Writes an access file with one unscoped token per role.
+pub fn write_test_access_file(path: &Path) {
+    use registry::auth::access_file::{token_hash, AccessFile, TokenEntry};
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let file = AccessFile {
+        version: 1,
+        tokens: ROLES
+            .iter()
+            .map(|role| TokenEntry {
+                id: format!("tok-test-{role}"),
+                hash: hex(&token_hash(&test_token(role))),
+                principal: test_principal(role),
+                role: registry::auth::Role::parse(role).unwrap(),
+                office: ACTOR_OFFICE.to_string(),
+                departments: Vec::new(),
+                created_at: 0,
+                expires_at: None,
+                revoked_at: None,
+            })
+            .collect(),
+        certificates: Vec::new(),
+    };
+    std::fs::write(path, serde_json::to_vec_pretty(&file).unwrap()).expect("write access file");
+}
+
+/// Wraps a message in a request carrying the supervisor's credentials.
 pub fn req<T>(message: T) -> Request<T> {
+    as_role("supervisor", message)
+}
+
+/// Wraps a message in a request carrying the credentials of `role`.
+pub fn as_role<T>(role: &str, message: T) -> Request<T> {
     let mut r = Request::new(message);
-    r.metadata_mut()
-        .insert(registry::api::ACTOR_USER_HEADER, ACTOR_USER.parse().unwrap());
-    r.metadata_mut()
-        .insert(registry::api::ACTOR_OFFICE_HEADER, ACTOR_OFFICE.parse().unwrap());
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", test_token(role)).parse().unwrap(),
+    );
     r
 }
 
@@ -521,17 +582,26 @@ impl Tracker {
         r
     }
 
-    /// Asserts through GetCase that the case is still at the tracked version.
+    /// Asserts through ListCaseEvents (a read without personal data, so
+    /// it records no access event) that the case is still at the tracked version.
     #[track_caller]
     pub fn unchanged<'a>(&'a self, c: &'a mut Client) -> impl std::future::Future<Output = ()> + 'a {
         let caller = std::panic::Location::caller();
         async move {
-            let case = get_case(c, &self.case_id).await;
+            let events = ok(c
+                .list_case_events(req(pb::ListCaseEventsRequest {
+                    case_id: self.case_id.clone(),
+                    from_version: 0,
+                    limit: 1000,
+                }))
+                .await)
+            .events;
+            let last = events.last().expect("a recorded case has events");
             assert_eq!(
-                case.version, self.version,
+                last.version, self.version,
                 "the case version changed after a refused command (checked at {caller})"
             );
-            assert_eq!(case.history.last().map(|e| e.seq), Some(self.last_seq));
+            assert_eq!(last.seq, self.last_seq);
         }
     }
 }

@@ -1,0 +1,196 @@
+//! The Admin service: tokens and master-key rotation (admin role only; the
+//! auth layer enforces it).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::pb;
+use super::status::invalid_argument;
+use crate::auth::access_file::{self, AccessError, Grant};
+use crate::auth::{AccessControl, Role};
+use crate::cases::Cases;
+
+/// The admin service.
+#[derive(Clone)]
+pub struct AdminService {
+    access: Arc<AccessControl>,
+    cases: Cases,
+}
+
+impl AdminService {
+    pub fn new(access: Arc<AccessControl>, cases: Cases) -> AdminService {
+        AdminService { access, cases }
+    }
+
+    pub fn into_server(self) -> pb::admin_server::AdminServer<Self> {
+        pb::admin_server::AdminServer::new(self)
+            .max_decoding_message_size(crate::limits::GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.access.path().to_path_buf()
+    }
+}
+
+fn access_status(e: AccessError) -> Status {
+    match e {
+        AccessError::Rejected(m) => Status::invalid_argument(m),
+        other => {
+            tracing::error!(error = %other, "access file change failed");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// Parses department codes ("05", "11").
+pub fn departments(codes: &[String], field: &str) -> Result<Vec<u8>, Status> {
+    if codes.len() > 40 {
+        return Err(invalid_argument(field, "at most 40 departments"));
+    }
+    codes
+        .iter()
+        .map(|c| {
+            crate::domain::Department::parse(c)
+                .map(|d| d.code())
+                .ok_or_else(|| invalid_argument(field, "not a two-digit DIVIPOLA department code"))
+        })
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Status::internal("internal error"))?
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn add_token(
+        &self,
+        r: Request<pb::AddTokenRequest>,
+    ) -> Result<Response<pb::AddTokenResponse>, Status> {
+        let admin = crate::auth::principal(&r)?;
+        let m = r.into_inner();
+        let role = Role::parse(&m.role).ok_or_else(|| {
+            invalid_argument(
+                "role",
+                "one of caseworker, supervisor, statistician, auditor, admin",
+            )
+        })?;
+        if !crate::auth::valid_code(&m.principal) {
+            return Err(invalid_argument(
+                "principal",
+                "1..64 printable characters without spaces",
+            ));
+        }
+        if !crate::auth::valid_code(&m.office) {
+            return Err(invalid_argument(
+                "office",
+                "1..64 printable characters without spaces",
+            ));
+        }
+        let departments = departments(&m.departments, "departments")?;
+        if m.expires_at != 0 && m.expires_at <= access_file::now_s() {
+            return Err(invalid_argument(
+                "expires_at",
+                "must be in the future (or 0 for no expiry)",
+            ));
+        }
+        let grant = Grant {
+            principal: m.principal,
+            role,
+            office: m.office,
+            departments,
+            expires_at: (m.expires_at != 0).then_some(m.expires_at),
+        };
+        let path = self.path();
+        let new = blocking(move || access_file::add_token(&path, &grant).map_err(access_status)).await?;
+        self.access.refresh(true);
+        tracing::info!(admin = %admin.id, token_id = %new.id, role = %role, "token added");
+        Ok(Response::new(pb::AddTokenResponse {
+            token_id: new.id,
+            token: new.token,
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        r: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let admin = crate::auth::principal(&r)?;
+        let id = r.into_inner().token_id;
+        if !crate::auth::valid_code(&id) {
+            return Err(invalid_argument("token_id", "not a token id"));
+        }
+        let path = self.path();
+        let id2 = id.clone();
+        let found = blocking(move || access_file::revoke_token(&path, &id2).map_err(access_status)).await?;
+        if !found {
+            return Err(Status::not_found("no token with this id"));
+        }
+        self.access.refresh(true);
+        let file = access_file::AccessFile::load(self.access.path()).map_err(access_status)?;
+        let revoked_at = file
+            .tokens
+            .iter()
+            .find(|t| t.id == id)
+            .and_then(|t| t.revoked_at)
+            .unwrap_or(0);
+        tracing::info!(admin = %admin.id, token_id = %id, "token revoked");
+        Ok(Response::new(pb::RevokeTokenResponse { revoked_at }))
+    }
+
+    async fn list_tokens(
+        &self,
+        _r: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let path = self.path();
+        let file = blocking(move || access_file::AccessFile::load(&path).map_err(access_status)).await?;
+        Ok(Response::new(pb::ListTokensResponse {
+            tokens: file
+                .tokens
+                .into_iter()
+                .map(|t| pb::TokenInfo {
+                    token_id: t.id,
+                    principal: t.principal,
+                    role: t.role.to_string(),
+                    office: t.office,
+                    departments: t.departments.iter().map(|d| format!("{d:02}")).collect(),
+                    created_at: t.created_at,
+                    expires_at: t.expires_at.unwrap_or(0),
+                    revoked_at: t.revoked_at.unwrap_or(0),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn rotate_master_key(
+        &self,
+        r: Request<pb::RotateMasterKeyRequest>,
+    ) -> Result<Response<pb::RotateMasterKeyResponse>, Status> {
+        let admin = crate::auth::principal(&r)?;
+        let m = r.into_inner();
+        if m.new_key_file.is_empty() || m.new_key_file.len() > 4096 {
+            return Err(invalid_argument("new_key_file", "required: a path on the server"));
+        }
+        let new_master = crate::pii::MasterKey::load(&m.new_key_file)
+            .map_err(|e| invalid_argument("new_key_file", &e.to_string()))?;
+        let cases = self.cases.clone();
+        let (rewrapped, id) = blocking(move || {
+            let n = cases.rotate_master_key(new_master).map_err(Status::from)?;
+            Ok((n, cases.master_key_id()))
+        })
+        .await?;
+        tracing::warn!(admin = %admin.id, rewrapped, master_key_id = %id,
+            "master key rotated: configure the new key file for the next start, then destroy the old key");
+        Ok(Response::new(pb::RotateMasterKeyResponse {
+            rewrapped: rewrapped as u64,
+            master_key_id: id,
+        }))
+    }
+}

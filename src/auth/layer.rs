@@ -1,0 +1,146 @@
+//! The tower layer in front of every gRPC service: authenticate, authorize
+//! by method, hand the principal to the service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::Status;
+
+use super::access_file::TokenRefusal;
+use super::policy::{access, Access};
+use super::{AccessControl, Principal};
+use crate::limits::AUTHORIZATION_BYTES_MAX;
+
+/// Installs authentication and authorization in front of the services.
+#[derive(Clone)]
+pub struct AuthLayer {
+    access: Arc<AccessControl>,
+}
+
+impl AuthLayer {
+    pub fn new(access: Arc<AccessControl>) -> AuthLayer {
+        AuthLayer { access }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            access: self.access.clone(),
+        }
+    }
+}
+
+/// See [`AuthLayer`].
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    access: Arc<AccessControl>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        match check(&self.access, &request) {
+            Ok(principal) => {
+                if let Some(p) = principal {
+                    request.extensions_mut().insert(p);
+                }
+                // The ready service is the one to call; keep a fresh clone for the next call.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(inner.call(request))
+            }
+            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+        }
+    }
+}
+
+/// Authenticates and authorizes one call; `Ok(None)` for public methods.
+pub fn check<B>(ac: &AccessControl, request: &http::Request<B>) -> Result<Option<Principal>, Status> {
+    let path = request.uri().path();
+    let rule = access(path);
+    if rule == Access::Public {
+        return Ok(None);
+    }
+    let principal = authenticate(ac, request)?;
+    let method = path.rsplit('/').next().unwrap_or("");
+    match rule {
+        Access::Public | Access::Authenticated => {}
+        Access::Roles(roles) if roles.contains(&principal.role) => {}
+        Access::Roles(_) => {
+            tracing::info!(principal = %principal.id, role = %principal.role, path, "permission denied");
+            return Err(Status::permission_denied(format!(
+                "role {} may not call {method}",
+                principal.role
+            )));
+        }
+        Access::Unknown => {
+            return Err(Status::permission_denied(format!(
+                "{path} is not a method of this server"
+            )));
+        }
+    }
+    tracing::debug!(principal = %principal.id, role = %principal.role, path, "authorized");
+    Ok(Some(principal))
+}
+
+fn authenticate<B>(ac: &AccessControl, request: &http::Request<B>) -> Result<Principal, Status> {
+    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .filter(|v| v.len() <= AUTHORIZATION_BYTES_MAX)
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Status::unauthenticated("authorization: expected \"Bearer <token>\""))?;
+        return ac.authenticate_token(token).map_err(|refusal| {
+            let reason = match refusal {
+                TokenRefusal::Unknown => "unknown",
+                TokenRefusal::Expired => "expired",
+                TokenRefusal::Revoked => "revoked",
+            };
+            tracing::info!(reason, "bearer token refused");
+            Status::unauthenticated(format!("the bearer token is {reason}"))
+        });
+    }
+    let certs = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(|info| info.peer_certs());
+    if let Some(leaf) = certs.as_ref().and_then(|c| c.first()) {
+        let identities = super::tls::certificate_identities(leaf.as_ref());
+        return ac.authenticate_certificate(&identities).ok_or_else(|| {
+            tracing::info!(?identities, "client certificate not registered");
+            Status::unauthenticated("the client certificate is not registered for any principal")
+        });
+    }
+    Err(Status::unauthenticated(
+        "credentials required: a bearer token (authorization metadata) or a client certificate",
+    ))
+}
