@@ -20,6 +20,7 @@
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
 //! - [`simulate`]: the deterministic synthetic caseload (`registry simulate`).
+//! - [`loadtest`]: `registry load-test`, a mixed workload against a running server.
 //! - [`projection`]: statistics projections (caseload, series, funnel; disclosure control).
 
 pub mod api;
@@ -31,6 +32,7 @@ pub mod client;
 pub mod codec;
 pub mod domain;
 pub mod limits;
+pub mod loadtest;
 pub mod log;
 pub mod pii;
 pub mod projection;

@@ -108,6 +108,8 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// A mixed workload against a running server: throughput, latency percentiles, gRPC codes.
+    LoadTest(registry::loadtest::LoadTestArgs),
     /// Statistics: a caseload breakdown from a stopped store (docs/STATISTICS.md).
     Stats(registry::projection::cli::StatsArgs),
     /// Drop the statistics projection and rebuild it from the empty state.
@@ -206,6 +208,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Bench {
             what: BenchCommand::Audit(args),
         } => registry::audit::cli::run_bench(args),
+        Command::LoadTest(args) => registry::loadtest::run_cli(args),
         Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
         Command::RebuildProjections(args) => {
             registry::projection::cli::rebuild(&args).map(|()| ExitCode::SUCCESS)

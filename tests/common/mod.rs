@@ -52,7 +52,7 @@ impl TestServer {
 
     /// Starts a server with the given sync mode.
     pub async fn start_with(sync: SyncMode) -> TestServer {
-        TestServer::start_configured(sync, |_, _| {}).await
+        TestServer::launch(sync, None, |_, _| {}).await
     }
 
     /// Starts a server after `configure` adjusted its configuration (given
@@ -61,8 +61,23 @@ impl TestServer {
         sync: SyncMode,
         configure: impl FnOnce(&mut ServeConfig, &Path),
     ) -> TestServer {
+        TestServer::launch(sync, None, configure).await
+    }
+
+    /// Starts a server (`SyncMode::Flush`) on an existing data directory,
+    /// e.g. one filled by `registry simulate` with [`MASTER_KEY_HEX`]. The
+    /// directory stays where it is when the server stops.
+    pub async fn start_on(data_dir: &Path) -> TestServer {
+        TestServer::launch(SyncMode::Flush, Some(data_dir.to_path_buf()), |_, _| {}).await
+    }
+
+    async fn launch(
+        sync: SyncMode,
+        data_dir: Option<PathBuf>,
+        configure: impl FnOnce(&mut ServeConfig, &Path),
+    ) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let data_dir = tmp.path().join("data");
+        let data_dir = data_dir.unwrap_or_else(|| tmp.path().join("data"));
         let key_file = tmp.path().join("master.key");
         std::fs::write(&key_file, format!("{MASTER_KEY_HEX}\n")).expect("write master key");
         #[cfg(unix)]
