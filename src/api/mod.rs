@@ -2,6 +2,7 @@
 //! mapping of errors to statuses. Prost types do not go past this module.
 
 mod convert;
+pub mod import;
 pub mod status;
 
 use tonic::{Request, Response, Status};
