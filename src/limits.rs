@@ -93,3 +93,15 @@ pub const AUTHORIZATION_BYTES_MAX: usize = 256;
 pub const CERT_IDENTITY_BYTES_MAX: usize = 64;
 /// Most DNS SANs of a client certificate considered.
 pub const CERT_SANS_MAX: usize = 16;
+// --- Bulk import (src/api/import.rs, proto/regularization/v1/import.proto) ---
+
+/// Commands one imported case history may carry.
+pub const IMPORT_HISTORY_COMMANDS_MAX: usize = 256;
+/// Histories of one `ImportCases` stream processed concurrently (order
+/// within a history is kept; the stream is read on when one finishes).
+pub const IMPORT_HISTORIES_IN_FLIGHT_MAX: usize = 32;
+/// Rejections an `ImportSummary` lists (those of the lowest history indexes;
+/// the total is always counted).
+pub const IMPORT_REJECTIONS_REPORTED_MAX: usize = 100;
+/// A history's legacy reference: empty, or 1..=64 bytes of `[A-Za-z0-9._:/-]`.
+pub const IMPORT_LEGACY_REF_BYTES_MAX: usize = 64;

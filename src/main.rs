@@ -87,26 +87,55 @@ enum Command {
     },
     /// Write a binary export of the log (format in docs/AUDIT.md).
     Export(registry::audit::cli::ExportArgs),
-    /// Write a deterministic synthetic caseload through the case service (counts only on output).
+    /// Write a deterministic synthetic caseload through the case service
+    /// (`--data-dir`), or send it to a running server through gRPC
+    /// (`--target`); counts only on output.
     Simulate {
         /// Number of persons (cases).
         #[arg(long)]
         persons: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Worker threads; each runs one person's case start to finish.
+        /// Direct mode: the store to write (service stopped).
+        #[arg(long, required_unless_present = "target", conflicts_with = "target")]
+        data_dir: Option<PathBuf>,
+        /// Direct mode: worker threads; each runs one person's case start to finish.
         #[arg(long, default_value_t = registry::simulate::DEFAULT_THREADS)]
         threads: usize,
+        /// Direct mode: durability of appends.
         #[arg(long, value_enum, default_value_t = SyncMode::Flush)]
         sync: SyncMode,
-        /// Master key file (as for `serve`).
+        /// Direct mode: master key file (as for `serve`).
         #[arg(long)]
         master_key_file: Option<PathBuf>,
-        /// Also write the tally as JSON to this file.
+        /// Also write the report as JSON to this file (direct mode: the tally;
+        /// target mode: the run's counts, rejections, statistics check and tally).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Target mode: the server, `http://host:port`. Persons are sent by
+        /// concurrent clients, one Caseworker RPC per command (or, with
+        /// `--import`, one history per person on Import streams); at the end
+        /// the server's statistics are compared with the generator's tally.
+        #[arg(long)]
+        target: Option<String>,
+        /// Target mode: concurrent clients.
+        #[arg(long, default_value_t = registry::simulate::remote::DEFAULT_CLIENTS, requires = "target")]
+        clients: usize,
+        /// Target mode: HTTP/2 connections the clients share (at most --clients).
+        #[arg(long, default_value_t = registry::simulate::remote::DEFAULT_CONNECTIONS, requires = "target")]
+        connections: usize,
+        /// Target mode: bearer token file (default: $REGISTRY_TOKEN).
+        #[arg(long, requires = "target")]
+        token_file: Option<PathBuf>,
+        /// Target mode: token file for the Statistics check (default: --token-file).
+        #[arg(long, requires = "target")]
+        stats_token_file: Option<PathBuf>,
+        /// Target mode: send each person's plan as one history on Import.ImportCases streams.
+        #[arg(long, requires = "target")]
+        import: bool,
+        /// Target mode: seconds to wait for the statistics to reach the run's last log position.
+        #[arg(long, default_value_t = 600, requires = "target")]
+        stats_timeout: u64,
     },
     /// A mixed workload against a running server: throughput, latency percentiles, gRPC codes.
     LoadTest(registry::loadtest::LoadTestArgs),
@@ -224,7 +253,42 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             sync,
             master_key_file,
             json,
+            target,
+            clients,
+            connections,
+            token_file,
+            stats_token_file,
+            import,
+            stats_timeout,
         } => {
+            if let Some(target) = target {
+                let client = registry::client::ClientOptions::new(&target, token_file.as_deref())?;
+                let stats_client = match &stats_token_file {
+                    Some(path) => registry::client::ClientOptions::new(&target, Some(path))?,
+                    None => client.clone(),
+                };
+                let options = registry::simulate::remote::RemoteOptions {
+                    stats_client,
+                    clients,
+                    connections: connections.min(clients),
+                    import,
+                    stats_timeout: Duration::from_secs(stats_timeout),
+                    progress: true,
+                    ..registry::simulate::remote::RemoteOptions::new(persons, seed, client)
+                };
+                let runtime = tokio::runtime::Runtime::new()?;
+                let report = runtime.block_on(registry::simulate::remote::run_remote(&options))?;
+                print!("{}", report.summary());
+                if let Some(path) = json {
+                    report.write_json(&path)?;
+                }
+                return Ok(if report.clean() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            let data_dir = data_dir.ok_or("--data-dir or --target is required")?;
             let report = registry::simulate::run(&registry::simulate::SimulateOptions {
                 threads,
                 sync,

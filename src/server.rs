@@ -200,6 +200,9 @@ pub async fn serve_on(
         .set_serving::<crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>>()
         .await;
     health_reporter
+        .set_serving::<crate::api::import::ImportServer<crate::api::import::ImportService>>()
+        .await;
+    health_reporter
         .set_serving::<crate::api::pb::audit_server::AuditServer<crate::audit::service::AuditService>>()
         .await;
     health_reporter
@@ -221,6 +224,10 @@ pub async fn serve_on(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(CaseworkerService::new(opened.cases.clone()).into_server())
+        .add_service(
+            crate::api::import::ImportService::new(CaseworkerService::new(opened.cases.clone()))
+                .into_server(),
+        )
         .add_service(audit.server())
         .add_service(stats.server())
         .add_service(crate::api::admin::AdminService::new(access, opened.cases.clone()).into_server())

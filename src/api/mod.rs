@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod convert;
+pub mod import;
 pub mod status;
 
 use tonic::{Request, Response, Status};

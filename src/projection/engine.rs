@@ -66,9 +66,12 @@ pub fn today_utc() -> Date {
 /// Reads the page after `position`, checking that it starts right after it
 /// when the head is past it (an empty page before the head is a gap).
 pub fn read_page(store: &Store, position: Position, max: usize) -> Result<Vec<StoredEvent>, ProjectionError> {
+    // The head is read before the page: the writer publishes a new head at
+    // any moment, and a head read after an empty page may already be past
+    // it (a false gap). The page reads up to a head at least this one.
+    let head = store.head()?.seq;
     let page = store.read_all(position.seq + 1, max)?;
     if page.is_empty() {
-        let head = store.head()?.seq;
         if head > position.seq {
             return Err(ProjectionError::Missing {
                 expected: position.seq + 1,

@@ -5,6 +5,10 @@
 //!   `(s, i)` alone (DOMAIN.md "A realistic synthetic caseload").
 //! - [`tally`]: the generator's count of what it wrote ([`Tally`]).
 //! - [`rng`]: the seeded PRNG.
+//! - [`remote`]: the same caseload sent to a running server through gRPC
+//!   (`registry simulate --target`, single RPCs or import streams), checked
+//!   against the server's statistics.
+//! - [`wire`]: planned commands -> Caseworker API requests.
 //!
 //! [`run`] opens the store, starts `threads` workers that take persons in
 //! turn and run each person's commands start to finish with
@@ -19,8 +23,10 @@
 //! names or document numbers, and rejection messages hold codes and dates.
 
 pub mod generator;
+pub mod remote;
 pub mod rng;
 pub mod tally;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -120,6 +126,10 @@ pub enum SimulateError {
     Service(String),
     #[error("closing the store: {0}")]
     Close(String),
+    #[error("connecting: {0}")]
+    Connect(String),
+    #[error("checking the statistics: {0}")]
+    Statistics(String),
     #[error("writing {path}: {reason}")]
     Write { path: PathBuf, reason: String },
 }
