@@ -99,12 +99,12 @@ enum Command {
         /// Direct mode: the store to write (service stopped).
         #[arg(long, required_unless_present = "target", conflicts_with = "target")]
         data_dir: Option<PathBuf>,
-        /// Direct mode: worker threads; each runs one person's case start to finish.
-        #[arg(long, default_value_t = registry::simulate::DEFAULT_THREADS)]
-        threads: usize,
-        /// Direct mode: durability of appends.
-        #[arg(long, value_enum, default_value_t = SyncMode::Flush)]
-        sync: SyncMode,
+        /// Direct mode: worker threads; each runs one person's case start to finish [default: 8].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Direct mode: durability of appends [default: flush].
+        #[arg(long, value_enum)]
+        sync: Option<SyncMode>,
         /// Direct mode: master key file (as for `serve`).
         #[arg(long)]
         master_key_file: Option<PathBuf>,
@@ -118,24 +118,24 @@ enum Command {
         /// the server's statistics are compared with the generator's tally.
         #[arg(long)]
         target: Option<String>,
-        /// Target mode: concurrent clients.
-        #[arg(long, default_value_t = registry::simulate::remote::DEFAULT_CLIENTS, requires = "target")]
-        clients: usize,
-        /// Target mode: HTTP/2 connections the clients share (at most --clients).
-        #[arg(long, default_value_t = registry::simulate::remote::DEFAULT_CONNECTIONS, requires = "target")]
-        connections: usize,
+        /// Target mode: concurrent clients [default: 64].
+        #[arg(long)]
+        clients: Option<usize>,
+        /// Target mode: HTTP/2 connections the clients share, at most --clients [default: 4].
+        #[arg(long)]
+        connections: Option<usize>,
         /// Target mode: bearer token file (default: $REGISTRY_TOKEN).
-        #[arg(long, requires = "target")]
+        #[arg(long)]
         token_file: Option<PathBuf>,
         /// Target mode: token file for the Statistics check (default: --token-file).
-        #[arg(long, requires = "target")]
+        #[arg(long)]
         stats_token_file: Option<PathBuf>,
         /// Target mode: send each person's plan as one history on Import.ImportCases streams.
-        #[arg(long, requires = "target")]
+        #[arg(long)]
         import: bool,
-        /// Target mode: seconds to wait for the statistics to reach the run's last log position.
-        #[arg(long, default_value_t = 600, requires = "target")]
-        stats_timeout: u64,
+        /// Target mode: seconds to wait for the statistics to reach the run's last log position [default: 600].
+        #[arg(long)]
+        stats_timeout: Option<u64>,
     },
     /// A mixed workload against a running server: throughput, latency percentiles, gRPC codes.
     LoadTest(registry::loadtest::LoadTestArgs),
@@ -262,6 +262,17 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             stats_timeout,
         } => {
             if let Some(target) = target {
+                let direct_only = [
+                    ("--threads", threads.is_some()),
+                    ("--sync", sync.is_some()),
+                    ("--master-key-file", master_key_file.is_some()),
+                ];
+                if let Some((flag, _)) = direct_only.iter().find(|(_, given)| *given) {
+                    return Err(format!("{flag} applies to --data-dir only").into());
+                }
+                let clients = clients.unwrap_or(registry::simulate::remote::DEFAULT_CLIENTS);
+                let connections = connections.unwrap_or(registry::simulate::remote::DEFAULT_CONNECTIONS);
+                let stats_timeout = stats_timeout.unwrap_or(600);
                 let client = registry::client::ClientOptions::new(&target, token_file.as_deref())?;
                 let stats_client = match &stats_token_file {
                     Some(path) => registry::client::ClientOptions::new(&target, Some(path))?,
@@ -288,10 +299,21 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     ExitCode::from(1)
                 });
             }
+            let target_only = [
+                ("--clients", clients.is_some()),
+                ("--connections", connections.is_some()),
+                ("--token-file", token_file.is_some()),
+                ("--stats-token-file", stats_token_file.is_some()),
+                ("--import", import),
+                ("--stats-timeout", stats_timeout.is_some()),
+            ];
+            if let Some((flag, _)) = target_only.iter().find(|(_, given)| *given) {
+                return Err(format!("{flag} applies to --target only").into());
+            }
             let data_dir = data_dir.ok_or("--data-dir or --target is required")?;
             let report = registry::simulate::run(&registry::simulate::SimulateOptions {
-                threads,
-                sync,
+                threads: threads.unwrap_or(registry::simulate::DEFAULT_THREADS),
+                sync: sync.unwrap_or(SyncMode::Flush),
                 master_key_file,
                 progress: true,
                 ..registry::simulate::SimulateOptions::new(persons, seed, data_dir)

@@ -478,3 +478,44 @@ async fn bad_histories_change_nothing_and_limits_hold_at_the_edge() {
         0
     );
 }
+
+#[tokio::test]
+async fn the_import_service_is_healthy_and_listed_by_reflection() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+    let server = TestServer::start().await;
+    let channel =
+        registry::client::connect(&server.options("supervisor"), std::time::Duration::from_secs(20))
+            .await
+            .expect("connect");
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "regularization.v1.Import".into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(channel)
+        .server_reflection_info(tonic::codegen::tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = answers.message().await.expect("answer").expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list: {answer:?}");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"regularization.v1.Import"), "{names:?}");
+    assert!(names.contains(&"regularization.v1.Caseworker"), "{names:?}");
+}

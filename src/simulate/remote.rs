@@ -5,9 +5,11 @@
 //! RPC mode each runs a person's commands in order, one Caseworker RPC per
 //! command, passing the case id and version each answer returns. In the
 //! import mode (`--import`) each sends person after person as one
-//! `ImportCaseHistory` on an `Import.ImportCases` client stream, closing a
-//! stream after [`IMPORT_STREAM_SECS`] of sending so that it finishes within
-//! the server's request deadline, and opening the next one.
+//! `ImportCaseHistory` on an `Import.ImportCases` client stream. A stream
+//! carries a bounded number of histories, adapted so that it takes a few
+//! seconds (the server's deadline, 30 s, applies to a whole stream); then the
+//! client opens the next one. A stream cut by a transient failure (the
+//! deadline, a lost connection) is sent again: request ids make that safe.
 //!
 //! Request ids are those of the direct mode (`sim-{seed}-{i}-{step}`), so
 //! case ids are identical and running again appends nothing. Business dates
@@ -51,12 +53,22 @@ pub const DEFAULT_CONNECTIONS: usize = 4;
 /// Seconds a client keeps sending histories into one import stream before
 /// closing it (the server's deadline for a whole stream is 30 s).
 pub const IMPORT_STREAM_SECS: u64 = 5;
+/// The duration an import stream aims at: the number of histories per
+/// stream doubles while streams take under half of it and halves when they
+/// take over twice it (a stream must finish within the server's 30 s).
+const IMPORT_STREAM_TARGET: Duration = Duration::from_secs(4);
+/// Histories per import stream: first, fewest and most.
+const IMPORT_BATCH_START: usize = 32;
+const IMPORT_BATCH_MIN: usize = 4;
+const IMPORT_BATCH_MAX: usize = 2048;
 /// Histories a client queues ahead of its import stream.
 const IMPORT_QUEUE_HISTORIES: usize = 8;
-/// Attempts of one RPC or one import stream on a transient failure
-/// (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, UNKNOWN), with doubling back-off.
+/// Attempts of one RPC, one import stream or one history on a transient
+/// failure (see [`transient`]), with doubling back-off.
 const ATTEMPTS_MAX: u32 = 6;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// Interval between two polls of the statistics projection's position.
+const STATS_POLL: Duration = Duration::from_millis(250);
 /// Example messages kept per kind (rejections, disagreements).
 const EXAMPLES_KEPT: usize = 10;
 /// The actor sent in metadata when the options name none (ignored by an
@@ -347,12 +359,14 @@ pub fn expect(plan: &PersonPlan, catalog: &ChannelCatalog, tally: &mut Tally) ->
     steps
 }
 
-/// Codes worth retrying: the request may not have been processed, or was
-/// refused because its original was still being committed.
+/// Codes worth retrying: the request may not have been processed (the
+/// server's deadline cancels a call with CANCELLED), or was refused because
+/// its original was still being committed (ABORTED). Retrying is safe: the
+/// request ids make every command idempotent.
 fn transient(code: Code) -> bool {
     matches!(
         code,
-        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Unknown
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::Unknown
     )
 }
 
@@ -363,6 +377,7 @@ fn fatal(code: Code) -> bool {
         code,
         Code::Unavailable
             | Code::DeadlineExceeded
+            | Code::Cancelled
             | Code::Unknown
             | Code::Internal
             | Code::Unauthenticated
@@ -690,86 +705,120 @@ async fn import_streams(
     client: &mut ImportClient<AuthChannel>,
     out: &mut ClientOutput,
 ) -> Result<(), String> {
-    // Persons of a stream that failed on a transient error, sent again.
-    let mut resend: Vec<u64> = Vec::new();
-    let mut attempt = 1;
+    // Persons sent again: those of a stream that failed on a transient error,
+    // and those whose history was refused with a transient code.
+    let mut resend: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+    let mut attempts: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    let mut batch = IMPORT_BATCH_START;
+    let mut stream_failures = 0;
+    let mut exhausted = false;
     loop {
+        if exhausted && resend.is_empty() {
+            return Ok(());
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<pb::ImportCaseHistory>(IMPORT_QUEUE_HISTORIES);
-        let again = std::mem::take(&mut resend);
-        let tally = &mut out.tally;
+        let again: Vec<u64> = resend.drain(..resend.len().min(batch)).collect();
+        let (tally, commands) = (&mut out.tally, &mut out.commands);
         let producer = async move {
             let started = Instant::now();
-            let mut sent: Vec<(u64, u64)> = Vec::new();
-            let mut exhausted = false;
-            let mut fresh = again.into_iter();
-            loop {
-                let (index, plan) = if let Some(index) = fresh.next() {
+            let mut sent: Vec<u64> = Vec::new();
+            let mut none_left = false;
+            let mut again = again.into_iter();
+            while sent.len() < batch {
+                let (index, plan) = if let Some(index) = again.next() {
                     (index, plan_person(shared.seed, index))
                 } else if started.elapsed() >= Duration::from_secs(IMPORT_STREAM_SECS) {
                     break;
                 } else if let Some(index) = shared.take() {
                     let plan = plan_person(shared.seed, index);
                     expect(&plan, &shared.catalog, tally);
+                    *commands += plan.commands.len() as u64;
                     (index, plan)
                 } else {
-                    exhausted = true;
+                    none_left = true;
                     break;
                 };
                 let h = history(shared, index, &plan)?;
-                sent.push((index, h.commands.len() as u64));
+                sent.push(index);
                 if tx.send(h).await.is_err() {
-                    // The call ended early (it failed): the rest is sent again after it.
-                    sent.extend(fresh.by_ref().map(|i| (i, 0)));
+                    // The call ended early (it failed): the rest goes with it.
+                    sent.extend(again.by_ref());
                     break;
                 }
             }
-            Ok::<_, String>((sent, exhausted))
+            Ok::<_, String>((sent, none_left))
         };
+        let started = Instant::now();
         let call = client.import_cases(ReceiverStream::new(rx));
         let (produced, result) = tokio::join!(producer, call);
-        let (sent, exhausted) = produced?;
+        let (sent, none_left) = produced?;
+        exhausted |= none_left;
         if sent.is_empty() {
-            return Ok(());
+            continue;
         }
         match result {
             Ok(summary) => {
                 let s = summary.into_inner();
-                attempt = 1;
-                out.commands += sent.iter().map(|(_, n)| n).sum::<u64>();
+                stream_failures = 0;
+                // Keep a stream well within the server's deadline.
+                let took = started.elapsed();
+                if took < IMPORT_STREAM_TARGET / 2 {
+                    batch = (batch * 2).min(IMPORT_BATCH_MAX);
+                } else if took > IMPORT_STREAM_TARGET * 2 {
+                    batch = (batch / 2).max(IMPORT_BATCH_MIN);
+                }
                 out.appended += s.events_appended;
                 out.deduplicated += s.commands_deduplicated;
                 out.skipped += s.commands_skipped;
                 out.last_seq = out.last_seq.max(s.last_seq);
                 shared.events.fetch_add(s.events_appended, Ordering::Relaxed);
-                shared.bar.inc(sent.len() as u64);
+                let mut requeued = 0;
                 let listed = s.rejections.len() as u64;
                 for r in s.rejections {
-                    let code = code_name(Code::from_i32(r.code));
-                    let person = sent.get(r.history_index as usize).map_or(u64::MAX, |p| p.0);
-                    out.rejections.add(&code, || {
+                    let code = Code::from_i32(r.code);
+                    let person = sent.get(r.history_index as usize).copied();
+                    if let Some(person) = person.filter(|_| transient(code)) {
+                        let n = attempts.entry(person).or_insert(1);
+                        if *n < ATTEMPTS_MAX {
+                            *n += 1;
+                            out.retries += 1;
+                            resend.push_back(person);
+                            requeued += 1;
+                            continue;
+                        }
+                    }
+                    let name = code_name(code);
+                    out.rejections.add(&name, || {
                         let step = r.command_index.map_or("-".to_string(), |k| k.to_string());
-                        format!("person {person} step {step} {}: {code} {}", r.command, r.message)
+                        let who = person.map_or("?".to_string(), |p| p.to_string());
+                        format!("person {who} step {step} {}: {name} {}", r.command, r.message)
                     });
                 }
-                for _ in listed..s.rejections_total {
-                    out.rejections.add("NOT_LISTED_BY_THE_SERVER", String::new);
+                let unlisted = s.rejections_total.saturating_sub(listed);
+                if unlisted > 0 {
+                    // The server lists the first ones only; their codes are unknown.
+                    out.rejections.total += unlisted;
+                    *out.rejections
+                        .by_code
+                        .entry("NOT_LISTED_BY_THE_SERVER".into())
+                        .or_insert(0) += unlisted;
                 }
-                if exhausted {
-                    return Ok(());
-                }
+                shared.bar.inc(sent.len() as u64 - requeued);
             }
-            Err(s) if transient(s.code()) && attempt < ATTEMPTS_MAX => {
+            Err(s) if transient(s.code()) && stream_failures + 1 < ATTEMPTS_MAX => {
+                stream_failures += 1;
                 out.retries += 1;
-                tokio::time::sleep(BACKOFF_FIRST * 2u32.pow(attempt - 1)).await;
-                attempt += 1;
-                resend = sent.into_iter().map(|(i, _)| i).collect();
+                batch = (batch / 4).max(IMPORT_BATCH_MIN);
+                tokio::time::sleep(BACKOFF_FIRST * 2u32.pow(stream_failures - 1)).await;
+                resend.extend(sent);
             }
             Err(s) => {
                 return Err(format!(
-                    "import stream of {} persons: {} {} (after {attempt} attempts)",
+                    "import stream of {} persons: {} {} (after {} attempts)",
                     sent.len(),
                     code_name(s.code()),
-                    s.message()
+                    s.message(),
+                    stream_failures + 1
                 ));
             }
         }
@@ -820,32 +869,46 @@ async fn check_statistics(
     let statistics_error = |e: tonic::Status| {
         SimulateError::Statistics(format!("Caseload: {} {}", code_name(e.code()), e.message()))
     };
+    // Wait with the cheap question (the total on the projection's own date,
+    // no replay), then ask the dated breakdowns.
+    let total_now = pb::CaseloadRequest {
+        by: Vec::new(),
+        filters: Vec::new(),
+        as_of_date: String::new(),
+        as_of_seq: 0,
+        published: false,
+    };
     let (by_status, by_department) = loop {
+        let now = stats
+            .caseload(total_now.clone())
+            .await
+            .map_err(statistics_error)?
+            .into_inner();
+        if position(&now) < last_seq {
+            if Instant::now() >= deadline {
+                return Err(SimulateError::Statistics(format!(
+                    "the statistics projection did not reach log seq {last_seq} within {}s (it is at seq {})",
+                    opts.stats_timeout.as_secs(),
+                    position(&now)
+                )));
+            }
+            tokio::time::sleep(STATS_POLL).await;
+            continue;
+        }
         let a = stats
             .caseload(query(&["status"]))
             .await
             .map_err(statistics_error)?
             .into_inner();
-        if position(&a) >= last_seq {
-            let b = stats
-                .caseload(query(&["department", "status"]))
-                .await
-                .map_err(statistics_error)?
-                .into_inner();
-            if position(&b) == position(&a) {
-                break (a, b);
-            }
-            // The log moved between the two answers: ask both again.
-            continue;
+        let b = stats
+            .caseload(query(&["department", "status"]))
+            .await
+            .map_err(statistics_error)?
+            .into_inner();
+        if position(&a) == position(&b) && position(&a) >= last_seq {
+            break (a, b);
         }
-        if Instant::now() >= deadline {
-            return Err(SimulateError::Statistics(format!(
-                "the statistics projection did not reach log seq {last_seq} within {}s (it is at seq {})",
-                opts.stats_timeout.as_secs(),
-                position(&a)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The log moved between the answers: ask again.
     };
     let mut differences = Vec::new();
     let position_seq = position(&by_status);
@@ -897,4 +960,37 @@ async fn check_statistics(
         waited_secs: started.elapsed().as_secs_f64(),
         differences,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_names_are_the_proto_enum_names() {
+        assert_eq!(code_name(Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+        assert_eq!(code_name(Code::Ok), "OK");
+        assert_eq!(code_name(Code::DataLoss), "DATA_LOSS");
+    }
+
+    #[test]
+    fn the_local_decision_counts_like_the_direct_mode() {
+        let catalog = ChannelCatalog::builtin();
+        let mut tally = Tally::default();
+        for i in 0..500 {
+            let plan = plan_person(3, i);
+            let steps = expect(&plan, &catalog, &mut tally);
+            assert_eq!(
+                steps.len(),
+                plan.commands.len(),
+                "person {i}: every step accepted"
+            );
+            assert_eq!(steps[0], ["PersonRegistered"]);
+        }
+        assert_eq!(tally.persons, 500);
+        assert_eq!(tally.rejected, 0);
+        assert_eq!(tally.status_mismatches, 0);
+        assert_eq!(tally.events, tally.events_by_type.values().sum::<u64>());
+    }
 }
