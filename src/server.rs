@@ -206,6 +206,13 @@ pub async fn serve_on(
         .set_serving::<crate::api::pb::audit_server::AuditServer<crate::audit::service::AuditService>>()
         .await;
     health_reporter
+        .set_serving::<crate::projection::grpc::StatisticsServer<crate::projection::grpc::StatisticsService>>(
+        )
+        .await;
+    health_reporter
+        .set_serving::<crate::api::pb::admin_server::AdminServer<crate::api::admin::AdminService>>()
+        .await;
+    health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
