@@ -350,7 +350,10 @@ impl Report {
                 self.setup_registered, self.setup_s
             );
         }
-        let mix: Vec<String> = self.mix.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mix: Vec<String> = OpKind::ALL
+            .iter()
+            .map(|k| format!("{}={}", k.name(), self.mix.get(k.name()).copied().unwrap_or(0)))
+            .collect();
         let _ = writeln!(out, "mix: {}", mix.join(","));
         if let Some(o) = &self.open_loop {
             let _ = writeln!(
