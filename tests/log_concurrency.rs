@@ -102,6 +102,57 @@ async fn concurrent_appends_with_the_same_exact_version_admit_exactly_one() {
     }
 }
 
+/// A client told "version conflict" re-reads the stream at once: it must see
+/// the version the conflict names, so the conflict is answered only after the
+/// winning write of the same group commit is durable and published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_conflict_is_answered_only_once_the_winning_write_is_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let app = log.appender();
+    app.append(request("case-2", ExpectedVersion::NoStream, "seed", 1))
+        .await
+        .unwrap();
+    let mut version = 1u64;
+    let mut conflicts = 0;
+    for round in 0..10 {
+        let barrier = Arc::new(Barrier::new(32));
+        let mut set = JoinSet::new();
+        for t in 0..32 {
+            let (app, barrier, store) = (app.clone(), barrier.clone(), log.store().clone());
+            let req = request(
+                "case-2",
+                ExpectedVersion::Exact(version),
+                &format!("v{round}-t{t}"),
+                1,
+            );
+            set.spawn(async move {
+                barrier.wait().await;
+                let result = app.append(req).await;
+                let seen = store.stream_version("case-2").unwrap();
+                (result, seen)
+            });
+        }
+        let mut next = version;
+        while let Some(joined) = set.join_next().await {
+            match joined.expect("task") {
+                (Ok(a), _) => next = a.last_version,
+                (Err(AppendError::VersionConflict { actual, .. }), seen) => {
+                    conflicts += 1;
+                    assert!(
+                        seen >= actual,
+                        "round {round}: conflict names version {actual} while readers still see {seen}"
+                    );
+                }
+                (Err(e), _) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(next, version + 1, "round {round}: one winner");
+        version = next;
+    }
+    assert_eq!(conflicts, 310);
+}
+
 /// The events of each request are contiguous and in part order, in the whole log.
 fn assert_requests_contiguous(all: &[StoredEvent]) {
     let mut i = 0;

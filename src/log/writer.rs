@@ -298,9 +298,16 @@ impl Writer {
         let start_head = self.head;
         let recorded_at_us = now_us().max(self.last_recorded_at_us);
         let mut staged = Staged::default();
+        // Version conflicts may name a version written by this very batch:
+        // they are answered only once that write is durable and published, so
+        // a client that re-reads at once sees the version it was told about.
+        let mut conflicts = Vec::new();
         for job in jobs {
             match self.stage(&job.req, recorded_at_us, &mut staged) {
                 Outcome::Staged(appended) => staged.replies.push((job.reply, appended)),
+                Outcome::Answer(Err(conflict @ AppendError::VersionConflict { .. })) => {
+                    conflicts.push((job.reply, conflict))
+                }
                 Outcome::Answer(result) => {
                     let _ = job.reply.send(result);
                 }
@@ -310,6 +317,9 @@ impl Writer {
             // Only retries of already-durable requests: answer them.
             for (reply, appended) in staged.replies {
                 let _ = reply.send(Ok(appended));
+            }
+            for (reply, conflict) in conflicts {
+                let _ = reply.send(Err(conflict));
             }
             return;
         }
@@ -330,13 +340,22 @@ impl Writer {
                 for (reply, appended) in staged.replies {
                     let _ = reply.send(Ok(appended));
                 }
+                for (reply, conflict) in conflicts {
+                    let _ = reply.send(Err(conflict));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, from_seq = start_head.seq + 1, "group commit failed; the writer stops accepting appends");
                 let reason = "a storage error stopped the log writer; restart the service".to_string();
                 self.failed = Some(reason.clone());
                 self.head = start_head;
-                for (reply, _) in staged.replies {
+                // A conflict may have been decided against the batch that failed.
+                for reply in staged
+                    .replies
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .chain(conflicts.into_iter().map(|(r, _)| r))
+                {
                     let _ = reply.send(Err(AppendError::Unavailable(reason.clone())));
                 }
             }
