@@ -532,6 +532,16 @@ impl Cases {
     }
 
     /// Folds the first `version` events of a case.
+    /// The department a case resides in, from its events alone (no sealed
+    /// field is opened); `NotFound` for a case without events. For scope checks.
+    pub fn department(&self, case_id: &str) -> Result<Option<crate::domain::Department>, CaseError> {
+        let version = self.inner.store.stream_version(case_id)?;
+        if version == 0 {
+            return Err(CaseError::NotFound(case_id.to_string()));
+        }
+        Ok(self.fold(case_id, version)?.department())
+    }
+
     fn fold(&self, case_id: &str, version: u64) -> Result<CaseState, CaseError> {
         let mut state = CaseState::default();
         if version == 0 {

@@ -362,8 +362,7 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
                 return Ok(Some(case_id));
             }
             // A scoped caller sees only cases inside its departments.
-            let view = cases.get_case(&case_id)?;
-            Ok(crate::cases::in_scope(&departments, view.state.department()).then_some(case_id))
+            Ok(crate::cases::in_scope(&departments, cases.department(&case_id)?).then_some(case_id))
         })
         .await
         .map_err(|_| Status::internal("internal error"))??;
@@ -404,9 +403,7 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
                     CaseError::OutOfScope
                 });
             }
-            if !departments.is_empty()
-                && !crate::cases::in_scope(&departments, cases.get_case(&case_id)?.state.department())
-            {
+            if !departments.is_empty() && !crate::cases::in_scope(&departments, cases.department(&case_id)?) {
                 return Err(CaseError::OutOfScope);
             }
             let events = store.read_stream(&case_id, from, limit + 1)?;

@@ -99,12 +99,6 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// Whether a case residing in `department` (None: no residence known)
-    /// is inside this principal's scope.
-    pub fn in_scope(&self, department: Option<u8>) -> bool {
-        self.departments.is_empty() || department.is_some_and(|d| self.departments.contains(&d))
-    }
-
     /// The actor written into events.
     pub fn actor(&self) -> crate::log::Actor {
         crate::log::Actor {
