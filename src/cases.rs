@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::case_cache::CaseCache;
 use crate::codec;
 use crate::domain::{CaseState, ChannelCatalog, Command, Date, DocumentType, Event, Rejection, Sealed};
 use crate::log::{Actor, AppendError, AppendRequest, Appended, Appender, ExpectedVersion, NewEvent, Store};
@@ -234,6 +235,8 @@ struct Inner {
     blind: BlindIndexer,
     documents: sled::Tree,
     catalog: ChannelCatalog,
+    /// Folded states of recently changed cases (see [`crate::case_cache`]).
+    cache: CaseCache,
 }
 
 /// Derives the case id of a registration from its request id, so a retried
@@ -264,6 +267,7 @@ impl Cases {
                 blind,
                 documents,
                 catalog,
+                cache: CaseCache::new(crate::limits::CASE_STATE_CACHE_MAX),
             }),
         })
     }
@@ -287,17 +291,27 @@ impl Cases {
         &self.inner.store
     }
 
-    /// Runs one command. Blocking sled reads run on the blocking pool.
+    /// Runs one command. Blocking sled reads run on the blocking pool; a
+    /// command decided on a cached case state needs none and runs inline.
     pub async fn execute(
         &self,
         ctx: CommandContext,
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
+        if let Some(prepared) = self.prepare_cached(&ctx, &pending) {
+            let result = self.inner.appender.append(prepared.request.clone()).await;
+            if let Some(answer) = self.finish_cached(prepared, result) {
+                return answer;
+            }
+        }
         let this = self.clone();
         let prepared = tokio::task::spawn_blocking(move || this.prepare(ctx, pending))
             .await
             .map_err(|e| CaseError::Internal(e.to_string()))??;
         let result = self.inner.appender.append(prepared.request.clone()).await;
+        if !prepared.finish_touches_storage(&result) {
+            return self.finish(prepared, result);
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.finish(prepared, result))
             .await
@@ -310,9 +324,90 @@ impl Cases {
         ctx: CommandContext,
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
+        if let Some(prepared) = self.prepare_cached(&ctx, &pending) {
+            let result = self.inner.appender.append_blocking(prepared.request.clone());
+            if let Some(answer) = self.finish_cached(prepared, result) {
+                return answer;
+            }
+        }
         let prepared = self.prepare(ctx, pending)?;
         let result = self.inner.appender.append_blocking(prepared.request.clone());
         self.finish(prepared, result)
+    }
+
+    /// The fast path of a command without personal data on a case whose
+    /// state at the caller's expected version is cached: no storage read.
+    /// `None` when the full path must decide: no cached state at that
+    /// version, a registration, an erasure (it needs the person's key), a
+    /// scope question, or a rejection (the full path re-checks the version
+    /// first, so a caller behind the log gets a version conflict, as it would
+    /// have). The request id is not looked up here: a retry of a durable
+    /// request either misses the cache (the case moved on) or is answered by
+    /// the writer as a duplicate, and [`Cases::finish_cached`] sends it down
+    /// the full path.
+    fn prepare_cached(&self, ctx: &CommandContext, pending: &PendingCommand) -> Option<Prepared> {
+        let PendingCommand::Plain(command) = pending else {
+            return None;
+        };
+        if matches!(command, Command::ErasePerson { .. } | Command::RegisterPerson { .. }) {
+            return None;
+        }
+        let case_id = ctx.case_id.as_deref()?;
+        if case_id.is_empty() || case_id.starts_with(ACCESS_STREAM_PREFIX) || ctx.expected_version == 0 {
+            return None;
+        }
+        let (version, cached) = self.inner.cache.get(case_id)?;
+        if version != ctx.expected_version {
+            return None;
+        }
+        let scoped = !ctx.departments.is_empty();
+        if scoped && !in_scope(&ctx.departments, cached.department()) {
+            return None;
+        }
+        let events = cached.decide(command, ctx.today, &self.inner.catalog).ok()?;
+        if scoped {
+            let mut after = (*cached).clone();
+            for e in &events {
+                after.apply(e);
+            }
+            if !in_scope(&ctx.departments, after.department()) {
+                return None;
+            }
+        }
+        let request = append_request(case_id, version, ctx, &events);
+        Some(Prepared {
+            case_id: case_id.to_string(),
+            state: (*cached).clone(),
+            events,
+            request,
+            reserved: Vec::new(),
+            released: Vec::new(),
+            erasing: false,
+            new_key: false,
+        })
+    }
+
+    /// The answer of a fast-path command, or `None` to run the full path:
+    /// the writer found the request id already used (a retry, which the full
+    /// path decides against the case as it was before the original request).
+    fn finish_cached(
+        &self,
+        prepared: Prepared,
+        result: Result<Appended, AppendError>,
+    ) -> Option<Result<CommandOutcome, CaseError>> {
+        match result {
+            Ok(a) if !a.deduplicated => Some(self.finish(prepared, Ok(a))),
+            Err(e @ AppendError::VersionConflict { .. }) => {
+                // The cached state was behind the log.
+                self.inner.cache.forget(&prepared.case_id);
+                Some(Err(e.into()))
+            }
+            Err(e @ AppendError::Unavailable(_)) => Some(Err(e.into())),
+            Ok(_) | Err(_) => {
+                self.inner.cache.forget(&prepared.case_id);
+                None
+            }
+        }
     }
 
     fn prepare(&self, ctx: CommandContext, pending: PendingCommand) -> Result<Prepared, CaseError> {
@@ -442,26 +537,7 @@ impl Cases {
             _ => Vec::new(),
         };
         let reserved = self.reserve(&case_id, &new_blind)?;
-        let request = AppendRequest {
-            stream_id: case_id.clone(),
-            expected: if base_version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(base_version)
-            },
-            request_id: ctx.request_id.clone(),
-            actor: ctx.actor.clone(),
-            events: events
-                .iter()
-                .map(|e| {
-                    let (event_type, payload) = codec::encode(e);
-                    NewEvent {
-                        event_type: event_type.to_string(),
-                        payload,
-                    }
-                })
-                .collect(),
-        };
+        let request = append_request(&case_id, base_version, &ctx, &events);
         let erasing = matches!(command, Command::ErasePerson { .. });
         let released: Vec<[u8; 32]> = old_blind
             .into_iter()
@@ -523,6 +599,9 @@ impl Cases {
         for e in &p.events {
             state.apply(e);
         }
+        self.inner
+            .cache
+            .put(&p.case_id, appended.last_version, Arc::new(state.clone()));
         Ok(CommandOutcome {
             case_id: p.case_id,
             appended,
@@ -542,12 +621,17 @@ impl Cases {
         Ok(self.fold(case_id, version)?.department())
     }
 
+    /// Starts from the cached state when it is at or before `version`.
     fn fold(&self, case_id: &str, version: u64) -> Result<CaseState, CaseError> {
-        let mut state = CaseState::default();
         if version == 0 {
-            return Ok(state);
+            return Ok(CaseState::default());
         }
-        for ev in self.inner.store.read_stream(case_id, 1, version as usize)? {
+        let (from, mut state) = match self.inner.cache.get(case_id) {
+            Some((v, s)) if v == version => return Ok((*s).clone()),
+            Some((v, s)) if v < version => (v, (*s).clone()),
+            _ => (0, CaseState::default()),
+        };
+        for ev in self.inner.store.read_stream(case_id, from + 1, (version - from) as usize)? {
             state.apply(&codec::decode(&ev.record.event_type, &ev.record.payload)?);
         }
         Ok(state)
@@ -719,6 +803,40 @@ struct Prepared {
     erasing: bool,
     /// A registration that created its key: discard the key if the append fails.
     new_key: bool,
+}
+
+impl Prepared {
+    /// Whether finishing after `result` reads or writes sled (documents, keys).
+    fn finish_touches_storage(&self, result: &Result<Appended, AppendError>) -> bool {
+        match result {
+            Ok(_) => !self.released.is_empty() || self.erasing,
+            Err(_) => !self.reserved.is_empty() || self.new_key,
+        }
+    }
+}
+
+/// The append of a command's events to its case's stream at `base_version`.
+fn append_request(case_id: &str, base_version: u64, ctx: &CommandContext, events: &[Event]) -> AppendRequest {
+    AppendRequest {
+        stream_id: case_id.to_string(),
+        expected: if base_version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(base_version)
+        },
+        request_id: ctx.request_id.clone(),
+        actor: ctx.actor.clone(),
+        events: events
+            .iter()
+            .map(|e| {
+                let (event_type, payload) = codec::encode(e);
+                NewEvent {
+                    event_type: event_type.to_string(),
+                    payload,
+                }
+            })
+            .collect(),
+    }
 }
 
 /// Seals the clear personal fields of a pending command into its domain command.

@@ -27,6 +27,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod case_cache;
 pub mod cases;
 pub mod client;
 pub mod codec;

@@ -31,6 +31,8 @@ pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
 
 /// Streams whose current version the writer keeps in memory (cleared when full).
 pub const STREAM_VERSION_CACHE_MAX: usize = 262_144;
+/// Folded case states the case service keeps (the cases being worked on).
+pub const CASE_STATE_CACHE_MAX: usize = 65_536;
 
 /// Largest gRPC request message the server decodes.
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 256 * 1024;
