@@ -47,6 +47,8 @@ pub const GRPC_DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
 /// Log records the Merkle follower reads and appends as one sled transaction.
 pub const AUDIT_FOLLOW_BATCH_EVENTS: usize = 4096;
+/// Pause of the Merkle follower between catch-ups (lets group commits gather).
+pub const AUDIT_FOLLOW_PAUSE_MS: u64 = 20;
 /// Largest page of events the audit service's `GetEvents` returns.
 pub const AUDIT_GET_EVENTS_MAX: usize = 1000;
 /// Events a `TailLog` stream buffers for a slow reader before it waits.

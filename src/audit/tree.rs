@@ -1,16 +1,32 @@
 //! The Merkle tree over the log, persisted in sled and grown incrementally.
 //!
+//! The hashes of complete, aligned subtrees ("nodes": level `l`, index `i`
+//! covers leaves `[i << l, (i+1) << l)`; level 0 holds the leaf hashes) are
+//! stored in tiles of height 8, as in C2SP tlog-tiles: the tile `(stratum s,
+//! index t)` holds up to 256 nodes of level `8s` (indices `[256t, 256t+256)`)
+//! and every complete node above them inside the tile (levels `8s+1 ..= 8s+7`).
+//! The node of level `8s+8` over a full tile is the first level of stratum
+//! `s+1`. Storing a tile instead of each node makes one sled entry per 256
+//! leaves instead of two per leaf, which is what the tree costs in sled
+//! inserts and disk.
+//!
 //! Trees:
-//! - `merkle_nodes`: key `level u8 || index u64 BE` -> the 32-byte hash of the
-//!   complete, aligned subtree covering leaves `[index << level, (index+1) << level)`.
-//!   Level 0 holds the leaf hashes. Only complete subtrees are stored, so an
-//!   entry never changes once written.
+//! - `merkle_tiles`: key `stratum u8 || tile index u64 BE` -> `width u16 BE`
+//!   (1..=256 level-`8s` nodes) then, for `r` in 0..8, the `width >> r`
+//!   complete nodes of level `8s+r`, 32 bytes each, in index order. A full
+//!   tile (width 256) never changes; the last tile of a stratum is partial
+//!   and is rewritten as it grows (its nodes already written never change).
 //! - `merkle_meta`: `size` -> u64 BE, the number of leaves in the tree.
 //!
-//! One [`MerkleTree::append_leaves`] writes the new leaves, every ancestor
-//! they complete and the new size in one sled transaction over both trees.
-//! Roots and proofs for any size `<=` the current size read `O(log n)` stored
-//! hashes per range (at most `O(log² n)` for a proof); nothing is re-hashed.
+//! One [`MerkleTree::append_leaves`] writes the tiles the new leaves touch
+//! and the new size in one sled transaction over both trees. Roots and
+//! proofs for any size `<=` the current size read `O(log n)` stored hashes
+//! per range (at most `O(log² n)` for a proof); nothing is re-hashed.
+//!
+//! The tree is derived from the log. A store written with the earlier
+//! one-entry-per-node layout (`merkle_nodes`) has that tree dropped at open
+//! and the tree rebuilt from the log by the follower (same roots: the
+//! checkpoints signed before stay valid).
 //!
 //! The follower ([`MerkleTree::catch_up`], [`spawn_follower`]) reads the log's
 //! records in order from `size + 1` to the committed head, proving it sees
@@ -21,11 +37,17 @@ use std::sync::{Arc, Mutex};
 use sled::Transactional;
 
 use super::merkle::{self, empty_root, leaf_hash, node_hash, Hash, NodeSource, ProofError};
-use crate::limits::AUDIT_FOLLOW_BATCH_EVENTS;
+use crate::limits::{AUDIT_FOLLOW_BATCH_EVENTS, AUDIT_FOLLOW_PAUSE_MS};
 use crate::log::record::{chain_hash, peek_chain_fields, split_stored, GENESIS_PREV_HASH};
 use crate::log::Store;
 
-pub const TREE_MERKLE_NODES: &str = "merkle_nodes";
+pub const TREE_MERKLE_TILES: &str = "merkle_tiles";
+/// The earlier layout (one sled entry per node), dropped at open.
+const LEGACY_TREE_MERKLE_NODES: &str = "merkle_nodes";
+/// Levels per tile.
+const TILE_HEIGHT: u8 = 8;
+/// Level-`8s` nodes per full tile.
+const TILE_WIDTH: usize = 1 << TILE_HEIGHT;
 pub const TREE_MERKLE_META: &str = "merkle_meta";
 pub const META_SIZE: &[u8] = b"size";
 
@@ -50,11 +72,87 @@ pub enum TreeError {
     Proof(#[from] ProofError),
 }
 
-fn node_key(level: u8, index: u64) -> [u8; 9] {
+fn tile_key(stratum: u8, tile: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = level;
-    k[1..].copy_from_slice(&index.to_be_bytes());
+    k[0] = stratum;
+    k[1..].copy_from_slice(&tile.to_be_bytes());
     k
+}
+
+/// Where node (`level`, `index`) lives: (stratum, tile index, level in the
+/// tile, position in that level).
+fn locate(level: u8, index: u64) -> (u8, u64, u8, usize) {
+    let stratum = level / TILE_HEIGHT;
+    let r = level % TILE_HEIGHT;
+    let per_tile_bits = TILE_HEIGHT - r;
+    let tile = index >> per_tile_bits;
+    let pos = (index & ((1u64 << per_tile_bits) - 1)) as usize;
+    (stratum, tile, r, pos)
+}
+
+/// The node at level `r` position `pos` of an encoded tile, if it is there.
+fn tile_node(bytes: &[u8], r: u8, pos: usize) -> Result<Option<Hash>, TreeError> {
+    let width = tile_width(bytes)?;
+    if pos >= width >> r {
+        return Ok(None);
+    }
+    let before: usize = (0..r).map(|j| width >> j).sum();
+    let at = 2 + (before + pos) * 32;
+    Ok(Some(bytes[at..at + 32].try_into().expect("32 bytes")))
+}
+
+/// The width of an encoded tile, checking its length.
+fn tile_width(bytes: &[u8]) -> Result<usize, TreeError> {
+    let bad = || TreeError::Corrupt(format!("merkle tile of {} bytes is malformed", bytes.len()));
+    let width = u16::from_be_bytes(bytes.get(..2).ok_or_else(bad)?.try_into().expect("2 bytes")) as usize;
+    let nodes: usize = (0..TILE_HEIGHT).map(|j| width >> j).sum();
+    if width == 0 || width > TILE_WIDTH || bytes.len() != 2 + nodes * 32 {
+        return Err(bad());
+    }
+    Ok(width)
+}
+
+/// A tile being written: its nodes by level in the tile.
+#[derive(Clone)]
+struct Tile {
+    stratum: u8,
+    index: u64,
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tile {
+    fn empty(stratum: u8, index: u64) -> Tile {
+        Tile {
+            stratum,
+            index,
+            levels: vec![Vec::new(); TILE_HEIGHT as usize],
+        }
+    }
+
+    fn decode(stratum: u8, index: u64, bytes: &[u8]) -> Result<Tile, TreeError> {
+        let width = tile_width(bytes)?;
+        let mut tile = Tile::empty(stratum, index);
+        let mut at = 2;
+        for (r, level) in tile.levels.iter_mut().enumerate() {
+            for _ in 0..width >> r {
+                level.push(bytes[at..at + 32].try_into().expect("32 bytes"));
+                at += 32;
+            }
+        }
+        Ok(tile)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let width = self.levels[0].len();
+        let mut out = Vec::with_capacity(2 + 2 * width * 32);
+        out.extend_from_slice(&(width as u16).to_be_bytes());
+        for level in &self.levels {
+            for h in level {
+                out.extend_from_slice(h);
+            }
+        }
+        out
+    }
 }
 
 struct State {
@@ -62,39 +160,66 @@ struct State {
     /// `frontier[l]`: the complete subtree at level `l` still waiting for its
     /// right sibling (exists exactly when bit `l` of `size` is set).
     frontier: Vec<Option<Hash>>,
+    /// The last tile written of each stratum (saves reading it back).
+    last_tiles: Vec<Option<Tile>>,
 }
 
 /// The persisted, incremental Merkle tree. Cheap to clone.
 #[derive(Clone)]
 pub struct MerkleTree {
-    nodes: sled::Tree,
+    tiles: sled::Tree,
     meta: sled::Tree,
     state: Arc<Mutex<State>>,
 }
 
 impl MerkleTree {
-    /// Opens (or creates) the tree's sled trees in `db`.
+    /// Opens (or creates) the tree's sled trees in `db`. A tree in the
+    /// earlier per-node layout is dropped (size 0): the follower rebuilds it.
     pub fn open(db: &sled::Db) -> Result<MerkleTree, TreeError> {
-        let nodes = db.open_tree(TREE_MERKLE_NODES)?;
         let meta = db.open_tree(TREE_MERKLE_META)?;
+        if db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == LEGACY_TREE_MERKLE_NODES.as_bytes())
+        {
+            tracing::info!("merkle tree in the per-node layout: dropping it; the follower rebuilds it in tiles from the log");
+            meta.remove(META_SIZE)?;
+            meta.flush()?;
+            db.drop_tree(LEGACY_TREE_MERKLE_NODES)?;
+        }
+        let tiles = db.open_tree(TREE_MERKLE_TILES)?;
         let size = read_size(&meta)?;
+        let tree = MerkleTree {
+            tiles,
+            meta,
+            state: Arc::new(Mutex::new(State {
+                size,
+                frontier: vec![None; 64],
+                last_tiles: vec![None; 64 / TILE_HEIGHT as usize + 1],
+            })),
+        };
         let mut frontier = vec![None; 64];
         for (level, slot) in frontier.iter_mut().enumerate() {
             if size >> level & 1 == 1 {
                 let index = (size >> level) - 1;
-                let v = nodes.get(node_key(level as u8, index))?.ok_or_else(|| {
+                *slot = Some(tree.node(level as u8, index)?.ok_or_else(|| {
                     TreeError::Corrupt(format!(
                         "missing complete subtree level {level} index {index} (size {size})"
                     ))
-                })?;
-                *slot = Some(to_hash(&v)?);
+                })?);
             }
         }
-        Ok(MerkleTree {
-            nodes,
-            meta,
-            state: Arc::new(Mutex::new(State { size, frontier })),
-        })
+        tree.state.lock().expect("tree state").frontier = frontier;
+        Ok(tree)
+    }
+
+    /// The stored node (`level`, `index`), if it is complete and stored.
+    fn node(&self, level: u8, index: u64) -> Result<Option<Hash>, TreeError> {
+        let (stratum, tile, r, pos) = locate(level, index);
+        match self.tiles.get(tile_key(stratum, tile))? {
+            Some(bytes) => tile_node(&bytes, r, pos),
+            None => Ok(None),
+        }
     }
 
     /// Number of leaves in the tree.
@@ -118,10 +243,11 @@ impl MerkleTree {
         }
         let mut frontier = state.frontier.clone();
         let mut size = state.size;
-        let mut batch = sled::Batch::default();
+        // Tiles touched by this batch, in (stratum, index) order.
+        let mut touched: std::collections::BTreeMap<(u8, u64), Tile> = Default::default();
         for leaf in leaves {
             let index = size;
-            batch.insert(&node_key(0, index)[..], &leaf[..]);
+            self.put_node(&state, &mut touched, 0, index, *leaf)?;
             let mut carry = *leaf;
             let mut level = 0usize;
             // While this node is a right child, combine with the waiting left sibling.
@@ -131,15 +257,19 @@ impl MerkleTree {
                 })?;
                 carry = node_hash(&left, &carry);
                 level += 1;
-                batch.insert(&node_key(level as u8, index >> level)[..], &carry[..]);
+                self.put_node(&state, &mut touched, level as u8, index >> level, carry)?;
             }
             frontier[level] = Some(carry);
             size += 1;
         }
+        let mut batch = sled::Batch::default();
+        for ((stratum, index), tile) in &touched {
+            batch.insert(&tile_key(*stratum, *index)[..], tile.encode());
+        }
         let size_bytes = size.to_be_bytes();
-        (&self.nodes, &self.meta)
-            .transaction(|(nodes, meta)| {
-                nodes.apply_batch(&batch)?;
+        (&self.tiles, &self.meta)
+            .transaction(|(tiles, meta)| {
+                tiles.apply_batch(&batch)?;
                 meta.insert(META_SIZE, &size_bytes[..])?;
                 Ok(())
             })
@@ -151,7 +281,52 @@ impl MerkleTree {
             })?;
         state.size = size;
         state.frontier = frontier;
+        for tile in touched.into_values() {
+            let slot = &mut state.last_tiles[tile.stratum as usize];
+            if slot.as_ref().is_none_or(|t| t.index <= tile.index) {
+                *slot = Some(tile);
+            }
+        }
         Ok(size)
+    }
+
+    /// Adds node (`level`, `index`) to its tile among `touched`, loading the
+    /// tile first (from the last tiles written, or sled) when it is new to the batch.
+    fn put_node(
+        &self,
+        state: &State,
+        touched: &mut std::collections::BTreeMap<(u8, u64), Tile>,
+        level: u8,
+        index: u64,
+        hash: Hash,
+    ) -> Result<(), TreeError> {
+        let (stratum, tile_index, r, pos) = locate(level, index);
+        let tile = match touched.entry((stratum, tile_index)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let cached = state.last_tiles[stratum as usize]
+                    .as_ref()
+                    .filter(|t| t.index == tile_index)
+                    .cloned();
+                let tile = match cached {
+                    Some(t) => t,
+                    None => match self.tiles.get(tile_key(stratum, tile_index))? {
+                        Some(bytes) => Tile::decode(stratum, tile_index, &bytes)?,
+                        None => Tile::empty(stratum, tile_index),
+                    },
+                };
+                v.insert(tile)
+            }
+        };
+        let nodes = &mut tile.levels[r as usize];
+        if nodes.len() != pos {
+            return Err(TreeError::Corrupt(format!(
+                "tile ({stratum}, {tile_index}) level {r} has {} nodes; node {pos} comes next",
+                nodes.len()
+            )));
+        }
+        nodes.push(hash);
+        Ok(())
     }
 
     /// The root of the first `size` leaves (`size <=` the tree's size).
@@ -284,10 +459,10 @@ impl MerkleTree {
 
 impl NodeSource for MerkleTree {
     fn complete(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
-        match self.nodes.get(node_key(level, index)) {
-            Ok(Some(v)) => to_hash(&v).map_err(|e| ProofError::Storage(e.to_string())),
+        match self.node(level, index) {
+            Ok(Some(h)) => Ok(h),
             Ok(None) => Err(ProofError::Storage(format!(
-                "merkle_nodes has no subtree at level {level} index {index}"
+                "merkle_tiles has no subtree at level {level} index {index}"
             ))),
             Err(e) => Err(ProofError::Storage(e.to_string())),
         }
@@ -301,11 +476,6 @@ fn read_size(meta: &sled::Tree) -> Result<u64, TreeError> {
             TreeError::Corrupt("merkle_meta/size is not 8 bytes".into())
         })?)),
     }
-}
-
-fn to_hash(v: &[u8]) -> Result<Hash, TreeError> {
-    v.try_into()
-        .map_err(|_| TreeError::Corrupt(format!("stored node hash has {} bytes, not 32", v.len())))
 }
 
 /// Follows the log: catches up whenever the durable head moves, until `stop`
@@ -347,6 +517,13 @@ pub fn spawn_follower(
             }
             tokio::select! {
                 r = head_rx.changed() => if r.is_err() { return },
+                _ = stop.changed() => return,
+            }
+            // Let a few group commits gather: each catch-up rewrites the
+            // partial tiles, so catching up per commit would rewrite them
+            // hundreds of times a second under load.
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(AUDIT_FOLLOW_PAUSE_MS)) => {}
                 _ = stop.changed() => return,
             }
         }
