@@ -7,12 +7,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::api::CaseworkerService;
 use crate::cases::Cases;
 use crate::domain::ChannelCatalog;
-use crate::limits::{GRPC_CONCURRENCY_PER_CONNECTION, GRPC_DEFAULT_TIMEOUT_MS};
+use crate::limits::GRPC_CONCURRENCY_PER_CONNECTION;
 use crate::log::{Log, SyncMode, WriterConfig};
 use crate::pii::{KeyStore, MasterKey};
 
@@ -226,7 +225,6 @@ pub async fn serve_on(
     }
     builder
         .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
-        .timeout(Duration::from_millis(GRPC_DEFAULT_TIMEOUT_MS))
         .layer(crate::auth::AuthLayer::new(access.clone()))
         .add_service(health_service)
         .add_service(reflection)

@@ -1,5 +1,14 @@
 //! The tower layer in front of every gRPC service: authenticate, authorize
-//! by method, hand the principal to the service.
+//! by method, hand the principal to the service, and bound the time a call
+//! may take.
+//!
+//! Time limit: a unary or server-streaming call must produce its response
+//! (for a server stream: its headers) within [`GRPC_DEFAULT_TIMEOUT_MS`],
+//! or it is answered `DEADLINE_EXCEEDED`. A client-streaming call (bulk
+//! import) answers only after its client closes the stream, so the limit
+//! would cut long imports: those methods are exempt, and their own message
+//! and concurrency limits bound them instead. (tonic's `Server::timeout`
+//! applies one limit to every call, which is why it is not used.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +21,10 @@ use tonic::Status;
 use super::access_file::TokenRefusal;
 use super::policy::{access, Access};
 use super::{AccessControl, Principal};
-use crate::limits::AUTHORIZATION_BYTES_MAX;
+use crate::limits::{AUTHORIZATION_BYTES_MAX, GRPC_DEFAULT_TIMEOUT_MS};
+
+/// Client-streaming methods: not bound by the per-call time limit.
+const CLIENT_STREAMING_METHODS: &[&str] = &["/regularization.v1.Import/ImportCases"];
 
 /// Installs authentication and authorization in front of the services.
 #[derive(Clone)]
@@ -71,7 +83,21 @@ where
                 // The ready service is the one to call; keep a fresh clone for the next call.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(inner.call(request))
+                if CLIENT_STREAMING_METHODS.contains(&request.uri().path()) {
+                    return Box::pin(inner.call(request));
+                }
+                let call = inner.call(request);
+                Box::pin(async move {
+                    let limit = std::time::Duration::from_millis(GRPC_DEFAULT_TIMEOUT_MS);
+                    match tokio::time::timeout(limit, call).await {
+                        Ok(answer) => answer,
+                        Err(_) => Ok(Status::deadline_exceeded(format!(
+                            "the call took longer than the server's limit of {} s",
+                            GRPC_DEFAULT_TIMEOUT_MS / 1000
+                        ))
+                        .into_http()),
+                    }
+                })
             }
             Err(status) => Box::pin(async move { Ok(status.into_http()) }),
         }
