@@ -78,17 +78,26 @@ impl CaseCache {
         if shard.map.len() >= self.per_shard {
             evict_oldest(&mut shard.map, self.per_shard / 8 + 1);
         }
-        shard.map.insert(case_id.to_string(), Entry { version, state, tick });
+        shard
+            .map
+            .insert(case_id.to_string(), Entry { version, state, tick });
     }
 
     /// Forgets a case (its entry turned out to be behind the log).
     pub fn forget(&self, case_id: &str) {
-        self.shard(case_id).lock().expect("case cache").map.remove(case_id);
+        self.shard(case_id)
+            .lock()
+            .expect("case cache")
+            .map
+            .remove(case_id);
     }
 
     /// Number of cached cases.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().expect("case cache").map.len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().expect("case cache").map.len())
+            .sum()
     }
 
     /// Whether nothing is cached.

@@ -349,7 +349,10 @@ impl Cases {
         let PendingCommand::Plain(command) = pending else {
             return None;
         };
-        if matches!(command, Command::ErasePerson { .. } | Command::RegisterPerson { .. }) {
+        if matches!(
+            command,
+            Command::ErasePerson { .. } | Command::RegisterPerson { .. }
+        ) {
             return None;
         }
         let case_id = ctx.case_id.as_deref()?;
@@ -631,7 +634,11 @@ impl Cases {
             Some((v, s)) if v < version => (v, (*s).clone()),
             _ => (0, CaseState::default()),
         };
-        for ev in self.inner.store.read_stream(case_id, from + 1, (version - from) as usize)? {
+        for ev in self
+            .inner
+            .store
+            .read_stream(case_id, from + 1, (version - from) as usize)?
+        {
             state.apply(&codec::decode(&ev.record.event_type, &ev.record.payload)?);
         }
         Ok(state)

@@ -73,6 +73,11 @@ pub const AUDIT_EXPORT_RECORD_BYTES_MAX: usize = 128 * 1024;
 /// Events the statistics projection applies per persisted batch (one sled
 /// batch holds the changed facts and the checkpoint).
 pub const PROJECTION_BATCH_EVENTS: usize = 100_000;
+/// The statistics follower persists its facts at most this often (a restart
+/// re-applies the events after the persisted checkpoint).
+pub const PROJECTION_PERSIST_INTERVAL_MS: u64 = 500;
+/// Pause of the statistics follower after each wake-up (lets group commits gather).
+pub const PROJECTION_FOLLOW_PAUSE_MS: u64 = 10;
 /// Dimensions one statistics breakdown may combine.
 pub const STATS_BREAKDOWN_DIMS_MAX: usize = 3;
 /// Filters one statistics query may carry.

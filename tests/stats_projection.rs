@@ -382,6 +382,12 @@ fn the_follower_catches_up_and_every_answer_names_its_position() {
     assert_eq!(t.seq, head.seq);
     assert_eq!(t.hash, registry::log::verify::hex(&head.hash));
     follower.stop();
+    // The follower persists at most every 500 ms while following, and what
+    // it applied since at its stop: a reopened projection starts at the head.
+    let reopened = Engine::open(log.store(), "proj_t_follow", TODAY).unwrap();
+    assert_eq!(reopened.state().position().seq, head.seq);
+    assert!(&summary_at_today(reopened.state()) == rebuilt_summary());
+    drop(reopened);
     drop(shared);
     log.shutdown().unwrap();
 }

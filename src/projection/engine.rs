@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use super::facts::CaseFacts;
 use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState};
 use crate::domain::{CertificationRoute, CertificationStage, Date, Sector};
-use crate::limits::{PROJECTION_BATCH_EVENTS, READ_PAGE_EVENTS_MAX};
+use crate::limits::{
+    PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_PERSIST_INTERVAL_MS, READ_PAGE_EVENTS_MAX,
+};
 use crate::log::{Head, Store, StoreError, StoredEvent};
 
 /// Default tree of the statistics projection.
@@ -108,6 +110,9 @@ pub struct Engine {
     store: Store,
     tree: sled::Tree,
     state: ProjectionState,
+    /// When the facts were last persisted, and whether pages were applied since.
+    persisted_at: std::time::Instant,
+    unpersisted: bool,
 }
 
 impl Engine {
@@ -180,6 +185,8 @@ impl Engine {
             store: store.clone(),
             tree,
             state,
+            persisted_at: std::time::Instant::now(),
+            unpersisted: false,
         })
     }
 
@@ -204,14 +211,28 @@ impl Engine {
         &self.store
     }
 
-    /// Applies a page (continuity checked event by event) and persists the
-    /// changed facts with the new checkpoint in one batch. On error nothing
-    /// of the page is persisted, and the in-memory state must be reloaded.
-    pub fn apply_page(&mut self, page: &[StoredEvent]) -> Result<(), ProjectionError> {
+    /// Applies a page in memory (continuity checked event by event); the
+    /// facts are persisted at most every [`PROJECTION_PERSIST_INTERVAL_MS`]
+    /// (the follower's way: a restart resumes from the persisted checkpoint
+    /// and re-applies the events after it, with the same result). On error
+    /// the in-memory state must be reloaded.
+    pub fn apply_page_deferred(&mut self, page: &[StoredEvent]) -> Result<(), ProjectionError> {
         for ev in page {
             self.state.apply_stored(ev)?;
         }
-        self.persist()
+        self.unpersisted = true;
+        if self.persisted_at.elapsed() >= Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS) {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    /// Persists what [`Engine::apply_page_deferred`] left in memory, if anything.
+    pub fn persist_if_needed(&mut self) -> Result<(), ProjectionError> {
+        if self.unpersisted {
+            self.persist()?;
+        }
+        Ok(())
     }
 
     /// Writes changed facts, certifications, series and the checkpoint in one batch.
@@ -254,6 +275,8 @@ impl Engine {
             .to_bytes()[..],
         );
         self.tree.apply_batch(batch)?;
+        self.persisted_at = std::time::Instant::now();
+        self.unpersisted = false;
         Ok(())
     }
 
@@ -410,6 +433,12 @@ impl Follower {
                     rt.block_on(async {
                         let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
                     });
+                    // Let a few group commits gather into the next page.
+                    std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
+                }
+                let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
+                if let Err(err) = e.persist_if_needed() {
+                    tracing::error!(error = %err, "statistics projection: persisting at stop failed; the next start re-applies from the last checkpoint");
                 }
             })?;
         Ok(Follower {
@@ -457,8 +486,12 @@ pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, Projectio
         if track_today && e.state.cube_date() != today {
             e.state.set_cube_date(today);
         }
+        // Caught up: persist what the last pages applied, at the same pace.
+        if e.persisted_at.elapsed() >= Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS) {
+            e.persist_if_needed()?;
+        }
         return Ok(false);
     }
-    e.apply_page(&page)?;
+    e.apply_page_deferred(&page)?;
     Ok(true)
 }
