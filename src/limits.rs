@@ -42,6 +42,8 @@ pub const GRPC_RESPONSE_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const GRPC_CONCURRENCY_PER_CONNECTION: usize = 256;
 /// Deadline applied to requests that carry none.
 pub const GRPC_DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// Threads of the server's blocking pool (sled reads, sealing).
+pub const BLOCKING_THREADS_MAX: usize = 64;
 
 // --- Audit (src/audit) ---
 

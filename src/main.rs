@@ -215,7 +215,13 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             config.master_key_file = master_key_file;
             config.channels_file = channels;
             access.apply(&mut config);
-            let runtime = tokio::runtime::Runtime::new()?;
+            // sled reads run on the blocking pool; they are short and mostly
+            // CPU-bound, so a few dozen threads suffice: the cap keeps a burst
+            // of requests from growing the pool (and its memory) to hundreds.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(registry::limits::BLOCKING_THREADS_MAX)
+                .build()?;
             runtime.block_on(registry::server::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -24,9 +24,9 @@
 //! per range (at most `O(log² n)` for a proof); nothing is re-hashed.
 //!
 //! The tree is derived from the log. A store written with the earlier
-//! one-entry-per-node layout (`merkle_nodes`) has that tree dropped at open
-//! and the tree rebuilt from the log by the follower (same roots: the
-//! checkpoints signed before stay valid).
+//! one-entry-per-node layout (`merkle_nodes`) has the tree reset at open and
+//! rebuilt from the log by the follower (same roots: the checkpoints signed
+//! before stay valid); the old tree is dropped by a background thread.
 //!
 //! The follower ([`MerkleTree::catch_up`], [`spawn_follower`]) reads the log's
 //! records in order from `size + 1` to the committed head, proving it sees
@@ -177,17 +177,14 @@ impl MerkleTree {
     /// earlier per-node layout is dropped (size 0): the follower rebuilds it.
     pub fn open(db: &sled::Db) -> Result<MerkleTree, TreeError> {
         let meta = db.open_tree(TREE_MERKLE_META)?;
+        let tiles = db.open_tree(TREE_MERKLE_TILES)?;
         if db
             .tree_names()
             .iter()
             .any(|n| n.as_ref() == LEGACY_TREE_MERKLE_NODES.as_bytes())
         {
-            tracing::info!("merkle tree in the per-node layout: dropping it; the follower rebuilds it in tiles from the log");
-            meta.remove(META_SIZE)?;
-            meta.flush()?;
-            db.drop_tree(LEGACY_TREE_MERKLE_NODES)?;
+            migrate_from_per_node_layout(db, &tiles, &meta)?;
         }
-        let tiles = db.open_tree(TREE_MERKLE_TILES)?;
         let size = read_size(&meta)?;
         let tree = MerkleTree {
             tiles,
@@ -467,6 +464,58 @@ impl NodeSource for MerkleTree {
             Err(e) => Err(ProofError::Storage(e.to_string())),
         }
     }
+}
+
+/// Meta key: the tree was reset to be rebuilt in tiles; the per-node tree
+/// may still be being dropped.
+const META_LEGACY_RESET: &[u8] = b"legacy_reset";
+
+/// The first open of a store with the per-node tree resets the tree (tiles
+/// cleared first, then size 0 and the reset mark together, so a crash in
+/// between repeats the reset) for the follower to rebuild it from the log;
+/// the old tree (two entries per event) is dropped by a background thread,
+/// so that start-up does not wait for it. A crash during the drop restarts it.
+fn migrate_from_per_node_layout(
+    db: &sled::Db,
+    tiles: &sled::Tree,
+    meta: &sled::Tree,
+) -> Result<(), TreeError> {
+    static DROPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if meta.get(META_LEGACY_RESET)?.is_none() {
+        tracing::info!("merkle tree in the per-node layout: the follower rebuilds it in tiles from the log");
+        tiles.clear()?;
+        tiles.flush()?;
+        let mut batch = sled::Batch::default();
+        batch.remove(META_SIZE);
+        batch.insert(META_LEGACY_RESET, &[1u8][..]);
+        meta.apply_batch(batch)?;
+        meta.flush()?;
+    }
+    if DROPPING.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
+    let (db, meta) = (db.clone(), meta.clone());
+    let spawned = std::thread::Builder::new()
+        .name("merkle-legacy-drop".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let result = db
+                .drop_tree(LEGACY_TREE_MERKLE_NODES)
+                .and_then(|_| meta.remove(META_LEGACY_RESET))
+                .and_then(|_| meta.flush());
+            match result {
+                Ok(_) => tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "per-node merkle tree dropped"),
+                Err(e) => tracing::warn!(error = %e, "dropping the per-node merkle tree failed; the next start retries"),
+            }
+            DROPPING.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        DROPPING.store(false, std::sync::atomic::Ordering::SeqCst);
+        return Err(TreeError::Corrupt(format!(
+            "cannot start the legacy-tree drop: {e}"
+        )));
+    }
+    Ok(())
 }
 
 fn read_size(meta: &sled::Tree) -> Result<u64, TreeError> {
