@@ -757,6 +757,8 @@ impl Cases {
             events.push((ev, e));
         }
         let version = events.last().map(|(ev, _)| ev.record.stream_version).unwrap_or(0);
+        // A caseworker usually reads a case and then acts on it.
+        inner.cache.put(case_id, version, Arc::new(state.clone()));
         let key = if state.is_erased() {
             None
         } else {
