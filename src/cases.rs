@@ -368,14 +368,8 @@ impl Cases {
             return None;
         }
         let events = cached.decide(command, ctx.today, &self.inner.catalog).ok()?;
-        if scoped {
-            let mut after = (*cached).clone();
-            for e in &events {
-                after.apply(e);
-            }
-            if !in_scope(&ctx.departments, after.department()) {
-                return None;
-            }
+        if !stays_in_scope(&ctx.departments, &cached, &events) {
+            return None;
         }
         let request = append_request(case_id, version, ctx, &events);
         Some(Prepared {
@@ -515,15 +509,8 @@ impl Cases {
             Err(_) if retry.is_some() => return Err(CaseError::RequestIdReused),
             Err(r) => return Err(r.into()),
         };
-        if scoped {
-            // Neither register a case in, nor move one to, a department outside the scope.
-            let mut after = state.clone();
-            for e in &events {
-                after.apply(e);
-            }
-            if !in_scope(&ctx.departments, after.department()) {
-                return Err(CaseError::OutOfScope);
-            }
+        if !stays_in_scope(&ctx.departments, &state, &events) {
+            return Err(CaseError::OutOfScope);
         }
         let mut new_blind = Vec::with_capacity(new_documents.len());
         for d in &new_documents {
@@ -822,6 +809,20 @@ impl Prepared {
             Err(_) => !self.reserved.is_empty() || self.new_key,
         }
     }
+}
+
+/// Whether the case, after `events`, resides inside `departments` (empty =
+/// all): neither register a case in, nor move one to, a department outside
+/// the caller's scope.
+fn stays_in_scope(departments: &[u8], state: &CaseState, events: &[Event]) -> bool {
+    if departments.is_empty() {
+        return true;
+    }
+    let mut after = state.clone();
+    for e in events {
+        after.apply(e);
+    }
+    in_scope(departments, after.department())
 }
 
 /// The append of a command's events to its case's stream at `base_version`.

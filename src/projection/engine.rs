@@ -221,8 +221,14 @@ impl Engine {
             self.state.apply_stored(ev)?;
         }
         self.unpersisted = true;
+        self.persist_if_due()
+    }
+
+    /// Persists what [`Engine::apply_page_deferred`] left in memory, if
+    /// [`PROJECTION_PERSIST_INTERVAL_MS`] passed since the last time.
+    fn persist_if_due(&mut self) -> Result<(), ProjectionError> {
         if self.persisted_at.elapsed() >= Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS) {
-            self.persist()?;
+            self.persist_if_needed()?;
         }
         Ok(())
     }
@@ -487,9 +493,7 @@ pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, Projectio
             e.state.set_cube_date(today);
         }
         // Caught up: persist what the last pages applied, at the same pace.
-        if e.persisted_at.elapsed() >= Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS) {
-            e.persist_if_needed()?;
-        }
+        e.persist_if_due()?;
         return Ok(false);
     }
     e.apply_page_deferred(&page)?;
