@@ -80,6 +80,10 @@ pub const PROJECTION_BATCH_EVENTS: usize = 100_000;
 pub const PROJECTION_PERSIST_INTERVAL_MS: u64 = 500;
 /// Pause of the statistics follower after each wake-up (lets group commits gather).
 pub const PROJECTION_FOLLOW_PAUSE_MS: u64 = 10;
+/// How long `serve` waits at start-up for the statistics projection to load
+/// before serving anyway (Statistics answers UNAVAILABLE until it is loaded;
+/// a small store is loaded well within this, a large one takes seconds).
+pub const PROJECTION_LOAD_WAIT_AT_START_MS: u64 = 250;
 /// Dimensions one statistics breakdown may combine.
 pub const STATS_BREAKDOWN_DIMS_MAX: usize = 3;
 /// Filters one statistics query may carry.

@@ -190,10 +190,18 @@ pub async fn serve_on(
     let access = std::sync::Arc::new(open_access(&config)?);
     // Audit: catch the Merkle tree up, sign a checkpoint, start the follower and the checkpointer.
     let audit = crate::audit::service::start(&opened.log, crate::audit::AuditConfig::from_env()?).await?;
-    // Statistics: catch the projection up, then follow the log.
-    let stats = crate::projection::start(&opened.log)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Statistics: the follower loads the projection and catches it up while
+    // cases are already served (a large store takes seconds); Statistics
+    // answers UNAVAILABLE and its health says NOT_SERVING until then.
+    let stats = crate::projection::start(&opened.log)?;
+    let stats_loaded = stats
+        .wait_loaded(std::time::Duration::from_millis(
+            crate::limits::PROJECTION_LOAD_WAIT_AT_START_MS,
+        ))
+        .await;
+    if !stats_loaded {
+        tracing::info!("statistics projection still loading; serving cases meanwhile");
+    }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>>()
@@ -204,10 +212,27 @@ pub async fn serve_on(
     health_reporter
         .set_serving::<crate::api::pb::audit_server::AuditServer<crate::audit::service::AuditService>>()
         .await;
-    health_reporter
-        .set_serving::<crate::projection::grpc::StatisticsServer<crate::projection::grpc::StatisticsService>>(
-        )
-        .await;
+    type StatsServer = crate::projection::grpc::StatisticsServer<crate::projection::grpc::StatisticsService>;
+    if stats_loaded {
+        health_reporter.set_serving::<StatsServer>().await;
+    } else {
+        health_reporter.set_not_serving::<StatsServer>().await;
+        let (reporter, slot) = (health_reporter.clone(), stats.slot());
+        tokio::spawn(async move {
+            loop {
+                match slot.state() {
+                    crate::projection::SlotState::Ready(_) => {
+                        reporter.set_serving::<StatsServer>().await;
+                        return;
+                    }
+                    crate::projection::SlotState::Failed(_) => return,
+                    crate::projection::SlotState::Loading => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                    }
+                }
+            }
+        });
+    }
     health_reporter
         .set_serving::<crate::api::pb::admin_server::AdminServer<crate::api::admin::AdminService>>()
         .await;

@@ -351,8 +351,8 @@ fn point_in_time_equals_an_independent_replay_with_the_domain() {
     }
 }
 
-#[test]
-fn the_follower_catches_up_and_every_answer_names_its_position() {
+/// A copy of the simulated store, opened as a running log (writer and head watch).
+fn log_copy() -> (tempfile::TempDir, registry::log::Log) {
     let (dir, store) = store_copy();
     drop(store);
     std::thread::sleep(Duration::from_millis(200));
@@ -363,6 +363,12 @@ fn the_follower_catches_up_and_every_answer_names_its_position() {
         },
     )
     .unwrap();
+    (dir, log)
+}
+
+#[test]
+fn the_follower_catches_up_and_every_answer_names_its_position() {
+    let (_dir, log) = log_copy();
     let head = log.store().head().unwrap();
     let engine = Engine::open(log.store(), "proj_t_follow", TODAY).unwrap();
     let shared = Arc::new(RwLock::new(engine));
@@ -390,4 +396,85 @@ fn the_follower_catches_up_and_every_answer_names_its_position() {
     drop(reopened);
     drop(shared);
     log.shutdown().unwrap();
+}
+
+#[test]
+fn a_loading_follower_publishes_the_projection_only_once_caught_up_and_gives_up_quietly_when_stopped() {
+    use registry::projection::{Follower, ProjectionSlot, SlotState};
+    let (_dir, log) = log_copy();
+    let head = log.store().head().unwrap();
+    // A projection persisted halfway: the loader reads its facts, then applies the rest.
+    {
+        let mut e = Engine::open(log.store(), "proj_t_load", TODAY).unwrap();
+        e.catch_up_limited(Some(head.seq / 2), 10_000, None).unwrap();
+        assert_eq!(e.state().position().seq, head.seq / 2);
+    }
+    let slot = Arc::new(ProjectionSlot::default());
+    let follower = Follower::spawn_loading(
+        log.store().clone(),
+        "proj_t_load",
+        slot.clone(),
+        log.subscribe_head(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match slot.state() {
+            SlotState::Loading => {
+                assert!(Instant::now() < deadline, "loading too slow");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            SlotState::Failed(e) => panic!("loading failed: {e}"),
+            SlotState::Ready(shared) => {
+                // Published only at the head it saw when it started, never halfway.
+                let e = shared.read().unwrap();
+                assert_eq!(e.state().position().seq, head.seq);
+                assert!(&summary_at_today(e.state()) == rebuilt_summary());
+                break;
+            }
+        }
+    }
+    assert!(follower.error().is_none());
+    follower.stop();
+
+    // Stopped at once: it either finished first or gave up, and never reports a failure.
+    let slot = Arc::new(ProjectionSlot::default());
+    let follower = Follower::spawn_loading(
+        log.store().clone(),
+        "proj_t_load_2",
+        slot.clone(),
+        log.subscribe_head(),
+    )
+    .unwrap();
+    follower.stop();
+    assert!(!matches!(slot.state(), SlotState::Failed(_)));
+    log.shutdown().unwrap();
+}
+
+#[test]
+fn a_dated_breakdown_from_the_cube_alone_equals_the_whole_state_moved_to_that_date() {
+    let store = shared_store();
+    let mut e = Engine::open(store, "proj_t_cube_only", TODAY).unwrap();
+    e.catch_up().unwrap();
+    for d in ["2021-06-30", "2023-01-01", "2024-07-15", "2025-12-31"] {
+        let d = Date::parse(d).unwrap();
+        let light = e.state().cube_only_at(d);
+        let mut moved = e.state().clone();
+        moved.set_cube_date(d);
+        assert_eq!(light.cube_date(), d);
+        assert_eq!(light.position(), moved.position());
+        for dims in [
+            vec![Dim::Status],
+            vec![Dim::Department, Dim::AgeBand],
+            vec![Dim::Channel, Dim::PermitType, Dim::Minor],
+            vec![Dim::Municipality, Dim::Sex],
+        ] {
+            assert_eq!(by(&light, &dims, &[]), by(&moved, &dims, &[]), "{dims:?} on {d}");
+        }
+        assert_eq!(
+            by(&light, &[Dim::Status], &["channel=NONE"]),
+            by(&moved, &[Dim::Status], &["channel=NONE"]),
+            "on {d}"
+        );
+    }
 }

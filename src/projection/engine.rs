@@ -55,6 +55,8 @@ pub enum ProjectionError {
     Corrupt(String),
     #[error("the projection is ahead of the log (checkpoint {checkpoint}, head {head}): a different log?")]
     Ahead { checkpoint: u64, head: u64 },
+    #[error("stopped before the projection was loaded")]
+    Stopped,
 }
 
 /// The reference date "today" (UTC) from the system clock.
@@ -119,6 +121,17 @@ impl Engine {
     /// Opens the projection kept in `tree_name` (loading facts and the
     /// checkpoint), with the cube at `cube_date`. Does not catch up.
     pub fn open(store: &Store, tree_name: &str, cube_date: Date) -> Result<Engine, ProjectionError> {
+        Engine::open_until(store, tree_name, cube_date, &AtomicBool::new(false))
+    }
+
+    /// Like [`Engine::open`], giving up with [`ProjectionError::Stopped`]
+    /// once `stop` is set (the server stops while the facts still load).
+    pub fn open_until(
+        store: &Store,
+        tree_name: &str,
+        cube_date: Date,
+        stop: &AtomicBool,
+    ) -> Result<Engine, ProjectionError> {
         let tree = store.db().open_tree(tree_name)?;
         let mut state = ProjectionState::new(cube_date);
         if let Some(v) = tree.get(KEY_VERSION)? {
@@ -136,7 +149,10 @@ impl Engine {
                 hash: head.hash,
             };
         }
-        for kv in tree.scan_prefix(b"c") {
+        for (i, kv) in tree.scan_prefix(b"c").enumerate() {
+            if i % 65_536 == 0 && stop.load(Ordering::Relaxed) {
+                return Err(ProjectionError::Stopped);
+            }
             let (k, v) = kv?;
             let key = key_of(&k[1..]).ok_or_else(|| ProjectionError::Corrupt("case key".into()))?;
             let f = CaseFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("case facts".into()))?;
@@ -394,6 +410,46 @@ pub fn replay(store: &Store, as_of: AsOf) -> Result<ProjectionState, ProjectionE
 /// A projection shared between its follower thread and readers.
 pub type Shared = Arc<RwLock<Engine>>;
 
+/// A projection that may still be loading: set once by
+/// [`Follower::spawn_loading`], either to the loaded projection or to why
+/// loading failed.
+#[derive(Default)]
+pub struct ProjectionSlot {
+    ready: std::sync::OnceLock<Shared>,
+    failed: std::sync::OnceLock<String>,
+}
+
+/// What a [`ProjectionSlot`] holds now.
+pub enum SlotState<'a> {
+    Loading,
+    Ready(&'a Shared),
+    Failed(&'a str),
+}
+
+impl ProjectionSlot {
+    /// A slot holding an already loaded projection.
+    pub fn loaded(shared: Shared) -> ProjectionSlot {
+        let slot = ProjectionSlot::default();
+        let _ = slot.ready.set(shared);
+        slot
+    }
+
+    pub fn state(&self) -> SlotState<'_> {
+        if let Some(s) = self.ready.get() {
+            SlotState::Ready(s)
+        } else if let Some(e) = self.failed.get() {
+            SlotState::Failed(e)
+        } else {
+            SlotState::Loading
+        }
+    }
+
+    /// The projection once loaded.
+    pub fn get(&self) -> Option<&Shared> {
+        self.ready.get()
+    }
+}
+
 /// The thread that keeps a shared projection at the head.
 pub struct Follower {
     stop: Arc<AtomicBool>,
@@ -407,6 +463,67 @@ impl Follower {
     /// With `track_today`, the cube moves to the new UTC date when the day changes.
     pub fn spawn(
         shared: Shared,
+        head_rx: tokio::sync::watch::Receiver<Head>,
+        track_today: bool,
+    ) -> std::io::Result<Follower> {
+        Follower::spawn_with(move |_| Ok(shared), head_rx, track_today)
+    }
+
+    /// Starts a follower that first loads the projection kept in `tree_name`
+    /// (facts, then the events up to the head seen when it started), then
+    /// publishes it in `slot` and follows. Until then the slot says
+    /// loading; if loading fails, it says why. `registry serve` uses this so
+    /// that cases are served while a large projection loads.
+    pub fn spawn_loading(
+        store: Store,
+        tree_name: &'static str,
+        slot: Arc<ProjectionSlot>,
+        head_rx: tokio::sync::watch::Receiver<Head>,
+    ) -> std::io::Result<Follower> {
+        let target = head_rx.borrow().seq;
+        let load = move |stop: &AtomicBool| -> Result<Shared, ProjectionError> {
+            let loaded = (|| {
+                let started = Instant::now();
+                let mut engine = Engine::open_until(&store, tree_name, today_utc(), stop)?;
+                let facts_loaded = started.elapsed();
+                let from = engine.state.position.seq;
+                while engine.state.position.seq < target {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(ProjectionError::Stopped);
+                    }
+                    let c = engine.catch_up_limited(Some(target), PROJECTION_BATCH_EVENTS, Some(1))?;
+                    if c.events == 0 {
+                        break;
+                    }
+                }
+                tracing::info!(
+                    cases = engine.state.cases.len(),
+                    seq = engine.state.position.seq,
+                    applied = engine.state.position.seq - from,
+                    facts_ms = facts_loaded.as_millis() as u64,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "statistics projection loaded and caught up; Statistics is serving"
+                );
+                Ok(Arc::new(RwLock::new(engine)))
+            })();
+            match loaded {
+                Ok(shared) => {
+                    let _ = slot.ready.set(shared.clone());
+                    Ok(shared)
+                }
+                // A stop is not a failure: the slot stays "loading".
+                Err(ProjectionError::Stopped) => Err(ProjectionError::Stopped),
+                Err(e) => {
+                    let _ = slot.failed.set(e.to_string());
+                    Err(e)
+                }
+            }
+        };
+        Follower::spawn_with(load, head_rx, true)
+    }
+
+    fn spawn_with(
+        load: impl FnOnce(&AtomicBool) -> Result<Shared, ProjectionError> + Send + 'static,
         mut head_rx: tokio::sync::watch::Receiver<Head>,
         track_today: bool,
     ) -> std::io::Result<Follower> {
@@ -416,15 +533,21 @@ impl Follower {
         let thread = std::thread::Builder::new()
             .name("projection-follower".into())
             .spawn(move || {
+                let fail = |e: String| *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                let shared = match load(&stop2) {
+                    Ok(shared) => shared,
+                    Err(ProjectionError::Stopped) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "statistics projection could not be loaded; Statistics answers INTERNAL (run `registry rebuild-projections` on the stopped store)");
+                        return fail(e.to_string());
+                    }
+                };
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build()
                 {
                     Ok(rt) => rt,
-                    Err(e) => {
-                        *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                        return;
-                    }
+                    Err(e) => return fail(e.to_string()),
                 };
                 while !stop2.load(Ordering::Relaxed) {
                     match follow_step(&shared, track_today) {
@@ -432,8 +555,7 @@ impl Follower {
                         Ok(false) => {}
                         Err(e) => {
                             tracing::error!(error = %e, "statistics projection stopped");
-                            *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                            return;
+                            return fail(e.to_string());
                         }
                     }
                     rt.block_on(async {

@@ -5,7 +5,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::engine::{replay, AsOf, Shared};
+use super::engine::{replay, AsOf, ProjectionSlot, Shared, SlotState};
 use super::query::{caseload, CaseloadQuery, Dim, Filter};
 use super::state::{Metric, ProjectionState};
 use super::suppress::SuppressionRules;
@@ -15,16 +15,35 @@ use crate::domain::Date;
 
 pub use pb::statistics_server::StatisticsServer;
 
-/// The service over a shared projection.
+/// The service over a shared projection (which may still be loading).
 #[derive(Clone)]
 pub struct StatisticsService {
-    shared: Shared,
+    slot: std::sync::Arc<ProjectionSlot>,
     rules: SuppressionRules,
 }
 
 impl StatisticsService {
+    /// Over a loaded projection.
     pub fn new(shared: Shared, rules: SuppressionRules) -> StatisticsService {
-        StatisticsService { shared, rules }
+        StatisticsService::with_slot(std::sync::Arc::new(ProjectionSlot::loaded(shared)), rules)
+    }
+
+    /// Over a projection that a follower loads: UNAVAILABLE until it is loaded.
+    pub fn with_slot(slot: std::sync::Arc<ProjectionSlot>, rules: SuppressionRules) -> StatisticsService {
+        StatisticsService { slot, rules }
+    }
+
+    fn shared(&self) -> Result<&Shared, Status> {
+        match self.slot.state() {
+            SlotState::Ready(s) => Ok(s),
+            SlotState::Loading => Err(Status::unavailable(
+                "the statistics projection is still loading after start-up; retry shortly",
+            )),
+            // Not transient: retrying will not help until an operator acts.
+            SlotState::Failed(e) => Err(Status::internal(format!(
+                "the statistics projection could not be loaded ({e}); an operator must run rebuild-projections"
+            ))),
+        }
     }
 
     pub fn into_server(self) -> StatisticsServer<StatisticsService> {
@@ -33,9 +52,9 @@ impl StatisticsService {
             .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
     }
 
-    fn with_state<T>(&self, f: impl FnOnce(&ProjectionState) -> T) -> T {
-        let e = self.shared.read().unwrap_or_else(|p| p.into_inner());
-        f(e.state())
+    fn with_state<T>(&self, f: impl FnOnce(&ProjectionState) -> T) -> Result<T, Status> {
+        let e = self.shared()?.read().unwrap_or_else(|p| p.into_inner());
+        Ok(f(e.state()))
     }
 }
 
@@ -113,13 +132,13 @@ impl pb::statistics_server::Statistics for StatisticsService {
         // Current projection when the date is the cube's, or later than every
         // business date applied (a scan of the facts); else a replay.
         let (cube_date, max_on, store) = {
-            let e = self.shared.read().unwrap_or_else(|p| p.into_inner());
+            let e = self.shared()?.read().unwrap_or_else(|p| p.into_inner());
             (e.state().cube_date(), e.state().max_on(), e.store().clone())
         };
         let table = if r.as_of_seq == 0 && as_of.is_none_or(|d| d == cube_date) {
-            self.with_state(|s| caseload(s, &q, &rules))
+            self.with_state(|s| caseload(s, &q, &rules))?
         } else {
-            let shared = self.shared.clone();
+            let shared = self.shared()?.clone();
             let seq = r.as_of_seq;
             tokio::task::spawn_blocking(move || -> Result<Result<_, String>, String> {
                 let state = if seq > 0 {
@@ -129,9 +148,11 @@ impl pb::statistics_server::Statistics for StatisticsService {
                     if max_on.is_some_and(|m| d < m) {
                         replay(&store, AsOf::Date(d)).map_err(|e| e.to_string())?
                     } else {
-                        let mut s = shared.read().unwrap_or_else(|p| p.into_inner()).state().clone();
-                        s.set_cube_date(d);
-                        s
+                        shared
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .state()
+                            .cube_only_at(d)
                     }
                 };
                 Ok(caseload(&state, &q, &rules))
@@ -170,7 +191,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
             month("to_month", &r.to_month)?,
         );
         let rules = self.rules;
-        let p = self.with_state(|s| super::series(s, metric, from, to, r.published, &rules));
+        let p = self.with_state(|s| super::series(s, metric, from, to, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
     }
 
@@ -180,7 +201,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
     ) -> Result<Response<pb::PointsResponse>, Status> {
         let r = request.into_inner();
         let rules = self.rules;
-        let p = self.with_state(|s| super::funnel(s, r.published, &rules));
+        let p = self.with_state(|s| super::funnel(s, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
     }
 
@@ -192,7 +213,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
         let rules = self.rules;
         let p = self.with_state(|s| {
             super::certifications(s, r.by_route, r.by_sector, r.by_stage, r.published, &rules)
-        });
+        })?;
         Ok(Response::new(points_response(p)))
     }
 
@@ -206,7 +227,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
             month("to_month", &r.to_month)?,
         );
         let rules = self.rules;
-        let p = self.with_state(|s| super::expiring(s, from, to, r.published, &rules));
+        let p = self.with_state(|s| super::expiring(s, from, to, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
     }
 }

@@ -28,7 +28,10 @@ pub mod suppress;
 
 use serde::Serialize;
 
-pub use engine::{replay, today_utc, AsOf, CatchUp, Engine, Follower, ProjectionError, Shared, TREE};
+pub use engine::{
+    replay, today_utc, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState,
+    TREE,
+};
 pub use facts::CaseFacts;
 pub use query::{caseload, CaseloadQuery, Dim, Filter, Row, Table};
 pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState};
@@ -165,33 +168,22 @@ pub fn certifications(
     )
 }
 
-/// The statistics projection as `registry serve` runs it: caught up at
-/// start-up, then followed by its thread; served by [`grpc::StatisticsService`].
+/// The statistics projection as `registry serve` runs it: loaded and caught
+/// up by its follower thread while the server already serves cases, then
+/// followed; served by [`grpc::StatisticsService`], which answers
+/// UNAVAILABLE until the projection is loaded.
 pub struct Running {
-    shared: Shared,
+    slot: std::sync::Arc<ProjectionSlot>,
     follower: Option<Follower>,
 }
 
-/// Opens the persisted projection (cube at today's UTC date), catches it up
-/// on a blocking thread, and starts the follower.
-pub async fn start(log: &crate::log::Log) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
-    let store = log.store().clone();
-    let engine = tokio::task::spawn_blocking(move || -> Result<Engine, ProjectionError> {
-        let mut engine = Engine::open(&store, TREE, today_utc())?;
-        let c = engine.catch_up()?;
-        tracing::info!(
-            events = c.events,
-            seq = c.position.seq,
-            events_per_second = c.events_per_second() as u64,
-            "statistics projection caught up"
-        );
-        Ok(engine)
-    })
-    .await??;
-    let shared: Shared = std::sync::Arc::new(std::sync::RwLock::new(engine));
-    let follower = Follower::spawn(shared.clone(), log.subscribe_head(), true)?;
+/// Starts loading the persisted projection (cube at today's UTC date) and
+/// catching it up to the current head on the follower's thread; returns at once.
+pub fn start(log: &crate::log::Log) -> std::io::Result<Running> {
+    let slot = std::sync::Arc::new(ProjectionSlot::default());
+    let follower = Follower::spawn_loading(log.store().clone(), TREE, slot.clone(), log.subscribe_head())?;
     Ok(Running {
-        shared,
+        slot,
         follower: Some(follower),
     })
 }
@@ -199,15 +191,30 @@ pub async fn start(log: &crate::log::Log) -> Result<Running, Box<dyn std::error:
 impl Running {
     /// The gRPC service.
     pub fn server(&self) -> grpc::StatisticsServer<grpc::StatisticsService> {
-        grpc::StatisticsService::new(self.shared.clone(), SuppressionRules::default()).into_server()
+        grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default()).into_server()
     }
 
-    /// The shared projection (tests, other readers).
-    pub fn shared(&self) -> Shared {
-        self.shared.clone()
+    /// Where loading is.
+    pub fn slot(&self) -> std::sync::Arc<ProjectionSlot> {
+        self.slot.clone()
     }
 
-    /// Stops the follower (before the log shuts down).
+    /// Waits up to `within` for the projection to be loaded or to fail;
+    /// true once it is loaded.
+    pub async fn wait_loaded(&self, within: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            match self.slot.state() {
+                SlotState::Ready(_) => return true,
+                SlotState::Failed(_) => return false,
+                SlotState::Loading if tokio::time::Instant::now() >= until => return false,
+                SlotState::Loading => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// Stops the follower (before the log shuts down); a load in progress
+    /// gives up.
     pub async fn shutdown(mut self) {
         if let Some(f) = self.follower.take() {
             let _ = tokio::task::spawn_blocking(move || f.stop()).await;

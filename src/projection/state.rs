@@ -526,6 +526,24 @@ impl ProjectionState {
     }
 
     /// Moves the cube to another reference date (a scan of the facts).
+    /// A state that holds only what a caseload breakdown reads: the cube at
+    /// `on` (from every case's facts), the channel codes and the position.
+    /// Unlike a clone moved to `on`, it does not copy every case's facts
+    /// (hundreds of MB at full scale) for one dated query.
+    pub fn cube_only_at(&self, on: Date) -> ProjectionState {
+        let mut s = ProjectionState::new(on);
+        s.channels = self.channels.clone();
+        s.channel_index = self.channel_index.clone();
+        s.position = self.position;
+        s.max_on = self.max_on;
+        for f in self.cases.values() {
+            if let Some(cell) = s.cell_of(f, on) {
+                s.cube.add(cell, 1);
+            }
+        }
+        s
+    }
+
     pub fn set_cube_date(&mut self, on: Date) {
         self.cube_date = on;
         self.rebuild_aggregates();

@@ -879,11 +879,16 @@ async fn check_statistics(
         published: false,
     };
     let (by_status, by_department) = loop {
-        let now = stats
-            .caseload(total_now.clone())
-            .await
-            .map_err(statistics_error)?
-            .into_inner();
+        let now = match stats.caseload(total_now.clone()).await {
+            Ok(r) => r.into_inner(),
+            // A server that just started answers UNAVAILABLE while its
+            // projection loads: wait for it like for a lagging one.
+            Err(e) if e.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(STATS_POLL).await;
+                continue;
+            }
+            Err(e) => return Err(statistics_error(e)),
+        };
         if position(&now) < last_seq {
             if Instant::now() >= deadline {
                 return Err(SimulateError::Statistics(format!(
