@@ -283,7 +283,7 @@ fn persisted_tree_matches_naive_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let all = leaves(64);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = reopen(dir.path());
         let tree = MerkleTree::open(&db).unwrap();
         // Appended in uneven batches: 1, 2, 3, ... leaves at a time.
         let mut at = 0usize;
@@ -296,7 +296,7 @@ fn persisted_tree_matches_naive_and_survives_reopen() {
         }
         db.flush().unwrap();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = reopen(dir.path());
     let tree = MerkleTree::open(&db).unwrap();
     assert_eq!(tree.size(), 64);
     for n in 0..=64u64 {
@@ -346,12 +346,12 @@ fn tiled_tree_matches_naive_across_tile_and_stratum_boundaries() {
         }
     };
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = reopen(dir.path());
         let tree = MerkleTree::open(&db).unwrap();
         append_range(&tree, 0, 40_000);
         db.flush().unwrap();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = reopen(dir.path());
     let tree = MerkleTree::open(&db).unwrap();
     assert_eq!(tree.size(), 40_000);
     append_range(&tree, 40_000, n as usize);
@@ -382,7 +382,7 @@ fn tiled_tree_matches_naive_across_tile_and_stratum_boundaries() {
 fn a_tree_in_the_per_node_layout_is_dropped_for_a_rebuild() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = reopen(dir.path());
         let nodes = db.open_tree("merkle_nodes").unwrap();
         nodes.insert([0u8; 9], &[7u8; 32][..]).unwrap();
         db.open_tree("merkle_meta")
@@ -395,7 +395,7 @@ fn a_tree_in_the_per_node_layout_is_dropped_for_a_rebuild() {
             .unwrap();
         db.flush().unwrap();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = reopen(dir.path());
     let tree = MerkleTree::open(&db).unwrap();
     assert_eq!(tree.size(), 0);
     // The old tree is dropped in the background.
@@ -411,4 +411,22 @@ fn a_tree_in_the_per_node_layout_is_dropped_for_a_rebuild() {
     let all = leaves(3);
     tree.append_leaves(&all).unwrap();
     assert_eq!(tree.root(3).unwrap(), mth(&all));
+}
+
+/// Opens sled in `dir`, retrying while a db just dropped still holds the
+/// file lock (sled's threads release it a moment after the last handle).
+fn reopen(dir: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("open sled: {e}"),
+        }
+    }
 }

@@ -15,9 +15,23 @@ pub(super) fn master(byte: u8) -> MasterKey {
     MasterKey::from_bytes([byte; 32])
 }
 
-/// Opens a sled db in `dir`.
+/// Opens a sled db in `dir`, retrying for a while when a db just dropped
+/// still holds its file lock (sled's background threads release it a
+/// moment after the last handle goes; seen under a loaded CI machine).
 pub(super) fn open_db(dir: &Path) -> sled::Db {
-    sled::Config::new().path(dir).open().expect("open sled")
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return db,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("open sled: {e:?}"),
+        }
+    }
 }
 
 /// Opens a key store in a db.
