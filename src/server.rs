@@ -194,7 +194,8 @@ pub async fn serve_on(
     // cases are already served (a large store takes seconds); Statistics
     // answers UNAVAILABLE and its health says NOT_SERVING until then.
     let stats = crate::projection::start(&opened.log)?;
-    let stats_loaded = stats
+    let stats_slot = stats.slot();
+    let stats_loaded = stats_slot
         .wait_loaded(std::time::Duration::from_millis(
             crate::limits::PROJECTION_LOAD_WAIT_AT_START_MS,
         ))
@@ -217,18 +218,12 @@ pub async fn serve_on(
         health_reporter.set_serving::<StatsServer>().await;
     } else {
         health_reporter.set_not_serving::<StatsServer>().await;
-        let (reporter, slot) = (health_reporter.clone(), stats.slot());
+        let reporter = health_reporter.clone();
         tokio::spawn(async move {
-            loop {
-                match slot.state() {
-                    crate::projection::SlotState::Ready(_) => {
-                        reporter.set_serving::<StatsServer>().await;
-                        return;
-                    }
-                    crate::projection::SlotState::Failed(_) => return,
-                    crate::projection::SlotState::Loading => {
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await
-                    }
+            // SERVING once loaded; a failed load stays NOT_SERVING.
+            while matches!(stats_slot.state(), crate::projection::SlotState::Loading) {
+                if stats_slot.wait_loaded(std::time::Duration::from_secs(60)).await {
+                    reporter.set_serving::<StatsServer>().await;
                 }
             }
         });

@@ -444,9 +444,18 @@ impl ProjectionSlot {
         }
     }
 
-    /// The projection once loaded.
-    pub fn get(&self) -> Option<&Shared> {
-        self.ready.get()
+    /// Waits up to `within` for the projection to be loaded or to fail;
+    /// true once it is loaded.
+    pub async fn wait_loaded(&self, within: Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            match self.state() {
+                SlotState::Ready(_) => return true,
+                SlotState::Failed(_) => return false,
+                SlotState::Loading if tokio::time::Instant::now() >= until => return false,
+                SlotState::Loading => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
     }
 }
 

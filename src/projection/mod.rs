@@ -199,20 +199,6 @@ impl Running {
         self.slot.clone()
     }
 
-    /// Waits up to `within` for the projection to be loaded or to fail;
-    /// true once it is loaded.
-    pub async fn wait_loaded(&self, within: std::time::Duration) -> bool {
-        let until = tokio::time::Instant::now() + within;
-        loop {
-            match self.slot.state() {
-                SlotState::Ready(_) => return true,
-                SlotState::Failed(_) => return false,
-                SlotState::Loading if tokio::time::Instant::now() >= until => return false,
-                SlotState::Loading => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
-            }
-        }
-    }
-
     /// Stops the follower (before the log shuts down); a load in progress
     /// gives up.
     pub async fn shutdown(mut self) {
