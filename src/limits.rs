@@ -120,3 +120,8 @@ pub const IMPORT_HISTORIES_IN_FLIGHT_MAX: usize = 32;
 pub const IMPORT_REJECTIONS_REPORTED_MAX: usize = 100;
 /// A history's legacy reference: empty, or 1..=64 bytes of `[A-Za-z0-9._:/-]`.
 pub const IMPORT_LEGACY_REF_BYTES_MAX: usize = 64;
+
+/// How often the tail verifier re-reads what was committed since the verified
+/// position and advances it (src/log/mod.rs). A crash leaves at most about
+/// this much (plus one flush) for the next start-up to verify.
+pub const TAIL_VERIFY_INTERVAL_MS: u64 = 1_000;

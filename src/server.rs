@@ -188,6 +188,18 @@ pub async fn serve_on(
     })
     .await??;
     let access = std::sync::Arc::new(open_access(&config)?);
+    // A break the tail verifier finds while serving stops the service (the
+    // writer already refuses appends): a broken log is never served.
+    let mut broken = opened.log.broken();
+    let shutdown = {
+        let mut broken = broken.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = broken.wait_for(|b| b.is_some()) => {}
+            }
+        }
+    };
     // Audit: catch the Merkle tree up, sign a checkpoint, start the follower and the checkpointer.
     let audit = crate::audit::service::start(&opened.log, crate::audit::AuditConfig::from_env()?).await?;
     // Statistics: the follower loads the projection and catches it up while
@@ -270,6 +282,9 @@ pub async fn serve_on(
     let Opened { log, cases } = opened;
     drop(cases);
     tokio::task::spawn_blocking(move || log.shutdown()).await??;
+    if let Some(b) = broken.borrow_and_update().clone() {
+        return Err(format!("stopped serving: the log failed verification while open: {b}").into());
+    }
     Ok(())
 }
 

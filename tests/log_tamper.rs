@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use registry::log::record::{chain_hash, split_stored, Record};
-use registry::log::verify::{verify_full, Broken, VerifyError};
+use registry::log::verify::{verify_at_startup_with, verify_full, Broken, VerifyError};
 use registry::log::{
     Actor, AppendRequest, ExpectedVersion, Log, NewEvent, OpenError, Store, SyncMode, WriterConfig,
 };
@@ -14,6 +14,9 @@ use tempfile::TempDir;
 
 const HEAD: u64 = 200;
 /// The fixture is built in two runs; the second `Log::open` verified 1..=100.
+/// Its run verifies the rest while open and at close, so the fixture then
+/// sets `meta/verified` back to 100, as a crash right after that start would
+/// have left it.
 const VERIFIED: u64 = 100;
 /// A request ends exactly here, so a cut after it leaves only whole requests.
 const BOUNDARY: u64 = 195;
@@ -69,6 +72,19 @@ fn fixture() -> Fixture {
     append_until(&log, BOUNDARY, &mut requests);
     append_until(&log, HEAD, &mut requests);
     log.shutdown().unwrap();
+    let store = retry_while_locked(|| Store::open(&dir)).unwrap();
+    assert_eq!(
+        store.verified().unwrap().seq,
+        HEAD,
+        "a clean stop leaves the whole log verified"
+    );
+    drop(store);
+    let db = retry_while_locked(|| sled::open(&dir)).unwrap();
+    let mut mark = VERIFIED.to_be_bytes().to_vec();
+    mark.extend_from_slice(&split_stored(&value(&db, VERIFIED)).unwrap().1);
+    db.open_tree("meta").unwrap().insert("verified", mark).unwrap();
+    db.flush().unwrap();
+    drop(db);
     Fixture {
         _tmp: tmp,
         dir,
@@ -191,8 +207,25 @@ fn assert_broken(dir: &Path, seq: u64, reason: &str) {
     drop(store);
 }
 
-/// `Log::open` refuses the store and names the first bad seq.
+/// `Log::open` refuses the store and names the first bad seq, and the
+/// start-up check finds the same break whether it checks the indexes of the
+/// tail by scanning the index trees or by one read per entry.
 fn assert_open_refused(dir: &Path, seq: u64, reason: &str) {
+    let store = retry_while_locked(|| Store::open(dir)).unwrap();
+    for merge in [true, false] {
+        match verify_at_startup_with(&store, Some(merge)) {
+            Err(VerifyError::Broken(b)) => assert_eq!(
+                b,
+                Broken {
+                    seq,
+                    reason: reason.into()
+                },
+                "merge = {merge}"
+            ),
+            other => panic!("merge = {merge}: expected broken at seq {seq}, got {other:?}"),
+        }
+    }
+    drop(store);
     match open(dir) {
         Err(OpenError::Broken(b)) => {
             assert_eq!(
@@ -345,19 +378,33 @@ fn deleted_stream_index_entry_is_detected() {
         "stream index: stream version 3 where 2 was expected",
     );
 
+    let mut removed = 0;
     let dir = f.tampered("stream-last", |db| {
         let streams = db.open_tree("streams").unwrap();
-        let (k, _) = streams
+        let (k, v) = streams
             .scan_prefix(&stream_key("case-4", 0)[..7])
             .next_back()
             .unwrap()
             .unwrap();
+        removed = u64::from_be_bytes(v.as_ref().try_into().unwrap());
         streams.remove(k).unwrap();
     });
+    assert_broken(&dir, removed, "stream index: no entry for this event");
+
+    // Two entries trade places: each names an event of another stream.
+    let (mut a, mut b) = (0, 0);
+    let dir = f.tampered("stream-swapped", |db| {
+        let streams = db.open_tree("streams").unwrap();
+        a = seq_of(db, "case-1", 2);
+        b = seq_of(db, "case-3", 1);
+        streams.insert(stream_key("case-1", 2), &b.to_be_bytes()).unwrap();
+        streams.insert(stream_key("case-3", 1), &a.to_be_bytes()).unwrap();
+    });
+    assert_ne!(a, b);
     assert_broken(
         &dir,
-        HEAD,
-        &format!("stream index has {} entries for {HEAD} events", HEAD - 1),
+        b,
+        "stream index: entry names a different stream or version than the event",
     );
 }
 
@@ -367,11 +414,24 @@ fn deleted_request_index_entry_is_detected() {
     let dir = f.tampered("request-gone", |db| {
         db.open_tree("requests").unwrap().remove("req-3").unwrap();
     });
-    let parts = f.requests[3].1 as u64;
     assert_broken(
         &dir,
-        HEAD,
-        &format!("request index covers {} events of {HEAD}", HEAD - parts),
+        f.requests[3].0,
+        "request index: no entry for this event's request",
+    );
+
+    // An entry that names the right first seq but the wrong count.
+    let i = 4;
+    let dir = f.tampered("request-count", |db| {
+        let requests = db.open_tree("requests").unwrap();
+        let mut v = requests.get(format!("req-{i}")).unwrap().unwrap().to_vec();
+        v[41] ^= 0x01; // low byte of the big-endian u16 count
+        requests.insert(format!("req-{i}"), v).unwrap();
+    });
+    assert_broken(
+        &dir,
+        f.requests[i].0,
+        "request index: entry does not match the events of its request",
     );
 }
 
@@ -404,7 +464,7 @@ fn open_refuses_a_store_tampered_after_the_verified_position() {
             .unwrap();
     });
     assert!(seq > VERIFIED);
-    assert_open_refused(&dir, seq, "stream index entry missing or wrong");
+    assert_open_refused(&dir, seq, "stream index: no entry for this event");
 
     let i = f.requests.len() - 3;
     let first_seq = f.requests[i].0;
@@ -415,7 +475,11 @@ fn open_refuses_a_store_tampered_after_the_verified_position() {
             .remove(format!("req-{i}"))
             .unwrap();
     });
-    assert_open_refused(&dir, first_seq, "request index entry missing or wrong");
+    assert_open_refused(
+        &dir,
+        first_seq,
+        "request index: no entry for this event's request",
+    );
 }
 
 /// Rewrites record `seq` with `change` and re-chains every later record and

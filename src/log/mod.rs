@@ -6,12 +6,16 @@
 //! - [`verify`]: chain and index verification.
 //!
 //! [`Log`] ties them together: opening verifies the tail of the chain, then
-//! starts the writer.
+//! starts the writer and the tail verifier, which re-reads what the writer
+//! committed and advances the verified position while the log is open.
 
 pub mod record;
 pub mod store;
 pub mod verify;
 pub mod writer;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -38,12 +42,73 @@ impl From<VerifyError> for OpenError {
     }
 }
 
-/// An open log: a store everyone may read and a handle to its one writer.
+/// An open log: a store everyone may read, a handle to its one writer, and
+/// the tail verifier.
 pub struct Log {
     store: Store,
     tx: Option<mpsc::Sender<writer::Job>>,
     head_rx: watch::Receiver<Head>,
     thread: Option<std::thread::JoinHandle<()>>,
+    tail: Arc<TailVerifier>,
+    /// Dropping the sender stops the verifier thread.
+    verifier: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+/// Re-reads what the writer committed since the verified position (chain
+/// links and hashes, time order, request parts, index entries) and advances
+/// `meta/verified`, so that a start-up only has to check what a crash left
+/// behind, not everything appended since the previous start. A break stops
+/// the writer (every later append is refused) and is announced on `broken`;
+/// the server stops serving on it.
+struct TailVerifier {
+    store: Store,
+    /// The verified position; the lock also serializes steps.
+    mark: Mutex<Head>,
+    broken: watch::Sender<Option<Broken>>,
+}
+
+impl TailVerifier {
+    /// Verifies from the mark to the published head and advances the mark.
+    /// The new mark reaches disk with the writer's next flush (or at close).
+    fn step(&self) -> Result<verify::ChainReport, VerifyError> {
+        let mut mark = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = self.broken.borrow().clone() {
+            return Err(b.into());
+        }
+        let head = self.store.head()?;
+        let from = *mark;
+        if head.seq <= from.seq {
+            return Ok(verify::ChainReport {
+                events: 0,
+                head: from,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let checked = verify::verify_range(&self.store, from, head.seq).and_then(|report| {
+            if report.head.hash != head.hash {
+                return Err(Broken::at_seq(
+                    head.seq,
+                    "chain hash differs from the head the writer published",
+                )
+                .into());
+            }
+            verify::verify_tail_indexes(&self.store, from.seq, head.seq)?;
+            Ok(report)
+        });
+        match checked {
+            Ok(report) => {
+                self.store.set_verified_unflushed(head)?;
+                *mark = head;
+                Ok(report)
+            }
+            Err(VerifyError::Broken(b)) => {
+                tracing::error!(seq = b.seq, reason = %b.reason, "the log failed verification while open; appends stop");
+                self.broken.send_replace(Some(b.clone()));
+                Err(b.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// A cheap, cloneable handle for appending (one per task or client).
@@ -54,8 +119,21 @@ pub struct Appender {
 
 impl Log {
     /// Opens the store in `dir`, verifies the chain from the last verified
-    /// position to the head, and starts the writer.
+    /// position to the head, and starts the writer and the tail verifier
+    /// (every [`crate::limits::TAIL_VERIFY_INTERVAL_MS`]).
     pub fn open(dir: &std::path::Path, config: WriterConfig) -> Result<Log, OpenError> {
+        let every = Duration::from_millis(crate::limits::TAIL_VERIFY_INTERVAL_MS);
+        Log::open_with(dir, config, Some(every))
+    }
+
+    /// Like [`Log::open`], with the tail verifier's interval; `None` runs no
+    /// verifier thread (the tail is then verified by [`Log::verify_tail`] and
+    /// at close).
+    pub fn open_with(
+        dir: &std::path::Path,
+        config: WriterConfig,
+        verify_every: Option<Duration>,
+    ) -> Result<Log, OpenError> {
         let store = Store::open(dir)?;
         let report = verify::verify_at_startup(&store)?;
         tracing::info!(
@@ -65,13 +143,59 @@ impl Log {
             "log opened; tail verified"
         );
         let (head_tx, head_rx) = watch::channel(report.head);
-        let (tx, thread) = writer::spawn(store.clone(), config, report.head, head_tx)?;
+        let (broken, halt) = watch::channel(None);
+        let (tx, thread) = writer::spawn(store.clone(), config, report.head, head_tx, halt)?;
+        let tail = Arc::new(TailVerifier {
+            store: store.clone(),
+            mark: Mutex::new(report.head),
+            broken,
+        });
+        let verifier = match verify_every {
+            Some(every) => {
+                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                let tail = tail.clone();
+                let handle = std::thread::Builder::new()
+                    .name("log-verifier".into())
+                    .spawn(move || {
+                        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                            match tail.step() {
+                                Ok(_) => {}
+                                Err(VerifyError::Broken(_)) => break,
+                                Err(VerifyError::Store(e)) => {
+                                    tracing::warn!(error = %e, "tail verification could not read the log; retrying")
+                                }
+                            }
+                        }
+                    })
+                    .map_err(StoreError::Io)?;
+                Some((stop, handle))
+            }
+            None => None,
+        };
         Ok(Log {
             store,
             tx: Some(tx),
             head_rx,
             thread: Some(thread),
+            tail,
+            verifier,
         })
+    }
+
+    /// Verifies what was committed since the verified position now and
+    /// advances it (the verifier thread does this on its own every interval).
+    pub fn verify_tail(&self) -> Result<verify::ChainReport, VerifyError> {
+        self.tail.step()
+    }
+
+    /// The position up to which the log has been verified.
+    pub fn verified(&self) -> Head {
+        *self.tail.mark.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Announces the break the tail verifier found, if any (then appends stop).
+    pub fn broken(&self) -> watch::Receiver<Option<Broken>> {
+        self.tail.broken.subscribe()
     }
 
     /// Read access to the log.
@@ -101,6 +225,16 @@ impl Log {
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some((stop, handle)) = self.verifier.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        // Verify what the writer committed last, so that the next start
+        // after a clean stop has nothing left to check.
+        match self.tail.step() {
+            Ok(_) | Err(VerifyError::Broken(_)) => {}
+            Err(VerifyError::Store(e)) => tracing::warn!(error = %e, "final tail verification failed"),
         }
         self.store.db().flush()?;
         Ok(())

@@ -4,10 +4,12 @@
 //! - `events`: seq (u64, first is 1) -> record bytes || chain hash (32 bytes)
 //! - `streams`: len(stream id) u8 || stream id || stream version u64 -> seq u64
 //! - `requests`: request id -> [`IdempotencyEntry`] (what that request appended)
-//! - `meta`: `head` -> seq u64 || hash; `verified` -> seq u64 || hash
+//! - `meta`: `head` -> seq u64 || hash; `verified` -> seq u64 || hash (written
+//!   by the verifier: at start-up, by the tail verifier, at close)
 //!
-//! Only the writer ([`super::writer`]) writes these trees, and it writes all
-//! four of one group commit in a single sled transaction.
+//! Only the writer ([`super::writer`]) writes these trees (except
+//! `meta/verified`), and it writes all four of one group commit in a single
+//! sled transaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -242,8 +244,16 @@ impl Store {
     }
 
     pub(crate) fn set_verified(&self, head: Head) -> Result<(), StoreError> {
-        self.meta.insert(META_VERIFIED, &head.to_bytes()[..])?;
+        self.set_verified_unflushed(head)?;
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// Records the verified position; it reaches disk with the next flush
+    /// (the writer flushes every group commit). Losing it in a crash only
+    /// means the next start checks a little more.
+    pub(crate) fn set_verified_unflushed(&self, head: Head) -> Result<(), StoreError> {
+        self.meta.insert(META_VERIFIED, &head.to_bytes()[..])?;
         Ok(())
     }
 

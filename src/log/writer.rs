@@ -202,6 +202,7 @@ pub(crate) fn spawn(
     config: WriterConfig,
     head: Head,
     head_tx: watch::Sender<Head>,
+    halt: watch::Receiver<Option<super::Broken>>,
 ) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), StoreError> {
     let last_recorded_at_us = match store.get(head.seq)? {
         Some(ev) => ev.record.recorded_at_us,
@@ -220,6 +221,7 @@ pub(crate) fn spawn(
         head_tx,
         data_file,
         failed: None,
+        halt,
         versions: HashMap::new(),
     };
     let handle = std::thread::Builder::new()
@@ -237,6 +239,9 @@ struct Writer {
     data_file: Option<std::fs::File>,
     /// Set after a storage error: every later append is refused.
     failed: Option<String>,
+    /// Set by the tail verifier when the log fails verification: every
+    /// later append is refused too (nothing is chained onto a broken log).
+    halt: watch::Receiver<Option<super::Broken>>,
     /// Current versions of recently written streams, so that the expected-version
     /// check rarely reads the index. Holds only committed versions; bounded by
     /// [`STREAM_VERSION_CACHE_MAX`] (cleared when full).
@@ -289,6 +294,18 @@ impl Writer {
     }
 
     fn process(&mut self, jobs: Vec<Job>) {
+        if self.failed.is_none() {
+            if let Some(b) = self.halt.borrow().as_ref() {
+                tracing::error!(
+                    seq = b.seq,
+                    "the log failed verification; the writer stops accepting appends"
+                );
+                self.failed = Some(format!(
+                    "the log failed verification at seq {}; the service must be stopped and the store examined",
+                    b.seq
+                ));
+            }
+        }
         if let Some(reason) = &self.failed {
             for job in jobs {
                 let _ = job.reply.send(Err(AppendError::Unavailable(reason.clone())));

@@ -1,0 +1,215 @@
+//! The tail verifier: while the log is open it re-reads what the writer
+//! committed and advances the verified position, so a start-up after a clean
+//! stop has nothing left to check; a break it finds stops every later append.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use registry::log::record::split_stored;
+use registry::log::verify::{Broken, VerifyError};
+use registry::log::{
+    Actor, AppendError, AppendRequest, ExpectedVersion, Log, NewEvent, OpenError, Store, SyncMode,
+    WriterConfig,
+};
+
+const CONFIG: WriterConfig = WriterConfig {
+    sync: SyncMode::Fdatasync,
+};
+
+/// Retries while sled still holds the file lock of a handle just dropped.
+fn retry_while_locked<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match open() {
+            Err(e) if e.to_string().contains("could not acquire lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn open_with(dir: &Path, every: Option<Duration>) -> Result<Log, OpenError> {
+    retry_while_locked(|| Log::open_with(dir, CONFIG, every))
+}
+
+fn request(i: usize) -> AppendRequest {
+    AppendRequest {
+        stream_id: format!("case-{}", i % 7),
+        expected: ExpectedVersion::Any,
+        request_id: format!("req-{i}"),
+        actor: Actor {
+            user_id: "u-17".into(),
+            office: "BOG".into(),
+        },
+        events: (0..1 + i % 3)
+            .map(|p| NewEvent {
+                event_type: "CaseNoted".into(),
+                payload: format!("request {i} part {p}: sealed body").into_bytes(),
+            })
+            .collect(),
+    }
+}
+
+fn append(log: &Log, range: std::ops::Range<usize>) -> Result<u64, AppendError> {
+    let app = log.appender();
+    let mut last = 0;
+    for i in range {
+        last = app.append_blocking(request(i))?.last_seq;
+    }
+    Ok(last)
+}
+
+fn persisted_verified(dir: &Path) -> u64 {
+    let store = retry_while_locked(|| Store::open(dir)).unwrap();
+    let seq = store.verified().unwrap().seq;
+    drop(store);
+    seq
+}
+
+/// Waits (at most 30 s) until the verifier thread has verified up to `head`.
+fn wait_verified(log: &Log, head: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log.verified().seq < head {
+        assert!(
+            Instant::now() < deadline,
+            "verified {} never reached head {head}",
+            log.verified().seq
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn verified_position_follows_the_head_while_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_with(tmp.path(), Some(Duration::from_millis(20))).unwrap();
+    let head = append(&log, 0..60).unwrap();
+    assert!(head >= 60);
+    wait_verified(&log, head);
+    assert_eq!(log.verified(), log.store().head().unwrap());
+    // More appends: the position keeps following.
+    let head = append(&log, 60..90).unwrap();
+    wait_verified(&log, head);
+    assert!(log.broken().borrow().is_none());
+    log.shutdown().unwrap();
+    assert_eq!(persisted_verified(tmp.path()), head);
+}
+
+#[test]
+fn a_clean_stop_leaves_nothing_for_the_next_start_to_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_with(tmp.path(), None).unwrap();
+    let head = append(&log, 0..25).unwrap();
+    // No verifier thread: nothing advanced the position yet.
+    assert_eq!(log.verified().seq, 0);
+    log.shutdown().unwrap();
+    assert_eq!(persisted_verified(tmp.path()), head);
+    let log = open_with(tmp.path(), None).unwrap();
+    assert_eq!(log.verified().seq, head);
+    // The reopened log appends on top of the verified head.
+    let head2 = append(&log, 25..30).unwrap();
+    assert_eq!(log.verify_tail().unwrap().events, head2 - head);
+    assert_eq!(log.verified().seq, head2);
+}
+
+#[test]
+fn a_break_found_while_open_stops_appends_and_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_with(tmp.path(), None).unwrap();
+    append(&log, 0..5).unwrap();
+    let verified = log.verify_tail().unwrap().head.seq;
+    let head = append(&log, 5..20).unwrap();
+    let target = verified + 3;
+    assert!(target < head);
+    // Someone with access to the running store rewrites a committed record.
+    let events = log.store().db().open_tree("events").unwrap();
+    let mut v = events.get(target.to_be_bytes()).unwrap().unwrap().to_vec();
+    let (record, _) = split_stored(&v).unwrap();
+    let payload_byte = record.len() - 32 - 3;
+    v[payload_byte] ^= 0x01;
+    events.insert(target.to_be_bytes(), v).unwrap();
+    drop(events); // a tree handle keeps the db (and its file lock) open
+
+    let expected = Broken {
+        seq: target,
+        reason: "hash mismatch".into(),
+    };
+    match log.verify_tail() {
+        Err(VerifyError::Broken(b)) => assert_eq!(b, expected),
+        other => panic!("expected the break at {target}, got {other:?}"),
+    }
+    assert_eq!(log.broken().borrow().clone(), Some(expected.clone()));
+    // The position did not move past the break.
+    assert_eq!(log.verified().seq, verified);
+    match append(&log, 20..21) {
+        Err(AppendError::Unavailable(msg)) => {
+            assert!(
+                msg.contains(&format!("failed verification at seq {target}")),
+                "{msg}"
+            )
+        }
+        other => panic!("an append after the break must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        log.store().head().unwrap().seq,
+        head,
+        "nothing was appended after the break"
+    );
+    log.shutdown().unwrap();
+    assert_eq!(persisted_verified(tmp.path()), verified);
+    match open_with(tmp.path(), None) {
+        Err(OpenError::Broken(b)) => assert_eq!(b, expected),
+        Err(other) => panic!("expected the break at {target}, got {other}"),
+        Ok(_) => panic!("the next start accepted the broken log"),
+    }
+}
+
+#[test]
+fn the_verifier_thread_finds_a_break_on_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_with(tmp.path(), Some(Duration::from_millis(50))).unwrap();
+    append(&log, 0..10).unwrap();
+    let streams = log.store().db().open_tree("streams").unwrap();
+    let app = log.appender();
+    // Remove the stream index entry of a freshly appended request. `verified()`
+    // waits for a step in progress, so if it is still before the request after
+    // the removal, the thread's next step must see the entry missing. If the
+    // thread got there first, put the entry back and try with the next request.
+    let mut tampered = None;
+    for i in 10..40 {
+        let req = request(i);
+        let appended = app.append_blocking(req.clone()).unwrap();
+        let mut key = vec![req.stream_id.len() as u8];
+        key.extend_from_slice(req.stream_id.as_bytes());
+        key.extend_from_slice(&appended.first_version.to_be_bytes());
+        let value = streams.remove(&key).unwrap().expect("the entry was written");
+        if log.verified().seq < appended.first_seq {
+            tampered = Some(appended.first_seq);
+            break;
+        }
+        streams.insert(&key, value).unwrap();
+    }
+    let seq = tampered.expect("the verifier thread checked every request before it could be tampered with");
+    let mut broken = log.broken();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let found = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), broken.wait_for(|b| b.is_some()))
+            .await
+            .expect("the verifier thread reports the break")
+            .expect("sender alive")
+            .clone()
+    });
+    assert_eq!(
+        found,
+        Some(Broken {
+            seq,
+            reason: "stream index: no entry for this event".into()
+        })
+    );
+    assert!(log.verified().seq < seq);
+    assert!(matches!(append(&log, 40..41), Err(AppendError::Unavailable(_))));
+}
