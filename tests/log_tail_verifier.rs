@@ -213,3 +213,49 @@ fn the_verifier_thread_finds_a_break_on_its_own() {
     assert!(log.verified().seq < seq);
     assert!(matches!(append(&log, 40..41), Err(AppendError::Unavailable(_))));
 }
+
+#[test]
+fn a_start_after_an_unclean_stop_rechecks_everything_that_run_appended() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open_with(tmp.path(), None).unwrap();
+    let first_run = append(&log, 0..10).unwrap();
+    log.shutdown().unwrap();
+    let log = open_with(tmp.path(), None).unwrap();
+    let second_run = append(&log, 10..30).unwrap();
+    log.verify_tail().unwrap();
+    assert_eq!(log.verified().seq, second_run);
+    log.shutdown().unwrap();
+    // The second run verified everything it appended; now make its stop look
+    // like a crash (no `closed` marker) and change one event it appended.
+    let target = first_run + 5;
+    assert!(target < second_run);
+    let db = retry_while_locked(|| sled::open(tmp.path())).unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    assert!(
+        meta.get("closed").unwrap().is_some(),
+        "a clean stop leaves the marker"
+    );
+    meta.remove("closed").unwrap();
+    let events = db.open_tree("events").unwrap();
+    let mut v = events.get(target.to_be_bytes()).unwrap().unwrap().to_vec();
+    let (record, _) = split_stored(&v).unwrap();
+    let payload_byte = record.len() - 32 - 3;
+    v[payload_byte] ^= 0x01;
+    events.insert(target.to_be_bytes(), v).unwrap();
+    db.flush().unwrap();
+    drop((meta, events, db));
+    let store = retry_while_locked(|| Store::open(tmp.path())).unwrap();
+    assert_eq!(store.startup_check_from().unwrap().seq, first_run);
+    drop(store);
+    match open_with(tmp.path(), None) {
+        Err(OpenError::Broken(b)) => assert_eq!(
+            b,
+            Broken {
+                seq: target,
+                reason: "hash mismatch".into()
+            }
+        ),
+        Err(other) => panic!("expected the break at {target}, got {other}"),
+        Ok(_) => panic!("a start after an unclean stop must re-check what that run appended"),
+    }
+}

@@ -233,7 +233,8 @@ impl Log {
         // Verify what the writer committed last, so that the next start
         // after a clean stop has nothing left to check.
         match self.tail.step() {
-            Ok(_) | Err(VerifyError::Broken(_)) => {}
+            Ok(_) => self.store.set_closed()?,
+            Err(VerifyError::Broken(_)) => {}
             Err(VerifyError::Store(e)) => tracing::warn!(error = %e, "final tail verification failed"),
         }
         self.store.db().flush()?;

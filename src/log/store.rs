@@ -5,7 +5,9 @@
 //! - `streams`: len(stream id) u8 || stream id || stream version u64 -> seq u64
 //! - `requests`: request id -> [`IdempotencyEntry`] (what that request appended)
 //! - `meta`: `head` -> seq u64 || hash; `verified` -> seq u64 || hash (written
-//!   by the verifier: at start-up, by the tail verifier, at close)
+//!   by the verifier: at start-up, by the tail verifier, at close);
+//!   `opened_at` -> seq u64 || hash (verified at the last start); `closed`
+//!   (empty; present iff the last run stopped cleanly)
 //!
 //! Only the writer ([`super::writer`]) writes these trees (except
 //! `meta/verified`), and it writes all four of one group commit in a single
@@ -23,6 +25,8 @@ pub(crate) const TREE_REQUESTS: &str = "requests";
 pub(crate) const TREE_META: &str = "meta";
 pub(crate) const META_HEAD: &[u8] = b"head";
 pub(crate) const META_VERIFIED: &[u8] = b"verified";
+pub(crate) const META_OPENED_AT: &[u8] = b"opened_at";
+pub(crate) const META_CLOSED: &[u8] = b"closed";
 
 /// How an acknowledged append is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -190,6 +194,7 @@ impl Store {
                 other => break other?,
             }
         };
+        advise_random_reads(&dir.join("db"));
         let meta = db.open_tree(TREE_META)?;
         let head = match meta.get(META_HEAD)? {
             Some(v) => Head::from_bytes(&v)?,
@@ -235,16 +240,62 @@ impl Store {
         *self.published.write().unwrap_or_else(|p| p.into_inner()) = head;
     }
 
-    /// The position up to which the chain was last verified (at start-up).
+    /// The position up to which the chain and indexes were last verified.
     pub fn verified(&self) -> Result<Head, StoreError> {
-        match self.meta.get(META_VERIFIED)? {
+        self.meta_position(META_VERIFIED)
+    }
+
+    fn meta_position(&self, key: &[u8]) -> Result<Head, StoreError> {
+        match self.meta.get(key)? {
             Some(v) => Head::from_bytes(&v),
             None => Ok(Head::EMPTY),
         }
     }
 
+    /// Where the start-up check must begin. After a clean stop: the verified
+    /// position (the previous run verified everything it appended). After an
+    /// unclean stop (no `meta/closed`): the position verified when that run
+    /// started, because sled's recovery replays everything written since its
+    /// last open, so all of it is re-checked, not just the last second.
+    pub fn startup_check_from(&self) -> Result<Head, StoreError> {
+        let verified = self.verified()?;
+        if self.meta.get(META_CLOSED)?.is_some() {
+            return Ok(verified);
+        }
+        match self.meta.get(META_OPENED_AT)? {
+            Some(v) => {
+                let opened_at = Head::from_bytes(&v)?;
+                Ok(if opened_at.seq < verified.seq {
+                    opened_at
+                } else {
+                    verified
+                })
+            }
+            None => Ok(verified),
+        }
+    }
+
+    /// Records a start: everything up to `head` is verified, and the run is
+    /// open (not cleanly closed) until [`Store::set_closed`]; durable before
+    /// the writer starts.
+    pub(crate) fn set_opened(&self, head: Head) -> Result<(), StoreError> {
+        self.meta.insert(META_VERIFIED, &head.to_bytes()[..])?;
+        self.meta.insert(META_OPENED_AT, &head.to_bytes()[..])?;
+        self.meta.remove(META_CLOSED)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Records a clean stop, after the last append was verified (the caller flushes).
+    pub(crate) fn set_closed(&self) -> Result<(), StoreError> {
+        self.meta.insert(META_CLOSED, &[][..])?;
+        Ok(())
+    }
+
+    /// A full verification passed: everything up to `head` is verified.
     pub(crate) fn set_verified(&self, head: Head) -> Result<(), StoreError> {
-        self.set_verified_unflushed(head)?;
+        self.meta.insert(META_VERIFIED, &head.to_bytes()[..])?;
+        self.meta.insert(META_OPENED_AT, &head.to_bytes()[..])?;
         self.db.flush()?;
         Ok(())
     }
@@ -369,6 +420,47 @@ impl Store {
             .write(true)
             .open(self.dir.join("db"))?)
     }
+}
+
+/// Tells the kernel that sled's data file is read at random (once sled has
+/// opened it and replayed its log sequentially). sled reads one node with one
+/// small `pread`; with the device's readahead on (8 MiB on this project's
+/// benchmark VM, 128 KiB on common distributions) each of those reads pulls
+/// far more from disk than it needs and evicts useful pages, which is what
+/// dominated case reads once the store outgrew memory (BENCHMARKS.md). sled
+/// does not expose its file descriptor, so this finds it in `/proc/self/fd`;
+/// best effort: without it, reads are only slower.
+fn advise_random_reads(data_file: &Path) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(target) = std::fs::canonicalize(data_file) else {
+            return;
+        };
+        let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        let mut advised = 0;
+        for entry in fds.flatten() {
+            let Ok(link) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            if link.as_os_str().as_bytes() != target.as_os_str().as_bytes() {
+                continue;
+            }
+            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            // SAFETY: posix_fadvise only sets an access-pattern hint on an open
+            // descriptor; it reads and writes no memory of ours.
+            if unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM) } == 0 {
+                advised += 1;
+            }
+        }
+        tracing::debug!(descriptors = advised, "advised random access on the data file");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = data_file;
 }
 
 /// Decodes a stored value read under key `seq`.

@@ -470,11 +470,12 @@ pub(crate) fn verify_tail_indexes(store: &Store, from: u64, to: u64) -> Result<(
 const MERGE_TAIL_MIN: u64 = 65_536;
 const MERGE_TAIL_FRACTION: u64 = 16;
 
-/// Start-up check: verifies the chain from the last verified position to the
-/// head, and the index entries of those events, then records the new verified
-/// position. The service refuses to serve a log that fails it. While the
-/// service runs, the tail verifier keeps the verified position close to the
-/// head, so this normally covers only what a crash left unverified.
+/// Start-up check: verifies the chain from [`Store::startup_check_from`] to
+/// the head, and the index entries of those events, then records the start
+/// (verified position, and the run open until a clean stop). The service
+/// refuses to serve a log that fails it. While the service runs, the tail
+/// verifier keeps the verified position close to the head, so after a clean
+/// stop this covers nothing; after a crash, everything that run appended.
 pub fn verify_at_startup(store: &Store) -> Result<ChainReport, VerifyError> {
     verify_at_startup_with(store, None)
 }
@@ -485,7 +486,7 @@ pub fn verify_at_startup(store: &Store) -> Result<ChainReport, VerifyError> {
 #[doc(hidden)]
 pub fn verify_at_startup_with(store: &Store, merge: Option<bool>) -> Result<ChainReport, VerifyError> {
     let started = Instant::now();
-    let from = store.verified()?;
+    let from = store.startup_check_from()?;
     let tail = store.meta_head()?.seq.saturating_sub(from.seq);
     let merge = merge.unwrap_or(tail >= MERGE_TAIL_MIN && tail * MERGE_TAIL_FRACTION >= from.seq + tail);
     let mut expect = if merge {
@@ -501,9 +502,7 @@ pub fn verify_at_startup_with(store: &Store, merge: Option<bool>) -> Result<Chai
         }
         None => verify_tail_indexes(store, from.seq, head.seq)?,
     }
-    if head != from {
-        store.set_verified(head)?;
-    }
+    store.set_opened(head)?;
     Ok(ChainReport {
         events: head.seq - from.seq,
         head,
