@@ -95,10 +95,8 @@ fn sync_suffix(mode: SyncMode) -> &'static str {
 /// same durability step the writer uses, repeated for about two seconds.
 fn raw_batch_rate(dir: &Path, value_bytes: usize, sync: SyncMode) -> Result<f64, Box<dyn std::error::Error>> {
     let _ = std::fs::remove_dir_all(dir);
-    let db = sled::Config::new()
-        .path(dir)
-        .cache_capacity(256 * 1024 * 1024)
-        .open()?;
+    // The store's own sled configuration (cache, segment size), on a fresh directory.
+    let db = crate::log::store::sled_config(dir).open()?;
     let tree = db.open_tree("events")?;
     let file = std::fs::OpenOptions::new()
         .read(true)

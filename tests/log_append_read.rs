@@ -571,3 +571,54 @@ fn reads_return_at_most_one_page_of_the_limit() {
     );
     assert_eq!(log.store().stream_version("case-big").unwrap(), total);
 }
+
+fn conf_segment_size(dir: &Path) -> String {
+    let conf = std::fs::read(dir.join("conf")).unwrap();
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find(|l| l.starts_with("segment_size: "))
+        .expect("sled's conf names the segment size")
+        .to_string()
+}
+
+/// New stores use 8 MiB sled segments (sled 0.34's first stabilize after an
+/// open is quadratic in the number of segments); a store created with sled's
+/// default 512 KiB keeps it, since sled refuses to open it with another.
+#[test]
+fn new_stores_use_large_segments_and_existing_stores_keep_theirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = tmp.path().join("new");
+    let log = open(&new);
+    append_one(&log, "case-1", "req-1");
+    log.shutdown().unwrap();
+    assert_eq!(conf_segment_size(&new), "segment_size: 8388608");
+
+    let old = tmp.path().join("old");
+    drop(sled::Config::new().path(&old).open().unwrap());
+    assert_eq!(conf_segment_size(&old), "segment_size: 524288");
+    let log = open(&old);
+    append_one(&log, "case-1", "req-1");
+    assert_eq!(log.store().head().unwrap().seq, 1);
+    log.shutdown().unwrap();
+    assert_eq!(conf_segment_size(&old), "segment_size: 524288");
+    let log = open(&old);
+    assert_eq!(log.store().read_all(1, 10).unwrap().len(), 1);
+}
+
+fn append_one(log: &Log, stream: &str, request: &str) {
+    log.appender()
+        .append_blocking(AppendRequest {
+            stream_id: stream.into(),
+            expected: ExpectedVersion::Any,
+            request_id: request.into(),
+            actor: Actor {
+                user_id: "u-1".into(),
+                office: "BOG".into(),
+            },
+            events: vec![NewEvent {
+                event_type: "CaseNoted".into(),
+                payload: b"sealed".to_vec(),
+            }],
+        })
+        .unwrap();
+}

@@ -166,7 +166,7 @@ fn stored_bytes_follow_the_documented_format_chain_hash_and_layout() {
     log.shutdown().unwrap();
     drop(open(dir.path())); // start-up verification records `meta/verified`
 
-    let db = retry_while_locked(|| sled::open(dir.path())).unwrap();
+    let db = retry_while_locked(|| registry::log::store::sled_config(dir.path()).open()).unwrap();
     let events = db.open_tree("events").unwrap();
     let mut prev = [0u8; 32];
     let mut seq = 0u64;

@@ -229,7 +229,7 @@ fn a_start_after_an_unclean_stop_rechecks_everything_that_run_appended() {
     // like a crash (no `closed` marker) and change one event it appended.
     let target = first_run + 5;
     assert!(target < second_run);
-    let db = retry_while_locked(|| sled::open(tmp.path())).unwrap();
+    let db = retry_while_locked(|| registry::log::store::sled_config(tmp.path()).open()).unwrap();
     let meta = db.open_tree("meta").unwrap();
     assert!(
         meta.get("closed").unwrap().is_some(),

@@ -79,7 +79,7 @@ fn fixture() -> Fixture {
         "a clean stop leaves the whole log verified"
     );
     drop(store);
-    let db = retry_while_locked(|| sled::open(&dir)).unwrap();
+    let db = retry_while_locked(|| registry::log::store::sled_config(&dir).open()).unwrap();
     let mut mark = VERIFIED.to_be_bytes().to_vec();
     mark.extend_from_slice(&split_stored(&value(&db, VERIFIED)).unwrap().1);
     db.open_tree("meta").unwrap().insert("verified", mark).unwrap();
@@ -129,7 +129,7 @@ impl Fixture {
     fn tampered(&self, name: &str, tamper: impl FnOnce(&sled::Db)) -> PathBuf {
         let dir = self.dir.with_file_name(name);
         copy_dir(&self.dir, &dir);
-        let db = retry_while_locked(|| sled::open(&dir)).unwrap();
+        let db = retry_while_locked(|| registry::log::store::sled_config(&dir).open()).unwrap();
         tamper(&db);
         db.flush().unwrap();
         drop(db);

@@ -265,7 +265,7 @@ fn a_gap_in_the_log_is_an_error_naming_the_seq() {
     copy_dir(s.dir.path(), dir.path());
     let missing: u64 = 1234;
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = registry::log::store::sled_config(dir.path()).open().unwrap();
         let events = db.open_tree("events").unwrap();
         assert!(events.remove(missing.to_be_bytes()).unwrap().is_some());
         db.flush().unwrap();
@@ -291,7 +291,7 @@ fn a_gap_in_the_log_is_an_error_naming_the_seq() {
     drop(store);
     std::thread::sleep(Duration::from_millis(200));
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = registry::log::store::sled_config(dir.path()).open().unwrap();
         db.open_tree("events")
             .unwrap()
             .remove(head.to_be_bytes())
