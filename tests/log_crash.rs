@@ -17,6 +17,10 @@ use registry::log::{
     Actor, AppendRequest, ExpectedVersion, Log, NewEvent, StoredEvent, SyncMode, WriterConfig,
 };
 
+#[path = "support/retry.rs"]
+mod retry;
+use retry::retry_while_locked;
+
 const CHILD_DIR_ENV: &str = "LOG_CRASH_CHILD_DIR";
 const CHILD_ITERATION_ENV: &str = "LOG_CRASH_CHILD_ITERATION";
 const ITERATIONS: usize = 24;
@@ -30,25 +34,6 @@ fn open(dir: &Path) -> Log {
     };
     retry_while_locked(|| Log::open(dir, config))
         .unwrap_or_else(|e| panic!("Log::open after SIGKILL must succeed: {e}"))
-}
-
-/// Retries `open` while sled finds its file lock on `<dir>/db` taken. sled 0.34
-/// can hold that flock for a moment after the last handle is dropped (its I/O
-/// threads; spacejam/sled#1234), and a process that a parallel test forks at
-/// that instant holds an inherited descriptor until it execs.
-fn retry_while_locked<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match open() {
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            result => return result,
-        }
-    }
 }
 
 /// The payload of one event, derived from its request id and part so that the

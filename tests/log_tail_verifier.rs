@@ -12,22 +12,13 @@ use registry::log::{
     WriterConfig,
 };
 
+#[path = "support/retry.rs"]
+mod retry;
+use retry::retry_while_locked;
+
 const CONFIG: WriterConfig = WriterConfig {
     sync: SyncMode::Fdatasync,
 };
-
-/// Retries while sled still holds the file lock of a handle just dropped.
-fn retry_while_locked<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match open() {
-            Err(e) if e.to_string().contains("could not acquire lock") && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            result => return result,
-        }
-    }
-}
 
 fn open_with(dir: &Path, every: Option<Duration>) -> Result<Log, OpenError> {
     retry_while_locked(|| Log::open_with(dir, CONFIG, every))
