@@ -86,11 +86,9 @@ impl TailVerifier {
         }
         let checked = verify::verify_range(&self.store, from, head.seq).and_then(|report| {
             if report.head.hash != head.hash {
-                return Err(Broken::at_seq(
-                    head.seq,
-                    "chain hash differs from the head the writer published",
-                )
-                .into());
+                return Err(
+                    Broken::at(head.seq, "chain hash differs from the head the writer published").into(),
+                );
             }
             verify::verify_tail_indexes(&self.store, from.seq, head.seq)?;
             Ok(report)

@@ -10,8 +10,9 @@
 //!   (empty; present iff the last run stopped cleanly)
 //!
 //! Only the writer ([`super::writer`]) writes these trees (except
-//! `meta/verified`), and it writes all four of one group commit in a single
-//! sled transaction.
+//! `meta/verified`, `meta/opened_at` and `meta/closed`, which verification
+//! writes), and it writes all four of one group commit in a single sled
+//! transaction.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -256,31 +257,23 @@ impl Store {
     /// last open, so all of it is re-checked, not just the last second.
     pub fn startup_check_from(&self) -> Result<Head, StoreError> {
         let verified = self.verified()?;
-        if self.meta.get(META_CLOSED)?.is_some() {
+        if self.meta.get(META_CLOSED)?.is_some() || self.meta.get(META_OPENED_AT)?.is_none() {
             return Ok(verified);
         }
-        match self.meta.get(META_OPENED_AT)? {
-            Some(v) => {
-                let opened_at = Head::from_bytes(&v)?;
-                Ok(if opened_at.seq < verified.seq {
-                    opened_at
-                } else {
-                    verified
-                })
-            }
-            None => Ok(verified),
-        }
+        let opened_at = self.meta_position(META_OPENED_AT)?;
+        Ok(if opened_at.seq < verified.seq {
+            opened_at
+        } else {
+            verified
+        })
     }
 
     /// Records a start: everything up to `head` is verified, and the run is
     /// open (not cleanly closed) until [`Store::set_closed`]; durable before
     /// the writer starts.
     pub(crate) fn set_opened(&self, head: Head) -> Result<(), StoreError> {
-        self.meta.insert(META_VERIFIED, &head.to_bytes()[..])?;
-        self.meta.insert(META_OPENED_AT, &head.to_bytes()[..])?;
         self.meta.remove(META_CLOSED)?;
-        self.db.flush()?;
-        Ok(())
+        self.set_verified(head)
     }
 
     /// Records a clean stop, after the last append was verified (the caller flushes).
@@ -289,9 +282,10 @@ impl Store {
         Ok(())
     }
 
-    /// A full verification passed: everything up to `head` is verified.
+    /// Everything up to `head` is verified, including what a run since
+    /// `opened_at` appended (a start-up or a full verification passed); durable.
     pub(crate) fn set_verified(&self, head: Head) -> Result<(), StoreError> {
-        self.meta.insert(META_VERIFIED, &head.to_bytes()[..])?;
+        self.set_verified_unflushed(head)?;
         self.meta.insert(META_OPENED_AT, &head.to_bytes()[..])?;
         self.db.flush()?;
         Ok(())

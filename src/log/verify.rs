@@ -25,11 +25,7 @@ pub struct Broken {
 }
 
 impl Broken {
-    fn at(seq: u64, reason: impl Into<String>) -> Broken {
-        Broken::at_seq(seq, reason)
-    }
-
-    pub(crate) fn at_seq(seq: u64, reason: impl Into<String>) -> Broken {
+    pub(crate) fn at(seq: u64, reason: impl Into<String>) -> Broken {
         Broken {
             seq,
             reason: reason.into(),
