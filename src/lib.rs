@@ -21,6 +21,7 @@
 //! - [`server`]: the gRPC service (`registry serve`).
 //! - [`simulate`]: the deterministic synthetic caseload (`registry simulate`).
 //! - [`loadtest`]: `registry load-test`, a mixed workload against a running server.
+//! - [`progress`]: progress bars, and plain progress lines when stderr is not a terminal.
 //! - [`projection`]: statistics projections (caseload, series, funnel; disclosure control).
 
 pub mod api;
@@ -36,6 +37,7 @@ pub mod limits;
 pub mod loadtest;
 pub mod log;
 pub mod pii;
+pub mod progress;
 pub mod projection;
 pub mod server;
 pub mod simulate;

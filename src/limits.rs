@@ -84,6 +84,17 @@ pub const PROJECTION_FOLLOW_PAUSE_MS: u64 = 10;
 /// before serving anyway (Statistics answers UNAVAILABLE until it is loaded;
 /// a small store is loaded well within this, a large one takes seconds).
 pub const PROJECTION_LOAD_WAIT_AT_START_MS: u64 = 250;
+
+/// Threads that read the statistics projection's per-case facts at start-up,
+/// each over one slice of the (uniformly hashed) case-key space. On a store
+/// larger than memory the facts lie scattered across sled's file and the
+/// load is bound by the latency of one-node reads; several in flight
+/// shorten it (BENCHMARKS.md, cold start at full scale).
+pub const PROJECTION_LOAD_THREADS: usize = 8;
+
+/// Facts per message from a loading thread to the one that builds the
+/// state, and messages in flight per thread (bounds the load's extra memory).
+pub const PROJECTION_LOAD_CHUNK: usize = 4_096;
 /// Dimensions one statistics breakdown may combine.
 pub const STATS_BREAKDOWN_DIMS_MAX: usize = 3;
 /// Filters one statistics query may carry.

@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use registry::log::verify::{hex, verify_full, VerifyError};
 use registry::log::{Store, SyncMode};
+use registry::progress::Progress;
 
 #[derive(Parser)]
 #[command(
@@ -376,15 +377,16 @@ fn copy_store(from: &Path, to: &Path) -> Result<ExitCode, Box<dyn std::error::Er
     bar.set_style(indicatif::ProgressStyle::with_template(
         "copying {pos} entries {per_sec}",
     )?);
-    let report = registry::log::store::copy_store(from, to, &mut |n| bar.set_position(n))?;
-    bar.finish_and_clear();
+    let progress = Progress::new(bar, "copy-store entries");
+    let report = registry::log::store::copy_store(from, to, &mut |n| progress.bar().set_position(n))?;
+    drop(progress);
     println!(
-        "copied {} trees, {} entries, {} other files in {:.1}s; sled checksum {:08x} equal in both; next: registry verify --data-dir {}",
+        "copied {} trees, {} entries, {} other files in {:.1}s; digest {} read from the source and again from the copy; next: registry verify --data-dir {}",
         report.trees,
         report.entries,
         report.files,
         started.elapsed().as_secs_f64(),
-        report.checksum,
+        hex(&report.digest),
         to.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -401,12 +403,13 @@ fn verify(data_dir: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
         indicatif::ProgressStyle::with_template("{msg:8} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")?
             .progress_chars("=> "),
     );
+    let progress = Progress::new(bar, "verify");
     let started = Instant::now();
     let result = verify_full(&store, &mut |phase, n| {
-        bar.set_message(phase.to_string());
-        bar.set_position(n);
+        progress.bar().set_message(phase.to_string());
+        progress.bar().set_position(n);
     });
-    bar.finish_and_clear();
+    drop(progress);
     match result {
         Ok((chain, index)) => {
             let rate = chain.events as f64 / chain.elapsed.as_secs_f64().max(1e-9);

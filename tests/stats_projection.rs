@@ -478,3 +478,47 @@ fn a_dated_breakdown_from_the_cube_alone_equals_the_whole_state_moved_to_that_da
         );
     }
 }
+
+/// The facts load reads the case-key space in slices on several threads:
+/// a case at every first key byte, including both ends and every slice
+/// boundary, is loaded exactly once.
+#[test]
+fn loading_reads_every_slice_of_the_case_key_space_once() {
+    let store = shared_store();
+    let tree = store.db().open_tree("proj_t_slices").unwrap();
+    let facts = registry::projection::CaseFacts::default().encode();
+    for first in 0..=255u8 {
+        for last in [0u8, 0xff] {
+            let mut key = [last; 17];
+            key[0] = b'c';
+            key[1] = first;
+            tree.insert(key, &facts[..]).unwrap();
+        }
+    }
+    // Not case facts: other prefixes around 'c' are not loaded as cases.
+    tree.insert(b"b-not-a-case", &b"x"[..]).unwrap();
+    tree.insert(b"d-not-a-case", &b"x"[..]).unwrap();
+    let e = Engine::open(store, "proj_t_slices", TODAY).unwrap();
+    assert_eq!(e.state().cases(), 512);
+}
+
+#[test]
+fn a_corrupt_fact_in_any_slice_fails_the_load_naming_it() {
+    let store = shared_store();
+    let tree = store.db().open_tree("proj_t_slices_corrupt").unwrap();
+    let facts = registry::projection::CaseFacts::default().encode();
+    for first in 0..=255u8 {
+        let mut key = [7u8; 17];
+        key[0] = b'c';
+        key[1] = first;
+        tree.insert(key, &facts[..]).unwrap();
+    }
+    let mut bad = [7u8; 17];
+    bad[0] = b'c';
+    bad[1] = 0xfe;
+    tree.insert(bad, &b"short"[..]).unwrap();
+    let err = Engine::open(store, "proj_t_slices_corrupt", TODAY)
+        .err()
+        .expect("a corrupt fact fails the load");
+    assert!(err.to_string().contains("case facts"), "{err}");
+}

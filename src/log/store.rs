@@ -15,7 +15,8 @@
 //! transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::record::{split_stored, DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
 use crate::limits::READ_PAGE_EVENTS_MAX;
@@ -438,9 +439,17 @@ pub struct CopyReport {
     pub trees: usize,
     pub entries: u64,
     pub files: usize,
-    /// CRC32 sled computes over every key and value of a db (equal in both).
-    pub checksum: u32,
+    /// BLAKE3 over every tree's name and its keys and values in order: the
+    /// same computed from the source while copying and from the copy after
+    /// it was written and flushed.
+    pub digest: [u8; 32],
 }
+
+/// How many trees [`copy_store`] copies at once. Reading a store larger
+/// than memory is bound by the latency of sled's one-node reads, not by
+/// the disk's bandwidth; the three big trees (`events`, `streams`,
+/// `requests`) copied side by side keep several reads in flight.
+const COPY_THREADS: usize = 4;
 
 /// Copies the stopped store in `from` into the new directory `to`, every
 /// tree key by key and value by value (nothing is re-encoded: every record,
@@ -448,7 +457,9 @@ pub struct CopyReport {
 /// configuration, so a store created with an older segment size gets the
 /// current one. The other files of the data directory (access file, keys,
 /// tokens) are copied alongside. Refuses a `to` that exists and is not
-/// empty; checks sled's checksum of both at the end.
+/// empty. Each tree's digest is computed from the source as it is read,
+/// and again from the copy once it is flushed; they must be equal.
+/// `progress` is called with the number of entries copied so far.
 pub fn copy_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> Result<CopyReport, StoreError> {
     if !from.join("db").exists() {
         return Err(StoreError::Io(std::io::Error::other(format!(
@@ -463,34 +474,30 @@ pub fn copy_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> Resu
         ))));
     }
     let source = sled_config(from).open()?;
+    advise_random_reads(&from.join("db"));
     std::fs::create_dir_all(to)?;
     let target = sled_config(to).open()?;
-    let mut entries = 0u64;
-    let mut trees = 0;
-    for name in source.tree_names() {
-        let (src, dst) = (source.open_tree(&name)?, target.open_tree(&name)?);
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
-        for kv in src.iter() {
-            let (k, v) = kv?;
-            batch.insert(k, v);
-            in_batch += 1;
-            entries += 1;
-            if in_batch == 10_000 {
-                dst.apply_batch(std::mem::take(&mut batch))?;
-                in_batch = 0;
-                progress(entries);
-            }
-        }
-        dst.apply_batch(batch)?;
-        trees += 1;
-    }
+    let names = source.tree_names();
+    let entries = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    // Copy, then read the copy back, each over a pool of COPY_THREADS.
+    let copied = on_pool(&names, &entries, &failed, progress, |name, counter| {
+        copy_tree(&source, &target, name, counter, &failed)
+    })?;
     target.flush()?;
-    let checksum = source.checksum()?;
-    if target.checksum()? != checksum {
-        return Err(StoreError::CorruptMeta(
-            "the copy's checksum differs from the source's",
-        ));
+    let reread = AtomicU64::new(0);
+    let written = on_pool(&names, &reread, &failed, &mut |_| {}, |name, counter| {
+        tree_digest(&target.open_tree(name)?, name, counter)
+    })?;
+    let mut all = blake3::Hasher::new();
+    for ((name, a), b) in names.iter().zip(&copied).zip(&written) {
+        if a != b {
+            return Err(StoreError::Io(std::io::Error::other(format!(
+                "the copy of tree {} differs from the source",
+                String::from_utf8_lossy(name)
+            ))));
+        }
+        all.update(a);
     }
     let mut files = 0;
     for entry in std::fs::read_dir(from)? {
@@ -504,11 +511,124 @@ pub fn copy_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> Resu
         }
     }
     Ok(CopyReport {
-        trees,
-        entries,
+        trees: names.len(),
+        entries: entries.into_inner(),
         files,
-        checksum,
+        digest: *all.finalize().as_bytes(),
     })
+}
+
+/// Runs `work` on every tree name over COPY_THREADS threads; returns the
+/// results in the order of `names`, or the first error. `progress` sees
+/// `counter` every 200 ms.
+fn on_pool(
+    names: &[sled::IVec],
+    counter: &AtomicU64,
+    failed: &AtomicBool,
+    progress: &mut dyn FnMut(u64),
+    work: impl Fn(&sled::IVec, &AtomicU64) -> Result<[u8; 32], StoreError> + Sync,
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<[u8; 32]>>> = names.iter().map(|_| Mutex::new(None)).collect();
+    let first_error: Mutex<Option<StoreError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..COPY_THREADS.min(names.len()))
+            .map(|_| {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= names.len() || failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    match work(&names[i], counter) {
+                        Ok(digest) => *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(digest),
+                        Err(e) => {
+                            // Recorded before `failed` is set, so the error a
+                            // worker stopped by `failed` reports never wins.
+                            first_error
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        while !workers.iter().all(|w| w.is_finished()) {
+            progress(counter.load(Ordering::Relaxed));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        progress(counter.load(Ordering::Relaxed));
+    });
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for (slot, name) in results.into_iter().zip(names) {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(digest) => out.push(digest),
+            None => {
+                return Err(StoreError::Io(std::io::Error::other(format!(
+                    "tree {} was not processed",
+                    String::from_utf8_lossy(name)
+                ))))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn digest_start(name: &[u8]) -> blake3::Hasher {
+    let mut h = blake3::Hasher::new();
+    h.update(b"migreg.copy-store.tree.v1\0");
+    h.update(&(name.len() as u64).to_le_bytes()).update(name);
+    h
+}
+
+fn digest_entry(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
+    h.update(&(k.len() as u64).to_le_bytes()).update(k);
+    h.update(&(v.len() as u64).to_le_bytes()).update(v);
+}
+
+/// Copies one tree in batches of 10,000 entries; returns its digest.
+fn copy_tree(
+    source: &sled::Db,
+    target: &sled::Db,
+    name: &[u8],
+    counter: &AtomicU64,
+    failed: &AtomicBool,
+) -> Result<[u8; 32], StoreError> {
+    let (src, dst) = (source.open_tree(name)?, target.open_tree(name)?);
+    let mut digest = digest_start(name);
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0u64;
+    for kv in src.iter() {
+        let (k, v) = kv?;
+        digest_entry(&mut digest, &k, &v);
+        batch.insert(k, v);
+        in_batch += 1;
+        if in_batch == 10_000 {
+            dst.apply_batch(std::mem::take(&mut batch))?;
+            counter.fetch_add(in_batch, Ordering::Relaxed);
+            in_batch = 0;
+            if failed.load(Ordering::SeqCst) {
+                return Err(StoreError::Io(std::io::Error::other("copy stopped")));
+            }
+        }
+    }
+    dst.apply_batch(batch)?;
+    counter.fetch_add(in_batch, Ordering::Relaxed);
+    Ok(*digest.finalize().as_bytes())
+}
+
+fn tree_digest(tree: &sled::Tree, name: &[u8], counter: &AtomicU64) -> Result<[u8; 32], StoreError> {
+    let mut digest = digest_start(name);
+    for kv in tree.iter() {
+        let (k, v) = kv?;
+        digest_entry(&mut digest, &k, &v);
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(*digest.finalize().as_bytes())
 }
 
 /// The segment size of the store in `dir`: the one its sled `conf` file

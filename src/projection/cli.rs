@@ -219,7 +219,14 @@ pub fn render(t: &Table, format: Format) -> Result<String, BoxError> {
 /// it from the empty state.
 pub fn rebuild(args: &RebuildArgs) -> Result<(), BoxError> {
     let store = open_store(&args.data_dir)?;
-    let c = rebuild_store(&store)?;
+    let bar = indicatif::ProgressBar::new(store.head()?.seq);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("rebuild [{bar:40}] {pos}/{len} {per_sec} eta {eta}")?
+            .progress_chars("=> "),
+    );
+    let progress = crate::progress::Progress::new(bar, "rebuild-projections events");
+    let c = rebuild_store_reporting(&store, &mut |seq| progress.bar().set_position(seq))?;
+    drop(progress);
     println!(
         "rebuilt statistics projection: {} events in {:.2}s ({:.0} events/s), {} batches, position seq {} hash {}",
         c.0.events,
@@ -234,9 +241,18 @@ pub fn rebuild(args: &RebuildArgs) -> Result<(), BoxError> {
 
 /// Drops and rebuilds; returns the catch-up figures and the engine.
 pub fn rebuild_store(store: &Store) -> Result<(super::CatchUp, Engine), BoxError> {
+    rebuild_store_reporting(store, &mut |_| {})
+}
+
+/// [`rebuild_store`], calling `progress` with the seq reached after every
+/// persisted batch.
+pub fn rebuild_store_reporting(
+    store: &Store,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(super::CatchUp, Engine), BoxError> {
     Engine::drop_tree(store, TREE)?;
     let mut engine = Engine::open(store, TREE, super::engine::today_utc())?;
-    let c = engine.catch_up()?;
+    let c = engine.catch_up_reporting(progress)?;
     Ok((c, engine))
 }
 

@@ -28,7 +28,8 @@ use super::facts::CaseFacts;
 use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState};
 use crate::domain::{CertificationRoute, CertificationStage, Date, Sector};
 use crate::limits::{
-    PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_PERSIST_INTERVAL_MS, READ_PAGE_EVENTS_MAX,
+    PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_LOAD_CHUNK, PROJECTION_LOAD_THREADS,
+    PROJECTION_PERSIST_INTERVAL_MS, READ_PAGE_EVENTS_MAX,
 };
 use crate::log::{Head, Store, StoreError, StoredEvent};
 
@@ -149,15 +150,7 @@ impl Engine {
                 hash: head.hash,
             };
         }
-        for (i, kv) in tree.scan_prefix(b"c").enumerate() {
-            if i % 65_536 == 0 && stop.load(Ordering::Relaxed) {
-                return Err(ProjectionError::Stopped);
-            }
-            let (k, v) = kv?;
-            let key = key_of(&k[1..]).ok_or_else(|| ProjectionError::Corrupt("case key".into()))?;
-            let f = CaseFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("case facts".into()))?;
-            state.load_case(key, f);
-        }
+        load_case_facts(&tree, &mut state, stop)?;
         for kv in tree.scan_prefix(b"r") {
             let (k, v) = kv?;
             if k.len() != 21 || v.len() != 3 {
@@ -310,6 +303,22 @@ impl Engine {
         batch_events: usize,
         max_batches: Option<u64>,
     ) -> Result<CatchUp, ProjectionError> {
+        self.catch_up_inner(up_to, batch_events, max_batches, &mut |_| {})
+    }
+
+    /// Catches up to the head, calling `progress` with the position's seq
+    /// after every persisted batch (`registry rebuild-projections`).
+    pub fn catch_up_reporting(&mut self, progress: &mut dyn FnMut(u64)) -> Result<CatchUp, ProjectionError> {
+        self.catch_up_inner(None, PROJECTION_BATCH_EVENTS, None, progress)
+    }
+
+    fn catch_up_inner(
+        &mut self,
+        up_to: Option<u64>,
+        batch_events: usize,
+        max_batches: Option<u64>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<CatchUp, ProjectionError> {
         let started = Instant::now();
         let (mut events, mut batches) = (0u64, 0u64);
         let batch_events = batch_events.max(1);
@@ -345,6 +354,7 @@ impl Engine {
             self.persist()?;
             events += applied;
             batches += 1;
+            progress(self.state.position.seq);
         }
         self.store.db().flush()?;
         Ok(CatchUp {
@@ -359,6 +369,90 @@ impl Engine {
     pub fn catch_up(&mut self) -> Result<CatchUp, ProjectionError> {
         self.catch_up_limited(None, PROJECTION_BATCH_EVENTS, None)
     }
+}
+
+/// Loads every `c` entry (per-case facts) of `tree` into `state`, read by
+/// [`PROJECTION_LOAD_THREADS`] threads each scanning one slice of the key
+/// space (case keys are BLAKE3 hashes, so the slices are even); the facts
+/// travel in chunks over one bounded channel. The result does not depend on
+/// the order: `load_case` adds a case, aggregates are rebuilt afterwards.
+fn load_case_facts(
+    tree: &sled::Tree,
+    state: &mut ProjectionState,
+    stop: &AtomicBool,
+) -> Result<(), ProjectionError> {
+    type Chunk = Result<Vec<(u128, CaseFacts)>, ProjectionError>;
+    let threads = PROJECTION_LOAD_THREADS.clamp(1, 256);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(threads * 2);
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for i in 0..threads {
+            let (tx, failed) = (tx.clone(), &failed);
+            // Slice i: first key byte in [256 i / n, 256 (i + 1) / n).
+            let lo = (256 * i / threads) as u8;
+            let hi = 256 * (i + 1) / threads;
+            s.spawn(move || {
+                let range = if hi == 256 {
+                    tree.range(&[b'c', lo][..]..&[b'd'][..])
+                } else {
+                    tree.range(&[b'c', lo][..]..&[b'c', hi as u8][..])
+                };
+                let mut chunk = Vec::with_capacity(PROJECTION_LOAD_CHUNK);
+                for kv in range {
+                    if stop.load(Ordering::Relaxed) || failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let decoded = kv.map_err(ProjectionError::from).and_then(|(k, v)| {
+                        let key =
+                            key_of(&k[1..]).ok_or_else(|| ProjectionError::Corrupt("case key".into()))?;
+                        let f = CaseFacts::decode(&v)
+                            .ok_or_else(|| ProjectionError::Corrupt("case facts".into()))?;
+                        Ok((key, f))
+                    });
+                    match decoded {
+                        Ok(entry) => chunk.push(entry),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                    if chunk.len() == PROJECTION_LOAD_CHUNK
+                        && tx
+                            .send(Ok(std::mem::replace(
+                                &mut chunk,
+                                Vec::with_capacity(PROJECTION_LOAD_CHUNK),
+                            )))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = tx.send(Ok(chunk));
+            });
+        }
+        drop(tx);
+        for chunk in rx {
+            if stop.load(Ordering::Relaxed) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(ProjectionError::Stopped);
+            }
+            match chunk {
+                Ok(entries) => {
+                    for (key, f) in entries {
+                        state.load_case(key, f);
+                    }
+                }
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(ProjectionError::Stopped);
+        }
+        Ok(())
+    })
 }
 
 fn key_of(b: &[u8]) -> Option<u128> {

@@ -28,6 +28,7 @@ pub mod rng;
 pub mod tally;
 pub mod wire;
 
+use crate::progress::Progress;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -158,7 +159,8 @@ pub fn run(opts: &SimulateOptions) -> Result<SimulateReport, SimulateError> {
         )));
     }
     let Opened { log, cases } = open_retrying(opts)?;
-    let bar = progress_bar(opts);
+    let progress = progress_bar(opts);
+    let bar = progress.bar().clone();
     let shared = Shared {
         cases,
         seed: opts.seed,
@@ -184,7 +186,7 @@ pub fn run(opts: &SimulateOptions) -> Result<SimulateReport, SimulateError> {
             .collect()
     });
     let elapsed = started.elapsed();
-    bar.finish_and_clear();
+    drop(progress);
     let Shared { cases, fatal, .. } = shared;
     drop(cases);
     let head_seq = log
@@ -258,9 +260,9 @@ fn open_retrying(opts: &SimulateOptions) -> Result<Opened, SimulateError> {
     }
 }
 
-fn progress_bar(opts: &SimulateOptions) -> indicatif::ProgressBar {
+fn progress_bar(opts: &SimulateOptions) -> Progress {
     if !opts.progress {
-        return indicatif::ProgressBar::hidden();
+        return Progress::off();
     }
     let bar = indicatif::ProgressBar::new(opts.persons);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -268,7 +270,7 @@ fn progress_bar(opts: &SimulateOptions) -> indicatif::ProgressBar {
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar
+    Progress::new(bar, "simulate persons")
 }
 
 struct Shared {

@@ -26,6 +26,7 @@
 //! Only counts, codes, indexes and status messages (which name fields and
 //! states, never values) leave this module.
 
+use crate::progress::Progress;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -467,7 +468,8 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
                 .map_err(SimulateError::Connect)?,
         );
     }
-    let bar = progress_bar(opts);
+    let progress = progress_bar(opts);
+    let bar = progress.bar().clone();
     let shared = Arc::new(Shared {
         persons: opts.persons,
         seed: opts.seed,
@@ -511,7 +513,7 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
     }
     ticker.abort();
     let elapsed = started.elapsed();
-    bar.finish_and_clear();
+    drop(progress);
     drop(channels);
     if let Some(message) = shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(SimulateError::Service(message));
@@ -557,9 +559,9 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
     Ok(report)
 }
 
-fn progress_bar(opts: &RemoteOptions) -> indicatif::ProgressBar {
+fn progress_bar(opts: &RemoteOptions) -> Progress {
     if !opts.progress {
-        return indicatif::ProgressBar::hidden();
+        return Progress::off();
     }
     let bar = indicatif::ProgressBar::new(opts.persons);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -567,7 +569,7 @@ fn progress_bar(opts: &RemoteOptions) -> indicatif::ProgressBar {
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar
+    Progress::new(bar, "simulate persons")
 }
 
 /// The header of step `step` of person `index`.
