@@ -95,6 +95,10 @@ pub const PROJECTION_LOAD_THREADS: usize = 8;
 /// Facts per message from a loading thread to the one that builds the
 /// state, and messages in flight per thread (bounds the load's extra memory).
 pub const PROJECTION_LOAD_CHUNK: usize = 4_096;
+/// At a stop, the statistics follower applies what was appended since its
+/// last step for at most this long before persisting (the rest is
+/// re-applied at the next start).
+pub const PROJECTION_STOP_CATCH_UP_MS: u64 = 5_000;
 /// Dimensions one statistics breakdown may combine.
 pub const STATS_BREAKDOWN_DIMS_MAX: usize = 3;
 /// Filters one statistics query may carry.

@@ -522,3 +522,52 @@ fn a_corrupt_fact_in_any_slice_fails_the_load_naming_it() {
         .expect("a corrupt fact fails the load");
     assert!(err.to_string().contains("case facts"), "{err}");
 }
+
+/// Events appended right before the follower stops are applied and
+/// persisted at the stop, so the next start re-applies nothing.
+#[test]
+fn a_stopping_follower_applies_and_persists_up_to_the_head() {
+    use registry::log::{Actor, AppendRequest, ExpectedVersion, NewEvent};
+    let (_dir, log) = log_copy();
+    let head = log.store().head().unwrap();
+    let mut engine = Engine::open(log.store(), "proj_t_stop", TODAY).unwrap();
+    engine.catch_up().unwrap();
+    assert_eq!(engine.state().position().seq, head.seq);
+    let shared = Arc::new(RwLock::new(engine));
+    let follower =
+        registry::projection::Follower::spawn(shared.clone(), log.subscribe_head(), false).unwrap();
+    let record = registry::cases::AccessRecord {
+        case_id: "C-00000000000000000000".into(),
+        operation: "GetCase",
+        purpose: "TEST".into(),
+        role: "caseworker".into(),
+        credential: "test".into(),
+    };
+    let mut last = head.seq;
+    for i in 0..50 {
+        last = log
+            .appender()
+            .append_blocking(AppendRequest {
+                stream_id: "access:C-00000000000000000000".into(),
+                expected: ExpectedVersion::Any,
+                request_id: format!("stop-test-{i}"),
+                actor: Actor {
+                    user_id: "test".into(),
+                    office: "TEST".into(),
+                },
+                events: vec![NewEvent {
+                    event_type: registry::cases::ACCESS_EVENT_TYPE.into(),
+                    payload: codec::encode_access(&record),
+                }],
+            })
+            .unwrap()
+            .last_seq;
+    }
+    follower.stop();
+    assert!(last > head.seq);
+    let reopened = Engine::open(log.store(), "proj_t_stop", TODAY).unwrap();
+    assert_eq!(reopened.state().position().seq, last);
+    drop(reopened);
+    drop(shared);
+    log.shutdown().unwrap();
+}

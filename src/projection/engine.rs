@@ -29,7 +29,7 @@ use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState};
 use crate::domain::{CertificationRoute, CertificationStage, Date, Sector};
 use crate::limits::{
     PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_LOAD_CHUNK, PROJECTION_LOAD_THREADS,
-    PROJECTION_PERSIST_INTERVAL_MS, READ_PAGE_EVENTS_MAX,
+    PROJECTION_PERSIST_INTERVAL_MS, PROJECTION_STOP_CATCH_UP_MS, READ_PAGE_EVENTS_MAX,
 };
 use crate::log::{Head, Store, StoreError, StoredEvent};
 
@@ -666,6 +666,21 @@ impl Follower {
                     });
                     // Let a few group commits gather into the next page.
                     std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
+                }
+                // Stopping: apply what was appended since the last wake-up
+                // (the server stops the follower after its gRPC server has
+                // drained), so the next start re-applies nothing; bounded, so
+                // a follower far behind does not hold up the stop.
+                let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
+                while Instant::now() < until {
+                    match follow_step(&shared, false) {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "statistics projection stopped");
+                            return fail(e.to_string());
+                        }
+                    }
                 }
                 let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
                 if let Err(err) = e.persist_if_needed() {
