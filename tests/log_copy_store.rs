@@ -5,8 +5,10 @@ use std::path::Path;
 use std::process::Command;
 
 use registry::log::verify::verify_full;
-use registry::log::{Actor, AppendRequest, ExpectedVersion, Log, NewEvent, Store, SyncMode, WriterConfig};
+use registry::log::{Log, Store, SyncMode, WriterConfig};
 
+#[path = "support/requests.rs"]
+mod requests;
 #[path = "support/retry.rs"]
 mod retry;
 use retry::retry_while_locked;
@@ -77,21 +79,7 @@ fn a_512_kib_store_is_copied_byte_for_byte_into_8_mib_segments() {
     .unwrap();
     for i in 0..300u32 {
         log.appender()
-            .append_blocking(AppendRequest {
-                stream_id: format!("case-{}", i % 17),
-                expected: ExpectedVersion::Any,
-                request_id: format!("req-{i}"),
-                actor: Actor {
-                    user_id: "u-1".into(),
-                    office: "BOG".into(),
-                },
-                events: (0..1 + i % 3)
-                    .map(|p| NewEvent {
-                        event_type: "CaseNoted".into(),
-                        payload: format!("request {i} part {p}").into_bytes(),
-                    })
-                    .collect(),
-            })
+            .append_blocking(requests::noted(i as usize, 17))
             .unwrap();
     }
     let head = log.store().head().unwrap();

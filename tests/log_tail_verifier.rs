@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use registry::log::record::split_stored;
 use registry::log::verify::{Broken, VerifyError};
-use registry::log::{
-    Actor, AppendError, AppendRequest, ExpectedVersion, Log, NewEvent, OpenError, Store, SyncMode,
-    WriterConfig,
-};
+use registry::log::{AppendError, AppendRequest, Log, OpenError, Store, SyncMode, WriterConfig};
 
+#[path = "support/requests.rs"]
+mod requests;
 #[path = "support/retry.rs"]
 mod retry;
 use retry::retry_while_locked;
@@ -25,21 +24,7 @@ fn open_with(dir: &Path, every: Option<Duration>) -> Result<Log, OpenError> {
 }
 
 fn request(i: usize) -> AppendRequest {
-    AppendRequest {
-        stream_id: format!("case-{}", i % 7),
-        expected: ExpectedVersion::Any,
-        request_id: format!("req-{i}"),
-        actor: Actor {
-            user_id: "u-17".into(),
-            office: "BOG".into(),
-        },
-        events: (0..1 + i % 3)
-            .map(|p| NewEvent {
-                event_type: "CaseNoted".into(),
-                payload: format!("request {i} part {p}: sealed body").into_bytes(),
-            })
-            .collect(),
-    }
+    requests::noted(i, 7)
 }
 
 fn append(log: &Log, range: std::ops::Range<usize>) -> Result<u64, AppendError> {
