@@ -187,6 +187,33 @@ pub async fn serve_on(
         open_with(&data_dir, sync, master, catalog).map_err(|e| e.to_string())
     })
     .await??;
+    run(config, listener, opened, tls, shutdown).await
+}
+
+/// Serves a registry opened by [`open`] or [`open_with`] (whose data
+/// directory is `config.data_dir`) on a bound listener until `shutdown`
+/// resolves, or until the tail verifier finds a break; then stops the writer
+/// and flushes. The master key and channel catalog of `config` are unused:
+/// `opened` already holds them. Tests use this to keep a handle on the store
+/// of a running server.
+pub async fn serve_opened(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    opened: Opened,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error>> {
+    check_transport(&config, listener.local_addr()?)?;
+    let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
+    run(config, listener, opened, tls, shutdown).await
+}
+
+async fn run(
+    config: ServeConfig,
+    listener: tokio::net::TcpListener,
+    opened: Opened,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error>> {
     let access = std::sync::Arc::new(open_access(&config)?);
     // A break the tail verifier finds while serving stops the service (the
     // writer already refuses appends): a broken log is never served.

@@ -1,7 +1,8 @@
 //! End-to-end: the server's own life cycle around the caseworker API —
 //! dropping an opened registry (what happens to `serve_on`'s state on any
 //! error after the store is opened, or when its future is cancelled) must not
-//! hang the process.
+//! hang the process; a stopped server restarts on its data; a break found
+//! while serving stops the server.
 
 mod common;
 
@@ -10,8 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use registry::api::pb;
+use registry::log::record::split_stored;
 use registry::log::SyncMode;
-use registry::server::{serve_on, ServeConfig};
+use registry::server::{serve_on, serve_opened, ServeConfig};
 
 const DROP_MAX: Duration = Duration::from_secs(10);
 
@@ -127,4 +129,104 @@ async fn a_stopped_server_restarts_on_its_data() {
         .expect("the restarted server stops")
         .unwrap()
         .expect("clean exit");
+}
+
+/// Someone with write access to the running store rewrites a record the
+/// server just committed. The tail verifier's next step (every second) finds
+/// the break; the server stops serving (its future returns an error naming
+/// the break), clients get UNAVAILABLE, nothing is appended after it, and the
+/// next start refuses the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_break_found_while_serving_stops_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let access_file = tmp.path().join("access.json");
+    write_test_access_file(&access_file);
+    let key = || registry::pii::MasterKey::from_bytes([7; 32]);
+    let opened = registry::server::open(&data_dir, SyncMode::Flush, key()).expect("open the registry");
+    // The attacker's handle on the same sled database.
+    let store = opened.log.store().clone();
+    let events = store.db().open_tree("events").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = ServeConfig::new(data_dir.clone(), addr);
+    config.sync = SyncMode::Flush;
+    config.access_file = Some(access_file);
+    let server = tokio::spawn(async move {
+        serve_opened(config, listener, opened, std::future::pending())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let mut c = CaseworkerClient::connect(format!("http://{addr}")).await.unwrap();
+
+    // Flip a payload byte of the record just committed. If a verifier step
+    // already read it before the flip, that step passes it (the verified
+    // position moves past it without a break): put it back and try again.
+    let mut tampered = None;
+    for i in 0..30 {
+        let t = register(&mut c, "VALERIA", &format!("V93{i:06}"), "2022-03-01").await;
+        let seq = t.last_seq;
+        let original = events.get(seq.to_be_bytes()).unwrap().expect("committed");
+        let mut v = original.to_vec();
+        let (record, _) = split_stored(&v).unwrap();
+        let payload_byte = record.len() - 32 - 3;
+        v[payload_byte] ^= 0x01;
+        events.insert(seq.to_be_bytes(), v).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if server.is_finished() {
+                tampered = Some(seq);
+                break;
+            }
+            if store.verified().unwrap().seq >= seq {
+                events.insert(seq.to_be_bytes(), original).unwrap();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server neither stopped nor verified seq {seq} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if tampered.is_some() {
+            break;
+        }
+    }
+    let seq = tampered.expect("the verifier checked every record before it could be rewritten");
+    let stopped = server.await.unwrap();
+    let message = stopped.expect_err("a server that found a break must not exit cleanly");
+    assert!(
+        message.contains("failed verification while open")
+            && message.contains(&format!("broken at seq {seq}: hash mismatch")),
+        "{message}"
+    );
+    let after = c.get_case(req(get_case_request("any"))).await;
+    assert_eq!(
+        after.expect_err("a stopped server answers nothing").code(),
+        tonic::Code::Unavailable
+    );
+    assert_eq!(
+        store.head().unwrap().seq,
+        seq,
+        "nothing was appended after the break"
+    );
+    drop(events);
+    drop(store);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match registry::server::open(&data_dir, SyncMode::Flush, key()) {
+            Ok(_) => panic!("the next start accepted the broken log"),
+            Err(e) if e.to_string().contains("refusing to serve a broken log") => {
+                assert!(e.to_string().contains(&format!("broken at seq {seq}")), "{e}");
+                break;
+            }
+            // sled's file lock is released a moment after the last handle.
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("expected the start to refuse the broken log, got {e}"),
+        }
+    }
 }

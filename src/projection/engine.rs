@@ -108,6 +108,21 @@ impl CatchUp {
     }
 }
 
+/// One persist of a projection: facts and checkpoint, written atomically.
+#[must_use = "a persist that is not applied leaves its changes unwritten"]
+pub struct Persist {
+    tree: sled::Tree,
+    batch: sled::Batch,
+}
+
+impl Persist {
+    /// Writes the batch (atomically: the facts with their checkpoint).
+    pub fn apply(self) -> Result<(), ProjectionError> {
+        self.tree.apply_batch(self.batch)?;
+        Ok(())
+    }
+}
+
 /// A persisted projection over a store.
 pub struct Engine {
     store: Store,
@@ -220,26 +235,25 @@ impl Engine {
         &self.store
     }
 
-    /// Applies a page in memory (continuity checked event by event); the
-    /// facts are persisted at most every [`PROJECTION_PERSIST_INTERVAL_MS`]
-    /// (the follower's way: a restart resumes from the persisted checkpoint
-    /// and re-applies the events after it, with the same result). On error
-    /// the in-memory state must be reloaded.
+    /// Applies a page in memory (continuity checked event by event). The
+    /// follower persists the facts at most every
+    /// [`PROJECTION_PERSIST_INTERVAL_MS`] ([`Engine::take_persist_if_due`]):
+    /// a restart resumes from the persisted checkpoint and re-applies the
+    /// events after it, with the same result. On error the in-memory state
+    /// must be reloaded.
     pub fn apply_page_deferred(&mut self, page: &[StoredEvent]) -> Result<(), ProjectionError> {
         for ev in page {
             self.state.apply_stored(ev)?;
         }
         self.unpersisted = true;
-        self.persist_if_due()
+        Ok(())
     }
 
-    /// Persists what [`Engine::apply_page_deferred`] left in memory, if
-    /// [`PROJECTION_PERSIST_INTERVAL_MS`] passed since the last time.
-    fn persist_if_due(&mut self) -> Result<(), ProjectionError> {
-        if self.persisted_at.elapsed() >= Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS) {
-            self.persist_if_needed()?;
-        }
-        Ok(())
+    /// What [`Engine::apply_page_deferred`] left in memory, as a batch to
+    /// persist, if [`PROJECTION_PERSIST_INTERVAL_MS`] passed since the last one.
+    pub fn take_persist_if_due(&mut self) -> Option<Persist> {
+        let due = self.persisted_at.elapsed() >= Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS);
+        (due && self.unpersisted).then(|| self.take_persist())
     }
 
     /// Persists what [`Engine::apply_page_deferred`] left in memory, if anything.
@@ -252,6 +266,16 @@ impl Engine {
 
     /// Writes changed facts, certifications, series and the checkpoint in one batch.
     pub fn persist(&mut self) -> Result<(), ProjectionError> {
+        self.take_persist().apply()
+    }
+
+    /// Changed facts, certifications, series and the checkpoint of the
+    /// current position, as one batch, and clears the changes. The batch is
+    /// built in memory; [`Persist::apply`] writes it, so that the follower
+    /// writes to sled without holding the lock statistics queries read
+    /// under. Batches must be applied in the order they were taken (the
+    /// follower thread is the only one taking them while serving).
+    pub fn take_persist(&mut self) -> Persist {
         let mut batch = sled::Batch::default();
         let mut key = [0u8; 21];
         key[0] = b'c';
@@ -289,10 +313,12 @@ impl Engine {
             }
             .to_bytes()[..],
         );
-        self.tree.apply_batch(batch)?;
         self.persisted_at = std::time::Instant::now();
         self.unpersisted = false;
-        Ok(())
+        Persist {
+            tree: self.tree.clone(),
+            batch,
+        }
     }
 
     /// Applies up to `max_batches` batches of up to `batch_events` events,
@@ -719,23 +745,30 @@ impl Drop for Follower {
 }
 
 /// One step: applies one page if there is one (true), else moves the cube to
-/// today if the day changed (false). The page is read without the lock.
+/// today if the day changed (false); persists when due. The page is read,
+/// and the persist written, without the lock (queries wait only for the
+/// page to be applied in memory).
 pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, ProjectionError> {
     let (store, pos) = {
         let e = shared.read().unwrap_or_else(|p| p.into_inner());
         (e.store.clone(), e.state.position)
     };
     let page = read_page(&store, pos, PROJECTION_BATCH_EVENTS)?;
-    let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
-    if page.is_empty() {
-        let today = today_utc();
-        if track_today && e.state.cube_date() != today {
-            e.state.set_cube_date(today);
+    let persist = {
+        let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
+        if page.is_empty() {
+            let today = today_utc();
+            if track_today && e.state.cube_date() != today {
+                e.state.set_cube_date(today);
+            }
+        } else {
+            e.apply_page_deferred(&page)?;
         }
-        // Caught up: persist what the last pages applied, at the same pace.
-        e.persist_if_due()?;
-        return Ok(false);
+        // Caught up or not, persist what the pages applied at the same pace.
+        e.take_persist_if_due()
+    };
+    if let Some(p) = persist {
+        p.apply()?;
     }
-    e.apply_page_deferred(&page)?;
-    Ok(true)
+    Ok(!page.is_empty())
 }
