@@ -339,6 +339,65 @@ async fn concurrent_copies_of_one_request_are_appended_once() {
     verify_full(log.store(), &mut |_, _| {}).expect("intact");
 }
 
+/// An answer about a request, accepted or a retry deduplicated, is given only
+/// once the events it names are durable and published. Copies of one request
+/// are sent staggered, so that some land in the original's group commit and
+/// some in later ones. A writer that applies the next batch while the
+/// previous one syncs (tried: see BENCHMARKS.md) must make those wait for the
+/// original's sync; answering them at once fails this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_is_answered_only_once_the_original_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let app = log.appender();
+    let mut early = Vec::new();
+    let mut copies = 0;
+    for round in 0..20u64 {
+        let req = request(
+            &format!("case-{round}"),
+            ExpectedVersion::NoStream,
+            &format!("retry-{round}"),
+            2,
+        );
+        // Load beside it, so that group commits follow each other closely.
+        let mut set = JoinSet::new();
+        for t in 0..16u64 {
+            let (app, store) = (app.clone(), log.store().clone());
+            let filler = request(
+                &format!("filler-{round}-{t}"),
+                ExpectedVersion::Any,
+                &format!("f{round}-{t}"),
+                1,
+            );
+            set.spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_micros(150 * t)).await;
+                let a = app.append(filler).await.unwrap();
+                (a, store.head().unwrap().seq)
+            });
+        }
+        for t in 0..16u64 {
+            let (app, store, req) = (app.clone(), log.store().clone(), req.clone());
+            set.spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_micros(150 * t)).await;
+                let a = app.append(req).await.unwrap();
+                (a, store.head().unwrap().seq)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (a, seen) = joined.expect("task");
+            copies += usize::from(a.deduplicated);
+            if seen < a.last_seq {
+                early.push((round, a.last_seq, seen, a.deduplicated));
+            }
+        }
+    }
+    assert!(
+        early.is_empty(),
+        "answered before published (round, last_seq, head seen, deduplicated): {early:?}"
+    );
+    assert_eq!(copies, 20 * 15, "every copy but the first was deduplicated");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn same_request_id_with_different_content_is_refused_and_appends_nothing() {
     let dir = tempfile::tempdir().unwrap();
