@@ -481,8 +481,7 @@ async fn bad_histories_change_nothing_and_limits_hold_at_the_edge() {
 
 #[tokio::test]
 async fn the_import_service_is_healthy_and_listed_by_reflection() {
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
+    use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
@@ -493,14 +492,10 @@ async fn the_import_service_is_healthy_and_listed_by_reflection() {
         registry::client::connect(&server.options("supervisor"), std::time::Duration::from_secs(20))
             .await
             .expect("connect");
-    let health = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "regularization.v1.Import".into(),
-        })
-        .await
-        .expect("health check")
-        .into_inner();
-    assert_eq!(health.status(), ServingStatus::Serving);
+    assert_eq!(
+        server.health("regularization.v1.Import").await,
+        ServingStatus::Serving
+    );
 
     let request = ServerReflectionRequest {
         host: String::new(),

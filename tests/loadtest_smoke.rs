@@ -84,36 +84,6 @@ fn op<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row {name}"))
 }
 
-/// Waits (at most 60 s) until the health check says Statistics is SERVING.
-async fn statistics_serving(server: &TestServer) {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    let channel = tonic::transport::Channel::from_shared(server.target())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut h = HealthClient::new(channel);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let st = h
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: "regularization.v1.Statistics".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if st.status == ServingStatus::Serving as i32 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "statistics not loaded within 60 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 /// Every row (operations, RPCs, total): no forbidden code, codes add up to
 /// the count, percentiles ordered.
 fn check_rows(report: &Value) {
@@ -163,7 +133,7 @@ async fn mixed_closed_loop_on_a_simulated_caseload_appends_what_it_reports() {
     let server = TestServer::start_on(&data_dir).await;
     // Statistics answer UNAVAILABLE until the projection has loaded in the
     // background; the mixed load starts once it has.
-    statistics_serving(&server).await;
+    server.statistics_serving().await;
 
     let mut args = credentials(&server);
     for a in [

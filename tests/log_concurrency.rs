@@ -359,29 +359,24 @@ async fn a_retry_is_answered_only_once_the_original_is_published() {
             &format!("retry-{round}"),
             2,
         );
-        // Load beside it, so that group commits follow each other closely.
+        // Each copy goes with a filler request beside it, so that group
+        // commits follow each other closely.
         let mut set = JoinSet::new();
         for t in 0..16u64 {
-            let (app, store) = (app.clone(), log.store().clone());
             let filler = request(
                 &format!("filler-{round}-{t}"),
                 ExpectedVersion::Any,
                 &format!("f{round}-{t}"),
                 1,
             );
-            set.spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_micros(150 * t)).await;
-                let a = app.append(filler).await.unwrap();
-                (a, store.head().unwrap().seq)
-            });
-        }
-        for t in 0..16u64 {
-            let (app, store, req) = (app.clone(), log.store().clone(), req.clone());
-            set.spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_micros(150 * t)).await;
-                let a = app.append(req).await.unwrap();
-                (a, store.head().unwrap().seq)
-            });
+            for sent in [req.clone(), filler] {
+                let (app, store) = (app.clone(), log.store().clone());
+                set.spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_micros(150 * t)).await;
+                    let a = app.append(sent).await.unwrap();
+                    (a, store.head().unwrap().seq)
+                });
+            }
         }
         while let Some(joined) = set.join_next().await {
             let (a, seen) = joined.expect("task");

@@ -132,8 +132,6 @@ async fn while_the_projection_loads_statistics_answer_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unloadable_projection_leaves_cases_served_and_statistics_unavailable() {
     use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::HealthCheckRequest;
 
     let server = TestServer::start().await;
     let mut c = server.client().await;
@@ -164,28 +162,15 @@ async fn an_unloadable_projection_leaves_cases_served_and_statistics_unavailable
         .unwrap_err();
     assert_eq!(e.code(), Code::Internal);
     assert!(e.message().contains("rebuild-projections"), "{}", e.message());
-    let health = tonic::transport::Channel::from_shared(server.target())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut h = HealthClient::new(health);
-    let status = |service: &str| HealthCheckRequest {
-        service: service.to_string(),
-    };
-    let st = h
-        .check(status("regularization.v1.Statistics"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(st.status, ServingStatus::NotServing as i32);
-    let st = h
-        .check(status("regularization.v1.Caseworker"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(st.status, ServingStatus::Serving as i32);
-    drop((c, s, h));
+    assert_eq!(
+        server.health("regularization.v1.Statistics").await,
+        ServingStatus::NotServing
+    );
+    assert_eq!(
+        server.health("regularization.v1.Caseworker").await,
+        ServingStatus::Serving
+    );
+    drop((c, s));
     server.stop().await;
 
     // The remedy the message names: drop and rebuild (here at the next start).

@@ -184,6 +184,36 @@ impl TestServer {
         }
     }
 
+    /// What the gRPC health check says of `service` (a full name such as
+    /// `regularization.v1.Statistics`; "" for the server as a whole).
+    pub async fn health(&self, service: &str) -> tonic_health::pb::health_check_response::ServingStatus {
+        let channel = Channel::from_shared(self.target())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect for the health check");
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .expect("health check")
+            .into_inner()
+            .status()
+    }
+
+    /// Waits (at most 60 s) until the health check says Statistics is
+    /// SERVING: statistics answer UNAVAILABLE while the projection loads in
+    /// the background after a start.
+    pub async fn statistics_serving(&self) {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.health("regularization.v1.Statistics").await != ServingStatus::Serving {
+            assert!(Instant::now() < deadline, "statistics not loaded within 60 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the server (graceful shutdown: the writer is stopped and the store
     /// flushed) and returns the temporary directory, still on disk. Clients
     /// should be dropped first (open connections delay a graceful shutdown).
