@@ -125,7 +125,7 @@ fn raw_scan_rate(store: &crate::log::Store) -> Result<(f64, u64), Box<dyn std::e
     let started = Instant::now();
     let mut n = 0u64;
     let mut acc = [0u8; 32];
-    for kv in store.events.iter() {
+    for kv in store.raw_range(1, u64::MAX) {
         let (_, v) = kv?;
         let (record, _) = split_stored(&v)?;
         acc = chain_hash(&acc, record);

@@ -113,6 +113,7 @@ impl From<AppendError> for CaseError {
                 actual,
             },
             AppendError::IdempotencyMismatch { .. } => CaseError::RequestIdReused,
+            AppendError::StreamFull { limit, .. } => CaseError::TooLarge { field: "case", limit },
             AppendError::Unavailable(m) => CaseError::Unavailable(m),
         }
     }
@@ -176,7 +177,7 @@ pub const ACCESS_EVENT_TYPE: &str = "PersonalDataAccessed";
 #[derive(Clone, Debug)]
 pub struct AccessRecord {
     /// The case whose personal data is returned (for a look-up that found
-    /// nothing: empty, recorded in the stream `access:none`).
+    /// nothing: empty, recorded in a stream of its own, `access:none:<32 hex digits>`).
     pub case_id: String,
     /// The RPC: `GetCase`, `FindCasesByDocument`.
     pub operation: &'static str,
@@ -445,8 +446,10 @@ impl Cases {
                 "must be 0 for a registration",
             ));
         }
-        // A retry is decided against the case as it was before the original request.
-        let retry = inner.store.idempotency_entry(&ctx.request_id)?;
+        // A retry is decided against the case as it was before the original
+        // request. Request ids are scoped to their case: the same id on
+        // another case is another request.
+        let retry = inner.store.request_entry(&case_id, &ctx.request_id)?;
         let base_version = match retry {
             Some(entry) => {
                 if entry.first_seq > inner.store.head()?.seq {
@@ -455,13 +458,6 @@ impl Cases {
                         expected: ctx.expected_version,
                         actual: entry.first_version - 1,
                     });
-                }
-                let first = inner
-                    .store
-                    .get(entry.first_seq)?
-                    .ok_or_else(|| CaseError::Internal("idempotency entry without event".into()))?;
-                if first.record.stream_id != case_id {
-                    return Err(CaseError::RequestIdReused);
                 }
                 entry.first_version - 1
             }
@@ -702,21 +698,21 @@ impl Cases {
     /// Appends an access event (durably) to `access:<case id>`; the caller
     /// returns the personal data only after this succeeded.
     pub async fn record_access(&self, actor: Actor, record: AccessRecord) -> Result<Appended, CaseError> {
-        let stream_id = if record.case_id.is_empty() {
-            format!("{ACCESS_STREAM_PREFIX}none")
-        } else {
-            format!("{ACCESS_STREAM_PREFIX}{}", record.case_id)
-        };
         let payload = codec::encode_access(&record);
         let mut id = [0u8; 16];
         getrandom::getrandom(&mut id).map_err(|e| CaseError::Internal(e.to_string()))?;
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        // A look-up that found nothing gets a stream of its own: a stream
+        // holds at most STREAM_EVENTS_MAX events, and these have no case.
+        let stream_id = if record.case_id.is_empty() {
+            format!("{ACCESS_STREAM_PREFIX}none:{id}")
+        } else {
+            format!("{ACCESS_STREAM_PREFIX}{}", record.case_id)
+        };
         let request = AppendRequest {
             stream_id,
             expected: ExpectedVersion::Any,
-            request_id: format!(
-                "access-{}",
-                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            ),
+            request_id: format!("access-{id}"),
             actor,
             events: vec![NewEvent {
                 event_type: ACCESS_EVENT_TYPE.to_string(),

@@ -28,6 +28,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod bench_layouts;
 pub mod case_cache;
 pub mod cases;
 pub mod client;

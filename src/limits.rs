@@ -26,6 +26,22 @@ pub const REQUEST_ID_BYTES_MAX: usize = 64;
 /// Actor user id and office: 1..=64 bytes of printable ASCII without spaces.
 pub const ACTOR_FIELD_BYTES_MAX: usize = 64;
 
+/// Records one chunk (one sled value of the store's `log` tree) holds at most.
+pub const CHUNK_EVENTS_MAX: usize = 256;
+/// A chunk is closed before a record would take it past this many bytes
+/// (a chunk always holds at least one record, so one large record may exceed it).
+pub const CHUNK_BYTES_TARGET: usize = 128 * 1024;
+/// Events one stream (case) may hold; the writer refuses an append past it.
+/// Bounds a case file and makes every case readable in one page.
+pub const STREAM_EVENTS_MAX: usize = 10_000;
+/// The case-file follower writes its changed case files at most this long
+/// after they changed (a restart replays the log after what it wrote).
+pub const CASE_FILES_FLUSH_INTERVAL_MS: u64 = 1_000;
+/// ...or sooner, once this many case files are waiting.
+pub const CASE_FILES_FLUSH_FILES_MAX: usize = 65_536;
+/// Group commits queued for the case-file follower; the writer waits when full.
+pub const CASE_FILES_QUEUE_MAX: usize = 256;
+
 /// Largest page a global or per-stream read returns.
 pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
 

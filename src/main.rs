@@ -91,6 +91,17 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Convert a stopped store of format v1 into store format v2 in a new
+    /// directory: records byte for byte (every hash, proof and checkpoint
+    /// stays valid), the chain re-checked on the way, every other tree and
+    /// file copied; then run `verify` on it and serve it.
+    MigrateStore {
+        #[arg(long)]
+        from: PathBuf,
+        /// A new (or empty) directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Auditors: checkpoints, receipts, offline verification (docs/AUDIT.md).
     Audit {
         #[command(subcommand)]
@@ -167,6 +178,8 @@ enum BenchCommand {
     Audit(registry::audit::cli::BenchAuditArgs),
     /// Statistics projection: rebuild rate, query latency, memory.
     Stats(registry::projection::cli::BenchStatsArgs),
+    /// sled key layouts of the log side by side: events/s, ratio to raw, disk, RSS, p99 commit.
+    Layouts(registry::bench_layouts::BenchLayoutsArgs),
     /// Durable appends through the writer vs. the raw sled batch limit; verification vs. raw scan.
     Log {
         /// Scratch directory (deleted and recreated).
@@ -250,6 +263,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         Command::CopyStore { from, to } => copy_store(&from, &to),
+        Command::MigrateStore { from, to } => migrate_store(&from, &to),
         Command::Audit { what } => registry::audit::cli::run_audit(what),
         Command::Export(args) => registry::audit::cli::run_export(args),
         Command::Bench {
@@ -263,6 +277,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Bench {
             what: BenchCommand::Stats(args),
         } => registry::projection::cli::bench(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench {
+            what: BenchCommand::Layouts(args),
+        } => registry::bench_layouts::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Simulate {
             persons,
             seed,
@@ -371,6 +388,39 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
 }
 
+fn migrate_store(from: &Path, to: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "migrating: {pos} records {per_sec}",
+    )?);
+    let progress = Progress::new(bar, "migrate-store records");
+    let result = registry::log::migrate::migrate_store(from, to, &mut |n| progress.bar().set_position(n));
+    drop(progress);
+    match result {
+        Ok(report) => {
+            println!(
+                "migrated {} records into {} chunks and {} case files, {} other trees ({} entries), {} other files in {:.1}s; head seq {} hash {}; next: registry verify --data-dir {}",
+                report.head.seq,
+                report.chunks,
+                report.case_files,
+                report.trees,
+                report.tree_entries,
+                report.files,
+                report.elapsed.as_secs_f64(),
+                report.head.seq,
+                hex(&report.head.hash),
+                to.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(registry::log::migrate::MigrateError::Broken(b)) => {
+            println!("{b}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn copy_store(from: &Path, to: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let bar = indicatif::ProgressBar::new_spinner();
@@ -415,11 +465,12 @@ fn verify(data_dir: &Path) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Ok((chain, index)) => {
             let rate = chain.events as f64 / chain.elapsed.as_secs_f64().max(1e-9);
             println!(
-                "ok: {} events, head seq {} hash {}, chain {:.0} events/s, indexes checked ({} stream entries, {} requests) in {:.2}s, total {:.2}s",
+                "ok: {} events, head seq {} hash {}, chain {:.0} events/s, case files checked ({} case files, {} stream entries, {} requests) in {:.2}s, total {:.2}s",
                 chain.events,
                 chain.head.seq,
                 hex(&chain.head.hash),
                 rate,
+                index.case_files,
                 index.stream_entries,
                 index.request_entries,
                 index.elapsed.as_secs_f64(),

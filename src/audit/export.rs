@@ -85,13 +85,9 @@ pub fn write_export(
     w.write_all(&header)?;
     let mut bytes = EXPORT_HEADER_LEN as u64;
     let mut expected = from;
-    for kv in store.events.range(from.to_be_bytes()..=to.to_be_bytes()) {
-        let (k, v) = kv?;
-        let seq = u64::from_be_bytes(
-            k.as_ref()
-                .try_into()
-                .map_err(|_| ExportError::Format("event key".into()))?,
-        );
+    for kv in store.raw_range(from, to) {
+        let (seq, v) = kv?;
+        
         if seq != expected {
             return Err(ExportError::Broken {
                 seq: expected,

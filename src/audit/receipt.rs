@@ -176,8 +176,7 @@ pub fn build(
         )));
     }
     let value = store
-        .events
-        .get(seq.to_be_bytes())
+        .raw_get(seq)
         .map_err(|e| super::AuditError::Internal(e.to_string()))?
         .ok_or(super::AuditError::NotFound(format!("no event at seq {seq}")))?;
     let (record, _) = split_stored(&value).map_err(|e| super::AuditError::Internal(e.to_string()))?;

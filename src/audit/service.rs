@@ -460,17 +460,11 @@ fn read_raw(store: &Store, from: u64, max: usize, head: u64) -> Result<Vec<pb::L
         return Ok(out);
     }
     let mut bytes = 0usize;
-    let range = store
-        .events
-        .range(from.to_be_bytes()..=head.to_be_bytes())
+    let range = store.raw_range(from, head)
         .take(max);
     for (expected, kv) in (from..).zip(range) {
-        let (k, v) = kv.map_err(|e| AuditError::Internal(e.to_string()))?;
-        let seq = u64::from_be_bytes(
-            k.as_ref()
-                .try_into()
-                .map_err(|_| AuditError::Internal("event key is not 8 bytes".into()))?,
-        );
+        let (seq, v) = kv.map_err(|e| AuditError::Internal(e.to_string()))?;
+        
         if seq != expected {
             return Err(AuditError::FailedPrecondition(format!(
                 "the log has a gap at seq {expected}"

@@ -390,7 +390,7 @@ impl MerkleTree {
         let mut prev = if size == 0 {
             GENESIS_PREV_HASH
         } else {
-            match store.events.get(size.to_be_bytes())? {
+            match store.raw_get(size)? {
                 Some(v) => {
                     split_stored(&v)
                         .map_err(|e| TreeError::BadRecord {
@@ -409,13 +409,9 @@ impl MerkleTree {
         };
         let mut leaves = Vec::with_capacity(AUDIT_FOLLOW_BATCH_EVENTS);
         let mut expected = size + 1;
-        for kv in store.events.range(expected.to_be_bytes()..=head.to_be_bytes()) {
-            let (k, v) = kv?;
-            let seq = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| TreeError::Corrupt("event key is not 8 bytes".into()))?,
-            );
+        for kv in store.raw_range(expected, head) {
+            let (seq, v) = kv?;
+            
             if seq != expected {
                 return Err(TreeError::Gap { expected, found: seq });
             }

@@ -77,13 +77,9 @@ pub fn recompute_root(store: &Store, size: u64, progress: &mut dyn FnMut(u64)) -
         return Ok(f.root());
     }
     let mut expected = 1u64;
-    for kv in store.events.range(1u64.to_be_bytes()..=size.to_be_bytes()) {
-        let (k, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
-        let seq = u64::from_be_bytes(
-            k.as_ref()
-                .try_into()
-                .map_err(|_| Mismatch::Store("event key".into()))?,
-        );
+    for kv in store.raw_range(1u64, size) {
+        let (seq, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
+        
         if seq != expected {
             return Err(Mismatch::Broken {
                 seq: expected,
@@ -120,14 +116,7 @@ pub fn check_log_against_checkpoint(
 ) -> Result<Matched, Mismatch> {
     let started = Instant::now();
     let log_size = store.head().map_err(|e| Mismatch::Store(e.to_string()))?.seq;
-    let last_key = match store.events.last().map_err(|e| Mismatch::Store(e.to_string()))? {
-        Some((k, _)) => u64::from_be_bytes(
-            k.as_ref()
-                .try_into()
-                .map_err(|_| Mismatch::Store("event key".into()))?,
-        ),
-        None => 0,
-    };
+    let last_key = store.last_stored_seq().map_err(|e| Mismatch::Store(e.to_string()))?;
     let log_size = log_size.min(last_key);
     if cp.size > log_size {
         return Err(Mismatch::Truncated {
@@ -159,9 +148,8 @@ fn first_differing_leaf(store: &Store, tree: &MerkleTree, cp: &Checkpoint) -> Op
     if tree.size() < cp.size || tree.root(cp.size).ok()? != cp.root {
         return None;
     }
-    for kv in store.events.range(1u64.to_be_bytes()..=cp.size.to_be_bytes()) {
-        let (k, v) = kv.ok()?;
-        let seq = u64::from_be_bytes(k.as_ref().try_into().ok()?);
+    for kv in store.raw_range(1u64, cp.size) {
+        let (seq, v) = kv.ok()?;
         let (record, _) = split_stored(&v).ok()?;
         if tree.leaf(seq - 1).ok()? != leaf_hash(record) {
             return Some(seq);
@@ -194,13 +182,9 @@ pub fn walk_log(
     let mut prev = GENESIS_PREV_HASH;
     let mut expected = 1u64;
     if upto.seq > 0 {
-        for kv in store.events.range(1u64.to_be_bytes()..=upto.seq.to_be_bytes()) {
-            let (k, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
-            let seq = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| Mismatch::Store("event key".into()))?,
-            );
+        for kv in store.raw_range(1u64, upto.seq) {
+            let (seq, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
+            
             let broken = |reason: String| Mismatch::Broken { seq, reason };
             if seq != expected {
                 return Err(Mismatch::Broken {

@@ -1,16 +1,25 @@
 //! The append-only, BLAKE3 hash-chained event log on sled.
 //!
 //! - [`record`]: the stored record format and the chain hash.
-//! - [`store`]: the sled layout and every read.
+//! - [`chunk`]: the records of a group commit as one sled value.
+//! - [`casefile`]: one value per stream (version, events, requests), and
+//!   the follower that writes them behind the writer.
+//! - [`store`]: the sled layout (store format v2) and every read.
 //! - [`writer`]: the single writer thread (group commit, durable acknowledgement).
-//! - [`verify`]: chain and index verification.
+//! - [`verify`]: chain and case-file verification.
+//! - [`v1`], [`migrate`]: the previous store format, and its conversion.
 //!
-//! [`Log`] ties them together: opening verifies the tail of the chain, then
-//! starts the writer and the tail verifier, which re-reads what the writer
-//! committed and advances the verified position while the log is open.
+//! [`Log`] ties them together: opening verifies the tail of the chain and
+//! replays the case files the follower had not written, then starts the
+//! writer, the case-file follower and the tail verifier, which re-reads what
+//! the writer committed and advances the verified position while the log is open.
 
+pub mod casefile;
+pub mod chunk;
+pub mod migrate;
 pub mod record;
 pub mod store;
+pub mod v1;
 pub mod verify;
 pub mod writer;
 
@@ -23,6 +32,8 @@ pub use record::{Actor, Hash, Record};
 pub use store::{Head, Store, StoreError, StoredEvent, SyncMode};
 pub use verify::{Broken, VerifyError};
 pub use writer::{AppendError, AppendRequest, Appended, ExpectedVersion, NewEvent, WriterConfig};
+
+use casefile::CaseFileUpdate;
 
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +60,8 @@ pub struct Log {
     tx: Option<mpsc::Sender<writer::Job>>,
     head_rx: watch::Receiver<Head>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The case-file follower: it stops once the writer (its only sender) has.
+    follower: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
     tail: Arc<TailVerifier>,
     /// Dropping the sender stops the verifier thread.
     verifier: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
@@ -90,7 +103,7 @@ impl TailVerifier {
                     Broken::at(head.seq, "chain hash differs from the head the writer published").into(),
                 );
             }
-            verify::verify_tail_indexes(&self.store, from.seq, head.seq)?;
+            verify::verify_tail_case_files(&self.store, from.seq, head.seq)?;
             Ok(report)
         });
         match checked {
@@ -133,16 +146,39 @@ impl Log {
         verify_every: Option<Duration>,
     ) -> Result<Log, OpenError> {
         let store = Store::open(dir)?;
-        let report = verify::verify_at_startup(&store)?;
+        let verify::Startup { report, replayed } = verify::verify_at_startup(&store)?;
         tracing::info!(
             head_seq = report.head.seq,
             verified_now = report.events,
+            case_files_replayed = replayed.len(),
             elapsed_ms = report.elapsed.as_millis() as u64,
             "log opened; tail verified"
         );
+        // The case files the follower had not written when the last run
+        // stopped: in memory now, and written by the follower first.
+        let replayed: Vec<_> = replayed.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        store.case_files.install(&replayed);
+        let (follower_tx, follower_rx) = std::sync::mpsc::sync_channel(crate::limits::CASE_FILES_QUEUE_MAX);
+        if !replayed.is_empty() {
+            let _ = follower_tx.send(CaseFileUpdate {
+                upto: report.head,
+                files: replayed,
+            });
+        }
+        let files = store.case_files.clone();
+        let follower = std::thread::Builder::new()
+            .name("log-case-files".into())
+            .spawn(move || {
+                let result = casefile::run_follower(files, follower_rx);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "the case-file follower stopped on a storage error");
+                }
+                result
+            })
+            .map_err(StoreError::Io)?;
         let (head_tx, head_rx) = watch::channel(report.head);
         let (broken, halt) = watch::channel(None);
-        let (tx, thread) = writer::spawn(store.clone(), config, report.head, head_tx, halt)?;
+        let (tx, thread) = writer::spawn(store.clone(), config, report.head, head_tx, halt, follower_tx)?;
         let tail = Arc::new(TailVerifier {
             store: store.clone(),
             mark: Mutex::new(report.head),
@@ -175,6 +211,7 @@ impl Log {
             tx: Some(tx),
             head_rx,
             thread: Some(thread),
+            follower: Some(follower),
             tail,
             verifier,
         })
@@ -223,6 +260,14 @@ impl Log {
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        // The writer dropped its sender: the follower writes what it holds and stops.
+        if let Some(follower) = self.follower.take() {
+            match follower.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "the case-file follower failed"),
+                Err(_) => tracing::error!("the case-file follower panicked"),
+            }
         }
         if let Some((stop, handle)) = self.verifier.take() {
             drop(stop);

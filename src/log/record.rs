@@ -61,8 +61,75 @@ pub struct Record {
     pub prev_hash: Hash,
 }
 
+/// The fields of a record, borrowed: what the writer encodes without first
+/// copying a request's payloads into a [`Record`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RecordParts<'a> {
+    pub seq: u64,
+    pub recorded_at_us: i64,
+    pub stream_id: &'a str,
+    pub stream_version: u64,
+    pub part: u16,
+    pub parts: u16,
+    pub event_type: &'a str,
+    pub actor: &'a Actor,
+    pub request_id: &'a str,
+    pub payload: &'a [u8],
+    pub prev_hash: &'a Hash,
+}
+
+impl RecordParts<'_> {
+    /// Length of the encoded record.
+    pub(crate) fn encoded_len(&self) -> usize {
+        FIXED_HEAD_LEN
+            + 5 * 2
+            + self.stream_id.len()
+            + self.event_type.len()
+            + self.actor.user_id.len()
+            + self.actor.office.len()
+            + self.request_id.len()
+            + 4
+            + self.payload.len()
+            + HASH_LEN
+    }
+
+    /// Appends the v1 encoding to `out`. Callers validate field lengths
+    /// first (see [`crate::log::AppendRequest::validate`]); this asserts them.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        assert!(self.stream_id.len() <= STREAM_ID_BYTES_MAX);
+        assert!(self.event_type.len() <= EVENT_TYPE_BYTES_MAX);
+        assert!(self.actor.user_id.len() <= ACTOR_FIELD_BYTES_MAX);
+        assert!(self.actor.office.len() <= ACTOR_FIELD_BYTES_MAX);
+        assert!(self.request_id.len() <= REQUEST_ID_BYTES_MAX);
+        assert!(self.payload.len() <= EVENT_PAYLOAD_BYTES_MAX);
+        assert!(self.part < self.parts && self.parts as usize <= REQUEST_EVENTS_MAX);
+        let start = out.len();
+        out.reserve(self.encoded_len());
+        out.push(RECORD_FORMAT_V1);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.recorded_at_us.to_be_bytes());
+        out.extend_from_slice(&self.stream_version.to_be_bytes());
+        out.extend_from_slice(&self.part.to_be_bytes());
+        out.extend_from_slice(&self.parts.to_be_bytes());
+        for field in [
+            self.stream_id,
+            self.event_type,
+            &self.actor.user_id,
+            &self.actor.office,
+            self.request_id,
+        ] {
+            out.extend_from_slice(&(field.len() as u16).to_be_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+        out.extend_from_slice(&(self.payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(self.payload);
+        out.extend_from_slice(self.prev_hash);
+        debug_assert_eq!(out.len() - start, self.encoded_len());
+    }
+}
+
 /// Why a stored record could not be decoded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("unknown record format version {0}")]
     UnknownVersion(u8),
@@ -80,45 +147,26 @@ impl Record {
     /// Encodes the record in format v1. Callers validate field lengths first
     /// (see [`crate::log::AppendRequest::validate`]); this asserts them.
     pub fn encode(&self) -> Vec<u8> {
-        assert!(self.stream_id.len() <= STREAM_ID_BYTES_MAX);
-        assert!(self.event_type.len() <= EVENT_TYPE_BYTES_MAX);
-        assert!(self.actor.user_id.len() <= ACTOR_FIELD_BYTES_MAX);
-        assert!(self.actor.office.len() <= ACTOR_FIELD_BYTES_MAX);
-        assert!(self.request_id.len() <= REQUEST_ID_BYTES_MAX);
-        assert!(self.payload.len() <= EVENT_PAYLOAD_BYTES_MAX);
-        assert!(self.part < self.parts && self.parts as usize <= REQUEST_EVENTS_MAX);
-        let len = FIXED_HEAD_LEN
-            + 5 * 2
-            + self.stream_id.len()
-            + self.event_type.len()
-            + self.actor.user_id.len()
-            + self.actor.office.len()
-            + self.request_id.len()
-            + 4
-            + self.payload.len()
-            + HASH_LEN;
-        let mut out = Vec::with_capacity(len + HASH_LEN);
-        out.push(RECORD_FORMAT_V1);
-        out.extend_from_slice(&self.seq.to_be_bytes());
-        out.extend_from_slice(&self.recorded_at_us.to_be_bytes());
-        out.extend_from_slice(&self.stream_version.to_be_bytes());
-        out.extend_from_slice(&self.part.to_be_bytes());
-        out.extend_from_slice(&self.parts.to_be_bytes());
-        for field in [
-            &self.stream_id,
-            &self.event_type,
-            &self.actor.user_id,
-            &self.actor.office,
-            &self.request_id,
-        ] {
-            out.extend_from_slice(&(field.len() as u16).to_be_bytes());
-            out.extend_from_slice(field.as_bytes());
-        }
-        out.extend_from_slice(&(self.payload.len() as u32).to_be_bytes());
-        out.extend_from_slice(&self.payload);
-        out.extend_from_slice(&self.prev_hash);
-        debug_assert_eq!(out.len(), len);
+        let mut out = Vec::new();
+        self.as_parts().encode_into(&mut out);
         out
+    }
+
+    /// The record's fields, borrowed.
+    pub(crate) fn as_parts(&self) -> RecordParts<'_> {
+        RecordParts {
+            seq: self.seq,
+            recorded_at_us: self.recorded_at_us,
+            stream_id: &self.stream_id,
+            stream_version: self.stream_version,
+            part: self.part,
+            parts: self.parts,
+            event_type: &self.event_type,
+            actor: &self.actor,
+            request_id: &self.request_id,
+            payload: &self.payload,
+            prev_hash: &self.prev_hash,
+        }
     }
 
     /// Decodes a v1 record (without the trailing stored hash).

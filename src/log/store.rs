@@ -1,34 +1,39 @@
-//! The sled layout of the log and every read of it.
+//! The sled layout of the log (store format v2) and every read of it.
 //!
-//! Trees (all keys big-endian so that sled's byte order is numeric order):
-//! - `events`: seq (u64, first is 1) -> record bytes || chain hash (32 bytes)
-//! - `streams`: len(stream id) u8 || stream id || stream version u64 -> seq u64
-//! - `requests`: request id -> [`IdempotencyEntry`] (what that request appended)
-//! - `meta`: `head` -> seq u64 || hash; `verified` -> seq u64 || hash (written
-//!   by the verifier: at start-up, by the tail verifier, at close);
-//!   `opened_at` -> seq u64 || hash (verified at the last start); `closed`
-//!   (empty; present iff the last run stopped cleanly)
+//! Tree `log` (keys big-endian, so sled's byte order is numeric order):
+//! - `c` || first seq u64 -> a chunk: the records of one group commit, or
+//!   a capped part of it ([`super::chunk`]);
+//! - `h` -> head: seq u64 || hash of the last committed record;
+//! - `s` || stream id -> the stream's case file ([`super::casefile`]);
+//! - `k` -> the position (seq u64 || hash) the persisted case files cover.
 //!
-//! Only the writer ([`super::writer`]) writes these trees (except
-//! `meta/verified`, `meta/opened_at` and `meta/closed`, which verification
-//! writes), and it writes all four of one group commit in a single sled
-//! transaction.
+//! Tree `meta`: `format` (u32, 2), and the positions verification writes:
+//! `verified`, `opened_at` (seq u64 || hash each), `closed` (empty; present
+//! iff the last run stopped cleanly).
+//!
+//! Only the writer ([`super::writer`]) writes chunks and the head, one group
+//! commit in one `apply_batch`; only the case-file follower writes case
+//! files and `k`; only verification writes `meta`'s positions.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::record::{split_stored, DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
+use super::casefile::{CaseFile, CaseFiles};
+use super::chunk::{Chunk, ChunkError};
+use super::record::{DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
 use crate::limits::READ_PAGE_EVENTS_MAX;
 
-pub(crate) const TREE_EVENTS: &str = "events";
-pub(crate) const TREE_STREAMS: &str = "streams";
-pub(crate) const TREE_REQUESTS: &str = "requests";
+pub(crate) const TREE_LOG: &str = "log";
 pub(crate) const TREE_META: &str = "meta";
-pub(crate) const META_HEAD: &[u8] = b"head";
+pub(crate) const CHUNK_PREFIX: u8 = b'c';
+pub(crate) const HEAD_KEY: &[u8] = b"h";
+pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_VERIFIED: &[u8] = b"verified";
 pub(crate) const META_OPENED_AT: &[u8] = b"opened_at";
 pub(crate) const META_CLOSED: &[u8] = b"closed";
+/// The store format this build reads and writes (`meta/format`).
+pub const STORE_FORMAT: u32 = 2;
 
 /// How an acknowledged append is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,8 +55,12 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt record at seq {seq}: {source}")]
     Corrupt { seq: u64, source: DecodeError },
+    #[error("corrupt chunk at seq {seq}: {source}")]
+    CorruptChunk { seq: u64, source: ChunkError },
     #[error("corrupt metadata: {0}")]
     CorruptMeta(&'static str),
+    #[error("{0}")]
+    Format(String),
 }
 
 /// One event read back from the log, with its chain hash.
@@ -96,12 +105,9 @@ impl Head {
     }
 }
 
-/// What one request appended, kept under its request id so a retry gets the
-/// original answer.
+/// What one request appended to its stream, found by its request id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdempotencyEntry {
-    /// BLAKE3 of the request's canonical content (see `AppendRequest::fingerprint`).
-    pub fingerprint: Hash,
+pub struct RequestEntry {
     /// Sequence number of the request's first event.
     pub first_seq: u64,
     /// Number of events it appended.
@@ -112,86 +118,50 @@ pub struct IdempotencyEntry {
     pub recorded_at_us: i64,
 }
 
-impl IdempotencyEntry {
-    const LEN: usize = HASH_LEN + 8 + 2 + 8 + 8;
-
-    pub(crate) fn to_bytes(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(Self::LEN);
-        out.extend_from_slice(&self.fingerprint);
-        out.extend_from_slice(&self.first_seq.to_be_bytes());
-        out.extend_from_slice(&self.count.to_be_bytes());
-        out.extend_from_slice(&self.first_version.to_be_bytes());
-        out.extend_from_slice(&self.recorded_at_us.to_be_bytes());
-        out
-    }
-
-    pub(crate) fn from_bytes(b: &[u8]) -> Result<Self, StoreError> {
-        if b.len() != Self::LEN {
-            return Err(StoreError::CorruptMeta("idempotency entry has the wrong length"));
-        }
-        Ok(IdempotencyEntry {
-            fingerprint: b[..32].try_into().expect("32"),
-            first_seq: u64::from_be_bytes(b[32..40].try_into().expect("8")),
-            count: u16::from_be_bytes(b[40..42].try_into().expect("2")),
-            first_version: u64::from_be_bytes(b[42..50].try_into().expect("8")),
-            recorded_at_us: i64::from_be_bytes(b[50..58].try_into().expect("8")),
-        })
-    }
-}
-
-/// Key prefix of a stream in the `streams` tree.
-pub(crate) fn stream_prefix(stream_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + stream_id.len() + 8);
-    k.push(stream_id.len() as u8);
-    k.extend_from_slice(stream_id.as_bytes());
+/// Key of the chunk whose first record is `seq`.
+pub(crate) fn chunk_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = CHUNK_PREFIX;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
-/// Key of one event in the `streams` tree.
-pub(crate) fn stream_key(stream_id: &str, version: u64) -> Vec<u8> {
-    let mut k = stream_prefix(stream_id);
-    k.extend_from_slice(&version.to_be_bytes());
-    k
-}
-
-pub(crate) fn u64_from(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
-    Ok(u64::from_be_bytes(
-        bytes.try_into().map_err(|_| StoreError::CorruptMeta(what))?,
-    ))
+/// The first seq of a chunk key, or `None` for a key that is not a chunk's.
+pub(crate) fn chunk_first_seq(key: &[u8]) -> Option<u64> {
+    (key.len() == 9 && key[0] == CHUNK_PREFIX).then(|| u64::from_be_bytes(key[1..].try_into().expect("8")))
 }
 
 /// The opened store: read access for everyone, write access for the writer only.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) db: sled::Db,
-    pub(crate) events: sled::Tree,
-    pub(crate) streams: sled::Tree,
-    pub(crate) requests: sled::Tree,
+    pub(crate) log: sled::Tree,
     pub(crate) meta: sled::Tree,
-    /// The head readers may see: set at open from metadata, then by the writer
-    /// after each commit is applied and durable. sled applies a transaction's
-    /// writes one key at a time, so a reader that trusted `meta/head` could
-    /// see the head before the events it names; every read is bounded by this.
+    pub(crate) case_files: Arc<CaseFiles>,
+    /// The head readers may see: set at open from the head key, then by the
+    /// writer after each commit is applied and durable. Every read is bounded by it.
     published: Arc<RwLock<Head>>,
     dir: PathBuf,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`. Refuses a store of another
+    /// format (a v1 store names the command that converts it).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = open_db(dir)?;
         advise_random_reads(&dir.join("db"));
         let meta = db.open_tree(TREE_META)?;
-        let head = match meta.get(META_HEAD)? {
+        check_format(&db, &meta, dir)?;
+        let log = db.open_tree(TREE_LOG)?;
+        let head = match log.get(HEAD_KEY)? {
             Some(v) => Head::from_bytes(&v)?,
             None => Head::EMPTY,
         };
         Ok(Store {
             published: Arc::new(RwLock::new(head)),
-            events: db.open_tree(TREE_EVENTS)?,
-            streams: db.open_tree(TREE_STREAMS)?,
-            requests: db.open_tree(TREE_REQUESTS)?,
+            case_files: Arc::new(CaseFiles::new(log.clone())),
+            log,
             meta,
             db,
             dir: dir.to_path_buf(),
@@ -214,9 +184,9 @@ impl Store {
         Ok(*self.published.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The head as recorded in metadata (verification compares it with the chain).
+    /// The head as recorded in the `log` tree (verification compares it with the chain).
     pub fn meta_head(&self) -> Result<Head, StoreError> {
-        match self.meta.get(META_HEAD)? {
+        match self.log.get(HEAD_KEY)? {
             Some(v) => Head::from_bytes(&v),
             None => Ok(Head::EMPTY),
         }
@@ -227,9 +197,15 @@ impl Store {
         *self.published.write().unwrap_or_else(|p| p.into_inner()) = head;
     }
 
-    /// The position up to which the chain and indexes were last verified.
+    /// The position up to which the chain and case files were last verified.
     pub fn verified(&self) -> Result<Head, StoreError> {
         self.meta_position(META_VERIFIED)
+    }
+
+    /// The position the case files written to sled cover (the rest is
+    /// replayed from the log at start-up).
+    pub fn case_files_at(&self) -> Result<Head, StoreError> {
+        self.case_files.persisted_at()
     }
 
     fn meta_position(&self, key: &[u8]) -> Result<Head, StoreError> {
@@ -288,37 +264,87 @@ impl Store {
         Ok(())
     }
 
-    /// One event by sequence number.
-    pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
-        match self.events.get(seq.to_be_bytes())? {
-            Some(v) => Ok(Some(decode_stored(seq, &v)?)),
+    /// The chunk holding `seq`, whatever the published head (for the writer
+    /// and verification): one range lookup.
+    pub(crate) fn chunk_of(&self, seq: u64) -> Result<Option<(u64, Chunk<sled::IVec>)>, StoreError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        let Some(kv) = self.log.range(chunk_key(0)..=chunk_key(seq)).next_back() else {
+            return Ok(None);
+        };
+        let (k, v) = kv?;
+        let first = chunk_first_seq(&k).ok_or(StoreError::CorruptMeta("chunk key"))?;
+        let chunk = Chunk::parse(v).map_err(|source| StoreError::CorruptChunk { seq: first, source })?;
+        if seq >= first + chunk.len() as u64 {
+            return Ok(None);
+        }
+        Ok(Some((first, chunk)))
+    }
+
+    /// One event by sequence number, whatever the published head.
+    pub(crate) fn get_unpublished(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        match self.chunk_of(seq)? {
+            Some((first, chunk)) => decode_entry(&chunk, first, seq).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// One event by sequence number (none past the published head).
+    pub fn get(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        if seq > self.head()?.seq {
+            return Ok(None);
+        }
+        self.get_unpublished(seq)
+    }
+
+    /// Entries `from..=to` exactly as stored (record bytes || hash), chunk
+    /// by chunk, whatever the published head: for auditors' walks and
+    /// exports, which check seqs, links and hashes themselves. Each item
+    /// carries the seq its position in the log gives it (a chunk's key plus
+    /// the entry's index), so a missing chunk shows as a jump.
+    pub fn raw_range(&self, from: u64, to: u64) -> RawEntries {
+        let start = match self.chunk_of(from.max(1)) {
+            Ok(Some((first, _))) => first,
+            _ => from.max(1),
+        };
+        RawEntries {
+            iter: self.log.range(chunk_key(start)..=chunk_key(to)),
+            from: from.max(1),
+            to,
+            current: None,
+            failed: false,
+        }
+    }
+
+    /// One entry exactly as stored (record bytes || hash), whatever the published head.
+    pub fn raw_get(&self, seq: u64) -> Result<Option<RawEntry>, StoreError> {
+        Ok(self.chunk_of(seq)?.map(|(first, chunk)| RawEntry::new(chunk, (seq - first) as usize)))
+    }
+
+    /// The seq of the last record in the chunks (whatever the head key says).
+    pub fn last_stored_seq(&self) -> Result<u64, StoreError> {
+        match self.log.range(chunk_key(0)..=chunk_key(u64::MAX)).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                let first = chunk_first_seq(&k).ok_or(StoreError::CorruptMeta("chunk key"))?;
+                let chunk = Chunk::parse(v).map_err(|source| StoreError::CorruptChunk { seq: first, source })?;
+                Ok(first + chunk.len() as u64 - 1)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// The stream's case file, including every durable commit.
+    pub(crate) fn case_file(&self, stream_id: &str) -> Result<Option<Arc<CaseFile>>, StoreError> {
+        self.case_files.get(stream_id)
     }
 
     /// The current version of a stream (number of its events up to the
     /// published head; 0 if none).
     pub fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
         let head = self.head()?.seq;
-        for kv in self.streams.scan_prefix(stream_prefix(stream_id)).rev() {
-            let (k, v) = kv?;
-            if u64_from(&v, "stream index value")? <= head {
-                return u64_from(&k[k.len() - 8..], "stream key");
-            }
-        }
-        Ok(0)
-    }
-
-    /// The current version of a stream as the writer sees it (every committed
-    /// index entry, published or not). Only the writer may use it.
-    pub(crate) fn stream_version_unpublished(&self, stream_id: &str) -> Result<u64, StoreError> {
-        match self.streams.scan_prefix(stream_prefix(stream_id)).next_back() {
-            Some(kv) => {
-                let (k, _) = kv?;
-                u64_from(&k[k.len() - 8..], "stream key")
-            }
-            None => Ok(0),
-        }
+        Ok(self.case_file(stream_id)?.map(|cf| cf.version_at(head)).unwrap_or(0))
     }
 
     /// Events of one stream in order, starting at `from_version` (1-based),
@@ -330,20 +356,42 @@ impl Store {
         max: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let max = max.min(READ_PAGE_EVENTS_MAX);
-        let start = stream_key(stream_id, from_version.max(1));
-        let end = stream_key(stream_id, u64::MAX);
         let head = self.head()?.seq;
-        let mut out = Vec::new();
-        for kv in self.streams.range(start..=end).take(max) {
-            let (_, seq) = kv?;
-            let seq = u64_from(&seq, "stream index value")?;
-            if seq > head {
-                break; // committed after the published head: not visible yet
+        let Some(cf) = self.case_file(stream_id)? else {
+            return Ok(Vec::new());
+        };
+        let from = from_version.max(1) as usize - 1;
+        let seqs: Vec<u64> = cf
+            .seqs
+            .iter()
+            .skip(from)
+            .take(max)
+            .copied()
+            .take_while(|&s| s <= head)
+            .collect();
+        let events = self.get_many(&seqs)?;
+        for (i, ev) in events.iter().enumerate() {
+            if ev.record.stream_id != stream_id || ev.record.stream_version != (from + i + 1) as u64 {
+                return Err(StoreError::CorruptMeta("case file names an event of another stream or version"));
             }
-            let ev = self
-                .get(seq)?
-                .ok_or(StoreError::CorruptMeta("stream index points past the log"))?;
-            out.push(ev);
+        }
+        Ok(events)
+    }
+
+    /// Events by ascending seq, reading each chunk once.
+    pub(crate) fn get_many(&self, seqs: &[u64]) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut current: Option<(u64, Chunk<sled::IVec>)> = None;
+        for &seq in seqs {
+            let hit = matches!(&current, Some((first, c)) if seq >= *first && seq < first + c.len() as u64);
+            if !hit {
+                current = Some(
+                    self.chunk_of(seq)?
+                        .ok_or(StoreError::CorruptMeta("case file points past the log"))?,
+                );
+            }
+            let (first, chunk) = current.as_ref().expect("set above");
+            out.push(decode_entry(chunk, *first, seq)?);
         }
         Ok(out)
     }
@@ -357,24 +405,69 @@ impl Store {
         if from > head {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity(max.min((head - from + 1) as usize));
-        for kv in self
-            .events
-            .range(from.to_be_bytes()..=head.to_be_bytes())
-            .take(max)
-        {
-            let (k, v) = kv?;
-            out.push(decode_stored(u64_from(&k, "event key")?, &v)?);
+        let to = head.min(from + max as u64 - 1);
+        let mut out = Vec::with_capacity((to - from + 1) as usize);
+        self.for_each_chunk(from, to, |first, chunk| {
+            let lo = from.max(first);
+            let hi = to.min(first + chunk.len() as u64 - 1);
+            for seq in lo..=hi {
+                out.push(decode_entry(chunk, first, seq)?);
+            }
+            Ok(())
+        })?;
+        if out.len() as u64 != to - from + 1 {
+            return Err(StoreError::CorruptMeta("a chunk is missing below the head"));
         }
         Ok(out)
     }
 
-    /// What a request id appended, if it was seen.
-    pub fn idempotency_entry(&self, request_id: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
-        match self.requests.get(request_id.as_bytes())? {
-            Some(v) => Ok(Some(IdempotencyEntry::from_bytes(&v)?)),
-            None => Ok(None),
+    /// Calls `f` with every chunk that holds a record in `from..=to`, in seq order.
+    pub(crate) fn for_each_chunk(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(u64, &Chunk<sled::IVec>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let start = match self.chunk_of(from)? {
+            Some((first, _)) => first,
+            None => from,
+        };
+        for kv in self.log.range(chunk_key(start)..=chunk_key(to)) {
+            let (k, v) = kv?;
+            let first = chunk_first_seq(&k).ok_or(StoreError::CorruptMeta("chunk key"))?;
+            let chunk = Chunk::parse(v).map_err(|source| StoreError::CorruptChunk { seq: first, source })?;
+            f(first, &chunk)?;
         }
+        Ok(())
+    }
+
+    /// What a request id appended to a stream, if it was seen there
+    /// (request ids are scoped to their stream). Confirmed against the
+    /// record, so a tag collision is never taken for the request. Looks at
+    /// every durable commit, published or not: a caller compares
+    /// `first_seq` with [`Store::head`].
+    pub fn request_entry(&self, stream_id: &str, request_id: &str) -> Result<Option<RequestEntry>, StoreError> {
+        let Some(cf) = self.case_file(stream_id)? else {
+            return Ok(None);
+        };
+        for mark in cf.requests_tagged(request_id) {
+            let seq = *cf
+                .seqs
+                .get(mark.first_version as usize - 1)
+                .ok_or(StoreError::CorruptMeta("request names a version past its stream"))?;
+            let ev = self
+                .get_unpublished(seq)?
+                .ok_or(StoreError::CorruptMeta("case file points past the log"))?;
+            if ev.record.request_id == request_id {
+                return Ok(Some(RequestEntry {
+                    first_seq: seq,
+                    count: ev.record.parts,
+                    first_version: mark.first_version,
+                    recorded_at_us: ev.record.recorded_at_us,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Bytes sled reports for the store on disk.
@@ -400,6 +493,131 @@ impl Store {
             .write(true)
             .open(self.dir.join("db"))?)
     }
+}
+
+/// One stored entry (record bytes || hash), borrowed from its chunk's value.
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    chunk: Chunk<sled::IVec>,
+    index: usize,
+}
+
+impl RawEntry {
+    fn new(chunk: Chunk<sled::IVec>, index: usize) -> RawEntry {
+        RawEntry { chunk, index }
+    }
+}
+
+impl std::ops::Deref for RawEntry {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.chunk.entry_bytes(self.index)
+    }
+}
+
+/// Iterator of [`Store::raw_range`].
+pub struct RawEntries {
+    iter: sled::Iter,
+    from: u64,
+    to: u64,
+    /// The chunk being read: its first seq, the chunk, the next index.
+    current: Option<(u64, Chunk<sled::IVec>, usize)>,
+    failed: bool,
+}
+
+impl Iterator for RawEntries {
+    type Item = Result<(u64, RawEntry), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some((first, chunk, i)) = &mut self.current {
+                if *i < chunk.len() {
+                    let seq = *first + *i as u64;
+                    let entry = RawEntry::new(chunk.clone(), *i);
+                    *i += 1;
+                    if seq < self.from {
+                        continue;
+                    }
+                    if seq > self.to {
+                        self.failed = true;
+                        return None;
+                    }
+                    return Some(Ok((seq, entry)));
+                }
+            }
+            let kv = match self.iter.next()? {
+                Ok(kv) => kv,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e.into()));
+                }
+            };
+            let Some(first) = chunk_first_seq(&kv.0) else {
+                self.failed = true;
+                return Some(Err(StoreError::CorruptMeta("chunk key")));
+            };
+            match Chunk::parse(kv.1) {
+                Ok(chunk) => self.current = Some((first, chunk, 0)),
+                Err(source) => {
+                    self.failed = true;
+                    return Some(Err(StoreError::CorruptChunk { seq: first, source }));
+                }
+            }
+        }
+    }
+}
+
+/// Checks (or, for a new store, records) `meta/format`.
+fn check_format(db: &sled::Db, meta: &sled::Tree, dir: &Path) -> Result<(), StoreError> {
+    match meta.get(META_FORMAT)? {
+        Some(v) if v.as_ref() == STORE_FORMAT.to_be_bytes() => Ok(()),
+        Some(v) => Err(StoreError::Format(format!(
+            "the store in {} has format {} and this build reads format {STORE_FORMAT} only",
+            dir.display(),
+            v.as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "(unreadable)".into()),
+        ))),
+        None if super::v1::is_v1(db)? => Err(StoreError::Format(format!(
+            "the store in {} has format 1 (trees `events`, `streams`, `requests`); this build reads format {STORE_FORMAT}: \
+             stop the service and run `registry migrate-store --from {} --to NEW_DIR`, then serve NEW_DIR",
+            dir.display(),
+            dir.display()
+        ))),
+        None => {
+            if db.tree_names().iter().any(|n| n.as_ref() == TREE_LOG.as_bytes()) && !db.open_tree(TREE_LOG)?.is_empty() {
+                return Err(StoreError::Format(format!(
+                    "the store in {} has a log but no format marker",
+                    dir.display()
+                )));
+            }
+            meta.insert(META_FORMAT, &STORE_FORMAT.to_be_bytes()[..])?;
+            db.flush()?;
+            Ok(())
+        }
+    }
+}
+
+/// Decodes record `seq` of a chunk whose first record is `first`, checking
+/// that the record says the seq its position says.
+pub(crate) fn decode_entry<V: AsRef<[u8]>>(chunk: &Chunk<V>, first: u64, seq: u64) -> Result<StoredEvent, StoreError> {
+    let i = (seq - first) as usize;
+    let (bytes, hash) = chunk
+        .entry(i)
+        .map_err(|source| StoreError::CorruptChunk { seq, source })?;
+    let record = Record::decode(bytes).map_err(|source| StoreError::Corrupt { seq, source })?;
+    if record.seq != seq {
+        return Err(StoreError::CorruptChunk {
+            seq,
+            source: ChunkError::BadOffset(i),
+        });
+    }
+    Ok(StoredEvent { record, hash })
 }
 
 /// sled's segment size for new stores: 8 MiB instead of sled's 512 KiB.
@@ -703,10 +921,3 @@ fn advise_random_reads(data_file: &Path) {
     let _ = data_file;
 }
 
-/// Decodes a stored value read under key `seq`.
-pub(crate) fn decode_stored(seq: u64, value: &[u8]) -> Result<StoredEvent, StoreError> {
-    let corrupt = |source| StoreError::Corrupt { seq, source };
-    let (record, hash) = split_stored(value).map_err(corrupt)?;
-    let record = Record::decode(record).map_err(corrupt)?;
-    Ok(StoredEvent { record, hash })
-}

@@ -1,18 +1,22 @@
 //! Walking the log and proving it intact.
 //!
-//! The chain walk recomputes every link from the bytes as stored. The index
-//! check proves the stream and request indexes agree with the events: every
-//! event has exactly one stream entry naming its stream and version, every
-//! request's first event has its request entry, every stream's versions run
-//! 1..=n without a hole, and no entry points outside the log. Over a long
-//! range it is a merge (fingerprints gathered during the chain walk, then
-//! one sequential scan of each index tree); over a short tail, one random
-//! read per entry.
+//! The chain walk recomputes every link from the bytes as stored, chunk by
+//! chunk. The case-file check proves the case files agree with the events:
+//! every event up to the position the case files cover is named by exactly
+//! one case file, at its stream and version; every request's first event is
+//! named by one request mark of its stream; every stream's versions run
+//! 1..=n. Events after that position are replayed onto the case files, which
+//! proves their versions continue without a hole. Over a long range the
+//! check is a merge (fingerprints gathered during the chain walk, then one
+//! scan of the case files); over a short tail, one lookup per event.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::record::{chain_hash, peek_chain_fields, split_stored, Hash, Record};
-use super::store::{decode_stored, stream_key, u64_from, Head, IdempotencyEntry, Store, StoreError};
+use super::casefile::{request_tag, CaseFile, CASE_FILE_PREFIX};
+use super::chunk::ChunkError;
+use super::record::{chain_hash, peek_chain_fields, Hash, Record};
+use super::store::{chunk_first_seq, chunk_key, Head, Store, StoreError};
 
 /// The first place the log is not what it must be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,10 +62,14 @@ pub struct ChainReport {
     pub elapsed: Duration,
 }
 
-/// What an index walk covered.
-#[derive(Debug, Clone, Copy)]
+/// What a case-file check covered.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct IndexReport {
+    /// Case files read.
+    pub case_files: u64,
+    /// Events the case files name (persisted ones, plus those replayed onto them).
     pub stream_entries: u64,
+    /// Request marks (one per request).
     pub request_entries: u64,
     pub elapsed: Duration,
 }
@@ -70,8 +78,8 @@ pub struct IndexReport {
 const OFF_RECORDED_AT: usize = 9;
 const OFF_PART: usize = 25;
 
-/// Walks the chain from `from` (an already trusted position) to the end of the
-/// `events` tree, then checks that the head metadata names the same position.
+/// Walks the chain from `from` (an already trusted position) to the last
+/// chunk, then checks that the head key names the same position.
 /// `progress` is called with the last checked seq every 65,536 records.
 pub fn verify_chain(
     store: &Store,
@@ -90,7 +98,7 @@ pub fn verify_chain(
 
 /// Walks the chain from `from` through `to` exactly, without looking past it
 /// (the running tail verifier: records after the published head may be
-/// committed but not yet published, and the head metadata may be ahead).
+/// committed but not yet published, and the head key may be ahead).
 pub(crate) fn verify_range(store: &Store, from: Head, to: u64) -> Result<ChainReport, VerifyError> {
     let started = Instant::now();
     let head = walk_chain(store, from, Some(to), None, &mut |_| {})?;
@@ -101,9 +109,9 @@ pub(crate) fn verify_range(store: &Store, from: Head, to: u64) -> Result<ChainRe
     })
 }
 
-/// The chain walk: every record after `from`, through `to` (or to the end of
-/// the tree), recomputed from its stored bytes. With `expect`, also records
-/// what the index entries of each event must say.
+/// The chain walk: every record after `from`, through `to` (or to the last
+/// chunk), recomputed from its stored bytes. With `expect`, also records
+/// what the case files must say of each event up to `expect.to`.
 fn walk_chain(
     store: &Store,
     from: Head,
@@ -111,92 +119,134 @@ fn walk_chain(
     mut expect: Option<&mut IndexExpectations>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Head, VerifyError> {
-    let mut head = from;
-    let mut last_time = i64::MIN;
-    // Parts still expected of the current request: (remaining, parts).
-    let mut open_request: Option<(u16, u16)> = None;
-    if from.seq > 0 {
-        let ev = store
-            .get(from.seq)?
+    let mut walk = Walk {
+        head: from,
+        last_time: i64::MIN,
+        open_request: None,
+    };
+    let start = if from.seq > 0 {
+        let (first, chunk) = store
+            .chunk_of(from.seq)
+            .map_err(|e| broken_chunk(from.seq, e))?
             .ok_or_else(|| Broken::at(from.seq, "record missing"))?;
-        if ev.hash != from.hash {
+        let (record, hash) = chunk
+            .entry((from.seq - first) as usize)
+            .map_err(|e| Broken::at(from.seq, e.to_string()))?;
+        if hash != from.hash {
             return Err(Broken::at(from.seq, "hash differs from the last verified hash").into());
         }
-        last_time = ev.record.recorded_at_us;
-    }
-    let range = match to {
-        Some(to) => store
-            .events
-            .range((from.seq + 1).to_be_bytes()..=to.to_be_bytes()),
-        None => store.events.range((from.seq + 1).to_be_bytes()..),
+        walk.last_time = i64::from_be_bytes(record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8].try_into().expect("8"));
+        first
+    } else {
+        1
     };
-    for kv in range {
+    let end = chunk_key(to.unwrap_or(u64::MAX));
+    for kv in store.log.range(chunk_key(start)..=end) {
         let (k, v) = kv?;
-        let key = u64_from(&k, "event key")?;
-        let expect_seq = head.seq + 1;
-        if key != expect_seq {
-            return Err(Broken::at(expect_seq, format!("record missing (next record is seq {key})")).into());
-        }
-        let (record, stored_hash) = split_stored(&v).map_err(|e| Broken::at(key, e.to_string()))?;
-        let (seq_field, prev) = peek_chain_fields(record).map_err(|e| Broken::at(key, e.to_string()))?;
-        if seq_field != key {
-            return Err(Broken::at(key, format!("record says seq {seq_field}")).into());
-        }
-        if prev != head.hash {
-            return Err(Broken::at(key, "previous-hash link mismatch").into());
-        }
-        let hash = chain_hash(&head.hash, record);
-        if hash != stored_hash {
-            return Err(Broken::at(key, "hash mismatch").into());
-        }
-        let time = i64::from_be_bytes(
-            record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8]
-                .try_into()
-                .expect("8"),
-        );
-        if time < last_time {
-            return Err(Broken::at(key, "recorded_at goes backwards").into());
-        }
-        last_time = time;
-        let part = u16::from_be_bytes(record[OFF_PART..OFF_PART + 2].try_into().expect("2"));
-        let parts = u16::from_be_bytes(record[OFF_PART + 2..OFF_PART + 4].try_into().expect("2"));
-        open_request = check_parts(key, open_request, part, parts)?;
-        if let Some(expect) = expect.as_deref_mut() {
-            let decoded = Record::decode(record).map_err(|e| Broken::at(key, e.to_string()))?;
-            expect.push(&decoded);
-        }
-        head = Head { seq: key, hash };
-        if key & 0xFFFF == 0 {
-            progress(key);
+        let Some(first) = chunk_first_seq(&k) else {
+            return Err(Broken::at(walk.head.seq + 1, "malformed chunk key").into());
+        };
+        let chunk = super::chunk::Chunk::parse(v).map_err(|e| {
+            let at = match e {
+                ChunkError::BadOffset(i) => first + i as u64,
+                _ => first,
+            };
+            Broken::at(at.max(walk.head.seq + 1), format!("malformed chunk: {e}"))
+        })?;
+        for i in 0..chunk.len() {
+            let seq = first + i as u64;
+            if seq <= from.seq {
+                continue;
+            }
+            if to.is_some_and(|to| seq > to) {
+                break;
+            }
+            let expect_seq = walk.head.seq + 1;
+            if seq != expect_seq {
+                return Err(Broken::at(expect_seq, format!("record missing (next record is seq {seq})")).into());
+            }
+            let (record, stored_hash) = chunk.entry(i).map_err(|e| Broken::at(seq, e.to_string()))?;
+            walk.check(seq, record, stored_hash)?;
+            if let Some(expect) = expect.as_deref_mut() {
+                if seq <= expect.to {
+                    let decoded = Record::decode(record).map_err(|e| Broken::at(seq, e.to_string()))?;
+                    expect.push(&decoded);
+                }
+            }
+            if seq & 0xFFFF == 0 {
+                progress(seq);
+            }
         }
     }
-    if let Some((remaining, _)) = open_request {
+    if let Some((remaining, _)) = walk.open_request {
         return Err(Broken::at(
-            head.seq + 1,
+            walk.head.seq + 1,
             format!("request cut short: {remaining} events missing"),
         )
         .into());
     }
     if let Some(to) = to {
-        if head.seq != to {
-            return Err(Broken::at(head.seq + 1, "record missing").into());
+        if walk.head.seq != to {
+            return Err(Broken::at(walk.head.seq + 1, "record missing").into());
         }
     }
-    Ok(head)
+    Ok(walk.head)
 }
 
-/// The head metadata must name the position the chain ends at.
+fn broken_chunk(seq: u64, e: StoreError) -> VerifyError {
+    match e {
+        StoreError::CorruptChunk { seq: s, source } => Broken::at(s.max(seq), format!("malformed chunk: {source}")).into(),
+        other => other.into(),
+    }
+}
+
+/// The state of a chain walk.
+struct Walk {
+    head: Head,
+    last_time: i64,
+    /// Parts still expected of the current request: (remaining, parts).
+    open_request: Option<(u16, u16)>,
+}
+
+impl Walk {
+    /// Checks record `seq` (its bytes and stored hash) against the walk so far.
+    fn check(&mut self, seq: u64, record: &[u8], stored_hash: Hash) -> Result<(), Broken> {
+        let (seq_field, prev) = peek_chain_fields(record).map_err(|e| Broken::at(seq, e.to_string()))?;
+        if seq_field != seq {
+            return Err(Broken::at(seq, format!("record says seq {seq_field}")));
+        }
+        if prev != self.head.hash {
+            return Err(Broken::at(seq, "previous-hash link mismatch"));
+        }
+        let hash = chain_hash(&self.head.hash, record);
+        if hash != stored_hash {
+            return Err(Broken::at(seq, "hash mismatch"));
+        }
+        let time = i64::from_be_bytes(record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8].try_into().expect("8"));
+        if time < self.last_time {
+            return Err(Broken::at(seq, "recorded_at goes backwards"));
+        }
+        self.last_time = time;
+        let part = u16::from_be_bytes(record[OFF_PART..OFF_PART + 2].try_into().expect("2"));
+        let parts = u16::from_be_bytes(record[OFF_PART + 2..OFF_PART + 4].try_into().expect("2"));
+        self.open_request = check_parts(seq, self.open_request, part, parts)?;
+        self.head = Head { seq, hash };
+        Ok(())
+    }
+}
+
+/// The head key must name the position the chain ends at.
 fn check_meta_head(store: &Store, head: Head) -> Result<(), VerifyError> {
     let meta = store.meta_head()?;
     if meta.seq != head.seq {
         return Err(Broken::at(
             meta.seq.min(head.seq) + 1,
-            format!("log ends at seq {} but head metadata says {}", head.seq, meta.seq),
+            format!("log ends at seq {} but the head key says {}", head.seq, meta.seq),
         )
         .into());
     }
     if meta.hash != head.hash {
-        return Err(Broken::at(head.seq, "head metadata hash differs from the chain").into());
+        return Err(Broken::at(head.seq, "the head key's hash differs from the chain").into());
     }
     Ok(())
 }
@@ -227,31 +277,34 @@ fn check_parts(
     }
 }
 
-/// What the index entries of each event in `(from, from + len]` must say,
-/// as keyed 32-bit fingerprints (8 bytes per event, plus two bits), so that
-/// each index tree can be checked in one sequential scan instead of one
-/// random read per event. The key is drawn at random for each check, so a
-/// forger cannot aim for a colliding fingerprint; an honest mismatch passes
-/// unnoticed with probability 2^-32.
+/// What the case files must say of each event in `(from, to]`, as keyed
+/// 32-bit fingerprints (8 bytes per event, plus a bit), so that the case
+/// files can be checked in one scan instead of one lookup per event. The
+/// key is drawn at random for each check, so a forger cannot aim for a
+/// colliding fingerprint; an honest mismatch passes unnoticed with
+/// probability 2^-32.
 pub(crate) struct IndexExpectations {
     from: u64,
+    /// The last event the persisted case files cover.
+    to: u64,
     key: [u8; 32],
-    /// Per event: fingerprint of its `streams` key (stream id, version).
+    /// Per event: fingerprint of (stream id, version).
     streams: Vec<u32>,
-    /// Per event: fingerprint of (request id, parts) for a request's first
-    /// event, of a value no entry can produce for the others.
+    /// Per event: for a request's first event, fingerprint of (stream id,
+    /// version, request tag); for the others, of a value no mark produces.
     requests: Vec<u32>,
-    /// Per event: is it the first event of its request (one entry expected)?
+    /// Per event: is it the first event of its request (one mark expected)?
     firsts: Bits,
 }
 
 impl IndexExpectations {
-    pub(crate) fn new(from: u64, capacity: u64) -> Result<IndexExpectations, StoreError> {
+    pub(crate) fn new(from: u64, to: u64) -> Result<IndexExpectations, StoreError> {
         let mut key = [0u8; 32];
         getrandom::getrandom(&mut key).map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
-        let capacity = capacity.min(u32::MAX as u64) as usize;
+        let capacity = to.saturating_sub(from).min(u32::MAX as u64) as usize;
         Ok(IndexExpectations {
             from,
+            to,
             key,
             streams: Vec::with_capacity(capacity),
             requests: Vec::with_capacity(capacity),
@@ -259,23 +312,25 @@ impl IndexExpectations {
         })
     }
 
-    fn fingerprint(&self, tag: u8, a: &[u8], b: &[u8]) -> u32 {
+    fn fingerprint(&self, tag: u8, stream: &str, version: u64, extra: &[u8]) -> u32 {
         let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(&[tag]);
-        h.update(a);
-        h.update(b);
+        h.update(&(stream.len() as u64).to_be_bytes());
+        h.update(stream.as_bytes());
+        h.update(&version.to_be_bytes());
+        h.update(extra);
         u32::from_le_bytes(h.finalize().as_bytes()[..4].try_into().expect("4"))
     }
 
     /// Records the next event (the walk calls it in seq order).
     fn push(&mut self, r: &Record) {
         debug_assert_eq!(r.seq, self.from + self.streams.len() as u64 + 1);
-        let stream = self.fingerprint(b's', &stream_key(&r.stream_id, r.stream_version), &[]);
+        let stream = self.fingerprint(b's', &r.stream_id, r.stream_version, &[]);
         let request = if r.part == 0 {
             self.firsts.set(self.streams.len());
-            self.fingerprint(b'r', &r.parts.to_be_bytes(), r.request_id.as_bytes())
+            self.fingerprint(b'r', &r.stream_id, r.stream_version, &request_tag(&r.request_id))
         } else {
-            self.fingerprint(b'p', &r.part.to_be_bytes(), r.request_id.as_bytes())
+            self.fingerprint(b'p', &r.stream_id, r.stream_version, &[])
         };
         self.streams.push(stream);
         self.requests.push(request);
@@ -283,8 +338,7 @@ impl IndexExpectations {
 
     /// Index of `seq` in the vectors, if it is in the checked range.
     fn slot(&self, seq: u64) -> Option<usize> {
-        (seq > self.from && seq - self.from <= self.streams.len() as u64)
-            .then(|| (seq - self.from - 1) as usize)
+        (seq > self.from && seq - self.from <= self.streams.len() as u64).then(|| (seq - self.from - 1) as usize)
     }
 }
 
@@ -306,225 +360,245 @@ impl Bits {
     }
 }
 
-/// Proves the `streams` and `requests` indexes agree with the events whose
-/// expectations were recorded by the chain walk (the whole log, or the tail
-/// after the verified position), `to` being the end of the log: one
-/// sequential scan of each index tree.
-///
-/// Over the whole tree: every stream's versions run 1..=n without a hole and
-/// no entry points outside the log. For each event of the checked range:
-/// exactly one stream entry names it and carries its stream and version, and
-/// a request's first event has the entry of its request id, with its count.
-fn check_indexes(
+/// Proves the persisted case files agree with the events whose
+/// expectations the chain walk recorded: one scan of every case file.
+/// Over every case file: seqs and request versions increase, and nothing
+/// is named past the position the case files cover. For each event of the
+/// checked range: exactly one case file names it at its stream and
+/// version, and a request's first event has its request's mark.
+fn check_case_files(
     store: &Store,
     expect: &IndexExpectations,
-    to: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<IndexReport, VerifyError> {
     let started = Instant::now();
-    // The two scans are independent and mostly wait for the disk: run them
-    // side by side. A break in the stream index is reported first, as a
-    // sequential check would.
-    let (streams, requests) = std::thread::scope(|scope| {
-        let requests = scope.spawn(|| check_requests(store, expect, to));
-        let streams = check_streams(store, expect, to, progress);
-        let requests = requests
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (streams, requests)
-    });
-    Ok(IndexReport {
-        stream_entries: streams?,
-        request_entries: requests?,
-        elapsed: started.elapsed(),
-    })
-}
-
-/// The `streams` half of [`check_indexes`]: returns the number of entries.
-fn check_streams(
-    store: &Store,
-    expect: &IndexExpectations,
-    to: u64,
-    progress: &mut dyn FnMut(u64),
-) -> Result<u64, VerifyError> {
     let len = expect.streams.len();
-    let mut seen = Bits::new(len);
-    let mut entries = 0u64;
-    let mut current: Option<(Vec<u8>, u64)> = None;
-    for kv in store.streams.iter() {
+    let (mut seen, mut seen_requests) = (Bits::new(len), Bits::new(len));
+    let mut report = IndexReport::default();
+    for kv in store.log.scan_prefix([CASE_FILE_PREFIX]) {
         let (k, v) = kv?;
-        let seq = u64_from(&v, "stream index value")?;
-        let bad = |reason: &str| -> VerifyError { Broken::at(seq, format!("stream index: {reason}")).into() };
-        if k.len() < 10 || k[0] as usize + 9 != k.len() {
-            return Err(bad("malformed key"));
-        }
-        let (prefix, version) = k.split_at(k.len() - 8);
-        let version = u64_from(version, "stream version")?;
-        let expected_version = match &current {
-            Some((p, v)) if p.as_slice() == prefix => v + 1,
-            _ => 1,
-        };
-        if version != expected_version {
-            return Err(bad(&format!(
-                "stream version {version} where {expected_version} was expected"
-            )));
-        }
-        if seq == 0 || seq > to {
-            return Err(bad("points outside the log"));
-        }
-        if let Some(i) = expect.slot(seq) {
-            if expect.streams[i] != expect.fingerprint(b's', &k, &[]) {
-                return Err(bad("entry names a different stream or version than the event"));
+        let stream = std::str::from_utf8(&k[1..]).map_err(|_| Broken::at(expect.from + 1, "case file: key is not UTF-8"))?;
+        let cf = CaseFile::decode(&v)
+            .map_err(|e| Broken::at(expect.from + 1, format!("case file of {stream}: {e}")))?;
+        let bad = |seq: u64, reason: &str| -> VerifyError { Broken::at(seq, format!("case file: {reason}")).into() };
+        for (i, &seq) in cf.seqs.iter().enumerate() {
+            if seq > expect.to {
+                return Err(bad(seq, "names an event past the position the case files cover"));
             }
-            if seen.get(i) {
-                return Err(bad("two entries name this event"));
+            if let Some(s) = expect.slot(seq) {
+                if expect.streams[s] != expect.fingerprint(b's', stream, i as u64 + 1, &[]) {
+                    return Err(bad(seq, "names a different stream or version than the event"));
+                }
+                if seen.get(s) {
+                    return Err(bad(seq, "two case files name this event"));
+                }
+                seen.set(s);
             }
-            seen.set(i);
         }
-        match &mut current {
-            Some((p, v)) if p.as_slice() == prefix => *v = version,
-            _ => current = Some((prefix.to_vec(), version)),
+        for mark in &cf.requests {
+            let seq = cf.seqs[mark.first_version as usize - 1];
+            if let Some(s) = expect.slot(seq) {
+                if expect.requests[s] != expect.fingerprint(b'r', stream, mark.first_version, &mark.tag) {
+                    return Err(bad(seq, "request mark does not match the events of its request"));
+                }
+                seen_requests.set(s);
+            }
         }
-        entries += 1;
-        if entries & 0xFFFF == 0 {
-            progress(entries);
+        report.case_files += 1;
+        report.stream_entries += cf.seqs.len() as u64;
+        report.request_entries += cf.requests.len() as u64;
+        if report.case_files & 0xFFFF == 0 {
+            progress(report.case_files);
         }
     }
     if let Some(i) = (0..len).find(|&i| !seen.get(i)) {
+        return Err(Broken::at(expect.from + 1 + i as u64, "case file: no case file names this event").into());
+    }
+    if let Some(i) = (0..len).find(|&i| expect.firsts.get(i) && !seen_requests.get(i)) {
         return Err(Broken::at(
             expect.from + 1 + i as u64,
-            "stream index: no entry for this event",
+            "case file: no request mark for this event's request",
         )
         .into());
     }
-    Ok(entries)
+    report.elapsed = started.elapsed();
+    Ok(report)
 }
 
-/// The `requests` half of [`check_indexes`]: returns the number of entries.
-fn check_requests(store: &Store, expect: &IndexExpectations, to: u64) -> Result<u64, VerifyError> {
-    let len = expect.streams.len();
-    let mut seen = Bits::new(len);
-    let mut requests = 0u64;
-    for kv in store.requests.iter() {
-        let (k, v) = kv?;
-        let entry = IdempotencyEntry::from_bytes(&v)?;
-        let bad = |reason: &str| -> VerifyError {
-            Broken::at(entry.first_seq, format!("request index: {reason}")).into()
-        };
-        if entry.first_seq == 0 || entry.first_seq > to || entry.count == 0 {
-            return Err(bad("points outside the log"));
-        }
-        if let Some(i) = expect.slot(entry.first_seq) {
-            if expect.requests[i] != expect.fingerprint(b'r', &entry.count.to_be_bytes(), &k) {
-                return Err(bad("entry does not match the events of its request"));
-            }
-            if seen.get(i) {
-                return Err(bad("two entries name this request"));
-            }
-            seen.set(i);
-        }
-        requests += 1;
+/// Checks that every event in `(from, to]` is where its stream's case file
+/// (in memory or persisted) says, with one lookup per event: for a short tail.
+pub(crate) fn verify_tail_case_files(store: &Store, from: u64, to: u64) -> Result<(), VerifyError> {
+    if from >= to {
+        return Ok(());
     }
-    if let Some(i) = (0..len).find(|&i| expect.firsts.get(i) && !seen.get(i)) {
-        return Err(Broken::at(
-            expect.from + 1 + i as u64,
-            "request index: no entry for this event's request",
-        )
-        .into());
-    }
-    Ok(requests)
+    let mut files: HashMap<String, std::sync::Arc<CaseFile>> = HashMap::new();
+    let mut result = Ok(());
+    store.for_each_chunk(from + 1, to, |first, chunk| {
+        for i in 0..chunk.len() {
+            let seq = first + i as u64;
+            if seq <= from || seq > to || result.is_err() {
+                continue;
+            }
+            let r = super::store::decode_entry(chunk, first, seq)?.record;
+            let cf = match files.get(&r.stream_id) {
+                Some(cf) => cf.clone(),
+                None => {
+                    let cf = store.case_file(&r.stream_id)?.unwrap_or_default();
+                    files.insert(r.stream_id.clone(), cf.clone());
+                    cf
+                }
+            };
+            let at = r.stream_version as usize;
+            if at == 0 || cf.seqs.get(at - 1) != Some(&seq) {
+                result = Err(Broken::at(seq, "case file: no case file names this event"));
+            } else if r.part == 0
+                && !cf
+                    .requests_tagged(&r.request_id)
+                    .any(|m| m.first_version == r.stream_version)
+            {
+                result = Err(Broken::at(seq, "case file: no request mark for this event's request"));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(result?)
 }
 
-/// Checks the index entries of the events in `(from, to]` with one random
-/// read per entry: for a short tail, cheaper than scanning both trees.
-pub(crate) fn verify_tail_indexes(store: &Store, from: u64, to: u64) -> Result<(), VerifyError> {
-    for kv in store.events.range((from + 1).to_be_bytes()..=to.to_be_bytes()) {
-        let (k, v) = kv?;
-        let seq = u64_from(&k, "event key")?;
-        let r = decode_stored(seq, &v)
-            .map_err(|e| Broken::at(seq, e.to_string()))?
-            .record;
-        let key = stream_key(&r.stream_id, r.stream_version);
-        match store.streams.get(key)? {
-            Some(s) if u64_from(&s, "stream index value")? == seq => {}
-            _ => return Err(Broken::at(seq, "stream index: no entry for this event").into()),
-        }
-        if r.part == 0 {
-            let entry = store.idempotency_entry(&r.request_id)?;
-            if entry.map(|e| (e.first_seq, e.count)) != Some((seq, r.parts)) {
-                return Err(Broken::at(seq, "request index: no entry for this event's request").into());
-            }
+/// Replays the events in `(at, to]` onto the persisted case files: each
+/// event's stream version must be its case file's version plus one, and
+/// `at` must be a position of the chain. Returns the case files the replay
+/// changed (the start-up makes them the writer's in-memory case files).
+pub(crate) fn replay_case_files(store: &Store, at: Head, to: Head) -> Result<HashMap<String, CaseFile>, VerifyError> {
+    if at.seq > to.seq {
+        return Err(Broken::at(to.seq + 1, "the case files cover events past the head").into());
+    }
+    if at.seq > 0 {
+        let ev = store
+            .get_unpublished(at.seq)?
+            .ok_or_else(|| Broken::at(at.seq, "record missing"))?;
+        if ev.hash != at.hash {
+            return Err(Broken::at(at.seq, "the case files cover a position whose hash differs from the chain").into());
         }
     }
-    Ok(())
+    let mut files: HashMap<String, CaseFile> = HashMap::new();
+    if at.seq == to.seq {
+        return Ok(files);
+    }
+    let mut result = Ok(());
+    store.for_each_chunk(at.seq + 1, to.seq, |first, chunk| {
+        for i in 0..chunk.len() {
+            let seq = first + i as u64;
+            if seq <= at.seq || seq > to.seq || result.is_err() {
+                continue;
+            }
+            let r = super::store::decode_entry(chunk, first, seq)?.record;
+            if !files.contains_key(&r.stream_id) {
+                let cf = store.case_files.get_persisted(&r.stream_id)?.unwrap_or_default();
+                files.insert(r.stream_id.clone(), cf);
+            }
+            let cf = files.get_mut(&r.stream_id).expect("inserted above");
+            if r.stream_version != cf.version() + 1 {
+                result = Err(Broken::at(
+                    seq,
+                    format!(
+                        "stream version {} where {} was expected",
+                        r.stream_version,
+                        cf.version() + 1
+                    ),
+                ));
+                continue;
+            }
+            cf.push(seq, r.part, &r.request_id);
+        }
+        Ok(())
+    })?;
+    result?;
+    Ok(files)
 }
 
 /// A tail at least this long, and at least 1/[`MERGE_TAIL_FRACTION`] of the
-/// log, has its index entries checked by scanning the index trees rather
-/// than by one random read per event (which thrashes once the trees outgrow
-/// memory: 24.6M random reads did not finish in 30 minutes on a 45 GB store).
+/// log, has its case files checked by one scan of every case file rather
+/// than by one lookup per event (which thrashes once they outgrow memory).
 const MERGE_TAIL_MIN: u64 = 65_536;
 const MERGE_TAIL_FRACTION: u64 = 16;
 
+/// What the start-up check found: the chain report and the case files
+/// replayed from the log after the position the persisted ones cover.
+pub struct Startup {
+    pub report: ChainReport,
+    pub replayed: HashMap<String, CaseFile>,
+}
+
 /// Start-up check: verifies the chain from [`Store::startup_check_from`] to
-/// the head, and the index entries of those events, then records the start
-/// (verified position, and the run open until a clean stop). The service
-/// refuses to serve a log that fails it. While the service runs, the tail
-/// verifier keeps the verified position close to the head, so after a clean
-/// stop this covers nothing; after a crash, everything that run appended.
-pub fn verify_at_startup(store: &Store) -> Result<ChainReport, VerifyError> {
+/// the head and the case files of those events, replays the events after
+/// the persisted case files' position, then records the start (verified
+/// position, and the run open until a clean stop). The service refuses to
+/// serve a log that fails it. While the service runs, the tail verifier
+/// keeps the verified position close to the head, so after a clean stop
+/// this covers nothing; after a crash, everything that run appended.
+pub fn verify_at_startup(store: &Store) -> Result<Startup, VerifyError> {
     verify_at_startup_with(store, None)
 }
 
-/// [`verify_at_startup`] with the index check forced to the merge (`Some(true)`)
-/// or to random reads (`Some(false)`); `None` chooses by the tail's length.
-/// Both must find the same breaks (tests run both).
+/// [`verify_at_startup`] with the case-file check forced to the merge
+/// (`Some(true)`) or to lookups (`Some(false)`); `None` chooses by the
+/// tail's length. Both must find the same breaks (tests run both).
 #[doc(hidden)]
-pub fn verify_at_startup_with(store: &Store, merge: Option<bool>) -> Result<ChainReport, VerifyError> {
+pub fn verify_at_startup_with(store: &Store, merge: Option<bool>) -> Result<Startup, VerifyError> {
     let started = Instant::now();
     let from = store.startup_check_from()?;
+    let cases_at = store.case_files_at()?;
     let tail = store.meta_head()?.seq.saturating_sub(from.seq);
     let merge = merge.unwrap_or(tail >= MERGE_TAIL_MIN && tail * MERGE_TAIL_FRACTION >= from.seq + tail);
     let mut expect = if merge {
-        Some(IndexExpectations::new(from.seq, tail)?)
+        Some(IndexExpectations::new(from.seq, cases_at.seq.max(from.seq))?)
     } else {
         None
     };
     let head = walk_chain(store, from, None, expect.as_mut(), &mut |_| {})?;
     check_meta_head(store, head)?;
+    let replayed = replay_case_files(store, cases_at, head)?;
     match &expect {
         Some(expect) => {
-            check_indexes(store, expect, head.seq, &mut |_| {})?;
+            check_case_files(store, expect, &mut |_| {})?;
         }
-        None => verify_tail_indexes(store, from.seq, head.seq)?,
+        None => verify_tail_case_files(store, from.seq, cases_at.seq.max(from.seq))?,
     }
     store.set_opened(head)?;
-    Ok(ChainReport {
-        events: head.seq - from.seq,
-        head,
-        elapsed: started.elapsed(),
+    Ok(Startup {
+        report: ChainReport {
+            events: head.seq - from.seq,
+            head,
+            elapsed: started.elapsed(),
+        },
+        replayed,
     })
 }
 
-/// Full verification of a stopped store: the whole chain and both indexes.
-/// When it passes, the verified position moves to the head, so the next
-/// start-up has nothing left to check (e.g. after a bulk import).
+/// Full verification of a stopped store: the whole chain and every case
+/// file. When it passes, the verified position moves to the head, so the
+/// next start-up has nothing left to check (e.g. after a migration).
 pub fn verify_full(
     store: &Store,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<(ChainReport, IndexReport), VerifyError> {
     let started = Instant::now();
-    let mut expect = IndexExpectations::new(0, store.meta_head()?.seq)?;
-    let head = walk_chain(store, Head::EMPTY, None, Some(&mut expect), &mut |n| {
-        progress("chain", n)
-    })?;
+    let cases_at = store.case_files_at()?;
+    let mut expect = IndexExpectations::new(0, cases_at.seq)?;
+    let head = walk_chain(store, Head::EMPTY, None, Some(&mut expect), &mut |n| progress("chain", n))?;
     check_meta_head(store, head)?;
     let chain = ChainReport {
         events: head.seq,
         head,
         elapsed: started.elapsed(),
     };
-    let index = check_indexes(store, &expect, head.seq, &mut |n| progress("indexes", n))?;
+    let replayed = replay_case_files(store, cases_at, head)?;
+    let mut index = check_case_files(store, &expect, &mut |n| progress("case files", n))?;
+    index.stream_entries += head.seq - cases_at.seq;
+    index.request_entries += replayed
+        .values()
+        .map(|cf| cf.requests.iter().filter(|m| cf.seqs[m.first_version as usize - 1] > cases_at.seq).count() as u64)
+        .sum::<u64>();
     if store.verified()?.seq < head.seq {
         store.set_verified(head)?;
     }

@@ -2,23 +2,26 @@
 //!
 //! One dedicated OS thread owns the head (sequence, hash). Requests arrive over
 //! a bounded channel; the writer drains up to a bounded batch, checks each
-//! request on its own (validation, idempotency, expected version), assigns
-//! sequence numbers and stream versions, chains the hashes, writes the whole
-//! batch to sled in one transaction, makes it durable, and only then answers
-//! each request. A rejected request gets its own error and does not fail the
+//! request on its own (validation, idempotency within its stream, expected
+//! version, the stream's event limit), assigns sequence numbers and stream
+//! versions, chains the hashes, writes the batch's chunks and the head to
+//! sled in one `apply_batch`, makes it durable, makes the changed case files
+//! visible, publishes the head, hands the case files to their follower, and
+//! only then answers each request. A rejected request gets its own error and does not fail the
 //! others. After a storage error the writer stops accepting appends (fail-stop):
 //! its in-memory head may no longer match the disk, and only a restart, which
 //! verifies the tail, may decide what is there.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sled::transaction::ConflictableTransactionError;
-use sled::Transactional;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::record::{chain_hash, Actor, Hash, Record};
-use super::store::{stream_key, Head, IdempotencyEntry, Store, StoreError, SyncMode, META_HEAD};
+use super::casefile::{CaseFile, CaseFileUpdate};
+use super::chunk::ChunkBuilder;
+use super::record::{chain_hash, Actor, Hash, RecordParts};
+use super::store::{chunk_key, Head, Store, StoreError, StoredEvent, SyncMode, HEAD_KEY};
 use crate::limits::*;
 
 /// The optimistic-concurrency condition of an append.
@@ -83,6 +86,8 @@ pub enum AppendError {
     },
     #[error("request id {request_id} was already used for a different request")]
     IdempotencyMismatch { request_id: String },
+    #[error("stream {stream_id} holds the most events a stream may hold ({limit})")]
+    StreamFull { stream_id: String, limit: usize },
     #[error("the log writer is unavailable: {0}")]
     Unavailable(String),
 }
@@ -156,32 +161,36 @@ impl AppendRequest {
         Ok(())
     }
 
-    /// BLAKE3 of the request's canonical content: what makes two requests with
-    /// one id "the same request".
+    /// What makes two requests with one id on one stream "the same
+    /// request": the actor, and each event's type and payload (see
+    /// [`content_fingerprint`]).
     pub fn fingerprint(&self) -> Hash {
-        let mut h = blake3::Hasher::new();
-        h.update(b"migreg.request.v1\0");
-        let mut field = |b: &[u8]| {
-            h.update(&(b.len() as u64).to_be_bytes());
-            h.update(b);
-        };
-        field(self.stream_id.as_bytes());
-        let (tag, n) = match self.expected {
-            ExpectedVersion::Any => (0u8, 0),
-            ExpectedVersion::NoStream => (1, 0),
-            ExpectedVersion::StreamExists => (2, 0),
-            ExpectedVersion::Exact(n) => (3, n),
-        };
-        field(&[tag]);
-        field(&n.to_be_bytes());
-        field(self.actor.user_id.as_bytes());
-        field(self.actor.office.as_bytes());
-        for e in &self.events {
-            field(e.event_type.as_bytes());
-            field(&e.payload);
-        }
-        *h.finalize().as_bytes()
+        content_fingerprint(
+            &self.actor,
+            self.events.iter().map(|e| (e.event_type.as_str(), e.payload.as_slice())),
+        )
     }
+}
+
+/// BLAKE3 over a request's content: `"migreg.request.v2\0"`, then the actor's
+/// user id and office and each event's type and payload, each preceded by its
+/// length (u64 big-endian). Computed for a new request and for the records an
+/// earlier request with the same id appended, so a retry is recognised from
+/// the log itself, with nothing else stored.
+pub fn content_fingerprint<'a>(actor: &Actor, events: impl Iterator<Item = (&'a str, &'a [u8])>) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"migreg.request.v2\0");
+    let mut field = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_be_bytes());
+        h.update(b);
+    };
+    field(actor.user_id.as_bytes());
+    field(actor.office.as_bytes());
+    for (event_type, payload) in events {
+        field(event_type.as_bytes());
+        field(payload);
+    }
+    *h.finalize().as_bytes()
 }
 
 pub(crate) struct Job {
@@ -203,8 +212,9 @@ pub(crate) fn spawn(
     head: Head,
     head_tx: watch::Sender<Head>,
     halt: watch::Receiver<Option<super::Broken>>,
+    follower: std::sync::mpsc::SyncSender<CaseFileUpdate>,
 ) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), StoreError> {
-    let last_recorded_at_us = match store.get(head.seq)? {
+    let last_recorded_at_us = match store.get_unpublished(head.seq)? {
         Some(ev) => ev.record.recorded_at_us,
         None => 0,
     };
@@ -222,7 +232,7 @@ pub(crate) fn spawn(
         data_file,
         failed: None,
         halt,
-        versions: HashMap::new(),
+        follower: Some(follower),
     };
     let handle = std::thread::Builder::new()
         .name("log-writer".into())
@@ -242,24 +252,33 @@ struct Writer {
     /// Set by the tail verifier when the log fails verification: every
     /// later append is refused too (nothing is chained onto a broken log).
     halt: watch::Receiver<Option<super::Broken>>,
-    /// Current versions of recently written streams, so that the expected-version
-    /// check rarely reads the index. Holds only committed versions; bounded by
-    /// [`STREAM_VERSION_CACHE_MAX`] (cleared when full).
-    versions: HashMap<String, u64>,
+    /// The case-file follower; dropped when the writer stops, which tells
+    /// the follower to write what it holds and stop.
+    follower: Option<std::sync::mpsc::SyncSender<CaseFileUpdate>>,
 }
 
 /// The part of a batch that will be written.
 #[derive(Default)]
 struct Staged {
-    events: sled::Batch,
-    streams: sled::Batch,
-    requests: sled::Batch,
+    chunks: ChunkBuilder,
     replies: Vec<(oneshot::Sender<Result<Appended, AppendError>>, Appended)>,
-    /// Stream versions including this batch's appends.
-    versions: HashMap<String, u64>,
-    /// Request ids accepted in this batch: fingerprint and result.
-    request_ids: HashMap<String, (Hash, Appended)>,
+    /// Case files changed by this batch, as they are after it.
+    files: HashMap<String, CaseFile>,
+    /// Requests accepted in this batch, by (stream, request id): content
+    /// fingerprint and result.
+    request_ids: HashMap<(String, String), (Hash, Appended)>,
     event_count: usize,
+}
+
+/// What the writer decided about one request of a batch.
+enum Outcome {
+    /// Its events are in the batch; answer after the commit.
+    Staged(Appended),
+    /// A version conflict: answered once the batch is published, since the
+    /// version it names may be written by this very batch.
+    Conflict(AppendError),
+    /// Answer now: refused, or a retry of a request that is already durable.
+    Answer(Result<Appended, AppendError>),
 }
 
 impl Writer {
@@ -315,23 +334,18 @@ impl Writer {
         let start_head = self.head;
         let recorded_at_us = now_us().max(self.last_recorded_at_us);
         let mut staged = Staged::default();
-        // Version conflicts may name a version written by this very batch:
-        // they are answered only once that write is durable and published, so
-        // a client that re-reads at once sees the version it was told about.
         let mut conflicts = Vec::new();
         for job in jobs {
-            match self.stage(&job.req, recorded_at_us, &mut staged) {
+            match self.stage(job.req, recorded_at_us, &mut staged) {
                 Outcome::Staged(appended) => staged.replies.push((job.reply, appended)),
-                Outcome::Answer(Err(conflict @ AppendError::VersionConflict { .. })) => {
-                    conflicts.push((job.reply, conflict))
-                }
+                Outcome::Conflict(conflict) => conflicts.push((job.reply, conflict)),
                 Outcome::Answer(result) => {
                     let _ = job.reply.send(result);
                 }
             }
         }
         if staged.event_count == 0 {
-            // Only retries of already-durable requests: answer them.
+            // Only retries of already-durable requests and refusals: answer them.
             for (reply, appended) in staged.replies {
                 let _ = reply.send(Ok(appended));
             }
@@ -340,21 +354,29 @@ impl Writer {
             }
             return;
         }
-        match self.commit(&staged) {
+        let Staged {
+            chunks,
+            replies,
+            files,
+            event_count,
+            ..
+        } = staged;
+        match self.commit(chunks) {
             Ok(()) => {
                 self.last_recorded_at_us = recorded_at_us;
+                let files: Vec<(String, Arc<CaseFile>)> = files.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+                // Visible before the head that covers them is published.
+                self.store.case_files.install(&files);
                 self.store.publish(self.head);
-                if self.versions.len() + staged.versions.len() > STREAM_VERSION_CACHE_MAX {
-                    self.versions.clear();
-                }
-                self.versions.extend(staged.versions.drain());
                 let _ = self.head_tx.send(self.head);
-                tracing::trace!(
-                    events = staged.event_count,
-                    head_seq = self.head.seq,
-                    "group commit"
-                );
-                for (reply, appended) in staged.replies {
+                tracing::trace!(events = event_count, head_seq = self.head.seq, "group commit");
+                let update = CaseFileUpdate { upto: self.head, files };
+                if self.follower.as_ref().is_none_or(|f| f.send(update).is_err()) {
+                    // The commit is durable and answered; later ones are refused.
+                    tracing::error!("the case-file follower stopped; the writer stops accepting appends");
+                    self.failed = Some("the case-file follower stopped; restart the service".into());
+                }
+                for (reply, appended) in replies {
                     let _ = reply.send(Ok(appended));
                 }
                 for (reply, conflict) in conflicts {
@@ -367,8 +389,7 @@ impl Writer {
                 self.failed = Some(reason.clone());
                 self.head = start_head;
                 // A conflict may have been decided against the batch that failed.
-                for reply in staged
-                    .replies
+                for reply in replies
                     .into_iter()
                     .map(|(r, _)| r)
                     .chain(conflicts.into_iter().map(|(r, _)| r))
@@ -380,65 +401,44 @@ impl Writer {
     }
 
     /// Checks one request and, if accepted, stages its events.
-    fn stage(&mut self, req: &AppendRequest, recorded_at_us: i64, staged: &mut Staged) -> Outcome {
-        match self.try_stage(req, recorded_at_us, staged) {
-            Ok(appended) => Outcome::Staged(appended),
-            Err(answer) => Outcome::Answer(answer),
+    fn stage(&mut self, req: AppendRequest, recorded_at_us: i64, staged: &mut Staged) -> Outcome {
+        if let Err(e) = req.validate() {
+            return Outcome::Answer(Err(e));
         }
-    }
-
-    /// `Ok`: staged for this commit. `Err`: the answer to give now.
-    fn try_stage(
-        &mut self,
-        req: &AppendRequest,
-        recorded_at_us: i64,
-        staged: &mut Staged,
-    ) -> Result<Appended, Result<Appended, AppendError>> {
-        req.validate().map_err(Err)?;
         let fingerprint = req.fingerprint();
         let mismatch = || {
-            Err(AppendError::IdempotencyMismatch {
+            Outcome::Answer(Err(AppendError::IdempotencyMismatch {
                 request_id: req.request_id.clone(),
-            })
+            }))
         };
-        if let Some((fp, appended)) = staged.request_ids.get(&req.request_id) {
+        let key = (req.stream_id.clone(), req.request_id.clone());
+        if let Some((fp, appended)) = staged.request_ids.get(&key) {
             if *fp != fingerprint {
-                return Err(mismatch());
+                return mismatch();
             }
-            return Ok(Appended {
+            return Outcome::Staged(Appended {
                 deduplicated: true,
                 ..*appended
             });
         }
         let storage = |e: StoreError| {
             tracing::error!(error = %e, "reading the log while staging an append");
-            Err(AppendError::Unavailable("storage read failed".into()))
+            Outcome::Answer(Err(AppendError::Unavailable("storage read failed".into())))
         };
-        if let Some(entry) = self.store.idempotency_entry(&req.request_id).map_err(storage)? {
-            if entry.fingerprint != fingerprint {
-                return Err(mismatch());
-            }
-            let count = entry.count as u64;
-            return Err(Ok(Appended {
-                first_seq: entry.first_seq,
-                last_seq: entry.first_seq + count - 1,
-                first_version: entry.first_version,
-                last_version: entry.first_version + count - 1,
-                recorded_at_us: entry.recorded_at_us,
-                deduplicated: true,
-            }));
+        let file = match staged.files.get(&req.stream_id) {
+            Some(f) => f.clone(),
+            None => match self.store.case_file(&req.stream_id) {
+                Ok(f) => f.map(|f| (*f).clone()).unwrap_or_default(),
+                Err(e) => return storage(e),
+            },
+        };
+        match self.earlier_request(&file, &req.request_id) {
+            Ok(Some((fp, appended))) if fp == fingerprint => return Outcome::Answer(Ok(appended)),
+            Ok(Some(_)) => return mismatch(),
+            Ok(None) => {}
+            Err(e) => return storage(e),
         }
-        let current = match staged
-            .versions
-            .get(&req.stream_id)
-            .or_else(|| self.versions.get(&req.stream_id))
-        {
-            Some(v) => *v,
-            None => self
-                .store
-                .stream_version_unpublished(&req.stream_id)
-                .map_err(storage)?,
-        };
+        let current = file.version();
         let ok = match req.expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => current == 0,
@@ -446,40 +446,42 @@ impl Writer {
             ExpectedVersion::Exact(n) => current == n,
         };
         if !ok {
-            return Err(Err(AppendError::VersionConflict {
+            return Outcome::Conflict(AppendError::VersionConflict {
                 stream_id: req.stream_id.clone(),
                 expected: req.expected,
                 actual: current,
-            }));
+            });
         }
         let parts = req.events.len() as u16;
+        if current as usize + parts as usize > STREAM_EVENTS_MAX {
+            return Outcome::Answer(Err(AppendError::StreamFull {
+                stream_id: req.stream_id.clone(),
+                limit: STREAM_EVENTS_MAX,
+            }));
+        }
+        let mut file = file;
         let first_seq = self.head.seq + 1;
+        let mut bytes = Vec::new();
         for (i, ev) in req.events.iter().enumerate() {
-            let record = Record {
+            let parts_ = RecordParts {
                 seq: self.head.seq + 1,
                 recorded_at_us,
-                stream_id: req.stream_id.clone(),
+                stream_id: &req.stream_id,
                 stream_version: current + 1 + i as u64,
                 part: i as u16,
                 parts,
-                event_type: ev.event_type.clone(),
-                actor: req.actor.clone(),
-                request_id: req.request_id.clone(),
-                payload: ev.payload.clone(),
-                prev_hash: self.head.hash,
+                event_type: &ev.event_type,
+                actor: &req.actor,
+                request_id: &req.request_id,
+                payload: &ev.payload,
+                prev_hash: &self.head.hash,
             };
-            let mut value = record.encode();
-            let hash = chain_hash(&self.head.hash, &value);
-            value.extend_from_slice(&hash);
-            staged.events.insert(&record.seq.to_be_bytes(), value);
-            staged.streams.insert(
-                stream_key(&req.stream_id, record.stream_version),
-                &record.seq.to_be_bytes(),
-            );
-            self.head = Head {
-                seq: record.seq,
-                hash,
-            };
+            bytes.clear();
+            parts_.encode_into(&mut bytes);
+            let hash = chain_hash(&self.head.hash, &bytes);
+            staged.chunks.push(parts_.seq, &bytes, &hash);
+            file.push(parts_.seq, parts_.part, &req.request_id);
+            self.head = Head { seq: parts_.seq, hash };
         }
         let appended = Appended {
             first_seq,
@@ -489,54 +491,68 @@ impl Writer {
             recorded_at_us,
             deduplicated: false,
         };
-        let entry = IdempotencyEntry {
-            fingerprint,
-            first_seq,
-            count: parts,
-            first_version: appended.first_version,
-            recorded_at_us,
-        };
-        staged
-            .requests
-            .insert(req.request_id.as_bytes(), entry.to_bytes());
-        staged
-            .versions
-            .insert(req.stream_id.clone(), appended.last_version);
-        staged
-            .request_ids
-            .insert(req.request_id.clone(), (fingerprint, appended));
         staged.event_count += parts as usize;
-        Ok(appended)
+        staged.files.insert(req.stream_id, file);
+        staged.request_ids.insert(key, (fingerprint, appended));
+        Outcome::Staged(appended)
     }
 
-    /// Writes the staged batch to all four trees atomically, then makes it durable.
-    fn commit(&self, staged: &Staged) -> Result<(), StoreError> {
-        let head = self.head.to_bytes();
-        let s = &self.store;
-        (&s.events, &s.streams, &s.requests, &s.meta)
-            .transaction(|(events, streams, requests, meta)| {
-                events.apply_batch(&staged.events)?;
-                streams.apply_batch(&staged.streams)?;
-                requests.apply_batch(&staged.requests)?;
-                meta.insert(META_HEAD, &head[..])?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    StoreError::CorruptMeta("transaction aborted")
-                }
-            })?;
+    /// The request with this id that an earlier commit appended to the
+    /// stream, with the content fingerprint of its records and the answer a
+    /// retry gets; `None` if the stream never saw the id.
+    fn earlier_request(&self, file: &CaseFile, request_id: &str) -> Result<Option<(Hash, Appended)>, StoreError> {
+        for mark in file.requests_tagged(request_id) {
+            let first_seq = *file
+                .seqs
+                .get(mark.first_version as usize - 1)
+                .ok_or(StoreError::CorruptMeta("request names a version past its stream"))?;
+            let first = self
+                .store
+                .get_unpublished(first_seq)?
+                .ok_or(StoreError::CorruptMeta("case file points past the log"))?;
+            if first.record.request_id != request_id {
+                continue; // a tag collision: another request
+            }
+            let count = first.record.parts as usize;
+            let idx = mark.first_version as usize - 1;
+            let seqs = file
+                .seqs
+                .get(idx..idx + count)
+                .ok_or(StoreError::CorruptMeta("a request's events are missing from its case file"))?;
+            let events: Vec<StoredEvent> = self.store.get_many(seqs)?;
+            let fp = content_fingerprint(
+                &first.record.actor,
+                events
+                    .iter()
+                    .map(|e| (e.record.event_type.as_str(), e.record.payload.as_slice())),
+            );
+            let count = count as u64;
+            return Ok(Some((
+                fp,
+                Appended {
+                    first_seq,
+                    last_seq: seqs[seqs.len() - 1],
+                    first_version: mark.first_version,
+                    last_version: mark.first_version + count - 1,
+                    recorded_at_us: first.record.recorded_at_us,
+                    deduplicated: true,
+                },
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Writes the batch's chunks and the new head in one `apply_batch`, then
+    /// makes it durable.
+    fn commit(&self, chunks: ChunkBuilder) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (first, value) in chunks.finish() {
+            batch.insert(&chunk_key(first)[..], value);
+        }
+        batch.insert(HEAD_KEY, &self.head.to_bytes()[..]);
+        self.store.log.apply_batch(batch)?;
         self.store.sync(self.config.sync, self.data_file.as_ref())
     }
-}
-
-/// What the writer does with one request of a batch.
-enum Outcome {
-    /// Its events are in the batch; answer after the commit.
-    Staged(Appended),
-    /// Answer now: refused, or a retry of a request that is already durable.
-    Answer(Result<Appended, AppendError>),
 }
 
 /// Now, in UTC microseconds since the Unix epoch.
