@@ -409,11 +409,14 @@ impl Cases {
     }
 
     fn prepare(&self, ctx: CommandContext, pending: PendingCommand) -> Result<Prepared, CaseError> {
-        let registering = matches!(pending, PendingCommand::Register { .. });
+        if !matches!(pending, PendingCommand::Register { .. }) {
+            return self.prepare_inner(ctx, pending, None);
+        }
+        // A registration: its case id comes from its request id, computed once.
         let case_id = case_id_for_request(&ctx.request_id);
-        let had_key = registering && self.inner.keys.get(&case_id).map(|k| k.is_some()).unwrap_or(true);
-        let result = self.prepare_inner(ctx, pending);
-        if result.is_err() && registering && !had_key {
+        let had_key = self.inner.keys.get(&case_id).map(|k| k.is_some()).unwrap_or(true);
+        let result = self.prepare_inner(ctx, pending, Some(case_id.clone()));
+        if result.is_err() && !had_key {
             self.discard_unused_key(&case_id);
         }
         result
@@ -428,15 +431,21 @@ impl Cases {
         }
     }
 
-    fn prepare_inner(&self, ctx: CommandContext, pending: PendingCommand) -> Result<Prepared, CaseError> {
+    /// `registered`: the case id of a registration (from its request id).
+    fn prepare_inner(
+        &self,
+        ctx: CommandContext,
+        pending: PendingCommand,
+        registered: Option<String>,
+    ) -> Result<Prepared, CaseError> {
         let inner = &*self.inner;
-        let registering = matches!(pending, PendingCommand::Register { .. });
-        let case_id = match (&ctx.case_id, registering) {
-            (_, true) => case_id_for_request(&ctx.request_id),
-            (Some(id), false) if id.starts_with(ACCESS_STREAM_PREFIX) => {
+        let registering = registered.is_some();
+        let case_id = match (&ctx.case_id, registered) {
+            (_, Some(id)) => id,
+            (Some(id), None) if id.starts_with(ACCESS_STREAM_PREFIX) => {
                 return Err(CaseError::invalid("header.case_id", "not a case id"))
             }
-            (Some(id), false) if !id.is_empty() => id.clone(),
+            (Some(id), None) if !id.is_empty() => id.clone(),
             _ => return Err(CaseError::invalid("header.case_id", "required")),
         };
         let scoped = !ctx.departments.is_empty();

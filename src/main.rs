@@ -26,6 +26,9 @@ struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// sled's page cache for the store, in MiB (every command that opens a store).
+    #[arg(long, global = true, default_value_t = registry::log::store::SLED_CACHE_MIB_DEFAULT)]
+    sled_cache_mib: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -201,6 +204,9 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    registry::log::store::set_sled_tuning(registry::log::store::SledTuning {
+        cache_mib: cli.sled_cache_mib,
+    });
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {

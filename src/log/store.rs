@@ -59,6 +59,8 @@ pub enum StoreError {
     CorruptChunk { seq: u64, source: ChunkError },
     #[error("corrupt metadata: {0}")]
     CorruptMeta(&'static str),
+    #[error("gap in the log: seq {seq} is missing below the head")]
+    Missing { seq: u64 },
     #[error("{0}")]
     Format(String),
 }
@@ -410,13 +412,23 @@ impl Store {
         self.for_each_chunk(from, to, |first, chunk| {
             let lo = from.max(first);
             let hi = to.min(first + chunk.len() as u64 - 1);
+            // A chunk missing before this one is a gap: named by its first seq.
+            let next = from + out.len() as u64;
+            if lo > next {
+                return Err(StoreError::Missing { seq: next });
+            }
+            if lo < next {
+                return Err(StoreError::CorruptMeta("chunks overlap"));
+            }
             for seq in lo..=hi {
                 out.push(decode_entry(chunk, first, seq)?);
             }
             Ok(())
         })?;
         if out.len() as u64 != to - from + 1 {
-            return Err(StoreError::CorruptMeta("a chunk is missing below the head"));
+            return Err(StoreError::Missing {
+                seq: from + out.len() as u64,
+            });
         }
         Ok(out)
     }
@@ -632,11 +644,40 @@ pub(crate) const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 /// a store's sled directory directly must use it too: sled refuses to open a
 /// store with another segment size than the one it was created with.
 pub fn sled_config(dir: &Path) -> sled::Config {
+    let tuning = *SLED_TUNING.get_or_init(SledTuning::default);
     sled::Config::new()
         .path(dir)
-        .cache_capacity(256 * 1024 * 1024)
+        .cache_capacity(tuning.cache_mib * 1024 * 1024)
         .segment_size(segment_size_for(dir))
         .flush_every_ms(Some(500))
+}
+
+/// sled's page cache, in MiB, unless the command line says otherwise.
+pub const SLED_CACHE_MIB_DEFAULT: u64 = 256;
+
+/// The sled settings a process uses for every store it opens (set once,
+/// from the command line, before any store is opened). sled 0.34's
+/// `snapshot_after_ops` is a deprecated no-op, so recovery has no knob here:
+/// sled writes its page-table snapshot when a store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SledTuning {
+    pub cache_mib: u64,
+}
+
+impl Default for SledTuning {
+    fn default() -> SledTuning {
+        SledTuning {
+            cache_mib: SLED_CACHE_MIB_DEFAULT,
+        }
+    }
+}
+
+static SLED_TUNING: std::sync::OnceLock<SledTuning> = std::sync::OnceLock::new();
+
+/// Sets the sled settings of this process; the first call wins (a store
+/// opened before it uses the defaults).
+pub fn set_sled_tuning(tuning: SledTuning) {
+    let _ = SLED_TUNING.set(tuning);
 }
 
 /// Opens the sled db in `dir` with [`sled_config`]. sled 0.34 may hold its

@@ -524,6 +524,7 @@ const MERGE_TAIL_FRACTION: u64 = 16;
 
 /// What the start-up check found: the chain report and the case files
 /// replayed from the log after the position the persisted ones cover.
+#[derive(Debug)]
 pub struct Startup {
     pub report: ChainReport,
     pub replayed: HashMap<String, CaseFile>,
