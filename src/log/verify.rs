@@ -87,7 +87,7 @@ pub fn verify_chain(
     progress: &mut dyn FnMut(u64),
 ) -> Result<ChainReport, VerifyError> {
     let started = Instant::now();
-    let head = walk_chain(store, from, None, None, progress)?;
+    let head = walk_chain_split(store, from, last_seq(store)?, None, progress)?;
     check_meta_head(store, head)?;
     Ok(ChainReport {
         events: head.seq - from.seq,
@@ -116,30 +116,76 @@ fn walk_chain(
     store: &Store,
     from: Head,
     to: Option<u64>,
-    mut expect: Option<&mut IndexExpectations>,
+    expect: Option<&mut IndexExpectations>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Head, VerifyError> {
+    let start = walk_start(store, from, true)?;
+    walk_from(store, start, to, expect, progress, true)
+}
+
+/// Where a walk starts: the position after which it checks, and what it
+/// must know of the record there (its time, and the parts of its request
+/// still to come).
+struct WalkStart {
+    walk: Walk,
+    from: Head,
+    /// The first key of the chunk holding `from` (1 for an empty start).
+    chunk: u64,
+}
+
+/// Reads the record at `from`. `trusted`: `from.hash` is a verified hash the
+/// stored one must equal; otherwise `from.hash` is ignored and the stored
+/// hash is taken (the part of a split walk, checked by the part before it).
+fn walk_start(store: &Store, from: Head, trusted: bool) -> Result<WalkStart, VerifyError> {
     let mut walk = Walk {
         head: from,
         last_time: i64::MIN,
         open_request: None,
     };
-    let start = if from.seq > 0 {
-        let (first, chunk) = store
-            .chunk_of(from.seq)
-            .map_err(|e| broken_chunk(from.seq, e))?
-            .ok_or_else(|| Broken::at(from.seq, "record missing"))?;
-        let (record, hash) = chunk
-            .entry((from.seq - first) as usize)
-            .map_err(|e| Broken::at(from.seq, e.to_string()))?;
-        if hash != from.hash {
-            return Err(Broken::at(from.seq, "hash differs from the last verified hash").into());
-        }
-        walk.last_time = i64::from_be_bytes(record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8].try_into().expect("8"));
-        first
-    } else {
-        1
-    };
+    if from.seq == 0 {
+        return Ok(WalkStart { walk, from, chunk: 1 });
+    }
+    let (first, chunk) = store
+        .chunk_of(from.seq)
+        .map_err(|e| broken_chunk(from.seq, e))?
+        .ok_or_else(|| Broken::at(from.seq, "record missing"))?;
+    let (record, hash) = chunk
+        .entry((from.seq - first) as usize)
+        .map_err(|e| Broken::at(from.seq, e.to_string()))?;
+    if trusted && hash != from.hash {
+        return Err(Broken::at(from.seq, "hash differs from the last verified hash").into());
+    }
+    if record.len() < OFF_PART + 4 {
+        return Err(Broken::at(from.seq, "record truncated").into());
+    }
+    walk.head.hash = hash;
+    walk.last_time = i64::from_be_bytes(record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8].try_into().expect("8"));
+    let part = u16::from_be_bytes(record[OFF_PART..OFF_PART + 2].try_into().expect("2"));
+    let parts = u16::from_be_bytes(record[OFF_PART + 2..OFF_PART + 4].try_into().expect("2"));
+    if part + 1 < parts {
+        walk.open_request = Some((parts - part - 1, parts));
+    }
+    Ok(WalkStart {
+        walk,
+        from: walk.head,
+        chunk: first,
+    })
+}
+
+/// The chain walk from a start, through `to` (or to the last chunk).
+fn walk_from(
+    store: &Store,
+    start: WalkStart,
+    to: Option<u64>,
+    mut expect: Option<&mut IndexExpectations>,
+    progress: &mut dyn FnMut(u64),
+    at_end: bool,
+) -> Result<Head, VerifyError> {
+    let WalkStart {
+        mut walk,
+        from,
+        chunk: start,
+    } = start;
     let end = chunk_key(to.unwrap_or(u64::MAX));
     for kv in store.log.range(chunk_key(start)..=end) {
         let (k, v) = kv?;
@@ -178,7 +224,8 @@ fn walk_chain(
             }
         }
     }
-    if let Some((remaining, _)) = walk.open_request {
+    // A part of a split walk may end inside a request: the next part goes on with it.
+    if let (Some((remaining, _)), true) = (walk.open_request, at_end) {
         return Err(Broken::at(
             walk.head.seq + 1,
             format!("request cut short: {remaining} events missing"),
@@ -193,6 +240,90 @@ fn walk_chain(
     Ok(walk.head)
 }
 
+/// A walk over at least this many records is split over several threads.
+const SPLIT_WALK_MIN: u64 = 1 << 20;
+/// Threads of a split walk, at most.
+const SPLIT_WALK_THREADS_MAX: usize = 4;
+/// Tests force every walk of this process into this many parts (0: by length).
+static SPLIT_PARTS_FORCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Splits every later chain walk of this process into `parts` parts
+/// whatever its length (0 restores the default: split only long walks),
+/// so tests can prove a split walk finds the breaks one walk finds.
+#[doc(hidden)]
+pub fn force_split_walks(parts: usize) {
+    SPLIT_PARTS_FORCED.store(parts, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`walk_chain`] from `from` through `to`, split into contiguous parts
+/// walked side by side. Part i starts after the record that ends part
+/// i - 1, taking that record's stored hash as its previous hash; part i - 1
+/// proves that stored hash by recomputing it, so the chain is checked
+/// link by link as in one walk. The first break of the lowest part that
+/// breaks is the first break of the log. With `expect`, each part gathers
+/// its own expectations, appended in order.
+fn walk_chain_split(
+    store: &Store,
+    from: Head,
+    to: u64,
+    expect: Option<&mut IndexExpectations>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Head, VerifyError> {
+    let len = to.saturating_sub(from.seq);
+    let threads = match SPLIT_PARTS_FORCED.load(std::sync::atomic::Ordering::Relaxed) {
+        0 if len < SPLIT_WALK_MIN => 1,
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(SPLIT_WALK_THREADS_MAX),
+        forced => forced,
+    };
+    if threads < 2 || len < threads as u64 {
+        return walk_chain(store, from, Some(to), expect, progress);
+    }
+    let bounds: Vec<u64> = (0..=threads as u64).map(|i| from.seq + len * i / threads as u64).collect();
+    let key = expect.as_ref().map(|e| e.key);
+    let expect_to = expect.as_ref().map(|e| e.to).unwrap_or(0);
+    let results: Vec<Result<(Head, Option<IndexExpectations>), VerifyError>> = std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..threads)
+            .map(|i| {
+                let (lo, hi) = (bounds[i], bounds[i + 1]);
+                scope.spawn(move || -> Result<(Head, Option<IndexExpectations>), VerifyError> {
+                    let start = if i == 0 {
+                        walk_start(store, from, true)?
+                    } else {
+                        walk_start(store, Head { seq: lo, hash: [0; 32] }, false)?
+                    };
+                    let mut part_expect = key.map(|key| IndexExpectations::with_key(key, lo, expect_to.max(lo)));
+                    let last = i + 1 == threads;
+                    let head = walk_from(store, start, Some(hi), part_expect.as_mut(), &mut |_| {}, last)?;
+                    Ok((head, part_expect))
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .map(|p| p.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    let mut head = from;
+    let mut expect = expect;
+    for result in results {
+        let (part_head, part_expect) = result?;
+        if let (Some(all), Some(part)) = (expect.as_deref_mut(), part_expect) {
+            all.append(part);
+        }
+        head = part_head;
+        progress(head.seq);
+    }
+    Ok(head)
+}
+
+/// The last seq the chunks hold (a malformed last chunk is a break).
+fn last_seq(store: &Store) -> Result<u64, VerifyError> {
+    store.last_stored_seq().map_err(|e| broken_chunk(0, e))
+}
+
 fn broken_chunk(seq: u64, e: StoreError) -> VerifyError {
     match e {
         StoreError::CorruptChunk { seq: s, source } => Broken::at(s.max(seq), format!("malformed chunk: {source}")).into(),
@@ -201,6 +332,7 @@ fn broken_chunk(seq: u64, e: StoreError) -> VerifyError {
 }
 
 /// The state of a chain walk.
+#[derive(Clone, Copy)]
 struct Walk {
     head: Head,
     last_time: i64,
@@ -310,6 +442,34 @@ impl IndexExpectations {
             requests: Vec::with_capacity(capacity),
             firsts: Bits::new(capacity),
         })
+    }
+
+    /// Expectations for a part of a split walk, with the whole walk's key.
+    fn with_key(key: [u8; 32], from: u64, to: u64) -> IndexExpectations {
+        IndexExpectations {
+            from,
+            to,
+            key,
+            streams: Vec::new(),
+            requests: Vec::new(),
+            firsts: Bits::new(0),
+        }
+    }
+
+    /// Appends the expectations of the part that follows this one.
+    fn append(&mut self, next: IndexExpectations) {
+        if next.streams.is_empty() {
+            return;
+        }
+        debug_assert_eq!(next.from, self.from + self.streams.len() as u64);
+        let base = self.streams.len();
+        for i in 0..next.streams.len() {
+            if next.firsts.get(i) {
+                self.firsts.set(base + i);
+            }
+        }
+        self.streams.extend(next.streams);
+        self.requests.extend(next.requests);
     }
 
     fn fingerprint(&self, tag: u8, stream: &str, version: u64, extra: &[u8]) -> u32 {
@@ -556,7 +716,7 @@ pub fn verify_at_startup_with(store: &Store, merge: Option<bool>) -> Result<Star
     } else {
         None
     };
-    let head = walk_chain(store, from, None, expect.as_mut(), &mut |_| {})?;
+    let head = walk_chain_split(store, from, last_seq(store)?, expect.as_mut(), &mut |_| {})?;
     check_meta_head(store, head)?;
     let replayed = replay_case_files(store, cases_at, head)?;
     match &expect {
@@ -586,7 +746,9 @@ pub fn verify_full(
     let started = Instant::now();
     let cases_at = store.case_files_at()?;
     let mut expect = IndexExpectations::new(0, cases_at.seq)?;
-    let head = walk_chain(store, Head::EMPTY, None, Some(&mut expect), &mut |n| progress("chain", n))?;
+    let head = walk_chain_split(store, Head::EMPTY, last_seq(store)?, Some(&mut expect), &mut |n| {
+        progress("chain", n)
+    })?;
     check_meta_head(store, head)?;
     let chain = ChainReport {
         events: head.seq,
