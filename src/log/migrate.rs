@@ -85,7 +85,7 @@ pub fn migrate_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> R
     std::fs::create_dir_all(to).map_err(StoreError::Io)?;
     // Creates the v2 store (format marker) and closes it again.
     drop(Store::open(to)?);
-    let target = sled_config(to).open()?;
+    let target = super::store::open_db(to)?;
     let log = target.open_tree(TREE_LOG)?;
 
     let (head, chunks, files) = convert_log(&source.open_tree(TREE_EVENTS)?, &log, progress)?;
@@ -125,8 +125,8 @@ pub fn migrate_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> R
     }
     meta.insert(super::store::META_CLOSED, &[][..])?;
     target.flush()?;
-    drop(target);
-    drop(source);
+    // Every handle of both databases goes, so that sled releases their locks.
+    drop((meta, log, target, src_meta, source));
     let mut copied = 0;
     for entry in std::fs::read_dir(from).map_err(StoreError::Io)? {
         let entry = entry.map_err(StoreError::Io)?;

@@ -683,7 +683,7 @@ pub fn set_sled_tuning(tuning: SledTuning) {
 /// Opens the sled db in `dir` with [`sled_config`]. sled 0.34 may hold its
 /// file lock for a moment after a previous handle in this process closed
 /// (sled issues #1234, #1289): retried for up to 5 s.
-fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     let config = sled_config(dir);
     let mut attempts = 0;
     loop {
