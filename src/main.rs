@@ -183,6 +183,11 @@ enum BenchCommand {
     Stats(registry::projection::cli::BenchStatsArgs),
     /// sled key layouts of the log side by side: events/s, ratio to raw, disk, RSS, p99 commit.
     Layouts(registry::bench_layouts::BenchLayoutsArgs),
+    /// A stopped store's full verification vs. one sequential scan + BLAKE3 of the same records.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Durable appends through the writer vs. the raw sled batch limit; verification vs. raw scan.
     Log {
         /// Scratch directory (deleted and recreated).
@@ -280,6 +285,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::RebuildProjections(args) => {
             registry::projection::cli::rebuild(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Bench {
+            what: BenchCommand::Verify { data_dir },
+        } => registry::bench::run_verify_bench(&data_dir).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             what: BenchCommand::Stats(args),
         } => registry::projection::cli::bench(&args).map(|()| ExitCode::SUCCESS),
