@@ -825,7 +825,8 @@ async fn a_request_id_reused_with_other_content_is_already_exists() {
     fails(c.schedule_biometrics(r).await, Code::AlreadyExists);
     t.unchanged(&mut c).await;
 
-    // The same id on another case.
+    // The same id on another case is another request: request ids belong
+    // to their case (its stream).
     let mut u = register(&mut c, "JULIA", "V60000002", "2022-03-01").await;
     u.pre_register(&mut c, "2022-03-02").await;
     let on_other_case = pb::ScheduleBiometricsRequest {
@@ -836,10 +837,20 @@ async fn a_request_id_reused_with_other_content_is_already_exists() {
         }),
         ..schedule.clone()
     };
-    fails(
-        c.schedule_biometrics(req(on_other_case)).await,
-        Code::AlreadyExists,
+    let r = ok(c.schedule_biometrics(req(on_other_case.clone())).await);
+    u.step(&r, "BIOMETRICS_SCHEDULED", &["BiometricAppointmentScheduled"]);
+    // Retried there, it gets that case's answer; on the first case, still refused.
+    let again = ok(c.schedule_biometrics(req(on_other_case)).await);
+    assert!(again.deduplicated);
+    assert_eq!(
+        (again.case_id.as_str(), again.first_seq, again.version),
+        (u.case_id.as_str(), r.first_seq, r.version)
     );
+    let other = pb::ScheduleBiometricsRequest {
+        site: "MED-02".into(),
+        ..schedule.clone()
+    };
+    fails(c.schedule_biometrics(req(other)).await, Code::AlreadyExists);
     u.unchanged(&mut c).await;
     t.unchanged(&mut c).await;
 

@@ -4,6 +4,8 @@
 //! hang the process; a stopped server restarts on its data; a break found
 //! while serving stops the server.
 
+#[path = "support/chunks.rs"]
+mod chunks;
 mod common;
 
 use std::sync::mpsc;
@@ -11,7 +13,6 @@ use std::time::Duration;
 
 use common::*;
 use registry::api::pb;
-use registry::log::record::split_stored;
 use registry::log::SyncMode;
 use registry::server::{serve_on, serve_opened, ServeConfig};
 
@@ -146,7 +147,6 @@ async fn a_break_found_while_serving_stops_the_server() {
     let opened = registry::server::open(&data_dir, SyncMode::Flush, key()).expect("open the registry");
     // The attacker's handle on the same sled database.
     let store = opened.log.store().clone();
-    let events = store.db().open_tree("events").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = ServeConfig::new(data_dir.clone(), addr);
@@ -166,12 +166,8 @@ async fn a_break_found_while_serving_stops_the_server() {
     for i in 0..30 {
         let t = register(&mut c, "VALERIA", &format!("V93{i:06}"), "2022-03-01").await;
         let seq = t.last_seq;
-        let original = events.get(seq.to_be_bytes()).unwrap().expect("committed");
-        let mut v = original.to_vec();
-        let (record, _) = split_stored(&v).unwrap();
-        let payload_byte = record.len() - 32 - 3;
-        v[payload_byte] ^= 0x01;
-        events.insert(seq.to_be_bytes(), v).unwrap();
+        let original = chunks::entry(store.db(), seq);
+        chunks::flip_payload_byte(store.db(), seq);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if server.is_finished() {
@@ -179,7 +175,7 @@ async fn a_break_found_while_serving_stops_the_server() {
                 break;
             }
             if store.verified().unwrap().seq >= seq {
-                events.insert(seq.to_be_bytes(), original).unwrap();
+                chunks::put_entry(store.db(), seq, original);
                 break;
             }
             assert!(
@@ -210,7 +206,6 @@ async fn a_break_found_while_serving_stops_the_server() {
         seq,
         "nothing was appended after the break"
     );
-    drop(events);
     drop(store);
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

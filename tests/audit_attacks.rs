@@ -1,4 +1,4 @@
-//! Attacks on a real sled log, each detected by the real `registry` binary and
+//! Attacks on a real sled log (store format 2: records in chunks, case files), each detected by the real `registry` binary and
 //! reported with where: one byte changed, an event removed, the tail cut off,
 //! a rewritten and re-chained tail, forged and wrong-key checkpoints, an
 //! altered receipt proof, an altered export. Plus the happy paths.
@@ -12,6 +12,9 @@ use registry::log::record::chain_hash;
 use registry::log::{Actor, AppendRequest, ExpectedVersion, Log, NewEvent, Store, SyncMode, WriterConfig};
 
 const EVENTS: u64 = 50;
+
+#[path = "support/chunks.rs"]
+mod chunks;
 
 fn registry(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_registry"))
@@ -98,39 +101,38 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Rewrites stored values of the `events` tree through `f(seq, value) -> Option<new value>`
-/// (None removes the record), then sets `meta/head` to the last record.
+/// Rewrites stored entries (record || hash, in their chunks) through
+/// `f(seq, entry) -> Option<new entry>` (None removes the record; the others
+/// keep their seqs), then sets the head key to the last record.
 fn tamper(data: &Path, f: impl Fn(u64, &[u8]) -> Option<Vec<u8>>) {
     let store = Store::open(data).unwrap();
-    let events = store.db().open_tree("events").unwrap();
-    let meta = store.db().open_tree("meta").unwrap();
+    let db = store.db();
+    let mut removed = Vec::new();
     for seq in 1..=EVENTS {
-        let v = events.get(seq.to_be_bytes()).unwrap().unwrap();
+        let v = chunks::entry(db, seq);
         match f(seq, &v) {
-            Some(nv) if nv != v.as_ref() => {
-                events.insert(seq.to_be_bytes(), nv).unwrap();
-            }
+            Some(nv) if nv != v => chunks::put_entry(db, seq, nv),
             Some(_) => {}
-            None => {
-                events.remove(seq.to_be_bytes()).unwrap();
-            }
+            None => removed.push(seq),
         }
     }
-    let (k, v) = events.last().unwrap().unwrap();
-    let mut head = k.to_vec();
-    head.extend_from_slice(&v[v.len() - 32..]);
-    meta.insert(b"head", head).unwrap();
-    store.db().flush().unwrap();
+    chunks::remove_entries(db, |seq| removed.contains(&seq));
+    let (first, entries) = chunks::chunks(db).pop().unwrap();
+    let last = entries.last().unwrap();
+    let hash: [u8; 32] = last[last.len() - 32..].try_into().unwrap();
+    chunks::set_head(db, first + entries.len() as u64 - 1, &hash);
+    db.flush().unwrap();
 }
 
-/// Changes the last payload byte of `target` and re-chains every later record.
+/// Changes the last payload byte of `target` and re-chains every later
+/// record; the head key, the case files' position and the verified
+/// positions are rewritten to the new hash, as a careful forger would.
 fn rewrite_and_rechain(data: &Path, target: u64) {
     let store = Store::open(data).unwrap();
-    let events = store.db().open_tree("events").unwrap();
-    let meta = store.db().open_tree("meta").unwrap();
+    let db = store.db();
     let mut prev = [0u8; 32];
     for seq in 1..=EVENTS {
-        let v = events.get(seq.to_be_bytes()).unwrap().unwrap().to_vec();
+        let v = chunks::entry(db, seq);
         let mut record = v[..v.len() - 32].to_vec();
         if seq >= target {
             let n = record.len();
@@ -143,15 +145,17 @@ fn rewrite_and_rechain(data: &Path, target: u64) {
         if seq >= target {
             let mut nv = record.clone();
             nv.extend_from_slice(&h);
-            events.insert(seq.to_be_bytes(), nv).unwrap();
+            chunks::put_entry(db, seq, nv);
         }
         prev = h;
     }
-    let mut head = EVENTS.to_be_bytes().to_vec();
-    head.extend_from_slice(&prev);
-    meta.insert(b"head", head.clone()).unwrap();
-    meta.insert(b"verified", head).unwrap();
-    store.db().flush().unwrap();
+    let head = chunks::position_bytes(EVENTS, &prev);
+    chunks::set_head(db, EVENTS, &prev);
+    db.open_tree("log").unwrap().insert("k", head.clone()).unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    meta.insert(b"verified", head.clone()).unwrap();
+    meta.insert(b"opened_at", head).unwrap();
+    db.flush().unwrap();
 }
 
 #[test]
@@ -257,24 +261,26 @@ fn removed_event_is_reported_at_its_seq() {
 fn cut_off_tail_passes_the_chain_walk_but_not_an_earlier_checkpoint() {
     let fx = fixture();
     tamper(&fx.data, |seq, v| (seq <= 40).then(|| v.to_vec()));
-    // A careful attacker also drops the index entries of the removed events.
+    // A careful attacker also drops the removed events from the case files
+    // and moves the case files' position to the new head.
     {
         let store = Store::open(&fx.data).unwrap();
-        let streams = store.db().open_tree("streams").unwrap();
-        for kv in streams.iter() {
-            let (k, v) = kv.unwrap();
-            if u64::from_be_bytes(v.as_ref().try_into().unwrap()) > 40 {
-                streams.remove(k).unwrap();
-            }
+        let db = store.db();
+        for st in 0..5 {
+            let stream = format!("case-{st}");
+            let mut cf = chunks::case_file(db, &stream).unwrap();
+            cf.seqs.retain(|&seq| seq <= 40);
+            let n = cf.seqs.len() as u64;
+            cf.requests.retain(|&(version, _)| version <= n);
+            chunks::put_case_file(db, &stream, &cf);
         }
-        let requests = store.db().open_tree("requests").unwrap();
-        for kv in requests.iter() {
-            let (k, v) = kv.unwrap();
-            if u64::from_be_bytes(v[32..40].try_into().unwrap()) > 40 {
-                requests.remove(k).unwrap();
-            }
-        }
-        store.db().flush().unwrap();
+        let (seq, hash) = chunks::head(db);
+        assert_eq!(seq, 40);
+        db.open_tree("log")
+            .unwrap()
+            .insert("k", chunks::position_bytes(seq, &hash))
+            .unwrap();
+        db.flush().unwrap();
     }
     // The chain alone cannot tell.
     let (code, out, _) = registry(&["verify", "--data-dir", s(&fx.data)]);

@@ -283,7 +283,7 @@ async fn personal_data_reads_append_access_events_that_verify_and_leave_statisti
             "tok-test-supervisor",
         ),
         (
-            "access:none".to_string(),
+            "access:none:<id>".to_string(),
             ACTOR_USER.to_string(),
             String::new(),
             "FindCasesByDocument",
@@ -306,7 +306,26 @@ async fn personal_data_reads_append_access_events_that_verify_and_leave_statisti
             )
         })
         .collect();
+    // A look-up that found nothing is recorded in a stream of its own:
+    // `access:none:` and 32 hex digits.
+    let mut decoded = decoded;
+    let mut none_streams = Vec::new();
+    for d in decoded.iter_mut() {
+        if let Some(id) = d.0.strip_prefix("access:none:") {
+            assert!(
+                id.len() == 32
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{}",
+                d.0
+            );
+            none_streams.push(std::mem::replace(&mut d.0, "access:none:<id>".into()));
+        }
+    }
     assert_eq!(decoded, expected);
+    assert_eq!(none_streams.len(), 1);
+    assert_eq!(store.stream_version(&none_streams[0]).unwrap(), 1);
     // No personal data in the access events.
     for ev in &events {
         assert!(

@@ -7,15 +7,17 @@ use std::path::Path;
 
 use registry::limits::{
     EVENT_PAYLOAD_BYTES_MAX, EVENT_TYPE_BYTES_MAX, READ_PAGE_EVENTS_MAX, REQUEST_EVENTS_MAX,
-    REQUEST_ID_BYTES_MAX, REQUEST_PAYLOAD_BYTES_MAX, STREAM_ID_BYTES_MAX,
+    REQUEST_ID_BYTES_MAX, REQUEST_PAYLOAD_BYTES_MAX, STREAM_EVENTS_MAX, STREAM_ID_BYTES_MAX,
 };
 use registry::log::record::chain_hash;
-use registry::log::verify::verify_full;
+use registry::log::verify::{verify_full, ChainReport, IndexReport};
 use registry::log::{
-    Actor, AppendError, AppendRequest, Appended, ExpectedVersion, Head, Log, NewEvent, StoredEvent, SyncMode,
-    WriterConfig,
+    Actor, AppendError, AppendRequest, Appended, ExpectedVersion, Head, Log, NewEvent, Store, StoredEvent,
+    SyncMode, WriterConfig,
 };
 
+#[path = "support/chunks.rs"]
+mod chunks;
 #[path = "support/retry.rs"]
 mod retry;
 use retry::retry_while_locked;
@@ -25,6 +27,15 @@ fn open(dir: &Path) -> Log {
         sync: SyncMode::Fdatasync,
     };
     retry_while_locked(|| Log::open(dir, config)).expect("open log")
+}
+
+/// `verify_full` of the stopped store. While a log is open, its case-file
+/// follower writes case files and their position at any moment, and
+/// `verify_full` (for stopped stores) does not read the two consistently.
+fn verify_stopped(log: Log, dir: &Path) -> (ChainReport, IndexReport) {
+    log.shutdown().unwrap();
+    let store = retry_while_locked(|| Store::open(dir)).unwrap();
+    verify_full(&store, &mut |_, _| {}).expect("intact")
 }
 
 fn actor(user_id: &str, office: &str) -> Actor {
@@ -162,8 +173,11 @@ fn appended_events_read_back_in_order_with_identical_contents() {
             next_seq += 1;
         }
         *version += n;
-        let entry = log.store().idempotency_entry(&s.req.request_id).unwrap().unwrap();
-        assert_eq!(entry.fingerprint, s.req.fingerprint());
+        let entry = log
+            .store()
+            .request_entry(&s.req.stream_id, &s.req.request_id)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (
                 entry.first_seq,
@@ -278,8 +292,10 @@ fn multi_event_request_is_appended_atomically_with_contiguous_seqs_and_parts() {
         .append_blocking(one("case-a", ExpectedVersion::Exact(1), "r-a2"))
         .unwrap();
     assert_eq!((after.first_seq, after.first_version), (8, 2));
-    let entry = log.store().idempotency_entry("r-b2").unwrap().unwrap();
+    let entry = log.store().request_entry("case-b", "r-b2").unwrap().unwrap();
     assert_eq!((entry.first_seq, entry.count, entry.first_version), (3, 5, 2));
+    // Request ids belong to their stream.
+    assert_eq!(log.store().request_entry("case-a", "r-b2").unwrap(), None);
 }
 
 /// Asserts that `req` is refused with `want` and that nothing moved.
@@ -293,7 +309,12 @@ fn assert_conflict(log: &Log, req: AppendRequest, actual: u64) {
     assert_eq!(log.appender().append_blocking(req.clone()), Err(want));
     assert_eq!(log.store().head().unwrap(), head);
     assert_eq!(log.store().stream_version(&req.stream_id).unwrap(), actual);
-    assert_eq!(log.store().idempotency_entry(&req.request_id).unwrap(), None);
+    assert_eq!(
+        log.store()
+            .request_entry(&req.stream_id, &req.request_id)
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -427,7 +448,7 @@ fn invalid_requests_are_refused_with_the_specific_error_and_write_nothing() {
     }
     assert_eq!(log.store().head().unwrap(), head);
     assert_eq!(log.store().stream_version("case-1").unwrap(), 1);
-    assert_eq!(log.store().idempotency_entry("r-bad").unwrap(), None);
+    assert_eq!(log.store().request_entry("case-1", "r-bad").unwrap(), None);
     assert_eq!(log.store().read_all(1, 100).unwrap().len(), 1);
 }
 
@@ -462,7 +483,8 @@ fn limits_are_inclusive_at_their_maximum() {
     let got = app.append_blocking(full).unwrap();
     assert_eq!((got.first_seq, got.last_seq, got.last_version), (2, 17, 17));
     assert_eq!(read_stream_paged(&log, &stream_id, 4).len(), 17);
-    verify_full(log.store(), &mut |_, _| {}).expect("intact");
+    drop(app);
+    verify_stopped(log, dir.path());
 }
 
 #[test]
@@ -499,7 +521,7 @@ fn reopening_after_shutdown_keeps_everything_and_appends_continue_the_chain() {
 
     let log = open(dir.path());
     assert_eq!(log.store().head().unwrap().seq, head.seq + 1);
-    let (chain, index) = verify_full(log.store(), &mut |_, _| {}).expect("intact");
+    let (chain, index) = verify_stopped(log, dir.path());
     assert_eq!(chain.events, head.seq + 1);
     assert_eq!(index.request_entries, sent.len() as u64 + 1);
 }
@@ -510,35 +532,51 @@ fn verify_full_accepts_an_intact_log_and_counts_it() {
     let log = open(dir.path());
     let (chain, index) = verify_full(log.store(), &mut |_, _| {}).expect("empty log is intact");
     assert_eq!((chain.events, chain.head), (0, Head::EMPTY));
-    assert_eq!((index.stream_entries, index.request_entries), (0, 0));
+    assert_eq!(
+        (index.case_files, index.stream_entries, index.request_entries),
+        (0, 0, 0)
+    );
     let sent = append_varied(&log);
     let total: u64 = sent.iter().map(|s| s.req.events.len() as u64).sum();
-    let (chain, index) = verify_full(log.store(), &mut |_, _| {}).expect("intact");
-    assert_eq!(chain.events, total);
-    assert_eq!(chain.head, log.store().head().unwrap());
+    let head = log.store().head().unwrap();
+    // Stopped, every case file is written: one per stream.
+    let (chain, index) = verify_stopped(log, dir.path());
+    assert_eq!((chain.events, chain.head), (total, head));
     assert_eq!(chain.head.seq, total);
-    assert_eq!(index.stream_entries, total);
-    assert_eq!(index.request_entries, sent.len() as u64);
+    assert_eq!(
+        (index.case_files, index.stream_entries, index.request_entries),
+        (3, total, sent.len() as u64)
+    );
+}
+
+/// Appends `requests` requests of `events` one-byte events to `stream`
+/// from 8 threads.
+fn fill(log: &Log, stream: &str, requests: usize, events: usize) {
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let app = log.appender();
+            s.spawn(move || {
+                for i in (t..requests).step_by(8) {
+                    let events = vec![event("Noted", b"x"); events];
+                    let req = request(stream, ExpectedVersion::Any, &format!("{stream}-{i}"), events);
+                    app.append_blocking(req).unwrap();
+                }
+            });
+        }
+    });
 }
 
 #[test]
 fn reads_return_at_most_one_page_of_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let requests = READ_PAGE_EVENTS_MAX / REQUEST_EVENTS_MAX + 1;
-    let total = (requests * REQUEST_EVENTS_MAX) as u64;
-    std::thread::scope(|s| {
-        for t in 0..8 {
-            let app = log.appender();
-            s.spawn(move || {
-                for i in (t..requests).step_by(8) {
-                    let events = vec![event("Noted", b"x"); REQUEST_EVENTS_MAX];
-                    let req = request("case-big", ExpectedVersion::Any, &format!("r{i}"), events);
-                    app.append_blocking(req).unwrap();
-                }
-            });
-        }
-    });
+    // A stream holds at most READ_PAGE_EVENTS_MAX events: the log's page
+    // limit is reached over two streams.
+    assert_eq!(STREAM_EVENTS_MAX, READ_PAGE_EVENTS_MAX);
+    let requests = READ_PAGE_EVENTS_MAX / REQUEST_EVENTS_MAX;
+    fill(&log, "case-big", requests, REQUEST_EVENTS_MAX);
+    fill(&log, "case-more", 1, REQUEST_EVENTS_MAX);
+    let total = ((requests + 1) * REQUEST_EVENTS_MAX) as u64;
     assert_eq!(log.store().head().unwrap().seq, total);
     let page = log.store().read_all(1, usize::MAX).unwrap();
     assert_eq!(page.len(), READ_PAGE_EVENTS_MAX);
@@ -548,13 +586,186 @@ fn reads_return_at_most_one_page_of_the_limit() {
         .read_all(READ_PAGE_EVENTS_MAX as u64 + 1, usize::MAX)
         .unwrap();
     assert_eq!(rest.len() as u64, total - READ_PAGE_EVENTS_MAX as u64);
+    // A full stream is one page.
     let stream = log.store().read_stream("case-big", 1, usize::MAX).unwrap();
     assert_eq!(stream.len(), READ_PAGE_EVENTS_MAX);
     assert_eq!(
         stream.last().unwrap().record.stream_version,
         READ_PAGE_EVENTS_MAX as u64
     );
-    assert_eq!(log.store().stream_version("case-big").unwrap(), total);
+    let versions: Vec<u64> = stream.iter().map(|e| e.record.stream_version).collect();
+    assert_eq!(versions, (1..=READ_PAGE_EVENTS_MAX as u64).collect::<Vec<_>>());
+    let tail = log.store().read_stream("case-big", 9_990, usize::MAX).unwrap();
+    assert_eq!(tail.len(), 11);
+    assert_eq!(
+        log.store().stream_version("case-big").unwrap(),
+        READ_PAGE_EVENTS_MAX as u64
+    );
+}
+
+#[test]
+fn a_stream_refuses_events_past_its_limit_and_the_refusal_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let app = log.appender();
+    let requests = (STREAM_EVENTS_MAX - 1) / REQUEST_EVENTS_MAX;
+    fill(&log, "case-full", requests, REQUEST_EVENTS_MAX);
+    let last = STREAM_EVENTS_MAX - 1 - requests * REQUEST_EVENTS_MAX;
+    let req = request(
+        "case-full",
+        ExpectedVersion::Exact((requests * REQUEST_EVENTS_MAX) as u64),
+        "case-full-last",
+        vec![event("Noted", b"x"); last],
+    );
+    app.append_blocking(req).unwrap();
+    assert_eq!(
+        log.store().stream_version("case-full").unwrap(),
+        STREAM_EVENTS_MAX as u64 - 1
+    );
+    let full = AppendError::StreamFull {
+        stream_id: "case-full".into(),
+        limit: STREAM_EVENTS_MAX,
+    };
+    let head = log.store().head().unwrap();
+    // Two events where one is left: refused whole.
+    let two = request(
+        "case-full",
+        ExpectedVersion::Any,
+        "r-two",
+        vec![event("Noted", b"x"); 2],
+    );
+    assert_eq!(app.append_blocking(two), Err(full.clone()));
+    assert_eq!(log.store().head().unwrap(), head);
+    assert_eq!(log.store().request_entry("case-full", "r-two").unwrap(), None);
+    // The limit is inclusive.
+    let accepted = app
+        .append_blocking(one("case-full", ExpectedVersion::Any, "r-one"))
+        .unwrap();
+    assert_eq!(accepted.last_version, STREAM_EVENTS_MAX as u64);
+    let head = log.store().head().unwrap();
+    assert_eq!(
+        app.append_blocking(one_more("case-full", "r-more")),
+        Err(full.clone())
+    );
+    // A retry of an accepted request still gets its answer; other streams go on.
+    assert_eq!(
+        app.append_blocking(one("case-full", ExpectedVersion::Any, "r-one"))
+            .unwrap(),
+        Appended {
+            deduplicated: true,
+            ..accepted
+        }
+    );
+    assert_eq!(log.store().head().unwrap(), head);
+    let other = app
+        .append_blocking(one("case-other", ExpectedVersion::NoStream, "r-more"))
+        .unwrap();
+    assert_eq!((other.first_seq, other.first_version), (head.seq + 1, 1));
+    assert_eq!(
+        log.store().stream_version("case-full").unwrap(),
+        STREAM_EVENTS_MAX as u64
+    );
+    drop(app);
+    log.shutdown().unwrap();
+    // The limit holds across a restart (the case file knows the version).
+    let log = open(dir.path());
+    assert_eq!(
+        log.appender().append_blocking(one_more("case-full", "r-after")),
+        Err(full)
+    );
+}
+
+fn one_more(stream_id: &str, request_id: &str) -> AppendRequest {
+    one(stream_id, ExpectedVersion::Any, request_id)
+}
+
+/// Every event of the log, read from each seq in pages of `page`.
+fn assert_every_read_agrees(log: &Log, all: &[StoredEvent]) {
+    let total = all.len();
+    for page in [1, 2, 3, 5, 8, 64] {
+        assert_eq!(read_all_paged(log, page), all, "pages of {page}");
+    }
+    for from in 1..=total {
+        let got = log.store().read_all(from as u64, 5).unwrap();
+        assert_eq!(got, all[from - 1..(from + 4).min(total)], "read_all from {from}");
+    }
+    let mut streams: Vec<&str> = all.iter().map(|e| e.record.stream_id.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    for stream in streams {
+        let want: Vec<StoredEvent> = all
+            .iter()
+            .filter(|e| e.record.stream_id == stream)
+            .cloned()
+            .collect();
+        for page in [1, 2, 3, 7] {
+            assert_eq!(
+                read_stream_paged(log, stream, page),
+                want,
+                "{stream} in pages of {page}"
+            );
+        }
+        for from in 1..=want.len() {
+            let got = log.store().read_stream(stream, from as u64, 3).unwrap();
+            assert_eq!(
+                got,
+                want[from - 1..(from + 2).min(want.len())],
+                "{stream} from {from}"
+            );
+        }
+    }
+}
+
+/// Group commits are stored as chunks of records, and a commit larger than a
+/// chunk spans several: pages of the global log and of a stream that start,
+/// end or run across chunk boundaries read exactly what was appended, before
+/// and after a reopen.
+#[test]
+fn reads_across_chunk_boundaries_return_every_event_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append_varied(&log);
+    // 4 events of 60 KiB: more than a chunk holds.
+    let big = log
+        .appender()
+        .append_blocking(request(
+            "case-BOG-0001",
+            ExpectedVersion::Any,
+            "req-big",
+            (0..4u8).map(|p| event("Scan", &vec![p; 60 * 1024])).collect(),
+        ))
+        .unwrap();
+    // Requests sent together share group commits, so chunks of several requests.
+    fill(&log, "case:MDE.0002", 24, 3);
+    append_varied_again(&log);
+    let all = read_all_paged(&log, 1000);
+    assert_eq!(all.len() as u64, log.store().head().unwrap().seq);
+    assert_every_read_agrees(&log, &all);
+    log.shutdown().unwrap();
+
+    let db = retry_while_locked(|| registry::log::store::sled_config(dir.path()).open()).unwrap();
+    let layout = chunks::chunks(&db);
+    drop(db);
+    let firsts: Vec<u64> = layout.iter().map(|(first, _)| *first).collect();
+    assert!(firsts.contains(&big.first_seq), "{firsts:?}");
+    assert!(
+        firsts.iter().any(|&f| f > big.first_seq && f <= big.last_seq),
+        "the big request spans two chunks: {firsts:?}"
+    );
+    assert!(layout.iter().any(|(_, entries)| entries.len() >= 3));
+    let log = open(dir.path());
+    assert_eq!(read_all_paged(&log, 1000), all);
+    assert_every_read_agrees(&log, &all);
+}
+
+/// Another 40 requests like [`append_varied`], with other request ids.
+fn append_varied_again(log: &Log) {
+    for i in 0..40usize {
+        let stream = ["case-BOG-0001", "case:MDE.0002", "case_CLO-3"][i % 3];
+        let events = (0..1 + i % 3).map(|p| event("Later", &[p as u8; 17])).collect();
+        let req = request(stream, ExpectedVersion::Any, &format!("again-{i}"), events);
+        log.appender().append_blocking(req).unwrap();
+    }
 }
 
 fn conf_segment_size(dir: &Path) -> String {

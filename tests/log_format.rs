@@ -1,6 +1,8 @@
-//! The bytes on disk follow docs/LOG_FORMAT.md: an independent reader written
-//! from that document (not from `record.rs`) parses every record, recomputes
-//! the chain hash and request fingerprints, and checks the sled layout.
+//! The bytes on disk follow docs/LOG_FORMAT.md (store format 2): an
+//! independent reader written from that document (not from `record.rs`,
+//! `chunk.rs` or `casefile.rs`) parses every chunk, record and case file,
+//! recomputes the chain hash, request tags and content fingerprints, and
+//! checks the sled layout.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -84,22 +86,14 @@ fn chain_hash(prev: &[u8; 32], record: &[u8]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-fn fingerprint(req: &AppendRequest) -> [u8; 32] {
+/// The content fingerprint of a request, as docs/LOG_FORMAT.md defines it.
+fn content_fingerprint(req: &AppendRequest) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(b"migreg.request.v1\0");
+    h.update(b"migreg.request.v2\0");
     let mut field = |b: &[u8]| {
         h.update(&(b.len() as u64).to_be_bytes());
         h.update(b);
     };
-    let (tag, n) = match req.expected {
-        ExpectedVersion::Any => (0u8, 0u64),
-        ExpectedVersion::NoStream => (1, 0),
-        ExpectedVersion::StreamExists => (2, 0),
-        ExpectedVersion::Exact(n) => (3, n),
-    };
-    field(req.stream_id.as_bytes());
-    field(&[tag]);
-    field(&n.to_be_bytes());
     field(req.actor.user_id.as_bytes());
     field(req.actor.office.as_bytes());
     for e in &req.events {
@@ -107,6 +101,14 @@ fn fingerprint(req: &AppendRequest) -> [u8; 32] {
         field(&e.payload);
     }
     *h.finalize().as_bytes()
+}
+
+/// The 8-byte tag of a request id in a case file.
+fn request_tag(request_id: &str) -> [u8; 8] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"migreg.request-tag.v2\0");
+    h.update(request_id.as_bytes());
+    h.finalize().as_bytes()[..8].try_into().unwrap()
 }
 
 fn requests() -> Vec<AppendRequest> {
@@ -139,35 +141,180 @@ fn requests() -> Vec<AppendRequest> {
         .collect()
 }
 
+/// Three events of 60 KiB: one group commit, more than one chunk holds.
+fn big_request() -> AppendRequest {
+    AppendRequest {
+        stream_id: "case-A.1".into(),
+        expected: ExpectedVersion::Any,
+        request_id: "req-big".into(),
+        actor: Actor {
+            user_id: "user-big".into(),
+            office: "BOG".into(),
+        },
+        events: (0..3u8)
+            .map(|p| NewEvent {
+                event_type: "Scan".into(),
+                payload: vec![p; 60 * 1024],
+            })
+            .collect(),
+    }
+}
+
+/// Requests sent at once from threads: they share group commits, so chunks.
+fn burst(log: &Log) -> Vec<(AppendRequest, Appended)> {
+    let barrier = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (app, barrier) = (log.appender(), &barrier);
+                s.spawn(move || {
+                    let req = AppendRequest {
+                        stream_id: format!("case-burst-{}", t % 3),
+                        expected: ExpectedVersion::Any,
+                        // The same id on several streams: one request on each.
+                        request_id: format!("burst-{}", t / 3),
+                        actor: Actor {
+                            user_id: format!("user-{t}"),
+                            office: "BOG".into(),
+                        },
+                        events: (0..1 + t % 2)
+                            .map(|p| NewEvent {
+                                event_type: "Burst".into(),
+                                payload: vec![t as u8; 10 + p],
+                            })
+                            .collect(),
+                    };
+                    barrier.wait();
+                    let a = app.append_blocking(req.clone()).unwrap();
+                    (req, a)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn take_varint(b: &mut &[u8]) -> u64 {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = b.split_first().expect("varint truncated");
+        *b = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return v;
+        }
+    }
+    panic!("varint longer than 64 bits");
+}
+
+/// A case file: the seq of each version, and (first version, tag) of each request.
+type CaseFile = (Vec<u64>, Vec<(u64, [u8; 8])>);
+
+/// A case file parsed by docs/LOG_FORMAT.md.
+fn parse_case_file(mut b: &[u8]) -> CaseFile {
+    assert_eq!(b[0], 0x01, "case file format");
+    b = &b[1..];
+    let n = take_varint(&mut b);
+    let mut seqs = Vec::new();
+    let mut seq = 0;
+    for _ in 0..n {
+        let delta = take_varint(&mut b);
+        assert!(delta > 0, "seqs increase");
+        seq += delta;
+        seqs.push(seq);
+    }
+    let r = take_varint(&mut b);
+    let mut requests = Vec::new();
+    let mut version = 0;
+    for _ in 0..r {
+        let delta = take_varint(&mut b);
+        assert!(delta > 0, "request versions increase");
+        version += delta;
+        let (tag, rest) = b.split_at(8);
+        b = rest;
+        requests.push((version, tag.try_into().unwrap()));
+    }
+    assert!(b.is_empty(), "nothing follows the last request");
+    (seqs, requests)
+}
+
+/// A chunk parsed by docs/LOG_FORMAT.md: its entries (record, stored hash).
+fn parse_chunk(v: &[u8]) -> Vec<(&[u8], &[u8])> {
+    assert_eq!(v[0], 0x01, "chunk format");
+    let count = u16::from_be_bytes([v[1], v[2]]) as usize;
+    assert!((1..=256).contains(&count), "count {count}");
+    let table_end = 3 + 4 * count;
+    let offsets: Vec<usize> = (0..count)
+        .map(|i| u32::from_be_bytes(v[3 + 4 * i..7 + 4 * i].try_into().unwrap()) as usize)
+        .collect();
+    assert_eq!(offsets[0], table_end, "entry 0 starts right after the table");
+    let entries: Vec<(&[u8], &[u8])> = (0..count)
+        .map(|i| {
+            let end = offsets.get(i + 1).copied().unwrap_or(v.len());
+            assert!(end > offsets[i], "entries follow each other");
+            v[offsets[i]..end].split_at(end - offsets[i] - 32)
+        })
+        .collect();
+    // A chunk is closed before a record would take its entries past 131,072 bytes.
+    assert!(
+        count == 1 || v.len() - table_end <= 131_072,
+        "{} bytes of entries",
+        v.len() - table_end
+    );
+    entries
+}
+
 #[test]
 fn stored_bytes_follow_the_documented_format_chain_hash_and_layout() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
-    let reqs = requests();
-    let acks: Vec<Appended> = reqs
-        .iter()
-        .map(|r| log.appender().append_blocking(r.clone()).unwrap())
+    let mut sent: Vec<(AppendRequest, Appended)> = requests()
+        .into_iter()
+        .map(|r| {
+            let a = log.appender().append_blocking(r.clone()).unwrap();
+            (r, a)
+        })
         .collect();
+    let big = big_request();
+    let big_ack = log.appender().append_blocking(big.clone()).unwrap();
+    sent.push((big, big_ack));
+    sent.extend(burst(&log));
+    sent.sort_by_key(|(_, a)| a.first_seq);
     log.shutdown().unwrap();
     drop(open(dir.path())); // start-up verification records `meta/verified`
 
     let db = retry_while_locked(|| registry::log::store::sled_config(dir.path()).open()).unwrap();
-    let events = db.open_tree("events").unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    assert_eq!(meta.get("format").unwrap().unwrap().to_vec(), 2u32.to_be_bytes());
+    let names: Vec<Vec<u8>> = db.tree_names().iter().map(|n| n.to_vec()).collect();
+    for v1 in ["events", "streams", "requests"] {
+        assert!(
+            !names.contains(&v1.as_bytes().to_vec()),
+            "no {v1} tree in format 2"
+        );
+    }
+    let log_tree = db.open_tree("log").unwrap();
+
+    // What the records must say, in seq order, from the acknowledgements.
+    let mut want: Vec<(&AppendRequest, &Appended, usize)> = Vec::new();
+    for (req, ack) in &sent {
+        for part in 0..req.events.len() {
+            want.push((req, ack, part));
+        }
+    }
+    // Chunks: keys run 1, 1 + count, ... and hold consecutive records.
     let mut prev = [0u8; 32];
     let mut seq = 0u64;
-    let mut stream_entries: HashMap<Vec<u8>, u64> = HashMap::new();
-    for (req, ack) in reqs.iter().zip(&acks) {
-        for (part, ev) in req.events.iter().enumerate() {
+    let mut chunk_firsts = Vec::new();
+    for kv in log_tree.scan_prefix(b"c") {
+        let (k, v) = kv.unwrap();
+        assert_eq!(k.len(), 9);
+        let first = u64::from_be_bytes(k[1..].try_into().unwrap());
+        assert_eq!(first, seq + 1, "chunk keys run without a hole");
+        chunk_firsts.push(first);
+        for (record, stored) in parse_chunk(&v) {
             seq += 1;
-            let mut want_stream_key = vec![req.stream_id.len() as u8];
-            want_stream_key.extend_from_slice(req.stream_id.as_bytes());
-            want_stream_key.extend_from_slice(&(ack.first_version + part as u64).to_be_bytes());
-            stream_entries.insert(want_stream_key, seq);
-            let value = events
-                .get(seq.to_be_bytes())
-                .unwrap()
-                .expect("record under its seq");
-            let (record, stored) = value.split_at(value.len() - 32);
+            let (req, ack, part) = want[(seq - 1) as usize];
             let p = parse(record);
             assert_eq!(
                 (p.seq, p.recorded_at_us, p.prev_hash),
@@ -181,46 +328,53 @@ fn stored_bytes_follow_the_documented_format_chain_hash_and_layout() {
                     req.events.len() as u16
                 )
             );
-            let want = [
+            let ev = &req.events[part];
+            let strings = [
                 req.stream_id.clone(),
                 ev.event_type.clone(),
                 req.actor.user_id.clone(),
                 req.actor.office.clone(),
                 req.request_id.clone(),
             ];
-            assert_eq!((&p.strings, &p.payload), (&want, &ev.payload));
+            assert_eq!((&p.strings, &p.payload), (&strings, &ev.payload));
             prev = chain_hash(&prev, record);
             assert_eq!(stored, prev, "stored hash of seq {seq}");
         }
     }
-    assert_eq!(events.len(), seq as usize);
+    assert_eq!(seq as usize, want.len());
+    // The request larger than a chunk: its first two events, then the third.
+    let big = &sent.iter().find(|(r, _)| r.request_id == "req-big").unwrap().1;
+    assert!(chunk_firsts.contains(&big.first_seq) && chunk_firsts.contains(&(big.first_seq + 2)));
+    assert!(!chunk_firsts.contains(&(big.first_seq + 1)));
 
-    let meta = db.open_tree("meta").unwrap();
     let mut head = seq.to_be_bytes().to_vec();
     head.extend_from_slice(&prev);
-    assert_eq!(meta.get("head").unwrap().unwrap().to_vec(), head);
+    assert_eq!(log_tree.get("h").unwrap().unwrap().to_vec(), head);
+    assert_eq!(
+        log_tree.get("k").unwrap().unwrap().to_vec(),
+        head,
+        "case files cover the log"
+    );
     assert_eq!(meta.get("verified").unwrap().unwrap().to_vec(), head);
 
-    let streams = db.open_tree("streams").unwrap();
-    assert_eq!(streams.len(), stream_entries.len());
-    for (key, seq) in &stream_entries {
-        assert_eq!(streams.get(key).unwrap().unwrap().to_vec(), seq.to_be_bytes());
+    // Case files: every stream's seqs in version order, and one (first
+    // version, tag) per request.
+    let mut streams: HashMap<String, CaseFile> = HashMap::new();
+    for (req, ack) in &sent {
+        let (seqs, marks) = streams.entry(req.stream_id.clone()).or_default();
+        assert_eq!(seqs.len() as u64 + 1, ack.first_version);
+        seqs.extend(ack.first_seq..=ack.last_seq);
+        marks.push((ack.first_version, request_tag(&req.request_id)));
+        assert_eq!(content_fingerprint(req), req.fingerprint(), "{}", req.request_id);
     }
-
-    let requests = db.open_tree("requests").unwrap();
-    assert_eq!(requests.len(), reqs.len());
-    for (req, ack) in reqs.iter().zip(&acks) {
-        let mut want = fingerprint(req).to_vec();
-        want.extend_from_slice(&ack.first_seq.to_be_bytes());
-        want.extend_from_slice(&(req.events.len() as u16).to_be_bytes());
-        want.extend_from_slice(&ack.first_version.to_be_bytes());
-        want.extend_from_slice(&ack.recorded_at_us.to_be_bytes());
-        assert_eq!(
-            requests.get(&req.request_id).unwrap().unwrap().to_vec(),
-            want,
-            "{}",
-            req.request_id
-        );
-        assert_eq!(fingerprint(req), req.fingerprint());
+    let mut found = 0;
+    for kv in log_tree.scan_prefix(b"s") {
+        let (k, v) = kv.unwrap();
+        let stream = std::str::from_utf8(&k[1..]).unwrap();
+        assert_eq!(parse_case_file(&v), streams[stream], "case file of {stream}");
+        found += 1;
     }
+    assert_eq!(found, streams.len());
+    // Nothing else in the log tree.
+    assert_eq!(log_tree.len(), chunk_firsts.len() + streams.len() + 2);
 }

@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use registry::log::record::split_stored;
 use registry::log::verify::{Broken, VerifyError};
 use registry::log::{AppendError, AppendRequest, Log, OpenError, Store, SyncMode, WriterConfig};
 
+#[path = "support/chunks.rs"]
+mod chunks;
 #[path = "support/requests.rs"]
 mod requests;
 #[path = "support/retry.rs"]
@@ -98,14 +99,9 @@ fn a_break_found_while_open_stops_appends_and_the_next_start() {
     let head = append(&log, 5..20).unwrap();
     let target = verified + 3;
     assert!(target < head);
-    // Someone with access to the running store rewrites a committed record.
-    let events = log.store().db().open_tree("events").unwrap();
-    let mut v = events.get(target.to_be_bytes()).unwrap().unwrap().to_vec();
-    let (record, _) = split_stored(&v).unwrap();
-    let payload_byte = record.len() - 32 - 3;
-    v[payload_byte] ^= 0x01;
-    events.insert(target.to_be_bytes(), v).unwrap();
-    drop(events); // a tree handle keeps the db (and its file lock) open
+    // Someone with access to the running store rewrites a committed record
+    // in its chunk.
+    chunks::flip_payload_byte(log.store().db(), target);
 
     let expected = Broken {
         seq: target,
@@ -146,25 +142,22 @@ fn the_verifier_thread_finds_a_break_on_its_own() {
     let tmp = tempfile::tempdir().unwrap();
     let log = open_with(tmp.path(), Some(Duration::from_millis(50))).unwrap();
     append(&log, 0..10).unwrap();
-    let streams = log.store().db().open_tree("streams").unwrap();
     let app = log.appender();
-    // Remove the stream index entry of a freshly appended request. `verified()`
-    // waits for a step in progress, so if it is still before the request after
-    // the removal, the thread's next step must see the entry missing. If the
-    // thread got there first, put the entry back and try with the next request.
+    // Flip a payload byte, in its chunk, of a freshly appended record.
+    // `verified()` waits for a step in progress, so if it is still before the
+    // record after the flip, the thread's next step must see it. If the
+    // thread got there first, put the record back and try with the next request.
+    let db = log.store().db();
     let mut tampered = None;
     for i in 10..40 {
-        let req = request(i);
-        let appended = app.append_blocking(req.clone()).unwrap();
-        let mut key = vec![req.stream_id.len() as u8];
-        key.extend_from_slice(req.stream_id.as_bytes());
-        key.extend_from_slice(&appended.first_version.to_be_bytes());
-        let value = streams.remove(&key).unwrap().expect("the entry was written");
-        if log.verified().seq < appended.first_seq {
-            tampered = Some(appended.first_seq);
+        let seq = app.append_blocking(request(i)).unwrap().last_seq;
+        let original = chunks::entry(db, seq);
+        chunks::flip_payload_byte(db, seq);
+        if log.verified().seq < seq {
+            tampered = Some(seq);
             break;
         }
-        streams.insert(&key, value).unwrap();
+        chunks::put_entry(db, seq, original);
     }
     let seq = tampered.expect("the verifier thread checked every request before it could be tampered with");
     let mut broken = log.broken();
@@ -183,7 +176,7 @@ fn the_verifier_thread_finds_a_break_on_its_own() {
         found,
         Some(Broken {
             seq,
-            reason: "stream index: no entry for this event".into()
+            reason: "hash mismatch".into()
         })
     );
     assert!(log.verified().seq < seq);
@@ -212,14 +205,9 @@ fn a_start_after_an_unclean_stop_rechecks_everything_that_run_appended() {
         "a clean stop leaves the marker"
     );
     meta.remove("closed").unwrap();
-    let events = db.open_tree("events").unwrap();
-    let mut v = events.get(target.to_be_bytes()).unwrap().unwrap().to_vec();
-    let (record, _) = split_stored(&v).unwrap();
-    let payload_byte = record.len() - 32 - 3;
-    v[payload_byte] ^= 0x01;
-    events.insert(target.to_be_bytes(), v).unwrap();
+    chunks::flip_payload_byte(&db, target);
     db.flush().unwrap();
-    drop((meta, events, db));
+    drop((meta, db));
     let store = retry_while_locked(|| Store::open(tmp.path())).unwrap();
     assert_eq!(store.startup_check_from().unwrap().seq, first_run);
     drop(store);

@@ -688,7 +688,12 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     let mut attempts = 0;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 50 => {
+            // sled reports a taken lock as an error of kind `Other` whose
+            // message names the lock (the `WouldBlock` is only inside it).
+            Err(sled::Error::Io(e))
+                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
+                    && attempts < 50 =>
+            {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }

@@ -603,7 +603,15 @@ pub(crate) fn verify_tail_case_files(store: &Store, from: u64, to: u64) -> Resul
             let cf = match files.get(&r.stream_id) {
                 Some(cf) => cf.clone(),
                 None => {
-                    let cf = store.case_file(&r.stream_id)?.unwrap_or_default();
+                    let cf = match store.case_file(&r.stream_id) {
+                        Ok(cf) => cf.unwrap_or_default(),
+                        // A case file that does not decode is a break, named as the merge names it.
+                        Err(StoreError::CorruptMeta(reason)) => {
+                            result = Err(Broken::at(from + 1, format!("case file of {}: {reason}", r.stream_id)));
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     files.insert(r.stream_id.clone(), cf.clone());
                     cf
                 }

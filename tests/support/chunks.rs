@@ -138,7 +138,10 @@ pub fn remove_entries(db: &sled::Db, remove: impl Fn(u64) -> bool) {
 /// The head key: (seq, hash).
 pub fn head(db: &sled::Db) -> (u64, [u8; 32]) {
     let v = log(db).get(b"h").unwrap().expect("head key");
-    (u64::from_be_bytes(v[..8].try_into().unwrap()), v[8..].try_into().unwrap())
+    (
+        u64::from_be_bytes(v[..8].try_into().unwrap()),
+        v[8..].try_into().unwrap(),
+    )
 }
 
 pub fn position_bytes(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
@@ -155,7 +158,10 @@ pub fn set_head(db: &sled::Db, seq: u64, hash: &[u8; 32]) {
 /// The position the persisted case files cover (`k`).
 pub fn case_files_at(db: &sled::Db) -> (u64, [u8; 32]) {
     let v = log(db).get(b"k").unwrap().expect("case files position");
-    (u64::from_be_bytes(v[..8].try_into().unwrap()), v[8..].try_into().unwrap())
+    (
+        u64::from_be_bytes(v[..8].try_into().unwrap()),
+        v[8..].try_into().unwrap(),
+    )
 }
 
 /// The 8-byte tag of a request id in case files.
@@ -257,5 +263,8 @@ pub fn put_case_file(db: &sled::Db, stream_id: &str, cf: &CaseFile) {
 }
 
 pub fn remove_case_file(db: &sled::Db, stream_id: &str) {
-    log(db).remove(case_file_key(stream_id)).unwrap().expect("the case file existed");
+    log(db)
+        .remove(case_file_key(stream_id))
+        .unwrap()
+        .expect("the case file existed");
 }
