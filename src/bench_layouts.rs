@@ -423,8 +423,8 @@ impl Sink {
             let hash = &e.stored[e.stored.len() - 32..e.stored.len() - 12];
             records.insert(&seq[..], &e.stored[..]);
             streams.insert([&[id.len() as u8][..], id, &version].concat(), &seq[..]);
+            // request value: case id 22 + version 8 + seq 8 + 20 bytes of the hash = 58 bytes
             requests.insert(&e.request[..], [id, &version, &seq, hash].concat());
-            // 58 bytes
         }
         let Some([t0, t1, t2, t3]) = &self.trees else {
             return Err("four-trees without its trees".into());

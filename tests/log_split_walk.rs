@@ -17,7 +17,14 @@ use retry::retry_while_locked;
 const REQUESTS: usize = 1_500;
 
 fn build(dir: &std::path::Path) -> u64 {
-    let log = Log::open_with(dir, WriterConfig { sync: SyncMode::Flush }, None).unwrap();
+    let log = Log::open_with(
+        dir,
+        WriterConfig {
+            sync: SyncMode::Flush,
+        },
+        None,
+    )
+    .unwrap();
     let appender = log.appender();
     let mut last = 0;
     for i in 0..REQUESTS {
@@ -45,9 +52,16 @@ fn verdict(dir: &std::path::Path, parts: usize) -> Result<u64, Broken> {
 fn a_split_walk_finds_the_break_one_walk_finds() {
     let tmp = tempfile::tempdir().unwrap();
     let head = build(tmp.path());
-    assert!(head > REQUESTS as u64 + REQUESTS as u64 / 2, "requests of 1 to 3 events");
+    assert!(
+        head > REQUESTS as u64 + REQUESTS as u64 / 2,
+        "requests of 1 to 3 events"
+    );
     for parts in [1, 2, 3, 4] {
-        assert_eq!(verdict(tmp.path(), parts), Ok(head), "an intact log passes in {parts} parts");
+        assert_eq!(
+            verdict(tmp.path(), parts),
+            Ok(head),
+            "an intact log passes in {parts} parts"
+        );
     }
     // Breaks at the first record, around the boundaries of 2, 3 and 4
     // parts (head/2, head/3, head/4 and their neighbours), and at the end.

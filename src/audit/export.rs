@@ -87,7 +87,7 @@ pub fn write_export(
     let mut expected = from;
     for kv in store.raw_range(from, to) {
         let (seq, v) = kv?;
-        
+
         if seq != expected {
             return Err(ExportError::Broken {
                 seq: expected,

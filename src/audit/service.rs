@@ -460,11 +460,10 @@ fn read_raw(store: &Store, from: u64, max: usize, head: u64) -> Result<Vec<pb::L
         return Ok(out);
     }
     let mut bytes = 0usize;
-    let range = store.raw_range(from, head)
-        .take(max);
+    let range = store.raw_range(from, head).take(max);
     for (expected, kv) in (from..).zip(range) {
         let (seq, v) = kv.map_err(|e| AuditError::Internal(e.to_string()))?;
-        
+
         if seq != expected {
             return Err(AuditError::FailedPrecondition(format!(
                 "the log has a gap at seq {expected}"

@@ -411,7 +411,7 @@ impl MerkleTree {
         let mut expected = size + 1;
         for kv in store.raw_range(expected, head) {
             let (seq, v) = kv?;
-            
+
             if seq != expected {
                 return Err(TreeError::Gap { expected, found: seq });
             }

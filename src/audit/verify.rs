@@ -79,7 +79,7 @@ pub fn recompute_root(store: &Store, size: u64, progress: &mut dyn FnMut(u64)) -
     let mut expected = 1u64;
     for kv in store.raw_range(1u64, size) {
         let (seq, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
-        
+
         if seq != expected {
             return Err(Mismatch::Broken {
                 seq: expected,
@@ -116,7 +116,9 @@ pub fn check_log_against_checkpoint(
 ) -> Result<Matched, Mismatch> {
     let started = Instant::now();
     let log_size = store.head().map_err(|e| Mismatch::Store(e.to_string()))?.seq;
-    let last_key = store.last_stored_seq().map_err(|e| Mismatch::Store(e.to_string()))?;
+    let last_key = store
+        .last_stored_seq()
+        .map_err(|e| Mismatch::Store(e.to_string()))?;
     let log_size = log_size.min(last_key);
     if cp.size > log_size {
         return Err(Mismatch::Truncated {
@@ -184,7 +186,7 @@ pub fn walk_log(
     if upto.seq > 0 {
         for kv in store.raw_range(1u64, upto.seq) {
             let (seq, v) = kv.map_err(|e| Mismatch::Store(e.to_string()))?;
-            
+
             let broken = |reason: String| Mismatch::Broken { seq, reason };
             if seq != expected {
                 return Err(Mismatch::Broken {

@@ -219,7 +219,12 @@ impl CaseFiles {
 
     /// The stream's case file including every durable commit (`None`: no events).
     pub(crate) fn get(&self, stream_id: &str) -> Result<Option<Arc<CaseFile>>, StoreError> {
-        if let Some(cf) = self.recent.read().unwrap_or_else(|p| p.into_inner()).get(stream_id) {
+        if let Some(cf) = self
+            .recent
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stream_id)
+        {
             return Ok(Some(cf.clone()));
         }
         self.get_persisted(stream_id).map(|cf| cf.map(Arc::new))
@@ -339,7 +344,12 @@ mod tests {
         assert_eq!(back, cf);
         assert_eq!(back.version(), 4);
         assert_eq!(back.version_at(6), 2);
-        assert_eq!(back.requests_tagged("r-2").map(|r| r.first_version).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            back.requests_tagged("r-2")
+                .map(|r| r.first_version)
+                .collect::<Vec<_>>(),
+            vec![3]
+        );
         assert_eq!(back.requests_tagged("r-9").count(), 0);
     }
 

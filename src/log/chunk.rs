@@ -97,7 +97,11 @@ impl<V: AsRef<[u8]>> Chunk<V> {
     pub fn entry(&self, i: usize) -> Result<(&[u8], Hash), ChunkError> {
         let b = self.bytes.as_ref();
         let start = self.offset(i);
-        let end = if i + 1 < self.count { self.offset(i + 1) } else { b.len() };
+        let end = if i + 1 < self.count {
+            self.offset(i + 1)
+        } else {
+            b.len()
+        };
         split_stored(&b[start..end]).map_err(|e| ChunkError::Entry(i, e))
     }
 
@@ -105,7 +109,11 @@ impl<V: AsRef<[u8]>> Chunk<V> {
     pub fn entry_bytes(&self, i: usize) -> &[u8] {
         let b = self.bytes.as_ref();
         let start = self.offset(i);
-        let end = if i + 1 < self.count { self.offset(i + 1) } else { b.len() };
+        let end = if i + 1 < self.count {
+            self.offset(i + 1)
+        } else {
+            b.len()
+        };
         &b[start..end]
     }
 }
@@ -211,7 +219,10 @@ mod tests {
         b.push(CHUNK_EVENTS_MAX as u64 + 4, &r, &h);
         let chunks = b.finish();
         let firsts: Vec<u64> = chunks.iter().map(|c| c.0).collect();
-        assert_eq!(firsts, vec![1, CHUNK_EVENTS_MAX as u64 + 1, CHUNK_EVENTS_MAX as u64 + 4]);
+        assert_eq!(
+            firsts,
+            vec![1, CHUNK_EVENTS_MAX as u64 + 1, CHUNK_EVENTS_MAX as u64 + 4]
+        );
         assert_eq!(Chunk::parse(&chunks[1].1[..]).expect("parse").len(), 3);
         assert_eq!(Chunk::parse(&chunks[2].1[..]).expect("parse").len(), 1);
     }
@@ -226,7 +237,10 @@ mod tests {
         assert!(Chunk::parse(&good[..]).is_ok());
         let mut bad_format = good.clone();
         bad_format[0] = 9;
-        assert_eq!(Chunk::parse(&bad_format[..]).unwrap_err(), ChunkError::UnknownFormat(9));
+        assert_eq!(
+            Chunk::parse(&bad_format[..]).unwrap_err(),
+            ChunkError::UnknownFormat(9)
+        );
         let mut zero = good.clone();
         zero[1..3].copy_from_slice(&0u16.to_be_bytes());
         assert_eq!(Chunk::parse(&zero[..]).unwrap_err(), ChunkError::BadCount(0));

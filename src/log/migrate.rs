@@ -62,13 +62,20 @@ const CASE_FILES_PER_BATCH: usize = 10_000;
 /// Converts the stopped v1 store in `from` into a new v2 store in `to`
 /// (which must not exist or be empty). `progress` is called with the
 /// number of records converted so far.
-pub fn migrate_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> Result<MigrateReport, MigrateError> {
+pub fn migrate_store(
+    from: &Path,
+    to: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<MigrateReport, MigrateError> {
     let started = Instant::now();
     if !from.join("db").exists() {
         return Err(MigrateError::Refused(format!("no store in {}", from.display())));
     }
     if to.exists() && std::fs::read_dir(to).map_err(StoreError::Io)?.next().is_some() {
-        return Err(MigrateError::Refused(format!("{} exists and is not empty", to.display())));
+        return Err(MigrateError::Refused(format!(
+            "{} exists and is not empty",
+            to.display()
+        )));
     }
     let source = sled_config(from).open()?;
     if !v1::is_v1(&source)? {
@@ -92,7 +99,10 @@ pub fn migrate_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> R
     if head != meta_head {
         return Err(MigrateError::Broken(Broken::at(
             meta_head.seq.min(head.seq) + 1,
-            format!("v1 log ends at seq {} but its head metadata says {}", head.seq, meta_head.seq),
+            format!(
+                "v1 log ends at seq {} but its head metadata says {}",
+                head.seq, meta_head.seq
+            ),
         )));
     }
     let case_files = write_case_files(&log, files, head)?;
@@ -131,7 +141,8 @@ pub fn migrate_store(from: &Path, to: &Path, progress: &mut dyn FnMut(u64)) -> R
     for entry in std::fs::read_dir(from).map_err(StoreError::Io)? {
         let entry = entry.map_err(StoreError::Io)?;
         let name = entry.file_name();
-        let sled_own = matches!(name.to_str(), Some("db" | "conf" | "blobs")) || name.to_string_lossy().starts_with("snap.");
+        let sled_own = matches!(name.to_str(), Some("db" | "conf" | "blobs"))
+            || name.to_string_lossy().starts_with("snap.");
         if entry.file_type().map_err(StoreError::Io)?.is_file() && !sled_own {
             std::fs::copy(entry.path(), to.join(&name)).map_err(StoreError::Io)?;
             copied += 1;
@@ -175,9 +186,16 @@ fn convert_log(
     for kv in events.iter() {
         let (k, v) = kv?;
         let seq = head.seq + 1;
-        let key = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::CorruptMeta("v1 event key"))?);
+        let key = u64::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| StoreError::CorruptMeta("v1 event key"))?,
+        );
         if key != seq {
-            return Err(MigrateError::Broken(Broken::at(seq, format!("record missing (next record is seq {key})"))));
+            return Err(MigrateError::Broken(Broken::at(
+                seq,
+                format!("record missing (next record is seq {key})"),
+            )));
         }
         let broken = |reason: String| MigrateError::Broken(Broken::at(seq, reason));
         let (record, hash) = split_stored(&v).map_err(|e| broken(e.to_string()))?;
@@ -188,7 +206,11 @@ fn convert_log(
         let r = Record::decode(record).map_err(|e| broken(e.to_string()))?;
         let cf = files.entry(r.stream_id.clone()).or_default();
         if r.stream_version != cf.version() + 1 {
-            return Err(broken(format!("stream version {} where {} was expected", r.stream_version, cf.version() + 1)));
+            return Err(broken(format!(
+                "stream version {} where {} was expected",
+                r.stream_version,
+                cf.version() + 1
+            )));
         }
         cf.push(seq, r.part, &r.request_id);
         builder.push(seq, record, &hash);
@@ -208,7 +230,11 @@ fn convert_log(
 }
 
 /// Writes every case file in key order, with the position they cover.
-fn write_case_files(log: &sled::Tree, files: HashMap<String, CaseFile>, head: Head) -> Result<u64, MigrateError> {
+fn write_case_files(
+    log: &sled::Tree,
+    files: HashMap<String, CaseFile>,
+    head: Head,
+) -> Result<u64, MigrateError> {
     let mut files: Vec<(String, CaseFile)> = files.into_iter().collect();
     files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let count = files.len() as u64;

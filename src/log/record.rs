@@ -171,6 +171,48 @@ impl Record {
 
     /// Decodes a v1 record (without the trailing stored hash).
     pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        let v = RecordView::parse(bytes)?;
+        Ok(Record {
+            seq: v.seq,
+            recorded_at_us: v.recorded_at_us,
+            stream_id: v.stream_id.to_string(),
+            stream_version: v.stream_version,
+            part: v.part,
+            parts: v.parts,
+            event_type: v.event_type.to_string(),
+            actor: Actor {
+                user_id: v.user_id.to_string(),
+                office: v.office.to_string(),
+            },
+            request_id: v.request_id.to_string(),
+            payload: v.payload.to_vec(),
+            prev_hash: v.prev_hash,
+        })
+    }
+}
+
+/// A v1 record's fields borrowed from its bytes: the same checks as
+/// [`Record::decode`], without copying anything (verification reads every
+/// record of the log this way).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    pub seq: u64,
+    pub recorded_at_us: i64,
+    pub stream_id: &'a str,
+    pub stream_version: u64,
+    pub part: u16,
+    pub parts: u16,
+    pub event_type: &'a str,
+    pub user_id: &'a str,
+    pub office: &'a str,
+    pub request_id: &'a str,
+    pub payload: &'a [u8],
+    pub prev_hash: Hash,
+}
+
+impl<'a> RecordView<'a> {
+    /// Parses a v1 record (without the trailing stored hash).
+    pub fn parse(bytes: &'a [u8]) -> Result<RecordView<'a>, DecodeError> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u8("version")?;
         if version != RECORD_FORMAT_V1 {
@@ -181,21 +223,21 @@ impl Record {
         let stream_version = r.u64("stream_version")?;
         let part = r.u16("part")?;
         let parts = r.u16("parts")?;
-        let stream_id = r.string("stream_id", STREAM_ID_BYTES_MAX)?;
-        let event_type = r.string("event_type", EVENT_TYPE_BYTES_MAX)?;
-        let user_id = r.string("actor.user_id", ACTOR_FIELD_BYTES_MAX)?;
-        let office = r.string("actor.office", ACTOR_FIELD_BYTES_MAX)?;
-        let request_id = r.string("request_id", REQUEST_ID_BYTES_MAX)?;
+        let stream_id = r.str("stream_id", STREAM_ID_BYTES_MAX)?;
+        let event_type = r.str("event_type", EVENT_TYPE_BYTES_MAX)?;
+        let user_id = r.str("actor.user_id", ACTOR_FIELD_BYTES_MAX)?;
+        let office = r.str("actor.office", ACTOR_FIELD_BYTES_MAX)?;
+        let request_id = r.str("request_id", REQUEST_ID_BYTES_MAX)?;
         let payload_len = r.u32("payload_len")? as usize;
         if payload_len > EVENT_PAYLOAD_BYTES_MAX {
             return Err(DecodeError::TooLong("payload"));
         }
-        let payload = r.take("payload", payload_len)?.to_vec();
+        let payload = r.take("payload", payload_len)?;
         let prev_hash: Hash = r.take("prev_hash", HASH_LEN)?.try_into().expect("32 bytes");
         if r.pos != bytes.len() {
             return Err(DecodeError::TrailingBytes(bytes.len() - r.pos));
         }
-        Ok(Record {
+        Ok(RecordView {
             seq,
             recorded_at_us,
             stream_id,
@@ -203,7 +245,8 @@ impl Record {
             part,
             parts,
             event_type,
-            actor: Actor { user_id, office },
+            user_id,
+            office,
             request_id,
             payload,
             prev_hash,
@@ -270,13 +313,13 @@ impl<'a> Reader<'a> {
     fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.take(field, 8)?.try_into().expect("8")))
     }
-    fn string(&mut self, field: &'static str, max: usize) -> Result<String, DecodeError> {
+    fn str(&mut self, field: &'static str, max: usize) -> Result<&'a str, DecodeError> {
         let len = self.u16(field)? as usize;
         if len > max {
             return Err(DecodeError::TooLong(field));
         }
         let raw = self.take(field, len)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::NotUtf8(field))
+        std::str::from_utf8(raw).map_err(|_| DecodeError::NotUtf8(field))
     }
 }
 

@@ -321,7 +321,9 @@ impl Store {
 
     /// One entry exactly as stored (record bytes || hash), whatever the published head.
     pub fn raw_get(&self, seq: u64) -> Result<Option<RawEntry>, StoreError> {
-        Ok(self.chunk_of(seq)?.map(|(first, chunk)| RawEntry::new(chunk, (seq - first) as usize)))
+        Ok(self
+            .chunk_of(seq)?
+            .map(|(first, chunk)| RawEntry::new(chunk, (seq - first) as usize)))
     }
 
     /// The seq of the last record in the chunks (whatever the head key says).
@@ -330,7 +332,8 @@ impl Store {
             Some(kv) => {
                 let (k, v) = kv?;
                 let first = chunk_first_seq(&k).ok_or(StoreError::CorruptMeta("chunk key"))?;
-                let chunk = Chunk::parse(v).map_err(|source| StoreError::CorruptChunk { seq: first, source })?;
+                let chunk =
+                    Chunk::parse(v).map_err(|source| StoreError::CorruptChunk { seq: first, source })?;
                 Ok(first + chunk.len() as u64 - 1)
             }
             None => Ok(0),
@@ -346,7 +349,10 @@ impl Store {
     /// published head; 0 if none).
     pub fn stream_version(&self, stream_id: &str) -> Result<u64, StoreError> {
         let head = self.head()?.seq;
-        Ok(self.case_file(stream_id)?.map(|cf| cf.version_at(head)).unwrap_or(0))
+        Ok(self
+            .case_file(stream_id)?
+            .map(|cf| cf.version_at(head))
+            .unwrap_or(0))
     }
 
     /// Events of one stream in order, starting at `from_version` (1-based),
@@ -374,7 +380,9 @@ impl Store {
         let events = self.get_many(&seqs)?;
         for (i, ev) in events.iter().enumerate() {
             if ev.record.stream_id != stream_id || ev.record.stream_version != (from + i + 1) as u64 {
-                return Err(StoreError::CorruptMeta("case file names an event of another stream or version"));
+                return Err(StoreError::CorruptMeta(
+                    "case file names an event of another stream or version",
+                ));
             }
         }
         Ok(events)
@@ -458,7 +466,11 @@ impl Store {
     /// record, so a tag collision is never taken for the request. Looks at
     /// every durable commit, published or not: a caller compares
     /// `first_seq` with [`Store::head`].
-    pub fn request_entry(&self, stream_id: &str, request_id: &str) -> Result<Option<RequestEntry>, StoreError> {
+    pub fn request_entry(
+        &self,
+        stream_id: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestEntry>, StoreError> {
         let Some(cf) = self.case_file(stream_id)? else {
             return Ok(None);
         };
@@ -617,7 +629,11 @@ fn check_format(db: &sled::Db, meta: &sled::Tree, dir: &Path) -> Result<(), Stor
 
 /// Decodes record `seq` of a chunk whose first record is `first`, checking
 /// that the record says the seq its position says.
-pub(crate) fn decode_entry<V: AsRef<[u8]>>(chunk: &Chunk<V>, first: u64, seq: u64) -> Result<StoredEvent, StoreError> {
+pub(crate) fn decode_entry<V: AsRef<[u8]>>(
+    chunk: &Chunk<V>,
+    first: u64,
+    seq: u64,
+) -> Result<StoredEvent, StoreError> {
     let i = (seq - first) as usize;
     let (bytes, hash) = chunk
         .entry(i)
@@ -691,7 +707,8 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             // sled reports a taken lock as an error of kind `Other` whose
             // message names the lock (the `WouldBlock` is only inside it).
             Err(sled::Error::Io(e))
-                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
                     && attempts < 50 =>
             {
                 attempts += 1;
@@ -966,4 +983,3 @@ fn advise_random_reads(data_file: &Path) {
     #[cfg(not(target_os = "linux"))]
     let _ = data_file;
 }
-

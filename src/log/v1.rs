@@ -59,7 +59,10 @@ impl V1FixtureWriter {
         std::fs::create_dir_all(dir)?;
         let db = sled_config(dir).open()?;
         if !db.open_tree(TREE_EVENTS)?.is_empty() {
-            return Err(StoreError::Format(format!("{} already holds a store", dir.display())));
+            return Err(StoreError::Format(format!(
+                "{} already holds a store",
+                dir.display()
+            )));
         }
         Ok(V1FixtureWriter {
             events: db.open_tree(TREE_EVENTS)?,
@@ -152,7 +155,10 @@ impl V1FixtureWriter {
                 stream_key(&req.stream_id, record.stream_version),
                 &record.seq.to_be_bytes(),
             );
-            head = Head { seq: record.seq, hash };
+            head = Head {
+                seq: record.seq,
+                hash,
+            };
         }
         let count = req.events.len() as u16;
         let mut entry = fingerprint.to_vec();

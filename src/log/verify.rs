@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::casefile::{request_tag, CaseFile, CASE_FILE_PREFIX};
 use super::chunk::ChunkError;
-use super::record::{chain_hash, peek_chain_fields, Hash, Record};
+use super::record::{chain_hash, peek_chain_fields, Hash, RecordView};
 use super::store::{chunk_first_seq, chunk_key, Head, Store, StoreError};
 
 /// The first place the log is not what it must be.
@@ -159,7 +159,11 @@ fn walk_start(store: &Store, from: Head, trusted: bool) -> Result<WalkStart, Ver
         return Err(Broken::at(from.seq, "record truncated").into());
     }
     walk.head.hash = hash;
-    walk.last_time = i64::from_be_bytes(record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8].try_into().expect("8"));
+    walk.last_time = i64::from_be_bytes(
+        record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8]
+            .try_into()
+            .expect("8"),
+    );
     let part = u16::from_be_bytes(record[OFF_PART..OFF_PART + 2].try_into().expect("2"));
     let parts = u16::from_be_bytes(record[OFF_PART + 2..OFF_PART + 4].try_into().expect("2"));
     if part + 1 < parts {
@@ -209,14 +213,16 @@ fn walk_from(
             }
             let expect_seq = walk.head.seq + 1;
             if seq != expect_seq {
-                return Err(Broken::at(expect_seq, format!("record missing (next record is seq {seq})")).into());
+                return Err(
+                    Broken::at(expect_seq, format!("record missing (next record is seq {seq})")).into(),
+                );
             }
             let (record, stored_hash) = chunk.entry(i).map_err(|e| Broken::at(seq, e.to_string()))?;
             walk.check(seq, record, stored_hash)?;
             if let Some(expect) = expect.as_deref_mut() {
                 if seq <= expect.to {
-                    let decoded = Record::decode(record).map_err(|e| Broken::at(seq, e.to_string()))?;
-                    expect.push(&decoded);
+                    let view = RecordView::parse(record).map_err(|e| Broken::at(seq, e.to_string()))?;
+                    expect.push(&view);
                 }
             }
             if seq & 0xFFFF == 0 {
@@ -281,24 +287,37 @@ fn walk_chain_split(
     if threads < 2 || len < threads as u64 {
         return walk_chain(store, from, Some(to), expect, progress);
     }
-    let bounds: Vec<u64> = (0..=threads as u64).map(|i| from.seq + len * i / threads as u64).collect();
+    let bounds: Vec<u64> = (0..=threads as u64)
+        .map(|i| from.seq + len * i / threads as u64)
+        .collect();
     let key = expect.as_ref().map(|e| e.key);
     let expect_to = expect.as_ref().map(|e| e.to).unwrap_or(0);
     let results: Vec<Result<(Head, Option<IndexExpectations>), VerifyError>> = std::thread::scope(|scope| {
         let parts: Vec<_> = (0..threads)
             .map(|i| {
                 let (lo, hi) = (bounds[i], bounds[i + 1]);
-                scope.spawn(move || -> Result<(Head, Option<IndexExpectations>), VerifyError> {
-                    let start = if i == 0 {
-                        walk_start(store, from, true)?
-                    } else {
-                        walk_start(store, Head { seq: lo, hash: [0; 32] }, false)?
-                    };
-                    let mut part_expect = key.map(|key| IndexExpectations::with_key(key, lo, expect_to.max(lo)));
-                    let last = i + 1 == threads;
-                    let head = walk_from(store, start, Some(hi), part_expect.as_mut(), &mut |_| {}, last)?;
-                    Ok((head, part_expect))
-                })
+                scope.spawn(
+                    move || -> Result<(Head, Option<IndexExpectations>), VerifyError> {
+                        let start = if i == 0 {
+                            walk_start(store, from, true)?
+                        } else {
+                            walk_start(
+                                store,
+                                Head {
+                                    seq: lo,
+                                    hash: [0; 32],
+                                },
+                                false,
+                            )?
+                        };
+                        let mut part_expect =
+                            key.map(|key| IndexExpectations::with_key(key, lo, expect_to.max(lo)));
+                        let last = i + 1 == threads;
+                        let head =
+                            walk_from(store, start, Some(hi), part_expect.as_mut(), &mut |_| {}, last)?;
+                        Ok((head, part_expect))
+                    },
+                )
             })
             .collect();
         parts
@@ -326,7 +345,9 @@ fn last_seq(store: &Store) -> Result<u64, VerifyError> {
 
 fn broken_chunk(seq: u64, e: StoreError) -> VerifyError {
     match e {
-        StoreError::CorruptChunk { seq: s, source } => Broken::at(s.max(seq), format!("malformed chunk: {source}")).into(),
+        StoreError::CorruptChunk { seq: s, source } => {
+            Broken::at(s.max(seq), format!("malformed chunk: {source}")).into()
+        }
         other => other.into(),
     }
 }
@@ -354,7 +375,11 @@ impl Walk {
         if hash != stored_hash {
             return Err(Broken::at(seq, "hash mismatch"));
         }
-        let time = i64::from_be_bytes(record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8].try_into().expect("8"));
+        let time = i64::from_be_bytes(
+            record[OFF_RECORDED_AT..OFF_RECORDED_AT + 8]
+                .try_into()
+                .expect("8"),
+        );
         if time < self.last_time {
             return Err(Broken::at(seq, "recorded_at goes backwards"));
         }
@@ -483,14 +508,14 @@ impl IndexExpectations {
     }
 
     /// Records the next event (the walk calls it in seq order).
-    fn push(&mut self, r: &Record) {
+    fn push(&mut self, r: &RecordView<'_>) {
         debug_assert_eq!(r.seq, self.from + self.streams.len() as u64 + 1);
-        let stream = self.fingerprint(b's', &r.stream_id, r.stream_version, &[]);
+        let stream = self.fingerprint(b's', r.stream_id, r.stream_version, &[]);
         let request = if r.part == 0 {
             self.firsts.set(self.streams.len());
-            self.fingerprint(b'r', &r.stream_id, r.stream_version, &request_tag(&r.request_id))
+            self.fingerprint(b'r', r.stream_id, r.stream_version, &request_tag(r.request_id))
         } else {
-            self.fingerprint(b'p', &r.stream_id, r.stream_version, &[])
+            self.fingerprint(b'p', r.stream_id, r.stream_version, &[])
         };
         self.streams.push(stream);
         self.requests.push(request);
@@ -498,7 +523,8 @@ impl IndexExpectations {
 
     /// Index of `seq` in the vectors, if it is in the checked range.
     fn slot(&self, seq: u64) -> Option<usize> {
-        (seq > self.from && seq - self.from <= self.streams.len() as u64).then(|| (seq - self.from - 1) as usize)
+        (seq > self.from && seq - self.from <= self.streams.len() as u64)
+            .then(|| (seq - self.from - 1) as usize)
     }
 }
 
@@ -537,10 +563,13 @@ fn check_case_files(
     let mut report = IndexReport::default();
     for kv in store.log.scan_prefix([CASE_FILE_PREFIX]) {
         let (k, v) = kv?;
-        let stream = std::str::from_utf8(&k[1..]).map_err(|_| Broken::at(expect.from + 1, "case file: key is not UTF-8"))?;
+        let stream = std::str::from_utf8(&k[1..])
+            .map_err(|_| Broken::at(expect.from + 1, "case file: key is not UTF-8"))?;
         let cf = CaseFile::decode(&v)
             .map_err(|e| Broken::at(expect.from + 1, format!("case file of {stream}: {e}")))?;
-        let bad = |seq: u64, reason: &str| -> VerifyError { Broken::at(seq, format!("case file: {reason}")).into() };
+        let bad = |seq: u64, reason: &str| -> VerifyError {
+            Broken::at(seq, format!("case file: {reason}")).into()
+        };
         for (i, &seq) in cf.seqs.iter().enumerate() {
             if seq > expect.to {
                 return Err(bad(seq, "names an event past the position the case files cover"));
@@ -572,7 +601,11 @@ fn check_case_files(
         }
     }
     if let Some(i) = (0..len).find(|&i| !seen.get(i)) {
-        return Err(Broken::at(expect.from + 1 + i as u64, "case file: no case file names this event").into());
+        return Err(Broken::at(
+            expect.from + 1 + i as u64,
+            "case file: no case file names this event",
+        )
+        .into());
     }
     if let Some(i) = (0..len).find(|&i| expect.firsts.get(i) && !seen_requests.get(i)) {
         return Err(Broken::at(
@@ -607,7 +640,10 @@ pub(crate) fn verify_tail_case_files(store: &Store, from: u64, to: u64) -> Resul
                         Ok(cf) => cf.unwrap_or_default(),
                         // A case file that does not decode is a break, named as the merge names it.
                         Err(StoreError::CorruptMeta(reason)) => {
-                            result = Err(Broken::at(from + 1, format!("case file of {}: {reason}", r.stream_id)));
+                            result = Err(Broken::at(
+                                from + 1,
+                                format!("case file of {}: {reason}", r.stream_id),
+                            ));
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -624,7 +660,10 @@ pub(crate) fn verify_tail_case_files(store: &Store, from: u64, to: u64) -> Resul
                     .requests_tagged(&r.request_id)
                     .any(|m| m.first_version == r.stream_version)
             {
-                result = Err(Broken::at(seq, "case file: no request mark for this event's request"));
+                result = Err(Broken::at(
+                    seq,
+                    "case file: no request mark for this event's request",
+                ));
             }
         }
         Ok(())
@@ -636,7 +675,11 @@ pub(crate) fn verify_tail_case_files(store: &Store, from: u64, to: u64) -> Resul
 /// event's stream version must be its case file's version plus one, and
 /// `at` must be a position of the chain. Returns the case files the replay
 /// changed (the start-up makes them the writer's in-memory case files).
-pub(crate) fn replay_case_files(store: &Store, at: Head, to: Head) -> Result<HashMap<String, CaseFile>, VerifyError> {
+pub(crate) fn replay_case_files(
+    store: &Store,
+    at: Head,
+    to: Head,
+) -> Result<HashMap<String, CaseFile>, VerifyError> {
     if at.seq > to.seq {
         return Err(Broken::at(to.seq + 1, "the case files cover events past the head").into());
     }
@@ -645,7 +688,11 @@ pub(crate) fn replay_case_files(store: &Store, at: Head, to: Head) -> Result<Has
             .get_unpublished(at.seq)?
             .ok_or_else(|| Broken::at(at.seq, "record missing"))?;
         if ev.hash != at.hash {
-            return Err(Broken::at(at.seq, "the case files cover a position whose hash differs from the chain").into());
+            return Err(Broken::at(
+                at.seq,
+                "the case files cover a position whose hash differs from the chain",
+            )
+            .into());
         }
     }
     let mut files: HashMap<String, CaseFile> = HashMap::new();
@@ -754,9 +801,13 @@ pub fn verify_full(
     let started = Instant::now();
     let cases_at = store.case_files_at()?;
     let mut expect = IndexExpectations::new(0, cases_at.seq)?;
-    let head = walk_chain_split(store, Head::EMPTY, last_seq(store)?, Some(&mut expect), &mut |n| {
-        progress("chain", n)
-    })?;
+    let head = walk_chain_split(
+        store,
+        Head::EMPTY,
+        last_seq(store)?,
+        Some(&mut expect),
+        &mut |n| progress("chain", n),
+    )?;
     check_meta_head(store, head)?;
     let chain = ChainReport {
         events: head.seq,
@@ -768,7 +819,12 @@ pub fn verify_full(
     index.stream_entries += head.seq - cases_at.seq;
     index.request_entries += replayed
         .values()
-        .map(|cf| cf.requests.iter().filter(|m| cf.seqs[m.first_version as usize - 1] > cases_at.seq).count() as u64)
+        .map(|cf| {
+            cf.requests
+                .iter()
+                .filter(|m| cf.seqs[m.first_version as usize - 1] > cases_at.seq)
+                .count() as u64
+        })
         .sum::<u64>();
     if store.verified()?.seq < head.seq {
         store.set_verified(head)?;

@@ -167,7 +167,9 @@ impl AppendRequest {
     pub fn fingerprint(&self) -> Hash {
         content_fingerprint(
             &self.actor,
-            self.events.iter().map(|e| (e.event_type.as_str(), e.payload.as_slice())),
+            self.events
+                .iter()
+                .map(|e| (e.event_type.as_str(), e.payload.as_slice())),
         )
     }
 }
@@ -364,13 +366,17 @@ impl Writer {
         match self.commit(chunks) {
             Ok(()) => {
                 self.last_recorded_at_us = recorded_at_us;
-                let files: Vec<(String, Arc<CaseFile>)> = files.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+                let files: Vec<(String, Arc<CaseFile>)> =
+                    files.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
                 // Visible before the head that covers them is published.
                 self.store.case_files.install(&files);
                 self.store.publish(self.head);
                 let _ = self.head_tx.send(self.head);
                 tracing::trace!(events = event_count, head_seq = self.head.seq, "group commit");
-                let update = CaseFileUpdate { upto: self.head, files };
+                let update = CaseFileUpdate {
+                    upto: self.head,
+                    files,
+                };
                 if self.follower.as_ref().is_none_or(|f| f.send(update).is_err()) {
                     // The commit is durable and answered; later ones are refused.
                     tracing::error!("the case-file follower stopped; the writer stops accepting appends");
@@ -481,7 +487,10 @@ impl Writer {
             let hash = chain_hash(&self.head.hash, &bytes);
             staged.chunks.push(parts_.seq, &bytes, &hash);
             file.push(parts_.seq, parts_.part, &req.request_id);
-            self.head = Head { seq: parts_.seq, hash };
+            self.head = Head {
+                seq: parts_.seq,
+                hash,
+            };
         }
         let appended = Appended {
             first_seq,
@@ -500,7 +509,11 @@ impl Writer {
     /// The request with this id that an earlier commit appended to the
     /// stream, with the content fingerprint of its records and the answer a
     /// retry gets; `None` if the stream never saw the id.
-    fn earlier_request(&self, file: &CaseFile, request_id: &str) -> Result<Option<(Hash, Appended)>, StoreError> {
+    fn earlier_request(
+        &self,
+        file: &CaseFile,
+        request_id: &str,
+    ) -> Result<Option<(Hash, Appended)>, StoreError> {
         for mark in file.requests_tagged(request_id) {
             let first_seq = *file
                 .seqs
@@ -515,10 +528,9 @@ impl Writer {
             }
             let count = first.record.parts as usize;
             let idx = mark.first_version as usize - 1;
-            let seqs = file
-                .seqs
-                .get(idx..idx + count)
-                .ok_or(StoreError::CorruptMeta("a request's events are missing from its case file"))?;
+            let seqs = file.seqs.get(idx..idx + count).ok_or(StoreError::CorruptMeta(
+                "a request's events are missing from its case file",
+            ))?;
             let events: Vec<StoredEvent> = self.store.get_many(seqs)?;
             let fp = content_fingerprint(
                 &first.record.actor,
