@@ -95,14 +95,7 @@ impl<V: AsRef<[u8]>> Chunk<V> {
 
     /// Entry `i` (record bytes and stored hash).
     pub fn entry(&self, i: usize) -> Result<(&[u8], Hash), ChunkError> {
-        let b = self.bytes.as_ref();
-        let start = self.offset(i);
-        let end = if i + 1 < self.count {
-            self.offset(i + 1)
-        } else {
-            b.len()
-        };
-        split_stored(&b[start..end]).map_err(|e| ChunkError::Entry(i, e))
+        split_stored(self.entry_bytes(i)).map_err(|e| ChunkError::Entry(i, e))
     }
 
     /// Bytes of entry `i` (record || hash), as stored.

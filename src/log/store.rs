@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::casefile::{CaseFile, CaseFiles};
+use super::casefile::{CaseFile, CaseFiles, RequestMark};
 use super::chunk::{Chunk, ChunkError};
 use super::record::{DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
 use crate::limits::READ_PAGE_EVENTS_MAX;
@@ -474,21 +474,34 @@ impl Store {
         let Some(cf) = self.case_file(stream_id)? else {
             return Ok(None);
         };
+        Ok(self
+            .request_in(&cf, request_id)?
+            .map(|(mark, first)| RequestEntry {
+                first_seq: first.record.seq,
+                count: first.record.parts,
+                first_version: mark.first_version,
+                recorded_at_us: first.record.recorded_at_us,
+            }))
+    }
+
+    /// The request with this id in a case file, and its first event: a
+    /// matching tag confirmed against the record's request id (a tag
+    /// collision is another request). Whatever the published head.
+    pub(crate) fn request_in(
+        &self,
+        cf: &CaseFile,
+        request_id: &str,
+    ) -> Result<Option<(RequestMark, StoredEvent)>, StoreError> {
         for mark in cf.requests_tagged(request_id) {
             let seq = *cf
                 .seqs
                 .get(mark.first_version as usize - 1)
                 .ok_or(StoreError::CorruptMeta("request names a version past its stream"))?;
-            let ev = self
+            let first = self
                 .get_unpublished(seq)?
                 .ok_or(StoreError::CorruptMeta("case file points past the log"))?;
-            if ev.record.request_id == request_id {
-                return Ok(Some(RequestEntry {
-                    first_seq: seq,
-                    count: ev.record.parts,
-                    first_version: mark.first_version,
-                    recorded_at_us: ev.record.recorded_at_us,
-                }));
+            if first.record.request_id == request_id {
+                return Ok(Some((mark, first)));
             }
         }
         Ok(None)

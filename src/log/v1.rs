@@ -117,13 +117,7 @@ impl V1FixtureWriter {
             }
             None => 0,
         };
-        let ok = match req.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current == 0,
-            ExpectedVersion::StreamExists => current > 0,
-            ExpectedVersion::Exact(n) => current == n,
-        };
-        if !ok {
+        if !req.expected.admits(current) {
             return Err(AppendError::VersionConflict {
                 stream_id: req.stream_id.clone(),
                 expected: req.expected,

@@ -37,6 +37,18 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
+impl ExpectedVersion {
+    /// Whether a stream at version `current` (its number of events) meets the condition.
+    pub fn admits(self, current: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::StreamExists => current > 0,
+            ExpectedVersion::Exact(n) => current == n,
+        }
+    }
+}
+
 /// One event to append.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEvent {
@@ -445,13 +457,7 @@ impl Writer {
             Err(e) => return storage(e),
         }
         let current = file.version();
-        let ok = match req.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current == 0,
-            ExpectedVersion::StreamExists => current > 0,
-            ExpectedVersion::Exact(n) => current == n,
-        };
-        if !ok {
+        if !req.expected.admits(current) {
             return Outcome::Conflict(AppendError::VersionConflict {
                 stream_id: req.stream_id.clone(),
                 expected: req.expected,
@@ -514,44 +520,32 @@ impl Writer {
         file: &CaseFile,
         request_id: &str,
     ) -> Result<Option<(Hash, Appended)>, StoreError> {
-        for mark in file.requests_tagged(request_id) {
-            let first_seq = *file
-                .seqs
-                .get(mark.first_version as usize - 1)
-                .ok_or(StoreError::CorruptMeta("request names a version past its stream"))?;
-            let first = self
-                .store
-                .get_unpublished(first_seq)?
-                .ok_or(StoreError::CorruptMeta("case file points past the log"))?;
-            if first.record.request_id != request_id {
-                continue; // a tag collision: another request
-            }
-            let count = first.record.parts as usize;
-            let idx = mark.first_version as usize - 1;
-            let seqs = file.seqs.get(idx..idx + count).ok_or(StoreError::CorruptMeta(
-                "a request's events are missing from its case file",
-            ))?;
-            let events: Vec<StoredEvent> = self.store.get_many(seqs)?;
-            let fp = content_fingerprint(
-                &first.record.actor,
-                events
-                    .iter()
-                    .map(|e| (e.record.event_type.as_str(), e.record.payload.as_slice())),
-            );
-            let count = count as u64;
-            return Ok(Some((
-                fp,
-                Appended {
-                    first_seq,
-                    last_seq: seqs[seqs.len() - 1],
-                    first_version: mark.first_version,
-                    last_version: mark.first_version + count - 1,
-                    recorded_at_us: first.record.recorded_at_us,
-                    deduplicated: true,
-                },
-            )));
-        }
-        Ok(None)
+        let Some((mark, first)) = self.store.request_in(file, request_id)? else {
+            return Ok(None);
+        };
+        let count = first.record.parts as usize;
+        let idx = mark.first_version as usize - 1;
+        let seqs = file.seqs.get(idx..idx + count).ok_or(StoreError::CorruptMeta(
+            "a request's events are missing from its case file",
+        ))?;
+        let events: Vec<StoredEvent> = self.store.get_many(seqs)?;
+        let fp = content_fingerprint(
+            &first.record.actor,
+            events
+                .iter()
+                .map(|e| (e.record.event_type.as_str(), e.record.payload.as_slice())),
+        );
+        Ok(Some((
+            fp,
+            Appended {
+                first_seq: first.record.seq,
+                last_seq: seqs[seqs.len() - 1],
+                first_version: mark.first_version,
+                last_version: mark.first_version + count as u64 - 1,
+                recorded_at_us: first.record.recorded_at_us,
+                deduplicated: true,
+            },
+        )))
     }
 
     /// Writes the batch's chunks and the new head in one `apply_batch`, then
