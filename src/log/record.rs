@@ -61,32 +61,15 @@ pub struct Record {
     pub prev_hash: Hash,
 }
 
-/// The fields of a record, borrowed: what the writer encodes without first
-/// copying a request's payloads into a [`Record`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RecordParts<'a> {
-    pub seq: u64,
-    pub recorded_at_us: i64,
-    pub stream_id: &'a str,
-    pub stream_version: u64,
-    pub part: u16,
-    pub parts: u16,
-    pub event_type: &'a str,
-    pub actor: &'a Actor,
-    pub request_id: &'a str,
-    pub payload: &'a [u8],
-    pub prev_hash: &'a Hash,
-}
-
-impl RecordParts<'_> {
+impl RecordView<'_> {
     /// Length of the encoded record.
     pub(crate) fn encoded_len(&self) -> usize {
         FIXED_HEAD_LEN
             + 5 * 2
             + self.stream_id.len()
             + self.event_type.len()
-            + self.actor.user_id.len()
-            + self.actor.office.len()
+            + self.user_id.len()
+            + self.office.len()
             + self.request_id.len()
             + 4
             + self.payload.len()
@@ -98,8 +81,8 @@ impl RecordParts<'_> {
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         assert!(self.stream_id.len() <= STREAM_ID_BYTES_MAX);
         assert!(self.event_type.len() <= EVENT_TYPE_BYTES_MAX);
-        assert!(self.actor.user_id.len() <= ACTOR_FIELD_BYTES_MAX);
-        assert!(self.actor.office.len() <= ACTOR_FIELD_BYTES_MAX);
+        assert!(self.user_id.len() <= ACTOR_FIELD_BYTES_MAX);
+        assert!(self.office.len() <= ACTOR_FIELD_BYTES_MAX);
         assert!(self.request_id.len() <= REQUEST_ID_BYTES_MAX);
         assert!(self.payload.len() <= EVENT_PAYLOAD_BYTES_MAX);
         assert!(self.part < self.parts && self.parts as usize <= REQUEST_EVENTS_MAX);
@@ -114,8 +97,8 @@ impl RecordParts<'_> {
         for field in [
             self.stream_id,
             self.event_type,
-            &self.actor.user_id,
-            &self.actor.office,
+            self.user_id,
+            self.office,
             self.request_id,
         ] {
             out.extend_from_slice(&(field.len() as u16).to_be_bytes());
@@ -123,7 +106,7 @@ impl RecordParts<'_> {
         }
         out.extend_from_slice(&(self.payload.len() as u32).to_be_bytes());
         out.extend_from_slice(self.payload);
-        out.extend_from_slice(self.prev_hash);
+        out.extend_from_slice(&self.prev_hash);
         debug_assert_eq!(out.len() - start, self.encoded_len());
     }
 }
@@ -148,13 +131,13 @@ impl Record {
     /// (see [`crate::log::AppendRequest::validate`]); this asserts them.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.as_parts().encode_into(&mut out);
+        self.as_view().encode_into(&mut out);
         out
     }
 
     /// The record's fields, borrowed.
-    pub(crate) fn as_parts(&self) -> RecordParts<'_> {
-        RecordParts {
+    pub(crate) fn as_view(&self) -> RecordView<'_> {
+        RecordView {
             seq: self.seq,
             recorded_at_us: self.recorded_at_us,
             stream_id: &self.stream_id,
@@ -162,10 +145,11 @@ impl Record {
             part: self.part,
             parts: self.parts,
             event_type: &self.event_type,
-            actor: &self.actor,
+            user_id: &self.actor.user_id,
+            office: &self.actor.office,
             request_id: &self.request_id,
             payload: &self.payload,
-            prev_hash: &self.prev_hash,
+            prev_hash: self.prev_hash,
         }
     }
 
@@ -191,9 +175,10 @@ impl Record {
     }
 }
 
-/// A v1 record's fields borrowed from its bytes: the same checks as
-/// [`Record::decode`], without copying anything (verification reads every
-/// record of the log this way).
+/// A v1 record's fields, borrowed: parsed from stored bytes with the same
+/// checks as [`Record::decode`] and without copying (verification reads
+/// every record of the log this way), or built by the writer from a
+/// request and encoded without first copying its payloads into a [`Record`].
 #[derive(Clone, Copy, Debug)]
 pub struct RecordView<'a> {
     pub seq: u64,

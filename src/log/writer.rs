@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::casefile::{CaseFile, CaseFileUpdate};
 use super::chunk::ChunkBuilder;
-use super::record::{chain_hash, Actor, Hash, RecordParts};
+use super::record::{chain_hash, Actor, Hash, RecordView};
 use super::store::{chunk_key, Head, Store, StoreError, StoredEvent, SyncMode, HEAD_KEY};
 use crate::limits::*;
 
@@ -475,7 +475,7 @@ impl Writer {
         let first_seq = self.head.seq + 1;
         let mut bytes = Vec::new();
         for (i, ev) in req.events.iter().enumerate() {
-            let parts_ = RecordParts {
+            let view = RecordView {
                 seq: self.head.seq + 1,
                 recorded_at_us,
                 stream_id: &req.stream_id,
@@ -483,20 +483,18 @@ impl Writer {
                 part: i as u16,
                 parts,
                 event_type: &ev.event_type,
-                actor: &req.actor,
+                user_id: &req.actor.user_id,
+                office: &req.actor.office,
                 request_id: &req.request_id,
                 payload: &ev.payload,
-                prev_hash: &self.head.hash,
+                prev_hash: self.head.hash,
             };
             bytes.clear();
-            parts_.encode_into(&mut bytes);
+            view.encode_into(&mut bytes);
             let hash = chain_hash(&self.head.hash, &bytes);
-            staged.chunks.push(parts_.seq, &bytes, &hash);
-            file.push(parts_.seq, parts_.part, &req.request_id);
-            self.head = Head {
-                seq: parts_.seq,
-                hash,
-            };
+            staged.chunks.push(view.seq, &bytes, &hash);
+            file.push(view.seq, view.part, &req.request_id);
+            self.head = Head { seq: view.seq, hash };
         }
         let appended = Appended {
             first_seq,
