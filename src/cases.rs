@@ -79,8 +79,15 @@ pub enum CaseError {
     VersionConflict { expected: u64, actual: u64 },
     #[error("identity document already registered to another case")]
     DocumentTaken,
-    #[error("request id already used for a different request")]
+    #[error("request id already used for a different request on this case")]
     RequestIdReused,
+    #[error("this request was already recorded on this case by another principal")]
+    RequestFromOtherPrincipal,
+    #[error(
+        "this request id registered case {case_id}, whose identifying data was since erased: \
+         the registration cannot be compared with the original or repeated"
+    )]
+    RegistrationErased { case_id: String },
     #[error("{field} exceeds the limit of {limit}")]
     TooLarge { field: &'static str, limit: usize },
     #[error("the case is outside the caller's departments (or does not exist)")]
@@ -287,6 +294,11 @@ impl Cases {
         self.inner.keys.master_key_id()
     }
 
+    /// The channel catalogue commands are decided with.
+    pub fn catalog(&self) -> &ChannelCatalog {
+        &self.inner.catalog
+    }
+
     /// The log's store (reads).
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -457,21 +469,27 @@ impl Cases {
         }
         // A retry is decided against the case as it was before the original
         // request. Request ids are scoped to their case: the same id on
-        // another case is another request.
+        // another case is another request. The version is read before the
+        // request id: a copy of this request committed between the two reads
+        // is then found as a retry, never seen as a version conflict.
+        let current = inner.store.stream_version(&case_id)?;
         let retry = inner.store.request_entry(&case_id, &ctx.request_id)?;
         let base_version = match retry {
             Some(entry) => {
-                if entry.first_seq > inner.store.head()?.seq {
-                    // The original request is being committed right now: ask the client to retry.
-                    return Err(CaseError::VersionConflict {
-                        expected: ctx.expected_version,
-                        actual: entry.first_version - 1,
-                    });
+                // The original is durable; if its commit is not yet
+                // published (a copy racing it), wait the moment it takes.
+                if entry.first_seq > inner.store.head()?.seq
+                    && !inner
+                        .store
+                        .wait_published(entry.first_seq, crate::limits::PUBLISH_WAIT)
+                {
+                    return Err(CaseError::Unavailable(
+                        "the original of a retried request was not published in time".into(),
+                    ));
                 }
                 entry.first_version - 1
             }
             None => {
-                let current = inner.store.stream_version(&case_id)?;
                 if current == 0 && !registering {
                     // A scoped caller is told the same for a missing case as for one outside its scope.
                     return Err(if scoped {
@@ -531,12 +549,20 @@ impl Cases {
             }
             _ => Vec::new(),
         };
-        let reserved = self.reserve(&case_id, &new_blind)?;
-        let request = append_request(&case_id, base_version, &ctx, &events);
         let erasing = matches!(command, Command::ErasePerson { .. });
+        // A retry is answered from the log and changes no index entry: the
+        // original did that, and the case may hold other documents since.
+        // Only an erasure is completed again (its release and key
+        // destruction are idempotent and must happen once the event is in).
+        let reserved = if retry.is_none() {
+            self.reserve(&case_id, &new_blind)?
+        } else {
+            Vec::new()
+        };
+        let request = append_request(&case_id, base_version, &ctx, &events);
         let released: Vec<[u8; 32]> = old_blind
             .into_iter()
-            .filter(|b| erasing || !new_blind.contains(b))
+            .filter(|b| erasing || (retry.is_none() && !new_blind.contains(b)))
             .collect();
         let new_key = registering && base_version == 0 && retry.is_none();
         Ok(Prepared {
@@ -560,11 +586,9 @@ impl Cases {
         }
         match keys.create(case_id) {
             Ok(k) => Ok(k),
-            Err(PiiError::AlreadyExists) => {
-                keys.get(case_id)?.ok_or(CaseError::Rejected(Rejection::Erased {
-                    command: "RegisterPerson",
-                }))
-            }
+            Err(PiiError::AlreadyExists) => keys.get(case_id)?.ok_or(CaseError::RegistrationErased {
+                case_id: case_id.to_string(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -581,12 +605,24 @@ impl Cases {
                 if p.new_key {
                     self.discard_unused_key(&p.case_id);
                 }
+                if matches!(e, AppendError::IdempotencyMismatch { .. })
+                    && self.same_content_other_actor(&p.request)?
+                {
+                    return Err(CaseError::RequestFromOtherPrincipal);
+                }
                 return Err(e.into());
             }
         };
         // Durable now: release documents the case no longer holds; finish an erasure
         // (also on a retry, so an erasure interrupted after its event completes).
-        self.release_reservations(&p.case_id, &p.released);
+        // A copy that raced its original (the writer answered it as a
+        // duplicate) keeps nothing it reserved and releases nothing: the
+        // original's own completion does that.
+        if appended.deduplicated && !p.erasing {
+            self.release_reservations(&p.case_id, &p.reserved);
+        } else {
+            self.release_reservations(&p.case_id, &p.released);
+        }
         if p.erasing {
             self.inner.keys.erase(&p.case_id)?;
         }
@@ -605,7 +641,27 @@ impl Cases {
         })
     }
 
-    /// Folds the first `version` events of a case.
+    /// Whether the request the log holds under this request's id has the
+    /// same events (types and payloads) but another actor: the same request
+    /// sent by another principal, not another request.
+    fn same_content_other_actor(&self, request: &AppendRequest) -> Result<bool, CaseError> {
+        let store = &self.inner.store;
+        let Some(entry) = store.request_entry(&request.stream_id, &request.request_id)? else {
+            return Ok(false);
+        };
+        if usize::from(entry.count) != request.events.len() {
+            return Ok(false);
+        }
+        let original = store.read_stream(&request.stream_id, entry.first_version, request.events.len())?;
+        if original.len() != request.events.len() || original[0].record.actor == request.actor {
+            return Ok(false);
+        }
+        Ok(original
+            .iter()
+            .zip(&request.events)
+            .all(|(o, n)| o.record.event_type == n.event_type && o.record.payload == n.payload))
+    }
+
     /// The department a case resides in, from its events alone (no sealed
     /// field is opened); `NotFound` for a case without events. For scope checks.
     pub fn department(&self, case_id: &str) -> Result<Option<crate::domain::Department>, CaseError> {

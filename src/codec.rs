@@ -336,7 +336,7 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
                 sex: f.code("sex", &m.sex, Sex::parse)?,
                 birth_year: f.narrow("birth_year", m.birth_year)?,
                 birth_month: f.narrow("birth_month", m.birth_month)?,
-                nationality: f.code("nationality", &m.nationality, CountryCode::parse)?,
+                nationality: f.code("nationality", &m.nationality, CountryCode::from_log)?,
                 department: f.department("department", m.department)?,
                 municipality: f.municipality("municipality", m.municipality)?,
                 documents: f.documents("documents", &m.documents)?,
@@ -658,8 +658,9 @@ impl Fields {
             .ok_or_else(|| self.invalid(field))
     }
 
+    /// Form only: a code accepted under an earlier DIVIPOLA list still decodes.
     fn municipality(self, field: &'static str, code: u32) -> Result<Municipality, CodecError> {
-        Municipality::new(code).ok_or_else(|| self.invalid(field))
+        Municipality::from_log(code).ok_or_else(|| self.invalid(field))
     }
 
     fn documents(self, field: &'static str, codes: &[String]) -> Result<Vec<DocumentType>, CodecError> {
@@ -689,7 +690,7 @@ mod tests {
     }
 
     fn municipality(code: u32) -> Municipality {
-        Municipality::new(code).unwrap()
+        Municipality::from_log(code).unwrap()
     }
 
     /// One realistic event of every type, in [`EVENT_TYPES`] order: a PPT
@@ -840,7 +841,7 @@ mod tests {
                 sex: Sex::Unspecified,
                 birth_year: u16::MAX,
                 birth_month: u8::MAX,
-                nationality: CountryCode::parse("ZZZ").unwrap(),
+                nationality: CountryCode::from_log("ZZZ").unwrap(),
                 department: department(99),
                 municipality: municipality(99_999),
                 documents: DocumentType::ALL.to_vec(),

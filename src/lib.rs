@@ -14,6 +14,7 @@
 //! - [`codec`]: domain events <-> stored prost payloads.
 //! - [`cases`]: the case service: load, decide, seal, append; document index.
 //! - [`client`]: connecting to a running server with credentials (tools, tests).
+//! - [`clock`]: business dates: today in Colombia (America/Bogota).
 //! - [`api`]: tonic services; the one place errors become gRPC statuses.
 //! - [`auth`]: principals, roles, department scopes, TLS; the access file.
 //! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
@@ -23,6 +24,7 @@
 //! - [`loadtest`]: `registry load-test`, a mixed workload against a running server.
 //! - [`progress`]: progress bars, and plain progress lines when stderr is not a terminal.
 //! - [`projection`]: statistics projections (caseload, series, funnel; disclosure control).
+//! - [`worklist`]: caseworker worklists, a projection of the log (docs/WORKLISTS.md).
 
 pub mod api;
 pub mod audit;
@@ -32,6 +34,7 @@ pub mod bench_layouts;
 pub mod case_cache;
 pub mod cases;
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod domain;
 pub mod limits;
@@ -42,3 +45,4 @@ pub mod progress;
 pub mod projection;
 pub mod server;
 pub mod simulate;
+pub mod worklist;

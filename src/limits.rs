@@ -42,6 +42,11 @@ pub const CASE_FILES_FLUSH_FILES_MAX: usize = 65_536;
 /// Group commits queued for the case-file follower; the writer waits when full.
 pub const CASE_FILES_QUEUE_MAX: usize = 256;
 
+/// How long a retry racing its original waits for the original's commit
+/// (durable, its case files visible) to be published before it is answered
+/// UNAVAILABLE. Publishing follows the commit within microseconds.
+pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest page a global or per-stream read returns.
 pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
 
@@ -156,3 +161,28 @@ pub const IMPORT_LEGACY_REF_BYTES_MAX: usize = 64;
 /// position and advances it (src/log/mod.rs). A crash leaves at most about
 /// this much (plus one flush) for the next start-up to verify.
 pub const TAIL_VERIFY_INTERVAL_MS: u64 = 1_000;
+
+/// Events the worklist follower applies per sled batch when it catches up
+/// (one batch holds the changed index entries, per-case facts and the
+/// checkpoint; while following the head a batch holds what arrived).
+pub const WORKLIST_BATCH_EVENTS: usize = 50_000;
+/// Items per worklist page when the request gives no page size.
+pub const WORKLIST_PAGE_SIZE_DEFAULT: u32 = 100;
+/// Largest worklist page.
+pub const WORKLIST_PAGE_SIZE_MAX: u32 = 1_000;
+/// Index entries one worklist page examines at most (filters on
+/// municipality, office, stage and site are checked per entry): a page may
+/// come back short, with a token to continue, so every call stays fast.
+pub const WORKLIST_SCAN_ENTRIES_MAX: usize = 20_000;
+/// Default reach, in days after the reference date, of the "expiring" and
+/// "near abandonment" worklists ("permits expiring in a month").
+pub const WORKLIST_HORIZON_DAYS_DEFAULT: u32 = 30;
+/// Longest reach a request may ask for.
+pub const WORKLIST_HORIZON_DAYS_MAX: u32 = 366;
+/// Months the authority has to decide an appeal (recurso de reposición)
+/// before the worklist shows it as due. DOMAIN.md names the appeal
+/// ("recurso de reposición (to confirm)") but no period, and channels.json
+/// has none; this is the general rule of Colombian administrative procedure
+/// (Ley 1437 de 2011, art. 86: an appeal not decided within two months is
+/// deemed rejected), to confirm. Used for `due_on` only, never enforced.
+pub const APPEAL_DECISION_MONTHS: i64 = 2;

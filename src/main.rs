@@ -166,7 +166,7 @@ enum Command {
     LoadTest(registry::loadtest::LoadTestArgs),
     /// Statistics: a caseload breakdown from a stopped store (docs/STATISTICS.md).
     Stats(registry::projection::cli::StatsArgs),
-    /// Drop the statistics projection and rebuild it from the empty state.
+    /// Drop the statistics and worklist projections and rebuild them from the empty state.
     RebuildProjections(registry::projection::cli::RebuildArgs),
     /// Measurements (figures, not tests).
     Bench {
@@ -181,6 +181,8 @@ enum BenchCommand {
     Audit(registry::audit::cli::BenchAuditArgs),
     /// Statistics projection: rebuild rate, query latency, memory.
     Stats(registry::projection::cli::BenchStatsArgs),
+    /// Worklist projection: build rate, list sizes, page latency with and without filters.
+    Worklists(registry::worklist::cli::BenchWorklistsArgs),
     /// sled key layouts of the log side by side: events/s, ratio to raw, disk, RSS, p99 commit.
     Layouts(registry::bench_layouts::BenchLayoutsArgs),
     /// A stopped store's full verification vs. one sequential scan + BLAKE3 of the same records.
@@ -283,7 +285,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::LoadTest(args) => registry::loadtest::run_cli(args),
         Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
         Command::RebuildProjections(args) => {
-            registry::projection::cli::rebuild(&args).map(|()| ExitCode::SUCCESS)
+            registry::projection::cli::rebuild(&args)
+                .and_then(|()| registry::worklist::cli::rebuild(&args.data_dir))
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Bench {
             what: BenchCommand::Verify { data_dir },
@@ -291,6 +295,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Bench {
             what: BenchCommand::Stats(args),
         } => registry::projection::cli::bench(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench {
+            what: BenchCommand::Worklists(args),
+        } => registry::worklist::cli::bench(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             what: BenchCommand::Layouts(args),
         } => registry::bench_layouts::run(&args).map(|()| ExitCode::SUCCESS),

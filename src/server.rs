@@ -242,6 +242,8 @@ async fn run(
     if !stats_loaded {
         tracing::info!("statistics projection still loading; serving cases meanwhile");
     }
+    // Worklists: the follower catches up and follows; UNAVAILABLE until then.
+    let worklists = crate::worklist::start(&opened.log, load_channels(config.channels_file.as_ref())?)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>>()
@@ -270,13 +272,32 @@ async fn run(
     health_reporter
         .set_serving::<crate::api::pb::admin_server::AdminServer<crate::api::admin::AdminService>>()
         .await;
+    type WorklistsServer = crate::worklist::grpc::WorklistsServer<crate::worklist::grpc::WorklistService>;
+    health_reporter.set_not_serving::<WorklistsServer>().await;
+    {
+        // SERVING once caught up to the head seen at start; a stopped projection stays NOT_SERVING.
+        let (reporter, status) = (health_reporter.clone(), worklists.status());
+        tokio::spawn(async move {
+            while !status.ready() && status.failed().is_none() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if status.failed().is_none() {
+                reporter.set_serving::<WorklistsServer>().await;
+            }
+        });
+    }
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both protocol versions: grpc.reflection.v1 and the
+    // v1alpha that many clients (grpcio-reflection, older grpcurl) speak.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), tls = tls.is_some(), "serving");
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls {
@@ -284,9 +305,11 @@ async fn run(
     }
     builder
         .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
+        .layer(crate::api::wire_errors::WireErrorLayer)
         .layer(crate::auth::AuthLayer::new(access.clone()))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(CaseworkerService::new(opened.cases.clone()).into_server())
         .add_service(
             crate::api::import::ImportService::new(CaseworkerService::new(opened.cases.clone()))
@@ -294,6 +317,7 @@ async fn run(
         )
         .add_service(audit.server())
         .add_service(stats.server())
+        .add_service(worklists.server())
         .add_service(crate::api::admin::AdminService::new(access, opened.cases.clone()).into_server())
         .serve_with_incoming_shutdown(
             // Accepted sockets do not inherit the builder's tcp_nodelay (tonic ignores it
@@ -305,6 +329,7 @@ async fn run(
         .await?;
     audit.shutdown().await;
     stats.shutdown().await;
+    worklists.shutdown().await;
     tracing::info!("shutting down: stopping the writer and flushing");
     let Opened { log, cases } = opened;
     drop(cases);

@@ -264,22 +264,25 @@ async fn erasure_keeps_the_history_but_makes_the_identity_unrecoverable() {
         "CARD_DELIVERED",
     );
     t.unchanged(&mut c).await;
-    // The case itself goes on: steps without personal data are recorded.
-    let r = ok(c
-        .update_residence(req(pb::UpdateResidenceRequest {
+    // The case records only how it ends: no new step of its process, but
+    // its permit can still be cancelled.
+    fails(
+        c.update_residence(req(pb::UpdateResidenceRequest {
             header: t.next("2022-06-03"),
             department: "76".into(),
             municipality: "76001".into(),
         }))
-        .await);
-    t.step(&r, "CARD_DELIVERED", &["ResidenceUpdated"]);
+        .await,
+        Code::FailedPrecondition,
+    );
+    t.unchanged(&mut c).await;
     let r = ok(c
-        .request_duplicate(req(pb::RequestDuplicateRequest {
+        .cancel_permit(req(pb::CancelPermitRequest {
             header: t.next("2022-06-04"),
-            cause: pb::DuplicateCause::Loss as i32,
+            ground: pb::CancellationGround::Other as i32,
         }))
         .await);
-    t.step(&r, "DUPLICATE_REQUESTED", &["DuplicateRequested"]);
+    t.step(&r, "PERMIT_CANCELLED", &["PermitCancelled"]);
     // The released documents may be registered again (by someone else).
     let other = ok(c
         .register_person(req(register_request(

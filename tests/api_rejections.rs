@@ -1469,35 +1469,52 @@ async fn a_request_id_longer_than_64_characters_is_invalid_argument() {
 }
 
 /// Dates refused by the domain rules (before the case's latest date, outside
-/// a channel's window) name `on`, which is not a field of the request: the
-/// wire field is `header.on`, as for a date in the future.
+/// a channel's window) are FAILED_PRECONDITION: the date is well formed, the
+/// case or the law does not allow it. The PreconditionFailure names the rule
+/// and, as its subject, the wire field `header.on` (the domain's `on`).
 #[tokio::test]
-async fn a_business_date_refused_by_the_rules_names_header_on() {
+async fn a_business_date_refused_by_the_rules_names_the_rule_and_header_on() {
+    use tonic_types::StatusExt;
+    #[track_caller]
+    fn rule_on_header(s: tonic::Status, rule: &str) {
+        let violations = s
+            .get_details_precondition_failure()
+            .unwrap_or_else(|| panic!("no PreconditionFailure: {}", s.message()))
+            .violations;
+        assert_eq!(
+            (violations[0].r#type.as_str(), violations[0].subject.as_str()),
+            (rule, "header.on"),
+            "{}",
+            s.message()
+        );
+    }
     let server = TestServer::start().await;
     let mut c = server.client().await;
     let mut t = register(&mut c, "OLGA", "V90000001", "2022-03-01").await;
     t.pre_register(&mut c, "2022-03-02").await;
     // Before the case's latest recorded date.
-    invalid(
+    let s = fails(
         c.schedule_biometrics(req(pb::ScheduleBiometricsRequest {
             header: t.next("2022-03-01"),
             appointment_on: "2022-03-10".into(),
             site: "BOG-01".into(),
         }))
         .await,
-        "header.on",
+        Code::FailedPrecondition,
     );
+    rule_on_header(s, "CASE_TIMELINE");
     // ETPV adult applications closed on 2023-11-24.
     let late = register(&mut c, "PAULA", "V90000002", "2023-12-01").await;
-    invalid(
+    let s = fails(
         c.pre_register(req(pb::PreRegisterRequest {
             header: late.next("2023-12-01"),
             channel: "ETPV".into(),
             basis: pb::EligibilityBasis::Pip as i32,
         }))
         .await,
-        "header.on",
+        Code::FailedPrecondition,
     );
+    rule_on_header(s, "CHANNEL_WINDOW");
     late.unchanged(&mut c).await;
     t.unchanged(&mut c).await;
     server.stop().await;

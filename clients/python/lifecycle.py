@@ -78,6 +78,7 @@ def main(address):
         stub = rpc.CaseworkerStub(channel)
         try:
             grpc.channel_ready_future(channel).result(timeout=TIMEOUT_S)
+            reflect(channel, checks)
             run(pb, stub, checks)
         except grpc.RpcError as e:
             checks.check("unexpected RPC error", False, f"{e.code()}: {e.details()}")
@@ -87,6 +88,27 @@ def main(address):
             channel.close()
     print(f"python client: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 and checks.passed > 0 else 1
+
+
+def reflect(channel, checks):
+    """Server reflection as the standard Python client speaks it (v1alpha)."""
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    class Authenticated(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+        def _with_token(self, details):
+            return details._replace(metadata=list(details.metadata or []) + list(METADATA))
+
+        def intercept_unary_unary(self, continuation, details, request):
+            return continuation(self._with_token(details), request)
+
+        def intercept_stream_stream(self, continuation, details, requests):
+            return continuation(self._with_token(details), requests)
+
+    database = ProtoReflectionDescriptorDatabase(grpc.intercept_channel(channel, Authenticated()))
+    services = list(database.get_services())
+    checks.check("reflection (v1alpha) lists Caseworker", "regularization.v1.Caseworker" in services, services)
 
 
 def run(pb, stub, checks):

@@ -37,7 +37,10 @@ impl AdminService {
 
 fn access_status(e: AccessError) -> Status {
     match e {
-        AccessError::Rejected(m) => Status::invalid_argument(m),
+        // The fields were validated one by one before; what the file still
+        // refuses concerns the grant as a whole.
+        AccessError::Rejected(m) => invalid_argument("grant", &m),
+        e @ AccessError::Full { .. } => super::status::limit_exceeded("tokens", &e.to_string()),
         other => {
             tracing::error!(error = %other, "access file change failed");
             Status::internal("internal error")

@@ -56,6 +56,7 @@ pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
 
 /// A code: 1..=32 characters of `[A-Z0-9_-]`.
 fn code(text: &str, field: &'static str) -> R<String> {
+    displayable(text, field)?;
     if text.is_empty() {
         return Err(CaseError::invalid(field, "required"));
     }
@@ -71,8 +72,10 @@ fn code(text: &str, field: &'static str) -> R<String> {
     Ok(text.to_string())
 }
 
-/// Free text of personal data: bounded, no control characters.
+/// Free text of personal data: bounded, nothing that hides or reorders what
+/// is shown ([`displayable`]), trimmed.
 fn text(value: &str, field: &'static str, max: usize, required: bool) -> R<String> {
+    displayable(value, field)?;
     let v = value.trim();
     if required && v.is_empty() {
         return Err(CaseError::invalid(field, "required"));
@@ -80,10 +83,67 @@ fn text(value: &str, field: &'static str, max: usize, required: bool) -> R<Strin
     if v.chars().count() > max {
         return Err(CaseError::invalid(field, format!("longer than {max} characters")));
     }
-    if v.chars().any(char::is_control) {
-        return Err(CaseError::invalid(field, "contains control characters"));
-    }
     Ok(v.to_string())
+}
+
+/// Characters refused in every string that is shown to people: they break
+/// lines, reorder or hide text, so a name or number could display as
+/// something else (a U+202E makes "ANA\u{202E}ZEMOG" read "ANAGOMEZ").
+/// Control characters (Unicode Cc: C0, DEL, C1, so no tab or newline either),
+/// the line and paragraph separators, the bidirectional marks, embeddings,
+/// overrides and isolates, and the invisible format characters (zero-width
+/// space, joiners, word joiner and invisible operators, soft hyphen,
+/// deprecated format controls, byte-order mark, interlinear annotations,
+/// tags).
+const HIDDEN_CHARACTERS: [(char, char); 14] = [
+    ('\u{0000}', '\u{001F}'),   // C0 controls
+    ('\u{007F}', '\u{009F}'),   // DEL and C1 controls
+    ('\u{00AD}', '\u{00AD}'),   // soft hyphen
+    ('\u{061C}', '\u{061C}'),   // Arabic letter mark
+    ('\u{180E}', '\u{180E}'),   // Mongolian vowel separator
+    ('\u{200B}', '\u{200F}'),   // zero-width space, ZWNJ, ZWJ, LRM, RLM
+    ('\u{2028}', '\u{2029}'),   // line and paragraph separators
+    ('\u{202A}', '\u{202E}'),   // bidi embeddings and overrides
+    ('\u{2060}', '\u{2064}'),   // word joiner, invisible operators
+    ('\u{2066}', '\u{2069}'),   // bidi isolates
+    ('\u{206A}', '\u{206F}'),   // deprecated format controls
+    ('\u{FEFF}', '\u{FEFF}'),   // byte-order mark, zero-width no-break space
+    ('\u{FFF9}', '\u{FFFB}'),   // interlinear annotations
+    ('\u{E0000}', '\u{E007F}'), // tags
+];
+
+/// Refuses, naming `field`, a string that will be shown to people and holds
+/// one of [`HIDDEN_CHARACTERS`]. Every such field passes here.
+pub(super) fn displayable(value: &str, field: &'static str) -> R<()> {
+    match value
+        .chars()
+        .find(|&c| HIDDEN_CHARACTERS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c)))
+    {
+        None => Ok(()),
+        Some(c) => Err(CaseError::invalid(
+            field,
+            format!(
+                "contains U+{:04X}: control, bidirectional and invisible formatting characters are not allowed",
+                u32::from(c)
+            ),
+        )),
+    }
+}
+
+/// An assigned ISO 3166-1 alpha-3 code, or an ICAO code for a stateless
+/// person or a refugee (`XXA`, `XXB`, `XXC`, `XXX`).
+fn nationality(text: &str) -> R<CountryCode> {
+    CountryCode::parse(text).ok_or_else(|| {
+        let well_formed = text.len() == 3 && text.bytes().all(|b| b.is_ascii_uppercase());
+        CaseError::invalid(
+            "nationality",
+            if well_formed {
+                "not an assigned ISO 3166-1 alpha-3 code (nor XXA, XXB, XXC, XXX for stateless persons and refugees)"
+            } else {
+                "expected an ISO 3166-1 alpha-3 code (three letters A-Z)"
+            },
+        )
+    })
 }
 
 fn department(text: &str, field: &'static str) -> R<Department> {
@@ -91,8 +151,18 @@ fn department(text: &str, field: &'static str) -> R<Department> {
 }
 
 fn municipality(text: &str, dept: Department, field: &'static str) -> R<Municipality> {
-    let m =
-        Municipality::parse(text).ok_or_else(|| CaseError::invalid(field, "not a 5-digit DIVIPOLA code"))?;
+    if text.len() != 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CaseError::invalid(field, "not a 5-digit DIVIPOLA code"));
+    }
+    let m = Municipality::parse(text).ok_or_else(|| {
+        CaseError::invalid(
+            field,
+            format!(
+                "not a municipality or non-municipalized area of DIVIPOLA ({})",
+                crate::domain::DIVIPOLA_VERSION
+            ),
+        )
+    })?;
     if m.department() != dept {
         return Err(CaseError::invalid(field, "does not belong to the department"));
     }
@@ -127,6 +197,7 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
             d.r#type,
             "person.documents.type"
         );
+        displayable(&d.number, "person.documents.number")?;
         let number = crate::pii::normalize(kind.as_str(), &d.number)
             .map_err(|_| CaseError::invalid("person.documents.number", "1..32 letters or digits"))?;
         if documents
@@ -172,8 +243,7 @@ pub(super) fn register(m: pb::RegisterPersonRequest, on: Date, today: Date) -> R
         sex: from_wire!(pb::Sex, Sex, "SEX_", m.sex, "sex"),
         birth_year: birth.year(),
         birth_month: birth.month(),
-        nationality: CountryCode::parse(&m.nationality)
-            .ok_or_else(|| CaseError::invalid("nationality", "expected an ISO 3166 alpha-3 code"))?,
+        nationality: nationality(&m.nationality)?,
         department: dept,
         municipality: municipality(&m.municipality, dept, "municipality")?,
         documents: document_types(&identity),
@@ -198,8 +268,11 @@ pub(super) fn update_personal_data(
 pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> R<PendingCommand> {
     Ok(PendingCommand::Plain(Command::PreRegister {
         on,
-        channel: ChannelCode::parse(&m.channel)
-            .ok_or_else(|| CaseError::invalid("channel", "not a channel code"))?,
+        channel: {
+            displayable(&m.channel, "channel")?;
+            ChannelCode::parse(&m.channel)
+                .ok_or_else(|| CaseError::invalid("channel", "not a channel code"))?
+        },
         basis: from_wire!(
             pb::EligibilityBasis,
             EligibilityBasis,
@@ -270,6 +343,7 @@ pub(super) fn deny(m: pb::DenyRequest, on: Date) -> R<PendingCommand> {
 }
 
 pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingCommand> {
+    displayable(&m.permit_number, "permit_number")?;
     let permit_number = crate::pii::normalize("PPT", &m.permit_number)
         .map_err(|_| CaseError::invalid("permit_number", "1..32 letters or digits"))?;
     Ok(PendingCommand::IssuePermit {
@@ -283,6 +357,7 @@ pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingComm
 }
 
 pub(super) fn supersede_by_visa(m: pb::SupersedeByVisaRequest, on: Date) -> R<PendingCommand> {
+    displayable(&m.visa_number, "visa_number")?;
     let visa_number = crate::pii::normalize("VISA", &m.visa_number)
         .map_err(|_| CaseError::invalid("visa_number", "1..32 letters or digits"))?;
     Ok(PendingCommand::SupersedeByVisa {
@@ -387,6 +462,7 @@ pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> R<(String, Stri
 }
 
 pub(super) fn purpose(p: &str) -> R<String> {
+    displayable(p, "purpose")?;
     let p = p.trim();
     // A code (recorded in the access event), so no name can be typed into it.
     if p.is_empty()
@@ -427,7 +503,7 @@ pub(super) fn event_summary(ev: &crate::log::StoredEvent, e: &crate::domain::Eve
 }
 
 /// The wire form of a case read.
-pub(super) fn case(view: CaseView, today: Date) -> pb::Case {
+pub(super) fn case(view: CaseView, today: Date, catalog: &crate::domain::ChannelCatalog) -> pb::Case {
     let s = &view.state;
     let person = s.person();
     let identity = view.identity.map(|i| pb::PersonalData {
@@ -514,5 +590,95 @@ pub(super) fn case(view: CaseView, today: Date) -> pb::Case {
             .iter()
             .map(|(ev, e)| event_summary(ev, e))
             .collect(),
+        stage_code: stage_code(s),
+        erased_on: opt_date(s.erased_on()),
+        next_steps: s
+            .next_steps(today, catalog)
+            .into_iter()
+            .map(|n| pb::NextStep {
+                command: n.command.to_string(),
+                earliest_on: opt_date(n.earliest_on),
+                until: opt_date(n.until),
+            })
+            .collect(),
+    }
+}
+
+/// The stage of a case as the wire enum (`CASE_STAGE_<stage code>`).
+pub(super) fn stage_code(s: &crate::domain::CaseState) -> i32 {
+    to_wire!(pb::CaseStage, "CASE_STAGE_", s.stage())
+}
+
+/// The wire form of a channel's rules.
+pub(super) fn channel(rules: &crate::domain::ChannelRules) -> pb::Channel {
+    let (valid_until, validity_months) = match rules.validity {
+        crate::domain::Validity::Until(end) => (end.to_string(), 0),
+        crate::domain::Validity::Months(months) => (String::new(), u32::from(months)),
+    };
+    pb::Channel {
+        code: rules.code.as_str().to_string(),
+        name: rules.name.clone(),
+        source: rules.source.clone(),
+        permit_type: to_wire!(pb::PermitType, "PERMIT_TYPE_", rules.permit_type),
+        bases: rules
+            .bases
+            .iter()
+            .map(|b| to_wire!(pb::EligibilityBasis, "ELIGIBILITY_BASIS_", *b))
+            .collect(),
+        opens_on: opt_date(rules.opens_on),
+        closes_on: opt_date(rules.closes_on),
+        minors_close_on: opt_date(rules.minors_close_on),
+        valid_until,
+        validity_months,
+        extendable: rules.extendable,
+        extensions_max: u32::from(rules.extensions_max),
+        once_per_person: rules.once_per_person,
+        physical_card: rules.physical_card,
+        card_uncollected_days: rules.card_uncollected_days.map(u32::from).unwrap_or(0),
+        interim_days_max: rules.interim_days_max.map(u32::from).unwrap_or(0),
+        decision_days: rules.decision_days.map(u32::from).unwrap_or(0),
+        appeal_window_days: u32::from(rules.appeal_window_days),
+        missed_appointments_max: u32::from(rules.missed_appointments_max),
+    }
+}
+
+#[cfg(test)]
+mod displayable_tests {
+    use super::displayable;
+
+    #[test]
+    fn hidden_characters_are_refused_at_every_range_edge() {
+        let edges =
+            "\u{0}\t\n\r\u{1F}\u{7F}\u{85}\u{9F}\u{AD}\u{61C}\u{180E}\u{200B}\u{200C}\u{200D}\u{200E}\
+            \u{200F}\u{2028}\u{2029}\u{202A}\u{202E}\u{2060}\u{2064}\u{2066}\u{2069}\u{206A}\u{206F}\u{FEFF}\
+            \u{FFF9}\u{FFFB}\u{E0000}\u{E007F}";
+        assert_eq!(edges.chars().count(), 31);
+        for c in edges.chars() {
+            let e = displayable(&format!("ANA{c}MARIA"), "person.given_names").unwrap_err();
+            assert!(
+                e.to_string().contains("person.given_names"),
+                "U+{:04X}: {e}",
+                u32::from(c)
+            );
+        }
+    }
+
+    #[test]
+    fn names_in_any_script_with_ordinary_spaces_and_marks_pass() {
+        for ok in [
+            "María José",
+            "NÚÑEZ-O'BRIEN",
+            "Ğülşen",
+            "محمد",
+            "Nguyễn",
+            "Ana\u{A0}Paula",
+            "Jose\u{301}",
+            "\u{2000}\u{200A}",
+            "\u{2010}\u{2065}\u{2070}",
+            "+57 300 123 4567",
+            "ana@example.org",
+        ] {
+            assert!(displayable(ok, "person.given_names").is_ok(), "{ok:?}");
+        }
     }
 }

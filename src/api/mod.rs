@@ -5,6 +5,7 @@ pub mod admin;
 mod convert;
 pub mod import;
 pub mod status;
+pub mod wire_errors;
 
 use tonic::{Request, Response, Status};
 
@@ -25,10 +26,10 @@ pub const ACTOR_USER_HEADER: &str = "x-actor-user";
 /// Legacy metadata key of the acting office: ignored, like [`ACTOR_USER_HEADER`].
 pub const ACTOR_OFFICE_HEADER: &str = "x-actor-office";
 
-/// Today in UTC, from the system clock.
+/// Today in Colombia (America/Bogota), from the system clock: the business
+/// date of a command that leaves `header.on` empty (see [`crate::clock`]).
 pub fn today() -> Date {
-    let days = crate::log::writer::now_us().div_euclid(86_400_000_000);
-    Date::from_days(days).expect("the system clock is within the supported range")
+    crate::clock::today()
 }
 
 /// The caseworker service.
@@ -94,6 +95,7 @@ impl CaseworkerService {
             stage: outcome.state.state_name().to_string(),
             status: convert::status(crate::domain::person_status(&outcome.state, today)),
             event_types: outcome.event_types.iter().map(|t| t.to_string()).collect(),
+            stage_code: convert::stage_code(&outcome.state),
         }))
     }
 
@@ -313,6 +315,14 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         .await
     }
 
+    async fn list_channels(
+        &self,
+        _r: Request<pb::ListChannelsRequest>,
+    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let channels = self.cases.catalog().channels().iter().map(convert::channel).collect();
+        Ok(Response::new(pb::ListChannelsResponse { channels }))
+    }
+
     async fn get_case(&self, r: Request<pb::GetCaseRequest>) -> Result<Response<pb::Case>, Status> {
         let principal = crate::auth::principal(&r)?;
         let m = r.into_inner();
@@ -341,7 +351,7 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
                 access_record(&principal, case_id, "GetCase", purpose),
             )
             .await?;
-        Ok(Response::new(convert::case(view, today())))
+        Ok(Response::new(convert::case(view, today(), self.cases.catalog())))
     }
 
     async fn find_cases_by_document(

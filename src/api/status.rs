@@ -1,17 +1,31 @@
 //! The one boundary where errors become gRPC statuses.
 //!
-//! Validation -> INVALID_ARGUMENT naming the field (google.rpc.BadRequest
-//! details); illegal transition -> FAILED_PRECONDITION naming the state;
-//! version conflict -> ABORTED; unknown case -> NOT_FOUND; duplicate
-//! document or reused request id -> ALREADY_EXISTS; limits ->
-//! RESOURCE_EXHAUSTED; internal errors are logged and returned without details.
-//! Messages never carry personal data: they name fields, states and codes.
+//! Every status a program may act on carries google.rpc details (see
+//! caseworker.proto, "Errors"):
+//! - INVALID_ARGUMENT: `BadRequest` naming the request field;
+//! - FAILED_PRECONDITION: `PreconditionFailure` (type = the rule, or `STAGE`
+//!   / `PERSON_ERASED`; subject = the request field or `case`) and
+//!   `ErrorInfo` (reason, and metadata: `stage`, `command`, `rule`,
+//!   `erased_on` where they apply);
+//! - ALREADY_EXISTS: `ErrorInfo.reason` `DOCUMENT_REGISTERED`,
+//!   `REQUEST_ID_REUSED`, `REQUEST_FROM_OTHER_PRINCIPAL` or `CASE_EXISTS`;
+//! - ABORTED: `ErrorInfo` `VERSION_CONFLICT` with `expected` and `actual`;
+//! - RESOURCE_EXHAUSTED: `QuotaFailure` naming the field and its limit;
+//! - NOT_FOUND: `ErrorInfo` `CASE_NOT_FOUND`.
+//!
+//! Internal errors are logged and returned without details. Messages never
+//! carry personal data: they name fields, states, rules and codes.
+
+use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::cases::CaseError;
 use crate::domain::Rejection;
+
+/// `ErrorInfo.domain` of every error this service describes.
+pub const ERROR_DOMAIN: &str = "regularization.v1";
 
 /// INVALID_ARGUMENT naming one field.
 pub fn invalid_argument(field: &str, reason: &str) -> Status {
@@ -22,25 +36,140 @@ pub fn invalid_argument(field: &str, reason: &str) -> Status {
     )
 }
 
+/// RESOURCE_EXHAUSTED naming the field (or request part) over its limit.
+pub fn limit_exceeded(subject: &str, description: &str) -> Status {
+    let mut details = ErrorDetails::with_quota_failure_violation(subject, description);
+    details.set_error_info("LIMIT_EXCEEDED", ERROR_DOMAIN, meta(&[("field", subject)]));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("{subject}: {description}"),
+        details,
+    )
+}
+
+/// A status with only an `ErrorInfo` detail.
+fn with_info(code: Code, message: String, reason: &str, metadata: &[(&str, &str)]) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, meta(metadata)),
+    )
+}
+
+/// FAILED_PRECONDITION with a `PreconditionFailure` violation and an `ErrorInfo`.
+fn precondition(
+    message: String,
+    kind: &str,
+    subject: &str,
+    description: &str,
+    metadata: &[(&str, &str)],
+) -> Status {
+    let mut details = ErrorDetails::with_precondition_failure_violation(kind, subject, description);
+    details.set_error_info(kind, ERROR_DOMAIN, meta(metadata));
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
+
+fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The request field a domain field name stands for. The domain names what
+/// it checks (`on`, `birth_year`); the wire's field paths differ for a few.
+pub fn wire_field(domain_field: &str) -> &str {
+    match domain_field {
+        "on" => "header.on",
+        "birth_year" | "birth_month" => "person.birth_date",
+        "documents" => "person.documents",
+        "identity" => "person",
+        other => other,
+    }
+}
+
+impl From<Rejection> for Status {
+    fn from(r: Rejection) -> Status {
+        let message = r.to_string();
+        match r {
+            Rejection::Invalid { field, reason } => invalid_argument(wire_field(field), &reason),
+            Rejection::IllegalTransition {
+                command,
+                state,
+                reason,
+            } => precondition(
+                message,
+                "STAGE",
+                "case",
+                &reason,
+                &[("stage", state), ("command", command)],
+            ),
+            Rejection::RuleViolated {
+                command,
+                state,
+                rule,
+                field,
+                reason,
+            } => {
+                let field = wire_field(field);
+                let mut details = ErrorDetails::with_precondition_failure_violation(rule, field, &reason);
+                details.set_error_info(
+                    rule,
+                    ERROR_DOMAIN,
+                    meta(&[("stage", state), ("command", command), ("field", field)]),
+                );
+                Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
+            Rejection::Erased { command, erased_on } => {
+                let on = erased_on.to_string();
+                precondition(
+                    message,
+                    "PERSON_ERASED",
+                    "case",
+                    "the person's identifying data was erased; only closing steps remain",
+                    &[("command", command), ("erased_on", &on)],
+                )
+            }
+            Rejection::CaseAlreadyExists => with_info(Code::AlreadyExists, message, "CASE_EXISTS", &[]),
+            Rejection::NoSuchCase => with_info(Code::NotFound, message, "CASE_NOT_FOUND", &[]),
+        }
+    }
+}
+
 impl From<CaseError> for Status {
     fn from(e: CaseError) -> Status {
+        let message = e.to_string();
         match e {
             CaseError::Invalid { field, reason } => invalid_argument(field, &reason),
-            CaseError::Rejected(r) => match r {
-                // The domain's business date is the wire's header.on.
-                Rejection::Invalid { field: "on", reason } => invalid_argument("header.on", &reason),
-                Rejection::Invalid { field, reason } => invalid_argument(field, &reason),
-                Rejection::IllegalTransition { .. } | Rejection::Erased { .. } => {
-                    Status::failed_precondition(r.to_string())
-                }
-                Rejection::CaseAlreadyExists => Status::already_exists(r.to_string()),
-                Rejection::NoSuchCase => Status::not_found(r.to_string()),
-            },
-            CaseError::NotFound(_) => Status::not_found("case not found"),
+            CaseError::Rejected(r) => r.into(),
+            CaseError::NotFound(_) => {
+                with_info(Code::NotFound, "case not found".into(), "CASE_NOT_FOUND", &[])
+            }
             CaseError::OutOfScope => crate::auth::out_of_scope(),
-            CaseError::VersionConflict { .. } => Status::aborted(e.to_string()),
-            CaseError::DocumentTaken | CaseError::RequestIdReused => Status::already_exists(e.to_string()),
-            CaseError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
+            CaseError::VersionConflict { expected, actual } => with_info(
+                Code::Aborted,
+                message,
+                "VERSION_CONFLICT",
+                &[
+                    ("expected", &expected.to_string()),
+                    ("actual", &actual.to_string()),
+                ],
+            ),
+            CaseError::DocumentTaken => with_info(Code::AlreadyExists, message, "DOCUMENT_REGISTERED", &[]),
+            CaseError::RequestIdReused => with_info(Code::AlreadyExists, message, "REQUEST_ID_REUSED", &[]),
+            CaseError::RequestFromOtherPrincipal => {
+                with_info(Code::AlreadyExists, message, "REQUEST_FROM_OTHER_PRINCIPAL", &[])
+            }
+            CaseError::RegistrationErased { case_id } => precondition(
+                message,
+                "PERSON_ERASED",
+                "case",
+                "the registration's person was erased",
+                &[("command", "RegisterPerson"), ("case_id", &case_id)],
+            ),
+            CaseError::TooLarge { field, limit } => {
+                limit_exceeded(field, &format!("exceeds the limit of {limit}"))
+            }
             CaseError::Unavailable(_) => {
                 tracing::error!(error = %e, "request failed: service unavailable");
                 Status::unavailable("the registry cannot record changes right now")

@@ -43,8 +43,10 @@ pub const AUDIT_INTERVAL_ENV: &str = "REGISTRY_AUDIT_CHECKPOINT_INTERVAL_SECS";
 /// Errors of the audit module, each mapping to one gRPC code.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{0}")]
-    InvalidArgument(String),
+    /// A request field out of range: answered INVALID_ARGUMENT with a
+    /// BadRequest naming `field`.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument { field: &'static str, reason: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -69,9 +71,14 @@ impl From<ProofError> for AuditError {
     fn from(e: ProofError) -> Self {
         match e {
             ProofError::SizeNotAvailable { .. } => AuditError::NotFound(e.to_string()),
-            ProofError::IndexOutOfRange { .. } | ProofError::SizesOutOfOrder { .. } => {
-                AuditError::InvalidArgument(e.to_string())
-            }
+            ProofError::IndexOutOfRange { .. } => AuditError::InvalidArgument {
+                field: "seq",
+                reason: e.to_string(),
+            },
+            ProofError::SizesOutOfOrder { .. } => AuditError::InvalidArgument {
+                field: "from_size",
+                reason: e.to_string(),
+            },
             other => AuditError::Internal(other.to_string()),
         }
     }

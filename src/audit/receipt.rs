@@ -171,9 +171,10 @@ pub fn build(
 ) -> Result<Receipt, super::AuditError> {
     let size = checkpoint.checkpoint.size;
     if seq == 0 || seq > size {
-        return Err(super::AuditError::InvalidArgument(format!(
-            "seq {seq} is not in the checkpoint of size {size}"
-        )));
+        return Err(super::AuditError::InvalidArgument {
+            field: "seq",
+            reason: format!("seq {seq} is not in the checkpoint of size {size}"),
+        });
     }
     let value = store
         .raw_get(seq)

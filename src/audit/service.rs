@@ -29,7 +29,7 @@ use crate::log::{Head, Log, Store};
 impl From<AuditError> for Status {
     fn from(e: AuditError) -> Status {
         match e {
-            AuditError::InvalidArgument(m) => Status::invalid_argument(m),
+            AuditError::InvalidArgument { field, reason } => invalid_argument(field, &reason),
             AuditError::NotFound(m) => Status::not_found(m),
             AuditError::FailedPrecondition(m) => Status::failed_precondition(m),
             AuditError::Internal(m) => {
@@ -282,10 +282,13 @@ impl pb::audit_server::Audit for AuditService {
         let proof = blocking(move || {
             let to = AuditService::resolve_size(&audit, req.to_size)?;
             if req.from_size > to {
-                return Err(AuditError::InvalidArgument(format!(
-                    "from_size {} exceeds the latest checkpoint's size {to}",
-                    req.from_size
-                )));
+                return Err(AuditError::InvalidArgument {
+                    field: "from_size",
+                    reason: format!(
+                        "from_size {} exceeds the latest checkpoint's size {to}",
+                        req.from_size
+                    ),
+                });
             }
             let hashes = audit.tree.consistency_proof(req.from_size, to)?;
             Ok(pb::ConsistencyProof {

@@ -50,6 +50,8 @@ pub enum AccessError {
     Invalid { path: String, reason: String },
     #[error("{0}")]
     Rejected(String),
+    #[error("the access file already holds {limit} tokens")]
+    Full { limit: usize },
 }
 
 /// One bearer token (its hash, never the token).
@@ -318,9 +320,9 @@ pub fn add_token(path: &Path, grant: &Grant) -> Result<NewToken, AccessError> {
     };
     modify(path, |file| {
         if file.tokens.len() >= ACCESS_TOKENS_MAX {
-            return Err(AccessError::Rejected(format!(
-                "the file already holds {ACCESS_TOKENS_MAX} tokens"
-            )));
+            return Err(AccessError::Full {
+                limit: ACCESS_TOKENS_MAX,
+            });
         }
         file.tokens.push(entry);
         Ok(())

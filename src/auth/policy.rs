@@ -57,6 +57,8 @@ pub fn access(path: &str) -> Access {
         }
         "regularization.v1.Import" => Access::Roles(DECISIONS),
         "regularization.v1.Statistics" => Access::Roles(STATISTICS),
+        // Worklists hold codes and dates only; department scopes apply.
+        "regularization.v1.Worklists" => Access::Roles(CASE_WORK),
         // GetCheckpoint is open to admins (who sign checkpoints on demand);
         // the rest of the audit service is for auditors.
         "regularization.v1.Audit" if method == "GetCheckpoint" => Access::Roles(AUDIT),

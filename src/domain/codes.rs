@@ -82,7 +82,24 @@ impl<'de> Deserialize<'de> for ChannelCode {
     }
 }
 
-/// An ISO 3166-1 alpha-3 country code (`VEN`): three uppercase letters, three bytes.
+// `ISO_3166_VERSION` and `ISO_3166_ALPHA3` (code, English short name), sorted
+// by code; built by build.rs from `iso3166_alpha3.tsv` (Debian's iso-codes).
+include!(concat!(env!("OUT_DIR"), "/iso3166_alpha3.rs"));
+
+/// The codes of ICAO Doc 9303 (part 3) that machine-readable travel documents
+/// carry in the nationality field of a person without one or with refugee
+/// status, accepted besides ISO 3166-1: a stateless person or a refugee cannot
+/// be registered with a made-up country. Not ISO 3166 codes (`XX?` is a
+/// user-assigned range there).
+pub const ICAO_NATIONALITY_CODES: [([u8; 3], &str); 4] = [
+    (*b"XXA", "Stateless person (1954 Convention)"),
+    (*b"XXB", "Refugee (1951 Convention)"),
+    (*b"XXC", "Refugee (other than the 1951 Convention)"),
+    (*b"XXX", "Person of unspecified nationality"),
+];
+
+/// A nationality: an ISO 3166-1 alpha-3 country code (`VEN`), or one of
+/// [`ICAO_NATIONALITY_CODES`]; three bytes.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CountryCode([u8; 3]);
 
@@ -90,14 +107,46 @@ impl CountryCode {
     /// Venezuela, the nationality of nearly every case.
     pub const VEN: CountryCode = CountryCode(*b"VEN");
 
-    /// Parses three uppercase ASCII letters (the list of assigned codes is
-    /// not checked: it changes, and statistics only group by it).
+    /// Parses an assigned ISO 3166-1 alpha-3 code ([`ISO_3166_VERSION`]) or an
+    /// ICAO nationality code (`XXA` stateless, ...); `None` otherwise.
     pub fn parse(text: &str) -> Option<CountryCode> {
+        let code = CountryCode::from_log(text)?;
+        code.name().is_some().then_some(code)
+    }
+
+    /// A code read back from the log: only its form is checked (three
+    /// uppercase ASCII letters), because a record accepted before the list
+    /// was checked must still decode. Never for input.
+    pub fn from_log(text: &str) -> Option<CountryCode> {
         let bytes: [u8; 3] = text.as_bytes().try_into().ok()?;
         bytes
             .iter()
             .all(u8::is_ascii_uppercase)
             .then_some(CountryCode(bytes))
+    }
+
+    /// The English short name (ISO 3166-1, e.g. `Venezuela, Bolivarian
+    /// Republic of`) or the ICAO meaning; `None` for an unlisted code read
+    /// from the log.
+    pub fn name(self) -> Option<&'static str> {
+        ISO_3166_ALPHA3
+            .binary_search_by_key(&self.0, |&(code, _)| code)
+            .ok()
+            .map(|i| ISO_3166_ALPHA3[i].1)
+            .or_else(|| {
+                ICAO_NATIONALITY_CODES
+                    .iter()
+                    .find(|&&(code, _)| code == self.0)
+                    .map(|&(_, name)| name)
+            })
+    }
+
+    /// Every accepted code: ISO 3166-1 in code order, then the ICAO codes.
+    pub fn all() -> impl Iterator<Item = CountryCode> {
+        ISO_3166_ALPHA3
+            .iter()
+            .chain(ICAO_NATIONALITY_CODES.iter())
+            .map(|&(code, _)| CountryCode(code))
     }
 
     /// The code as text.
@@ -127,7 +176,7 @@ impl Serialize for CountryCode {
 impl<'de> Deserialize<'de> for CountryCode {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CountryCode, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        CountryCode::parse(&text).ok_or_else(|| serde::de::Error::custom("invalid ISO 3166 alpha-3 code"))
+        CountryCode::parse(&text).ok_or_else(|| serde::de::Error::custom("not an ISO 3166-1 alpha-3 code"))
     }
 }
 
@@ -170,6 +219,56 @@ mod tests {
         assert_eq!(CountryCode::parse("ven"), None);
         assert_eq!(CountryCode::parse("VE"), None);
         assert_eq!(CountryCode::parse("V3N"), None);
+    }
+
+    #[test]
+    fn country_codes_are_assigned_iso_3166_codes() {
+        let version_line = include_str!("iso3166_alpha3.tsv")
+            .lines()
+            .find_map(|l| l.strip_prefix("# version:"))
+            .map(str::trim);
+        assert_eq!(version_line, Some(ISO_3166_VERSION));
+        assert_eq!(ISO_3166_VERSION, "iso-codes 4.15.0");
+        assert_eq!(ISO_3166_ALPHA3.len(), 249);
+        assert!(ISO_3166_ALPHA3.windows(2).all(|w| w[0].0 < w[1].0));
+
+        for (code, name) in [
+            ("VEN", "Venezuela, Bolivarian Republic of"),
+            ("COL", "Colombia"),
+            ("ECU", "Ecuador"),
+            ("PER", "Peru"),
+            ("HTI", "Haiti"),
+            ("CUB", "Cuba"),
+            ("ALA", "Åland Islands"),
+        ] {
+            let c = CountryCode::parse(code).unwrap_or_else(|| panic!("{code}"));
+            assert_eq!(c.name(), Some(name));
+        }
+        // Unassigned, withdrawn (Netherlands Antilles, Serbia and Montenegro)
+        // and user-assigned codes are refused.
+        for bad in ["ZZZ", "AAA", "ANT", "SCG", "XXY", "EUE"] {
+            assert_eq!(CountryCode::parse(bad), None, "{bad}");
+        }
+        assert!(serde_json::from_str::<CountryCode>("\"ZZZ\"").is_err());
+        // A record from before the list was checked still decodes.
+        let old = CountryCode::from_log("ZZZ").unwrap();
+        assert_eq!((old.as_str(), old.name()), ("ZZZ", None));
+        assert_eq!(CountryCode::from_log("zzz"), None);
+    }
+
+    #[test]
+    fn icao_codes_name_stateless_persons_and_refugees() {
+        for code in ["XXA", "XXB", "XXC", "XXX"] {
+            let c = CountryCode::parse(code).unwrap_or_else(|| panic!("{code}"));
+            assert!(c.name().is_some());
+            // Not an ISO code: the two lists do not overlap.
+            assert!(ISO_3166_ALPHA3.iter().all(|&(iso, _)| iso != c.0));
+        }
+        assert_eq!(
+            CountryCode::parse("XXA").and_then(CountryCode::name),
+            Some("Stateless person (1954 Convention)")
+        );
+        assert_eq!(CountryCode::all().count(), 253);
     }
 
     #[test]

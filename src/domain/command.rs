@@ -352,8 +352,25 @@ impl Command {
         }
     }
 
-    /// Whether the command carries sealed personal data (refused once the
-    /// person is erased, since it would make them identifiable again).
+    /// The steps an erased case may still record: how its process ends
+    /// (withdrawal of an undecided application, cancellation of a permit or
+    /// of an uncollected card, denial of a pending certification) and the
+    /// person's exit. None of them carries or produces personal data; an
+    /// erased case records nothing that continues its process (Ley 1581 de
+    /// 2012: the data was suppressed, so no new decision is taken on it).
+    pub fn allowed_after_erasure(&self) -> bool {
+        matches!(
+            self,
+            Command::Withdraw { .. }
+                | Command::CancelPermit { .. }
+                | Command::AbandonCard { .. }
+                | Command::DenyCertification { .. }
+                | Command::RecordExit { .. }
+        )
+    }
+
+    /// Whether the command carries sealed personal data (never allowed
+    /// once the person is erased: it would make them identifiable again).
     pub fn carries_personal_data(&self) -> bool {
         matches!(
             self,

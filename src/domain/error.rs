@@ -21,6 +21,24 @@ pub enum Rejection {
         /// What is missing or wrong, in words a caseworker understands.
         reason: String,
     },
+    /// The command is well formed, but a rule of the law or of the channel
+    /// refuses it for this case on this date: a window that is closed, a
+    /// step for adults on a minor, a once-per-person permit already held,
+    /// a date before the case's own timeline. The API answers
+    /// FAILED_PRECONDITION with the rule's stable code.
+    #[error("{command} is not allowed in state {state}: {reason} (rule {rule})")]
+    RuleViolated {
+        /// The command's name.
+        command: &'static str,
+        /// The current state code.
+        state: &'static str,
+        /// Stable code of the rule, e.g. `CHANNEL_WINDOW` (see [`Rejection::RULES`]).
+        rule: &'static str,
+        /// The command field the rule looks at (e.g. `on`).
+        field: &'static str,
+        /// The rule and the date or deadline, in words a caseworker understands.
+        reason: String,
+    },
     /// A field of the command is invalid on its own or against the channel
     /// rules (unknown channel, date outside a window, bad DIVIPOLA code ...).
     #[error("invalid {field}: {reason}")]
@@ -36,16 +54,36 @@ pub enum Rejection {
     /// A command other than `RegisterPerson` on an empty stream.
     #[error("no such case")]
     NoSuchCase,
-    /// A command that carries sealed personal data, for a person whose
-    /// identifying data was erased: it would bring the data back.
-    #[error("{command} carries personal data, but this person's identifying data was erased")]
+    /// A command on a person whose identifying data was erased, other than
+    /// the closing steps ([`Command::allowed_after_erasure`](super::Command::allowed_after_erasure)):
+    /// an erased case records no new step of its process (no biometrics,
+    /// decisions, cards or personal data), only how it ends.
+    #[error(
+        "{command} is not allowed: this person's identifying data was erased on {erased_on}; \
+         only closing steps remain (Withdraw, CancelPermit, AbandonCard, DenyCertification, RecordExit)"
+    )]
     Erased {
         /// The refused command's name.
         command: &'static str,
+        /// The business date of the erasure.
+        erased_on: super::Date,
     },
 }
 
 impl Rejection {
+    /// Every rule code a [`Rejection::RuleViolated`] may carry.
+    pub const RULES: [&'static str; 9] = [
+        "CASE_TIMELINE",
+        "CHANNEL_WINDOW",
+        "ONCE_PER_PERSON",
+        "APPLICATIONS_MAX",
+        "ADULTS_ONLY",
+        "CERTIFICATIONS_MAX",
+        "APPOINTMENT_NOT_REACHED",
+        "CHANNEL_PERMITS_ENDED",
+        "CARD_COLLECTION_PERIOD",
+    ];
+
     /// Shorthand for an [`Rejection::Invalid`].
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Rejection {
         Rejection::Invalid {

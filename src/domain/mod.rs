@@ -42,6 +42,7 @@ mod decide;
 pub mod divipola;
 pub mod error;
 pub mod event;
+pub mod next;
 pub mod records;
 pub mod sealed;
 pub mod status;
@@ -52,11 +53,11 @@ mod tests;
 
 pub use case::{CaseState, Stage, EXITED, NO_CASE};
 pub use channels::{ChannelCatalog, ChannelRules, Validity};
-pub use codes::{ChannelCode, CountryCode};
+pub use codes::{ChannelCode, CountryCode, ICAO_NATIONALITY_CODES, ISO_3166_VERSION};
 pub use command::Command;
 pub use date::{age_on, Date};
 pub use decide::{AGE_YEARS_MAX, BIRTH_YEAR_MIN};
-pub use divipola::{Department, Municipality, DEPARTMENTS};
+pub use divipola::{Department, Municipality, MunicipalityKind, DEPARTMENTS, DIVIPOLA_VERSION};
 pub use error::{CatalogError, Rejection};
 pub use event::{Event, EVENT_TYPES};
 pub use records::{

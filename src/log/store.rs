@@ -143,6 +143,8 @@ pub struct Store {
     /// The head readers may see: set at open from the head key, then by the
     /// writer after each commit is applied and durable. Every read is bounded by it.
     published: Arc<RwLock<Head>>,
+    /// Signalled after every publish, for [`Store::wait_published`].
+    published_signal: Arc<(std::sync::Mutex<()>, std::sync::Condvar)>,
     dir: PathBuf,
 }
 
@@ -162,6 +164,7 @@ impl Store {
         };
         Ok(Store {
             published: Arc::new(RwLock::new(head)),
+            published_signal: Arc::new((std::sync::Mutex::new(()), std::sync::Condvar::new())),
             case_files: Arc::new(CaseFiles::new(log.clone())),
             log,
             meta,
@@ -186,6 +189,28 @@ impl Store {
         Ok(*self.published.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Blocks until the published head reaches `seq` or `timeout` passes;
+    /// returns whether it did. A commit whose case files are visible
+    /// (durable, about to be published) is waited for this way.
+    pub fn wait_published(&self, seq: u64, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let (lock, signal) = &*self.published_signal;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.head().map(|h| h.seq >= seq).unwrap_or(false) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = signal
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// The head as recorded in the `log` tree (verification compares it with the chain).
     pub fn meta_head(&self) -> Result<Head, StoreError> {
         match self.log.get(HEAD_KEY)? {
@@ -197,6 +222,9 @@ impl Store {
     /// Called by the writer once a commit is applied and durable.
     pub(crate) fn publish(&self, head: Head) {
         *self.published.write().unwrap_or_else(|p| p.into_inner()) = head;
+        let (lock, signal) = &*self.published_signal;
+        drop(lock.lock().unwrap_or_else(|p| p.into_inner()));
+        signal.notify_all();
     }
 
     /// The position up to which the chain and case files were last verified.

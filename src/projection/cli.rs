@@ -108,7 +108,7 @@ pub fn state_as_of(
     let latest = engine.state().max_on();
     let date = match as_of {
         Some(d) => d,
-        None => super::engine::today_utc().max(latest.unwrap_or(Date::MIN)),
+        None => super::engine::today().max(latest.unwrap_or(Date::MIN)),
     };
     if latest.is_some_and(|l| date < l) {
         return Ok(replay(store, AsOf::Date(date))?);
@@ -251,7 +251,7 @@ pub fn rebuild_store_reporting(
     progress: &mut dyn FnMut(u64),
 ) -> Result<(super::CatchUp, Engine), BoxError> {
     Engine::drop_tree(store, TREE)?;
-    let mut engine = Engine::open(store, TREE, super::engine::today_utc())?;
+    let mut engine = Engine::open(store, TREE, super::engine::today())?;
     let c = engine.catch_up_reporting(progress)?;
     Ok((c, engine))
 }
@@ -432,7 +432,7 @@ fn measure_lag(source: &Store, dir: &Path, appenders: usize) -> Result<(), BoxEr
             sync: crate::log::SyncMode::Fdatasync,
         },
     )?;
-    let engine = Engine::open(log.store(), super::engine::TREE, super::today_utc())?;
+    let engine = Engine::open(log.store(), super::engine::TREE, super::today())?;
     let shared: super::engine::Shared = std::sync::Arc::new(std::sync::RwLock::new(engine));
     let follower = super::engine::Follower::spawn(shared.clone(), log.subscribe_head(), false)?;
     let started = Instant::now();

@@ -60,12 +60,10 @@ pub enum ProjectionError {
     Stopped,
 }
 
-/// The reference date "today" (UTC) from the system clock.
-pub fn today_utc() -> Date {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Date::from_days((secs / 86_400) as i64).unwrap_or(Date::MIN)
+/// The reference date "today": the business date in Colombia
+/// (America/Bogota), from the system clock (see [`crate::clock`]).
+pub fn today() -> Date {
+    crate::clock::today()
 }
 
 /// Reads the page after `position`, checking that it starts right after it
@@ -589,7 +587,7 @@ pub struct Follower {
 impl Follower {
     /// Starts following: catches up, then wakes on every head change (and
     /// at least every 250 ms, to move the cube to a new day at midnight).
-    /// With `track_today`, the cube moves to the new UTC date when the day changes.
+    /// With `track_today`, the cube moves to the new date when the day changes in Colombia.
     pub fn spawn(
         shared: Shared,
         head_rx: tokio::sync::watch::Receiver<Head>,
@@ -613,7 +611,7 @@ impl Follower {
         let load = move |stop: &AtomicBool| -> Result<Shared, ProjectionError> {
             let loaded = (|| {
                 let started = Instant::now();
-                let mut engine = Engine::open_until(&store, tree_name, today_utc(), stop)?;
+                let mut engine = Engine::open_until(&store, tree_name, today(), stop)?;
                 let facts_loaded = started.elapsed();
                 let from = engine.state.position.seq;
                 while engine.state.position.seq < target {
@@ -757,7 +755,7 @@ pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, Projectio
     let persist = {
         let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
         if page.is_empty() {
-            let today = today_utc();
+            let today = today();
             if track_today && e.state.cube_date() != today {
                 e.state.set_cube_date(today);
             }

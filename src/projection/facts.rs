@@ -173,7 +173,7 @@ impl CaseFacts {
 
     /// Municipality of residence.
     pub fn municipality(&self) -> Option<Municipality> {
-        Municipality::new(self.municipality_code)
+        Municipality::from_log(self.municipality_code)
     }
 
     /// Channel of the current application.
@@ -337,7 +337,7 @@ impl CaseFacts {
             municipality_code: if muni == 0 {
                 0
             } else {
-                Municipality::new(muni)?.code()
+                Municipality::from_log(muni)?.code()
             },
             stage: *Stage::ALL.get(b[10] as usize)?,
             channel_code: channel.unwrap_or(ChannelCode::UNKNOWN),

@@ -59,7 +59,7 @@ impl StatisticsService {
 }
 
 fn invalid(field: &str, msg: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{field}: {msg}"))
+    crate::api::status::invalid_argument(field, &msg.to_string())
 }
 
 fn month(field: &str, text: &str) -> Result<Option<u32>, Status> {

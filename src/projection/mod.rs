@@ -29,8 +29,7 @@ pub mod suppress;
 use serde::Serialize;
 
 pub use engine::{
-    replay, today_utc, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState,
-    TREE,
+    replay, today, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState, TREE,
 };
 pub use facts::CaseFacts;
 pub use query::{caseload, CaseloadQuery, Dim, Filter, Row, Table};
@@ -177,7 +176,7 @@ pub struct Running {
     follower: Option<Follower>,
 }
 
-/// Starts loading the persisted projection (cube at today's UTC date) and
+/// Starts loading the persisted projection (cube at today's date in Colombia) and
 /// catching it up to the current head on the follower's thread; returns at once.
 pub fn start(log: &crate::log::Log) -> std::io::Result<Running> {
     let slot = std::sync::Arc::new(ProjectionSlot::default());

@@ -248,6 +248,27 @@ pub struct ProjectionState {
     pub(crate) track_dirty: bool,
 }
 
+/// Checks that `ev` comes right after `position`: the next seq, linked to
+/// the position's hash. Every follower of the log applies only events that
+/// pass (statistics, worklists): a gap or a broken link stops it.
+pub fn check_next(position: Position, ev: &crate::log::StoredEvent) -> Result<(), ApplyError> {
+    let r = &ev.record;
+    let expected = position.seq + 1;
+    if r.seq != expected {
+        return Err(ApplyError::Gap {
+            expected,
+            found: r.seq,
+        });
+    }
+    if r.prev_hash != position.hash {
+        return Err(ApplyError::Chain {
+            seq: r.seq,
+            prev: position.seq,
+        });
+    }
+    Ok(())
+}
+
 /// Why an event could not be applied: the projection stops (never skips).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
@@ -397,19 +418,7 @@ impl ProjectionState {
         keep: impl Fn(&Event) -> bool,
     ) -> Result<(), ApplyError> {
         let r = &ev.record;
-        let expected = self.position.seq + 1;
-        if r.seq != expected {
-            return Err(ApplyError::Gap {
-                expected,
-                found: r.seq,
-            });
-        }
-        if r.prev_hash != self.position.hash {
-            return Err(ApplyError::Chain {
-                seq: r.seq,
-                prev: self.position.seq,
-            });
-        }
+        check_next(self.position, ev)?;
         if r.event_type == crate::cases::ACCESS_EVENT_TYPE {
             // Reads of personal data are audit records, not case events: statistics skip them.
             self.position = Position {

@@ -79,7 +79,7 @@ impl CaseState {
                 let appointment_on = self.application.as_ref().and_then(|app| app.appointment_on);
                 if let Some(appointment_on) = appointment_on.filter(|day| on < day) {
                     let reason = format!("the appointment is on {appointment_on}");
-                    return Err(Rejection::invalid("on", reason));
+                    return Err(self.rule(name, "APPOINTMENT_NOT_REACHED", "on", reason));
                 }
                 Ok(vec![Event::BiometricAppointmentMissed { on: *on }])
             }
@@ -212,14 +212,14 @@ impl CaseState {
         let age = self.age_on(on).unwrap_or(0);
         rules
             .check_window(on, age < ADULT_AGE_YEARS)
-            .map_err(|reason| Rejection::invalid("on", reason))?;
+            .map_err(|reason| self.rule(name, "CHANNEL_WINDOW", "on", reason))?;
         if rules.once_per_person && self.permit_channels.contains(&channel) {
             let reason = format!("a {channel} permit is granted once per person and was already held");
-            return Err(Rejection::invalid("channel", reason));
+            return Err(self.rule(name, "ONCE_PER_PERSON", "channel", reason));
         }
         if self.applications >= APPLICATIONS_MAX {
             let reason = format!("a case holds at most {APPLICATIONS_MAX} applications");
-            return Err(Rejection::invalid("channel", reason));
+            return Err(self.rule(name, "APPLICATIONS_MAX", "channel", reason));
         }
         let application_id = self.applications + 1;
         Ok(vec![Event::PreRegistered {

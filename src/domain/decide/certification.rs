@@ -30,11 +30,11 @@ impl CaseState {
                 let age = self.age_on(*on).unwrap_or(0);
                 if age < ADULT_AGE_YEARS {
                     let reason = format!("the person is {age} on {on}; certifications are for adults (18+)");
-                    return Err(Rejection::invalid("on", reason));
+                    return Err(self.rule(name, "ADULTS_ONLY", "on", reason));
                 }
                 if self.certifications.len() >= CERTIFICATIONS_MAX {
                     let reason = format!("a case holds at most {CERTIFICATIONS_MAX} certifications");
-                    return Err(Rejection::invalid("route", reason));
+                    return Err(self.rule(name, "CERTIFICATIONS_MAX", "route", reason));
                 }
                 let certification_id = self.certifications.len() as u32 + 1;
                 Ok(vec![Event::CertificationRequested {

@@ -6,7 +6,8 @@
 //!
 //! 1. existence: `RegisterPerson` needs an empty stream (`CaseAlreadyExists`),
 //!    everything else an existing case (`NoSuchCase`);
-//! 2. erasure: a command carrying sealed personal data on an erased person
+//! 2. erasure: on an erased person only the closing steps
+//!    ([`Command::allowed_after_erasure`]) are decided; every other command
 //!    is refused (`Erased`);
 //! 3. dates: `on` may not be after `today`, nor before the latest business
 //!    date already recorded in the case (a case's timeline only moves forward);
@@ -58,10 +59,22 @@ impl CaseState {
         if let Command::RegisterPerson { .. } = command {
             return Err(Rejection::CaseAlreadyExists);
         }
-        if self.erased_on.is_some() && command.carries_personal_data() {
-            return Err(Rejection::Erased { command: name });
+        if let Some(erased_on) = self.erased_on {
+            if !command.allowed_after_erasure() && !matches!(command, Command::ErasePerson { .. }) {
+                return Err(Rejection::Erased {
+                    command: name,
+                    erased_on,
+                });
+            }
         }
-        check_on(command.on(), today, self.latest_on)?;
+        check_on(command.on(), today)?;
+        if let Some(latest) = self.latest_on.filter(|latest| command.on() < *latest) {
+            let reason = format!(
+                "{} is before the case's latest recorded date {latest}",
+                command.on()
+            );
+            return Err(self.rule(name, "CASE_TIMELINE", "on", reason));
+        }
         if let Some(exit) = self.exit {
             if !matches!(
                 command,
@@ -146,6 +159,24 @@ impl CaseState {
         }
     }
 
+    /// A `RuleViolated` naming the current state, the rule and the field.
+    pub(crate) fn rule(
+        &self,
+        command: &'static str,
+        rule: &'static str,
+        field: &'static str,
+        reason: impl Into<String>,
+    ) -> Rejection {
+        debug_assert!(Rejection::RULES.contains(&rule), "unlisted rule {rule}");
+        Rejection::RuleViolated {
+            command,
+            state: self.state_name(),
+            rule,
+            field,
+            reason: reason.into(),
+        }
+    }
+
     /// Refuses unless the stage is one of `allowed`; `why` explains, given
     /// the current stage.
     pub(crate) fn require(
@@ -195,7 +226,7 @@ fn register(command: &Command, today: Date) -> Result<Vec<Event>, Rejection> {
     else {
         return Err(Rejection::NoSuchCase);
     };
-    check_on(*on, today, None)?;
+    check_on(*on, today)?;
     check_sealed("identity", identity)?;
     if !(1..=12).contains(birth_month) {
         return Err(Rejection::invalid(
@@ -234,16 +265,10 @@ fn register(command: &Command, today: Date) -> Result<Vec<Event>, Rejection> {
     }])
 }
 
-/// The business date: not after today, not before the case's latest date.
-fn check_on(on: Date, today: Date, latest_on: Option<Date>) -> Result<(), Rejection> {
+/// The business date may not be after today.
+fn check_on(on: Date, today: Date) -> Result<(), Rejection> {
     if on > today {
         return Err(Rejection::invalid("on", format!("{on} is after today ({today})")));
-    }
-    if let Some(latest) = latest_on {
-        if on < latest {
-            let reason = format!("{on} is before the case's latest recorded date {latest}");
-            return Err(Rejection::invalid("on", reason));
-        }
     }
     Ok(())
 }

@@ -52,6 +52,11 @@ impl CaseState {
                 })?;
                 let rules = self.current_rules(name, catalog)?;
                 check_sealed("permit_number", permit_number)?;
+                let default = rules.default_valid_until(*on);
+                if default <= *on {
+                    let reason = format!("{} permits end on {default}", rules.code);
+                    return Err(self.rule(name, "CHANNEL_PERMITS_ENDED", "on", reason));
+                }
                 let valid_until = issue_validity(rules, *on, *valid_until)?;
                 let permit_number = permit_number.clone();
                 let permit_type = rules.permit_type;
@@ -244,7 +249,7 @@ impl CaseState {
             if on < from {
                 let reason =
                     format!("the card was printed on {printed_on}; it may be declared abandoned from {from}");
-                return Err(self.illegal(name, reason));
+                return Err(self.rule(name, "CARD_COLLECTION_PERIOD", "on", reason));
             }
         }
         Ok(vec![
@@ -286,15 +291,10 @@ impl CaseState {
     }
 }
 
-/// The validity of a new permit: the channel default, or an earlier date.
+/// The validity of a new permit (the channel's permits have not ended on
+/// `on`): the channel default, or an earlier date.
 fn issue_validity(rules: &ChannelRules, on: Date, requested: Option<Date>) -> Result<Date, Rejection> {
     let default = rules.default_valid_until(on);
-    if default <= on {
-        return Err(Rejection::invalid(
-            "on",
-            format!("{} permits end on {default}", rules.code),
-        ));
-    }
     match requested {
         None => Ok(default),
         Some(end) if end <= on => Err(Rejection::invalid(

@@ -120,7 +120,10 @@ fn visa_v_is_granted_once_per_person() {
     };
     assert_eq!(
         case.reject(again),
-        Rejection::Invalid {
+        Rejection::RuleViolated {
+            command: "PreRegister",
+            state: "PERMIT_CANCELLED",
+            rule: "ONCE_PER_PERSON",
             field: "channel",
             reason: "a VISA_V permit is granted once per person and was already held".into(),
         }
@@ -150,10 +153,13 @@ fn pep_tutor_takes_its_window_basis_and_validity_from_the_catalog() {
     };
     assert_eq!(
         case.reject_on(early, today),
-        Rejection::Invalid {
-            field: "on",
-            reason: "PEP_TUTOR opens on 2025-09-01".into()
-        }
+        rule(
+            "PreRegister",
+            "REGISTERED",
+            "CHANNEL_WINDOW",
+            "on",
+            "PEP_TUTOR opens on 2025-09-01"
+        )
     );
     let wrong_basis = Command::PreRegister {
         on: d("2025-09-01"),
@@ -194,10 +200,13 @@ fn minors_may_pre_register_for_etpv_after_adults_closed() {
     adult.run(register_born(on, 2005, 12));
     assert_eq!(
         adult.reject(pre),
-        Rejection::Invalid {
-            field: "on",
-            reason: "ETPV closed on 2023-11-24".into()
-        }
+        rule(
+            "PreRegister",
+            "REGISTERED",
+            "CHANNEL_WINDOW",
+            "on",
+            "ETPV closed on 2023-11-24"
+        )
     );
     let mut young = Case::new();
     young.today = d("2031-07-01");
@@ -209,9 +218,12 @@ fn minors_may_pre_register_for_etpv_after_adults_closed() {
     };
     assert_eq!(
         young.reject(late),
-        Rejection::Invalid {
-            field: "on",
-            reason: "ETPV closed on 2023-11-24, and for minors on 2031-05-30".into()
-        }
+        rule(
+            "PreRegister",
+            "REGISTERED",
+            "CHANNEL_WINDOW",
+            "on",
+            "ETPV closed on 2023-11-24, and for minors on 2031-05-30"
+        )
     );
 }

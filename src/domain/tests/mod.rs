@@ -3,6 +3,7 @@
 
 mod channels;
 mod lifecycle;
+mod next_steps;
 mod person;
 mod props;
 mod refused_application;
@@ -171,6 +172,22 @@ pub(crate) fn illegal(command: &'static str, state: &'static str, reason: &str) 
     Rejection::IllegalTransition {
         command,
         state,
+        reason: reason.into(),
+    }
+}
+
+pub(crate) fn rule(
+    command: &'static str,
+    state: &'static str,
+    rule: &'static str,
+    field: &'static str,
+    reason: &str,
+) -> Rejection {
+    Rejection::RuleViolated {
+        command,
+        state,
+        rule,
+        field,
         reason: reason.into(),
     }
 }

@@ -74,16 +74,24 @@ fn erasure_drops_sealed_data_for_good_but_keeps_statistics() {
         Department::parse("54").unwrap(),
         Municipality::parse("54001").unwrap(),
     );
-    case.run(Command::UpdateResidence {
+    let moved = Command::UpdateResidence {
         on: d("2024-02-01"),
         department,
         municipality,
-    });
+    };
     assert_eq!(
-        case.state.department(),
-        Some(department),
-        "non-identifying commands still work"
+        case.reject(moved),
+        Rejection::Erased {
+            command: "UpdateResidence",
+            erased_on: d("2024-01-01"),
+        },
+        "an erased case records only how it ends"
     );
+    case.run(Command::CancelPermit {
+        on: d("2024-02-01"),
+        ground: CancellationGround::Other,
+    });
+    assert_eq!(case.state.stage(), Stage::PermitCancelled);
     let rebuilt = CaseState::from_events(&case.log);
     assert_eq!(rebuilt, case.state);
     assert_eq!(

@@ -344,7 +344,8 @@ fn check_invariants(state: &CaseState, catalog: &ChannelCatalog, today: Date, wa
         assert_eq!(
             state.decide(&rectify, today, catalog),
             Err(Rejection::Erased {
-                command: "UpdatePersonalData"
+                command: "UpdatePersonalData",
+                erased_on: state.erased_on().expect("erased"),
             })
         );
     }

@@ -26,7 +26,10 @@ fn dates_in_the_future_or_before_the_case_timeline_are_refused() {
     let case = Case::etpv_at(Stage::UnderReview);
     assert_eq!(
         case.reject(Command::Approve { on: d("2021-06-19") }),
-        invalid(
+        rule(
+            "Approve",
+            "UNDER_REVIEW",
+            "CASE_TIMELINE",
             "on",
             "2021-06-19 is before the case's latest recorded date 2021-06-20"
         )
@@ -125,7 +128,16 @@ fn pre_registration_is_checked_against_the_catalog() {
         channel: ch("VISA_V"),
         basis: EligibilityBasis::Other,
     };
-    assert_eq!(case.reject(before), invalid("on", "VISA_V opens on 2024-12-04"));
+    assert_eq!(
+        case.reject(before),
+        rule(
+            "PreRegister",
+            "REGISTERED",
+            "CHANNEL_WINDOW",
+            "on",
+            "VISA_V opens on 2024-12-04"
+        )
+    );
 }
 
 #[test]
@@ -238,7 +250,13 @@ fn biometric_fields_are_validated() {
     let early = Command::RecordMissedAppointment { on: d("2021-06-19") };
     assert_eq!(
         case.reject(early),
-        invalid("on", "the appointment is on 2021-06-20")
+        rule(
+            "RecordMissedAppointment",
+            "BIOMETRICS_SCHEDULED",
+            "APPOINTMENT_NOT_REACHED",
+            "on",
+            "the appointment is on 2021-06-20"
+        )
     );
     let capture = |operator: &str, biometric_ref: [u8; 32]| Command::RecordBiometricCapture {
         on: d("2021-06-20"),

@@ -174,9 +174,11 @@ fn abandoning_a_card_too_early_or_after_delivery_is_refused() {
     let case = Case::etpv_at(Stage::CardPrinted);
     assert_eq!(
         case.reject(Command::AbandonCard { on: d("2021-11-07") }),
-        illegal(
+        rule(
             "AbandonCard",
             "CARD_PRINTED",
+            "CARD_COLLECTION_PERIOD",
+            "on",
             "the card was printed on 2021-08-10; it may be declared abandoned from 2021-11-08"
         )
     );

@@ -101,7 +101,10 @@ fn minors_cannot_request_certifications() {
     };
     assert_eq!(
         case.reject(request("2024-05-31")),
-        invalid(
+        rule(
+            "RequestCertification",
+            "REGISTERED",
+            "ADULTS_ONLY",
             "on",
             "the person is 17 on 2024-05-31; certifications are for adults (18+)"
         )
@@ -178,7 +181,8 @@ fn identity_bearing_commands_after_erasure_are_refused() {
     assert_eq!(
         case.reject(rectify()),
         Rejection::Erased {
-            command: "UpdatePersonalData"
+            command: "UpdatePersonalData",
+            erased_on: d("2021-08-02"),
         }
     );
     let issue = Command::IssuePermit {
@@ -189,7 +193,8 @@ fn identity_bearing_commands_after_erasure_are_refused() {
     assert_eq!(
         case.reject(issue),
         Rejection::Erased {
-            command: "IssuePermit"
+            command: "IssuePermit",
+            erased_on: d("2021-08-02"),
         }
     );
     let visa = Command::SupersedeByVisa {
@@ -200,7 +205,8 @@ fn identity_bearing_commands_after_erasure_are_refused() {
     assert_eq!(
         case.reject(visa),
         Rejection::Erased {
-            command: "SupersedeByVisa"
+            command: "SupersedeByVisa",
+            erased_on: d("2021-08-02"),
         }
     );
     assert_eq!(case.reject(register_on(on)), Rejection::CaseAlreadyExists);
@@ -219,10 +225,52 @@ fn identity_bearing_commands_after_erasure_are_refused() {
     assert_eq!(
         case.reject(rectify()),
         Rejection::Erased {
-            command: "UpdatePersonalData"
+            command: "UpdatePersonalData",
+            erased_on: d("2021-08-02"),
         },
         "erasure beats exit"
     );
+}
+
+#[test]
+fn an_erased_case_records_only_closing_steps() {
+    let erase = |case: &mut Case| {
+        case.run(Command::ErasePerson {
+            on: d("2022-01-03"),
+            legal_basis: "LEY_1581_2012".into(),
+        })
+    };
+    let on = d("2022-01-04");
+    let refused = |command: &'static str| Rejection::Erased {
+        command,
+        erased_on: d("2022-01-03"),
+    };
+    // The process does not move on: no biometrics, no decision, no card.
+    let mut scheduled = Case::etpv_at(Stage::BiometricsScheduled);
+    erase(&mut scheduled);
+    let capture = Command::RecordBiometricCapture {
+        on,
+        site: "BOG-01".into(),
+        operator: "OP1".into(),
+        biometric_ref: [7; 32],
+    };
+    assert_eq!(scheduled.reject(capture), refused("RecordBiometricCapture"));
+    let mut review = Case::etpv_at(Stage::UnderReview);
+    erase(&mut review);
+    assert_eq!(review.reject(Command::Approve { on }), refused("Approve"));
+    let mut issued = Case::etpv_at(Stage::PermitIssued);
+    erase(&mut issued);
+    assert_eq!(issued.reject(Command::PrintCard { on }), refused("PrintCard"));
+    // Closing steps remain: a withdrawal, a cancellation, an exit.
+    review.run(Command::Withdraw { on });
+    issued.run(Command::CancelPermit {
+        on,
+        ground: CancellationGround::Other,
+    });
+    issued.run(Command::RecordExit {
+        on,
+        kind: ExitKind::Departed,
+    });
 }
 
 #[test]

@@ -1,0 +1,332 @@
+//! The worklist projection: applies the global log in order and without
+//! gaps, each step as one sled batch holding the index entries changed, the
+//! per-case facts changed and the checkpoint (the position they reflect).
+//!
+//! The state lives in sled, not in memory: a step loads the facts of the
+//! cases its events touch, folds the events, and writes the difference
+//! between each case's entries before and after. Memory is bounded by one
+//! step ([`WORKLIST_BATCH_EVENTS`]), whatever the caseload.
+//!
+//! Continuity is the statistics projection's ([`check_next`], [`read_page`]):
+//! every event must follow the position (seq and chain link); a gap, a
+//! reordering or a broken link stops the projection with the seq named. A
+//! crash loses nothing: sled applies a batch whole or not at all, and the
+//! next start resumes after the checkpoint of the last batch applied.
+
+use std::collections::hash_map::Entry as MapEntry;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use super::facts::WorkFacts;
+use super::index::{encode_entry, facts_key, FORMAT_VERSION, INDEX_KEY_LEN, KEY_CHECKPOINT, KEY_VERSION, TREE};
+use crate::domain::ChannelCatalog;
+use crate::limits::{
+    PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_STOP_CATCH_UP_MS, READ_PAGE_EVENTS_MAX, WORKLIST_BATCH_EVENTS,
+};
+use crate::log::{Head, Store};
+use crate::projection::engine::read_page;
+use crate::projection::state::{case_key, check_next, ApplyError, CaseKey, KeyMap, Position};
+use crate::projection::{CatchUp, ProjectionError};
+
+/// A case touched by a step: its entries as they were before the step, and
+/// its facts after the events applied so far.
+struct Touched {
+    before: Vec<([u8; INDEX_KEY_LEN], Vec<u8>)>,
+    facts: WorkFacts,
+}
+
+/// The persisted worklist projection over a store.
+pub struct Worklists {
+    store: Store,
+    tree: sled::Tree,
+    catalog: ChannelCatalog,
+    /// The position the tree reflects: held for writing while a batch is
+    /// applied, for reading while a query scans, so an answer and the
+    /// position it names agree.
+    gate: RwLock<Position>,
+    /// One writer at a time (the follower thread, or a catch-up).
+    writer: Mutex<()>,
+}
+
+impl Worklists {
+    /// Opens the projection (format check and checkpoint only; does not catch up).
+    pub fn open(store: &Store, catalog: ChannelCatalog) -> Result<Worklists, ProjectionError> {
+        let tree = store.db().open_tree(TREE)?;
+        if let Some(v) = tree.get(KEY_VERSION)? {
+            if v.as_ref() != [FORMAT_VERSION] {
+                return Err(ProjectionError::Corrupt(format!(
+                    "worklists format version {:?}; run rebuild-projections",
+                    v.as_ref()
+                )));
+            }
+        }
+        let position = match tree.get(KEY_CHECKPOINT)? {
+            Some(cp) => {
+                let head = Head::from_bytes(&cp).map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
+                Position {
+                    seq: head.seq,
+                    hash: head.hash,
+                }
+            }
+            None => Position::EMPTY,
+        };
+        Ok(Worklists {
+            store: store.clone(),
+            tree,
+            catalog,
+            gate: RwLock::new(position),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// Drops the projection's tree (for a rebuild).
+    pub fn drop_tree(store: &Store) -> Result<(), ProjectionError> {
+        store.db().drop_tree(TREE)?;
+        Ok(())
+    }
+
+    /// The log position the worklists reflect.
+    pub fn position(&self) -> Position {
+        *self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store followed.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs `f` on the tree and its position with no batch applied meanwhile.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&sled::Tree, Position) -> T) -> T {
+        let gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        f(&self.tree, *gate)
+    }
+
+    /// Applies up to `max_events` events after the position (not past
+    /// `up_to`), as one batch. Pages are read and folded without the gate;
+    /// only the batch is applied under it. Returns the events applied.
+    pub fn step(&self, max_events: usize, up_to: Option<u64>) -> Result<u64, ProjectionError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pos = self.position();
+        let mut touched: KeyMap<CaseKey, Touched> = KeyMap::default();
+        let mut applied = 0u64;
+        loop {
+            let limit = up_to.map_or(u64::MAX, |u| u.saturating_sub(pos.seq));
+            let room = (max_events as u64 - applied).min(limit).min(READ_PAGE_EVENTS_MAX as u64);
+            if room == 0 {
+                break;
+            }
+            let page = read_page(&self.store, pos, room as usize)?;
+            if page.is_empty() {
+                break;
+            }
+            for ev in &page {
+                check_next(pos, ev)?;
+                let r = &ev.record;
+                // Reads of personal data are audit records, not case events.
+                if r.event_type != crate::cases::ACCESS_EVENT_TYPE {
+                    let event = crate::codec::decode(&r.event_type, &r.payload).map_err(|e| ApplyError::Decode {
+                        seq: r.seq,
+                        reason: e.to_string(),
+                    })?;
+                    let key = case_key(&r.stream_id);
+                    let t = match touched.entry(key) {
+                        MapEntry::Occupied(o) => o.into_mut(),
+                        MapEntry::Vacant(v) => v.insert(self.load(key, &r.stream_id)?),
+                    };
+                    t.facts.apply(&event, &r.actor.office, &self.catalog);
+                }
+                pos = Position {
+                    seq: r.seq,
+                    hash: ev.hash,
+                };
+                applied += 1;
+            }
+        }
+        if applied == 0 {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        for (key, t) in touched {
+            let after: Vec<_> = t
+                .facts
+                .entries()
+                .iter()
+                .map(|e| encode_entry(key, &t.facts, e))
+                .collect();
+            for (k, _) in &t.before {
+                if !after.iter().any(|(a, _)| a == k) {
+                    batch.remove(&k[..]);
+                }
+            }
+            for (k, v) in after {
+                if !t.before.iter().any(|(b, bv)| *b == k && *bv == v) {
+                    batch.insert(&k[..], v);
+                }
+            }
+            batch.insert(&facts_key(key)[..], t.facts.encode());
+        }
+        batch.insert(KEY_VERSION, &[FORMAT_VERSION][..]);
+        let head = Head {
+            seq: pos.seq,
+            hash: pos.hash,
+        };
+        batch.insert(KEY_CHECKPOINT, &head.to_bytes()[..]);
+        let mut gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.tree.apply_batch(batch)?;
+        *gate = pos;
+        Ok(applied)
+    }
+
+    /// A case's facts as persisted (or new), with the entries they hold.
+    fn load(&self, key: CaseKey, case_id: &str) -> Result<Touched, ProjectionError> {
+        let facts = match self.tree.get(facts_key(key))? {
+            Some(v) => WorkFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("worklist facts".into()))?,
+            None => WorkFacts::new(case_id),
+        };
+        let before = facts
+            .entries()
+            .iter()
+            .map(|e| encode_entry(key, &facts, e))
+            .collect();
+        Ok(Touched { before, facts })
+    }
+
+    /// Catches up to `up_to` (default: the head), calling `progress` with
+    /// the position's seq after every batch; flushes at the end.
+    pub fn catch_up(&self, up_to: Option<u64>, progress: &mut dyn FnMut(u64)) -> Result<CatchUp, ProjectionError> {
+        let started = Instant::now();
+        let (mut events, mut batches) = (0u64, 0u64);
+        loop {
+            let n = self.step(WORKLIST_BATCH_EVENTS, up_to)?;
+            if n == 0 {
+                break;
+            }
+            events += n;
+            batches += 1;
+            progress(self.position().seq);
+        }
+        self.tree.flush()?;
+        Ok(CatchUp {
+            events,
+            batches,
+            elapsed: started.elapsed(),
+            position: self.position(),
+        })
+    }
+}
+
+/// Where the follower is: catching up after the start, serving, or stopped.
+#[derive(Default)]
+pub struct FollowerStatus {
+    ready: AtomicBool,
+    failed: OnceLock<String>,
+}
+
+impl FollowerStatus {
+    /// Whether the projection reached the head seen at start (answers are served).
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+    /// Why the projection stopped, if it did.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+    pub(crate) fn fail(&self, e: impl std::fmt::Display) {
+        tracing::error!(error = %e, "worklist projection stopped; Worklists answers INTERNAL (run `registry rebuild-projections` on the stopped store)");
+        let _ = self.failed.set(e.to_string());
+    }
+}
+
+/// The thread that keeps the worklists at the head of the log.
+pub struct Follower {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    /// Starts following: catches up to the head seen now, marks `status`
+    /// ready, then applies each new group of commits as it becomes durable
+    /// (woken by the head watch, and at least every 250 ms).
+    pub fn spawn(
+        worklists: Arc<Worklists>,
+        status: Arc<FollowerStatus>,
+        mut head_rx: tokio::sync::watch::Receiver<crate::log::Head>,
+    ) -> std::io::Result<Follower> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("worklist-follower".into())
+            .spawn(move || {
+                let target = head_rx.borrow().seq;
+                let started = Instant::now();
+                let from = worklists.position().seq;
+                while worklists.position().seq < target {
+                    if stop2.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match worklists.step(WORKLIST_BATCH_EVENTS, Some(target)) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => return status.fail(e),
+                    }
+                }
+                status.ready.store(true, Ordering::Release);
+                tracing::info!(
+                    seq = worklists.position().seq,
+                    applied = worklists.position().seq - from,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "worklist projection caught up; Worklists is serving"
+                );
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return status.fail(e),
+                };
+                while !stop2.load(Ordering::Relaxed) {
+                    match worklists.step(WORKLIST_BATCH_EVENTS, None) {
+                        Ok(0) => {}
+                        Ok(_) => continue,
+                        Err(e) => return status.fail(e),
+                    }
+                    rt.block_on(async {
+                        let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
+                    });
+                    // Let a few group commits gather into the next batch.
+                    std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
+                }
+                // Stopping (after the gRPC server drained): apply what was
+                // appended since, bounded so a follower far behind does not
+                // hold up the stop; the next start resumes from the checkpoint.
+                let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
+                while Instant::now() < until {
+                    match worklists.step(WORKLIST_BATCH_EVENTS, None) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => return status.fail(e),
+                    }
+                }
+            })?;
+        Ok(Follower {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}

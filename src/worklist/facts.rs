@@ -1,0 +1,460 @@
+//! What the worklists know about one case ([`WorkFacts`]), folded from its
+//! events, and the index entries a case's facts put on the lists
+//! ([`WorkFacts::entries`]).
+//!
+//! Codes and dates only: the case id, residence codes, the office of the
+//! latest event, the appointment site, the stage and the dates that order
+//! the lists. No names, documents or birth dates.
+
+use crate::domain::{ChannelCatalog, ChannelCode, Date, Event, Stage};
+use crate::limits::APPEAL_DECISION_MONTHS;
+
+/// The worklists. The discriminants are the wire values of `WorklistKind`
+/// and the second byte of every index key: never renumber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    Appointments = 1,
+    MissedAppointments = 2,
+    AwaitingDecision = 3,
+    DecisionOverdue = 4,
+    AppealableDenials = 5,
+    AppealsAwaitingDecision = 6,
+    CardsAwaitingDelivery = 7,
+    CardsNearAbandonment = 8,
+    InterimExpiring = 9,
+    PermitsExpiring = 10,
+    CertificationsAwaitingAssessment = 11,
+}
+
+impl Kind {
+    /// Every list, in wire order.
+    pub const ALL: [Kind; 11] = [
+        Kind::Appointments,
+        Kind::MissedAppointments,
+        Kind::AwaitingDecision,
+        Kind::DecisionOverdue,
+        Kind::AppealableDenials,
+        Kind::AppealsAwaitingDecision,
+        Kind::CardsAwaitingDelivery,
+        Kind::CardsNearAbandonment,
+        Kind::InterimExpiring,
+        Kind::PermitsExpiring,
+        Kind::CertificationsAwaitingAssessment,
+    ];
+
+    /// The list of a wire value, if any.
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| *k as u8 == v)
+    }
+
+    /// A short name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Appointments => "APPOINTMENTS",
+            Kind::MissedAppointments => "MISSED_APPOINTMENTS",
+            Kind::AwaitingDecision => "AWAITING_DECISION",
+            Kind::DecisionOverdue => "DECISION_OVERDUE",
+            Kind::AppealableDenials => "APPEALABLE_DENIALS",
+            Kind::AppealsAwaitingDecision => "APPEALS_AWAITING_DECISION",
+            Kind::CardsAwaitingDelivery => "CARDS_AWAITING_DELIVERY",
+            Kind::CardsNearAbandonment => "CARDS_NEAR_ABANDONMENT",
+            Kind::InterimExpiring => "INTERIM_EXPIRING",
+            Kind::PermitsExpiring => "PERMITS_EXPIRING",
+            Kind::CertificationsAwaitingAssessment => "CERTIFICATIONS_AWAITING_ASSESSMENT",
+        }
+    }
+}
+
+/// Stages in which the card is still awaited, so an interim certificate
+/// matters (the domain's `AWAITING_CARD`).
+const AWAITING_CARD: [Stage; 4] = [
+    Stage::Approved,
+    Stage::PermitIssued,
+    Stage::CardPrinted,
+    Stage::DuplicateRequested,
+];
+
+/// What the worklists know about one case.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkFacts {
+    /// The case id (the stream id).
+    pub case_id: String,
+    pub registered: bool,
+    pub exited: bool,
+    pub erased: bool,
+    /// DIVIPOLA department of residence (0 before registration).
+    pub department: u8,
+    /// DIVIPOLA municipality of residence.
+    pub municipality: u32,
+    /// Office of the actor of the latest case event.
+    pub office: String,
+    pub stage: Stage,
+    /// Channel of the current application.
+    pub channel: Option<ChannelCode>,
+    /// Latest appointment: when it was given, its date, its site.
+    pub scheduled_on: Option<Date>,
+    pub appointment_on: Option<Date>,
+    pub site: String,
+    /// When the latest miss was recorded.
+    pub missed_on: Option<Date>,
+    /// Review start (biometric capture) and the legal decision date.
+    pub review_since: Option<Date>,
+    pub decision_due: Option<Date>,
+    /// The denial and its appeal deadline.
+    pub denied_on: Option<Date>,
+    pub appeal_until: Option<Date>,
+    pub appeal_filed_on: Option<Date>,
+    /// Interim certificate: last issue or extension, end of validity.
+    pub interim_since: Option<Date>,
+    pub interim_until: Option<Date>,
+    /// Latest permit: issue or last extension, end of validity.
+    pub permit_since: Option<Date>,
+    pub permit_until: Option<Date>,
+    /// Latest print (or duplicate), and the day the card may be declared abandoned.
+    pub printed_on: Option<Date>,
+    pub abandon_on: Option<Date>,
+    /// Certifications awaiting assessment: (id, request date).
+    pub certifications: Vec<(u32, Date)>,
+}
+
+/// One entry a case puts on one list (the key's date and certification,
+/// and the value's dates; the rest of the item comes from the facts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    /// The list date (orders the list).
+    pub date: Date,
+    /// 0 except on the certification list.
+    pub certification: u32,
+    pub due_on: Option<Date>,
+    pub since: Option<Date>,
+    /// Whether the item shows the appointment site.
+    pub with_site: bool,
+}
+
+impl WorkFacts {
+    /// Facts of a stream with no event applied yet.
+    pub fn new(case_id: &str) -> WorkFacts {
+        WorkFacts {
+            case_id: case_id.to_string(),
+            ..WorkFacts::default()
+        }
+    }
+
+    /// Folds one event recorded by `office`. Periods a channel sets
+    /// (decision days, card abandonment) are read from `catalog` when the
+    /// event that starts them is applied.
+    pub fn apply(&mut self, event: &Event, office: &str, catalog: &ChannelCatalog) {
+        self.stage = self.stage.after(event);
+        if self.office != office {
+            self.office = office.to_string();
+        }
+        let rules = |channel: Option<ChannelCode>| channel.and_then(|c| catalog.get(c));
+        match *event {
+            Event::PersonRegistered {
+                department,
+                municipality,
+                ..
+            }
+            | Event::ResidenceUpdated {
+                department,
+                municipality,
+                ..
+            } => {
+                self.registered |= matches!(event, Event::PersonRegistered { .. });
+                self.department = department.code();
+                self.municipality = municipality.code();
+            }
+            Event::ExitRecorded { .. } => self.exited = true,
+            Event::PersonErased { .. } => self.erased = true,
+            Event::PreRegistered { channel, .. } => {
+                // A new application: its own appointment, review, decision
+                // and interim certificate (the permit is the person's).
+                self.channel = Some(channel);
+                self.scheduled_on = None;
+                self.appointment_on = None;
+                self.site.clear();
+                self.missed_on = None;
+                self.review_since = None;
+                self.decision_due = None;
+                self.denied_on = None;
+                self.appeal_until = None;
+                self.appeal_filed_on = None;
+                self.interim_since = None;
+                self.interim_until = None;
+            }
+            Event::BiometricAppointmentScheduled {
+                on,
+                appointment_on,
+                ref site,
+            } => {
+                self.scheduled_on = Some(on);
+                self.appointment_on = Some(appointment_on);
+                self.site.clone_from(site);
+            }
+            Event::BiometricAppointmentMissed { on } => self.missed_on = Some(on),
+            Event::BiometricsCaptured { on, .. } => {
+                self.review_since = Some(on);
+                self.decision_due = rules(self.channel).and_then(|r| r.decision_due(on));
+            }
+            Event::Denied { on, appeal_until, .. } => {
+                self.denied_on = Some(on);
+                self.appeal_until = Some(appeal_until);
+            }
+            Event::AppealFiled { on } => self.appeal_filed_on = Some(on),
+            Event::InterimCertificateIssued { on, valid_until }
+            | Event::InterimCertificateExtended { on, valid_until } => {
+                self.interim_since = Some(on);
+                self.interim_until = Some(valid_until);
+            }
+            Event::PermitIssued { on, valid_until, .. } | Event::ValidityExtended { on, valid_until } => {
+                self.permit_since = Some(on);
+                self.permit_until = Some(valid_until);
+                if matches!(event, Event::PermitIssued { .. }) {
+                    self.printed_on = None;
+                    self.abandon_on = None;
+                }
+            }
+            Event::CardPrinted { on } | Event::DuplicateIssued { on } => {
+                self.printed_on = Some(on);
+                self.abandon_on = rules(self.channel)
+                    .and_then(|r| r.card_uncollected_days)
+                    .map(|days| on.add_days(i64::from(days)));
+            }
+            Event::CertificationRequested {
+                certification_id, on, ..
+            } => {
+                self.certifications.retain(|(id, _)| *id != certification_id);
+                self.certifications.push((certification_id, on));
+            }
+            Event::CertificationAssessed { certification_id, .. }
+            | Event::CertificationAwarded { certification_id, .. }
+            | Event::CertificationDenied { certification_id, .. } => {
+                self.certifications.retain(|(id, _)| *id != certification_id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The entries the case puts on the lists: none once the person exited
+    /// or was erased (nothing is left to act on, and an erased case has no
+    /// one to call).
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if !self.registered || self.exited || self.erased {
+            return out;
+        }
+        let mut push = |kind, date: Option<Date>, due_on, since, with_site| {
+            if let Some(date) = date {
+                out.push(Entry {
+                    kind,
+                    date,
+                    certification: 0,
+                    due_on,
+                    since,
+                    with_site,
+                });
+            }
+        };
+        match self.stage {
+            Stage::BiometricsScheduled => {
+                push(Kind::Appointments, self.appointment_on, None, self.scheduled_on, true);
+            }
+            Stage::AppointmentMissed => {
+                push(Kind::MissedAppointments, self.missed_on, None, self.missed_on, true);
+            }
+            Stage::UnderReview | Stage::InformationRequired => {
+                let (since, due) = (self.review_since, self.decision_due);
+                push(Kind::AwaitingDecision, since, due, since, false);
+                push(Kind::DecisionOverdue, due, due, since, false);
+            }
+            Stage::Denied => {
+                let due = self.appeal_until;
+                push(Kind::AppealableDenials, due, due, self.denied_on, false);
+            }
+            Stage::AppealFiled => {
+                let filed = self.appeal_filed_on;
+                let due = filed.map(|d| d.add_months(APPEAL_DECISION_MONTHS));
+                push(Kind::AppealsAwaitingDecision, filed, due, filed, false);
+            }
+            Stage::CardPrinted => {
+                let (printed, due) = (self.printed_on, self.abandon_on);
+                push(Kind::CardsAwaitingDelivery, printed, due, printed, false);
+                push(Kind::CardsNearAbandonment, due, due, printed, false);
+            }
+            _ => {}
+        }
+        if self.stage.is_in(&AWAITING_CARD) {
+            let until = self.interim_until;
+            push(Kind::InterimExpiring, until, until, self.interim_since, false);
+        }
+        if self.stage.is_in(&Stage::PERMIT_HELD) {
+            let until = self.permit_until;
+            push(Kind::PermitsExpiring, until, until, self.permit_since, false);
+        }
+        for &(id, on) in &self.certifications {
+            out.push(Entry {
+                kind: Kind::CertificationsAwaitingAssessment,
+                date: on,
+                certification: id,
+                due_on: None,
+                since: Some(on),
+                with_site: false,
+            });
+        }
+        out
+    }
+
+    /// The stored form (format version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(96 + self.case_id.len()));
+        w.u8(1);
+        w.str(&self.case_id);
+        w.u8(u8::from(self.registered) | u8::from(self.exited) << 1 | u8::from(self.erased) << 2);
+        w.u8(self.department);
+        w.u32(self.municipality);
+        w.str(&self.office);
+        w.u8(self.stage as u8);
+        w.str(self.channel.as_ref().map_or("", |c| c.as_str()));
+        w.str(&self.site);
+        for d in [
+            self.scheduled_on,
+            self.appointment_on,
+            self.missed_on,
+            self.review_since,
+            self.decision_due,
+            self.denied_on,
+            self.appeal_until,
+            self.appeal_filed_on,
+            self.interim_since,
+            self.interim_until,
+            self.permit_since,
+            self.permit_until,
+            self.printed_on,
+            self.abandon_on,
+        ] {
+            w.date(d);
+        }
+        w.u32(self.certifications.len() as u32);
+        for &(id, on) in &self.certifications {
+            w.u32(id);
+            w.date(Some(on));
+        }
+        w.0
+    }
+
+    /// Reads [`WorkFacts::encode`]'s output; `None` if it is not one.
+    pub fn decode(bytes: &[u8]) -> Option<WorkFacts> {
+        let mut r = Reader(bytes);
+        if r.u8()? != 1 {
+            return None;
+        }
+        let case_id = r.str()?;
+        let flags = r.u8()?;
+        let department = r.u8()?;
+        let municipality = r.u32()?;
+        let office = r.str()?;
+        let stage = *Stage::ALL.get(usize::from(r.u8()?))?;
+        let channel = match r.str()? {
+            c if c.is_empty() => None,
+            c => Some(ChannelCode::parse(&c)?),
+        };
+        let site = r.str()?;
+        let mut d = [None; 14];
+        for slot in &mut d {
+            *slot = r.date()?;
+        }
+        let n = r.u32()? as usize;
+        let mut certifications = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            certifications.push((r.u32()?, r.date()??));
+        }
+        r.0.is_empty().then_some(WorkFacts {
+            case_id,
+            registered: flags & 1 != 0,
+            exited: flags & 2 != 0,
+            erased: flags & 4 != 0,
+            department,
+            municipality,
+            office,
+            stage,
+            channel,
+            scheduled_on: d[0],
+            appointment_on: d[1],
+            site,
+            missed_on: d[2],
+            review_since: d[3],
+            decision_due: d[4],
+            denied_on: d[5],
+            appeal_until: d[6],
+            appeal_filed_on: d[7],
+            interim_since: d[8],
+            interim_until: d[9],
+            permit_since: d[10],
+            permit_until: d[11],
+            printed_on: d[12],
+            abandon_on: d[13],
+            certifications,
+        })
+    }
+}
+
+/// Appends the stored encodings (big-endian integers, dates as year u16,
+/// month, day with zeros for none, strings with a one-byte length).
+pub(crate) struct Writer(pub Vec<u8>);
+
+impl Writer {
+    pub fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn date(&mut self, d: Option<Date>) {
+        self.0
+            .extend_from_slice(&d.map_or([0; 4], crate::projection::facts::date_bytes));
+    }
+    /// Codes are at most 64 bytes (`ACTOR_FIELD_BYTES_MAX`, `CODE_BYTES_MAX`,
+    /// stream ids 128): longer is cut at 255 bytes, never wrapped.
+    pub fn str(&mut self, s: &str) {
+        let mut end = s.len().min(255);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.0.push(end as u8);
+        self.0.extend_from_slice(&s.as_bytes()[..end]);
+    }
+}
+
+/// Reads what [`Writer`] wrote; every method is `None` past the end.
+pub(crate) struct Reader<'a>(pub &'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    pub fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    /// `Some(None)` for the zero date, `None` for a bad one.
+    pub fn date(&mut self) -> Option<Option<Date>> {
+        let b = self.take(4)?;
+        if b == [0; 4] {
+            return Some(None);
+        }
+        crate::projection::facts::date_from(b).map(Some)
+    }
+    pub fn str(&mut self) -> Option<String> {
+        let n = usize::from(self.u8()?);
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
