@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::domain::CaseState;
 
 /// Shards, to keep lock hold times short under many concurrent commands.
@@ -38,6 +40,9 @@ struct Shard {
 pub struct CaseCache {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
+    /// Look-ups that found the case, and that did not (metrics).
+    hits: Counter,
+    misses: Counter,
 }
 
 impl CaseCache {
@@ -46,6 +51,8 @@ impl CaseCache {
         CaseCache {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS),
+            hits: Counter::default(),
+            misses: Counter::default(),
         }
     }
 
@@ -57,7 +64,17 @@ impl CaseCache {
     /// The cached (version, state) of a case, if any.
     pub fn get(&self, case_id: &str) -> Option<(u64, Arc<CaseState>)> {
         let shard = self.shard(case_id).lock().expect("case cache");
-        shard.map.get(case_id).map(|e| (e.version, e.state.clone()))
+        let found = shard.map.get(case_id).map(|e| (e.version, e.state.clone()));
+        match found {
+            Some(_) => self.hits.inc(),
+            None => self.misses.inc(),
+        };
+        found
+    }
+
+    /// The look-up counters (hits, misses), shared with the metrics registry.
+    pub fn counters(&self) -> (Counter, Counter) {
+        (self.hits.clone(), self.misses.clone())
     }
 
     /// Records the state after the first `version` events of a case, unless

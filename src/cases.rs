@@ -245,6 +245,8 @@ struct Inner {
     catalog: ChannelCatalog,
     /// Folded states of recently changed cases (see [`crate::case_cache`]).
     cache: CaseCache,
+    /// Access events recorded, by operation (metrics; no case, no principal).
+    access_events: crate::metrics::OperationCounter,
 }
 
 /// Derives the case id of a registration from its request id, so a retried
@@ -276,6 +278,7 @@ impl Cases {
                 documents,
                 catalog,
                 cache: CaseCache::new(crate::limits::CASE_STATE_CACHE_MAX),
+                access_events: Default::default(),
             }),
         })
     }
@@ -292,6 +295,13 @@ impl Cases {
     /// Id of the master key in use (hex, not secret).
     pub fn master_key_id(&self) -> String {
         self.inner.keys.master_key_id()
+    }
+
+    /// The case-state cache's look-up counters (hits, misses) and the access
+    /// events recorded by operation, for the metrics registry.
+    pub fn metrics(&self) -> (crate::metrics::Counter, crate::metrics::Counter, crate::metrics::OperationCounter) {
+        let (hits, misses) = self.inner.cache.counters();
+        (hits, misses, self.inner.access_events.clone())
     }
 
     /// The channel catalogue commands are decided with.
@@ -784,7 +794,11 @@ impl Cases {
                 payload,
             }],
         };
-        Ok(self.inner.appender.append(request).await?)
+        let appended = self.inner.appender.append(request).await?;
+        (self.inner.access_events)
+            .get_or_create(&[("operation", record.operation)])
+            .inc();
+        Ok(appended)
     }
 
     /// Reads a case with its identifying data opened (unless erased).

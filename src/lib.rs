@@ -20,6 +20,7 @@
 //! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
+//! - [`metrics`]: the Prometheus endpoint (`--metrics-listen`) and what it counts.
 //! - [`simulate`]: the deterministic synthetic caseload (`registry simulate`).
 //! - [`loadtest`]: `registry load-test`, a mixed workload against a running server.
 //! - [`progress`]: progress bars, and plain progress lines when stderr is not a terminal.
@@ -40,6 +41,7 @@ pub mod domain;
 pub mod limits;
 pub mod loadtest;
 pub mod log;
+pub mod metrics;
 pub mod pii;
 pub mod progress;
 pub mod projection;

@@ -186,3 +186,10 @@ pub const WORKLIST_HORIZON_DAYS_MAX: u32 = 366;
 /// (Ley 1437 de 2011, art. 86: an appeal not decided within two months is
 /// deemed rejected), to confirm. Used for `due_on` only, never enforced.
 pub const APPEAL_DECISION_MONTHS: i64 = 2;
+
+/// Free disk space kept in reserve by default (`registry serve --disk-reserve-mib`).
+pub const DISK_RESERVE_MIB_DEFAULT: u64 = 1024;
+/// How often the disk guard measures free space.
+pub const DISK_CHECK_INTERVAL_MS: u64 = 500;
+/// How often the server re-derives the health of its services.
+pub const HEALTH_CHECK_INTERVAL_MS: u64 = 250;

@@ -57,10 +57,17 @@ enum Command {
         /// Channel catalog JSON file (default: the built-in catalog).
         #[arg(long)]
         channels: Option<PathBuf>,
+        /// Free disk space (MiB) kept in reserve on the store's filesystem:
+        /// below it appends are refused (UNAVAILABLE, nothing written) and
+        /// Caseworker/Import report NOT_SERVING, until space is freed. 0: no reserve.
+        #[arg(long, default_value_t = registry::limits::DISK_RESERVE_MIB_DEFAULT)]
+        disk_reserve_mib: u64,
         #[command(flatten)]
         audit: registry::audit::cli::ServeAuditArgs,
         #[command(flatten)]
         access: registry::auth::cli::ServeAccessArgs,
+        #[command(flatten)]
+        metrics: registry::metrics::cli::ServeMetricsArgs,
     },
     /// Who may call: bearer tokens and client-certificate principals (the access file).
     Access {
@@ -243,15 +250,19 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             sync,
             master_key_file,
             channels,
+            disk_reserve_mib,
             audit,
             access,
+            metrics,
         } => {
             audit.apply_to_env();
             let mut config = registry::server::ServeConfig::new(data_dir, listen);
             config.sync = sync;
             config.master_key_file = master_key_file;
             config.channels_file = channels;
+            config.disk_reserve_mib = disk_reserve_mib;
             access.apply(&mut config);
+            metrics.apply(&mut config);
             // sled reads run on the blocking pool; they are short and mostly
             // CPU-bound, so a few dozen threads suffice: the cap keeps a burst
             // of requests from growing the pool (and its memory) to hundreds.

@@ -40,6 +40,14 @@ pub struct ServeConfig {
     pub tls: Option<crate::auth::tls::ServerTls>,
     /// Serve plaintext on a non-loopback address (never in production).
     pub insecure_plaintext: bool,
+    /// The Prometheus endpoint (`GET /metrics`); `None`: not served (the
+    /// default here; `registry serve` defaults to `127.0.0.1:9464`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Allow a non-loopback `metrics_listen`.
+    pub metrics_on_network: bool,
+    /// Free disk space kept in reserve, in MiB (0: none): see
+    /// [`crate::log::Log::guard_disk`].
+    pub disk_reserve_mib: u64,
 }
 
 impl ServeConfig {
@@ -54,6 +62,9 @@ impl ServeConfig {
             access_file: None,
             tls: None,
             insecure_plaintext: false,
+            metrics_listen: None,
+            metrics_on_network: false,
+            disk_reserve_mib: crate::limits::DISK_RESERVE_MIB_DEFAULT,
         }
     }
 
@@ -215,15 +226,25 @@ async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let access = std::sync::Arc::new(open_access(&config)?);
-    // A break the tail verifier finds while serving stops the service (the
-    // writer already refuses appends): a broken log is never served.
+    let mut opened = opened;
+    if config.disk_reserve_mib > 0 {
+        let every = std::time::Duration::from_millis(crate::limits::DISK_CHECK_INTERVAL_MS);
+        opened.log.guard_disk(config.disk_reserve_mib << 20, every)?;
+    }
+    // Fail-stop: a break the tail verifier finds while serving, or a writer
+    // that stopped taking appends (storage error, dead case-file follower),
+    // drains the server and ends it with an error (a non-zero exit), so a
+    // supervisor restarts it: a broken log is never served, and a writer
+    // that refuses everything is not left running behind a live process.
     let mut broken = opened.log.broken();
+    let mut writer_failed = opened.log.writer_failed();
     let shutdown = {
-        let mut broken = broken.clone();
+        let (mut broken, mut writer_failed) = (broken.clone(), writer_failed.clone());
         async move {
             tokio::select! {
                 _ = shutdown => {}
                 _ = broken.wait_for(|b| b.is_some()) => {}
+                _ = writer_failed.wait_for(|f| f.is_some()) => {}
             }
         }
     };
@@ -244,6 +265,17 @@ async fn run(
     }
     // Worklists: the follower catches up and follows; UNAVAILABLE until then.
     let worklists = crate::worklist::start(&opened.log, load_channels(config.channels_file.as_ref())?)?;
+    let (stats_for_metrics, worklists_for_metrics) = (stats.slot(), worklists.status());
+    let metrics = crate::metrics::start(
+        &config,
+        &opened.log,
+        &opened.cases,
+        &access,
+        audit.audit(),
+        stats_for_metrics,
+        worklists_for_metrics,
+    )
+    .await?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>>()
@@ -259,16 +291,15 @@ async fn run(
         health_reporter.set_serving::<StatsServer>().await;
     } else {
         health_reporter.set_not_serving::<StatsServer>().await;
-        let reporter = health_reporter.clone();
-        tokio::spawn(async move {
-            // SERVING once loaded; a failed load stays NOT_SERVING.
-            while matches!(stats_slot.state(), crate::projection::SlotState::Loading) {
-                if stats_slot.wait_loaded(std::time::Duration::from_secs(60)).await {
-                    reporter.set_serving::<StatsServer>().await;
-                }
-            }
-        });
     }
+    // From now on the statuses follow the writer, the disk and the statistics follower.
+    let health_keeper = tokio::spawn(keep_health_true(
+        health_reporter.clone(),
+        broken.clone(),
+        writer_failed.clone(),
+        opened.log.disk(),
+        stats_slot,
+    ));
     health_reporter
         .set_serving::<crate::api::pb::admin_server::AdminServer<crate::api::admin::AdminService>>()
         .await;
@@ -305,6 +336,7 @@ async fn run(
     }
     builder
         .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
+        .layer(metrics.rpc_layer())
         .layer(crate::api::wire_errors::WireErrorLayer)
         .layer(crate::auth::AuthLayer::new(access.clone()))
         .add_service(health_service)
@@ -327,17 +359,86 @@ async fn run(
             shutdown,
         )
         .await?;
+    // The keeper holds the statistics slot (and through it the store): stop it first.
+    health_keeper.abort();
+    let _ = health_keeper.await;
     audit.shutdown().await;
     stats.shutdown().await;
     worklists.shutdown().await;
+    metrics.shutdown().await;
     tracing::info!("shutting down: stopping the writer and flushing");
     let Opened { log, cases } = opened;
     drop(cases);
-    tokio::task::spawn_blocking(move || log.shutdown()).await??;
-    if let Some(b) = broken.borrow_and_update().clone() {
-        return Err(format!("stopped serving: the log failed verification while open: {b}").into());
+    let closed = tokio::task::spawn_blocking(move || log.shutdown()).await?;
+    // A fail-stop is reported as such, whatever closing the store then says
+    // (after a storage error the final flush usually fails too).
+    let fail_stop = match (
+        broken.borrow_and_update().clone(),
+        writer_failed.borrow_and_update().clone(),
+    ) {
+        (Some(b), _) => Some(format!(
+            "stopped serving: the log failed verification while open: {b}"
+        )),
+        (None, Some(reason)) => Some(format!(
+            "stopped serving: the log writer stopped taking appends: {reason}"
+        )),
+        (None, None) => None,
+    };
+    match (fail_stop, closed) {
+        (Some(stop), Ok(())) => Err(stop.into()),
+        (Some(stop), Err(e)) => Err(format!("{stop} (closing the store also failed: {e})").into()),
+        (None, closed) => Ok(closed?),
     }
-    Ok(())
+}
+
+/// Keeps the health service true to what each service can do, every
+/// [`crate::limits::HEALTH_CHECK_INTERVAL_MS`]:
+/// - `""` (liveness): SERVING until a fail-stop begins (a broken log, a
+///   writer that stopped), then NOT_SERVING while the server drains and exits;
+/// - Caseworker and Import (readiness to serve cases): NOT_SERVING while the
+///   writer refuses appends (fail-stop, or free disk under the reserve, which
+///   resumes on its own once space is freed);
+/// - Statistics: SERVING only while its projection is loaded and following
+///   the log (NOT_SERVING while loading, after a failed load, or once its
+///   follower stopped: stale numbers are not served).
+async fn keep_health_true(
+    reporter: tonic_health::server::HealthReporter,
+    broken: tokio::sync::watch::Receiver<Option<crate::log::Broken>>,
+    writer_failed: tokio::sync::watch::Receiver<Option<String>>,
+    disk: tokio::sync::watch::Receiver<crate::log::disk::DiskState>,
+    stats: std::sync::Arc<crate::projection::ProjectionSlot>,
+) {
+    use tonic_health::ServingStatus::{NotServing, Serving};
+    type Cases = crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>;
+    type Import = crate::api::import::ImportServer<crate::api::import::ImportService>;
+    type Stats = crate::projection::grpc::StatisticsServer<crate::projection::grpc::StatisticsService>;
+    let name = |n: &str| n.to_string();
+    let names = [
+        name(""),
+        name(<Cases as tonic::server::NamedService>::NAME),
+        name(<Import as tonic::server::NamedService>::NAME),
+        name(<Stats as tonic::server::NamedService>::NAME),
+    ];
+    let mut last: [Option<tonic_health::ServingStatus>; 4] = [None; 4];
+    loop {
+        let alive = broken.borrow().is_none() && writer_failed.borrow().is_none();
+        let cases = alive && !disk.borrow().low;
+        let stats_ok = matches!(stats.state(), crate::projection::SlotState::Ready(_));
+        let now = [alive, cases, cases, stats_ok].map(|ok| if ok { Serving } else { NotServing });
+        for i in 0..names.len() {
+            if last[i] != Some(now[i]) {
+                if last[i].is_some() {
+                    tracing::warn!(service = %names[i], status = ?now[i], "health changed");
+                }
+                reporter.set_service_status(&names[i], now[i]).await;
+                last[i] = Some(now[i]);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(
+            crate::limits::HEALTH_CHECK_INTERVAL_MS,
+        ))
+        .await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

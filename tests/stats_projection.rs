@@ -429,7 +429,7 @@ fn a_loading_follower_publishes_the_projection_only_once_caught_up_and_gives_up_
                 assert!(Instant::now() < deadline, "loading too slow");
                 std::thread::sleep(Duration::from_millis(5));
             }
-            SlotState::Failed(e) => panic!("loading failed: {e}"),
+            SlotState::Failed(e) | SlotState::Stopped(e) => panic!("loading failed: {e}"),
             SlotState::Ready(shared) => {
                 // Published only at the head it saw when it started, never halfway.
                 let e = shared.read().unwrap();

@@ -128,7 +128,7 @@ fn steps_with_restarts_equal_a_rebuild_and_the_domain_fold() {
             break;
         }
     }
-    assert!(steps > 30);
+    assert!(steps as u64 >= head / 997, "{steps} steps");
     let incremental = snapshot(&store);
 
     let c = registry::worklist::cli::rebuild_store(&store, ChannelCatalog::builtin(), &mut |_| {}).unwrap();

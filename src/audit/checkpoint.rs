@@ -449,6 +449,8 @@ pub struct Checkpointer {
     history: sled::Tree,
     signer: Arc<NoteSigner>,
     lock: Arc<Mutex<()>>,
+    /// Checkpoints signed by this process (metrics).
+    signed: crate::metrics::Counter,
 }
 
 impl Checkpointer {
@@ -462,7 +464,18 @@ impl Checkpointer {
             history: db.open_tree(TREE_CHECKPOINTS)?,
             signer: Arc::new(signer),
             lock: Arc::new(Mutex::new(())),
+            signed: Default::default(),
         })
+    }
+
+    /// The count of checkpoints this process signed, shared with the metrics registry.
+    pub fn signed_counter(&self) -> crate::metrics::Counter {
+        self.signed.clone()
+    }
+
+    /// The size of the latest issued checkpoint (its key; no signature check).
+    pub fn latest_size(&self) -> Result<Option<u64>, CheckpointError> {
+        Ok(self.history.last()?.and_then(|(k, _)| Some(u64::from_be_bytes(k.as_ref().try_into().ok()?))))
     }
 
     pub fn signer(&self) -> &NoteSigner {
@@ -543,6 +556,7 @@ impl Checkpointer {
         let note = self.signer.sign_checkpoint(&checkpoint);
         self.history.insert(size.to_be_bytes(), note.as_bytes())?;
         self.history.flush()?;
+        self.signed.inc();
         Ok(SignedCheckpoint { checkpoint, note })
     }
 }

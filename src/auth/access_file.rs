@@ -443,6 +443,8 @@ pub struct AccessControl {
     path: PathBuf,
     loaded: RwLock<Loaded>,
     last_check_ms: AtomicU64,
+    /// Refused calls by reason (metrics; the reason is a fixed word).
+    refusals: crate::metrics::ReasonCounter,
 }
 
 impl AccessControl {
@@ -454,7 +456,18 @@ impl AccessControl {
             path: path.to_path_buf(),
             loaded: RwLock::new(Loaded::from(file, stamp)),
             last_check_ms: AtomicU64::new(now_ms()),
+            refusals: Default::default(),
         })
+    }
+
+    /// Counts a refused call (`reason`: a fixed word, never a credential).
+    pub fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// The refusal counter, shared with the metrics registry.
+    pub fn refusals(&self) -> crate::metrics::ReasonCounter {
+        self.refusals.clone()
     }
 
     /// The file's path.

@@ -117,6 +117,7 @@ pub fn check<B>(ac: &AccessControl, request: &http::Request<B>) -> Result<Option
         Access::Public | Access::Authenticated => {}
         Access::Roles(roles) if roles.contains(&principal.role) => {}
         Access::Roles(_) => {
+            ac.refused("role");
             tracing::info!(principal = %principal.id, role = %principal.role, path, "permission denied");
             return Err(Status::permission_denied(format!(
                 "role {} may not call {method}",
@@ -124,6 +125,7 @@ pub fn check<B>(ac: &AccessControl, request: &http::Request<B>) -> Result<Option
             )));
         }
         Access::Unknown => {
+            ac.refused("unknown_method");
             return Err(Status::permission_denied(format!(
                 "{path} is not a method of this server"
             )));
@@ -144,13 +146,17 @@ fn authenticate<B>(ac: &AccessControl, request: &http::Request<B>) -> Result<Pri
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Status::unauthenticated("authorization: expected \"Bearer <token>\""))?;
+            .ok_or_else(|| {
+                ac.refused("malformed");
+                Status::unauthenticated("authorization: expected \"Bearer <token>\"")
+            })?;
         return ac.authenticate_token(token).map_err(|refusal| {
-            let reason = match refusal {
-                TokenRefusal::Unknown => "unknown",
-                TokenRefusal::Expired => "expired",
-                TokenRefusal::Revoked => "revoked",
+            let (reason, counted) = match refusal {
+                TokenRefusal::Unknown => ("unknown", "token_unknown"),
+                TokenRefusal::Expired => ("expired", "token_expired"),
+                TokenRefusal::Revoked => ("revoked", "token_revoked"),
             };
+            ac.refused(counted);
             tracing::info!(reason, "bearer token refused");
             Status::unauthenticated(format!("the bearer token is {reason}"))
         });
@@ -162,10 +168,12 @@ fn authenticate<B>(ac: &AccessControl, request: &http::Request<B>) -> Result<Pri
     if let Some(leaf) = certs.as_ref().and_then(|c| c.first()) {
         let identities = super::tls::certificate_identities(leaf.as_ref());
         return ac.authenticate_certificate(&identities).ok_or_else(|| {
+            ac.refused("certificate_unregistered");
             tracing::info!(?identities, "client certificate not registered");
             Status::unauthenticated("the client certificate is not registered for any principal")
         });
     }
+    ac.refused("missing");
     Err(Status::unauthenticated(
         "credentials required: a bearer token (authorization metadata) or a client certificate",
     ))

@@ -16,6 +16,7 @@
 
 pub mod casefile;
 pub mod chunk;
+pub mod disk;
 pub mod migrate;
 pub mod record;
 pub mod store;
@@ -65,6 +66,13 @@ pub struct Log {
     tail: Arc<TailVerifier>,
     /// Dropping the sender stops the verifier thread.
     verifier: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    /// Why the writer stopped taking appends (storage error, broken log,
+    /// dead case-file follower): set once, never cleared until restart.
+    writer_failed: watch::Receiver<Option<String>>,
+    /// Free disk space; the writer refuses appends while it is low.
+    disk: watch::Sender<disk::DiskState>,
+    /// The disk guard thread, if started; dropping the sender stops it.
+    disk_guard: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 /// Re-reads what the writer committed since the verified position (chain
@@ -126,6 +134,7 @@ impl TailVerifier {
 #[derive(Clone)]
 pub struct Appender {
     tx: mpsc::Sender<writer::Job>,
+    metrics: crate::metrics::log::LogMetrics,
 }
 
 impl Log {
@@ -178,7 +187,14 @@ impl Log {
             .map_err(StoreError::Io)?;
         let (head_tx, head_rx) = watch::channel(report.head);
         let (broken, halt) = watch::channel(None);
-        let (tx, thread) = writer::spawn(store.clone(), config, report.head, head_tx, halt, follower_tx)?;
+        let (failed_tx, writer_failed) = watch::channel(None);
+        let (disk, disk_rx) = watch::channel(disk::DiskState::default());
+        let signals = writer::Signals {
+            halt,
+            failed: failed_tx,
+            disk: disk_rx,
+        };
+        let (tx, thread) = writer::spawn(store.clone(), config, report.head, head_tx, signals, follower_tx)?;
         let tail = Arc::new(TailVerifier {
             store: store.clone(),
             mark: Mutex::new(report.head),
@@ -214,7 +230,38 @@ impl Log {
             follower: Some(follower),
             tail,
             verifier,
+            writer_failed,
+            disk,
+            disk_guard: None,
         })
+    }
+
+    /// Why the writer stopped taking appends, once it has (it then refuses
+    /// every append until the service restarts).
+    pub fn writer_failed(&self) -> watch::Receiver<Option<String>> {
+        self.writer_failed.clone()
+    }
+
+    /// Starts measuring the store's free disk space every `every`: while it
+    /// is under `reserve_bytes` the writer refuses appends (UNAVAILABLE,
+    /// nothing written) and resumes once space is freed. Without a guard the
+    /// writer never refuses for space (tools, tests).
+    pub fn guard_disk(&mut self, reserve_bytes: u64, every: Duration) -> std::io::Result<()> {
+        if self.disk_guard.is_some() {
+            return Ok(());
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (dir, state) = (self.store.dir().to_path_buf(), self.disk.clone());
+        let handle = std::thread::Builder::new()
+            .name("log-disk-guard".into())
+            .spawn(move || disk::guard(dir, reserve_bytes, every, state, stopped))?;
+        self.disk_guard = Some((stop, handle));
+        Ok(())
+    }
+
+    /// The free disk space as last measured by the guard (all zero without one).
+    pub fn disk(&self) -> watch::Receiver<disk::DiskState> {
+        self.disk.subscribe()
     }
 
     /// Verifies what was committed since the verified position now and
@@ -242,6 +289,7 @@ impl Log {
     pub fn appender(&self) -> Appender {
         Appender {
             tx: self.tx.clone().expect("log is open"),
+            metrics: self.store.metrics().clone(),
         }
     }
 
@@ -273,6 +321,10 @@ impl Log {
             drop(stop);
             let _ = handle.join();
         }
+        if let Some((stop, handle)) = self.disk_guard.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
         // Verify what the writer committed last, so that the next start
         // after a clean stop has nothing left to check.
         match self.tail.step() {
@@ -297,24 +349,33 @@ impl Appender {
     /// Appends and waits until the events are durable (or refused).
     /// Waits for queue space when the writer is saturated (back-pressure).
     pub async fn append(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        req.validate()?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(writer::Job { req, reply })
-            .await
-            .map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        let result = async {
+            req.validate()?;
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .send(writer::Job { req, reply })
+                .await
+                .map_err(|_| closed())?;
+            rx.await.map_err(|_| closed())?
+        }
+        .await;
+        self.metrics.append_done(&result);
+        result
     }
 
     /// Like [`Appender::append`], for threads outside the async runtime.
     /// Panics if called from inside an async context.
     pub fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        req.validate()?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(writer::Job { req, reply })
-            .map_err(|_| closed())?;
-        rx.blocking_recv().map_err(|_| closed())?
+        let result = (|| {
+            req.validate()?;
+            let (reply, rx) = oneshot::channel();
+            self.tx
+                .blocking_send(writer::Job { req, reply })
+                .map_err(|_| closed())?;
+            rx.blocking_recv().map_err(|_| closed())?
+        })();
+        self.metrics.append_done(&result);
+        result
     }
 }
 

@@ -146,6 +146,8 @@ pub struct Store {
     /// Signalled after every publish, for [`Store::wait_published`].
     published_signal: Arc<(std::sync::Mutex<()>, std::sync::Condvar)>,
     dir: PathBuf,
+    /// Group commits and appends, for the metrics endpoint.
+    metrics: crate::metrics::log::LogMetrics,
 }
 
 impl Store {
@@ -170,7 +172,13 @@ impl Store {
             meta,
             db,
             dir: dir.to_path_buf(),
+            metrics: Default::default(),
         })
+    }
+
+    /// What the writer and the appenders record (group commits, appends).
+    pub fn metrics(&self) -> &crate::metrics::log::LogMetrics {
+        &self.metrics
     }
 
     /// The directory the store lives in.
@@ -542,10 +550,18 @@ impl Store {
 
     /// Makes everything written so far durable according to `mode`.
     pub(crate) fn sync(&self, mode: SyncMode, data_file: Option<&std::fs::File>) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         self.db.flush()?;
+        self.metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
         if mode == SyncMode::Fdatasync {
             if let Some(f) = data_file {
+                let started = std::time::Instant::now();
                 f.sync_data()?;
+                self.metrics
+                    .fdatasync_seconds
+                    .observe(started.elapsed().as_secs_f64());
             }
         }
         Ok(())

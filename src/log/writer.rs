@@ -218,6 +218,16 @@ pub struct WriterConfig {
     pub sync: SyncMode,
 }
 
+/// What the writer watches and announces besides its queue.
+pub(crate) struct Signals {
+    /// Set by the tail verifier when the log fails verification.
+    pub halt: watch::Receiver<Option<super::Broken>>,
+    /// Announces why the writer stopped taking appends (set once).
+    pub failed: watch::Sender<Option<String>>,
+    /// Free disk space: appends are refused while it is low.
+    pub disk: watch::Receiver<super::disk::DiskState>,
+}
+
 /// Spawns the writer thread. It runs until every sender is dropped, then
 /// drains what is queued and exits.
 pub(crate) fn spawn(
@@ -225,7 +235,7 @@ pub(crate) fn spawn(
     config: WriterConfig,
     head: Head,
     head_tx: watch::Sender<Head>,
-    halt: watch::Receiver<Option<super::Broken>>,
+    signals: Signals,
     follower: std::sync::mpsc::SyncSender<CaseFileUpdate>,
 ) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), StoreError> {
     let last_recorded_at_us = match store.get_unpublished(head.seq)? {
@@ -245,7 +255,7 @@ pub(crate) fn spawn(
         head_tx,
         data_file,
         failed: None,
-        halt,
+        signals,
         follower: Some(follower),
     };
     let handle = std::thread::Builder::new()
@@ -263,9 +273,10 @@ struct Writer {
     data_file: Option<std::fs::File>,
     /// Set after a storage error: every later append is refused.
     failed: Option<String>,
-    /// Set by the tail verifier when the log fails verification: every
-    /// later append is refused too (nothing is chained onto a broken log).
-    halt: watch::Receiver<Option<super::Broken>>,
+    /// The tail verifier's break (every later append is refused too:
+    /// nothing is chained onto a broken log), the announcement of `failed`,
+    /// and the free disk space.
+    signals: Signals,
     /// The case-file follower; dropped when the writer stops, which tells
     /// the follower to write what it holds and stop.
     follower: Option<std::sync::mpsc::SyncSender<CaseFileUpdate>>,
@@ -328,20 +339,28 @@ impl Writer {
 
     fn process(&mut self, jobs: Vec<Job>) {
         if self.failed.is_none() {
-            if let Some(b) = self.halt.borrow().as_ref() {
+            let broken = self.signals.halt.borrow().as_ref().map(|b| b.seq);
+            if let Some(seq) = broken {
                 tracing::error!(
-                    seq = b.seq,
+                    seq,
                     "the log failed verification; the writer stops accepting appends"
                 );
-                self.failed = Some(format!(
-                    "the log failed verification at seq {}; the service must be stopped and the store examined",
-                    b.seq
+                self.fail(format!(
+                    "the log failed verification at seq {seq}; the service must be stopped and the store examined"
                 ));
             }
         }
         if let Some(reason) = &self.failed {
             for job in jobs {
                 let _ = job.reply.send(Err(AppendError::Unavailable(reason.clone())));
+            }
+            return;
+        }
+        if self.signals.disk.borrow().low {
+            // Nothing is written: the request may be retried once space is freed.
+            for job in jobs {
+                let reason = "free disk space is under the reserve; retry once space is freed";
+                let _ = job.reply.send(Err(AppendError::Unavailable(reason.into())));
             }
             return;
         }
@@ -375,8 +394,12 @@ impl Writer {
             event_count,
             ..
         } = staged;
+        let started = std::time::Instant::now();
         match self.commit(chunks) {
             Ok(()) => {
+                self.store
+                    .metrics()
+                    .commit_done(event_count, replies.len(), started.elapsed());
                 self.last_recorded_at_us = recorded_at_us;
                 let files: Vec<(String, Arc<CaseFile>)> =
                     files.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
@@ -392,7 +415,7 @@ impl Writer {
                 if self.follower.as_ref().is_none_or(|f| f.send(update).is_err()) {
                     // The commit is durable and answered; later ones are refused.
                     tracing::error!("the case-file follower stopped; the writer stops accepting appends");
-                    self.failed = Some("the case-file follower stopped; restart the service".into());
+                    self.fail("the case-file follower stopped; restart the service".into());
                 }
                 for (reply, appended) in replies {
                     let _ = reply.send(Ok(appended));
@@ -404,7 +427,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, from_seq = start_head.seq + 1, "group commit failed; the writer stops accepting appends");
                 let reason = "a storage error stopped the log writer; restart the service".to_string();
-                self.failed = Some(reason.clone());
+                self.fail(reason.clone());
                 self.head = start_head;
                 // A conflict may have been decided against the batch that failed.
                 for reply in replies
@@ -416,6 +439,12 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Stops taking appends for good (until restart) and announces why.
+    fn fail(&mut self, reason: String) {
+        self.signals.failed.send_replace(Some(reason.clone()));
+        self.failed = Some(reason);
     }
 
     /// Checks one request and, if accepted, stages its events.

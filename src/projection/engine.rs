@@ -535,6 +535,9 @@ pub type Shared = Arc<RwLock<Engine>>;
 pub struct ProjectionSlot {
     ready: std::sync::OnceLock<Shared>,
     failed: std::sync::OnceLock<String>,
+    /// Set when the follower stopped after loading: the projection no
+    /// longer follows the log, so it is not served.
+    stopped: std::sync::OnceLock<String>,
 }
 
 /// What a [`ProjectionSlot`] holds now.
@@ -542,6 +545,8 @@ pub enum SlotState<'a> {
     Loading,
     Ready(&'a Shared),
     Failed(&'a str),
+    /// Loaded, then its follower stopped on an error: stale from then on.
+    Stopped(&'a str),
 }
 
 impl ProjectionSlot {
@@ -553,7 +558,9 @@ impl ProjectionSlot {
     }
 
     pub fn state(&self) -> SlotState<'_> {
-        if let Some(s) = self.ready.get() {
+        if let Some(e) = self.stopped.get() {
+            SlotState::Stopped(e)
+        } else if let Some(s) = self.ready.get() {
             SlotState::Ready(s)
         } else if let Some(e) = self.failed.get() {
             SlotState::Failed(e)
@@ -569,7 +576,7 @@ impl ProjectionSlot {
         loop {
             match self.state() {
                 SlotState::Ready(_) => return true,
-                SlotState::Failed(_) => return false,
+                SlotState::Failed(_) | SlotState::Stopped(_) => return false,
                 SlotState::Loading if tokio::time::Instant::now() >= until => return false,
                 SlotState::Loading => tokio::time::sleep(Duration::from_millis(5)).await,
             }
@@ -593,7 +600,7 @@ impl Follower {
         head_rx: tokio::sync::watch::Receiver<Head>,
         track_today: bool,
     ) -> std::io::Result<Follower> {
-        Follower::spawn_with(move |_| Ok(shared), head_rx, track_today)
+        Follower::spawn_with(move |_| Ok(shared), head_rx, track_today, None)
     }
 
     /// Starts a follower that first loads the projection kept in `tree_name`
@@ -608,6 +615,7 @@ impl Follower {
         head_rx: tokio::sync::watch::Receiver<Head>,
     ) -> std::io::Result<Follower> {
         let target = head_rx.borrow().seq;
+        let slot_for_stop = slot.clone();
         let load = move |stop: &AtomicBool| -> Result<Shared, ProjectionError> {
             let loaded = (|| {
                 let started = Instant::now();
@@ -646,13 +654,14 @@ impl Follower {
                 }
             }
         };
-        Follower::spawn_with(load, head_rx, true)
+        Follower::spawn_with(load, head_rx, true, Some(slot_for_stop))
     }
 
     fn spawn_with(
         load: impl FnOnce(&AtomicBool) -> Result<Shared, ProjectionError> + Send + 'static,
         mut head_rx: tokio::sync::watch::Receiver<Head>,
         track_today: bool,
+        slot: Option<Arc<ProjectionSlot>>,
     ) -> std::io::Result<Follower> {
         let stop = Arc::new(AtomicBool::new(false));
         let error = Arc::new(Mutex::new(None));
@@ -660,7 +669,13 @@ impl Follower {
         let thread = std::thread::Builder::new()
             .name("projection-follower".into())
             .spawn(move || {
-                let fail = |e: String| *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                let fail = |e: String| {
+                    // A projection that stopped following is stale: not served.
+                    if let Some(slot) = slot.as_ref().filter(|s| s.ready.get().is_some()) {
+                        let _ = slot.stopped.set(e.clone());
+                    }
+                    *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e)
+                };
                 let shared = match load(&stop2) {
                     Ok(shared) => shared,
                     Err(ProjectionError::Stopped) => return,

@@ -43,6 +43,10 @@ impl StatisticsService {
             SlotState::Failed(e) => Err(Status::internal(format!(
                 "the statistics projection could not be loaded ({e}); an operator must run rebuild-projections"
             ))),
+            // Stale since its follower stopped: a restart resumes it from its checkpoint.
+            SlotState::Stopped(e) => Err(Status::unavailable(format!(
+                "the statistics projection stopped following the log ({e}); the service must be restarted"
+            ))),
         }
     }
 
