@@ -682,3 +682,103 @@ mod displayable_tests {
         }
     }
 }
+
+/// The Caseworker request conversion fed arbitrary field values
+/// (proptest-driven fuzzing): it answers with a command or a field error,
+/// never panics, and every error names a field of the request.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,40}",
+            "[0-9]{0,6}",
+            "[A-Z]{0,4}",
+            "[0-9-]{0,12}",
+            ".{0,300}"
+        ]
+    }
+
+    fn person() -> impl Strategy<Value = pb::PersonalData> {
+        (
+            text(),
+            text(),
+            text(),
+            prop::collection::vec((any::<i32>(), text()), 0..10),
+            text(),
+            text(),
+        )
+            .prop_map(|(given_names, family_names, birth_date, docs, phone, email)| {
+                pb::PersonalData {
+                    given_names,
+                    family_names,
+                    birth_date,
+                    documents: docs
+                        .into_iter()
+                        .map(|(r#type, number)| pb::IdentityDocument { r#type, number })
+                        .collect(),
+                    phone,
+                    email,
+                    address: String::new(),
+                }
+            })
+    }
+
+    fn today() -> Date {
+        Date::parse("2026-12-06").unwrap()
+    }
+
+    fn named_field(e: &CaseError) -> bool {
+        matches!(e, CaseError::Invalid { field, .. } if !field.is_empty())
+            || matches!(e, CaseError::TooLarge { field, .. } if !field.is_empty())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn registration_and_residence_take_any_values(
+            person in prop::option::of(person()),
+            sex in any::<i32>(),
+            nationality in text(),
+            department in text(),
+            municipality in text(),
+        ) {
+            let m = pb::RegisterPersonRequest {
+                header: None,
+                person,
+                sex,
+                nationality,
+                department: department.clone(),
+                municipality: municipality.clone(),
+            };
+            if let Err(e) = register(m, today(), today()) {
+                prop_assert!(named_field(&e), "{e:?}");
+            }
+            let m = pb::UpdateResidenceRequest { header: None, department, municipality };
+            if let Err(e) = update_residence(m, today()) {
+                prop_assert!(named_field(&e), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn steps_take_any_values(a in text(), b in text(), n in any::<i32>(), bytes in prop::collection::vec(any::<u8>(), 0..40)) {
+            let on = today();
+            let results = [
+                pre_register(pb::PreRegisterRequest { header: None, channel: a.clone(), basis: n }, on).err(),
+                schedule_biometrics(pb::ScheduleBiometricsRequest { header: None, appointment_on: a.clone(), site: b.clone() }, on).err(),
+                biometric_capture(pb::RecordBiometricCaptureRequest { header: None, site: a.clone(), operator: b.clone(), biometric_ref: bytes }, on).err(),
+                issue_permit(pb::IssuePermitRequest { header: None, permit_number: a.clone(), valid_until: b.clone() }, on).err(),
+                supersede_by_visa(pb::SupersedeByVisaRequest { header: None, visa_number: a.clone(), valid_until: b.clone() }, on).err(),
+                award_certification(pb::AwardCertificationRequest { header: None, certification_id: n as u32, standard_code: a.clone(), issuing_body: b.clone() }, on).err(),
+                date(&a, "header.on").err(),
+                purpose(&b).err(),
+            ];
+            for e in results.into_iter().flatten() {
+                prop_assert!(named_field(&e), "{e:?}");
+            }
+        }
+    }
+}

@@ -124,6 +124,8 @@ pub enum DecodeError {
     TrailingBytes(usize),
     #[error("field {0} exceeds its limit")]
     TooLong(&'static str),
+    #[error("part {part} of {parts}: a request has 1..=16 parts, numbered from 0")]
+    BadPart { part: u16, parts: u16 },
 }
 
 impl Record {
@@ -208,6 +210,10 @@ impl<'a> RecordView<'a> {
         let stream_version = r.u64("stream_version")?;
         let part = r.u16("part")?;
         let parts = r.u16("parts")?;
+        // What the writer can never write is not a record (`encode_into` asserts the same).
+        if part >= parts || parts as usize > REQUEST_EVENTS_MAX {
+            return Err(DecodeError::BadPart { part, parts });
+        }
         let stream_id = r.str("stream_id", STREAM_ID_BYTES_MAX)?;
         let event_type = r.str("event_type", EVENT_TYPE_BYTES_MAX)?;
         let user_id = r.str("actor.user_id", ACTOR_FIELD_BYTES_MAX)?;
