@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod health_cli;
+
 use registry::log::verify::{hex, verify_full, VerifyError};
 use registry::log::{Store, SyncMode};
 use registry::progress::Progress;
@@ -169,6 +171,9 @@ enum Command {
         #[arg(long)]
         stats_timeout: Option<u64>,
     },
+    /// Ask a running server's gRPC health service about one service: exit 0
+    /// only when it is SERVING (container health checks, exec probes).
+    Health(health_cli::HealthArgs),
     /// A mixed workload against a running server: throughput, latency percentiles, gRPC codes.
     LoadTest(registry::loadtest::LoadTestArgs),
     /// Statistics: a caseload breakdown from a stopped store (docs/STATISTICS.md).
@@ -294,6 +299,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             what: BenchCommand::Audit(args),
         } => registry::audit::cli::run_bench(args),
         Command::LoadTest(args) => registry::loadtest::run_cli(args),
+        Command::Health(args) => Ok(health_cli::run(args)),
         Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
         Command::RebuildProjections(args) => {
             registry::projection::cli::rebuild(&args)
