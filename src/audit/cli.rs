@@ -21,7 +21,9 @@ type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
 /// Which signing key and origin (for commands that sign).
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct KeyArgs {
-    /// Audit signing key file (default DATA_DIR/audit-signing.key, created if missing).
+    /// Audit signing key file. A file given here must exist; without the flag
+    /// the key is DATA_DIR/audit-signing.key, created there if it is missing
+    /// (a new key cannot sign for checkpoints made with another one).
     #[arg(long)]
     pub audit_key_file: Option<PathBuf>,
     /// Log origin (checkpoint origin line and key name) of a new key; an
