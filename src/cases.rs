@@ -299,7 +299,13 @@ impl Cases {
 
     /// The case-state cache's look-up counters (hits, misses) and the access
     /// events recorded by operation, for the metrics registry.
-    pub fn metrics(&self) -> (crate::metrics::Counter, crate::metrics::Counter, crate::metrics::OperationCounter) {
+    pub fn metrics(
+        &self,
+    ) -> (
+        crate::metrics::Counter,
+        crate::metrics::Counter,
+        crate::metrics::OperationCounter,
+    ) {
         let (hits, misses) = self.inner.cache.counters();
         (hits, misses, self.inner.access_events.clone())
     }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use registry::api::pb;
-use registry::log::{Actor, AppendError, AppendRequest, ExpectedVersion, Log, NewEvent, SyncMode, WriterConfig};
+use registry::log::{
+    Actor, AppendError, AppendRequest, ExpectedVersion, Log, NewEvent, SyncMode, WriterConfig,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, Request};
 
@@ -33,7 +35,11 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(St
     let status = head.lines().next().unwrap_or("").to_string();
     let content_type = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
         .unwrap_or_default();
     Ok((status, content_type, body.to_string()))
 }
@@ -45,7 +51,10 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
         match http_get(addr, "/metrics").await {
             Ok((status, content_type, body)) => {
                 assert!(status.contains(" 200 "), "{status}");
-                assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+                assert!(
+                    content_type.starts_with("text/plain; version=0.0.4"),
+                    "{content_type}"
+                );
                 return body;
             }
             Err(e) if Instant::now() < deadline => {
@@ -63,7 +72,10 @@ fn samples(body: &str) -> HashMap<String, f64> {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
             let (k, v) = l.rsplit_once(' ').expect("sample line");
-            (k.to_string(), v.parse::<f64>().unwrap_or_else(|_| panic!("value of {l}")))
+            (
+                k.to_string(),
+                v.parse::<f64>().unwrap_or_else(|_| panic!("value of {l}")),
+            )
         })
         .collect()
 }
@@ -97,7 +109,12 @@ async fn scrape_counts_calls_refusals_and_appends_and_carries_no_personal_data()
     // A lifecycle: three accepted commands, two reads of personal data.
     let given = "ZULEIMA METRICSQX";
     let cedula = "V-55.443.322";
-    let p = person(given, "TESTNAMEQX", "1987-11-23", &[(Doc::VenezuelanCedula, cedula)]);
+    let p = person(
+        given,
+        "TESTNAMEQX",
+        "1987-11-23",
+        &[(Doc::VenezuelanCedula, cedula)],
+    );
     let registration = register_request(p, "2022-03-01");
     let registration_rid = registration.header.as_ref().unwrap().request_id.clone();
     let mut t = Tracker::registered(&ok(c.register_person(req(registration)).await));
@@ -117,22 +134,12 @@ async fn scrape_counts_calls_refusals_and_appends_and_carries_no_personal_data()
 
     // Refused: a step the stage does not allow; a decision by a caseworker.
     fails(
-        c.approve(req(pb::ApproveRequest {
-            header: t.next("2022-03-04"),
-            ..Default::default()
-        }))
-        .await,
+        c.approve(req(simple(&t.case_id, t.version, "2022-03-04"))).await,
         Code::FailedPrecondition,
     );
     fails(
-        c.approve(as_role(
-            "caseworker",
-            pb::ApproveRequest {
-                header: t.next("2022-03-04"),
-                ..Default::default()
-            },
-        ))
-        .await,
+        c.approve(as_role("caseworker", simple(&t.case_id, t.version, "2022-03-04")))
+            .await,
         Code::PermissionDenied,
     );
     // Unauthenticated: no credentials; an unknown token.
@@ -174,17 +181,28 @@ async fn scrape_counts_calls_refusals_and_appends_and_carries_no_personal_data()
 
     // Appends: three commands and two access events, each one event; the
     // refusals were decided before the log and appended nothing.
-    assert_eq!(delta("registry_log_appends_total{result=\"accepted\"}"), 5.0, "{body}");
+    assert_eq!(
+        delta("registry_log_appends_total{result=\"accepted\"}"),
+        5.0,
+        "{body}"
+    );
     assert_eq!(delta("registry_log_events_appended_total"), 5.0);
     for result in ["version_conflict", "invalid", "unavailable", "deduplicated"] {
-        assert_eq!(delta(&format!("registry_log_appends_total{{result=\"{result}\"}}")), 0.0, "{result}");
+        assert_eq!(
+            delta(&format!("registry_log_appends_total{{result=\"{result}\"}}")),
+            0.0,
+            "{result}"
+        );
     }
     assert!(delta("registry_log_group_commit_seconds_count") >= 1.0);
     assert_eq!(delta("registry_log_group_commit_events_sum"), 5.0);
     assert!(get(&after, "registry_log_flush_seconds_count") >= 1.0);
     // Access events by operation.
     assert_eq!(delta("registry_access_events_total{operation=\"GetCase\"}"), 1.0);
-    assert_eq!(delta("registry_access_events_total{operation=\"FindCasesByDocument\"}"), 1.0);
+    assert_eq!(
+        delta("registry_access_events_total{operation=\"FindCasesByDocument\"}"),
+        1.0
+    );
     // The commands after the registration found the case in the cache.
     assert!(delta("registry_case_cache_hits_total") >= 1.0, "{body}");
 
@@ -284,11 +302,15 @@ async fn log_refusals_are_counted_by_reason_and_group_commits_are_measured() {
         .expect("retry");
     assert!(retry.deduplicated);
     assert!(matches!(
-        appender.append(request(ExpectedVersion::Exact(5), "r-2", b"b")).await,
+        appender
+            .append(request(ExpectedVersion::Exact(5), "r-2", b"b"))
+            .await,
         Err(AppendError::VersionConflict { .. })
     ));
     assert!(matches!(
-        appender.append(request(ExpectedVersion::Any, "r-1", b"other")).await,
+        appender
+            .append(request(ExpectedVersion::Any, "r-1", b"other"))
+            .await,
         Err(AppendError::IdempotencyMismatch { .. })
     ));
     assert!(matches!(
@@ -305,7 +327,9 @@ async fn log_refusals_are_counted_by_reason_and_group_commits_are_measured() {
         statistics: None,
         worklists: None,
     });
-    let body = tokio::task::spawn_blocking(move || metrics.render()).await.unwrap();
+    let body = tokio::task::spawn_blocking(move || metrics.render())
+        .await
+        .unwrap();
     let s = samples(&body);
     for (result, n) in [
         ("accepted", 1.0),
@@ -314,7 +338,11 @@ async fn log_refusals_are_counted_by_reason_and_group_commits_are_measured() {
         ("idempotency_mismatch", 1.0),
         ("invalid", 1.0),
     ] {
-        assert_eq!(get(&s, &format!("registry_log_appends_total{{result=\"{result}\"}}")), n, "{result}: {body}");
+        assert_eq!(
+            get(&s, &format!("registry_log_appends_total{{result=\"{result}\"}}")),
+            n,
+            "{result}: {body}"
+        );
     }
     assert_eq!(get(&s, "registry_log_group_commit_events_count"), 1.0, "{body}");
     assert_eq!(get(&s, "registry_log_group_commit_requests_sum"), 1.0);

@@ -319,7 +319,13 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         &self,
         _r: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
-        let channels = self.cases.catalog().channels().iter().map(convert::channel).collect();
+        let channels = self
+            .cases
+            .catalog()
+            .channels()
+            .iter()
+            .map(convert::channel)
+            .collect();
         Ok(Response::new(pb::ListChannelsResponse { channels }))
     }
 

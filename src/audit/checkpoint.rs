@@ -475,7 +475,10 @@ impl Checkpointer {
 
     /// The size of the latest issued checkpoint (its key; no signature check).
     pub fn latest_size(&self) -> Result<Option<u64>, CheckpointError> {
-        Ok(self.history.last()?.and_then(|(k, _)| Some(u64::from_be_bytes(k.as_ref().try_into().ok()?))))
+        Ok(self
+            .history
+            .last()?
+            .and_then(|(k, _)| Some(u64::from_be_bytes(k.as_ref().try_into().ok()?))))
     }
 
     pub fn signer(&self) -> &NoteSigner {

@@ -65,7 +65,10 @@ mod tests {
     #[test]
     fn listen_is_an_address_or_off() {
         assert_eq!(parse_listen("off"), Ok(Listen::Off));
-        assert_eq!(parse_listen("127.0.0.1:9464"), Ok(Listen::On("127.0.0.1:9464".parse().unwrap())));
+        assert_eq!(
+            parse_listen("127.0.0.1:9464"),
+            Ok(Listen::On("127.0.0.1:9464".parse().unwrap()))
+        );
         assert!(parse_listen("9464").is_err());
     }
 

@@ -75,7 +75,10 @@ async fn answer(
     }
     // The refresh reads sled and the filesystem: off the async workers.
     let Ok(body) = tokio::task::spawn_blocking(move || metrics.render()).await else {
-        return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be collected\n"));
+        return Ok(plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be collected\n",
+        ));
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(

@@ -96,7 +96,11 @@ impl LogMetrics {
             "Appends by result (accepted, deduplicated, or the refusal)",
             self.appends.clone(),
         );
-        r.register("log_events_appended", "Events written by accepted appends", self.events.clone());
+        r.register(
+            "log_events_appended",
+            "Events written by accepted appends",
+            self.events.clone(),
+        );
         r.register(
             "log_group_commit_events",
             "Events per group commit",

@@ -103,7 +103,11 @@ impl Metrics {
             rpc.seconds.clone(),
         );
         sources.store.metrics().register(r);
-        r.register("log_head_seq", "Sequence number of the last durable event", gauges.head_seq.clone());
+        r.register(
+            "log_head_seq",
+            "Sequence number of the last durable event",
+            gauges.head_seq.clone(),
+        );
         r.register(
             "writer_up",
             "1 while the log writer takes appends; 0 once it stopped (restart needed)",
@@ -131,7 +135,7 @@ impl Metrics {
         );
         r.register(
             "store_size_bytes",
-            "Bytes sled's files take on disk",
+            "Bytes allocated to the files of the data directory (du)",
             gauges.store_bytes.clone(),
         );
         r.register(
@@ -173,8 +177,16 @@ impl Metrics {
     pub fn register_cases(&mut self, cases: &crate::cases::Cases) {
         let (hits, misses, access) = cases.metrics();
         let r = &mut self.registry;
-        r.register("case_cache_hits", "Case-state cache look-ups that found the case", hits);
-        r.register("case_cache_misses", "Case-state cache look-ups that did not", misses);
+        r.register(
+            "case_cache_hits",
+            "Case-state cache look-ups that found the case",
+            hits,
+        );
+        r.register(
+            "case_cache_misses",
+            "Case-state cache look-ups that did not",
+            misses,
+        );
         r.register(
             "access_events",
             "Access events recorded (reads of personal data), by operation",
@@ -195,7 +207,8 @@ impl Metrics {
     /// Registers the expiry (notAfter, Unix seconds) of the server's TLS
     /// certificate (the first of its PEM chain).
     pub fn register_certificate(&mut self, cert_pem: &std::path::Path) -> Result<(), String> {
-        let pem = std::fs::read(cert_pem).map_err(|e| format!("TLS certificate {}: {e}", cert_pem.display()))?;
+        let pem =
+            std::fs::read(cert_pem).map_err(|e| format!("TLS certificate {}: {e}", cert_pem.display()))?;
         let not_after = certificate_not_after(&pem)
             .ok_or_else(|| format!("TLS certificate {}: no parsable certificate", cert_pem.display()))?;
         self.gauges.cert_not_after.set(not_after);
@@ -238,7 +251,9 @@ impl Metrics {
             g.lag_seconds.get_or_create(&label).set(seconds);
         };
         let up = |follower: &'static str, running: bool| {
-            g.follower_up.get_or_create(&[("follower", follower)]).set(i64::from(running));
+            g.follower_up
+                .get_or_create(&[("follower", follower)])
+                .set(i64::from(running));
         };
         lag("tail_verifier", store.verified().ok().map(|h| h.seq));
         up("tail_verifier", !broken);
@@ -253,7 +268,12 @@ impl Metrics {
             use crate::projection::engine::SlotState;
             match slot.state() {
                 SlotState::Ready(shared) => {
-                    let pos = shared.read().unwrap_or_else(|p| p.into_inner()).state().position.seq;
+                    let pos = shared
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .state()
+                        .position
+                        .seq;
                     lag("statistics", Some(pos));
                     up("statistics", true);
                 }
@@ -277,9 +297,7 @@ impl Metrics {
             lag("worklists", pos);
             up("worklists", status.failed().is_none());
         }
-        if let Ok(bytes) = store.db().size_on_disk() {
-            g.store_bytes.set(bytes as i64);
-        }
+        g.store_bytes.set(allocated_bytes(store.dir()) as i64);
         if let Ok((free, total)) = crate::log::disk::space(store.dir()) {
             g.disk_free.set(free as i64);
             g.disk_total.set(total as i64);
@@ -295,6 +313,23 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Bytes allocated on disk to the files under `dir` (as `du` counts them:
+/// sled's files are sparse at first). Unreadable entries count 0.
+fn allocated_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => allocated_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The notAfter (Unix seconds) of the first certificate in a PEM file.
@@ -356,9 +391,11 @@ pub async fn start(
         None => None,
         Some(addr) => {
             cli::check_listen(addr, config.metrics_on_network)?;
-            Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                format!("metrics endpoint: cannot listen on {addr}: {e}")
-            })?)
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("metrics endpoint: cannot listen on {addr}: {e}"))?,
+            )
         }
     };
     let worklist_tree = log.store().db().open_tree(crate::worklist::TREE)?;

@@ -53,7 +53,10 @@ fn methods() -> &'static HashMap<String, (&'static str, &'static str)> {
             let m: &'static str = Box::leak(method.to_string().into_boxed_str());
             out.insert(format!("/{s}/{m}"), (s, m));
         };
-        for set in [crate::api::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+        for set in [
+            crate::api::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
             let Ok(set) = <descriptor::FileDescriptorSet as prost::Message>::decode(set) else {
                 continue;
             };
@@ -193,7 +196,10 @@ where
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
-            call.code = response.headers().get("grpc-status").map(|v| code_name(v.as_bytes()));
+            call.code = response
+                .headers()
+                .get("grpc-status")
+                .map(|v| code_name(v.as_bytes()));
             if call.code.is_some() {
                 // Trailers-only: the call is over (the body is empty).
                 call.finish();
@@ -296,8 +302,16 @@ mod tests {
             labels_of("/regularization.v1.Caseworker/GetCase"),
             ("regularization.v1.Caseworker", "GetCase")
         );
-        assert_eq!(labels_of("/grpc.health.v1.Health/Check"), ("grpc.health.v1.Health", "Check"));
-        for p in ["", "/", "/regularization.v1.Caseworker/C-0123456789abcdef0123", "/x/y"] {
+        assert_eq!(
+            labels_of("/grpc.health.v1.Health/Check"),
+            ("grpc.health.v1.Health", "Check")
+        );
+        for p in [
+            "",
+            "/",
+            "/regularization.v1.Caseworker/C-0123456789abcdef0123",
+            "/x/y",
+        ] {
             assert_eq!(labels_of(p), ("unknown", "unknown"), "{p}");
         }
     }
