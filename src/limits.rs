@@ -173,7 +173,7 @@ pub const WORKLIST_PAGE_SIZE_MAX: u32 = 1_000;
 /// Index entries one worklist page examines at most (filters on
 /// municipality, office, stage and site are checked per entry): a page may
 /// come back short, with a token to continue, so every call stays fast.
-pub const WORKLIST_SCAN_ENTRIES_MAX: usize = 20_000;
+pub const WORKLIST_SCAN_ENTRIES_MAX: usize = 5_000;
 /// Default reach, in days after the reference date, of the "expiring" and
 /// "near abandonment" worklists ("permits expiring in a month").
 pub const WORKLIST_HORIZON_DAYS_DEFAULT: u32 = 30;

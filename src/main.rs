@@ -301,11 +301,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::LoadTest(args) => registry::loadtest::run_cli(args),
         Command::Health(args) => Ok(health_cli::run(args)),
         Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
-        Command::RebuildProjections(args) => {
-            registry::projection::cli::rebuild(&args)
-                .and_then(|()| registry::worklist::cli::rebuild(&args.data_dir))
-                .map(|()| ExitCode::SUCCESS)
-        }
+        Command::RebuildProjections(args) => registry::projection::cli::rebuild(&args)
+            .and_then(|()| registry::worklist::cli::rebuild(&args.data_dir))
+            .map(|()| ExitCode::SUCCESS),
         Command::Bench {
             what: BenchCommand::Verify { data_dir },
         } => registry::bench::run_verify_bench(&data_dir).map(|()| ExitCode::SUCCESS),

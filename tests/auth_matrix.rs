@@ -78,6 +78,7 @@ fn expected(m: &Method) -> Option<Vec<&'static str>> {
         "regularization.v1.Caseworker" => vec!["caseworker", "supervisor"],
         "regularization.v1.Import" => vec!["supervisor"],
         "regularization.v1.Statistics" => vec!["statistician"],
+        "regularization.v1.Worklists" => vec!["caseworker", "supervisor"],
         "regularization.v1.Audit" if m.name == "GetCheckpoint" => vec!["auditor", "admin"],
         "regularization.v1.Audit" => vec!["auditor"],
         "regularization.v1.Admin" => vec!["admin"],
@@ -167,6 +168,7 @@ async fn every_method_of_every_service_answers_each_role_as_the_policy_says() {
     for s in [
         "regularization.v1.Caseworker",
         "regularization.v1.Statistics",
+        "regularization.v1.Worklists",
         "regularization.v1.Audit",
         "regularization.v1.Admin",
         "grpc.health.v1.Health",

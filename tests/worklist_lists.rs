@@ -10,16 +10,28 @@ use registry::api::pb;
 use worklist_support::{items_of, worklists, Kind};
 
 /// The one item of `case` in `kind` on `reference` (asserting there is exactly one).
-async fn one(w: &mut worklist_support::Worklists, kind: Kind, reference: &str, t: &Tracker) -> pb::WorklistItem {
+async fn one(
+    w: &mut worklist_support::Worklists,
+    kind: Kind,
+    reference: &str,
+    t: &Tracker,
+) -> pb::WorklistItem {
     let items = items_of(w, kind, reference, &t.case_id, t.last_seq).await;
-    assert_eq!(items.len(), 1, "{kind:?} on {reference} holds the case once: {items:?}");
+    assert_eq!(
+        items.len(),
+        1,
+        "{kind:?} on {reference} holds the case once: {items:?}"
+    );
     items.into_iter().next().unwrap()
 }
 
 /// Asserts `case` is not in `kind` on `reference`.
 async fn absent(w: &mut worklist_support::Worklists, kind: Kind, reference: &str, t: &Tracker) {
     let items = items_of(w, kind, reference, &t.case_id, t.last_seq).await;
-    assert!(items.is_empty(), "{kind:?} on {reference} should not hold the case: {items:?}");
+    assert!(
+        items.is_empty(),
+        "{kind:?} on {reference} should not hold the case: {items:?}"
+    );
 }
 
 fn stage(name: &str) -> i32 {
@@ -54,7 +66,9 @@ async fn a_case_enters_each_list_with_its_dates_and_leaves_it_when_it_moves_on()
     absent(&mut w, Kind::MissedAppointments, "", &t).await;
 
     // Missed: leaves the appointments, waits to be rescheduled.
-    let r = ok(c.record_missed_appointment(req(simple(&t.case_id, t.version, "2023-06-10"))).await);
+    let r = ok(c
+        .record_missed_appointment(req(simple(&t.case_id, t.version, "2023-06-10")))
+        .await);
     t.step(&r, "APPOINTMENT_MISSED", &["BiometricAppointmentMissed"]);
     absent(&mut w, Kind::Appointments, "", &t).await;
     let item = one(&mut w, Kind::MissedAppointments, "", &t).await;
@@ -92,7 +106,9 @@ async fn a_case_enters_each_list_with_its_dates_and_leaves_it_when_it_moves_on()
     absent(&mut w, Kind::AppealableDenials, "2023-10-13", &t).await;
 
     // Appealed: awaiting the appeal's decision, due two months after filing.
-    let r = ok(c.file_appeal(req(simple(&t.case_id, t.version, "2023-10-10"))).await);
+    let r = ok(c
+        .file_appeal(req(simple(&t.case_id, t.version, "2023-10-10")))
+        .await);
     t.step(&r, "APPEAL_FILED", &["AppealFiled"]);
     absent(&mut w, Kind::AppealableDenials, "2023-10-05", &t).await;
     let item = one(&mut w, Kind::AppealsAwaitingDecision, "", &t).await;
@@ -177,7 +193,10 @@ async fn a_case_enters_each_list_with_its_dates_and_leaves_it_when_it_moves_on()
         .await);
     t.step(&r, "CARD_DELIVERED", &["ResidenceUpdated"]);
     let item = one(&mut w, Kind::PermitsExpiring, "2031-05-01", &t).await;
-    assert_eq!((item.department.as_str(), item.municipality.as_str()), ("05", "05001"));
+    assert_eq!(
+        (item.department.as_str(), item.municipality.as_str()),
+        ("05", "05001")
+    );
 
     // An exit ends every list.
     let r = ok(c
@@ -210,7 +229,13 @@ async fn information_required_stays_awaiting_a_decision_and_a_withdrawal_leaves(
         .await);
     t.step(&r, "INFORMATION_REQUIRED", &["InformationRequested"]);
     let item = one(&mut w, Kind::AwaitingDecision, "", &t).await;
-    check(&item, "INFORMATION_REQUIRED", "2023-05-20", "2023-08-18", "2023-05-20");
+    check(
+        &item,
+        "INFORMATION_REQUIRED",
+        "2023-05-20",
+        "2023-08-18",
+        "2023-05-20",
+    );
     // The stage filter selects it, another stage does not.
     let mut r = worklist_support::request(Kind::AwaitingDecision, "");
     r.stage = stage("INFORMATION_REQUIRED");

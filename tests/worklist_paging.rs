@@ -54,7 +54,11 @@ async fn caseload(c: &mut Client) -> (Vec<(String, &'static str)>, u64) {
     let mut cases = Vec::new();
     let mut last = 0;
     for n in 0..42 {
-        let (municipality, department) = if n % 7 < 2 { ("05001", "05") } else { ("11001", "11") };
+        let (municipality, department) = if n % 7 < 2 {
+            ("05001", "05")
+        } else {
+            ("11001", "11")
+        };
         let day = ["2023-05-10", "2023-05-11", "2023-05-12"][n % 3];
         let site = if n % 2 == 0 { "SITE-A" } else { "SITE-B" };
         let (id, seq) = scheduled(c, n, municipality, day, site).await;
@@ -81,7 +85,10 @@ async fn page_tokens_return_every_item_exactly_once_in_list_order() {
     assert_eq!(ids.len(), cases.len(), "no item twice");
     assert_eq!(ids, cases.iter().map(|(id, _)| id.as_str()).collect());
     let dates: Vec<&str> = items.iter().map(|i| i.date.as_str()).collect();
-    assert!(dates.windows(2).all(|w| w[0] <= w[1]), "ordered by date: {dates:?}");
+    assert!(
+        dates.windows(2).all(|w| w[0] <= w[1]),
+        "ordered by date: {dates:?}"
+    );
 
     // One day at one site: the date window and the site filter.
     let mut r = request(Kind::Appointments, "");
@@ -100,7 +107,9 @@ async fn page_tokens_return_every_item_exactly_once_in_list_order() {
     r.page_size = 4;
     let (items, _) = list_all(&mut w, "caseworker", &r).await;
     assert_eq!(items.len(), cases.iter().filter(|(_, d)| *d == "05").count());
-    assert!(items.iter().all(|i| i.department == "05" && i.municipality == "05001"));
+    assert!(items
+        .iter()
+        .all(|i| i.department == "05" && i.municipality == "05001"));
     let mut r = request(Kind::Appointments, "");
     r.municipality = "11001".into();
     let (items, _) = list_all(&mut w, "caseworker", &r).await;
@@ -181,7 +190,9 @@ async fn a_principal_limited_to_departments_sees_only_their_items() {
     assert_eq!(all.len(), cases.len());
     // Roles without case work are refused.
     for role in ["statistician", "auditor", "admin"] {
-        let s = call(&mut w, role, &request(Kind::Appointments, "")).await.unwrap_err();
+        let s = call(&mut w, role, &request(Kind::Appointments, ""))
+            .await
+            .unwrap_err();
         assert_eq!(s.code(), Code::PermissionDenied, "{role}");
     }
     drop((c, w));
@@ -219,16 +230,25 @@ async fn bad_tokens_and_filters_are_invalid_arguments_naming_the_field() {
         ("kind", wrong(&|r| r.kind = 99)),
         ("department", wrong(&|r| r.department = "1".into())),
         ("municipality", wrong(&|r| r.municipality = "11000".into())),
-        ("municipality", wrong(&|r| {
-            r.department = "05".into();
-            r.municipality = "11001".into();
-        })),
+        (
+            "municipality",
+            wrong(&|r| {
+                r.department = "05".into();
+                r.municipality = "11001".into();
+            }),
+        ),
         ("date_from", wrong(&|r| r.date_from = "2023-02-30".into())),
-        ("date_to", wrong(&|r| {
-            r.date_from = "2023-05-12".into();
-            r.date_to = "2023-05-11".into();
-        })),
-        ("reference_date", wrong(&|r| r.reference_date = "yesterday".into())),
+        (
+            "date_to",
+            wrong(&|r| {
+                r.date_from = "2023-05-12".into();
+                r.date_to = "2023-05-11".into();
+            }),
+        ),
+        (
+            "reference_date",
+            wrong(&|r| r.reference_date = "yesterday".into()),
+        ),
         ("horizon_days", wrong(&|r| r.horizon_days = 367)),
         ("stage", wrong(&|r| r.stage = 999)),
         ("office", wrong(&|r| r.office = "BOG CENTRO".into())),
@@ -272,7 +292,10 @@ async fn items_carry_no_personal_data() {
         "channel",
     ]
     .into();
-    assert_eq!(fields, allowed, "a WorklistItem field was added: is it personal data?");
+    assert_eq!(
+        fields, allowed,
+        "a WorklistItem field was added: is it personal data?"
+    );
 
     // ... and no answer carries a person's names, documents or birth date.
     let server = TestServer::start().await;
@@ -284,7 +307,9 @@ async fn items_carry_no_personal_data() {
         "1979-11-23",
         &[(pb::DocumentType::VenezuelanCedula, "V-93571111")],
     );
-    let mut t = Tracker::registered(&ok(c.register_person(req(register_request(p, "2023-03-01"))).await));
+    let mut t = Tracker::registered(&ok(c
+        .register_person(req(register_request(p, "2023-03-01")))
+        .await));
     t.pre_register(&mut c, "2023-03-02").await;
     t.schedule(&mut c, "2023-03-03", "2023-03-20").await;
     t.capture(&mut c, "2023-03-20").await;
@@ -297,7 +322,9 @@ async fn items_carry_no_personal_data() {
     for kind in 1..=11 {
         let kind = Kind::try_from(kind).unwrap();
         for reference in ["", "2023-04-01", "2031-05-15"] {
-            let page = call(&mut w, "supervisor", &request(kind, reference)).await.unwrap();
+            let page = call(&mut w, "supervisor", &request(kind, reference))
+                .await
+                .unwrap();
             seen += page.items.iter().filter(|i| i.case_id == t.case_id).count();
             let bytes = page.encode_to_vec();
             let text = format!("{page:?}");

@@ -134,7 +134,11 @@ fn steps_with_restarts_equal_a_rebuild_and_the_domain_fold() {
     let c = registry::worklist::cli::rebuild_store(&store, ChannelCatalog::builtin(), &mut |_| {}).unwrap();
     assert_eq!(c.events, head);
     assert_eq!(c.position.seq, head);
-    assert_eq!(snapshot(&store), incremental, "a rebuild equals the incremental projection");
+    assert_eq!(
+        snapshot(&store),
+        incremental,
+        "a rebuild equals the incremental projection"
+    );
 
     // The lists whose dates the domain state keeps equal its fold.
     let expected = expected_from_domain(&store);
@@ -156,7 +160,12 @@ fn steps_with_restarts_equal_a_rebuild_and_the_domain_fold() {
         .collect();
     assert_eq!(checked.len(), expected.len());
     assert_eq!(checked, expected);
-    for kind in [Kind::Appointments, Kind::AwaitingDecision, Kind::CardsAwaitingDelivery, Kind::PermitsExpiring] {
+    for kind in [
+        Kind::Appointments,
+        Kind::AwaitingDecision,
+        Kind::CardsAwaitingDelivery,
+        Kind::PermitsExpiring,
+    ] {
         assert!(
             expected.keys().any(|(_, k)| *k == kind as u8),
             "the caseload puts someone on {kind:?}"
@@ -221,7 +230,13 @@ async fn a_restart_keeps_the_projection_which_catches_up_on_events_appended_mean
     // Stopped: the checkpoint covers the whole log.
     let store = open_store(&data_dir);
     let head = store.head().unwrap().seq;
-    let checkpoint = store.db().open_tree(TREE).unwrap().get(b"m:checkpoint").unwrap().unwrap();
+    let checkpoint = store
+        .db()
+        .open_tree(TREE)
+        .unwrap()
+        .get(b"m:checkpoint")
+        .unwrap()
+        .unwrap();
     assert_eq!(u64::from_be_bytes(checkpoint[..8].try_into().unwrap()), head);
     drop(store);
 
@@ -229,11 +244,19 @@ async fn a_restart_keeps_the_projection_which_catches_up_on_events_appended_mean
     let server = TestServer::start_on(&data_dir).await;
     let mut w = worklist_support::worklists(&server).await;
     for (r, b) in references.iter().zip(&before) {
-        assert_eq!(&worklist_support::all_lists(&mut w, r).await, b, "after a restart, on {r}");
+        assert_eq!(
+            &worklist_support::all_lists(&mut w, r).await,
+            b,
+            "after a restart, on {r}"
+        );
     }
-    let page = worklist_support::call(&mut w, "supervisor", &worklist_support::request(worklist_support::Kind::Appointments, ""))
-        .await
-        .unwrap();
+    let page = worklist_support::call(
+        &mut w,
+        "supervisor",
+        &worklist_support::request(worklist_support::Kind::Appointments, ""),
+    )
+    .await
+    .unwrap();
     assert_eq!(page.position.unwrap().seq, head);
     drop(w);
     server.stop().await;
@@ -252,13 +275,27 @@ async fn a_restart_keeps_the_projection_which_catches_up_on_events_appended_mean
     for r in references {
         caught_up.push(worklist_support::all_lists(&mut w, r).await);
     }
-    let page = worklist_support::call(&mut w, "supervisor", &worklist_support::request(worklist_support::Kind::Appointments, ""))
-        .await
-        .unwrap();
-    assert_eq!(page.position.unwrap().seq, new_head, "caught up to the head seen at start");
+    let page = worklist_support::call(
+        &mut w,
+        "supervisor",
+        &worklist_support::request(worklist_support::Kind::Appointments, ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        page.position.unwrap().seq,
+        new_head,
+        "caught up to the head seen at start"
+    );
     assert!(
-        caught_up.iter().map(|l| l.iter().map(|(_, i)| i.len()).sum::<usize>()).sum::<usize>()
-            > before.iter().map(|l| l.iter().map(|(_, i)| i.len()).sum::<usize>()).sum::<usize>(),
+        caught_up
+            .iter()
+            .map(|l| l.iter().map(|(_, i)| i.len()).sum::<usize>())
+            .sum::<usize>()
+            > before
+                .iter()
+                .map(|l| l.iter().map(|(_, i)| i.len()).sum::<usize>())
+                .sum::<usize>(),
         "the simulated cases are listed"
     );
     drop(w);
@@ -272,7 +309,11 @@ async fn a_restart_keeps_the_projection_which_catches_up_on_events_appended_mean
     let server = TestServer::start_on(&data_dir).await;
     let mut w = worklist_support::worklists(&server).await;
     for (r, expected) in references.iter().zip(&caught_up) {
-        assert_eq!(&worklist_support::all_lists(&mut w, r).await, expected, "a rebuild, on {r}");
+        assert_eq!(
+            &worklist_support::all_lists(&mut w, r).await,
+            expected,
+            "a rebuild, on {r}"
+        );
     }
     drop(w);
     server.stop().await;

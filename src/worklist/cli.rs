@@ -141,6 +141,11 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
         args.page_size, args.queries
     );
     for kind in Kind::ALL {
+        // Every PPT ends on 2031-05-30: permits are measured in the month before.
+        let reference = match kind {
+            Kind::PermitsExpiring => crate::domain::Date::new(2031, 5, 15).expect("a date"),
+            _ => reference,
+        };
         let (from, to) = own_window(kind, reference, WORKLIST_HORIZON_DAYS_DEFAULT);
         let base = Query {
             kind,
@@ -181,7 +186,7 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
             ),
         ];
         println!(
-            "  {} ({} entries, window {} .. {})",
+            "  {} ({} entries, reference {reference}, window {} .. {})",
             kind.as_str(),
             sizes[kind as usize],
             from.map(|d| d.to_string()).unwrap_or_default(),

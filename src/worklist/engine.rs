@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use super::facts::WorkFacts;
-use super::index::{encode_entry, facts_key, FORMAT_VERSION, INDEX_KEY_LEN, KEY_CHECKPOINT, KEY_VERSION, TREE};
+use super::index::{
+    encode_entry, facts_key, FORMAT_VERSION, INDEX_KEY_LEN, KEY_CHECKPOINT, KEY_VERSION, TREE,
+};
 use crate::domain::ChannelCatalog;
 use crate::limits::{
     PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_STOP_CATCH_UP_MS, READ_PAGE_EVENTS_MAX, WORKLIST_BATCH_EVENTS,
@@ -112,7 +114,9 @@ impl Worklists {
         let mut applied = 0u64;
         loop {
             let limit = up_to.map_or(u64::MAX, |u| u.saturating_sub(pos.seq));
-            let room = (max_events as u64 - applied).min(limit).min(READ_PAGE_EVENTS_MAX as u64);
+            let room = (max_events as u64 - applied)
+                .min(limit)
+                .min(READ_PAGE_EVENTS_MAX as u64);
             if room == 0 {
                 break;
             }
@@ -125,10 +129,11 @@ impl Worklists {
                 let r = &ev.record;
                 // Reads of personal data are audit records, not case events.
                 if r.event_type != crate::cases::ACCESS_EVENT_TYPE {
-                    let event = crate::codec::decode(&r.event_type, &r.payload).map_err(|e| ApplyError::Decode {
-                        seq: r.seq,
-                        reason: e.to_string(),
-                    })?;
+                    let event =
+                        crate::codec::decode(&r.event_type, &r.payload).map_err(|e| ApplyError::Decode {
+                            seq: r.seq,
+                            reason: e.to_string(),
+                        })?;
                     let key = case_key(&r.stream_id);
                     let t = match touched.entry(key) {
                         MapEntry::Occupied(o) => o.into_mut(),
@@ -181,7 +186,9 @@ impl Worklists {
     /// A case's facts as persisted (or new), with the entries they hold.
     fn load(&self, key: CaseKey, case_id: &str) -> Result<Touched, ProjectionError> {
         let facts = match self.tree.get(facts_key(key))? {
-            Some(v) => WorkFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("worklist facts".into()))?,
+            Some(v) => {
+                WorkFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("worklist facts".into()))?
+            }
             None => WorkFacts::new(case_id),
         };
         let before = facts
@@ -194,7 +201,11 @@ impl Worklists {
 
     /// Catches up to `up_to` (default: the head), calling `progress` with
     /// the position's seq after every batch; flushes at the end.
-    pub fn catch_up(&self, up_to: Option<u64>, progress: &mut dyn FnMut(u64)) -> Result<CatchUp, ProjectionError> {
+    pub fn catch_up(
+        &self,
+        up_to: Option<u64>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<CatchUp, ProjectionError> {
         let started = Instant::now();
         let (mut events, mut batches) = (0u64, 0u64);
         loop {
@@ -278,7 +289,10 @@ impl Follower {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "worklist projection caught up; Worklists is serving"
                 );
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => return status.fail(e),
                 };

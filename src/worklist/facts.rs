@@ -259,10 +259,22 @@ impl WorkFacts {
         };
         match self.stage {
             Stage::BiometricsScheduled => {
-                push(Kind::Appointments, self.appointment_on, None, self.scheduled_on, true);
+                push(
+                    Kind::Appointments,
+                    self.appointment_on,
+                    None,
+                    self.scheduled_on,
+                    true,
+                );
             }
             Stage::AppointmentMissed => {
-                push(Kind::MissedAppointments, self.missed_on, None, self.missed_on, true);
+                push(
+                    Kind::MissedAppointments,
+                    self.missed_on,
+                    None,
+                    self.missed_on,
+                    true,
+                );
             }
             Stage::UnderReview | Stage::InformationRequired => {
                 let (since, due) = (self.review_since, self.decision_due);

@@ -15,7 +15,8 @@ use crate::api::pb;
 use crate::api::status::invalid_argument;
 use crate::domain::{Date, Department, Municipality, Stage, DEPARTMENTS};
 use crate::limits::{
-    WORKLIST_HORIZON_DAYS_DEFAULT, WORKLIST_HORIZON_DAYS_MAX, WORKLIST_PAGE_SIZE_DEFAULT, WORKLIST_PAGE_SIZE_MAX,
+    WORKLIST_HORIZON_DAYS_DEFAULT, WORKLIST_HORIZON_DAYS_MAX, WORKLIST_PAGE_SIZE_DEFAULT,
+    WORKLIST_PAGE_SIZE_MAX,
 };
 
 pub use pb::worklists_server::WorklistsServer;
@@ -86,7 +87,9 @@ impl Token {
         if text.len() > 2 * TOKEN_LEN {
             return None;
         }
-        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).ok()?;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
         if b.len() != TOKEN_LEN || b[0] != TOKEN_FORMAT {
             return None;
         }
@@ -142,7 +145,10 @@ fn code_field(field: &str, text: &str) -> Result<Option<String>, Status> {
         return Ok(None);
     }
     if !crate::auth::valid_code(text) {
-        return Err(invalid_argument(field, "1..64 printable characters without spaces"));
+        return Err(invalid_argument(
+            field,
+            "1..64 printable characters without spaces",
+        ));
     }
     Ok(Some(text.to_string()))
 }
@@ -160,7 +166,10 @@ pub fn own_window(kind: Kind, reference: Date, horizon_days: u32) -> (Option<Dat
 }
 
 /// The intersection of two windows.
-fn intersect(a: (Option<Date>, Option<Date>), b: (Option<Date>, Option<Date>)) -> (Option<Date>, Option<Date>) {
+fn intersect(
+    a: (Option<Date>, Option<Date>),
+    b: (Option<Date>, Option<Date>),
+) -> (Option<Date>, Option<Date>) {
     let from = match (a.0, b.0) {
         (Some(x), Some(y)) => Some(x.max(y)),
         (x, y) => x.or(y),
@@ -216,21 +225,28 @@ fn departments(r: &pb::ListWorklistRequest, scope: &[u8]) -> Result<(Vec<u8>, Op
         "" => None,
         d => Some(
             Department::parse(d)
-                .ok_or_else(|| invalid_argument("department", "expected a DIVIPOLA department code (\"11\")"))?
+                .ok_or_else(|| {
+                    invalid_argument("department", "expected a DIVIPOLA department code (\"11\")")
+                })?
                 .code(),
         ),
     };
     let municipality = match r.municipality.as_str() {
         "" => None,
-        m => Some(
-            Municipality::parse(m)
-                .ok_or_else(|| invalid_argument("municipality", "expected a DIVIPOLA municipality code (\"11001\")"))?,
-        ),
+        m => Some(Municipality::parse(m).ok_or_else(|| {
+            invalid_argument(
+                "municipality",
+                "expected a DIVIPOLA municipality code (\"11001\")",
+            )
+        })?),
     };
     let from_municipality = municipality.map(|m| m.department().code());
     if let (Some(d), Some(m)) = (department, from_municipality) {
         if d != m {
-            return Err(invalid_argument("municipality", "not inside the department given"));
+            return Err(invalid_argument(
+                "municipality",
+                "not inside the department given",
+            ));
         }
     }
     let wanted = department.or(from_municipality);
@@ -239,7 +255,7 @@ fn departments(r: &pb::ListWorklistRequest, scope: &[u8]) -> Result<(Vec<u8>, Op
         Some(d) if !in_scope(d) => {
             return Err(Status::permission_denied(
                 "the department asked for is not within the departments of your scope",
-            ))
+            ));
         }
         Some(d) => vec![d],
         None if scope.is_empty() => DEPARTMENTS.iter().map(|&(c, _)| c).collect(),
@@ -290,7 +306,10 @@ impl pb::worklists_server::Worklists for WorklistService {
         };
         let fp = fingerprint(&r);
         let (window, after) = if r.page_token.is_empty() {
-            (intersect(own_window(kind, reference, horizon), (date_from, date_to)), None)
+            (
+                intersect(own_window(kind, reference, horizon), (date_from, date_to)),
+                None,
+            )
         } else {
             let t = Token::decode(&r.page_token)
                 .ok_or_else(|| invalid_argument("page_token", "not a page token of this service"))?;

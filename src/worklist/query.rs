@@ -12,7 +12,9 @@ use std::collections::BinaryHeap;
 
 use super::engine::Worklists;
 use super::facts::Kind;
-use super::index::{date_floor, decode_item, index_key, list_prefix, Item, Suffix, INDEX_KEY_LEN, SUFFIX_LEN};
+use super::index::{
+    date_floor, decode_item, index_key, list_prefix, Item, Suffix, INDEX_KEY_LEN, SUFFIX_LEN,
+};
 use crate::domain::{Date, Stage};
 use crate::limits::WORKLIST_SCAN_ENTRIES_MAX;
 use crate::projection::{Position, ProjectionError};
@@ -57,14 +59,21 @@ impl Query {
     /// The key range of one department: from the window's start (or just
     /// after `after`) to the day after the window's end.
     fn range(&self, department: u8) -> (Vec<u8>, Vec<u8>) {
-        let mut lo = index_key(self.kind, department, &self.from.map_or([0; SUFFIX_LEN], date_floor)).to_vec();
+        let mut lo = index_key(
+            self.kind,
+            department,
+            &self.from.map_or([0; SUFFIX_LEN], date_floor),
+        )
+        .to_vec();
         if let Some(after) = &self.after {
             let mut resume = index_key(self.kind, department, after).to_vec();
             resume.push(0); // the smallest key greater than `after`
             lo = lo.max(resume);
         }
         let hi = match self.to {
-            Some(to) if to < Date::MAX => index_key(self.kind, department, &date_floor(to.add_days(1))).to_vec(),
+            Some(to) if to < Date::MAX => {
+                index_key(self.kind, department, &date_floor(to.add_days(1))).to_vec()
+            }
             _ => {
                 let mut p = list_prefix(self.kind, department).to_vec();
                 p.push(0xff); // past every date of the department

@@ -78,7 +78,9 @@ pub async fn list_all(
 pub async fn wait_for(c: &mut Worklists, seq: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = call(c, "supervisor", &request(Kind::Appointments, "")).await.expect("list");
+        let r = call(c, "supervisor", &request(Kind::Appointments, ""))
+            .await
+            .expect("list");
         if r.position.expect("position").seq >= seq {
             return;
         }
