@@ -315,6 +315,11 @@ impl Cases {
         &self.inner.catalog
     }
 
+    /// The person keys (backups read their wrapped entries).
+    pub fn keys(&self) -> &KeyStore {
+        &self.inner.keys
+    }
+
     /// The log's store (reads).
     pub fn store(&self) -> &Store {
         &self.inner.store
@@ -1003,4 +1008,90 @@ pub fn document_types(identity: &Identity) -> Result<Vec<DocumentType>, CaseErro
                 .ok_or_else(|| CaseError::invalid("person.documents.type", "unknown"))
         })
         .collect()
+}
+
+/// What [`rebuild_document_index`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DocumentIndexReport {
+    /// Cases whose key is active (their identity was opened).
+    pub cases: u64,
+    /// Erased cases (tombstone: nothing to index).
+    pub erased: u64,
+    /// Index entries written.
+    pub documents: u64,
+}
+
+/// Rebuilds the document index (tree `documents`) of a store that no server
+/// has open, from the log and the person keys: every case with an active
+/// key is folded, its sealed identity opened with its key, and each of its
+/// documents indexed to it. The tree must be empty (a restored store).
+/// Errors name the case; two cases holding one document is an error (the
+/// index never allows it, so the log or the keys are not what they were).
+pub fn rebuild_document_index(
+    store: &Store,
+    keys: &KeyStore,
+    progress: &mut dyn FnMut(u64),
+) -> Result<DocumentIndexReport, CaseError> {
+    let documents = store.db().open_tree(TREE_DOCUMENTS)?;
+    if !documents.is_empty() {
+        return Err(CaseError::Internal(
+            "the document index is not empty: it is rebuilt only in a new store".into(),
+        ));
+    }
+    let blind = keys.blind_indexer()?;
+    let mut report = DocumentIndexReport::default();
+    let now = crate::log::writer::now_us().to_be_bytes();
+    let mut batch = sled::Batch::default();
+    let mut in_batch = std::collections::HashMap::<[u8; 32], String>::new();
+    for entry in keys.raw_entries() {
+        let (id, _) = entry?;
+        let Ok(case_id) = std::str::from_utf8(&id) else {
+            continue;
+        };
+        if case_id == pii::BLIND_INDEX_ID {
+            continue;
+        }
+        let Some(key) = keys.get(case_id)? else {
+            report.erased += 1;
+            continue;
+        };
+        let version = store.stream_version(case_id)?;
+        let mut state = CaseState::default();
+        for ev in store.read_stream(case_id, 1, version as usize)? {
+            state.apply(&codec::decode(&ev.record.event_type, &ev.record.payload)?);
+        }
+        report.cases += 1;
+        let Some(sealed) = state.person().and_then(|p| p.identity.as_ref()) else {
+            continue;
+        };
+        let identity: Identity = pii::open_json(&key, case_id, FIELD_IDENTITY, sealed.as_bytes())?;
+        for d in &identity.documents {
+            let b = blind.index(&d.doc_type, &d.number)?;
+            let held = match in_batch.get(&b) {
+                Some(other) => Some(other.clone()),
+                None => documents
+                    .get(b)?
+                    .map(|v| String::from_utf8_lossy(owner(&v)).into_owned()),
+            };
+            if let Some(other) = held.filter(|o| o != case_id) {
+                return Err(CaseError::Internal(format!(
+                    "cases {other} and {case_id} hold the same identity document: \
+                     the log or the keys are not those of one store"
+                )));
+            }
+            let mut value = case_id.as_bytes().to_vec();
+            value.extend_from_slice(&now);
+            batch.insert(&b[..], value);
+            in_batch.insert(b, case_id.to_string());
+            report.documents += 1;
+        }
+        if in_batch.len() >= 10_000 {
+            documents.apply_batch(std::mem::take(&mut batch))?;
+            in_batch.clear();
+            progress(report.cases);
+        }
+    }
+    documents.apply_batch(batch)?;
+    progress(report.cases);
+    Ok(report)
 }

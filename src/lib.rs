@@ -30,6 +30,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod bench_layouts;
 pub mod case_cache;

@@ -174,6 +174,14 @@ enum Command {
     /// Ask a running server's gRPC health service about one service: exit 0
     /// only when it is SERVING (container health checks, exec probes).
     Health(health_cli::HealthArgs),
+    /// Online backup of a running server (Admin/Backup) into a backup
+    /// directory: a full generation first, then incremental ones; everything
+    /// received is verified against the server's signed checkpoint (docs/BACKUP.md).
+    Backup(registry::backup::BackupArgs),
+    /// Verify a backup directory and rebuild a store from it (or, with
+    /// --check, only verify it): refuses a backup whose files, chain, roots
+    /// or checkpoint signatures do not verify, naming what is wrong.
+    Restore(registry::backup::RestoreArgs),
     /// A mixed workload against a running server: throughput, latency percentiles, gRPC codes.
     LoadTest(registry::loadtest::LoadTestArgs),
     /// Statistics: a caseload breakdown from a stopped store (docs/STATISTICS.md).
@@ -300,6 +308,8 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => registry::audit::cli::run_bench(args),
         Command::LoadTest(args) => registry::loadtest::run_cli(args),
         Command::Health(args) => Ok(health_cli::run(args)),
+        Command::Backup(args) => Ok(registry::backup::run_backup(args)),
+        Command::Restore(args) => Ok(registry::backup::run_restore(args)),
         Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
         Command::RebuildProjections(args) => registry::projection::cli::rebuild(&args)
             .and_then(|()| registry::worklist::cli::rebuild(&args.data_dir))

@@ -350,7 +350,14 @@ async fn run(
         .add_service(audit.server())
         .add_service(stats.server())
         .add_service(worklists.server())
-        .add_service(crate::api::admin::AdminService::new(access, opened.cases.clone()).into_server())
+        .add_service(
+            crate::api::admin::AdminService::new(
+                access,
+                opened.cases.clone(),
+                audit.audit().checkpointer.clone(),
+            )
+            .into_server(),
+        )
         .serve_with_incoming_shutdown(
             // Accepted sockets do not inherit the builder's tcp_nodelay (tonic ignores it
             // for a given listener): without TCP_NODELAY, Nagle holds back the

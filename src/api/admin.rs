@@ -17,11 +17,25 @@ use crate::cases::Cases;
 pub struct AdminService {
     access: Arc<AccessControl>,
     cases: Cases,
+    backup: crate::backup::service::BackupSource,
 }
 
 impl AdminService {
-    pub fn new(access: Arc<AccessControl>, cases: Cases) -> AdminService {
-        AdminService { access, cases }
+    pub fn new(
+        access: Arc<AccessControl>,
+        cases: Cases,
+        checkpointer: crate::audit::checkpoint::Checkpointer,
+    ) -> AdminService {
+        let backup = crate::backup::service::BackupSource::new(
+            cases.clone(),
+            checkpointer,
+            access.path().to_path_buf(),
+        );
+        AdminService {
+            access,
+            cases,
+            backup,
+        }
     }
 
     pub fn into_server(self) -> pb::admin_server::AdminServer<Self> {
@@ -195,5 +209,17 @@ impl pb::admin_server::Admin for AdminService {
             rewrapped: rewrapped as u64,
             master_key_id: id,
         }))
+    }
+
+    type BackupStream = std::pin::Pin<
+        Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<pb::BackupPart, Status>> + Send + 'static>,
+    >;
+
+    async fn backup(&self, r: Request<pb::BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
+        let admin = crate::auth::principal(&r)?;
+        let rx = self.backup.start(&admin.id, r.into_inner()).await?;
+        Ok(Response::new(Box::pin(
+            tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

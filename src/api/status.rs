@@ -47,6 +47,19 @@ pub fn limit_exceeded(subject: &str, description: &str) -> Status {
     )
 }
 
+/// FAILED_PRECONDITION outside the case rules (for example a backup that
+/// does not continue this server's log): `reason` is both the
+/// `PreconditionFailure` type and the `ErrorInfo` reason.
+pub fn failed_precondition(reason: &str, subject: &str, description: &str) -> Status {
+    precondition(
+        format!("{subject}: {description}"),
+        reason,
+        subject,
+        description,
+        &[],
+    )
+}
+
 /// A status with only an `ErrorInfo` detail.
 fn with_info(code: Code, message: String, reason: &str, metadata: &[(&str, &str)]) -> Status {
     Status::with_error_details(

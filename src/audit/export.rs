@@ -73,55 +73,201 @@ pub fn write_export(
             "nothing to export: from {from} to {to} (log head is {head})"
         )));
     }
-    let count = to - from + 1;
-    let tmp = out.with_extension("partial");
-    let file = std::fs::File::create(&tmp)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let mut header = [0u8; EXPORT_HEADER_LEN];
-    header[..8].copy_from_slice(EXPORT_MAGIC);
-    header[8..12].copy_from_slice(&EXPORT_VERSION.to_be_bytes());
-    header[12..20].copy_from_slice(&from.to_be_bytes());
-    header[20..28].copy_from_slice(&count.to_be_bytes());
-    w.write_all(&header)?;
-    let mut bytes = EXPORT_HEADER_LEN as u64;
-    let mut expected = from;
+    let mut w = ExportWriter::create(out, from, to - from + 1)?;
     for kv in store.raw_range(from, to) {
         let (seq, v) = kv?;
+        let (record, hash) = split_stored(&v).map_err(|e| ExportError::Broken {
+            seq,
+            position: seq.saturating_sub(from),
+            reason: e.to_string(),
+        })?;
+        w.push(seq, record, &hash)?;
+    }
+    w.finish()
+}
 
+/// Writes an export file: the header, then entries pushed in seq order;
+/// the file appears under its name only when [`finish`](Self::finish)
+/// found every announced record and synced it (until then it is
+/// `<name>.partial`).
+pub struct ExportWriter {
+    w: BufWriter<std::fs::File>,
+    tmp: std::path::PathBuf,
+    out: std::path::PathBuf,
+    first_seq: u64,
+    count: u64,
+    written: u64,
+    bytes: u64,
+}
+
+impl ExportWriter {
+    /// Starts an export of `count` records from `first_seq` (>= 1).
+    pub fn create(out: &Path, first_seq: u64, count: u64) -> Result<ExportWriter, ExportError> {
+        if first_seq == 0 {
+            return Err(ExportError::Range("an export starts at seq 1 or later".into()));
+        }
+        let tmp = out.with_extension("partial");
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let mut header = [0u8; EXPORT_HEADER_LEN];
+        header[..8].copy_from_slice(EXPORT_MAGIC);
+        header[8..12].copy_from_slice(&EXPORT_VERSION.to_be_bytes());
+        header[12..20].copy_from_slice(&first_seq.to_be_bytes());
+        header[20..28].copy_from_slice(&count.to_be_bytes());
+        w.write_all(&header)?;
+        Ok(ExportWriter {
+            w,
+            tmp,
+            out: out.to_path_buf(),
+            first_seq,
+            count,
+            written: 0,
+            bytes: EXPORT_HEADER_LEN as u64,
+        })
+    }
+
+    /// Appends the next record; `seq` must be the next one announced.
+    pub fn push(&mut self, seq: u64, record: &[u8], hash: &Hash) -> Result<(), ExportError> {
+        let expected = self.first_seq + self.written;
+        if self.written == self.count {
+            return Err(ExportError::Broken {
+                seq,
+                position: self.written + 1,
+                reason: format!("more records than the {} announced", self.count),
+            });
+        }
         if seq != expected {
             return Err(ExportError::Broken {
                 seq: expected,
-                position: expected - from,
+                position: self.written + 1,
                 reason: format!("record missing in the log (next record is seq {seq})"),
             });
         }
-        let (record, hash) = split_stored(&v).map_err(|e| ExportError::Broken {
+        self.w.write_all(&seq.to_be_bytes())?;
+        self.w.write_all(&(record.len() as u32).to_be_bytes())?;
+        self.w.write_all(record)?;
+        self.w.write_all(hash)?;
+        self.bytes += 8 + 4 + record.len() as u64 + HASH_LEN as u64;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Checks that every announced record was written, syncs, and renames
+    /// the file into place.
+    pub fn finish(self) -> Result<ExportSummary, ExportError> {
+        if self.written != self.count {
+            return Err(ExportError::Broken {
+                seq: self.first_seq + self.written,
+                position: self.written + 1,
+                reason: "record missing in the log".into(),
+            });
+        }
+        let file = self.w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&self.tmp, &self.out)?;
+        Ok(ExportSummary {
+            first_seq: self.first_seq,
+            count: self.count,
+            bytes: self.bytes,
+        })
+    }
+}
+
+/// One entry of an export: `(seq, record bytes, stored chain hash)`.
+pub type ExportEntry<'a> = (u64, &'a [u8], Hash);
+
+/// Reads an export entry by entry, checking its framing (header, seq
+/// fields, lengths, no trailing bytes) but not the chain: that is the
+/// caller's (see [`verify_export`]).
+pub struct ExportReader<R: Read> {
+    r: BufReader<R>,
+    first_seq: u64,
+    count: u64,
+    read: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> ExportReader<R> {
+    /// Reads and checks the header.
+    pub fn new(r: R) -> Result<ExportReader<R>, ExportError> {
+        let mut r = BufReader::with_capacity(1 << 20, r);
+        let mut header = [0u8; EXPORT_HEADER_LEN];
+        r.read_exact(&mut header)
+            .map_err(|_| ExportError::Format("shorter than the 32-byte header".into()))?;
+        if &header[..8] != EXPORT_MAGIC {
+            return Err(ExportError::Format("bad magic (expected MIGREGEX)".into()));
+        }
+        let version = u32::from_be_bytes(header[8..12].try_into().expect("4"));
+        if version != EXPORT_VERSION {
+            return Err(ExportError::Format(format!("unknown export version {version}")));
+        }
+        let first_seq = u64::from_be_bytes(header[12..20].try_into().expect("8"));
+        let count = u64::from_be_bytes(header[20..28].try_into().expect("8"));
+        if first_seq == 0 {
+            return Err(ExportError::Format("first seq is 0 (the log starts at 1)".into()));
+        }
+        if header[28..32] != [0; 4] {
+            return Err(ExportError::Format("reserved header bytes are not zero".into()));
+        }
+        Ok(ExportReader {
+            r,
+            first_seq,
+            count,
+            read: 0,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The next entry `(seq, record bytes, stored hash)`; `None` after the
+    /// last one (then the file must end).
+    pub fn next_entry(&mut self) -> Result<Option<ExportEntry<'_>>, ExportError> {
+        let i = self.read;
+        let count = self.count;
+        if i == count {
+            let mut extra = [0u8; 1];
+            if self.r.read(&mut extra)? != 0 {
+                return Err(ExportError::Format(format!(
+                    "trailing bytes after the {count} records"
+                )));
+            }
+            return Ok(None);
+        }
+        let seq = self.first_seq + i;
+        let broken = |reason: String| ExportError::Broken {
             seq,
-            position: seq - from,
-            reason: e.to_string(),
-        })?;
-        w.write_all(&seq.to_be_bytes())?;
-        w.write_all(&(record.len() as u32).to_be_bytes())?;
-        w.write_all(record)?;
-        w.write_all(&hash)?;
-        bytes += 8 + 4 + record.len() as u64 + HASH_LEN as u64;
-        expected += 1;
+            position: i + 1,
+            reason,
+        };
+        let mut fixed = [0u8; 12];
+        self.r
+            .read_exact(&mut fixed)
+            .map_err(|_| broken(format!("the file ends after {i} of {count} records")))?;
+        let seq_field = u64::from_be_bytes(fixed[..8].try_into().expect("8"));
+        if seq_field != seq {
+            return Err(broken(format!(
+                "the entry says seq {seq_field} (a record removed or reordered)"
+            )));
+        }
+        let len = u32::from_be_bytes(fixed[8..].try_into().expect("4")) as usize;
+        if len > AUDIT_EXPORT_RECORD_BYTES_MAX {
+            return Err(broken(format!("record length {len} exceeds the limit")));
+        }
+        self.buf.resize(len + HASH_LEN, 0);
+        self.r
+            .read_exact(&mut self.buf)
+            .map_err(|_| broken("the file ends inside the record".into()))?;
+        self.read += 1;
+        let (record, stored) = self.buf.split_at(len);
+        Ok(Some((seq, record, stored.try_into().expect("32"))))
     }
-    if expected != to + 1 {
-        return Err(ExportError::Broken {
-            seq: expected,
-            position: expected - from,
-            reason: "record missing in the log".into(),
-        });
-    }
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, out)?;
-    Ok(ExportSummary {
-        first_seq: from,
-        count,
-        bytes,
-    })
 }
 
 /// What a verified export proved.
@@ -158,25 +304,8 @@ pub fn verify_export<R: Read>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<ExportReport, ExportError> {
     let started = Instant::now();
-    let mut r = BufReader::with_capacity(1 << 20, r);
-    let mut header = [0u8; EXPORT_HEADER_LEN];
-    r.read_exact(&mut header)
-        .map_err(|_| ExportError::Format("shorter than the 32-byte header".into()))?;
-    if &header[..8] != EXPORT_MAGIC {
-        return Err(ExportError::Format("bad magic (expected MIGREGEX)".into()));
-    }
-    let version = u32::from_be_bytes(header[8..12].try_into().expect("4"));
-    if version != EXPORT_VERSION {
-        return Err(ExportError::Format(format!("unknown export version {version}")));
-    }
-    let first_seq = u64::from_be_bytes(header[12..20].try_into().expect("8"));
-    let count = u64::from_be_bytes(header[20..28].try_into().expect("8"));
-    if first_seq == 0 {
-        return Err(ExportError::Format("first seq is 0 (the log starts at 1)".into()));
-    }
-    if header[28..32] != [0; 4] {
-        return Err(ExportError::Format("reserved header bytes are not zero".into()));
-    }
+    let mut reader = ExportReader::new(r)?;
+    let (first_seq, count) = (reader.first_seq(), reader.count());
     if let Some(cp) = checkpoint {
         if first_seq == 1 && cp.size > count {
             return Err(ExportError::Checkpoint(format!(
@@ -207,33 +336,14 @@ pub fn verify_export<R: Read>(
     };
     let mut first_prev_hash = GENESIS_PREV_HASH;
     let mut last_hash = GENESIS_PREV_HASH;
-    let mut buf = Vec::with_capacity(4096);
     let mut last_time = i64::MIN;
-    for i in 0..count {
-        let seq = first_seq + i;
+    while let Some((seq, record, stored)) = reader.next_entry()? {
+        let i = seq - first_seq;
         let broken = |reason: String| ExportError::Broken {
             seq,
             position: i + 1,
             reason,
         };
-        let mut fixed = [0u8; 12];
-        r.read_exact(&mut fixed)
-            .map_err(|_| broken(format!("the file ends after {i} of {count} records")))?;
-        let seq_field = u64::from_be_bytes(fixed[..8].try_into().expect("8"));
-        if seq_field != seq {
-            return Err(broken(format!(
-                "the entry says seq {seq_field} (a record removed or reordered)"
-            )));
-        }
-        let len = u32::from_be_bytes(fixed[8..].try_into().expect("4")) as usize;
-        if len > AUDIT_EXPORT_RECORD_BYTES_MAX {
-            return Err(broken(format!("record length {len} exceeds the limit")));
-        }
-        buf.resize(len + HASH_LEN, 0);
-        r.read_exact(&mut buf)
-            .map_err(|_| broken("the file ends inside the record".into()))?;
-        let (record, stored) = buf.split_at(len);
-        let stored: Hash = stored.try_into().expect("32");
         let (rec_seq, rec_prev) = peek_chain_fields(record).map_err(|e| broken(e.to_string()))?;
         if rec_seq != seq {
             return Err(broken(format!("the record says seq {rec_seq}")));
@@ -279,12 +389,6 @@ pub fn verify_export<R: Read>(
         if (i + 1) % 65_536 == 0 {
             progress(i + 1);
         }
-    }
-    let mut extra = [0u8; 1];
-    if r.read(&mut extra)? != 0 {
-        return Err(ExportError::Format(format!(
-            "trailing bytes after the {count} records"
-        )));
     }
     progress(count);
     Ok(ExportReport {

@@ -455,6 +455,29 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// The complete subtrees `(level, hash)` covering the leaves so far,
+    /// largest (leftmost) first: with the size, enough to resume pushing.
+    pub fn subtrees(&self) -> &[(u8, Hash)] {
+        &self.stack
+    }
+
+    /// A frontier resumed from [`subtrees`](Self::subtrees) of one of
+    /// `size` leaves; refuses subtrees whose levels are not those of `size`
+    /// (one per set bit, largest first).
+    pub fn resume(size: u64, subtrees: Vec<(u8, Hash)>) -> Result<Frontier, String> {
+        let levels: Vec<u8> = (0..64u8).rev().filter(|l| size >> l & 1 == 1).collect();
+        let given: Vec<u8> = subtrees.iter().map(|(l, _)| *l).collect();
+        if levels != given {
+            return Err(format!(
+                "subtree levels {given:?} do not describe a tree of {size} leaves (expected {levels:?})"
+            ));
+        }
+        Ok(Frontier {
+            stack: subtrees,
+            size,
+        })
+    }
+
     /// `MTH` of the leaves pushed so far.
     pub fn root(&self) -> Hash {
         let mut iter = self.stack.iter().rev();

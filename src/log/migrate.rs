@@ -9,16 +9,14 @@
 //! directory's other files (access file, keys, tokens) alongside. The new
 //! store is then recorded as verified up to its head.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::casefile::{case_file_key, CaseFile, CASES_AT_KEY};
-use super::chunk::ChunkBuilder;
-use super::record::{peek_chain_fields, split_stored, Record};
-use super::store::{chunk_key, sled_config, Head, Store, StoreError, HEAD_KEY, TREE_LOG, TREE_META};
+use super::load::LogLoader;
+use super::record::split_stored;
+use super::store::{sled_config, Head, Store, StoreError, TREE_LOG, TREE_META};
 use super::v1::{self, TREE_EVENTS, TREE_REQUESTS, TREE_STREAMS};
-use super::verify::Broken;
+use super::verify::{Broken, VerifyError};
 
 /// What a migration did.
 #[derive(Debug, Clone, Copy)]
@@ -54,10 +52,17 @@ impl From<sled::Error> for MigrateError {
     }
 }
 
-/// Chunks written per sled batch during a migration.
-const CHUNKS_PER_BATCH: usize = 64;
-/// Case files written per sled batch (in key order).
-const CASE_FILES_PER_BATCH: usize = 10_000;
+impl From<VerifyError> for MigrateError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Broken(b) => MigrateError::Broken(b),
+            VerifyError::Store(e) => MigrateError::Store(e),
+        }
+    }
+}
+
+/// Records converted between progress reports.
+const PROGRESS_EVERY: u64 = 16_384;
 
 /// Converts the stopped v1 store in `from` into a new v2 store in `to`
 /// (which must not exist or be empty). `progress` is called with the
@@ -94,8 +99,13 @@ pub fn migrate_store(
     drop(Store::open(to)?);
     let target = super::store::open_db(to)?;
     let log = target.open_tree(TREE_LOG)?;
-
-    let (head, chunks, files) = convert_log(&source.open_tree(TREE_EVENTS)?, &log, progress)?;
+    let meta = target.open_tree(TREE_META)?;
+    let loader = convert_log(
+        &source.open_tree(TREE_EVENTS)?,
+        LogLoader::new(log.clone()),
+        progress,
+    )?;
+    let head = loader.head();
     if head != meta_head {
         return Err(MigrateError::Broken(Broken::at(
             meta_head.seq.min(head.seq) + 1,
@@ -105,8 +115,8 @@ pub fn migrate_store(
             ),
         )));
     }
-    let case_files = write_case_files(&log, files, head)?;
-    log.insert(HEAD_KEY, &head.to_bytes()[..])?;
+    let loaded = loader.finish()?;
+    let (chunks, case_files) = (loaded.chunks, loaded.case_files);
 
     let mut trees = 0;
     let mut tree_entries = 0;
@@ -128,12 +138,7 @@ pub fn migrate_store(
         dst.apply_batch(batch)?;
         trees += 1;
     }
-    // Verified while converting: the first start has nothing to check.
-    let meta = target.open_tree(TREE_META)?;
-    for key in [super::store::META_VERIFIED, super::store::META_OPENED_AT] {
-        meta.insert(key, &head.to_bytes()[..])?;
-    }
-    meta.insert(super::store::META_CLOSED, &[][..])?;
+    super::load::mark_verified(&meta, head)?;
     target.flush()?;
     // Every handle of both databases goes, so that sled releases their locks.
     drop((meta, log, target, src_meta, source));
@@ -162,30 +167,16 @@ pub fn migrate_store(
     })
 }
 
-/// Copies the v1 `events` tree into chunks, checking every link; returns
-/// the head, the number of chunks and every stream's case file.
+/// Pushes the v1 `events` tree, in key order, into `loader` (which checks
+/// every link); returns it, ready to finish.
 fn convert_log(
     events: &sled::Tree,
-    log: &sled::Tree,
+    mut loader: LogLoader,
     progress: &mut dyn FnMut(u64),
-) -> Result<(Head, u64, HashMap<String, CaseFile>), MigrateError> {
-    let mut head = Head::EMPTY;
-    let mut files: HashMap<String, CaseFile> = HashMap::new();
-    let mut builder = ChunkBuilder::default();
-    let mut pending = 0usize;
-    let mut chunks = 0u64;
-    let flush = |builder: ChunkBuilder, chunks: &mut u64| -> Result<(), MigrateError> {
-        let mut batch = sled::Batch::default();
-        for (first, value) in builder.finish() {
-            batch.insert(&chunk_key(first)[..], value);
-            *chunks += 1;
-        }
-        log.apply_batch(batch)?;
-        Ok(())
-    };
+) -> Result<LogLoader, MigrateError> {
     for kv in events.iter() {
         let (k, v) = kv?;
-        let seq = head.seq + 1;
+        let seq = loader.head().seq + 1;
         let key = u64::from_be_bytes(
             k.as_ref()
                 .try_into()
@@ -197,54 +188,13 @@ fn convert_log(
                 format!("record missing (next record is seq {key})"),
             )));
         }
-        let broken = |reason: String| MigrateError::Broken(Broken::at(seq, reason));
-        let (record, hash) = split_stored(&v).map_err(|e| broken(e.to_string()))?;
-        let (seq_field, prev) = peek_chain_fields(record).map_err(|e| broken(e.to_string()))?;
-        if seq_field != seq || prev != head.hash || super::record::chain_hash(&head.hash, record) != hash {
-            return Err(broken("the chain does not verify here".into()));
-        }
-        let r = Record::decode(record).map_err(|e| broken(e.to_string()))?;
-        let cf = files.entry(r.stream_id.clone()).or_default();
-        if r.stream_version != cf.version() + 1 {
-            return Err(broken(format!(
-                "stream version {} where {} was expected",
-                r.stream_version,
-                cf.version() + 1
-            )));
-        }
-        cf.push(seq, r.part, &r.request_id);
-        builder.push(seq, record, &hash);
-        head = Head { seq, hash };
-        pending += 1;
-        if pending == CHUNKS_PER_BATCH * crate::limits::CHUNK_EVENTS_MAX {
-            flush(std::mem::take(&mut builder), &mut chunks)?;
-            pending = 0;
+        let (record, hash) =
+            split_stored(&v).map_err(|e| MigrateError::Broken(Broken::at(seq, e.to_string())))?;
+        loader.push(seq, record, &hash)?;
+        if seq % PROGRESS_EVERY == 0 {
             progress(seq);
         }
     }
-    if !builder.is_empty() {
-        flush(builder, &mut chunks)?;
-    }
-    progress(head.seq);
-    Ok((head, chunks, files))
-}
-
-/// Writes every case file in key order, with the position they cover.
-fn write_case_files(
-    log: &sled::Tree,
-    files: HashMap<String, CaseFile>,
-    head: Head,
-) -> Result<u64, MigrateError> {
-    let mut files: Vec<(String, CaseFile)> = files.into_iter().collect();
-    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let count = files.len() as u64;
-    for part in files.chunks(CASE_FILES_PER_BATCH) {
-        let mut batch = sled::Batch::default();
-        for (id, cf) in part {
-            batch.insert(case_file_key(id), cf.encode());
-        }
-        log.apply_batch(batch)?;
-    }
-    log.insert(CASES_AT_KEY, &head.to_bytes()[..])?;
-    Ok(count)
+    progress(loader.head().seq);
+    Ok(loader)
 }

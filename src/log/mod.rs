@@ -17,6 +17,7 @@
 pub mod casefile;
 pub mod chunk;
 pub mod disk;
+pub mod load;
 pub mod migrate;
 pub mod record;
 pub mod store;

@@ -5,7 +5,7 @@ use zeroize::Zeroizing;
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Lower-case hex of `bytes`.
-pub(super) fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         out.push(DIGITS[(b >> 4) as usize] as char);
@@ -35,7 +35,7 @@ fn nibble(c: u8) -> Option<u8> {
 
 /// Decodes exactly 32 bytes from 64 hex digits into `out`.
 /// Returns false (leaving `out` partly written: the caller wipes it) on bad input.
-pub(super) fn decode_32(text: &[u8], out: &mut [u8; 32]) -> bool {
+pub(crate) fn decode_32(text: &[u8], out: &mut [u8; 32]) -> bool {
     if text.len() != 64 {
         return false;
     }

@@ -125,6 +125,26 @@ fn parse_entry(value: &[u8]) -> Result<Entry<'_>> {
     }
 }
 
+/// Checks the form of a stored entry (from a backup) without unwrapping it:
+/// a valid id (a case id, or the blind-index id) and a tombstone or a
+/// format-1 wrapped key. Returns the id of the master key that wraps it
+/// (`None` for a tombstone).
+pub fn check_raw_entry(id: &[u8], value: &[u8]) -> Result<Option<[u8; KEY_ID_LEN]>> {
+    let id = std::str::from_utf8(id).map_err(|_| PiiError::Corrupt {
+        what: "key store entry id is not UTF-8",
+    })?;
+    if id != BLIND_INDEX_ID {
+        validate_case_id(id)?;
+    }
+    match parse_entry(value)? {
+        Entry::Tombstone if id == BLIND_INDEX_ID => Err(PiiError::Corrupt {
+            what: "blind-index key entry is a tombstone",
+        }),
+        Entry::Tombstone => Ok(None),
+        Entry::Wrapped { key_id, .. } => Ok(Some(key_id.try_into().expect("KEY_ID_LEN"))),
+    }
+}
+
 fn wrap_aad(id: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(WRAP_AAD_PREFIX.len() + id.len());
     aad.extend_from_slice(WRAP_AAD_PREFIX);
@@ -298,6 +318,17 @@ impl KeyStore {
             Ok(()) => Ok(key),
             Err(_) => Err(PiiError::AlreadyExists),
         }
+    }
+
+    /// The entry of `id` exactly as stored (wrapped key or tombstone), for
+    /// backups: nothing is unwrapped.
+    pub fn raw_entry(&self, id: &str) -> Result<Option<sled::IVec>> {
+        Ok(self.tree.get(id.as_bytes())?)
+    }
+
+    /// Every entry `(id, value)` exactly as stored, in id order, for backups.
+    pub fn raw_entries(&self) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> {
+        self.tree.iter().map(|kv| kv.map_err(PiiError::from))
     }
 
     /// Makes every key created so far durable.

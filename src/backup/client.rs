@@ -1,0 +1,293 @@
+//! `registry backup`: asks a running server for a backup (`Admin/Backup`)
+//! and writes it as the next generation of a backup directory, checking
+//! everything it receives before the generation counts: the checkpoint's
+//! signature (with the pinned verifier key, or the one the backup already
+//! uses), every record's chain link and hash, the continuity with the
+//! previous generation, and the Merkle root of all records against the
+//! signed checkpoint. A generation is written as `gen-NNNNNN.partial` and
+//! renamed into place only once complete and synced: an interrupted backup
+//! leaves no generation behind.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::format::{
+    self, check_file, digest_file, generation_dir, io, read_generations, sync_dir, BackupError,
+    ChainFollower, KeysWriter, Kind, Manifest, ACCESS_FILE, CHECKPOINT_FILE, FORMAT, KEYS_FILE, LOG_FILE,
+    MANIFEST_FILE,
+};
+use crate::api::pb;
+use crate::audit::checkpoint::Verifier;
+use crate::audit::export::ExportWriter;
+use crate::audit::merkle::{self, Frontier};
+use crate::client::{connect, ClientOptions};
+use crate::log::record::{split_stored, GENESIS_PREV_HASH};
+use crate::pii::hex;
+
+/// What one `registry backup` wrote.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    pub generation: u32,
+    pub kind: Kind,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub records: u64,
+    pub keys: u64,
+    /// Bytes of the generation's files.
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// No new record and the same access file: nothing was written.
+    pub up_to_date: bool,
+}
+
+/// Takes the next generation of the backup in `out` from the server.
+/// `pinned` is the verifier key the checkpoint must verify with (the one
+/// auditors publish); without it the first generation trusts the key the
+/// server sends, and later ones the key of the first.
+pub async fn backup(
+    options: &ClientOptions,
+    out: &Path,
+    pinned: Option<&str>,
+) -> Result<BackupReport, String> {
+    let started = Instant::now();
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let generations = read_generations(out).map_err(|e| e.to_string())?;
+    remove_partials(out)?;
+    let previous = generations.last();
+    if let Some(prev) = previous {
+        // The generation this one continues must be intact.
+        for name in prev.manifest.files.keys() {
+            check_file(prev, name).map_err(|e| e.to_string())?;
+        }
+    }
+    let verifier_key = match (pinned, previous) {
+        (Some(k), Some(prev)) if k.trim() != prev.manifest.verifier_key => {
+            return Err(format!(
+                "the pinned verifier key differs from the one generation {} was checked with ({})",
+                prev.manifest.generation, prev.manifest.verifier_key
+            ))
+        }
+        (Some(k), _) => Some(k.trim().to_string()),
+        (None, Some(prev)) => Some(prev.manifest.verifier_key.clone()),
+        (None, None) => None,
+    };
+    let (after_seq, after_hash, frontier) = match previous {
+        Some(p) => (
+            p.manifest.last_seq,
+            p.manifest.last_hash().map_err(|e| e.to_string())?,
+            p.manifest.frontier().map_err(|e| e.to_string())?,
+        ),
+        None => (0, GENESIS_PREV_HASH, Frontier::new()),
+    };
+    let channel = connect(options, Duration::from_secs(5)).await?;
+    let mut client = pb::admin_client::AdminClient::new(channel)
+        .max_decoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX);
+    let request = pb::BackupRequest {
+        after_seq,
+        after_hash: if after_seq == 0 {
+            Vec::new()
+        } else {
+            after_hash.to_vec()
+        },
+    };
+    let mut stream = client
+        .backup(request)
+        .await
+        .map_err(|s| format!("Backup refused: {:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let next = |m: Result<Option<pb::BackupPart>, tonic::Status>| -> Result<pb::backup_part::Part, String> {
+        match m {
+            Ok(Some(pb::BackupPart { part: Some(p) })) => Ok(p),
+            Ok(Some(_)) => Err("the server sent an empty backup part".into()),
+            Ok(None) => {
+                Err("the server ended the backup stream before its end: the backup is incomplete".into())
+            }
+            Err(s) => Err(format!(
+                "the backup stream failed: {:?}: {}",
+                s.code(),
+                s.message()
+            )),
+        }
+    };
+    let start = match next(stream.message().await)? {
+        pb::backup_part::Part::Start(s) => s,
+        _ => return Err("the backup stream does not begin with its start".into()),
+    };
+    let verifier = Verifier::parse(verifier_key.as_deref().unwrap_or(&start.verifier_key))
+        .map_err(|e| format!("verifier key: {e}"))?;
+    let checkpoint = verifier
+        .verify_checkpoint(&start.checkpoint)
+        .map_err(|e| format!("the server's checkpoint does not verify: {e}"))?;
+    if start.first_seq != after_seq + 1 || start.last_seq != checkpoint.size || start.last_seq < after_seq {
+        return Err(format!(
+            "the server announces seq {}..={} with a checkpoint of size {}; the backup needs {}.. up to the checkpoint",
+            start.first_seq,
+            start.last_seq,
+            checkpoint.size,
+            after_seq + 1
+        ));
+    }
+    let previous_access = match previous {
+        Some(p) => Some(std::fs::read(p.dir.join(ACCESS_FILE)).map_err(|e| format!("{ACCESS_FILE}: {e}"))?),
+        None => None,
+    };
+    if start.last_seq == after_seq && previous_access.as_deref() == Some(&start.access_file[..]) {
+        // Drain the stream (keys of no stream, the end) and write nothing.
+        loop {
+            if let pb::backup_part::Part::End(_) = next(stream.message().await)? {
+                break;
+            }
+        }
+        return Ok(BackupReport {
+            generation: previous.map_or(0, |p| p.manifest.generation),
+            kind: Kind::Incremental,
+            first_seq: start.first_seq,
+            last_seq: start.last_seq,
+            records: 0,
+            keys: 0,
+            bytes: 0,
+            elapsed: started.elapsed(),
+            up_to_date: true,
+        });
+    }
+
+    let generation = previous.map_or(1, |p| p.manifest.generation + 1);
+    let final_dir = generation_dir(out, generation);
+    let dir = final_dir.with_extension("partial");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let count = start.last_seq - after_seq;
+    let mut log =
+        ExportWriter::create(&dir.join(LOG_FILE), start.first_seq, count).map_err(|e| e.to_string())?;
+    let mut chain = ChainFollower::after(after_seq, after_hash, frontier);
+    let mut keys = KeysWriter::create(&dir.join(KEYS_FILE)).map_err(|e| e.to_string())?;
+    let mut master_ids = BTreeSet::new();
+    let mut records = 0u64;
+    let end = loop {
+        match next(stream.message().await)? {
+            pb::backup_part::Part::Records(r) => {
+                if r.first_seq != chain.seq + 1 {
+                    return Err(format!(
+                        "records from seq {} where {} was expected",
+                        r.first_seq,
+                        chain.seq + 1
+                    ));
+                }
+                for (i, entry) in r.entries.iter().enumerate() {
+                    let seq = r.first_seq + i as u64;
+                    if seq > start.last_seq {
+                        return Err(format!("the server sent seq {seq}, beyond its checkpoint"));
+                    }
+                    let (record, hash) = split_stored(entry).map_err(|e| format!("seq {seq}: {e}"))?;
+                    chain.push(seq, record, &hash)?;
+                    log.push(seq, record, &hash).map_err(|e| e.to_string())?;
+                    records += 1;
+                }
+            }
+            pb::backup_part::Part::Keys(k) => {
+                for key in &k.keys {
+                    let master = crate::pii::check_raw_entry(key.id.as_bytes(), &key.value)
+                        .map_err(|e| format!("key entry {}: {e}", key.id))?;
+                    if let Some(m) = master {
+                        master_ids.insert(hex::encode(&m));
+                    }
+                    keys.push(key.id.as_bytes(), &key.value)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            pb::backup_part::Part::End(e) => break e,
+            pb::backup_part::Part::Start(_) => return Err("a second start in the backup stream".into()),
+        }
+    };
+    if chain.seq != start.last_seq || end.records != records {
+        return Err(format!(
+            "the stream ended after seq {} ({} records), the server announced seq {} ({} records)",
+            chain.seq, records, start.last_seq, end.records
+        ));
+    }
+    let root = chain.frontier.root();
+    if root != checkpoint.root {
+        return Err(format!(
+            "the Merkle root of records 1..={} is {}, the signed checkpoint says {}: \
+             the records sent are not those the server signed",
+            checkpoint.size,
+            merkle::hex(&root),
+            merkle::hex(&checkpoint.root)
+        ));
+    }
+    log.finish().map_err(|e| e.to_string())?;
+    let key_count = keys.finish().map_err(|e| e.to_string())?;
+    if key_count != end.keys {
+        return Err(format!(
+            "{key_count} key entries received, the server announced {}",
+            end.keys
+        ));
+    }
+    write_synced(&dir.join(ACCESS_FILE), &start.access_file).map_err(|e| e.to_string())?;
+    write_synced(&dir.join(CHECKPOINT_FILE), start.checkpoint.as_bytes()).map_err(|e| e.to_string())?;
+    let mut files = std::collections::BTreeMap::new();
+    let mut bytes = 0;
+    for name in [LOG_FILE, KEYS_FILE, ACCESS_FILE, CHECKPOINT_FILE] {
+        let d = digest_file(&dir.join(name)).map_err(|e| e.to_string())?;
+        bytes += d.bytes;
+        files.insert(name.to_string(), d);
+    }
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        generation,
+        kind: if generation == 1 {
+            Kind::Full
+        } else {
+            Kind::Incremental
+        },
+        created_at: jiff::Timestamp::now().to_string(),
+        first_seq: start.first_seq,
+        last_seq: start.last_seq,
+        prev_hash: hex::encode(&after_hash),
+        last_hash: hex::encode(&chain.hash),
+        checkpoint_root: hex::encode(&checkpoint.root),
+        origin: checkpoint.origin.clone(),
+        verifier_key: verifier.vkey(),
+        frontier: Vec::new(),
+        master_key_ids: master_ids.into_iter().collect(),
+        keys: key_count,
+        previous_manifest: previous.map(|p| p.manifest_digest.clone()),
+        files,
+    };
+    manifest.set_frontier(&chain.frontier);
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+    write_synced(&dir.join(MANIFEST_FILE), &json).map_err(|e| e.to_string())?;
+    sync_dir(&dir).map_err(|e| e.to_string())?;
+    std::fs::rename(&dir, &final_dir).map_err(|e| format!("cannot rename {}: {e}", dir.display()))?;
+    sync_dir(out).map_err(|e| e.to_string())?;
+    Ok(BackupReport {
+        generation,
+        kind: manifest.kind,
+        first_seq: start.first_seq,
+        last_seq: start.last_seq,
+        records,
+        keys: key_count,
+        bytes: bytes + json.len() as u64,
+        elapsed: started.elapsed(),
+        up_to_date: false,
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Removes what an interrupted backup left (`gen-*.partial`).
+fn remove_partials(out: &Path) -> Result<(), String> {
+    for entry in std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", out.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(format::GENERATION_PREFIX) && name.ends_with(".partial") {
+            std::fs::remove_dir_all(entry.path()).map_err(|e| format!("cannot remove {name}: {e}"))?;
+        }
+    }
+    Ok(())
+}

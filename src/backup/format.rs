@@ -1,0 +1,445 @@
+//! The backup directory (docs/BACKUP.md): one sub-directory per
+//! generation, `gen-000001` (full) then `gen-000002`, ... (incremental),
+//! each holding the log records after the previous generation up to a
+//! signed checkpoint, the person-key entries those records need, the access
+//! file, and a manifest that binds them together and to the previous
+//! generation.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::merkle::{leaf_hash, Frontier, Hash};
+use crate::log::record::{chain_hash, peek_chain_fields, GENESIS_PREV_HASH};
+use crate::pii::hex;
+
+/// The value of `format` in every manifest this build writes and reads.
+pub const FORMAT: &str = "migreg-backup/1";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const LOG_FILE: &str = "log.export";
+pub const KEYS_FILE: &str = "keys.bin";
+pub const ACCESS_FILE: &str = "access.json";
+pub const CHECKPOINT_FILE: &str = "checkpoint.txt";
+/// Generation directories: `gen-` and six digits.
+pub const GENERATION_PREFIX: &str = "gen-";
+
+pub const KEYS_MAGIC: &[u8; 8] = b"MIGREGKY";
+pub const KEYS_VERSION: u32 = 1;
+pub const KEYS_HEADER_LEN: usize = 24;
+/// The longest key-entry value (a wrapped key is 81 bytes).
+const KEY_VALUE_MAX: usize = 1024;
+
+/// A backup that cannot be read, or does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("i/o on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The backup is not what it must be; the message names the generation, file and what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `full` (from seq 1) or `incremental` (after the previous generation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Full,
+    Incremental,
+}
+
+/// Size and BLAKE3 of one file of a generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+/// One complete subtree of the Merkle frontier after `last_seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subtree {
+    pub level: u8,
+    pub hash: String,
+}
+
+/// `manifest.json` of a generation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub generation: u32,
+    pub kind: Kind,
+    /// When the client finished writing it (RFC 3339, UTC).
+    pub created_at: String,
+    /// The records held: `first_seq..=last_seq` (empty when first_seq > last_seq).
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Chain hash of record `first_seq - 1` (zeros for a full backup).
+    pub prev_hash: String,
+    /// Chain hash of record `last_seq`.
+    pub last_hash: String,
+    /// The checkpoint in `checkpoint.txt` commits to `last_seq` records with this root.
+    pub checkpoint_root: String,
+    pub origin: String,
+    /// The audit verifier key the checkpoint verified with.
+    pub verifier_key: String,
+    /// The Merkle frontier after `last_seq`: lets the next generation check
+    /// its checkpoint's root without reading this one's records.
+    pub frontier: Vec<Subtree>,
+    /// Ids (hex) of the master keys wrapping the entries of `keys.bin`.
+    pub master_key_ids: Vec<String>,
+    /// Entries in `keys.bin`.
+    pub keys: u64,
+    /// BLAKE3 (hex) of the previous generation's `manifest.json`; absent for generation 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_manifest: Option<String>,
+    /// Every other file of the generation.
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+impl Manifest {
+    pub fn last_hash(&self) -> Result<Hash, BackupError> {
+        decode_hash(&self.last_hash, "last_hash")
+    }
+
+    pub fn prev_hash(&self) -> Result<Hash, BackupError> {
+        decode_hash(&self.prev_hash, "prev_hash")
+    }
+
+    pub fn frontier(&self) -> Result<Frontier, BackupError> {
+        let subtrees = self
+            .frontier
+            .iter()
+            .map(|s| Ok((s.level, decode_hash(&s.hash, "frontier")?)))
+            .collect::<Result<Vec<_>, BackupError>>()?;
+        Frontier::resume(self.last_seq, subtrees)
+            .map_err(|e| BackupError::Invalid(format!("generation {}: frontier: {e}", self.generation)))
+    }
+
+    pub fn set_frontier(&mut self, f: &Frontier) {
+        self.frontier = f
+            .subtrees()
+            .iter()
+            .map(|(level, h)| Subtree {
+                level: *level,
+                hash: hex::encode(h),
+            })
+            .collect();
+    }
+}
+
+pub fn decode_hash(text: &str, field: &str) -> Result<Hash, BackupError> {
+    let mut out = [0u8; 32];
+    if hex::decode_32(text.as_bytes(), &mut out) {
+        Ok(out)
+    } else {
+        Err(BackupError::Invalid(format!(
+            "manifest field {field}: not 64 hex digits"
+        )))
+    }
+}
+
+/// The directory name of generation `n`.
+pub fn generation_dir(root: &Path, n: u32) -> PathBuf {
+    root.join(format!("{GENERATION_PREFIX}{n:06}"))
+}
+
+/// A generation found in a backup directory.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// BLAKE3 of its manifest file.
+    pub manifest_digest: String,
+}
+
+/// Reads every complete generation of `root` (ignoring `*.partial`
+/// directories, which a backup interrupted before it finished leaves) and
+/// checks that they form one chain: numbered from 1 without gaps, each
+/// starting right after the previous one with its hash, naming the previous
+/// manifest's digest, and signed by the same verifier key. File contents are
+/// not read here (see [`check_file`]).
+pub fn read_generations(root: &Path) -> Result<Vec<Generation>, BackupError> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(io(root))? {
+        let entry = entry.map_err(io(root))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix(GENERATION_PREFIX) else {
+            continue;
+        };
+        if n.ends_with(".partial") {
+            continue;
+        }
+        let n: u32 = n
+            .parse()
+            .map_err(|_| BackupError::Invalid(format!("{name}: not a generation directory name")))?;
+        numbers.push(n);
+    }
+    numbers.sort_unstable();
+    let mut out: Vec<Generation> = Vec::with_capacity(numbers.len());
+    for (i, n) in numbers.into_iter().enumerate() {
+        let want = i as u32 + 1;
+        if n != want {
+            return Err(BackupError::Invalid(format!(
+                "generation {want} is missing (found {}{n:06} after it)",
+                GENERATION_PREFIX
+            )));
+        }
+        let dir = generation_dir(root, n);
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| BackupError::Invalid(format!("generation {n}: {MANIFEST_FILE}: {e}")))?;
+        let bad = |what: String| BackupError::Invalid(format!("generation {n}: {what}"));
+        if manifest.format != FORMAT {
+            return Err(bad(format!(
+                "format {:?}, this build reads {FORMAT:?}",
+                manifest.format
+            )));
+        }
+        if manifest.generation != n {
+            return Err(bad(format!(
+                "the manifest says generation {}",
+                manifest.generation
+            )));
+        }
+        match out.last() {
+            None => {
+                if manifest.kind != Kind::Full
+                    || manifest.first_seq != 1
+                    || manifest.prev_hash()? != GENESIS_PREV_HASH
+                {
+                    return Err(bad("the first generation is not a full backup from seq 1".into()));
+                }
+                if manifest.previous_manifest.is_some() {
+                    return Err(bad("the first generation names a previous manifest".into()));
+                }
+            }
+            Some(prev) => {
+                let p = &prev.manifest;
+                if manifest.kind != Kind::Incremental {
+                    return Err(bad("a generation after the first must be incremental".into()));
+                }
+                if manifest.first_seq != p.last_seq + 1 || manifest.prev_hash != p.last_hash {
+                    return Err(bad(format!(
+                        "starts at seq {} after hash {}, but generation {} ends at seq {} with hash {}",
+                        manifest.first_seq, manifest.prev_hash, p.generation, p.last_seq, p.last_hash
+                    )));
+                }
+                if manifest.previous_manifest.as_deref() != Some(prev.manifest_digest.as_str()) {
+                    return Err(bad(format!(
+                        "names previous manifest {:?}, but generation {}'s manifest has BLAKE3 {}",
+                        manifest.previous_manifest, p.generation, prev.manifest_digest
+                    )));
+                }
+                if manifest.verifier_key != p.verifier_key {
+                    return Err(bad(format!(
+                        "its checkpoint verifier key {:?} differs from generation {}'s {:?}",
+                        manifest.verifier_key, p.generation, p.verifier_key
+                    )));
+                }
+            }
+        }
+        if manifest.last_seq + 1 < manifest.first_seq {
+            return Err(bad("last_seq is before first_seq - 1".into()));
+        }
+        out.push(Generation {
+            dir,
+            manifest_digest: blake3::hash(&bytes).to_hex().to_string(),
+            manifest,
+        });
+    }
+    Ok(out)
+}
+
+/// BLAKE3 and size of a file, read back from disk.
+pub fn digest_file(path: &Path) -> Result<FileDigest, BackupError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let bytes = std::io::copy(&mut BufReader::with_capacity(1 << 20, file), &mut hasher).map_err(io(path))?;
+    Ok(FileDigest {
+        bytes,
+        blake3: hasher.finalize().to_hex().to_string(),
+    })
+}
+
+/// Checks a generation's file against its manifest.
+pub fn check_file(g: &Generation, name: &str) -> Result<PathBuf, BackupError> {
+    let n = g.manifest.generation;
+    let want = g
+        .manifest
+        .files
+        .get(name)
+        .ok_or_else(|| BackupError::Invalid(format!("generation {n}: the manifest lists no {name}")))?;
+    let path = g.dir.join(name);
+    let got = digest_file(&path)?;
+    if &got != want {
+        return Err(BackupError::Invalid(format!(
+            "generation {n}: {name} has {} bytes with BLAKE3 {}, the manifest says {} bytes with BLAKE3 {}: \
+             the file was changed or damaged",
+            got.bytes, got.blake3, want.bytes, want.blake3
+        )));
+    }
+    Ok(path)
+}
+
+/// Follows a chain of records: each must come next, link to the one before
+/// and carry its own chain hash; the Merkle frontier grows with them.
+pub struct ChainFollower {
+    pub seq: u64,
+    pub hash: Hash,
+    pub frontier: Frontier,
+}
+
+impl ChainFollower {
+    /// Continues after record `seq` with chain hash `hash` and `frontier` (of `seq` leaves).
+    pub fn after(seq: u64, hash: Hash, frontier: Frontier) -> ChainFollower {
+        ChainFollower { seq, hash, frontier }
+    }
+
+    pub fn push(&mut self, seq: u64, record: &[u8], stored: &Hash) -> Result<(), String> {
+        if seq != self.seq + 1 {
+            return Err(format!("seq {seq} where {} was expected", self.seq + 1));
+        }
+        let (seq_field, prev) = peek_chain_fields(record).map_err(|e| format!("seq {seq}: {e}"))?;
+        if seq_field != seq {
+            return Err(format!("seq {seq}: the record says seq {seq_field}"));
+        }
+        if prev != self.hash {
+            return Err(format!(
+                "seq {seq}: previous-hash link mismatch (this record or the one before was altered)"
+            ));
+        }
+        let h = chain_hash(&self.hash, record);
+        if &h != stored {
+            return Err(format!(
+                "seq {seq}: chain hash mismatch: the record bytes were altered"
+            ));
+        }
+        self.frontier.push(leaf_hash(record));
+        self.seq = seq;
+        self.hash = h;
+        Ok(())
+    }
+}
+
+/// Writes `keys.bin`: header (magic, version, count, reserved), then entries
+/// `id_len u16 | id | value_len u16 | value`.
+pub struct KeysWriter {
+    w: BufWriter<std::fs::File>,
+    path: PathBuf,
+    count: u64,
+}
+
+impl KeysWriter {
+    pub fn create(path: &Path) -> Result<KeysWriter, BackupError> {
+        let file = std::fs::File::create(path).map_err(io(path))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        w.write_all(&[0u8; KEYS_HEADER_LEN]).map_err(io(path))?;
+        Ok(KeysWriter {
+            w,
+            path: path.to_path_buf(),
+            count: 0,
+        })
+    }
+
+    pub fn push(&mut self, id: &[u8], value: &[u8]) -> Result<(), BackupError> {
+        if id.len() > u16::MAX as usize || value.len() > KEY_VALUE_MAX {
+            return Err(BackupError::Invalid("a key entry is too long".into()));
+        }
+        let path = self.path.clone();
+        self.w
+            .write_all(&(id.len() as u16).to_be_bytes())
+            .map_err(io(&path))?;
+        self.w.write_all(id).map_err(io(&path))?;
+        self.w
+            .write_all(&(value.len() as u16).to_be_bytes())
+            .map_err(io(&path))?;
+        self.w.write_all(value).map_err(io(&path))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Writes the header with the count and syncs; returns the count.
+    pub fn finish(self) -> Result<u64, BackupError> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.path;
+        let mut file = self.w.into_inner().map_err(|e| BackupError::Io {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        let mut header = [0u8; KEYS_HEADER_LEN];
+        header[..8].copy_from_slice(KEYS_MAGIC);
+        header[8..12].copy_from_slice(&KEYS_VERSION.to_be_bytes());
+        header[12..20].copy_from_slice(&self.count.to_be_bytes());
+        file.seek(SeekFrom::Start(0)).map_err(io(&path))?;
+        file.write_all(&header).map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        Ok(self.count)
+    }
+}
+
+/// Reads every entry of a `keys.bin`, checking its framing.
+pub fn read_keys(
+    path: &Path,
+    mut each: impl FnMut(&[u8], &[u8]) -> Result<(), BackupError>,
+) -> Result<u64, BackupError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let bad = |what: &str| BackupError::Invalid(format!("{}: {what}", path.display()));
+    let mut header = [0u8; KEYS_HEADER_LEN];
+    r.read_exact(&mut header)
+        .map_err(|_| bad("shorter than its header"))?;
+    if &header[..8] != KEYS_MAGIC {
+        return Err(bad("bad magic (expected MIGREGKY)"));
+    }
+    if u32::from_be_bytes(header[8..12].try_into().expect("4")) != KEYS_VERSION {
+        return Err(bad("unknown keys file version"));
+    }
+    if header[20..24] != [0; 4] {
+        return Err(bad("reserved header bytes are not zero"));
+    }
+    let count = u64::from_be_bytes(header[12..20].try_into().expect("8"));
+    let mut id = Vec::new();
+    let mut value = Vec::new();
+    for _ in 0..count {
+        let mut len = [0u8; 2];
+        r.read_exact(&mut len)
+            .map_err(|_| bad("the file ends inside an entry"))?;
+        id.resize(u16::from_be_bytes(len) as usize, 0);
+        r.read_exact(&mut id)
+            .map_err(|_| bad("the file ends inside an entry"))?;
+        r.read_exact(&mut len)
+            .map_err(|_| bad("the file ends inside an entry"))?;
+        let n = u16::from_be_bytes(len) as usize;
+        if n > KEY_VALUE_MAX {
+            return Err(bad("a key entry value is too long"));
+        }
+        value.resize(n, 0);
+        r.read_exact(&mut value)
+            .map_err(|_| bad("the file ends inside an entry"))?;
+        each(&id, &value)?;
+    }
+    let mut extra = [0u8; 1];
+    if r.read(&mut extra).map_err(io(path))? != 0 {
+        return Err(bad("trailing bytes after the last entry"));
+    }
+    Ok(count)
+}
+
+/// Fsyncs a directory (so a rename or a new file in it is durable).
+pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
