@@ -92,6 +92,12 @@ enum Command {
         /// Verifier key for the checkpoint (vkey or a file holding it); default: the data directory's key.
         #[arg(long, requires = "checkpoint")]
         key: Option<String>,
+        /// Key hand-over notes (files, in order) from the key to the one that
+        /// signed the checkpoint; default: the store's own hand-overs (each
+        /// verified under both its keys, starting from the key). Their tree
+        /// roots are recomputed from the log too.
+        #[arg(long, requires = "checkpoint")]
+        handovers: Vec<PathBuf>,
     },
     /// Copy a stopped store into a new directory with this build's storage
     /// settings (e.g. sled's 8 MiB segments for a store created with 512 KiB),
@@ -292,11 +298,14 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
             data_dir,
             checkpoint,
             key,
+            handovers,
         } => {
             let chain = verify(&data_dir)?;
             match checkpoint {
                 None => Ok(chain),
-                Some(cp) => registry::audit::cli::verify_checkpoint(&data_dir, &cp, key.as_deref(), chain),
+                Some(cp) => {
+                    registry::audit::cli::verify_checkpoint(&data_dir, &cp, key.as_deref(), &handovers, chain)
+                }
             }
         }
         Command::CopyStore { from, to } => copy_store(&from, &to),

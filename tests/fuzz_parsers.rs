@@ -1,5 +1,5 @@
 //! Every parser of bytes that can come from outside (a store someone wrote
-//! to, an export, a receipt, a checkpoint note, a verifier key, a key file,
+//! to, an export, a receipt, a checkpoint note, a key hand-over, a verifier key, a key file,
 //! the access file) fed arbitrary input and mutations of valid input
 //! (proptest-driven fuzzing; a bounded number of cases per run, so it runs
 //! in CI). Each must answer with a value or an error, never panic, and a
@@ -7,6 +7,7 @@
 
 use proptest::prelude::*;
 use registry::audit::checkpoint::{Checkpoint, NoteSigner, Verifier};
+use registry::audit::handover::{sign_handover, split_notes, KeyChain};
 use registry::audit::receipt::Receipt;
 use registry::log::casefile::CaseFile;
 use registry::log::chunk::Chunk;
@@ -121,6 +122,40 @@ proptest! {
         let _ = NoteSigner::parse_key_file(&text);
         prop_assert!(signer.verifier().verify_checkpoint(&text).is_err(), "no signature forged from noise");
         let _ = Receipt::parse(&text);
+    }
+
+    #[test]
+    fn handover_files_take_any_text(text in "\\PC{0,400}") {
+        let old = signer();
+        let notes = split_notes(&text);
+        prop_assert!(
+            KeyChain::follow(old.verifier().clone(), &notes).map_or(true, |c| c.handovers().is_empty()),
+            "no hand-over forged from noise"
+        );
+        let _ = KeyChain::follow_from(old.verifier().clone(), &notes);
+    }
+
+    #[test]
+    fn a_mutated_handover_is_refused_or_unchanged(
+        at in any::<usize>(),
+        ch in any::<char>(),
+        keep in any::<usize>(),
+    ) {
+        let (old, new) = (signer(), signer());
+        let valid = sign_handover(&old, &new, 7, &[3; 32], "2026-01-02T03:04:05Z");
+        prop_assert!(KeyChain::follow(old.verifier().clone(), std::slice::from_ref(&valid)).is_ok());
+        let mut chars: Vec<char> = valid.chars().collect();
+        let i = at % chars.len();
+        chars[i] = ch;
+        chars.truncate(keep % (chars.len() + 1));
+        let mutated: String = chars.into_iter().collect();
+        if let Ok(chain) = KeyChain::follow(old.verifier().clone(), &split_notes(&mutated)) {
+            for h in chain.handovers() {
+                prop_assert_eq!(h.size, 7);
+                prop_assert_eq!(h.root, [3; 32]);
+                prop_assert_eq!(h.new.vkey(), new.verifier().vkey());
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use base64::Engine;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+use super::handover::{cosign, sign_handover, Handover, KeyChain, TREE_KEY_HANDOVERS};
 use super::merkle::{self, Hash};
 use super::tree::{MerkleTree, TreeError};
 use crate::limits::{AUDIT_NOTE_BYTES_MAX, AUDIT_NOTE_SIGNATURES_MAX};
@@ -57,6 +58,18 @@ pub enum NoteError {
     BadSignature { name: String, key_id: String },
     #[error("checkpoint origin {found:?} is not the expected {expected:?}")]
     WrongOrigin { expected: String, found: String },
+    #[error("key hand-over #{number}: {reason}")]
+    Handover { number: usize, reason: String },
+    #[error(
+        "the checkpoint at size {size} is signed by {key}, which the key hand-overs allow for sizes {range} only"
+    )]
+    OutsideKeyRange { size: u64, key: String, range: String },
+    #[error("the checkpoint at size {size} has root {found}, but the key hand-over at that size names root {expected}")]
+    HandoverRoot {
+        size: u64,
+        found: String,
+        expected: String,
+    },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -74,6 +87,8 @@ pub enum CheckpointError {
     Inconsistent { old: u64, new: u64, reason: String },
     #[error("no checkpoint at size {0}")]
     NotFound(u64),
+    #[error("audit key: {0}")]
+    WrongKey(String),
 }
 
 /// A tree head: the body of a checkpoint.
@@ -244,14 +259,14 @@ impl Verifier {
     }
 }
 
-struct SigLine {
+pub(crate) struct SigLine {
     name: String,
     key_id: [u8; 4],
     signature: [u8; 64],
 }
 
 /// Splits a note into its body (ending in `\n`) and parsed signature lines.
-fn split_note(note: &str) -> Result<(&str, Vec<SigLine>), NoteError> {
+pub(crate) fn split_note(note: &str) -> Result<(&str, Vec<SigLine>), NoteError> {
     let bad = |m: &str| NoteError::Malformed(m.to_string());
     if note.len() > AUDIT_NOTE_BYTES_MAX {
         return Err(bad("note too large"));
@@ -440,6 +455,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub struct SignedCheckpoint {
     pub checkpoint: Checkpoint,
     pub note: String,
+    /// The vkey of the key that verified it (after a key rotation, checkpoints
+    /// before the hand-over are signed by an earlier key).
+    pub signed_by: String,
 }
 
 /// Issues checkpoints over a [`MerkleTree`] and keeps their history.
@@ -447,25 +465,112 @@ pub struct SignedCheckpoint {
 pub struct Checkpointer {
     tree: MerkleTree,
     history: sled::Tree,
+    handovers: sled::Tree,
     signer: Arc<NoteSigner>,
+    /// The store's keys: the first key, then one per hand-over, the last
+    /// being `signer`'s. Replaced when this process hands over.
+    chain: Arc<Mutex<KeyChain>>,
     lock: Arc<Mutex<()>>,
     /// Checkpoints signed by this process (metrics).
     signed: crate::metrics::Counter,
 }
 
+/// Reads the hand-over notes stored in `db` (tree `key_handovers`), in order.
+pub fn stored_handovers(db: &sled::Db) -> Result<Vec<String>, CheckpointError> {
+    let tree = db.open_tree(TREE_KEY_HANDOVERS)?;
+    let mut notes = Vec::new();
+    for kv in tree.iter() {
+        let (k, v) = kv?;
+        let number = u64::from_be_bytes(
+            k.as_ref()
+                .try_into()
+                .map_err(|_| NoteError::Malformed(format!("{TREE_KEY_HANDOVERS}: a key is not 8 bytes")))?,
+        );
+        if number != notes.len() as u64 + 1 {
+            return Err(NoteError::Handover {
+                number: notes.len() + 1,
+                reason: format!("missing from the store (the next stored one is #{number})"),
+            }
+            .into());
+        }
+        let note = String::from_utf8(v.to_vec()).map_err(|_| NoteError::Handover {
+            number: notes.len() + 1,
+            reason: "the stored note is not UTF-8".into(),
+        })?;
+        notes.push(note);
+    }
+    Ok(notes)
+}
+
+/// The key chain of a store: the stored hand-overs followed from the first
+/// one's old key (each verified under both its keys). Without hand-overs:
+/// `own` alone.
+pub fn store_chain(db: &sled::Db, own: &Verifier) -> Result<KeyChain, CheckpointError> {
+    Ok(handover_chain(&stored_handovers(db)?)?.unwrap_or_else(|| KeyChain::single(own.clone())))
+}
+
+/// The chain of a list of hand-overs followed from the first one's old key
+/// (None without hand-overs). This checks that they link up and are signed
+/// by both keys, not that the first key is one to trust.
+pub fn handover_chain(notes: &[String]) -> Result<Option<KeyChain>, NoteError> {
+    match notes.first() {
+        None => Ok(None),
+        Some(n) => Ok(Some(KeyChain::follow(first_old_key(n)?, notes)?)),
+    }
+}
+
+fn first_old_key(note: &str) -> Result<Verifier, NoteError> {
+    let (body, _) = split_note(note)?;
+    let line = body
+        .lines()
+        .find_map(|l| l.strip_prefix("old "))
+        .ok_or_else(|| NoteError::Handover {
+            number: 1,
+            reason: "no `old` line".into(),
+        })?;
+    Verifier::parse(line).map_err(|e| NoteError::Handover {
+        number: 1,
+        reason: format!("old key: {e}"),
+    })
+}
+
 impl Checkpointer {
+    /// Opens the history with the key that signs from now on. The store's
+    /// key chain must end with `signer`'s key, and the latest checkpoint
+    /// must verify under the chain; otherwise the store is refused, naming
+    /// the key it expects.
     pub fn open(
         db: &sled::Db,
         tree: MerkleTree,
         signer: NoteSigner,
     ) -> Result<Checkpointer, CheckpointError> {
-        Ok(Checkpointer {
+        let chain = store_chain(db, signer.verifier())?;
+        if chain.current().vkey() != signer.verifier().vkey() {
+            return Err(CheckpointError::WrongKey(format!(
+                "after {} key hand-over(s) this store's audit key is {}, but the key given is {}: \
+                 start with the key the latest hand-over names (`registry audit handovers`)",
+                chain.handovers().len(),
+                chain.current().vkey(),
+                signer.verifier().vkey()
+            )));
+        }
+        let cp = Checkpointer {
             tree,
             history: db.open_tree(TREE_CHECKPOINTS)?,
+            handovers: db.open_tree(TREE_KEY_HANDOVERS)?,
             signer: Arc::new(signer),
+            chain: Arc::new(Mutex::new(chain)),
             lock: Arc::new(Mutex::new(())),
             signed: Default::default(),
-        })
+        };
+        if let Err(e) = cp.latest() {
+            return Err(CheckpointError::WrongKey(format!(
+                "the latest stored checkpoint does not verify under this store's keys: {e}. \
+                 A store's audit key changes only through `registry audit rotate-key`, \
+                 which needs the old key"
+            )));
+        }
+        Ok(cp)
     }
 
     /// The count of checkpoints this process signed, shared with the metrics registry.
@@ -489,7 +594,12 @@ impl Checkpointer {
         &self.tree
     }
 
-    /// The latest issued checkpoint, verified with the log's own key.
+    /// The store's key chain (first key, hand-overs, current key).
+    pub fn chain(&self) -> KeyChain {
+        self.chain.lock().expect("key chain lock").clone()
+    }
+
+    /// The latest issued checkpoint, verified under the store's key chain.
     pub fn latest(&self) -> Result<Option<SignedCheckpoint>, CheckpointError> {
         match self.history.last()? {
             None => Ok(None),
@@ -517,8 +627,14 @@ impl Checkpointer {
         let note = std::str::from_utf8(v)
             .map_err(|_| NoteError::Malformed("stored checkpoint is not UTF-8".into()))?
             .to_string();
-        let checkpoint = self.signer.verifier().verify_checkpoint(&note)?;
-        Ok(SignedCheckpoint { checkpoint, note })
+        let chain = self.chain.lock().expect("key chain lock");
+        let (checkpoint, by) = chain.verify_checkpoint(&note)?;
+        let signed_by = by.vkey();
+        Ok(SignedCheckpoint {
+            checkpoint,
+            note,
+            signed_by,
+        })
     }
 
     /// Signs a checkpoint at the tree's current size, unless the latest one
@@ -528,6 +644,17 @@ impl Checkpointer {
     /// root: the log never signs two inconsistent checkpoints.
     pub fn checkpoint_now(&self) -> Result<SignedCheckpoint, CheckpointError> {
         let _guard = self.lock.lock().expect("checkpointer lock");
+        self.checkpoint_locked()
+    }
+
+    fn checkpoint_locked(&self) -> Result<SignedCheckpoint, CheckpointError> {
+        let current = self.chain.lock().expect("key chain lock").current().vkey();
+        if current != self.signer.verifier().vkey() {
+            return Err(CheckpointError::WrongKey(format!(
+                "this store's audit key is now {current}: the key {} was handed over and signs no more",
+                self.signer.verifier().vkey()
+            )));
+        }
         let size = self.tree.size();
         let root = self.tree.root(size)?;
         if let Some(latest) = self.latest()? {
@@ -560,7 +687,71 @@ impl Checkpointer {
         self.history.insert(size.to_be_bytes(), note.as_bytes())?;
         self.history.flush()?;
         self.signed.inc();
-        Ok(SignedCheckpoint { checkpoint, note })
+        Ok(SignedCheckpoint {
+            checkpoint,
+            note,
+            signed_by: self.signer.verifier().vkey(),
+        })
+    }
+
+    /// Hands the log over from this checkpointer's key to `new`: signs (with
+    /// the current key, after the usual consistency check) a checkpoint at
+    /// the tree's current size `s`, then writes in one sled transaction the
+    /// hand-over note (signed by both keys) as the next entry of tree
+    /// `key_handovers` and the checkpoint at `s` with the new key's signature
+    /// line added (the old key's line kept byte for byte). From then on the
+    /// store is served with `new`; this checkpointer must not sign again.
+    pub fn hand_over(
+        &self,
+        new: &NoteSigner,
+        time: &str,
+    ) -> Result<(Handover, SignedCheckpoint), CheckpointError> {
+        let _guard = self.lock.lock().expect("checkpointer lock");
+        if new.name != self.signer.name {
+            return Err(CheckpointError::WrongKey(format!(
+                "the new key is for origin {:?}, the log's origin is {:?}: the origin cannot change",
+                new.name, self.signer.name
+            )));
+        }
+        if new.verifier().vkey() == self.signer.verifier().vkey() {
+            return Err(CheckpointError::WrongKey("the new key is the current key".into()));
+        }
+        let latest = self.checkpoint_locked()?;
+        let (size, root) = (latest.checkpoint.size, latest.checkpoint.root);
+        let note = sign_handover(&self.signer, new, size, &root, time);
+        let mut chain = self.chain.lock().expect("key chain lock");
+        let number = chain.handovers().len() as u64 + 1;
+        let mut notes: Vec<String> = chain.handovers().iter().map(|h| h.note.clone()).collect();
+        notes.push(note.clone());
+        let first = chain.epochs()[0].verifier.clone();
+        let next = KeyChain::follow(first, &notes)?;
+        let handover = next.handovers().last().expect("the new hand-over").clone();
+        // The checkpoint at `size`: the note as stored (every line kept), plus the new key's line.
+        let cosigned = cosign(&latest.note, new);
+        use sled::Transactional;
+        (&self.history, &self.handovers)
+            .transaction(|(history, handovers)| {
+                handovers.insert(&number.to_be_bytes(), note.as_bytes())?;
+                history.insert(&size.to_be_bytes(), cosigned.as_bytes())?;
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => CheckpointError::Sled(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    CheckpointError::Sled(sled::Error::Unsupported("transaction aborted".into()))
+                }
+            })?;
+        self.history.flush()?;
+        self.handovers.flush()?;
+        *chain = next;
+        Ok((
+            handover,
+            SignedCheckpoint {
+                checkpoint: latest.checkpoint,
+                note: cosigned,
+                signed_by: new.verifier().vkey(),
+            },
+        ))
     }
 }
 

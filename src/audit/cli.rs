@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::checkpoint::{Verifier, KEY_FILE_NAME};
-use super::export::{verify_export, write_export, ExportError};
+use super::checkpoint::{stored_handovers, NoteError, NoteSigner, Verifier, KEY_FILE_NAME};
+use super::export::{verify_export_with_heads, write_export, ExportError};
+use super::handover::{now_utc, split_notes, KeyChain};
 use super::merkle::hex;
 use super::receipt::Receipt;
 use super::tree::MerkleTree;
@@ -82,6 +83,10 @@ pub enum AuditCommand {
         /// Verifier key `<name>+<id>+<base64>`, or a file holding it.
         #[arg(long)]
         key: String,
+        /// Key hand-over notes (files, each holding one or more, in order) that
+        /// lead from --key to the key that signed the receipt's checkpoint.
+        #[arg(long)]
+        handovers: Vec<PathBuf>,
     },
     /// Verify an export offline against a signed checkpoint.
     VerifyExport {
@@ -92,6 +97,62 @@ pub enum AuditCommand {
         /// Verifier key `<name>+<id>+<base64>`, or a file holding it.
         #[arg(long)]
         key: String,
+        /// Key hand-over notes (files, in order) from --key to the checkpoint's
+        /// key; their tree roots are recomputed from the export too.
+        #[arg(long)]
+        handovers: Vec<PathBuf>,
+    },
+    /// Create a new audit signing key file (mode 0600; refuses an existing
+    /// file) and print its verifier key. Give it to `rotate-key --new-key-file`.
+    NewKey {
+        /// Key file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Key name = log origin; it must be the log's origin to take over a log.
+        #[arg(long, default_value = super::checkpoint::DEFAULT_ORIGIN)]
+        origin: String,
+    },
+    /// Hand the log's checkpoints over to a new signing key (service
+    /// stopped): signs a checkpoint at the current size with the old key,
+    /// records a hand-over note signed by both keys in the store and adds the
+    /// new key's signature to that checkpoint. Then serve with the new key.
+    RotateKey {
+        #[arg(long, default_value = "./registry-data")]
+        data_dir: PathBuf,
+        /// The old (current) key: --audit-key-file, default DATA_DIR/audit-signing.key.
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// The new key file (see `registry audit new-key`); it must exist.
+        #[arg(long)]
+        new_key_file: PathBuf,
+        /// Also write the hand-over note to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the store's key hand-over notes, oldest first, one after the
+    /// other (service stopped; online: Audit.ListKeyHandovers). Each is
+    /// verified under both its keys first.
+    Handovers {
+        #[arg(long, default_value = "./registry-data")]
+        data_dir: PathBuf,
+        /// Write them to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a chain of key hand-overs offline from a key you trust: each
+    /// must hand over from the key before it and be signed by both keys.
+    /// Prints each step and the key the chain ends with.
+    VerifyHandovers {
+        /// Files of hand-over notes, in order (each may hold several).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The verifier key you trust (vkey or a file holding it).
+        #[arg(long)]
+        key: String,
+        /// Fail unless the chain ends with this verifier key (the new key as
+        /// the operator announced it out of band).
+        #[arg(long)]
+        expect_key: Option<String>,
     },
 }
 
@@ -182,6 +243,31 @@ pub fn load_verifier(key: &str) -> Result<Verifier, Box<dyn std::error::Error>> 
     Ok(Verifier::parse(text.trim())?)
 }
 
+/// Reads hand-over notes from files (each holding one or more), in order.
+pub fn read_handover_files(files: &[PathBuf]) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let mut notes = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let found = split_notes(&text);
+        if found.is_empty() {
+            return Err(format!("{}: no hand-over note in the file", f.display()).into());
+        }
+        notes.extend(found);
+    }
+    Ok(notes)
+}
+
+/// The chain from a trusted key through hand-over notes. The outer error is
+/// a usage or I/O error; the inner one a rejected hand-over.
+fn load_chain(
+    key: &str,
+    handovers: &[PathBuf],
+) -> Result<Result<KeyChain, NoteError>, Box<dyn std::error::Error>> {
+    let verifier = load_verifier(key)?;
+    let notes = read_handover_files(handovers)?;
+    Ok(KeyChain::follow_from(verifier, &notes))
+}
+
 /// Opens the store, verifies the tail of the chain (as start-up does) and
 /// catches the Merkle tree up. Refuses a broken log.
 fn open_audit(data_dir: &Path, keys: &KeyArgs) -> Result<Audit, Box<dyn std::error::Error>> {
@@ -237,10 +323,16 @@ pub fn run_audit(cmd: AuditCommand) -> CliResult {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::CheckReceipt { file, key } => {
-            let verifier = load_verifier(&key)?;
+        AuditCommand::CheckReceipt { file, key, handovers } => {
+            let chain = match load_chain(&key, &handovers)? {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("receipt REJECTED: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
             let text = std::fs::read_to_string(&file)?;
-            let result = Receipt::parse(&text).and_then(|r| r.verify(&verifier));
+            let result = Receipt::parse(&text).and_then(|r| r.verify_chain(&chain));
             match result {
                 Ok(rep) => {
                     println!(
@@ -266,24 +358,38 @@ pub fn run_audit(cmd: AuditCommand) -> CliResult {
             file,
             checkpoint,
             key,
+            handovers,
         } => {
-            let verifier = load_verifier(&key)?;
             let note = std::fs::read_to_string(&checkpoint)?;
-            let cp = match verifier.verify_checkpoint(&note) {
-                Ok(cp) => cp,
+            let verified = load_chain(&key, &handovers)?.and_then(|chain| {
+                let (cp, by) = chain.verify_checkpoint(&note)?;
+                let heads: Vec<_> = chain.handovers().iter().map(|h| (h.size, h.root)).collect();
+                Ok((cp, by.vkey(), heads))
+            });
+            let (cp, signed_by, heads) = match verified {
+                Ok(v) => v,
                 Err(e) => {
                     println!("checkpoint REJECTED: {e}");
                     return Ok(ExitCode::from(1));
                 }
             };
             let f = std::fs::File::open(&file)?;
-            match verify_export(f, Some(&cp), &mut |_| {}) {
+            match verify_export_with_heads(f, Some(&cp), &heads, &mut |_| {}) {
                 Ok(rep) => {
                     let last = rep.first_seq + rep.count - 1;
                     if rep.first_seq == 1 {
+                        let via = if heads.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (key {signed_by}, reached through {} key hand-over(s); {} hand-over root(s) recomputed and matched)",
+                                heads.len(),
+                                rep.heads_checked
+                            )
+                        };
                         println!(
                             "ok: export seq 1..={last} ({} records): every chain link verified, last hash {}; \
-                             Merkle root at checkpoint size {} matches the signed checkpoint of {} ({:.0} events/s)",
+                             Merkle root at checkpoint size {} matches the signed checkpoint of {}{via} ({:.0} events/s)",
                             rep.count,
                             hex(&rep.last_hash),
                             cp.size,
@@ -314,6 +420,105 @@ pub fn run_audit(cmd: AuditCommand) -> CliResult {
                 Err(e) => Err(e.into()),
             }
         }
+        AuditCommand::NewKey { out, origin } => {
+            if out.exists() {
+                return Err(format!("{} exists: refusing to overwrite a key", out.display()).into());
+            }
+            let (signer, _) = NoteSigner::load_or_create(&out, Some(&origin), true)?;
+            println!("{}", signer.verifier().vkey());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::RotateKey {
+            data_dir,
+            keys,
+            new_key_file,
+            out,
+        } => {
+            let (new, _) = NoteSigner::load_or_create(&new_key_file, None, false)
+                .map_err(|e| format!("--new-key-file {}: {e}", new_key_file.display()))?;
+            let audit = open_audit(&data_dir, &keys)?;
+            let (h, _) = audit
+                .checkpointer
+                .hand_over(&new, &now_utc())
+                .map_err(|e| format!("key rotation refused: {e}"))?;
+            print!("{}", h.note);
+            if let Some(out) = out {
+                std::fs::write(out, &h.note)?;
+            }
+            eprintln!(
+                "the log's audit key was handed over at tree size {}: {} -> {}; the checkpoint at size {} \
+                 is now signed by both keys. Serve with --audit-key-file {} from now on.",
+                h.size,
+                h.old.vkey(),
+                h.new.vkey(),
+                h.size,
+                new_key_file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Handovers { data_dir, out } => {
+            let store = open_store(&data_dir)?;
+            let notes = stored_handovers(store.db()).map_err(|e| e.to_string())?;
+            // Verified under both keys, from the first one's old key.
+            let chain = super::checkpoint::handover_chain(&notes)
+                .map_err(|e| format!("the store's hand-overs do not verify: {e}"))?;
+            let text: String = notes.concat();
+            match out {
+                Some(path) => std::fs::write(&path, &text)?,
+                None => print!("{text}"),
+            }
+            match chain {
+                None => eprintln!("no key hand-over: this log has always had one audit key"),
+                Some(c) => eprintln!(
+                    "{} key hand-over(s), each signed by both its keys; the current key is {}",
+                    c.handovers().len(),
+                    c.current().vkey()
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::VerifyHandovers {
+            files,
+            key,
+            expect_key,
+        } => {
+            let expected = expect_key.as_deref().map(load_verifier).transpose()?;
+            let chain = match load_chain(&key, &files)? {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("hand-overs REJECTED: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            for (i, h) in chain.handovers().iter().enumerate() {
+                println!(
+                    "hand-over #{} at tree size {} (root {}, signed at {} by the signers' clock): {} -> {}: both signatures verify",
+                    i + 1,
+                    h.size,
+                    hex(&h.root),
+                    h.time,
+                    h.old.vkey(),
+                    h.new.vkey()
+                );
+            }
+            let current = chain.current().vkey();
+            if let Some(exp) = expected {
+                if exp.vkey() != current {
+                    println!(
+                        "hand-overs REJECTED: the chain ends with key {current}, not the expected {}",
+                        exp.vkey()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            println!(
+                "ok: {} hand-over(s) from {}; checkpoints of size {} and above are signed by {current}",
+                chain.handovers().len(),
+                load_verifier(&key)?.vkey(),
+                chain.epochs().last().expect("one epoch").from
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -332,14 +537,16 @@ pub fn run_export(args: ExportArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `registry verify --checkpoint FILE [--key VKEY]`: after the chain walk
-/// (whose exit code is `chain`), checks the checkpoint's signature (with
-/// `key`, else the data directory's own key) and that the log holds the
-/// checkpoint's tree.
+/// `registry verify --checkpoint FILE [--key VKEY] [--handovers F..]`: after
+/// the chain walk (whose exit code is `chain`), checks the checkpoint's
+/// signature (with `key`, else the data directory's own key, and the key
+/// hand-overs from `handovers`, else the store's own), that the log holds the
+/// checkpoint's tree, and that it reproduces every hand-over's root.
 pub fn verify_checkpoint(
     data_dir: &Path,
     checkpoint: &Path,
     key: Option<&str>,
+    handovers: &[PathBuf],
     chain: ExitCode,
 ) -> CliResult {
     let verifier = match key {
@@ -360,19 +567,61 @@ pub fn verify_checkpoint(
         }
     };
     let note = std::fs::read_to_string(checkpoint)?;
-    let cp = match verifier.verify_checkpoint(&note) {
-        Ok(cp) => cp,
+    let store = open_store(data_dir)?;
+    let notes = if handovers.is_empty() {
+        stored_handovers(store.db()).map_err(|e| e.to_string())?
+    } else {
+        read_handover_files(handovers)?
+    };
+    let verified = KeyChain::follow_from(verifier, &notes).and_then(|keys| {
+        let (cp, _) = keys.verify_checkpoint(&note)?;
+        Ok((cp, keys))
+    });
+    let (cp, keys) = match verified {
+        Ok(v) => v,
         Err(e) => {
             println!("checkpoint REJECTED: {e}");
             return Ok(ExitCode::from(1));
         }
     };
-    let store = open_store(data_dir)?;
     let tree = MerkleTree::open(store.db()).ok();
     match check_log_against_checkpoint(&store, &cp, tree.as_ref(), &mut |_| {}) {
         Ok(m) => {
+            for (i, h) in keys.handovers().iter().enumerate() {
+                if h.size > m.log_size {
+                    println!(
+                        "key hand-over #{} names tree size {}, but the log holds {} events: events {}..={} were cut off",
+                        i + 1,
+                        h.size,
+                        m.log_size,
+                        m.log_size + 1,
+                        h.size
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+                let root =
+                    super::verify::recompute_root(&store, h.size, &mut |_| {}).map_err(|e| e.to_string())?;
+                if root != h.root {
+                    println!(
+                        "key hand-over #{} REJECTED: the log's root at size {} is {}, the hand-over names {}",
+                        i + 1,
+                        h.size,
+                        hex(&root),
+                        hex(&h.root)
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            let via = if keys.handovers().is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} key hand-over(s) verified and their roots reproduced",
+                    keys.handovers().len()
+                )
+            };
             println!(
-                "ok: the log ({} events) contains the checkpoint's tree: size {} root {} ({}, {:.2}s)",
+                "ok: the log ({} events) contains the checkpoint's tree: size {} root {} ({}, {:.2}s){via}",
                 m.log_size,
                 m.checkpoint_size,
                 hex(&m.root),

@@ -284,6 +284,9 @@ pub struct ExportReport {
     pub root: Option<Hash>,
     /// When a checkpoint was given and the export starts at 1: its size (root matched).
     pub checkpoint_checked: Option<u64>,
+    /// Tree heads of key hand-overs whose root was recomputed and matched
+    /// (export from seq 1 covering their size).
+    pub heads_checked: usize,
     pub elapsed: Duration,
 }
 
@@ -303,6 +306,32 @@ pub fn verify_export<R: Read>(
     checkpoint: Option<&Checkpoint>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ExportReport, ExportError> {
+    verify_export_with_heads(r, checkpoint, &[], progress)
+}
+
+/// [`verify_export`], also recomputing the root at the size of each of
+/// `heads` (size, root named by a key hand-over) that the export covers
+/// when it starts at seq 1.
+pub fn verify_export_with_heads<R: Read>(
+    r: R,
+    checkpoint: Option<&Checkpoint>,
+    heads: &[(u64, Hash)],
+    progress: &mut dyn FnMut(u64),
+) -> Result<ExportReport, ExportError> {
+    let mut heads_checked = 0usize;
+    let check_heads = |size: u64, root: &Hash, checked: &mut usize| -> Result<(), ExportError> {
+        for (s, r) in heads.iter().filter(|(s, _)| *s == size) {
+            if r != root {
+                return Err(ExportError::Checkpoint(format!(
+                    "the Merkle root of export records 1..={s} is {}, the key hand-over at size {s} names {}",
+                    merkle::hex(root),
+                    merkle::hex(r)
+                )));
+            }
+            *checked += 1;
+        }
+        Ok(())
+    };
     let started = Instant::now();
     let mut reader = ExportReader::new(r)?;
     let (first_seq, count) = (reader.first_seq(), reader.count());
@@ -328,6 +357,9 @@ pub fn verify_export<R: Read>(
             check_root(cp, &f.root())?;
             checkpoint_checked = Some(0);
         }
+    }
+    if let Some(f) = frontier.as_ref() {
+        check_heads(0, &f.root(), &mut heads_checked)?;
     }
     let mut prev: Option<Hash> = if first_seq == 1 {
         Some(GENESIS_PREV_HASH)
@@ -379,6 +411,9 @@ pub fn verify_export<R: Read>(
         last_hash = h;
         if let Some(f) = frontier.as_mut() {
             f.push(leaf_hash(record));
+            if heads.iter().any(|(s, _)| *s == f.size()) {
+                check_heads(f.size(), &f.root(), &mut heads_checked)?;
+            }
             if let Some(cp) = checkpoint {
                 if f.size() == cp.size {
                     check_root(cp, &f.root())?;
@@ -398,6 +433,7 @@ pub fn verify_export<R: Read>(
         last_hash,
         root: frontier.map(|f| f.root()),
         checkpoint_checked,
+        heads_checked,
         elapsed: started.elapsed(),
     })
 }

@@ -6,6 +6,7 @@
 //! - [`merkle`]: pure hashing, proofs and step-by-step verifiers.
 //! - [`tree`]: the persisted incremental tree and the log follower.
 //! - [`checkpoint`]: signed notes, keys, checkpoint history.
+//! - [`handover`]: signed hand-overs from one audit key to the next, key chains.
 //! - [`receipt`]: per-event receipts (C2SP tlog-proof).
 //! - [`export`]: binary exports and their offline verification.
 //! - [`verify`]: a log against a checkpoint (truncation, rewritten tails).
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod export;
+pub mod handover;
 pub mod merkle;
 pub mod receipt;
 pub mod service;

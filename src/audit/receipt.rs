@@ -134,7 +134,13 @@ impl Receipt {
     /// every step of the inclusion proof to the checkpoint's root, and that
     /// the record's own seq field matches the index.
     pub fn verify(&self, key: &Verifier) -> Result<ReceiptReport, ReceiptError> {
-        let checkpoint = key.verify_checkpoint(&self.checkpoint_note)?;
+        self.verify_chain(&super::handover::KeyChain::single(key.clone()))
+    }
+
+    /// [`Receipt::verify`] with the checkpoint verified under a key chain
+    /// (a trusted key and the hand-overs after it).
+    pub fn verify_chain(&self, chain: &super::handover::KeyChain) -> Result<ReceiptReport, ReceiptError> {
+        let (checkpoint, _) = chain.verify_checkpoint(&self.checkpoint_note)?;
         let leaf = leaf_hash(&self.record);
         merkle::verify_inclusion(&leaf, self.index, checkpoint.size, &self.proof, &checkpoint.root).map_err(
             |source| ReceiptError::Proof {

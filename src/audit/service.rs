@@ -183,7 +183,7 @@ impl AuditService {
             origin: cp.checkpoint.origin,
             tree_size: cp.checkpoint.size,
             root_hash: cp.checkpoint.root.to_vec(),
-            verifier_key: self.audit.checkpointer.signer().verifier().vkey(),
+            verifier_key: cp.signed_by,
         }
     }
 
@@ -453,6 +453,33 @@ impl pb::audit_server::Audit for AuditService {
         })
         .await?;
         Ok(Response::new(r))
+    }
+
+    async fn list_key_handovers(
+        &self,
+        _request: Request<pb::ListKeyHandoversRequest>,
+    ) -> Result<Response<pb::ListKeyHandoversResponse>, Status> {
+        Ok(Response::new(list_handovers(&self.audit)))
+    }
+}
+
+/// The store's hand-overs, verified, as the gRPC message.
+fn list_handovers(audit: &Audit) -> pb::ListKeyHandoversResponse {
+    let chain = audit.checkpointer.chain();
+    pb::ListKeyHandoversResponse {
+        handovers: chain
+            .handovers()
+            .iter()
+            .map(|h| pb::KeyHandover {
+                note: h.note.clone(),
+                tree_size: h.size,
+                root_hash: h.root.to_vec(),
+                old_verifier_key: h.old.vkey(),
+                new_verifier_key: h.new.vkey(),
+                signed_at: h.time.clone(),
+            })
+            .collect(),
+        current_verifier_key: chain.current().vkey(),
     }
 }
 
