@@ -292,31 +292,21 @@ async fn run(
     } else {
         health_reporter.set_not_serving::<StatsServer>().await;
     }
-    // From now on the statuses follow the writer, the disk and the statistics follower.
+    type WorklistsServer = crate::worklist::grpc::WorklistsServer<crate::worklist::grpc::WorklistService>;
+    health_reporter.set_not_serving::<WorklistsServer>().await;
+    // From now on the statuses follow the writer, the disk and the
+    // statistics and worklist followers.
     let health_keeper = tokio::spawn(keep_health_true(
         health_reporter.clone(),
         broken.clone(),
         writer_failed.clone(),
         opened.log.disk(),
         stats_slot,
+        worklists.status(),
     ));
     health_reporter
         .set_serving::<crate::api::pb::admin_server::AdminServer<crate::api::admin::AdminService>>()
         .await;
-    type WorklistsServer = crate::worklist::grpc::WorklistsServer<crate::worklist::grpc::WorklistService>;
-    health_reporter.set_not_serving::<WorklistsServer>().await;
-    {
-        // SERVING once caught up to the head seen at start; a stopped projection stays NOT_SERVING.
-        let (reporter, status) = (health_reporter.clone(), worklists.status());
-        tokio::spawn(async move {
-            while !status.ready() && status.failed().is_none() {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            if status.failed().is_none() {
-                reporter.set_serving::<WorklistsServer>().await;
-            }
-        });
-    }
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
@@ -407,31 +397,38 @@ async fn run(
 ///   resumes on its own once space is freed);
 /// - Statistics: SERVING only while its projection is loaded and following
 ///   the log (NOT_SERVING while loading, after a failed load, or once its
-///   follower stopped: stale numbers are not served).
+///   follower stopped, on an error or a panic: stale numbers are not served);
+/// - Worklists: SERVING only once its follower caught up to the head seen at
+///   start and while it still follows (NOT_SERVING before, and for good once
+///   it stopped).
 async fn keep_health_true(
     reporter: tonic_health::server::HealthReporter,
     broken: tokio::sync::watch::Receiver<Option<crate::log::Broken>>,
     writer_failed: tokio::sync::watch::Receiver<Option<String>>,
     disk: tokio::sync::watch::Receiver<crate::log::disk::DiskState>,
     stats: std::sync::Arc<crate::projection::ProjectionSlot>,
+    worklists: std::sync::Arc<crate::worklist::FollowerStatus>,
 ) {
     use tonic_health::ServingStatus::{NotServing, Serving};
     type Cases = crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>;
     type Import = crate::api::import::ImportServer<crate::api::import::ImportService>;
     type Stats = crate::projection::grpc::StatisticsServer<crate::projection::grpc::StatisticsService>;
+    type Lists = crate::worklist::grpc::WorklistsServer<crate::worklist::grpc::WorklistService>;
     let name = |n: &str| n.to_string();
     let names = [
         name(""),
         name(<Cases as tonic::server::NamedService>::NAME),
         name(<Import as tonic::server::NamedService>::NAME),
         name(<Stats as tonic::server::NamedService>::NAME),
+        name(<Lists as tonic::server::NamedService>::NAME),
     ];
-    let mut last: [Option<tonic_health::ServingStatus>; 4] = [None; 4];
+    let mut last: [Option<tonic_health::ServingStatus>; 5] = [None; 5];
     loop {
         let alive = broken.borrow().is_none() && writer_failed.borrow().is_none();
         let cases = alive && !disk.borrow().low;
         let stats_ok = matches!(stats.state(), crate::projection::SlotState::Ready(_));
-        let now = [alive, cases, cases, stats_ok].map(|ok| if ok { Serving } else { NotServing });
+        let lists_ok = worklists.ready() && worklists.failed().is_none();
+        let now = [alive, cases, cases, stats_ok, lists_ok].map(|ok| if ok { Serving } else { NotServing });
         for i in 0..names.len() {
             if last[i] != Some(now[i]) {
                 if last[i].is_some() {

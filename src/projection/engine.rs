@@ -584,6 +584,21 @@ impl ProjectionSlot {
     }
 }
 
+/// Runs the body of a follower thread, turning a panic into an error
+/// message: a follower that dies on a bug is then reported like one that
+/// stopped on an error (its service NOT_SERVING), not silently gone while
+/// its last state is still served. (The release profile unwinds.)
+pub fn catch_panic(body: impl FnOnce()) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        format!("the follower thread panicked: {what}")
+    })
+}
+
 /// The thread that keeps a shared projection at the head.
 pub struct Follower {
     stop: Arc<AtomicBool>,
@@ -670,60 +685,74 @@ impl Follower {
             .name("projection-follower".into())
             .spawn(move || {
                 let fail = |e: String| {
-                    // A projection that stopped following is stale: not served.
-                    if let Some(slot) = slot.as_ref().filter(|s| s.ready.get().is_some()) {
-                        let _ = slot.stopped.set(e.clone());
+                    // A projection that stopped following is stale: not
+                    // served. One that never loaded says why.
+                    if let Some(slot) = slot.as_ref() {
+                        if slot.ready.get().is_some() {
+                            let _ = slot.stopped.set(e.clone());
+                        } else {
+                            let _ = slot.failed.set(e.clone());
+                        }
                     }
                     *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e)
                 };
-                let shared = match load(&stop2) {
-                    Ok(shared) => shared,
-                    Err(ProjectionError::Stopped) => return,
-                    Err(e) => {
-                        tracing::error!(error = %e, "statistics projection could not be loaded; Statistics answers INTERNAL (run `registry rebuild-projections` on the stopped store)");
-                        return fail(e.to_string());
-                    }
-                };
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => return fail(e.to_string()),
-                };
-                while !stop2.load(Ordering::Relaxed) {
-                    match follow_step(&shared, track_today) {
-                        Ok(true) => continue,
-                        Ok(false) => {}
+                let fail = &fail;
+                // A panic ends the thread like an error: the slot says so,
+                // never "ready" over a projection nobody follows any more.
+                let ended = catch_panic(move || {
+                    let shared = match load(&stop2) {
+                        Ok(shared) => shared,
+                        Err(ProjectionError::Stopped) => return,
                         Err(e) => {
-                            tracing::error!(error = %e, "statistics projection stopped");
+                            tracing::error!(error = %e, "statistics projection could not be loaded; Statistics answers INTERNAL (run `registry rebuild-projections` on the stopped store)");
                             return fail(e.to_string());
                         }
+                    };
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => return fail(e.to_string()),
+                    };
+                    while !stop2.load(Ordering::Relaxed) {
+                        match follow_step(&shared, track_today) {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::error!(error = %e, "statistics projection stopped");
+                                return fail(e.to_string());
+                            }
+                        }
+                        rt.block_on(async {
+                            let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
+                        });
+                        // Let a few group commits gather into the next page.
+                        std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
                     }
-                    rt.block_on(async {
-                        let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
-                    });
-                    // Let a few group commits gather into the next page.
-                    std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
-                }
-                // Stopping: apply what was appended since the last wake-up
-                // (the server stops the follower after its gRPC server has
-                // drained), so the next start re-applies nothing; bounded, so
-                // a follower far behind does not hold up the stop.
-                let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
-                while Instant::now() < until {
-                    match follow_step(&shared, false) {
-                        Ok(true) => continue,
-                        Ok(false) => break,
-                        Err(e) => {
-                            tracing::error!(error = %e, "statistics projection stopped");
-                            return fail(e.to_string());
+                    // Stopping: apply what was appended since the last wake-up
+                    // (the server stops the follower after its gRPC server has
+                    // drained), so the next start re-applies nothing; bounded, so
+                    // a follower far behind does not hold up the stop.
+                    let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
+                    while Instant::now() < until {
+                        match follow_step(&shared, false) {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => {
+                                tracing::error!(error = %e, "statistics projection stopped");
+                                return fail(e.to_string());
+                            }
                         }
                     }
-                }
-                let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
-                if let Err(err) = e.persist_if_needed() {
-                    tracing::error!(error = %err, "statistics projection: persisting at stop failed; the next start re-applies from the last checkpoint");
+                    let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
+                    if let Err(err) = e.persist_if_needed() {
+                        tracing::error!(error = %err, "statistics projection: persisting at stop failed; the next start re-applies from the last checkpoint");
+                    }
+                });
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "statistics projection stopped");
+                    fail(e);
                 }
             })?;
         Ok(Follower {
@@ -784,4 +813,73 @@ pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, Projectio
         p.apply()?;
     }
     Ok(!page.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_panic_turns_a_panic_into_its_message() {
+        assert_eq!(catch_panic(|| {}), Ok(()));
+        let e = catch_panic(|| panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(e, "the follower thread panicked: boom 7");
+        let e = catch_panic(|| std::panic::panic_any(42u8)).unwrap_err();
+        assert_eq!(e, "the follower thread panicked: a panic without a message");
+    }
+
+    /// The thread dies after publishing its projection (a bug, as a panic
+    /// in a follow step would be): the slot must stop saying Ready.
+    #[test]
+    fn a_follower_thread_that_panics_after_loading_leaves_its_slot_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let shared: Shared = Arc::new(RwLock::new(Engine::open(&store, TREE, today()).unwrap()));
+        let slot = Arc::new(ProjectionSlot::default());
+        let publish = slot.clone();
+        let (_head_tx, head_rx) = tokio::sync::watch::channel(Head::EMPTY);
+        let follower = Follower::spawn_with(
+            move |_| {
+                let _ = publish.ready.set(shared);
+                panic!("injected by the test");
+            },
+            head_rx,
+            false,
+            Some(slot.clone()),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while follower.error().is_none() {
+            assert!(Instant::now() < deadline, "the follower's death was not reported");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match slot.state() {
+            SlotState::Stopped(e) => assert!(e.contains("panicked: injected by the test"), "{e}"),
+            SlotState::Ready(_) => panic!("a dead follower's projection is still Ready"),
+            _ => panic!("the slot should say Stopped"),
+        }
+        follower.stop();
+    }
+
+    /// Dying before the projection was published: the slot says Failed, not
+    /// "loading" for ever.
+    #[test]
+    fn a_follower_thread_that_panics_while_loading_leaves_its_slot_failed() {
+        let slot = Arc::new(ProjectionSlot::default());
+        let (_head_tx, head_rx) = tokio::sync::watch::channel(Head::EMPTY);
+        let follower = Follower::spawn_with(
+            |_| panic!("injected while loading"),
+            head_rx,
+            false,
+            Some(slot.clone()),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while follower.error().is_none() {
+            assert!(Instant::now() < deadline, "the follower's death was not reported");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(matches!(slot.state(), SlotState::Failed(e) if e.contains("injected while loading")));
+        follower.stop();
+    }
 }

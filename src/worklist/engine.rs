@@ -269,55 +269,63 @@ impl Follower {
         let thread = std::thread::Builder::new()
             .name("worklist-follower".into())
             .spawn(move || {
-                let target = head_rx.borrow().seq;
-                let started = Instant::now();
-                let from = worklists.position().seq;
-                while worklists.position().seq < target {
-                    if stop2.load(Ordering::Relaxed) {
-                        return;
+                let status = &status;
+                // A panic ends the thread like an error: Worklists is then
+                // NOT_SERVING and answers INTERNAL, never a list nobody follows.
+                let ended = crate::projection::engine::catch_panic(move || {
+                    let target = head_rx.borrow().seq;
+                    let started = Instant::now();
+                    let from = worklists.position().seq;
+                    while worklists.position().seq < target {
+                        if stop2.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        match worklists.step(WORKLIST_BATCH_EVENTS, Some(target)) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) => return status.fail(e),
+                        }
                     }
-                    match worklists.step(WORKLIST_BATCH_EVENTS, Some(target)) {
-                        Ok(0) => break,
-                        Ok(_) => {}
+                    status.ready.store(true, Ordering::Release);
+                    tracing::info!(
+                        seq = worklists.position().seq,
+                        applied = worklists.position().seq - from,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "worklist projection caught up; Worklists is serving"
+                    );
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        Ok(rt) => rt,
                         Err(e) => return status.fail(e),
+                    };
+                    while !stop2.load(Ordering::Relaxed) {
+                        match worklists.step(WORKLIST_BATCH_EVENTS, None) {
+                            Ok(0) => {}
+                            Ok(_) => continue,
+                            Err(e) => return status.fail(e),
+                        }
+                        rt.block_on(async {
+                            let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
+                        });
+                        // Let a few group commits gather into the next batch.
+                        std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
                     }
-                }
-                status.ready.store(true, Ordering::Release);
-                tracing::info!(
-                    seq = worklists.position().seq,
-                    applied = worklists.position().seq - from,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "worklist projection caught up; Worklists is serving"
-                );
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => return status.fail(e),
-                };
-                while !stop2.load(Ordering::Relaxed) {
-                    match worklists.step(WORKLIST_BATCH_EVENTS, None) {
-                        Ok(0) => {}
-                        Ok(_) => continue,
-                        Err(e) => return status.fail(e),
+                    // Stopping (after the gRPC server drained): apply what was
+                    // appended since, bounded so a follower far behind does not
+                    // hold up the stop; the next start resumes from the checkpoint.
+                    let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
+                    while Instant::now() < until {
+                        match worklists.step(WORKLIST_BATCH_EVENTS, None) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(e) => return status.fail(e),
+                        }
                     }
-                    rt.block_on(async {
-                        let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
-                    });
-                    // Let a few group commits gather into the next batch.
-                    std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
-                }
-                // Stopping (after the gRPC server drained): apply what was
-                // appended since, bounded so a follower far behind does not
-                // hold up the stop; the next start resumes from the checkpoint.
-                let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
-                while Instant::now() < until {
-                    match worklists.step(WORKLIST_BATCH_EVENTS, None) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) => return status.fail(e),
-                    }
+                });
+                if let Err(e) = ended {
+                    status.fail(e);
                 }
             })?;
         Ok(Follower {
