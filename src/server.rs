@@ -179,8 +179,9 @@ pub fn open_with(
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     // serve_on checks the transport (plaintext only on loopback) before anything else.
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    serve_on(config, listener, shutdown_signal()).await
+    serve_on(config, listener, shutdown).await
 }
 
 /// Runs the service on a bound listener until `shutdown` resolves (tests use this).
@@ -441,21 +442,36 @@ async fn keep_health_true(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called (inside the runtime), not when the future is first polled: tonic
+/// may answer a first request (a health check queued while the store was
+/// opening) before it polls its shutdown future, and a SIGTERM sent in
+/// between would otherwise meet the default action and kill the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (int, term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = wait(int) => {}, _ = wait(term) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
