@@ -20,6 +20,8 @@
 //! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
 //! - [`bench`]: the `registry bench` measurements.
 //! - [`server`]: the gRPC service (`registry serve`).
+//! - [`config`]: the settings of `registry serve`: defaults < TOML file <
+//!   `REGISTRY_*` variables < flags (figment); `registry config check`.
 //! - [`metrics`]: the Prometheus endpoint (`--metrics-listen`) and what it counts.
 //! - [`simulate`]: the deterministic synthetic caseload (`registry simulate`).
 //! - [`loadtest`]: `registry load-test`, a mixed workload against a running server.
@@ -38,6 +40,7 @@ pub mod cases;
 pub mod client;
 pub mod clock;
 pub mod codec;
+pub mod config;
 pub mod domain;
 pub mod limits;
 pub mod loadtest;

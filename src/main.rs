@@ -1,11 +1,10 @@
 //! The `registry` command: a thin CLI over the library.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// sled and the decode paths allocate per record; mimalloc is markedly faster
 /// than glibc malloc there (measured: see the closing notes / BENCHMARKS).
@@ -14,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod health_cli;
 
+use registry::config::LogFormat;
 use registry::log::verify::{hex, verify_full, VerifyError};
 use registry::log::{Store, SyncMode};
 use registry::progress::Progress;
@@ -25,51 +25,27 @@ use registry::progress::Progress;
     about = "System of record for migrant regularization cases"
 )]
 struct Cli {
-    /// Log output format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// sled's page cache for the store, in MiB (every command that opens a store).
-    #[arg(long, global = true, default_value_t = registry::log::store::SLED_CACHE_MIB_DEFAULT)]
-    sled_cache_mib: u64,
+    /// Log output format [default: text; for `serve`: the setting `log_format`].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// sled's page cache for the store, in MiB (every command that opens a
+    /// store) [default: 256; for `serve`: the setting `sled_cache_mib`].
+    #[arg(long, global = true)]
+    sled_cache_mib: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gRPC service.
-    Serve {
-        #[arg(long, default_value = "./registry-data")]
-        data_dir: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        /// How an acknowledged append is made durable.
-        #[arg(long, value_enum, default_value_t = SyncMode::Fdatasync)]
-        sync: SyncMode,
-        /// Master key file (64 hex digits). Default: $REGISTRY_MASTER_KEY, else a
-        /// development key created in DATA_DIR/master.key (with a warning).
-        #[arg(long)]
-        master_key_file: Option<PathBuf>,
-        /// Channel catalog JSON file (default: the built-in catalog).
-        #[arg(long)]
-        channels: Option<PathBuf>,
-        /// Free disk space (MiB) kept in reserve on the store's filesystem:
-        /// below it appends are refused (UNAVAILABLE, nothing written) and
-        /// Caseworker/Import report NOT_SERVING, until space is freed. 0: no reserve.
-        #[arg(long, default_value_t = registry::limits::DISK_RESERVE_MIB_DEFAULT)]
-        disk_reserve_mib: u64,
-        #[command(flatten)]
-        audit: registry::audit::cli::ServeAuditArgs,
-        #[command(flatten)]
-        access: registry::auth::cli::ServeAccessArgs,
-        #[command(flatten)]
-        metrics: registry::metrics::cli::ServeMetricsArgs,
+    /// Run the gRPC service. Settings: built-in defaults < config file
+    /// (--config, $REGISTRY_CONFIG) < REGISTRY_* variables < flags
+    /// (README.md, "Configuration"; deploy/registry.toml).
+    Serve(registry::config::ServeArgs),
+    /// The configuration of `serve`.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
     },
     /// Who may call: bearer tokens and client-certificate principals (the access file).
     Access {
@@ -202,6 +178,16 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load the settings of `serve` as it would (same file, variables and
+    /// flags) and check everything it would refuse at start, without starting
+    /// anything: print every setting with its source (default, file, env,
+    /// flag; paths only, no secret), warnings and errors. Exit 0 if valid, 1
+    /// if not.
+    Check(registry::config::check::CheckArgs),
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
     /// Merkle tree: append cost, proof generation, offline export verification.
     Audit(registry::audit::cli::BenchAuditArgs),
@@ -236,11 +222,27 @@ enum BenchCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    registry::log::store::set_sled_tuning(registry::log::store::SledTuning {
-        cache_mib: cli.sled_cache_mib,
-    });
-    match run(cli.command) {
+    let globals = registry::config::GlobalArgs {
+        log_format: cli.log_format,
+        sled_cache_mib: cli.sled_cache_mib,
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args, &globals),
+        // No logging: the report is the output.
+        Command::Config {
+            what: ConfigCommand::Check(args),
+        } => Ok(registry::config::check::run(&args, &globals)),
+        command => {
+            init_tracing(cli.log_format.unwrap_or_default());
+            registry::log::store::set_sled_tuning(registry::log::store::SledTuning {
+                cache_mib: cli
+                    .sled_cache_mib
+                    .unwrap_or(registry::log::store::SLED_CACHE_MIB_DEFAULT),
+            });
+            run(command)
+        }
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -261,37 +263,42 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// `registry serve`: the layered settings, checked as `registry config
+/// check` checks them, then the service until SIGINT/SIGTERM.
+fn serve(
+    args: &registry::config::ServeArgs,
+    globals: &registry::config::GlobalArgs,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let loaded = registry::config::load(args, globals)?;
+    init_tracing(loaded.settings.log_format);
+    registry::log::store::set_sled_tuning(registry::log::store::SledTuning {
+        cache_mib: loaded.settings.sled_cache_mib,
+    });
+    if let Some((path, _)) = &loaded.file {
+        tracing::info!(config_file = %path.display(), "settings from the config file, REGISTRY_* variables and flags");
+    }
+    for name in &loaded.ignored_env {
+        tracing::warn!(variable = %name, "set, but not a configuration key: ignored");
+    }
+    let report = registry::config::check::check_before_start(&loaded);
+    if let Some(refusal) = report.refusal() {
+        return Err(refusal.into());
+    }
+    let config = loaded.serve_config();
+    // sled reads run on the blocking pool; they are short and mostly
+    // CPU-bound, so a few dozen threads suffice: the cap keeps a burst
+    // of requests from growing the pool (and its memory) to hundreds.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(registry::limits::BLOCKING_THREADS_MAX)
+        .build()?;
+    runtime.block_on(registry::server::serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match command {
-        Command::Serve {
-            data_dir,
-            listen,
-            sync,
-            master_key_file,
-            channels,
-            disk_reserve_mib,
-            audit,
-            access,
-            metrics,
-        } => {
-            audit.apply_to_env();
-            let mut config = registry::server::ServeConfig::new(data_dir, listen);
-            config.sync = sync;
-            config.master_key_file = master_key_file;
-            config.channels_file = channels;
-            config.disk_reserve_mib = disk_reserve_mib;
-            access.apply(&mut config);
-            metrics.apply(&mut config);
-            // sled reads run on the blocking pool; they are short and mostly
-            // CPU-bound, so a few dozen threads suffice: the cap keeps a burst
-            // of requests from growing the pool (and its memory) to hundreds.
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .max_blocking_threads(registry::limits::BLOCKING_THREADS_MAX)
-                .build()?;
-            runtime.block_on(registry::server::serve(config))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(_) | Command::Config { .. } => unreachable!("handled in main"),
         Command::Access { what } => registry::auth::cli::run_access(what),
         Command::Keys { what } => registry::auth::cli::run_keys(what),
         Command::Verify {

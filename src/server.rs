@@ -25,8 +25,11 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub sync: SyncMode,
     /// Master key file; default: `$REGISTRY_MASTER_KEY`, else a development
-    /// key in `<data_dir>/master.key`, created on first start.
+    /// key in `<data_dir>/master.key`, created on first start (if allowed).
     pub master_key_file: Option<PathBuf>,
+    /// Without a master key file or `$REGISTRY_MASTER_KEY`: use (and create)
+    /// the development key (true, the default), or refuse to start.
+    pub allow_development_master_key: bool,
     /// Channel catalog (JSON, `{"version": 1, "channels": [...]}`); default:
     /// the catalog built in (`src/domain/channels.json`). A new resolution is
     /// a new catalog file, not new code.
@@ -48,6 +51,8 @@ pub struct ServeConfig {
     /// Free disk space kept in reserve, in MiB (0: none): see
     /// [`crate::log::Log::guard_disk`].
     pub disk_reserve_mib: u64,
+    /// Audit signing key, origin and checkpoint interval.
+    pub audit: crate::audit::AuditConfig,
 }
 
 impl ServeConfig {
@@ -58,6 +63,7 @@ impl ServeConfig {
             listen,
             sync: SyncMode::Fdatasync,
             master_key_file: None,
+            allow_development_master_key: true,
             channels_file: None,
             access_file: None,
             tls: None,
@@ -65,6 +71,7 @@ impl ServeConfig {
             metrics_listen: None,
             metrics_on_network: false,
             disk_reserve_mib: crate::limits::DISK_RESERVE_MIB_DEFAULT,
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 
@@ -76,23 +83,61 @@ impl ServeConfig {
     }
 }
 
-/// Refuses plaintext on a non-loopback address unless forced.
-pub fn check_transport(config: &ServeConfig, listen: SocketAddr) -> Result<(), String> {
+/// What serving on `listen` means for the transport policy (plaintext only
+/// on loopback unless forced).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tls,
+    PlaintextLoopback,
+    /// Plaintext on a network address, forced by `insecure_plaintext`.
+    PlaintextForced,
+}
+
+/// The transport `config` gives on `listen`, or why it is refused.
+pub fn transport_policy(config: &ServeConfig, listen: SocketAddr) -> Result<Transport, String> {
     if config.tls.is_some() {
-        return Ok(());
+        return Ok(Transport::Tls);
     }
     if crate::auth::tls::is_loopback(&listen) {
-        tracing::warn!(%listen, "serving PLAINTEXT gRPC on a loopback address (development only; use --tls-cert/--tls-key)");
-        return Ok(());
+        return Ok(Transport::PlaintextLoopback);
     }
     if config.insecure_plaintext {
-        tracing::warn!(%listen, "serving PLAINTEXT gRPC on a network address: credentials and personal data cross the network unencrypted");
-        return Ok(());
+        return Ok(Transport::PlaintextForced);
     }
     Err(format!(
         "refusing to serve plaintext on {listen}, which is not a loopback address: \
          give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), \
-         or --insecure-plaintext-on-network to force it"
+         or --insecure-plaintext-on-network to force it \
+         (config file: tls.cert and tls.key, or insecure_plaintext_on_network = true)"
+    ))
+}
+
+/// Refuses plaintext on a non-loopback address unless forced; warns about plaintext.
+pub fn check_transport(config: &ServeConfig, listen: SocketAddr) -> Result<(), String> {
+    match transport_policy(config, listen)? {
+        Transport::Tls => {}
+        Transport::PlaintextLoopback => {
+            tracing::warn!(%listen, "serving PLAINTEXT gRPC on a loopback address (development only; use --tls-cert/--tls-key)");
+        }
+        Transport::PlaintextForced => {
+            tracing::warn!(%listen, "serving PLAINTEXT gRPC on a network address: credentials and personal data cross the network unencrypted");
+        }
+    }
+    Ok(())
+}
+
+/// Refuses to start without a master key when the development key is not allowed.
+pub fn check_master_key_source(config: &ServeConfig) -> Result<(), String> {
+    if config.master_key_file.is_some()
+        || std::env::var_os(MASTER_KEY_ENV).is_some()
+        || config.allow_development_master_key
+    {
+        return Ok(());
+    }
+    Err(format!(
+        "no master key: set master_key_file (--master-key-file, REGISTRY_MASTER_KEY_FILE) \
+         or {MASTER_KEY_ENV} (64 hex digits); allow_development_master_key is false, so no \
+         development key is created (create a key with: registry keys generate --out master.key)"
     ))
 }
 
@@ -179,8 +224,9 @@ pub fn open_with(
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     // serve_on checks the transport (plaintext only on loopback) before anything else.
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    serve_on(config, listener, shutdown_signal()).await
+    serve_on(config, listener, shutdown).await
 }
 
 /// Runs the service on a bound listener until `shutdown` resolves (tests use this).
@@ -191,6 +237,7 @@ pub async fn serve_on(
 ) -> Result<(), Box<dyn std::error::Error>> {
     check_transport(&config, listener.local_addr()?)?;
     let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
+    check_master_key_source(&config)?;
     let master = load_master_key(config.master_key_file.as_ref(), &config.data_dir)?;
     let catalog = load_channels(config.channels_file.as_ref())?;
     let (data_dir, sync) = (config.data_dir.clone(), config.sync);
@@ -249,7 +296,7 @@ async fn run(
         }
     };
     // Audit: catch the Merkle tree up, sign a checkpoint, start the follower and the checkpointer.
-    let audit = crate::audit::service::start(&opened.log, crate::audit::AuditConfig::from_env()?).await?;
+    let audit = crate::audit::service::start(&opened.log, config.audit.clone()).await?;
     // Statistics: the follower loads the projection and catches it up while
     // cases are already served (a large store takes seconds); Statistics
     // answers UNAVAILABLE and its health says NOT_SERVING until then.
@@ -445,21 +492,36 @@ async fn keep_health_true(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called (inside the runtime), not when the future is first polled: tonic
+/// may answer a first request (a health check queued while the store was
+/// opening) before it polls its shutdown future, and a SIGTERM sent in
+/// between would otherwise meet the default action and kill the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (int, term) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = wait(int) => {}, _ = wait(term) => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

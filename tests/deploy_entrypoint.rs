@@ -1,6 +1,7 @@
 //! The container image's entrypoint (deploy/container/entrypoint.sh), run
 //! with bash against the built binary, as the image runs it: environment
-//! variables and secret files become `registry serve` flags; the
+//! variables (read by `registry serve` itself), secret files found by name,
+//! or a mounted config file (REGISTRY_CONFIG) configure the server; the
 //! `healthcheck` mode (the image's HEALTHCHECK) and `registry health` say
 //! SERVING only while the server serves; SIGTERM ends it with exit 0; a
 //! stopped address fails the check. The image itself is not built here (no
@@ -171,7 +172,7 @@ fn serves_from_environment_reports_health_and_stops_with_exit_zero_on_sigterm() 
     );
     let logs = stderr_of(dir.path());
     assert!(logs.contains("shutting down"), "{logs}");
-    // The flags reached the server: the store and the access file are in the data directory.
+    // The settings reached the server: the store and the access file are in the data directory.
     assert!(dir.path().join("data/db").exists());
     assert!(dir.path().join("data/access.json").exists());
     assert!(
@@ -275,25 +276,81 @@ fn secret_files_by_their_default_names_give_tls_and_the_master_key() {
 
 #[test]
 fn refuses_to_start_without_a_master_key() {
+    // The entrypoint sets REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY=false: the
+    // server refuses to start, before it creates anything.
     let dir = tempfile::tempdir().unwrap();
     let env = base_env(dir.path(), free_port());
     let out = entrypoint_command(&env, &[]).output().unwrap();
-    assert_eq!(out.status.code(), Some(64), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no master key"),
-        "{out:?}"
-    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("master_key_file: no master key"), "{out:?}");
     assert!(!dir.path().join("data").exists(), "nothing may be created");
 
     // A named key file that is missing is an error too, not a fallback.
     let mut env = base_env(dir.path(), free_port());
-    env.push((
-        "REGISTRY_MASTER_KEY_FILE",
-        dir.path().join("absent.key").display().to_string(),
-    ));
+    let absent = dir.path().join("absent.key").display().to_string();
+    env.push(("REGISTRY_MASTER_KEY_FILE", absent.clone()));
     let out = entrypoint_command(&env, &[]).output().unwrap();
-    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("master_key_file: {absent}: ")),
+        "{out:?}"
+    );
     assert!(!dir.path().join("data").exists());
+
+    // REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY=true lets the server create a development key.
+    let port = free_port();
+    let mut env = base_env(dir.path(), port);
+    env.push(("REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY", "true".into()));
+    let mut server = start(&env, dir.path());
+    let target = format!("http://127.0.0.1:{port}");
+    wait_serving(&mut server, dir.path(), || health(&["--target", &target]));
+    let status = terminate(&mut server);
+    assert!(status.success(), "{status}\n{}", stderr_of(dir.path()));
+    assert!(dir.path().join("data/master.key").exists());
+}
+
+#[test]
+fn a_mounted_config_file_is_read_by_the_server_and_not_overridden() {
+    // With REGISTRY_CONFIG the entrypoint adds nothing: the file sets the
+    // data directory and address; a master.key in the secrets directory is
+    // not picked up by name (the file names another key).
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("master.key"), "not a key\n").unwrap();
+    let key = dir.path().join("file.key");
+    generate_master_key(&key);
+    let port = free_port();
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nsync = \"flush\"\nmaster_key_file = {:?}\n\
+             allow_development_master_key = false\nlog_format = \"json\"\n[metrics]\nlisten = \"off\"\n",
+            dir.path().join("from-file").display().to_string(),
+            key.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let env = vec![
+        ("REGISTRY_CONFIG", config.display().to_string()),
+        ("REGISTRY_SECRETS_DIR", secrets.display().to_string()),
+    ];
+    let mut server = start(&env, dir.path());
+    let target = format!("http://127.0.0.1:{port}");
+    let live = wait_serving(&mut server, dir.path(), || health(&["--target", &target]));
+    assert_eq!(stdout(&live), "SERVING");
+    let status = terminate(&mut server);
+    assert!(status.success(), "{status}\n{}", stderr_of(dir.path()));
+    assert!(dir.path().join("from-file/db").exists());
+    assert!(!dir.path().join("from-file/master.key").exists());
+    assert!(
+        stderr_of(dir.path()).contains("\"config_file\""),
+        "{}",
+        stderr_of(dir.path())
+    );
 }
 
 #[test]
@@ -308,6 +365,52 @@ fn plaintext_off_loopback_is_refused_by_the_server() {
     assert!(!out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("refusing to serve plaintext"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn config_check_through_the_entrypoint_sees_what_serve_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    generate_master_key(&secrets.join("master.key"));
+    write_tls_secrets(&secrets);
+    let env = base_env(dir.path(), free_port());
+    let out = entrypoint_command(&env, &["config", "check", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let setting = |key: &str| {
+        report["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    // Secret files found by name, and the image's defaults, as variables.
+    let master = setting("master_key_file");
+    assert_eq!(master["value"], secrets.join("master.key").display().to_string());
+    assert_eq!(master["source"]["variable"], "REGISTRY_MASTER_KEY_FILE");
+    assert_eq!(
+        setting("tls.cert")["value"],
+        secrets.join("tls.crt").display().to_string()
+    );
+    let dev = setting("allow_development_master_key");
+    assert_eq!(dev["value"], false);
+    assert_eq!(dev["source"]["variable"], "REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY");
+    assert_eq!(setting("sync")["value"], "flush");
+    assert!(!dir.path().join("data").exists(), "a check creates nothing");
+
+    // Without the master key: what serve would refuse, named.
+    std::fs::remove_file(secrets.join("master.key")).unwrap();
+    let out = entrypoint_command(&env, &["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout(&out).contains("error: master_key_file: no master key"),
         "{out:?}"
     );
 }

@@ -1,66 +1,64 @@
 #!/usr/bin/env bash
 # Entrypoint of the registry container image (deploy/container/Containerfile).
 #
-# With no arguments, or only flags, it runs `registry serve` with flags built
-# from environment variables and mounted secret files, followed by the
+# With no arguments, or only flags, it runs `registry serve` followed by the
 # arguments given (so `docker run IMAGE --sync flush` adds a flag). With a
-# first argument that is not a flag, it runs that registry command instead
-# (`docker run IMAGE verify --data-dir /var/lib/registry`, with the service
-# stopped).
+# first argument that is not a flag, it runs that registry command instead,
+# in the same environment (`docker run IMAGE config check` checks the
+# settings serve would run with; `docker run IMAGE verify --data-dir
+# /var/lib/registry`, with the service stopped).
 #
 # `healthcheck [SERVICE]` is the container's HEALTHCHECK (see below).
 #
 # It `exec`s the binary: the registry is the container's main process and
 # receives SIGTERM itself (graceful drain, exit 0).
 #
-# Environment (every variable optional):
+# Settings. `registry serve` reads them itself, lowest to highest: built-in
+# defaults < the config file REGISTRY_CONFIG < REGISTRY_* variables < flags
+# (README.md, "Configuration"; every key in deploy/registry.toml). A key's
+# variable is REGISTRY_ and its path in upper case, `.` written `_`:
+#   REGISTRY_DATA_DIR, REGISTRY_LISTEN, REGISTRY_SYNC, REGISTRY_DISK_RESERVE_MIB,
+#   REGISTRY_SLED_CACHE_MIB, REGISTRY_LOG_FORMAT, REGISTRY_MASTER_KEY_FILE,
+#   REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY, REGISTRY_CHANNELS_FILE,
+#   REGISTRY_ACCESS_FILE, REGISTRY_INSECURE_PLAINTEXT_ON_NETWORK,
+#   REGISTRY_TLS_CERT, REGISTRY_TLS_KEY, REGISTRY_TLS_CLIENT_CA,
+#   REGISTRY_TLS_CLIENT_CERT_REQUIRED, REGISTRY_METRICS_LISTEN,
+#   REGISTRY_METRICS_ON_NETWORK, REGISTRY_AUDIT_KEY_FILE, REGISTRY_AUDIT_ORIGIN,
+#   REGISTRY_AUDIT_CHECKPOINT_INTERVAL_SECS
+# (booleans are `true` or `false`; an empty variable counts as unset), and
+# REGISTRY_MASTER_KEY, the master key itself (64 hex digits), read only when
+# no master key file is set; a file is preferred.
+#
+# What this script adds, only when REGISTRY_CONFIG is NOT set (a mounted
+# config file is complete: then nothing is added), to variables left unset:
+#   REGISTRY_DATA_DIR=/var/lib/registry (the volume)
+#   REGISTRY_LISTEN=0.0.0.0:50051
+#   REGISTRY_LOG_FORMAT=json
+#   REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY=false: without a master key the
+#       server refuses to start (true: it creates a development key in the
+#       data directory, next to the data it protects)
+#   secret files found in REGISTRY_SECRETS_DIR (default /run/secrets/registry)
+#   by their default names: master.key -> REGISTRY_MASTER_KEY_FILE,
+#   audit-signing.key -> REGISTRY_AUDIT_KEY_FILE (else the server creates one
+#   in DATA_DIR/audit-signing.key on first start), tls.crt and tls.key ->
+#   REGISTRY_TLS_CERT and REGISTRY_TLS_KEY, and with them client-ca.crt ->
+#   REGISTRY_TLS_CLIENT_CA (mutual TLS).
+# Without TLS the server refuses plaintext on a non-loopback REGISTRY_LISTEN
+# (unless REGISTRY_INSECURE_PLAINTEXT_ON_NETWORK=true, never in production).
+#
+# The healthcheck's own variables:
 #   REGISTRY_BIN                  the binary (default: `registry` on PATH)
-#   REGISTRY_DATA_DIR             store directory, the volume (default /var/lib/registry)
-#   REGISTRY_LISTEN               gRPC address (default 0.0.0.0:50051)
-#   REGISTRY_SECRETS_DIR          where secret files are looked for by their
-#                                 default names (default /run/secrets/registry):
-#                                 master.key, audit-signing.key, tls.crt,
-#                                 tls.key, client-ca.crt; for the
-#                                 healthcheck: ca.crt (the CA of tls.crt),
-#                                 health-client.crt and .key (mutual TLS)
-#   REGISTRY_MASTER_KEY_FILE      master key file (default SECRETS_DIR/master.key if present)
-#   REGISTRY_MASTER_KEY           the master key as 64 hex digits, read by the
-#                                 server itself; a file is preferred
-#   REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY=true
-#                                 start without a master key: the server then
-#                                 creates a development key in the data
-#                                 directory, next to the data it protects.
-#                                 Refused otherwise.
-#   REGISTRY_AUDIT_KEY_FILE       audit signing key (default SECRETS_DIR/audit-signing.key
-#                                 if present; else the server creates one in
-#                                 DATA_DIR/audit-signing.key on first start)
-#   REGISTRY_AUDIT_ORIGIN         log origin of a new audit key (--audit-origin)
-#   REGISTRY_TLS_CERT, REGISTRY_TLS_KEY
-#                                 PEM certificate chain and key (default
-#                                 SECRETS_DIR/tls.crt and tls.key if both present)
-#   REGISTRY_TLS_CLIENT_CA        PEM CA of client certificates: mutual TLS
-#                                 (default SECRETS_DIR/client-ca.crt if present)
-#   REGISTRY_TLS_CLIENT_CERT_REQUIRED=true
-#                                 refuse connections without a client certificate
-#   REGISTRY_INSECURE_PLAINTEXT_ON_NETWORK=true
-#                                 plaintext on a non-loopback address (never in
-#                                 production). Without TLS and without this, the
-#                                 server refuses a non-loopback REGISTRY_LISTEN.
-#   REGISTRY_ACCESS_FILE          access file (default DATA_DIR/access.json)
-#   REGISTRY_CHANNELS_FILE        channel catalogue JSON (default: built in)
-#   REGISTRY_SYNC                 fdatasync (default) | flush
-#   REGISTRY_DISK_RESERVE_MIB     free-disk reserve (server default 1024)
-#   REGISTRY_SLED_CACHE_MIB       sled page cache (server default 256)
-#   REGISTRY_METRICS_LISTEN       metrics address, or `off` (server default 127.0.0.1:9464)
-#   REGISTRY_METRICS_ON_NETWORK=true
-#                                 allow a non-loopback REGISTRY_METRICS_LISTEN
-#   REGISTRY_LOG_FORMAT           json (default) | text
-#   REGISTRY_HEALTH_TLS_CA, REGISTRY_HEALTH_TLS_DOMAIN (default localhost),
-#   REGISTRY_HEALTH_CLIENT_CERT, REGISTRY_HEALTH_CLIENT_KEY,
+#   REGISTRY_LISTEN               where to ask (default 0.0.0.0:50051, asked
+#                                 on 127.0.0.1): set it when a config file
+#                                 puts `listen` elsewhere
+#   REGISTRY_TLS_CERT             TLS is on when set, or when
+#                                 SECRETS_DIR/tls.crt exists
+#   REGISTRY_HEALTH_TLS_CA (default SECRETS_DIR/ca.crt: the CA of tls.crt),
+#   REGISTRY_HEALTH_TLS_DOMAIN (default localhost),
+#   REGISTRY_HEALTH_CLIENT_CERT, REGISTRY_HEALTH_CLIENT_KEY (default
+#   SECRETS_DIR/health-client.crt and .key, for mutual TLS),
 #   REGISTRY_HEALTH_TIMEOUT_SECS (default 5)
-#                                 how `healthcheck` reaches a TLS server
-# The server reads REGISTRY_AUDIT_CHECKPOINT_INTERVAL_SECS and RUST_LOG
-# directly.
+# RUST_LOG filters the log lines.
 set -euo pipefail
 
 bin="${REGISTRY_BIN:-registry}"
@@ -70,17 +68,7 @@ die() {
     exit 64
 }
 
-# true/1/yes (any case) is true; empty or false/0/no is false; anything else is an error.
-truthy() {
-    local name="$1" value="${!1:-}"
-    case "${value,,}" in
-        "" | false | 0 | no) return 1 ;;
-        true | 1 | yes) return 0 ;;
-        *) die "$name must be true or false, not '$value'" ;;
-    esac
-}
-
-# A file named by a variable must exist; a file found by its default name is used if present.
+# (healthcheck) A file named by a variable must exist; a file found by its default name is used if present.
 file_from() {
     local name="$1" default="$2" value="${!1:-}"
     if [[ -n "$value" ]]; then
@@ -123,72 +111,33 @@ if [[ "${1:-}" == healthcheck ]]; then
     exec "$bin" "${health[@]}"
 fi
 
+if [[ -z "${REGISTRY_CONFIG:-}" ]]; then
+    export REGISTRY_DATA_DIR="${REGISTRY_DATA_DIR:-/var/lib/registry}"
+    export REGISTRY_LISTEN="$listen"
+    export REGISTRY_LOG_FORMAT="${REGISTRY_LOG_FORMAT:-json}"
+    export REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY="${REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY:-false}"
+    # A secret file by its default name, for a variable left unset.
+    default_file() {
+        local name="$1" file="$secrets/$2"
+        if [[ -z "${!name:-}" && -r "$file" ]]; then
+            export "$name=$file"
+        fi
+    }
+    default_file REGISTRY_MASTER_KEY_FILE master.key
+    default_file REGISTRY_AUDIT_KEY_FILE audit-signing.key
+    default_file REGISTRY_TLS_CERT tls.crt
+    default_file REGISTRY_TLS_KEY tls.key
+    if [[ -n "${REGISTRY_TLS_CERT:-}" && -n "${REGISTRY_TLS_KEY:-}" ]]; then
+        default_file REGISTRY_TLS_CLIENT_CA client-ca.crt
+    fi
+fi
+
+# Any other command runs with the same environment, so that
+# `registry-entrypoint config check` checks what serve would run with.
 if [[ $# -gt 0 && "$1" != -* ]]; then
     exec "$bin" "$@"
 fi
 
-data_dir="${REGISTRY_DATA_DIR:-/var/lib/registry}"
-
-args=(--log-format "${REGISTRY_LOG_FORMAT:-json}")
-if [[ -n "${REGISTRY_SLED_CACHE_MIB:-}" ]]; then
-    args+=(--sled-cache-mib "$REGISTRY_SLED_CACHE_MIB")
-fi
-args+=(serve --data-dir "$data_dir" --listen "$listen")
-
-master_key_file="$(file_from REGISTRY_MASTER_KEY_FILE "$secrets/master.key")"
-if [[ -n "$master_key_file" ]]; then
-    args+=(--master-key-file "$master_key_file")
-elif [[ -z "${REGISTRY_MASTER_KEY:-}" ]] && ! truthy REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY; then
-    die "no master key: mount it as $secrets/master.key or set REGISTRY_MASTER_KEY_FILE" \
-        "(create one with: registry keys generate --out master.key);" \
-        "REGISTRY_ALLOW_DEVELOPMENT_MASTER_KEY=true starts with a development key kept in the data directory"
-fi
-
-audit_key_file="$(file_from REGISTRY_AUDIT_KEY_FILE "$secrets/audit-signing.key")"
-if [[ -n "$audit_key_file" ]]; then
-    args+=(--audit-key-file "$audit_key_file")
-fi
-if [[ -n "${REGISTRY_AUDIT_ORIGIN:-}" ]]; then
-    args+=(--audit-origin "$REGISTRY_AUDIT_ORIGIN")
-fi
-
-tls_cert="$(file_from REGISTRY_TLS_CERT "$secrets/tls.crt")"
-tls_key="$(file_from REGISTRY_TLS_KEY "$secrets/tls.key")"
-if [[ -n "$tls_cert" && -n "$tls_key" ]]; then
-    args+=(--tls-cert "$tls_cert" --tls-key "$tls_key")
-    client_ca="$(file_from REGISTRY_TLS_CLIENT_CA "$secrets/client-ca.crt")"
-    if [[ -n "$client_ca" ]]; then
-        args+=(--tls-client-ca "$client_ca")
-        if truthy REGISTRY_TLS_CLIENT_CERT_REQUIRED; then
-            args+=(--tls-client-cert-required)
-        fi
-    elif truthy REGISTRY_TLS_CLIENT_CERT_REQUIRED; then
-        die "REGISTRY_TLS_CLIENT_CERT_REQUIRED needs a client CA (REGISTRY_TLS_CLIENT_CA or $secrets/client-ca.crt)"
-    fi
-elif [[ -n "$tls_cert" || -n "$tls_key" ]]; then
-    die "TLS needs both a certificate and a key (got only ${tls_cert:-$tls_key})"
-fi
-if truthy REGISTRY_INSECURE_PLAINTEXT_ON_NETWORK; then
-    args+=(--insecure-plaintext-on-network)
-fi
-
-if [[ -n "${REGISTRY_ACCESS_FILE:-}" ]]; then
-    args+=(--access-file "$REGISTRY_ACCESS_FILE")
-fi
-if [[ -n "${REGISTRY_CHANNELS_FILE:-}" ]]; then
-    args+=(--channels "$REGISTRY_CHANNELS_FILE")
-fi
-if [[ -n "${REGISTRY_SYNC:-}" ]]; then
-    args+=(--sync "$REGISTRY_SYNC")
-fi
-if [[ -n "${REGISTRY_DISK_RESERVE_MIB:-}" ]]; then
-    args+=(--disk-reserve-mib "$REGISTRY_DISK_RESERVE_MIB")
-fi
-if [[ -n "${REGISTRY_METRICS_LISTEN:-}" ]]; then
-    args+=(--metrics-listen "$REGISTRY_METRICS_LISTEN")
-fi
-if truthy REGISTRY_METRICS_ON_NETWORK; then
-    args+=(--metrics-on-network)
-fi
-
-exec "$bin" "${args[@]}" "$@"
+# The server checks every setting before it starts (as `registry config
+# check` does) and names the key of anything wrong.
+exec "$bin" serve "$@"

@@ -172,36 +172,6 @@ pub struct ExportArgs {
     pub to: Option<u64>,
 }
 
-/// Audit options of `registry serve` (also settable by environment, see [`AuditConfig::from_env`]).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ServeAuditArgs {
-    /// Audit signing key file (default DATA_DIR/audit-signing.key, created on first start).
-    #[arg(long)]
-    pub audit_key_file: Option<PathBuf>,
-    /// Log origin: checkpoint origin line and key name of a new key.
-    #[arg(long)]
-    pub audit_origin: Option<String>,
-    /// Seconds between periodic checkpoints (signed only if the tree grew).
-    #[arg(long)]
-    pub checkpoint_interval_secs: Option<u64>,
-}
-
-impl ServeAuditArgs {
-    /// Passes the options to `registry serve` through its environment. Call
-    /// before any thread starts.
-    pub fn apply_to_env(&self) {
-        if let Some(p) = &self.audit_key_file {
-            std::env::set_var(super::AUDIT_KEY_FILE_ENV, p);
-        }
-        if let Some(o) = &self.audit_origin {
-            std::env::set_var(super::AUDIT_ORIGIN_ENV, o);
-        }
-        if let Some(s) = self.checkpoint_interval_secs {
-            std::env::set_var(super::AUDIT_INTERVAL_ENV, s.to_string());
-        }
-    }
-}
-
 /// `registry bench audit`
 #[derive(clap::Args, Debug)]
 pub struct BenchAuditArgs {

@@ -35,13 +35,6 @@ use checkpoint::{CheckpointError, Checkpointer, NoteError, NoteSigner, KEY_FILE_
 use merkle::ProofError;
 use tree::{MerkleTree, TreeError};
 
-/// Environment variable: the audit signing key file (default `<data_dir>/audit-signing.key`).
-pub const AUDIT_KEY_FILE_ENV: &str = "REGISTRY_AUDIT_KEY_FILE";
-/// Environment variable: the log origin (checkpoint first line and key name).
-pub const AUDIT_ORIGIN_ENV: &str = "REGISTRY_AUDIT_ORIGIN";
-/// Environment variable: seconds between periodic checkpoints.
-pub const AUDIT_INTERVAL_ENV: &str = "REGISTRY_AUDIT_CHECKPOINT_INTERVAL_SECS";
-
 /// Errors of the audit module, each mapping to one gRPC code.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -133,28 +126,6 @@ impl Default for AuditConfig {
 }
 
 impl AuditConfig {
-    /// Defaults overridden by `REGISTRY_AUDIT_KEY_FILE`, `REGISTRY_AUDIT_ORIGIN`
-    /// and `REGISTRY_AUDIT_CHECKPOINT_INTERVAL_SECS`.
-    pub fn from_env() -> Result<AuditConfig, String> {
-        let mut c = AuditConfig::default();
-        if let Some(v) = std::env::var_os(AUDIT_KEY_FILE_ENV) {
-            c.key_file = Some(PathBuf::from(v));
-        }
-        if let Ok(v) = std::env::var(AUDIT_ORIGIN_ENV) {
-            c.origin = Some(v);
-        }
-        if let Ok(v) = std::env::var(AUDIT_INTERVAL_ENV) {
-            let secs: u64 = v
-                .parse()
-                .map_err(|_| format!("{AUDIT_INTERVAL_ENV} must be a whole number of seconds"))?;
-            if secs == 0 {
-                return Err(format!("{AUDIT_INTERVAL_ENV} must be at least 1"));
-            }
-            c.checkpoint_interval = Duration::from_secs(secs);
-        }
-        Ok(c)
-    }
-
     /// Loads the signing key (creating the default one on first start when `create`).
     pub fn load_signer(&self, data_dir: &Path, create: bool) -> Result<NoteSigner, NoteError> {
         let (path, create) = match &self.key_file {

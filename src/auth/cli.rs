@@ -1,6 +1,7 @@
 //! Command-line administration: `registry access ...` (tokens and
 //! certificate principals in the access file) and `registry keys ...`
-//! (master keys), plus the TLS/access flags of `registry serve`.
+//! (master keys). The TLS and access settings of `registry serve` are in
+//! [`crate::config`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,48 +10,6 @@ use clap::{Args, Subcommand};
 
 use super::access_file::{self, AccessFile, Grant};
 use super::Role;
-
-/// Access and transport flags of `registry serve`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct ServeAccessArgs {
-    /// Access file (tokens, certificate principals). Default DATA_DIR/access.json,
-    /// created on first start with one admin token in DATA_DIR/admin.token.
-    #[arg(long)]
-    pub access_file: Option<PathBuf>,
-    /// PEM certificate chain of the server: enables TLS.
-    #[arg(long, requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of the server.
-    #[arg(long, requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// PEM CA that signs client certificates: enables mutual TLS.
-    #[arg(long, requires = "tls_cert")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// With --tls-client-ca: refuse connections without a client certificate
-    /// (default: optional, so bearer tokens work over TLS too).
-    #[arg(long, requires = "tls_client_ca")]
-    pub tls_client_cert_required: bool,
-    /// Serve plaintext on a non-loopback address. Insecure: never in production.
-    #[arg(long)]
-    pub insecure_plaintext_on_network: bool,
-}
-
-impl ServeAccessArgs {
-    /// Applies the flags to a serve configuration.
-    pub fn apply(self, config: &mut crate::server::ServeConfig) {
-        config.access_file = self.access_file;
-        config.insecure_plaintext = self.insecure_plaintext_on_network;
-        config.tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert), Some(key)) => Some(super::tls::ServerTls {
-                cert,
-                key,
-                client_ca: self.tls_client_ca,
-                client_cert_required: self.tls_client_cert_required,
-            }),
-            _ => None,
-        };
-    }
-}
 
 /// Where the access file is: `--access-file`, else `DATA_DIR/access.json`.
 #[derive(Args, Debug, Clone)]

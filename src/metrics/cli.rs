@@ -1,24 +1,10 @@
-//! The `registry serve` flags of the metrics endpoint.
+//! The metrics endpoint's address (`metrics.listen`, `--metrics-listen`)
+//! and its policy (loopback unless `metrics.on_network`).
 
 use std::net::SocketAddr;
 
-use clap::Args;
-
 /// The default address of the metrics endpoint (loopback).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
-
-/// `--metrics-listen ADDR|off`, `--metrics-on-network`.
-#[derive(Args, Debug, Clone)]
-pub struct ServeMetricsArgs {
-    /// Address of the Prometheus endpoint (`GET /metrics`, plain HTTP), or
-    /// `off`. A non-loopback address needs --metrics-on-network.
-    #[arg(long, default_value = DEFAULT_LISTEN, value_parser = parse_listen)]
-    pub metrics_listen: Listen,
-    /// Serve the metrics endpoint on a non-loopback address (plain HTTP: put
-    /// it on a private network; metrics carry no personal data).
-    #[arg(long)]
-    pub metrics_on_network: bool,
-}
 
 /// An address, or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +13,8 @@ pub enum Listen {
     On(SocketAddr),
 }
 
-fn parse_listen(s: &str) -> Result<Listen, String> {
+/// Parses `off` or `host:port`.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(Listen::Off);
     }
@@ -36,14 +23,34 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
         .map_err(|e| format!("expected an address (host:port) or `off`: {e}"))
 }
 
-impl ServeMetricsArgs {
-    /// Applies the flags to a serve configuration.
-    pub fn apply(self, config: &mut crate::server::ServeConfig) {
-        config.metrics_listen = match self.metrics_listen {
-            Listen::Off => None,
-            Listen::On(addr) => Some(addr),
-        };
-        config.metrics_on_network = self.metrics_on_network;
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::On(addr) => addr.fmt(f),
+        }
+    }
+}
+
+impl serde::Serialize for Listen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Listen, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Listen;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address (host:port) or `off`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Listen, E> {
+                parse_listen(s).map_err(|_| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 
@@ -54,7 +61,8 @@ pub fn check_listen(addr: SocketAddr, on_network: bool) -> Result<(), String> {
     }
     Err(format!(
         "refusing to serve metrics on {addr}, which is not a loopback address: \
-         give --metrics-on-network to serve them there (plain HTTP), or --metrics-listen off"
+         set metrics.on_network (--metrics-on-network) to serve them there (plain HTTP), \
+         or metrics.listen = \"off\""
     ))
 }
 
