@@ -135,3 +135,39 @@ pub fn credentials(options: &ClientOptions) -> Result<Credentials, String> {
     };
     Ok(Credentials { authorization, actor })
 }
+
+/// The TLS flags of a tool that connects to a server (`registry health`,
+/// `registry backup`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM CA certificate that signs the server's certificate (https targets:
+    /// this build trusts no system roots).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Server name to verify in its certificate (default: the target's host).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_domain: Option<String>,
+    /// PEM client certificate, for a server run with --tls-client-cert-required.
+    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-client-cert.
+    #[arg(long, requires = "tls_client_cert")]
+    pub tls_client_key: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    /// The client TLS settings for `target`: none for `http://`; an
+    /// `https://` target needs --tls-ca.
+    pub fn for_target(&self, target: &str) -> Result<Option<crate::auth::tls::ClientTls>, String> {
+        if target.starts_with("https://") && self.tls_ca.is_none() {
+            return Err(format!(
+                "{target} is an https target: name the CA that signs its certificate with --tls-ca"
+            ));
+        }
+        Ok(self.tls_ca.as_ref().map(|ca| crate::auth::tls::ClientTls {
+            ca: Some(ca.clone()),
+            identity: self.tls_client_cert.clone().zip(self.tls_client_key.clone()),
+            domain: self.tls_domain.clone(),
+        }))
+    }
+}

@@ -9,7 +9,6 @@
 //! server that cannot be reached or does not answer within `--timeout`, a
 //! TLS failure. (Not 2: Docker reserves a HEALTHCHECK exit status of 2.)
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,18 +27,8 @@ pub struct HealthArgs {
     /// `regularization.v1.Caseworker` readiness (deploy/README.md, "Health").
     #[arg(long, default_value = "")]
     pub service: String,
-    /// PEM CA certificate that signs the server's certificate (https targets).
-    #[arg(long)]
-    pub tls_ca: Option<PathBuf>,
-    /// Server name to verify in its certificate (default: the target's host).
-    #[arg(long, requires = "tls_ca")]
-    pub tls_domain: Option<String>,
-    /// PEM client certificate, for a server run with --tls-client-cert-required.
-    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
-    pub tls_client_cert: Option<PathBuf>,
-    /// PEM private key of --tls-client-cert.
-    #[arg(long, requires = "tls_client_cert")]
-    pub tls_client_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: registry::client::TlsArgs,
     /// Seconds allowed for connecting and answering, in all.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
@@ -78,13 +67,7 @@ fn fail(message: &str) -> ExitCode {
 
 /// One `Health/Check` call; a service the server does not know (NOT_FOUND) is SERVICE_UNKNOWN.
 async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
-    if args.target.starts_with("https://") && args.tls_ca.is_none() {
-        return Err(format!(
-            "{} is an https target: name the CA that signs its certificate with --tls-ca",
-            args.target
-        ));
-    }
-    let tls = args.tls_ca.as_ref().map(|ca| client_tls(args, ca));
+    let tls = args.tls.for_target(&args.target)?;
     let options = registry::client::ClientOptions {
         target: args.target.clone(),
         token: None,
@@ -113,13 +96,5 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
             status.code(),
             status.message()
         )),
-    }
-}
-
-fn client_tls(args: &HealthArgs, ca: &std::path::Path) -> registry::auth::tls::ClientTls {
-    registry::auth::tls::ClientTls {
-        ca: Some(ca.to_path_buf()),
-        identity: args.tls_client_cert.clone().zip(args.tls_client_key.clone()),
-        domain: args.tls_domain.clone(),
     }
 }

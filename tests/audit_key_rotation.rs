@@ -167,14 +167,6 @@ fn rotated() -> Fixture {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `registry serve` over the fixture's store with `audit_key` (None: the default key path).
 fn serve(fx: &Fixture, port: u16, audit_key: Option<&Path>) -> Child {
     let access = fx.root.join("access.json");
@@ -225,7 +217,7 @@ fn stop(mut child: Child) {
 
 /// A server that must refuse to start: its exit code and standard error.
 fn refused(fx: &Fixture, audit_key: Option<&Path>) -> String {
-    let mut child = serve(fx, free_port(), audit_key);
+    let mut child = serve(fx, common::free_port(), audit_key);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -313,7 +305,7 @@ fn rotate_then_serve_with_the_new_key_and_verify_across_the_rotation() {
     assert!(err.contains("this store's audit key is"), "{err}");
 
     // The new key serves.
-    let port = free_port();
+    let port = common::free_port();
     let mut child = serve(&fx, port, Some(&fx.new_key));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -416,7 +408,7 @@ fn rotate_then_serve_with_the_new_key_and_verify_across_the_rotation() {
     });
     stop(child);
     // A restart with the new key accepts its own history again.
-    let port = free_port();
+    let port = common::free_port();
     let mut child = serve(&fx, port, Some(&fx.new_key));
     rt.block_on(async {
         connect(port, &mut child).await;

@@ -63,14 +63,6 @@ struct Server {
     addr: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Server {
     async fn start(data: &Path, secrets: &Secrets) -> Server {
         let port = free_port();

@@ -67,7 +67,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{person, req, write_test_access_file, MASTER_KEY_HEX};
+use common::{free_port, person, req, write_test_access_file, MASTER_KEY_HEX};
 use registry::api::pb;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -497,15 +497,6 @@ fn bin() -> PathBuf {
     std::env::var_os("SOAK_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_registry")))
-}
-
-/// A port free on loopback a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Server {

@@ -35,18 +35,8 @@ pub struct BackupArgs {
     /// trusts the key the server sends and later ones the first one's.
     #[arg(long)]
     pub key: Option<PathBuf>,
-    /// PEM CA certificate that signs the server's certificate (https targets).
-    #[arg(long)]
-    pub tls_ca: Option<PathBuf>,
-    /// Server name to verify in its certificate (default: the target's host).
-    #[arg(long, requires = "tls_ca")]
-    pub tls_domain: Option<String>,
-    /// PEM client certificate (mutual TLS).
-    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
-    pub tls_client_cert: Option<PathBuf>,
-    /// PEM private key of --tls-client-cert.
-    #[arg(long, requires = "tls_client_cert")]
-    pub tls_client_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: crate::client::TlsArgs,
 }
 
 /// `registry restore`
@@ -82,17 +72,7 @@ pub fn run_backup(args: BackupArgs) -> ExitCode {
     let result = (|| -> Result<client::BackupReport, String> {
         let pinned = read_key(&args.key)?;
         let mut options = crate::client::ClientOptions::new(&args.target, args.token_file.as_deref())?;
-        if args.target.starts_with("https://") && args.tls_ca.is_none() {
-            return Err(format!(
-                "{} is an https target: name its CA with --tls-ca",
-                args.target
-            ));
-        }
-        options.tls = args.tls_ca.as_ref().map(|ca| crate::auth::tls::ClientTls {
-            ca: Some(ca.clone()),
-            identity: args.tls_client_cert.clone().zip(args.tls_client_key.clone()),
-            domain: args.tls_domain.clone(),
-        });
+        options.tls = args.tls.for_target(&args.target)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

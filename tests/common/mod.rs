@@ -240,6 +240,15 @@ impl Drop for TestServer {
     }
 }
 
+/// A port free on loopback a moment ago (for a server started as a process).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Opens a stopped server's store, retrying while sled's file lock is still
 /// held for a moment after the server released it.
 pub fn open_store(data_dir: &Path) -> registry::log::Store {
