@@ -65,6 +65,10 @@ struct Server {
 
 impl Server {
     async fn start(data: &Path, secrets: &Secrets) -> Server {
+        Server::start_with_audit_key(data, secrets, "audit-signing.key").await
+    }
+
+    async fn start_with_audit_key(data: &Path, secrets: &Secrets, audit_key: &str) -> Server {
         let port = free_port();
         let log = std::fs::File::create(data.with_extension(format!("{port}.log"))).unwrap();
         let child = Command::new(BIN)
@@ -77,7 +81,7 @@ impl Server {
             .arg("--access-file")
             .arg(secrets.path("access.json"))
             .arg("--audit-key-file")
-            .arg(secrets.path("audit-signing.key"))
+            .arg(secrets.path(audit_key))
             .args(["--disk-reserve-mib", "0", "--metrics-listen", "off"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -123,6 +127,12 @@ impl Server {
     fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// SIGTERM: a graceful stop.
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert!(self.child.wait().unwrap().success(), "the server stops cleanly");
     }
 }
 
@@ -487,4 +497,89 @@ async fn a_damaged_backup_is_refused_naming_what_is_wrong() {
 
     // Nothing was written by a refused restore but the empty target it refused to fill.
     assert!(!work.path().join("restored").exists());
+}
+
+fn registry(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    succeeded(&out, &args.join(" "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_follow_an_audit_key_rotation_and_a_restore_keeps_the_hand_over() {
+    let secrets = Secrets::new();
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let backups = work.path().join("backups");
+    let server = Server::start(&data, &secrets).await;
+    let mut c = CaseworkerClient::new(server.channel().await);
+    let first = register(&mut c, "ANA", "V20000001", "2022-05-01").await;
+    succeeded(&backup(&server, &secrets, &backups), "backup before the rotation");
+    drop(c);
+    server.stop();
+
+    // The audit key is rotated (service stopped); the server starts with the new key.
+    let p = |name: &str| secrets.path(name).display().to_string();
+    registry(&["audit", "new-key", "--out", &p("new-audit.key")]);
+    registry(&[
+        "audit",
+        "rotate-key",
+        "--data-dir",
+        &data.display().to_string(),
+        "--audit-key-file",
+        &p("audit-signing.key"),
+        "--new-key-file",
+        &p("new-audit.key"),
+    ]);
+    let server = Server::start_with_audit_key(&data, &secrets, "new-audit.key").await;
+    let mut c = CaseworkerClient::new(server.channel().await);
+    let second = register(&mut c, "BEA", "V20000002", "2022-05-01").await;
+    // Pinned to the old verifier key, the backup follows the hand-over.
+    let out = succeeded(&backup(&server, &secrets, &backups), "backup after the rotation");
+    assert!(out.contains("generation 2 (Incremental)"), "{out}");
+    drop(c);
+    server.kill();
+    std::fs::remove_dir_all(&data).unwrap();
+
+    let restored = work.path().join("restored");
+    succeeded(
+        &restore(&backups, Some(&restored), &secrets),
+        "restore across the rotation",
+    );
+    let listed = registry(&[
+        "audit",
+        "handovers",
+        "--data-dir",
+        &restored.display().to_string(),
+    ]);
+    let kept = std::fs::read_to_string(backups.join("gen-000002/handovers.txt")).unwrap();
+    assert!(
+        !kept.is_empty() && listed == kept,
+        "the restored store keeps the hand-over"
+    );
+    let server = Server::start_with_audit_key(&restored, &secrets, "new-audit.key").await;
+    let mut c = CaseworkerClient::new(server.channel().await);
+    for t in [&first, &second] {
+        assert_eq!(get_case(&mut c, &t.case_id).await.version, 1);
+    }
+    drop(c);
+    server.stop();
+
+    // A hand-over altered in the backup is refused.
+    let altered = work.path().join("altered");
+    copy_dir(&backups, &altered);
+    let file = altered.join("gen-000002/handovers.txt");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen("size ", "size 9", 1);
+    std::fs::write(&file, &text).unwrap();
+    let manifest_path = altered.join("gen-000002/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"]["handovers.txt"]["blake3"] = blake3::hash(text.as_bytes()).to_hex().to_string().into();
+    manifest["files"]["handovers.txt"]["bytes"] = (text.len() as u64).into();
+    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let out = restore(&altered, None, &secrets);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("generation 2") && e.contains("hand-over"), "{e}");
 }

@@ -519,7 +519,7 @@ pub fn handover_chain(notes: &[String]) -> Result<Option<KeyChain>, NoteError> {
     }
 }
 
-fn first_old_key(note: &str) -> Result<Verifier, NoteError> {
+pub fn first_old_key(note: &str) -> Result<Verifier, NoteError> {
     let (body, _) = split_note(note)?;
     let line = body
         .lines()

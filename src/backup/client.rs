@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::format::{
     self, check_file, digest_file, generation_dir, io, read_generations, sync_dir, BackupError,
-    ChainFollower, KeysWriter, Kind, Manifest, ACCESS_FILE, CHECKPOINT_FILE, FORMAT, KEYS_FILE, LOG_FILE,
-    MANIFEST_FILE,
+    ChainFollower, KeysWriter, Kind, Manifest, ACCESS_FILE, CHECKPOINT_FILE, FORMAT, HANDOVERS_FILE,
+    KEYS_FILE, LOG_FILE, MANIFEST_FILE,
 };
 use crate::api::pb;
 use crate::audit::checkpoint::Verifier;
@@ -114,11 +114,21 @@ pub async fn backup(
         pb::backup_part::Part::Start(s) => s,
         _ => return Err("the backup stream does not begin with its start".into()),
     };
-    let verifier = Verifier::parse(verifier_key.as_deref().unwrap_or(&start.verifier_key))
-        .map_err(|e| format!("verifier key: {e}"))?;
-    let checkpoint = verifier
+    // The trusted key: the pinned one, else the backup's, else (a first
+    // generation without --key) the one the key hand-overs start from, or
+    // the server's own when it never rotated.
+    let trusted = match (&verifier_key, start.key_handovers.first()) {
+        (Some(k), _) => Verifier::parse(k).map_err(|e| format!("verifier key: {e}"))?,
+        (None, Some(first)) => crate::audit::checkpoint::first_old_key(first)
+            .map_err(|e| format!("the server's first key hand-over: {e}"))?,
+        (None, None) => Verifier::parse(&start.verifier_key).map_err(|e| format!("verifier key: {e}"))?,
+    };
+    let handovers_text: String = start.key_handovers.concat();
+    let chain = format::key_chain(&trusted, &handovers_text)?;
+    let (checkpoint, _) = chain
         .verify_checkpoint(&start.checkpoint)
         .map_err(|e| format!("the server's checkpoint does not verify: {e}"))?;
+    let verifier = trusted;
     if start.first_seq != after_seq + 1 || start.last_seq != checkpoint.size || start.last_seq < after_seq {
         return Err(format!(
             "the server announces seq {}..={} with a checkpoint of size {}; the backup needs {}.. up to the checkpoint",
@@ -225,9 +235,10 @@ pub async fn backup(
     }
     write_synced(&dir.join(ACCESS_FILE), &start.access_file).map_err(|e| e.to_string())?;
     write_synced(&dir.join(CHECKPOINT_FILE), start.checkpoint.as_bytes()).map_err(|e| e.to_string())?;
+    write_synced(&dir.join(HANDOVERS_FILE), handovers_text.as_bytes()).map_err(|e| e.to_string())?;
     let mut files = std::collections::BTreeMap::new();
     let mut bytes = 0;
-    for name in [LOG_FILE, KEYS_FILE, ACCESS_FILE, CHECKPOINT_FILE] {
+    for name in [LOG_FILE, KEYS_FILE, ACCESS_FILE, CHECKPOINT_FILE, HANDOVERS_FILE] {
         let d = digest_file(&dir.join(name)).map_err(|e| e.to_string())?;
         bytes += d.bytes;
         files.insert(name.to_string(), d);

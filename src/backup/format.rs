@@ -22,6 +22,7 @@ pub const LOG_FILE: &str = "log.export";
 pub const KEYS_FILE: &str = "keys.bin";
 pub const ACCESS_FILE: &str = "access.json";
 pub const CHECKPOINT_FILE: &str = "checkpoint.txt";
+pub const HANDOVERS_FILE: &str = "handovers.txt";
 /// Generation directories: `gen-` and six digits.
 pub const GENERATION_PREFIX: &str = "gen-";
 
@@ -91,7 +92,9 @@ pub struct Manifest {
     /// The checkpoint in `checkpoint.txt` commits to `last_seq` records with this root.
     pub checkpoint_root: String,
     pub origin: String,
-    /// The audit verifier key the checkpoint verified with.
+    /// The audit verifier key trusted for this backup: the checkpoint
+    /// verified with it, or with the key it handed over to through the notes
+    /// in `handovers.txt`. The same in every generation.
     pub verifier_key: String,
     /// The Merkle frontier after `last_seq`: lets the next generation check
     /// its checkpoint's root without reading this one's records.
@@ -442,4 +445,15 @@ pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
+}
+
+/// The key chain of a generation: its hand-over notes (`handovers.txt`,
+/// empty when the key was never rotated) followed from the trusted key.
+pub fn key_chain(
+    trusted: &crate::audit::checkpoint::Verifier,
+    notes_text: &str,
+) -> Result<crate::audit::handover::KeyChain, String> {
+    let notes = crate::audit::handover::split_notes(notes_text);
+    crate::audit::handover::KeyChain::follow_from(trusted.clone(), &notes)
+        .map_err(|e| format!("the key hand-overs do not verify from the trusted key: {e}"))
 }

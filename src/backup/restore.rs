@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::format::{
     check_file, read_generations, read_keys, BackupError, ChainFollower, Generation, ACCESS_FILE,
-    CHECKPOINT_FILE, KEYS_FILE, LOG_FILE,
+    CHECKPOINT_FILE, HANDOVERS_FILE, KEYS_FILE, LOG_FILE,
 };
 use crate::audit::checkpoint::{Checkpoint, Verifier, TREE_CHECKPOINTS};
 use crate::audit::export::ExportReader;
@@ -81,11 +81,14 @@ pub fn restore(
     }
     let verifier = Verifier::parse(&key).map_err(|e| invalid(format!("verifier key: {e}")))?;
     let mut checkpoints = Vec::with_capacity(generations.len());
+    // The hand-over notes of the latest generation read so far (each
+    // generation's list extends the one before).
+    let mut handovers: Vec<String> = Vec::new();
     for g in &generations {
         for name in g.manifest.files.keys() {
             check_file(g, name)?;
         }
-        for name in [LOG_FILE, KEYS_FILE, ACCESS_FILE, CHECKPOINT_FILE] {
+        for name in [LOG_FILE, KEYS_FILE, ACCESS_FILE, CHECKPOINT_FILE, HANDOVERS_FILE] {
             if !g.manifest.files.contains_key(name) {
                 return Err(invalid(format!(
                     "generation {}: the manifest lists no {name}",
@@ -93,7 +96,7 @@ pub fn restore(
                 )));
             }
         }
-        checkpoints.push(check_checkpoint(g, &verifier)?);
+        checkpoints.push(check_checkpoint(g, &verifier, &mut handovers)?);
     }
     let mut report = RestoreReport {
         generations: generations.len() as u32,
@@ -149,6 +152,7 @@ pub fn restore(
         target.master,
         &generations,
         &checkpoints,
+        &handovers,
         &mut report,
         progress,
     );
@@ -176,6 +180,7 @@ fn write_store(
     master: MasterKey,
     generations: &[Generation],
     checkpoints: &[(Checkpoint, String)],
+    handovers: &[String],
     report: &mut RestoreReport,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<(), BackupError> {
@@ -247,6 +252,14 @@ fn write_store(
                 .insert(cp.size.to_be_bytes(), note.as_bytes())
                 .map_err(sled_err)?;
         }
+        let handover_tree = db
+            .open_tree(crate::audit::handover::TREE_KEY_HANDOVERS)
+            .map_err(sled_err)?;
+        for (i, note) in handovers.iter().enumerate() {
+            handover_tree
+                .insert((i as u64 + 1).to_be_bytes(), note.as_bytes())
+                .map_err(sled_err)?;
+        }
         report.checkpoint = checkpoints
             .last()
             .map(|(_, note)| note.clone())
@@ -311,12 +324,30 @@ fn sled_err(e: sled::Error) -> BackupError {
     invalid(format!("store: {e}"))
 }
 
-/// Verifies a generation's checkpoint: signature, size and root as the manifest says.
-fn check_checkpoint(g: &Generation, verifier: &Verifier) -> Result<(Checkpoint, String), BackupError> {
+/// Verifies a generation's checkpoint: signature (by the trusted key, or
+/// the key its hand-overs lead to), size and root as the manifest says.
+/// `handovers` holds the previous generation's notes; this generation's
+/// must extend them, and replace them.
+fn check_checkpoint(
+    g: &Generation,
+    verifier: &Verifier,
+    handovers: &mut Vec<String>,
+) -> Result<(Checkpoint, String), BackupError> {
     let n = g.manifest.generation;
+    let path = g.dir.join(HANDOVERS_FILE);
+    let text = std::fs::read_to_string(&path).map_err(super::format::io(&path))?;
+    let chain =
+        super::format::key_chain(verifier, &text).map_err(|e| invalid(format!("generation {n}: {e}")))?;
+    let notes = crate::audit::handover::split_notes(&text);
+    if !notes.starts_with(handovers) {
+        return Err(invalid(format!(
+            "generation {n}: its key hand-overs do not extend those of the generation before"
+        )));
+    }
+    *handovers = notes;
     let path = g.dir.join(CHECKPOINT_FILE);
     let note = std::fs::read_to_string(&path).map_err(super::format::io(&path))?;
-    let cp = verifier
+    let (cp, _) = chain
         .verify_checkpoint(&note)
         .map_err(|e| invalid(format!("generation {n}: {CHECKPOINT_FILE} does not verify: {e}")))?;
     if cp.size != g.manifest.last_seq || merkle::hex(&cp.root) != g.manifest.checkpoint_root {

@@ -164,6 +164,8 @@ impl BackupSource {
             }
         }
         let access_file = std::fs::read(&self.access_file).map_err(|e| internal(&e))?;
+        let key_handovers =
+            crate::audit::checkpoint::stored_handovers(self.cases.store().db()).map_err(|e| internal(&e))?;
         Ok(pb::BackupStart {
             checkpoint: cp.note,
             verifier_key: self.checkpointer.signer().verifier().vkey(),
@@ -171,6 +173,7 @@ impl BackupSource {
             last_seq,
             access_file,
             master_key_ids: vec![self.cases.master_key_id()],
+            key_handovers,
         })
     }
 
