@@ -166,7 +166,9 @@ enum Command {
     Restore(registry::backup::RestoreArgs),
     /// A mixed workload against a running server: throughput, latency percentiles, gRPC codes.
     LoadTest(registry::loadtest::LoadTestArgs),
-    /// Statistics: a caseload breakdown from a stopped store (docs/STATISTICS.md).
+    /// Statistics: the caseload, a series, the funnel, certifications or
+    /// permits expiring, from a stopped store or a running server, as text,
+    /// CSV with a Table Schema, or JSON (docs/STATISTICS.md).
     Stats(registry::projection::cli::StatsArgs),
     /// Drop the statistics and worklist projections and rebuild them from the empty state.
     RebuildProjections(registry::projection::cli::RebuildArgs),

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::engine::{replay, AsOf, Engine, TREE};
-use super::query::{caseload, CaseloadQuery, Dim, Filter, Table};
+use super::export::{self, LongTable, TableKind};
+use super::query::{caseload, CaseloadQuery, Dim, Filter};
+use super::state::Metric;
 use super::state::ProjectionState;
 use super::suppress::SuppressionRules;
 use crate::domain::Date;
@@ -19,38 +21,222 @@ pub enum Format {
     Json,
 }
 
-/// `registry stats`: a caseload breakdown from a stopped store.
+/// `registry stats`: a statistic from a stopped store (`--data-dir`) or a
+/// running server (`--target`), as text, CSV (with a Table Schema) or JSON.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StatsArgs {
+    /// A stopped store (its persisted projection is caught up first).
+    #[arg(long, required_unless_present = "target", conflicts_with = "target")]
+    pub data_dir: Option<PathBuf>,
+    /// A running server, `http://host:port` or `https://host:port`: asks its
+    /// Statistics service (a statistician's token).
     #[arg(long)]
-    pub data_dir: PathBuf,
-    /// Count statuses and ages on this date (YYYY-MM-DD). Default: today
-    /// (UTC), or the latest business date in the log if later. A date
-    /// before the latest business date replays the log up to it.
+    pub target: Option<String>,
+    /// With --target: bearer token file (default: $REGISTRY_TOKEN).
+    #[arg(long, requires = "target")]
+    pub token_file: Option<PathBuf>,
+    /// With an https --target: PEM CA certificate that signs the server's certificate.
+    #[arg(long, requires = "target")]
+    pub tls_ca: Option<PathBuf>,
+    /// Server name to verify in its certificate (default: the target's host).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_domain: Option<String>,
+    /// PEM client certificate, for a server that requires one.
+    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert.
+    #[arg(long, requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+    /// The statistic.
+    #[arg(long, value_enum, default_value_t = TableKind::Caseload)]
+    pub table: TableKind,
+    /// Caseload: count statuses and ages on this date (YYYY-MM-DD). Default:
+    /// today (Colombia), or the latest business date in the log if later
+    /// (offline); today in Colombia (server). A date before the latest
+    /// business date replays the log up to it.
     #[arg(long)]
     pub as_of: Option<String>,
-    /// Replay the log up to this seq (statuses on --as-of, else on the
-    /// latest business date up to there).
+    /// Caseload: replay the log up to this seq (statuses on --as-of, else on
+    /// the latest business date up to there).
     #[arg(long)]
     pub as_of_seq: Option<u64>,
-    /// Breakdown dimensions (up to 3): status, department, municipality, sex,
-    /// age_band, minor, channel, permit_type.
+    /// Breakdown dimensions. Caseload (up to 3): status, department,
+    /// municipality, sex, age_band, minor, channel, permit_type.
+    /// Certifications: route, sector, stage.
     #[arg(long, value_delimiter = ',')]
     pub by: Vec<String>,
-    /// Filters DIM=VALUE[|VALUE..] (repeatable), e.g. status=IRREGULAR minor=true.
+    /// Caseload filters DIM=VALUE[|VALUE..] (repeatable), e.g. status=IRREGULAR minor=true.
     #[arg(long)]
     pub filter: Vec<String>,
+    /// Series: the metric (REGISTRATIONS, PRE_REGISTRATIONS, BIOMETRIC_CAPTURES,
+    /// DECISIONS_APPROVED, DECISIONS_DENIED, PERMITS_ISSUED, CARDS_DELIVERED,
+    /// CANCELLATIONS, ERASURES).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Series and expiring permits: first month, YYYY-MM.
+    #[arg(long)]
+    pub from_month: Option<String>,
+    /// Series and expiring permits: last month, YYYY-MM.
+    #[arg(long)]
+    pub to_month: Option<String>,
     /// Apply disclosure control (small-cell and secondary suppression).
     #[arg(long)]
     pub published: bool,
-    /// Smallest published cell.
+    /// Smallest published cell (offline only: a server applies its own).
     #[arg(long, default_value_t = crate::limits::STATS_MIN_CELL)]
     pub min_cell: u64,
-    /// Smallest published cell involving minors or a municipality.
+    /// Smallest published cell involving minors or a municipality (offline only).
     #[arg(long, default_value_t = crate::limits::STATS_MIN_CELL_SENSITIVE)]
     pub min_cell_sensitive: u64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Write the table to this file instead of standard output, with
+    /// `<stem>.codebook.json` beside it, and for CSV `<stem>.schema.json`
+    /// (Frictionless Table Schema); `<stem>` is the file name without its
+    /// extension.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// A checked `registry stats` question.
+#[derive(Clone, Debug)]
+pub struct Question {
+    pub kind: TableKind,
+    pub as_of: Option<Date>,
+    pub as_of_seq: Option<u64>,
+    pub caseload: CaseloadQuery,
+    /// Certifications: the breakdown, in the order route, sector, stage.
+    pub cert_dims: Vec<&'static str>,
+    pub metric: Option<Metric>,
+    /// Month indexes and their text.
+    pub from: Option<(u32, String)>,
+    pub to: Option<(u32, String)>,
+    pub published: bool,
+}
+
+fn month_arg(flag: &str, text: &Option<String>) -> Result<Option<(u32, String)>, String> {
+    let Some(t) = text else { return Ok(None) };
+    let d = Date::parse(&format!("{t}-01"))
+        .filter(|_| t.len() == 7)
+        .ok_or_else(|| {
+            format!(
+                "{flag}: expected YYYY-MM, got {:?}",
+                t.chars().take(40).collect::<String>()
+            )
+        })?;
+    Ok(Some((super::month_index(d), t.clone())))
+}
+
+impl Question {
+    /// Checks the arguments; errors name the flag.
+    pub fn from_args(args: &StatsArgs) -> Result<Question, String> {
+        let kind = args.table;
+        let caseload_only = |flag: &str, given: bool| {
+            if given && kind != TableKind::Caseload {
+                Err(format!(
+                    "{flag}: only for --table caseload (the other tables reflect the log position)"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        caseload_only("--as-of", args.as_of.is_some())?;
+        caseload_only("--as-of-seq", args.as_of_seq.is_some())?;
+        caseload_only("--filter", !args.filter.is_empty())?;
+        let as_of = match &args.as_of {
+            Some(t) => Some(Date::parse(t).ok_or_else(|| format!("--as-of: not a date: {t:?}"))?),
+            None => None,
+        };
+        if args.as_of_seq == Some(0) {
+            return Err("--as-of-seq: must be at least 1".into());
+        }
+        let by: Vec<&str> = args
+            .by
+            .iter()
+            .map(|d| d.trim())
+            .filter(|d| !d.is_empty())
+            .collect();
+        let mut dims = Vec::new();
+        let mut cert_dims = Vec::new();
+        match kind {
+            TableKind::Caseload => {
+                for d in &by {
+                    dims.push(Dim::parse(d).ok_or_else(|| format!("--by: unknown dimension {d:?}"))?);
+                }
+            }
+            TableKind::Certifications => {
+                for d in &by {
+                    if !["route", "sector", "stage"].contains(d) {
+                        return Err(format!(
+                            "--by: {d:?} is not a certifications dimension (route, sector, stage)"
+                        ));
+                    }
+                }
+                cert_dims = ["route", "sector", "stage"]
+                    .into_iter()
+                    .filter(|d| by.contains(d))
+                    .collect();
+            }
+            _ if !by.is_empty() => {
+                return Err(format!(
+                    "--by: --table {} has no breakdown",
+                    kind.as_str().replace('_', "-")
+                ))
+            }
+            _ => {}
+        }
+        let filters = args
+            .filter
+            .iter()
+            .map(|f| Filter::parse(f).map_err(|e| format!("--filter: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metric = match (&args.metric, kind) {
+            (Some(m), TableKind::Series) => Some(Metric::parse(m).ok_or_else(|| {
+                format!(
+                    "--metric: unknown metric {:?}",
+                    m.chars().take(40).collect::<String>()
+                )
+            })?),
+            (None, TableKind::Series) => return Err("--metric: required for --table series".into()),
+            (Some(_), _) => return Err("--metric: only for --table series".into()),
+            (None, _) => None,
+        };
+        let months_allowed = matches!(kind, TableKind::Series | TableKind::ExpiringPermits);
+        if !months_allowed && (args.from_month.is_some() || args.to_month.is_some()) {
+            return Err("--from-month/--to-month: only for --table series or expiring-permits".into());
+        }
+        let from = month_arg("--from-month", &args.from_month)?;
+        let to = month_arg("--to-month", &args.to_month)?;
+        let caseload = CaseloadQuery {
+            by: dims,
+            filters,
+            published: args.published,
+        };
+        super::query::validate(&caseload).map_err(|e| format!("--{e}"))?;
+        if args.target.is_some()
+            && (args.min_cell != crate::limits::STATS_MIN_CELL
+                || args.min_cell_sensitive != crate::limits::STATS_MIN_CELL_SENSITIVE)
+        {
+            return Err(
+                "--min-cell/--min-cell-sensitive: not with --target (the server applies its own thresholds)"
+                    .into(),
+            );
+        }
+        if args.out.is_some() && args.format == Format::Table {
+            return Err("--out: needs --format csv or json".into());
+        }
+        Ok(Question {
+            kind,
+            as_of,
+            as_of_seq: args.as_of_seq,
+            caseload,
+            cert_dims,
+            metric,
+            from,
+            to,
+            published: args.published,
+        })
+    }
 }
 
 /// `registry rebuild-projections`.
@@ -120,99 +306,102 @@ pub fn state_as_of(
 
 /// Runs `registry stats`.
 pub fn stats(args: &StatsArgs) -> Result<(), BoxError> {
-    let as_of = match &args.as_of {
-        Some(t) => Some(Date::parse(t).ok_or_else(|| format!("--as-of: not a date: {t:?}"))?),
-        None => None,
-    };
-    let mut by = Vec::new();
-    for d in args.by.iter().filter(|d| !d.is_empty()) {
-        by.push(Dim::parse(d).ok_or_else(|| format!("--by: unknown dimension {d:?}"))?);
-    }
-    let filters = args
-        .filter
-        .iter()
-        .map(|f| Filter::parse(f))
-        .collect::<Result<Vec<_>, _>>()?;
-    let q = CaseloadQuery {
-        by,
-        filters,
-        published: args.published,
-    };
-    super::query::validate(&q)?;
+    let q = Question::from_args(args)?;
     let rules = SuppressionRules {
         min_cell: args.min_cell,
         min_cell_sensitive: args.min_cell_sensitive,
     };
-    let store = open_store(&args.data_dir)?;
-    let state = state_as_of(&store, as_of, args.as_of_seq)?;
-    let table = caseload(&state, &q, &rules)?;
-    print!("{}", render(&table, args.format)?);
+    let table = match (&args.target, &args.data_dir) {
+        (Some(target), _) => {
+            if target.starts_with("https://") && args.tls_ca.is_none() {
+                return Err(format!(
+                    "--tls-ca: {target} is an https target: name the CA that signs its certificate"
+                )
+                .into());
+            }
+            let mut options = crate::client::ClientOptions::new(target, args.token_file.as_deref())?;
+            options.tls = args.tls_ca.as_ref().map(|ca| crate::auth::tls::ClientTls {
+                ca: Some(ca.clone()),
+                identity: args.tls_client_cert.clone().zip(args.tls_client_key.clone()),
+                domain: args.tls_domain.clone(),
+            });
+            super::remote::fetch(&options, &q)?
+        }
+        (None, Some(dir)) => offline(dir, &q, &rules)?,
+        (None, None) => return Err("--data-dir or --target: one is required".into()),
+    };
+    let (body, schema) = match args.format {
+        Format::Table => (export::to_text(&table).into_bytes(), None),
+        Format::Csv => (export::to_csv(&table)?, Some(export::table_schema(&table))),
+        Format::Json => {
+            let mut b = serde_json::to_vec_pretty(&export::to_json(&table))?;
+            b.push(b'\n');
+            (b, None)
+        }
+    };
+    match &args.out {
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&body)?;
+        }
+        Some(path) => {
+            let write = |p: &Path, bytes: &[u8]| {
+                std::fs::write(p, bytes).map_err(|e| format!("--out: cannot write {}: {e}", p.display()))
+            };
+            write(path, &body)?;
+            let mut written = vec![path.clone()];
+            let beside = |suffix: &str| {
+                let stem = path
+                    .file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+                path.with_file_name(format!("{stem}.{suffix}"))
+            };
+            if let Some(schema) = schema {
+                let p = beside("schema.json");
+                write(&p, &pretty(&schema)?)?;
+                written.push(p);
+            }
+            let p = beside("codebook.json");
+            write(&p, &pretty(&export::codebook(&table, &rules))?)?;
+            written.push(p);
+            for p in written {
+                println!("wrote {}", p.display());
+            }
+        }
+    }
     Ok(())
 }
 
-/// Renders a table: aligned text, CSV (header row, one row per cell) or JSON.
-pub fn render(t: &Table, format: Format) -> Result<String, BoxError> {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let count = |c: Option<u64>| c.map_or_else(|| "suppressed".to_string(), |n| n.to_string());
-    match format {
-        Format::Json => {
-            out = serde_json::to_string_pretty(t)?;
-            out.push('\n');
-        }
-        Format::Csv => {
-            let mut header: Vec<&str> = t.dims.iter().map(|d| d.as_str()).collect();
-            header.extend(["count", "as_of_date", "log_seq", "log_hash"]);
-            let _ = writeln!(out, "{}", header.join(","));
-            for r in &t.rows {
-                let _ = writeln!(
-                    out,
-                    "{},{},{},{},{}",
-                    r.values.join(","),
-                    r.count.map_or(String::new(), |n| n.to_string()),
-                    t.as_of_date,
-                    t.seq,
-                    t.hash
-                )
-                .map(|_| ());
-            }
-            if t.dims.is_empty() {
-                // One row: the total (the loop above printed a leading comma).
-                out = format!(
-                    "count,as_of_date,log_seq,log_hash\n{},{},{},{}\n",
-                    t.total.map_or(String::new(), |n| n.to_string()),
-                    t.as_of_date,
-                    t.seq,
-                    t.hash
-                );
-            }
-        }
-        Format::Table => {
-            let _ = writeln!(
-                out,
-                "caseload as of {} (log seq {}, hash {}){}",
-                t.as_of_date,
-                t.seq,
-                t.hash,
-                if t.published {
-                    ", published (suppressed cells hidden)"
-                } else {
-                    ""
-                }
-            );
-            let _ = writeln!(
-                out,
-                "{:<24}{:>12}",
-                t.dims.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(" / "),
-                "count"
-            );
-            for r in &t.rows {
-                let _ = writeln!(out, "{:<24}{:>12}", r.values.join(" / "), count(r.count));
-            }
-            let _ = writeln!(out, "{:<24}{:>12}", "TOTAL", count(t.total));
-        }
+fn pretty(v: &serde_json::Value) -> Result<Vec<u8>, BoxError> {
+    let mut b = serde_json::to_vec_pretty(v)?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+/// Answers a question from a stopped store.
+pub fn offline(dir: &Path, q: &Question, rules: &SuppressionRules) -> Result<LongTable, BoxError> {
+    let store = open_store(dir)?;
+    if q.kind == TableKind::Caseload {
+        let state = state_as_of(&store, q.as_of, q.as_of_seq)?;
+        let table = caseload(&state, &q.caseload, rules)?;
+        return Ok(export::from_caseload(&table, &q.caseload.filters));
     }
-    Ok(out)
+    let state = state_as_of(&store, None, None)?;
+    let (from, to) = (q.from.as_ref().map(|m| m.0), q.to.as_ref().map(|m| m.0));
+    let p = q.published;
+    let points = match q.kind {
+        TableKind::Series => {
+            let metric = q.metric.ok_or("--metric: required for --table series")?;
+            super::series(&state, metric, from, to, p, rules)
+        }
+        TableKind::Funnel => super::funnel(&state, p, rules),
+        TableKind::ExpiringPermits => super::expiring(&state, from, to, p, rules),
+        _ => {
+            let has = |d: &str| q.cert_dims.contains(&d);
+            super::certifications(&state, has("route"), has("sector"), has("stage"), p, rules)
+        }
+    };
+    Ok(export::from_points(q.kind, &points, &q.cert_dims, from, to, p))
 }
 
 /// Runs `registry rebuild-projections`: drops the projection and rebuilds

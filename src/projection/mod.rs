@@ -10,6 +10,11 @@
 //!   batch), catch-up, the follower thread, point-in-time replays.
 //! - [`query`]: caseload breakdowns (up to three dimensions, filters).
 //! - [`suppress`]: disclosure control for published tables.
+//! - [`export`]: every statistic in long format (dimension columns, `count`,
+//!   `obs_status`, zero cells), as CSV with a Frictionless Table Schema or
+//!   JSON, and the codebook that goes with an export.
+//! - [`remote`]: `registry stats --target`, the same question asked of a
+//!   running server's Statistics service.
 //! - [`cli`]: `registry stats`, `registry rebuild-projections`, `registry bench stats`.
 //! - [`grpc`]: the `Statistics` gRPC service.
 //!
@@ -20,9 +25,11 @@
 
 pub mod cli;
 pub mod engine;
+pub mod export;
 pub mod facts;
 pub mod grpc;
 pub mod query;
+pub mod remote;
 pub mod state;
 pub mod suppress;
 

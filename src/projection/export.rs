@@ -1,0 +1,810 @@
+//! Tables for statisticians (docs/STATISTICS.md, "Tables for statisticians"):
+//! every statistic in long format (one column per dimension, a `count`
+//! column and an `obs_status` column), zero cells included where the
+//! dimensions' code lists are bounded, written as CSV (the `csv` crate) with
+//! a Frictionless Table Schema beside it, or as JSON; and the codebook that
+//! goes with every export.
+//!
+//! The same [`LongTable`] is built from a stopped store's answer and from a
+//! running server's gRPC answer, so both give the same bytes.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Map, Value};
+
+use super::query::{Dim, Filter, Table};
+use super::suppress::SuppressionRules;
+use super::{month_index, month_label, Metric, Points};
+use crate::domain::{
+    AgeBand, CertificationRoute, CertificationStage, ChannelCatalog, Date, Municipality, PermitType,
+    PersonStatus, Sector, Sex, DEPARTMENTS, DIVIPOLA_VERSION,
+};
+
+/// The note on coverage every codebook carries.
+pub const COVERAGE_NOTE: &str = "Counts are of people known to this registry: persons registered in it, by \
+their derived status. IRREGULAR counts persons registered here who have no regular status on the reference \
+date; it is not Migración Colombia's estimate of people in Colombia without regular status (486,072), most of \
+whom never registered.";
+
+/// The municipality rule (no zero cells).
+pub const MUNICIPALITY_RULE: &str = "Tables broken down by municipality list observed cells only (a count, or \
+suppressed): a combination that is not listed has a count of zero. Every other breakdown lists every \
+combination of its dimensions' codes in this codebook (restricted by the table's filters), zero cells included.";
+
+/// Observation status of a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObsStatus {
+    /// A count > 0 is published.
+    Observed,
+    /// Hidden by disclosure control (count left empty).
+    Suppressed,
+    /// Nobody: the count is 0.
+    Zero,
+}
+
+impl ObsStatus {
+    pub const ALL: [ObsStatus; 3] = [ObsStatus::Observed, ObsStatus::Suppressed, ObsStatus::Zero];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObsStatus::Observed => "observed",
+            ObsStatus::Suppressed => "suppressed",
+            ObsStatus::Zero => "zero",
+        }
+    }
+
+    fn definition(self) -> &'static str {
+        match self {
+            ObsStatus::Observed => "count > 0, published",
+            ObsStatus::Suppressed => {
+                "hidden by disclosure control (primary: under the threshold; or secondary: a complement \
+                 protecting another hidden cell); count is empty"
+            }
+            ObsStatus::Zero => "count is 0",
+        }
+    }
+
+    fn of(count: Option<u64>) -> ObsStatus {
+        match count {
+            None => ObsStatus::Suppressed,
+            Some(0) => ObsStatus::Zero,
+            Some(_) => ObsStatus::Observed,
+        }
+    }
+}
+
+/// Which statistic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableKind {
+    Caseload,
+    Series,
+    Funnel,
+    Certifications,
+    ExpiringPermits,
+}
+
+impl TableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Caseload => "caseload",
+            TableKind::Series => "series",
+            TableKind::Funnel => "funnel",
+            TableKind::Certifications => "certifications",
+            TableKind::ExpiringPermits => "expiring_permits",
+        }
+    }
+}
+
+/// One row in long format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LongRow {
+    /// Codes, in the order of the table's dimensions.
+    pub values: Vec<String>,
+    /// `None` when suppressed.
+    pub count: Option<u64>,
+    pub obs_status: ObsStatus,
+}
+
+/// A statistic in long format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LongTable {
+    pub kind: TableKind,
+    /// Column names of the dimensions.
+    pub dims: Vec<String>,
+    pub rows: Vec<LongRow>,
+    /// Caseload: persons matching the filters (`None`: withheld). Other tables: `None`.
+    pub total: Option<u64>,
+    /// Caseload: the date statuses and ages are counted on.
+    pub as_of_date: Option<String>,
+    pub seq: u64,
+    pub hash: String,
+    pub published: bool,
+}
+
+/// Codes and labels of a dimension, in codebook order.
+fn codes(dim: &str) -> Vec<(String, String)> {
+    let own = |code: &str, label: &str| (code.to_string(), label.to_string());
+    match dim {
+        "status" => PersonStatus::ALL
+            .iter()
+            .map(|s| own(s.as_str(), status_definition(*s)))
+            .collect(),
+        "department" => DEPARTMENTS
+            .iter()
+            .map(|(c, name)| (format!("{c:02}"), name.to_string()))
+            .collect(),
+        "municipality" => Municipality::all()
+            .map(|m| (m.to_string(), m.name().to_string()))
+            .collect(),
+        "sex" => Sex::ALL
+            .iter()
+            .map(|s| {
+                own(
+                    s.as_str(),
+                    match s {
+                        Sex::Female => "Female",
+                        Sex::Male => "Male",
+                        Sex::Unspecified => "Non-binary or not stated in the document",
+                    },
+                )
+            })
+            .collect(),
+        "age_band" => AgeBand::ALL
+            .iter()
+            .map(|b| {
+                own(
+                    b.as_str(),
+                    &format!("{} years (age on the reference date)", b.as_str()),
+                )
+            })
+            .collect(),
+        "minor" => vec![own("false", "18 or older"), own("true", "under 18")],
+        "channel" => ChannelCatalog::builtin()
+            .channels()
+            .iter()
+            .map(|c| own(c.code.as_str(), &c.name))
+            .chain([own("NONE", "no current application")])
+            .collect(),
+        "permit_type" => [own("NONE", "no permit ever issued")]
+            .into_iter()
+            .chain(PermitType::ALL.iter().map(|t| {
+                own(
+                    t.as_str(),
+                    match t {
+                        PermitType::Ppt => "Temporary Protection Permit (ETPV)",
+                        PermitType::PepTutor => "Special Permanence Permit for guardians of minors",
+                        PermitType::VisaV => "Special visitor visa V",
+                        PermitType::Sc2SafeConduct => "SC-2 safe-conduct of an asylum seeker",
+                    },
+                )
+            }))
+            .collect(),
+        "metric" => Metric::ALL
+            .iter()
+            .map(|m| own(m.as_str(), metric_definition(*m)))
+            .collect(),
+        "step" => super::facts::funnel::STEPS
+            .iter()
+            .map(|(s, _)| own(s, step_definition(s)))
+            .collect(),
+        "route" => CertificationRoute::ALL
+            .iter()
+            .map(|r| own(r.as_str(), r.as_str()))
+            .collect(),
+        "sector" => Sector::ALL.iter().map(|s| own(s.as_str(), s.as_str())).collect(),
+        "stage" => CertificationStage::ALL
+            .iter()
+            .map(|s| own(s.as_str(), s.as_str()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn status_definition(s: PersonStatus) -> &'static str {
+    match s {
+        PersonStatus::Irregular => {
+            "Registered in this registry but without regular status on the reference date (no permit, visa or \
+             application in process)"
+        }
+        PersonStatus::InProcess => "An application is in process (pre-registered, under review or under appeal)",
+        PersonStatus::RegularPpt => "Holds an active PPT (Temporary Protection Permit)",
+        PersonStatus::RegularVisa => "Holds a valid visa",
+        PersonStatus::RegularPepTutor => "Holds an active PEP-Tutor",
+        PersonStatus::RegularOther => "Holds another active permit (Visa V, SC-2 ...)",
+        PersonStatus::Nationalized => "Exited: became a Colombian national",
+        PersonStatus::Departed => "Exited: left Colombia",
+        PersonStatus::Deceased => "Exited: died",
+    }
+}
+
+fn metric_definition(m: Metric) -> &'static str {
+    match m {
+        Metric::Registrations => "persons registered, by business date",
+        Metric::PreRegistrations => "pre-registrations (applications opened)",
+        Metric::BiometricCaptures => "biometric captures",
+        Metric::DecisionsApproved => "approvals and appeals upheld",
+        Metric::DecisionsDenied => "first-instance denials",
+        Metric::PermitsIssued => "permits issued",
+        Metric::CardsDelivered => "permit cards delivered",
+        Metric::Cancellations => "permit cancellations",
+        Metric::Erasures => "identity erasures",
+    }
+}
+
+fn step_definition(step: &str) -> &'static str {
+    match step {
+        "PRE_REGISTERED" => "current application pre-registered",
+        "BIOMETRICS" => "biometrics captured for it",
+        "APPROVED" => "approved",
+        "PRINTED" => "its permit card printed",
+        _ => "its permit card delivered",
+    }
+}
+
+/// The sort key of a code on a dimension: its place in the codebook, codes
+/// not in the codebook after, by text.
+fn order_key(index: &HashMap<String, usize>, code: &str) -> (usize, String) {
+    (index.get(code).copied().unwrap_or(usize::MAX), code.to_string())
+}
+
+/// Adds zero rows for every combination of `lists` (one per dimension) not
+/// observed, and sorts by the codebook order of each dimension.
+fn fill_and_sort(dims: &[String], observed: Vec<LongRow>, lists: Option<Vec<Vec<String>>>) -> Vec<LongRow> {
+    let mut rows = observed;
+    if let Some(lists) = lists {
+        let seen: std::collections::HashSet<Vec<String>> = rows.iter().map(|r| r.values.clone()).collect();
+        let mut combos: Vec<Vec<String>> = vec![Vec::new()];
+        for list in &lists {
+            combos = combos
+                .into_iter()
+                .flat_map(|prefix| {
+                    list.iter().map(move |code| {
+                        let mut c = prefix.clone();
+                        c.push(code.clone());
+                        c
+                    })
+                })
+                .collect();
+        }
+        for c in combos {
+            if !seen.contains(&c) {
+                rows.push(LongRow {
+                    values: c,
+                    count: Some(0),
+                    obs_status: ObsStatus::Zero,
+                });
+            }
+        }
+    }
+    let indexes: Vec<HashMap<String, usize>> = dims
+        .iter()
+        .map(|d| {
+            let mut codes: Vec<String> = codes(d).into_iter().map(|(c, _)| c).collect();
+            if d == "month" {
+                codes.clear();
+            }
+            codes.into_iter().enumerate().map(|(i, c)| (c, i)).collect()
+        })
+        .collect();
+    rows.sort_by_cached_key(|r| {
+        r.values
+            .iter()
+            .zip(&indexes)
+            .map(|(v, ix)| order_key(ix, v))
+            .collect::<Vec<_>>()
+    });
+    rows
+}
+
+/// A caseload answer in long format. Zero cells are added for every
+/// combination of the dimensions' codes (restricted to a filter's values on
+/// that dimension), unless municipality is a dimension.
+pub fn from_caseload(t: &Table, filters: &[Filter]) -> LongTable {
+    let dims: Vec<String> = t.dims.iter().map(|d| d.as_str().to_string()).collect();
+    let observed: Vec<LongRow> = t
+        .rows
+        .iter()
+        .map(|r| LongRow {
+            values: r.values.clone(),
+            count: r.count,
+            obs_status: ObsStatus::of(r.count),
+        })
+        .collect();
+    let lists = (!t.dims.contains(&Dim::Municipality)).then(|| {
+        t.dims
+            .iter()
+            .map(|d| {
+                let allowed: Vec<&String> = filters
+                    .iter()
+                    .filter(|f| f.dim == *d)
+                    .flat_map(|f| f.values.iter())
+                    .collect();
+                let restricted = filters.iter().any(|f| f.dim == *d);
+                codes(d.as_str())
+                    .into_iter()
+                    .map(|(c, _)| c)
+                    .filter(|c| !restricted || allowed.contains(&c))
+                    .collect()
+            })
+            .collect()
+    });
+    LongTable {
+        kind: TableKind::Caseload,
+        rows: fill_and_sort(&dims, observed, lists),
+        dims,
+        total: t.total,
+        as_of_date: Some(t.as_of_date.clone()),
+        seq: t.seq,
+        hash: t.hash.clone(),
+        published: t.published,
+    }
+}
+
+/// Every month label from `from` to `to` (month indexes), inclusive.
+fn months(from: u32, to: u32) -> Vec<String> {
+    (from..=to).map(month_label).collect()
+}
+
+fn month_of(label: &str) -> Option<u32> {
+    Date::parse(&format!("{label}-01")).map(month_index)
+}
+
+/// A month range for zero cells: the bounds asked, else the months observed.
+fn month_range(p: &Points, from: Option<u32>, to: Option<u32>) -> Vec<String> {
+    let seen: Vec<u32> = p.points.iter().filter_map(|pt| month_of(&pt.label)).collect();
+    let lo = from.or_else(|| seen.iter().min().copied());
+    let hi = to.or_else(|| seen.iter().max().copied());
+    match (lo, hi) {
+        (Some(lo), Some(hi)) if lo <= hi => months(lo, hi),
+        _ => Vec::new(),
+    }
+}
+
+/// A series, funnel, certifications or expiring-permits answer in long
+/// format. `cert_dims`: the certification breakdown (route, sector, stage,
+/// in that order); `from`/`to`: the month range asked (series, expiring).
+pub fn from_points(
+    kind: TableKind,
+    p: &Points,
+    cert_dims: &[&str],
+    from: Option<u32>,
+    to: Option<u32>,
+    published: bool,
+) -> LongTable {
+    let (dims, lists): (Vec<String>, Vec<Vec<String>>) = match kind {
+        TableKind::Series => (
+            vec!["metric".into(), "month".into()],
+            vec![vec![p.what.clone()], month_range(p, from, to)],
+        ),
+        TableKind::ExpiringPermits => (vec!["month".into()], vec![month_range(p, from, to)]),
+        TableKind::Funnel => (
+            vec!["step".into()],
+            vec![codes("step").into_iter().map(|(c, _)| c).collect()],
+        ),
+        TableKind::Certifications | TableKind::Caseload => (
+            cert_dims.iter().map(|d| d.to_string()).collect(),
+            cert_dims
+                .iter()
+                .map(|d| codes(d).into_iter().map(|(c, _)| c).collect())
+                .collect(),
+        ),
+    };
+    let observed: Vec<LongRow> = p
+        .points
+        .iter()
+        .map(|pt| {
+            let values = match kind {
+                TableKind::Series => vec![p.what.clone(), pt.label.clone()],
+                TableKind::Certifications | TableKind::Caseload if cert_dims.is_empty() => Vec::new(),
+                TableKind::Certifications | TableKind::Caseload => {
+                    pt.label.split('/').map(str::to_string).collect()
+                }
+                _ => vec![pt.label.clone()],
+            };
+            LongRow {
+                values,
+                count: pt.count,
+                obs_status: ObsStatus::of(pt.count),
+            }
+        })
+        .collect();
+    let lists = if dims.is_empty() { None } else { Some(lists) };
+    LongTable {
+        kind,
+        rows: fill_and_sort(&dims, observed, lists),
+        dims,
+        total: None,
+        as_of_date: None,
+        seq: p.seq,
+        hash: p.hash.clone(),
+        published,
+    }
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// The metadata columns after `count` and `obs_status`.
+fn meta_columns(t: &LongTable) -> Vec<&'static str> {
+    let mut cols = Vec::new();
+    if t.as_of_date.is_some() {
+        cols.push("as_of_date");
+    }
+    cols.extend(["log_seq", "log_hash"]);
+    cols
+}
+
+/// The rows written: a table without dimensions is its total (caseload) or
+/// its one row.
+fn written_rows(t: &LongTable) -> Vec<LongRow> {
+    if t.dims.is_empty() && t.kind == TableKind::Caseload {
+        return vec![LongRow {
+            values: Vec::new(),
+            count: t.total,
+            obs_status: ObsStatus::of(t.total),
+        }];
+    }
+    t.rows.clone()
+}
+
+/// CSV: UTF-8, a header row (`dims.., count, obs_status, [as_of_date,]
+/// log_seq, log_hash`), one row per cell; a suppressed count is empty.
+pub fn to_csv(t: &LongTable) -> Result<Vec<u8>, BoxError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = t.dims.iter().map(String::as_str).collect();
+    header.extend(["count", "obs_status"]);
+    header.extend(meta_columns(t));
+    w.write_record(&header)?;
+    let seq = t.seq.to_string();
+    for r in written_rows(t) {
+        let mut rec: Vec<String> = r.values.clone();
+        rec.push(r.count.map_or(String::new(), |n| n.to_string()));
+        rec.push(r.obs_status.as_str().to_string());
+        if let Some(d) = &t.as_of_date {
+            rec.push(d.clone());
+        }
+        rec.push(seq.clone());
+        rec.push(t.hash.clone());
+        w.write_record(&rec)?;
+    }
+    Ok(w.into_inner().map_err(|e| e.to_string())?)
+}
+
+fn dim_description(dim: &str) -> &'static str {
+    match dim {
+        "status" => "derived status on the reference date (codebook: status)",
+        "department" => "DIVIPOLA department, two digits (codebook: department)",
+        "municipality" => "DIVIPOLA municipality, five digits (codebook: municipality)",
+        "sex" => "sex (codebook: sex)",
+        "age_band" => "age band on the reference date (codebook: age_band)",
+        "minor" => "\"true\" under 18 on the reference date",
+        "channel" => "channel of the current application, NONE if none (codebook: channel)",
+        "permit_type" => "type of the latest permit issued, NONE if never (codebook: permit_type)",
+        "metric" => "what the series counts (codebook: metric)",
+        "month" => "month YYYY-MM (series: business date of the events; expiring permits: end of validity)",
+        "step" => "funnel step of every case's current application (codebook: step)",
+        "route" => "certification route (codebook: route)",
+        "sector" => "economic sector (codebook: sector)",
+        "stage" => "certification stage (codebook: stage)",
+        _ => "",
+    }
+}
+
+/// The Frictionless Table Schema of the CSV (every code column a string).
+pub fn table_schema(t: &LongTable) -> Value {
+    let mut fields: Vec<Value> = t
+        .dims
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d,
+                "type": "string",
+                "description": dim_description(d),
+                "constraints": {"required": true},
+            })
+        })
+        .collect();
+    fields.push(json!({
+        "name": "count",
+        "type": "integer",
+        "description": "persons (caseload, funnel, expiring permits) or events (series) or certifications; empty when obs_status is suppressed",
+        "constraints": {"minimum": 0},
+    }));
+    fields.push(json!({
+        "name": "obs_status",
+        "type": "string",
+        "description": "observation status (codebook: obs_status)",
+        "constraints": {"required": true, "enum": ObsStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()},
+    }));
+    if t.as_of_date.is_some() {
+        fields.push(json!({
+            "name": "as_of_date",
+            "type": "date",
+            "format": "default",
+            "description": "the reference date: statuses and ages are counted on it",
+            "constraints": {"required": true},
+        }));
+    }
+    fields.push(json!({
+        "name": "log_seq",
+        "type": "integer",
+        "description": "sequence number of the last log event the table reflects",
+        "constraints": {"required": true, "minimum": 0},
+    }));
+    fields.push(json!({
+        "name": "log_hash",
+        "type": "string",
+        "description": "chain hash of that event (64 hex digits)",
+        "constraints": {"required": true, "pattern": "^[0-9a-f]{64}$"},
+    }));
+    let mut schema = json!({
+        "fields": fields,
+        "missingValues": [""],
+    });
+    if !t.dims.is_empty() {
+        schema["primaryKey"] = json!(t.dims);
+    }
+    schema
+}
+
+/// JSON: the same long rows, with the table's metadata.
+pub fn to_json(t: &LongTable) -> Value {
+    let rows: Vec<Value> = written_rows(t)
+        .iter()
+        .map(|r| {
+            let mut m = Map::new();
+            for (d, v) in t.dims.iter().zip(&r.values) {
+                m.insert(d.clone(), Value::String(v.clone()));
+            }
+            m.insert("count".into(), r.count.map_or(Value::Null, Value::from));
+            m.insert("obs_status".into(), r.obs_status.as_str().into());
+            Value::Object(m)
+        })
+        .collect();
+    let mut out = json!({
+        "table": t.kind.as_str(),
+        "dimensions": t.dims,
+        "published": t.published,
+        "log_position": {"seq": t.seq, "hash": t.hash},
+        "rows": rows,
+    });
+    if let Some(d) = &t.as_of_date {
+        out["as_of_date"] = d.clone().into();
+    }
+    if t.kind == TableKind::Caseload {
+        out["total"] = t.total.map_or(Value::Null, Value::from);
+        out["total_obs_status"] = ObsStatus::of(t.total).as_str().into();
+    }
+    out
+}
+
+/// Aligned text for a terminal.
+pub fn to_text(t: &LongTable) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = write!(out, "{}", t.kind.as_str());
+    if let Some(d) = &t.as_of_date {
+        let _ = write!(out, " as of {d}");
+    }
+    let _ = writeln!(
+        out,
+        " (log seq {}, hash {}){}",
+        t.seq,
+        t.hash,
+        if t.published {
+            ", published (disclosure control applied)"
+        } else {
+            ""
+        }
+    );
+    let show = |r: &LongRow| match r.count {
+        Some(n) => n.to_string(),
+        None => "suppressed".to_string(),
+    };
+    let rows = written_rows(t);
+    let widths: Vec<usize> = (0..t.dims.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.values[i].chars().count())
+                .chain([t.dims[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for (d, w) in t.dims.iter().zip(&widths) {
+        let _ = write!(out, "{d:<w$}  ");
+    }
+    let _ = writeln!(out, "count");
+    for r in &rows {
+        for (v, w) in r.values.iter().zip(&widths) {
+            let _ = write!(out, "{v:<w$}  ");
+        }
+        let _ = writeln!(out, "{}", show(r));
+    }
+    if t.kind == TableKind::Caseload && !t.dims.is_empty() {
+        let _ = writeln!(
+            out,
+            "total: {}",
+            t.total.map_or_else(|| "withheld".to_string(), |n| n.to_string())
+        );
+    }
+    out
+}
+
+/// The codebook of an export: dimensions with codes and labels, DIVIPOLA
+/// version and names, status definitions, observation statuses, reference
+/// date, log position, disclosure rules and the coverage note.
+pub fn codebook(t: &LongTable, rules: &SuppressionRules) -> Value {
+    let mut dimensions = Map::new();
+    for d in [
+        "status",
+        "department",
+        "municipality",
+        "sex",
+        "age_band",
+        "minor",
+        "channel",
+        "permit_type",
+        "metric",
+        "step",
+        "route",
+        "sector",
+        "stage",
+    ] {
+        let list = codes(d);
+        // Codes seen in this table but not in the list (e.g. a channel of
+        // another catalog): listed, labelled as such.
+        let col = t.dims.iter().position(|x| x == d);
+        let mut extra: Vec<String> = col
+            .map(|i| {
+                t.rows
+                    .iter()
+                    .map(|r| r.values[i].clone())
+                    .filter(|v| !list.iter().any(|(c, _)| c == v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        extra.sort();
+        extra.dedup();
+        let mut entries: Vec<Value> = list
+            .iter()
+            .map(|(code, label)| {
+                if d == "municipality" {
+                    json!({"code": code, "label": label, "department": &code[..2]})
+                } else {
+                    json!({"code": code, "label": label})
+                }
+            })
+            .collect();
+        entries.extend(
+            extra
+                .iter()
+                .map(|code| json!({"code": code, "label": "(not in this codebook's list: recorded as found in the log)"})),
+        );
+        dimensions.insert(
+            d.to_string(),
+            json!({"description": dim_description(d), "codes": entries}),
+        );
+    }
+    dimensions.insert(
+        "month".into(),
+        json!({"description": dim_description("month"), "codes": []}),
+    );
+    json!({
+        "table": t.kind.as_str(),
+        "columns": t.dims.iter().map(String::as_str).chain(["count", "obs_status"]).chain(meta_columns(t)).collect::<Vec<_>>(),
+        "reference_date": t.as_of_date,
+        "log_position": {"seq": t.seq, "hash": t.hash},
+        "published": t.published,
+        "disclosure_control": if t.published {
+            json!({
+                "min_cell": rules.min_cell,
+                "min_cell_sensitive": rules.min_cell_sensitive,
+                "sensitive": "cells involving minors (age band under 18, minor=true or such a filter) or a municipality",
+                "secondary": "in each line of a table, a line with exactly one hidden cell gets its smallest published cell hidden too; a 1-D table's total is withheld when nothing can complement its one hidden cell",
+            })
+        } else {
+            Value::Null
+        },
+        "obs_status": ObsStatus::ALL.iter().map(|s| json!({"code": s.as_str(), "definition": s.definition()})).collect::<Vec<_>>(),
+        "zero_cells": MUNICIPALITY_RULE,
+        "divipola_version": DIVIPOLA_VERSION,
+        "coverage_note": COVERAGE_NOTE,
+        "dimensions": dimensions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::query::Row;
+
+    fn table(dims: Vec<Dim>, rows: Vec<(Vec<&str>, Option<u64>)>, total: Option<u64>) -> Table {
+        Table {
+            dims,
+            rows: rows
+                .into_iter()
+                .map(|(v, count)| Row {
+                    values: v.into_iter().map(String::from).collect(),
+                    count,
+                })
+                .collect(),
+            total,
+            as_of_date: "2025-12-31".into(),
+            seq: 9,
+            hash: "ab".repeat(32),
+            published: true,
+            suppressed_cells: 0,
+        }
+    }
+
+    #[test]
+    fn zero_cells_fill_every_combination_and_flags_follow_counts() {
+        let t = table(
+            vec![Dim::Department, Dim::Sex],
+            vec![(vec!["05", "F"], Some(12)), (vec!["08", "M"], None)],
+            Some(20),
+        );
+        let long = from_caseload(&t, &[]);
+        assert_eq!(long.rows.len(), DEPARTMENTS.len() * Sex::ALL.len());
+        assert_eq!(long.rows[0].values, ["05", "F"]);
+        assert_eq!(long.rows[0].obs_status, ObsStatus::Observed);
+        assert_eq!(long.rows[1].values, ["05", "M"]);
+        assert_eq!(
+            (long.rows[1].count, long.rows[1].obs_status),
+            (Some(0), ObsStatus::Zero)
+        );
+        let hidden = long.rows.iter().find(|r| r.values == ["08", "M"]).unwrap();
+        assert_eq!((hidden.count, hidden.obs_status), (None, ObsStatus::Suppressed));
+        let csv = String::from_utf8(to_csv(&long).unwrap()).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "department,sex,count,obs_status,as_of_date,log_seq,log_hash"
+        );
+        assert!(lines
+            .next()
+            .unwrap()
+            .starts_with("05,F,12,observed,2025-12-31,9,"));
+        assert!(csv.contains("\n08,M,,suppressed,"), "{csv}");
+    }
+
+    #[test]
+    fn filters_restrict_zero_cells_and_municipality_tables_list_observed_cells_only() {
+        let t = table(vec![Dim::Status], vec![(vec!["IRREGULAR"], Some(7))], Some(7));
+        let f = Filter::parse("status=IRREGULAR|IN_PROCESS").unwrap();
+        let long = from_caseload(&t, &[f]);
+        let got: Vec<_> = long
+            .rows
+            .iter()
+            .map(|r| (r.values[0].as_str(), r.obs_status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("IRREGULAR", ObsStatus::Observed),
+                ("IN_PROCESS", ObsStatus::Zero)
+            ]
+        );
+        let t = table(
+            vec![Dim::Municipality, Dim::Sex],
+            vec![(vec!["05001", "F"], Some(12))],
+            Some(12),
+        );
+        assert_eq!(from_caseload(&t, &[]).rows.len(), 1);
+    }
+
+    #[test]
+    fn the_codebook_names_every_department_and_municipality() {
+        let t = table(vec![Dim::Status], vec![], Some(0));
+        let cb = codebook(&from_caseload(&t, &[]), &SuppressionRules::default());
+        let deps = cb["dimensions"]["department"]["codes"].as_array().unwrap();
+        assert_eq!(deps.len(), 33);
+        assert_eq!(deps[0], json!({"code": "05", "label": "Antioquia"}));
+        let munis = cb["dimensions"]["municipality"]["codes"].as_array().unwrap();
+        assert_eq!(munis.len(), Municipality::all().count());
+        assert!(munis.contains(&json!({"code": "05001", "label": "MEDELLÍN", "department": "05"})));
+        assert_eq!(cb["divipola_version"], DIVIPOLA_VERSION);
+        assert_eq!(cb["log_position"]["seq"], 9);
+        assert_eq!(cb["reference_date"], "2025-12-31");
+    }
+}

@@ -1,0 +1,402 @@
+//! Tables for statisticians: `registry stats --target` against a real server
+//! gives byte for byte what `registry stats --data-dir` gives on the same
+//! store once stopped (caseload, series, funnel, certifications, expiring
+//! permits; CSV, its Table Schema, the codebook, JSON); the CSV read by pandas
+//! with its schema keeps "05" as "05" and flags zero and suppressed cells.
+//!
+//! The pandas part needs `target/pyenv` (created by `.ci/run` from
+//! `clients/python/requirements.txt`); without it that part is skipped with a
+//! notice, except in CI (env `CI` set), where it fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use registry::simulate::{self, SimulateOptions};
+
+const AS_OF: &str = "2025-12-31";
+
+fn simulate_into(dir: &Path) -> u64 {
+    let key = dir.join("master.key");
+    std::fs::write(&key, format!("{MASTER_KEY_HEX}\n")).unwrap();
+    let report = simulate::run(&SimulateOptions {
+        master_key_file: Some(key),
+        ..SimulateOptions::new(400, 7, dir.join("data"))
+    })
+    .expect("simulation");
+    assert_eq!(report.tally.rejected, 0, "{:?}", report.rejections);
+    report.head_seq
+}
+
+fn registry(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_registry"))
+        .arg("stats")
+        .args(args)
+        .env_remove("REGISTRY_TOKEN")
+        .output()
+        .expect("run registry stats")
+}
+
+fn ok(out: Output, what: &str) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The questions compared (each printed to standard output).
+fn questions() -> Vec<Vec<String>> {
+    let as_of = ["--as-of", AS_OF];
+    let mut q = vec![
+        [
+            &as_of[..],
+            &["--by", "department,status", "--published", "--format", "csv"],
+        ]
+        .concat(),
+        [
+            &as_of[..],
+            &["--by", "municipality,sex", "--published", "--format", "json"],
+        ]
+        .concat(),
+        [
+            &as_of[..],
+            &[
+                "--by",
+                "age_band,channel",
+                "--filter",
+                "status=IRREGULAR|IN_PROCESS",
+                "--format",
+                "csv",
+            ],
+        ]
+        .concat(),
+        [&as_of[..], &["--published", "--format", "csv"]].concat(),
+        vec![
+            "--table",
+            "series",
+            "--metric",
+            "REGISTRATIONS",
+            "--published",
+            "--format",
+            "csv",
+        ],
+        vec![
+            "--table",
+            "series",
+            "--metric",
+            "PERMITS_ISSUED",
+            "--from-month",
+            "2021-01",
+            "--to-month",
+            "2023-12",
+            "--format",
+            "json",
+        ],
+        vec!["--table", "funnel", "--published", "--format", "csv"],
+        vec![
+            "--table",
+            "certifications",
+            "--by",
+            "stage,route",
+            "--published",
+            "--format",
+            "csv",
+        ],
+        vec!["--table", "expiring-permits", "--published", "--format", "csv"],
+    ];
+    q.iter_mut().map(|q| args(q)).collect()
+}
+
+fn csv_rows(bytes: &[u8]) -> Vec<csv::StringRecord> {
+    csv::Reader::from_reader(bytes)
+        .records()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("valid CSV")
+}
+
+/// Writes the department x status export into `dir`; returns the three files' bytes.
+fn export_into(source: &[String], dir: &Path) -> [Vec<u8>; 3] {
+    std::fs::create_dir_all(dir).unwrap();
+    let csv = dir.join("caseload.csv");
+    let mut a = source.to_vec();
+    a.extend(args(&[
+        "--as-of",
+        AS_OF,
+        "--by",
+        "department,status",
+        "--published",
+        "--format",
+        "csv",
+        "--out",
+    ]));
+    a.push(csv.display().to_string());
+    let stdout = String::from_utf8(ok(registry(&a), "export")).unwrap();
+    assert!(stdout.contains("caseload.schema.json"), "{stdout}");
+    ["caseload.csv", "caseload.schema.json", "caseload.codebook.json"]
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let head = tokio::task::spawn_blocking(move || simulate_into(&dir))
+        .await
+        .unwrap();
+    let data = tmp.path().join("data");
+    let server = TestServer::start_on(&data).await;
+    server.statistics_serving().await;
+    let remote = args(&["--target", &server.target(), "--token-file"]);
+    let mut remote = remote;
+    remote.push(server.token_file("statistician").display().to_string());
+
+    // The projection follows the log: wait until the server's answer reflects the head.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut a = remote.clone();
+        a.extend(args(&["--as-of", AS_OF, "--format", "csv"]));
+        let out = tokio::task::spawn_blocking(move || registry(&a)).await.unwrap();
+        let rows = csv_rows(&ok(out, "total from the server"));
+        if rows[0][3] == head.to_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server's statistics never reached seq {head}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A token without the statistician's scope is refused, naming the RPC.
+    let mut denied = args(&["--target", &server.target(), "--token-file"]);
+    denied.push(server.token_file("caseworker").display().to_string());
+    let out = tokio::task::spawn_blocking(move || registry(&denied))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("Statistics/Caseload") && err.contains("PermissionDenied"),
+        "{err}"
+    );
+
+    let (online, online_files) = {
+        let remote = remote.clone();
+        let out_dir = tmp.path().join("online");
+        tokio::task::spawn_blocking(move || {
+            let answers: Vec<Vec<u8>> = questions()
+                .into_iter()
+                .map(|q| ok(registry(&[remote.clone(), q.clone()].concat()), &q.join(" ")))
+                .collect();
+            (answers, export_into(&remote, &out_dir))
+        })
+        .await
+        .unwrap()
+    };
+    server.stop().await;
+
+    let offline_args = vec!["--data-dir".to_string(), data.display().to_string()];
+    for (q, online) in questions().into_iter().zip(&online) {
+        let offline = ok(
+            registry(&[offline_args.clone(), q.clone()].concat()),
+            &q.join(" "),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(online),
+            String::from_utf8_lossy(&offline),
+            "--target and --data-dir differ for {}",
+            q.join(" ")
+        );
+    }
+    let offline_files = export_into(&offline_args, &tmp.path().join("offline"));
+    for (a, b) in online_files.iter().zip(&offline_files) {
+        assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+    }
+
+    // What the tables hold: every (department, status) pair, each flagged.
+    let rows = csv_rows(&offline_files[0]);
+    assert_eq!(
+        rows.len(),
+        33 * 9,
+        "every department x status, zero cells included"
+    );
+    assert_eq!(&rows[0][0], "05");
+    let status_of = |s: &str| rows.iter().filter(|r| &r[3] == s).count();
+    let (observed, suppressed, zero) = (status_of("observed"), status_of("suppressed"), status_of("zero"));
+    assert!(
+        observed > 0 && suppressed > 0 && zero > 0,
+        "{observed} {suppressed} {zero}"
+    );
+    assert_eq!(observed + suppressed + zero, rows.len());
+    for r in &rows {
+        match &r[3] {
+            "suppressed" => assert_eq!(&r[2], "", "a suppressed count is empty"),
+            "zero" => assert_eq!(&r[2], "0"),
+            _ => assert!(
+                r[2].parse::<u64>().unwrap() >= 5,
+                "published cells are at least 5"
+            ),
+        }
+        assert_eq!(&r[5], head.to_string().as_str());
+    }
+    let observed_sum: u64 = rows
+        .iter()
+        .filter(|r| &r[3] == "observed")
+        .map(|r| r[2].parse::<u64>().unwrap())
+        .sum();
+
+    // Municipality tables list observed cells only, every one flagged.
+    let muni = serde_json::from_slice::<serde_json::Value>(&online[1]).unwrap();
+    for row in muni["rows"].as_array().unwrap() {
+        let status = row["obs_status"].as_str().unwrap();
+        assert_ne!(status, "zero", "{row}");
+        assert_eq!(row["count"].is_null(), status == "suppressed", "{row}");
+        assert_eq!(row["municipality"].as_str().unwrap().len(), 5);
+    }
+
+    // The schema types every code column as a string.
+    let schema: serde_json::Value = serde_json::from_slice(&offline_files[1]).unwrap();
+    let fields = schema["fields"].as_array().unwrap();
+    let ty = |n: &str| fields.iter().find(|f| f["name"] == n).unwrap()["type"].clone();
+    assert_eq!(ty("department"), "string");
+    assert_eq!(ty("status"), "string");
+    assert_eq!(ty("count"), "integer");
+    assert_eq!(schema["primaryKey"], serde_json::json!(["department", "status"]));
+
+    // The codebook: every DIVIPOLA department with its name, the coverage note.
+    let codebook: serde_json::Value = serde_json::from_slice(&offline_files[2]).unwrap();
+    let deps = codebook["dimensions"]["department"]["codes"].as_array().unwrap();
+    let listed: Vec<(String, String)> = deps
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().into(),
+                d["label"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = registry::domain::DEPARTMENTS
+        .iter()
+        .map(|(c, n)| (format!("{c:02}"), n.to_string()))
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(codebook["divipola_version"], registry::domain::DIVIPOLA_VERSION);
+    assert_eq!(codebook["log_position"]["seq"], head);
+    assert_eq!(codebook["reference_date"], AS_OF);
+    assert!(codebook["coverage_note"].as_str().unwrap().contains("486,072"));
+
+    // pandas, typed by the schema.
+    let Some(python) = python() else { return };
+    let out = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python/read_stats_csv.py"))
+        .arg(tmp.path().join("offline/caseload.csv"))
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["first_row"]["department"], "05", "{s}");
+    assert_eq!(
+        s["untyped_first_row"]["department"], "5",
+        "without the schema pandas reads a number"
+    );
+    assert_eq!(s["dtypes"]["department"], "string");
+    assert_eq!(s["dtypes"]["count"], "Int64");
+    assert_eq!(s["rows"], rows.len());
+    assert_eq!(s["status_counts"]["suppressed"], suppressed);
+    assert_eq!(s["status_counts"]["zero"], zero);
+    assert_eq!(s["status_counts"]["observed"], observed);
+    assert_eq!(s["suppressed_counts_all_missing"], true);
+    assert_eq!(s["zero_counts_all_zero"], true);
+    assert_eq!(s["observed_counts_all_positive"], true);
+    assert_eq!(s["unique_keys"], true);
+    assert_eq!(s["observed_sum"], observed_sum);
+}
+
+/// `target/pyenv/bin/python`, or `None` (with a notice) outside CI when missing.
+fn python() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing: CI must create it (python3 -m venv target/pyenv && \
+             target/pyenv/bin/pip install -r clients/python/requirements.txt)",
+            python.display()
+        );
+    }
+    eprintln!(
+        "notice: skipping the pandas part: {} not found. Create it with \
+         `python3 -m venv target/pyenv && target/pyenv/bin/pip install -r clients/python/requirements.txt`",
+        python.display()
+    );
+    None
+}
+
+#[test]
+fn arguments_are_checked_naming_the_flag() {
+    for (a, flag) in [
+        (
+            vec![
+                "--data-dir",
+                "/nonexistent",
+                "--table",
+                "funnel",
+                "--as-of",
+                AS_OF,
+            ],
+            "--as-of",
+        ),
+        (
+            vec!["--data-dir", "/nonexistent", "--table", "series"],
+            "--metric",
+        ),
+        (
+            vec![
+                "--data-dir",
+                "/nonexistent",
+                "--table",
+                "funnel",
+                "--by",
+                "status",
+            ],
+            "--by",
+        ),
+        (vec!["--data-dir", "/nonexistent", "--by", "route"], "--by"),
+        (
+            vec!["--data-dir", "/nonexistent", "--table", "series", "--metric", "X"],
+            "--metric",
+        ),
+        (
+            vec![
+                "--data-dir",
+                "/nonexistent",
+                "--table",
+                "expiring-permits",
+                "--from-month",
+                "2024-13",
+            ],
+            "--from-month",
+        ),
+        (vec!["--data-dir", "/nonexistent", "--out", "x.csv"], "--out"),
+        (
+            vec!["--target", "http://127.0.0.1:1", "--min-cell", "3"],
+            "--min-cell",
+        ),
+        (vec!["--target", "https://127.0.0.1:1"], "--tls-ca"),
+    ] {
+        let out = registry(&args(&a));
+        assert!(!out.status.success(), "{a:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{a:?}: {err}");
+    }
+}
