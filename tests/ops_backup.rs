@@ -257,6 +257,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Records `bytes` as the content of `name` in a generation's manifest (as a
+/// forger who also rewrites the manifest would).
+fn set_file_digest(generation: &Path, name: &str, bytes: &[u8]) {
+    let path = generation.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["files"][name]["blake3"] = blake3::hash(bytes).to_hex().to_string().into();
+    manifest["files"][name]["bytes"] = (bytes.len() as u64).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+}
+
 fn stream_version(data: &Path, case_id: &str) -> u64 {
     open_store(data).stream_version(case_id).unwrap()
 }
@@ -456,11 +466,7 @@ async fn a_damaged_backup_is_refused_naming_what_is_wrong() {
     );
 
     // The same, with the manifest's digest "fixed" to match: the chain check catches it.
-    let manifest_path = flipped.join("gen-000002/manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    manifest["files"]["log.export"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
-    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    set_file_digest(&flipped.join("gen-000002"), "log.export", &bytes);
     let e = refused(&flipped);
     assert!(
         e.contains("generation 2") && e.contains("log.export") && e.contains("chain hash mismatch"),
@@ -572,12 +578,7 @@ async fn backups_follow_an_audit_key_rotation_and_a_restore_keeps_the_hand_over(
         .unwrap()
         .replacen("size ", "size 9", 1);
     std::fs::write(&file, &text).unwrap();
-    let manifest_path = altered.join("gen-000002/manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    manifest["files"]["handovers.txt"]["blake3"] = blake3::hash(text.as_bytes()).to_hex().to_string().into();
-    manifest["files"]["handovers.txt"]["bytes"] = (text.len() as u64).into();
-    std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    set_file_digest(&altered.join("gen-000002"), "handovers.txt", text.as_bytes());
     let out = restore(&altered, None, &secrets);
     assert_eq!(out.status.code(), Some(2));
     let e = String::from_utf8_lossy(&out.stderr);
