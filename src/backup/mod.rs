@@ -161,7 +161,7 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
                 println!(
                     "ok: restored {} generations into {}: {} records (head seq {} hash {}), {} case files, \
                      {} key entries ({} unused keys left out), {} documents indexed; verified against the last \
-                     checkpoint; {:.2}s (verify+load log {:.2}s, keys {:.2}s, derived {:.2}s)",
+                     checkpoint; {:.2}s (verify+load log {:.2}s, keys {:.2}s, derived {:.2}s: {})",
                     r.generations,
                     args.to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                     r.records,
@@ -174,7 +174,12 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
                     r.elapsed.as_secs_f64(),
                     r.verify.as_secs_f64(),
                     r.load.as_secs_f64(),
-                    r.derive.as_secs_f64()
+                    r.derive.as_secs_f64(),
+                    r.derived
+                        .iter()
+                        .map(|(name, t)| format!("{name} {:.2}s", t.as_secs_f64()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 println!("checkpoint:\n{}", r.checkpoint.trim_end());
             }

@@ -43,6 +43,8 @@ pub struct RestoreReport {
     pub verify: Duration,
     pub load: Duration,
     pub derive: Duration,
+    /// The derived parts, each: (name, time), in the order they were built.
+    pub derived: Vec<(&'static str, Duration)>,
     pub elapsed: Duration,
 }
 
@@ -274,19 +276,26 @@ fn write_store(
     let store = Store::open(to).map_err(store_err)?;
     let keys = crate::pii::KeyStore::open(store.db(), master)
         .map_err(|e| invalid(format!("the master key does not open the backup's keys: {e}")))?;
+    let mut phase = Instant::now();
+    let mut done = |report: &mut RestoreReport, name: &'static str| {
+        report.derived.push((name, phase.elapsed()));
+        phase = Instant::now();
+    };
     let docs = crate::cases::rebuild_document_index(&store, &keys, &mut |n| progress("documents", n))
         .map_err(|e| invalid(format!("document index: {e}")))?;
     report.documents = docs.documents;
+    done(report, "documents");
     let tree =
         crate::audit::tree::MerkleTree::open(store.db()).map_err(|e| invalid(format!("Merkle tree: {e}")))?;
     tree.catch_up_with(&store, &mut |n| progress("merkle", n))
         .map_err(|e| invalid(format!("Merkle tree: {e}")))?;
+    done(report, "merkle");
     crate::projection::cli::rebuild_store_reporting(&store, &mut |n| progress("statistics", n))
         .map_err(|e| invalid(format!("statistics: {e}")))?;
-    crate::worklist::cli::rebuild_store(&store, crate::domain::ChannelCatalog::builtin(), &mut |n| {
-        progress("worklists", n)
-    })
-    .map_err(|e| invalid(format!("worklists: {e}")))?;
+    done(report, "statistics");
+    crate::worklist::cli::rebuild_store(&store, &mut |n| progress("worklists", n))
+        .map_err(|e| invalid(format!("worklists: {e}")))?;
+    done(report, "worklists");
     // Read back what was written and check it against the last checkpoint.
     let head = store.head().map_err(store_err)?;
     let walk = crate::audit::verify::walk_log(&store, head, &mut |n| progress("verify", n))
@@ -301,6 +310,7 @@ fn write_store(
             merkle::hex(&last_cp.root)
         )));
     }
+    done(report, "verify");
     store.db().flush().map_err(sled_err)?;
     drop((keys, tree, store));
     let access = generations.last().expect("one generation").dir.join(ACCESS_FILE);

@@ -498,6 +498,37 @@ impl Store {
         Ok(())
     }
 
+    /// Every record `from..=to` in seq order, chunk by chunk (a sequential
+    /// read of the log); a gap is an error naming the missing seq.
+    pub(crate) fn for_each_record(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(&Record) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let from = from.max(1);
+        if from > to {
+            return Ok(());
+        }
+        let mut next = from;
+        self.for_each_chunk(from, to, |first, chunk| {
+            let lo = from.max(first);
+            let hi = to.min(first + chunk.len() as u64 - 1);
+            if lo > next {
+                return Err(StoreError::Missing { seq: next });
+            }
+            for seq in lo..=hi {
+                f(&decode_entry(chunk, first, seq)?.record)?;
+            }
+            next = hi + 1;
+            Ok(())
+        })?;
+        if next <= to {
+            return Err(StoreError::Missing { seq: next });
+        }
+        Ok(())
+    }
+
     /// What a request id appended to a stream, if it was seen there
     /// (request ids are scoped to their stream). Confirmed against the
     /// record, so a tag collision is never taken for the request. Looks at
