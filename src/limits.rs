@@ -193,3 +193,7 @@ pub const DISK_RESERVE_MIB_DEFAULT: u64 = 1024;
 pub const DISK_CHECK_INTERVAL_MS: u64 = 500;
 /// How often the server re-derives the health of its services.
 pub const HEALTH_CHECK_INTERVAL_MS: u64 = 250;
+
+/// Longest rules JSON one policy instrument may carry (RecordPolicy); well
+/// under the request limit, and ~100 channels in full.
+pub const POLICY_RULES_JSON_BYTES_MAX: usize = 128 * 1024;

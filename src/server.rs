@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use crate::api::CaseworkerService;
 use crate::cases::Cases;
-use crate::domain::ChannelCatalog;
 use crate::limits::GRPC_CONCURRENCY_PER_CONNECTION;
 use crate::log::{Log, SyncMode, WriterConfig};
 use crate::pii::{KeyStore, MasterKey};
@@ -30,10 +29,6 @@ pub struct ServeConfig {
     /// Without a master key file or `$REGISTRY_MASTER_KEY`: use (and create)
     /// the development key (true, the default), or refuse to start.
     pub allow_development_master_key: bool,
-    /// Channel catalog (JSON, `{"version": 1, "channels": [...]}`); default:
-    /// the catalog built in (`src/domain/channels.json`). A new resolution is
-    /// a new catalog file, not new code.
-    pub channels_file: Option<PathBuf>,
     /// The access file (tokens, certificate principals); default
     /// `<data_dir>/access.json`. Created on first start with one admin
     /// token, written to `<data_dir>/admin.token` (mode 0600).
@@ -64,7 +59,6 @@ impl ServeConfig {
             sync: SyncMode::Fdatasync,
             master_key_file: None,
             allow_development_master_key: true,
-            channels_file: None,
             access_file: None,
             tls: None,
             insecure_plaintext: false,
@@ -191,33 +185,18 @@ pub fn load_master_key(
     Ok(key)
 }
 
-/// Loads the channel catalog from a file, or the built-in one.
-pub fn load_channels(file: Option<&PathBuf>) -> Result<ChannelCatalog, Box<dyn std::error::Error>> {
-    match file {
-        Some(path) => Ok(ChannelCatalog::from_json(&std::fs::read_to_string(path)?)?),
-        None => Ok(ChannelCatalog::builtin()),
-    }
-}
-
-/// Opens the log (verifying its tail) and the case service. Blocking.
+/// Opens the log (verifying its tail) and the case service, and records the
+/// genesis policy instruments in a store without a policy stream. Blocking
+/// (not on a runtime thread).
 pub fn open(
     data_dir: &std::path::Path,
     sync: SyncMode,
     master: MasterKey,
 ) -> Result<Opened, Box<dyn std::error::Error>> {
-    open_with(data_dir, sync, master, ChannelCatalog::builtin())
-}
-
-/// Like [`open`], with a given channel catalog.
-pub fn open_with(
-    data_dir: &std::path::Path,
-    sync: SyncMode,
-    master: MasterKey,
-    catalog: ChannelCatalog,
-) -> Result<Opened, Box<dyn std::error::Error>> {
     let log = Log::open(data_dir, WriterConfig { sync })?;
     let keys = KeyStore::open(log.store().db(), master)?;
-    let cases = Cases::new(log.appender(), log.store().clone(), keys, catalog)?;
+    let cases = Cases::new(log.appender(), log.store().clone(), keys)?;
+    cases.ensure_policy_genesis()?;
     Ok(Opened { cases, log })
 }
 
@@ -239,19 +218,17 @@ pub async fn serve_on(
     let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
     check_master_key_source(&config)?;
     let master = load_master_key(config.master_key_file.as_ref(), &config.data_dir)?;
-    let catalog = load_channels(config.channels_file.as_ref())?;
     let (data_dir, sync) = (config.data_dir.clone(), config.sync);
-    let opened = tokio::task::spawn_blocking(move || {
-        open_with(&data_dir, sync, master, catalog).map_err(|e| e.to_string())
-    })
-    .await??;
+    let opened =
+        tokio::task::spawn_blocking(move || open(&data_dir, sync, master).map_err(|e| e.to_string()))
+            .await??;
     run(config, listener, opened, tls, shutdown).await
 }
 
-/// Serves a registry opened by [`open`] or [`open_with`] (whose data
+/// Serves a registry opened by [`open`] (whose data
 /// directory is `config.data_dir`) on a bound listener until `shutdown`
 /// resolves, or until the tail verifier finds a break; then stops the writer
-/// and flushes. The master key and channel catalog of `config` are unused:
+/// and flushes. The master key of `config` is unused:
 /// `opened` already holds them. Tests use this to keep a handle on the store
 /// of a running server.
 pub async fn serve_opened(
@@ -311,7 +288,7 @@ async fn run(
         tracing::info!("statistics projection still loading; serving cases meanwhile");
     }
     // Worklists: the follower catches up and follows; UNAVAILABLE until then.
-    let worklists = crate::worklist::start(&opened.log, load_channels(config.channels_file.as_ref())?)?;
+    let worklists = crate::worklist::start(&opened.log)?;
     let (stats_for_metrics, worklists_for_metrics) = (stats.slot(), worklists.status());
     let metrics = crate::metrics::start(
         &config,
@@ -384,6 +361,7 @@ async fn run(
             crate::api::import::ImportService::new(CaseworkerService::new(opened.cases.clone()))
                 .into_server(),
         )
+        .add_service(crate::api::policy::PolicyService::new(opened.cases.clone()).into_server())
         .add_service(audit.server())
         .add_service(stats.server())
         .add_service(worklists.server())

@@ -460,7 +460,6 @@ sled_cache_mib = 64
 log_format = "json"
 master_key_file = "{master}"
 allow_development_master_key = false
-channels_file = "{channels}"
 access_file = "{access}"
 insecure_plaintext_on_network = false
 [tls]
@@ -477,7 +476,6 @@ checkpoint_interval_secs = 30
 "#,
             data = s(&dir.path().join("data")),
             master = s(&master),
-            channels = concat!(env!("CARGO_MANIFEST_DIR"), "/src/domain/channels.json"),
             access = s(&dir.path().join("data/access.json")),
             cert = s(&cert),
             key = s(&key),

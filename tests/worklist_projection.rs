@@ -59,7 +59,9 @@ fn expected_from_domain(store: &Store) -> BTreeMap<(String, u8), (Date, Option<D
         from = last.record.seq + 1;
         for ev in page {
             let r = ev.record;
-            if r.event_type == registry::cases::ACCESS_EVENT_TYPE {
+            if r.event_type == registry::cases::ACCESS_EVENT_TYPE
+                || registry::codec::is_policy_event(&r.event_type)
+            {
                 continue;
             }
             let event = registry::codec::decode(&r.event_type, &r.payload).unwrap();
@@ -117,7 +119,7 @@ fn steps_with_restarts_equal_a_rebuild_and_the_domain_fold() {
     // Small steps, reopening the projection (a restart) every few steps.
     let mut steps = 0;
     loop {
-        let w = Worklists::open(&store, ChannelCatalog::builtin()).unwrap();
+        let w = Worklists::open(&store).unwrap();
         let mut applied = 0;
         for _ in 0..3 {
             applied += w.step(997, None).unwrap();
@@ -131,7 +133,7 @@ fn steps_with_restarts_equal_a_rebuild_and_the_domain_fold() {
     assert!(steps as u64 >= head / 997, "{steps} steps");
     let incremental = snapshot(&store);
 
-    let c = registry::worklist::cli::rebuild_store(&store, ChannelCatalog::builtin(), &mut |_| {}).unwrap();
+    let c = registry::worklist::cli::rebuild_store(&store, &mut |_| {}).unwrap();
     assert_eq!(c.events, head);
     assert_eq!(c.position.seq, head);
     assert_eq!(
@@ -178,7 +180,7 @@ fn a_broken_link_or_a_checkpoint_past_the_head_stops_the_projection_naming_the_s
     let dir = tempfile::tempdir().unwrap();
     simulate_into(dir.path(), 50, 3, None);
     let store = open_store(dir.path());
-    let w = Worklists::open(&store, ChannelCatalog::builtin()).unwrap();
+    let w = Worklists::open(&store).unwrap();
     assert_eq!(w.step(100, None).unwrap(), 100);
     drop(w);
     let tree = store.db().open_tree(TREE).unwrap();
@@ -188,7 +190,7 @@ fn a_broken_link_or_a_checkpoint_past_the_head_stops_the_projection_naming_the_s
     let mut bad = good.clone();
     bad[8] ^= 0xff;
     tree.insert(b"m:checkpoint", bad).unwrap();
-    let w = Worklists::open(&store, ChannelCatalog::builtin()).unwrap();
+    let w = Worklists::open(&store).unwrap();
     let e = w.step(100, None).unwrap_err();
     assert!(matches!(e, ProjectionError::Apply(_)), "{e}");
     assert!(e.to_string().contains("chain broken at seq 101"), "{e}");
@@ -198,13 +200,13 @@ fn a_broken_link_or_a_checkpoint_past_the_head_stops_the_projection_naming_the_s
     let mut ahead = good.clone();
     ahead[..8].copy_from_slice(&(store.head().unwrap().seq + 5).to_be_bytes());
     tree.insert(b"m:checkpoint", ahead).unwrap();
-    let w = Worklists::open(&store, ChannelCatalog::builtin()).unwrap();
+    let w = Worklists::open(&store).unwrap();
     let e = w.step(100, None).unwrap_err();
     assert!(matches!(e, ProjectionError::Ahead { .. }), "{e}");
 
     // Restored, it resumes from seq 101.
     tree.insert(b"m:checkpoint", good).unwrap();
-    let w = Worklists::open(&store, ChannelCatalog::builtin()).unwrap();
+    let w = Worklists::open(&store).unwrap();
     assert_eq!(w.step(10, None).unwrap(), 10);
     assert_eq!(w.position().seq, 110);
 }
@@ -303,7 +305,7 @@ async fn a_restart_keeps_the_projection_which_catches_up_on_events_appended_mean
 
     // A rebuild from the log answers the same.
     let store = open_store(&data_dir);
-    registry::worklist::cli::rebuild_store(&store, ChannelCatalog::builtin(), &mut |_| {}).unwrap();
+    registry::worklist::cli::rebuild_store(&store, &mut |_| {}).unwrap();
     drop(store);
     std::thread::sleep(Duration::from_millis(200));
     let server = TestServer::start_on(&data_dir).await;

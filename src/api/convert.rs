@@ -609,8 +609,16 @@ pub(super) fn stage_code(s: &crate::domain::CaseState) -> i32 {
     to_wire!(pb::CaseStage, "CASE_STAGE_", s.stage())
 }
 
-/// The wire form of a channel's rules.
-pub(super) fn channel(rules: &crate::domain::ChannelRules) -> pb::Channel {
+/// The wire form of a channel's rules as they stand on `on`.
+pub(super) fn channel(rules: &crate::domain::ChannelRules, on: Date) -> pb::Channel {
+    let window = |w: &crate::domain::channels::Window| pb::ChannelWindow {
+        opens_on: opt_date(w.opens_on),
+        closes_on: opt_date(w.closes_on),
+        minors_close_on: opt_date(w.minors_close_on),
+    };
+    let current = rules.window_on(on).map(window).unwrap_or_default();
+    let in_force = rules.in_force.as_ref();
+    let repealed = in_force.and_then(|f| f.repealed.as_ref());
     let (valid_until, validity_months) = match rules.validity {
         crate::domain::Validity::Until(end) => (end.to_string(), 0),
         crate::domain::Validity::Months(months) => (String::new(), u32::from(months)),
@@ -625,9 +633,9 @@ pub(super) fn channel(rules: &crate::domain::ChannelRules) -> pb::Channel {
             .iter()
             .map(|b| to_wire!(pb::EligibilityBasis, "ELIGIBILITY_BASIS_", *b))
             .collect(),
-        opens_on: opt_date(rules.opens_on),
-        closes_on: opt_date(rules.closes_on),
-        minors_close_on: opt_date(rules.minors_close_on),
+        opens_on: current.opens_on,
+        closes_on: current.closes_on,
+        minors_close_on: current.minors_close_on,
         valid_until,
         validity_months,
         extendable: rules.extendable,
@@ -639,6 +647,12 @@ pub(super) fn channel(rules: &crate::domain::ChannelRules) -> pb::Channel {
         decision_days: rules.decision_days.map(u32::from).unwrap_or(0),
         appeal_window_days: u32::from(rules.appeal_window_days),
         missed_appointments_max: u32::from(rules.missed_appointments_max),
+        windows: rules.windows.iter().map(window).collect(),
+        instrument: in_force.map(|f| f.instrument.clone()).unwrap_or_default(),
+        policy_seq: in_force.map(|f| f.seq).unwrap_or(0),
+        in_force_since: opt_date(in_force.map(|f| f.since)),
+        repealed_on: opt_date(repealed.map(|r| r.0)),
+        repealed_by: repealed.map(|r| r.1.clone()).unwrap_or_default(),
     }
 }
 

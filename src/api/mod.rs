@@ -13,6 +13,8 @@ use crate::cases::{CaseError, Cases, CommandContext, PendingCommand};
 use crate::domain::{Command, Date};
 
 /// Generated code of the `regularization.v1` package.
+pub mod policy;
+
 pub mod pb {
     tonic::include_proto!("regularization.v1");
 }
@@ -317,14 +319,19 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
 
     async fn list_channels(
         &self,
-        _r: Request<pb::ListChannelsRequest>,
+        r: Request<pb::ListChannelsRequest>,
     ) -> Result<Response<pb::ListChannelsResponse>, Status> {
+        let m = r.into_inner();
+        let on = match m.on.as_str() {
+            "" => today(),
+            text => convert::date(text, "on").map_err(Status::from)?,
+        };
         let channels = self
             .cases
-            .catalog()
+            .catalog_on(on)
             .channels()
             .iter()
-            .map(convert::channel)
+            .map(|c| convert::channel(c, on))
             .collect();
         Ok(Response::new(pb::ListChannelsResponse { channels }))
     }
@@ -357,7 +364,12 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
                 access_record(&principal, case_id, "GetCase", purpose),
             )
             .await?;
-        Ok(Response::new(convert::case(view, today(), self.cases.catalog())))
+        let today = today();
+        Ok(Response::new(convert::case(
+            view,
+            today,
+            &self.cases.catalog_on(today),
+        )))
     }
 
     async fn find_cases_by_document(
@@ -467,6 +479,7 @@ fn case_id_field(id: &str) -> Result<String, Status> {
     }
     if id.len() > crate::limits::STREAM_ID_BYTES_MAX
         || id.starts_with(crate::cases::ACCESS_STREAM_PREFIX)
+        || id == crate::domain::POLICY_STREAM
         || !id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))

@@ -64,6 +64,11 @@ pub fn access(path: &str) -> Access {
         "regularization.v1.Audit" if method == "GetCheckpoint" => Access::Roles(AUDIT),
         "regularization.v1.Audit" => Access::Roles(AUDIT_ONLY),
         "regularization.v1.Admin" => Access::Roles(ADMIN),
+        "regularization.v1.Policy" => match method {
+            "RecordPolicy" => Access::Roles(ADMIN),
+            "ListPolicies" | "GetPolicy" => Access::Authenticated,
+            _ => Access::Unknown,
+        },
         _ => Access::Unknown,
     }
 }

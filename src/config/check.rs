@@ -120,17 +120,6 @@ fn run_checks(loaded: &Loaded, store_files: bool) -> Report {
 
     check_master_key(&mut r, loaded);
 
-    if let Some(path) = &s.channels_file {
-        match std::fs::read_to_string(path) {
-            Err(e) => r.error("channels_file", format!("{}: {e}", path.display())),
-            Ok(text) => {
-                if let Err(e) = crate::domain::ChannelCatalog::from_json(&text) {
-                    r.error("channels_file", format!("{}: {e}", path.display()));
-                }
-            }
-        }
-    }
-
     if store_files {
         check_access_file(&mut r, loaded);
         check_audit(&mut r, s);

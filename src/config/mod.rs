@@ -107,7 +107,6 @@ pub const KEYS: &[Key] = &[
         "--allow-development-master-key",
         Kind::Bool,
     ),
-    key("channels_file", "--channels", Kind::Text),
     key("access_file", "--access-file", Kind::Text),
     key(
         "insecure_plaintext_on_network",
@@ -165,9 +164,6 @@ pub struct Settings {
     /// Without a master key (file or `$REGISTRY_MASTER_KEY`): create and use
     /// a development key in `DATA_DIR/master.key` (true), or refuse to start.
     pub allow_development_master_key: bool,
-    /// Channel catalogue JSON; unset: the built-in catalogue.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub channels_file: Option<PathBuf>,
     /// The access file; unset: `DATA_DIR/access.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_file: Option<PathBuf>,
@@ -224,7 +220,6 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             master_key_file: None,
             allow_development_master_key: true,
-            channels_file: None,
             access_file: None,
             insecure_plaintext_on_network: false,
             tls: TlsSettings::default(),
@@ -291,9 +286,6 @@ pub struct ServeArgs {
     /// (false) [default: true].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_development_master_key: Option<bool>,
-    /// Channel catalog JSON file (default: the built-in catalog).
-    #[arg(long = "channels", value_name = "FILE")]
-    pub channels_file: Option<PathBuf>,
     /// Access file (tokens, certificate principals). Default DATA_DIR/access.json,
     /// created on first start with one admin token in DATA_DIR/admin.token.
     #[arg(long, value_name = "FILE")]
@@ -407,7 +399,6 @@ impl Loaded {
         config.sync = s.sync;
         config.master_key_file = s.master_key_file.clone();
         config.allow_development_master_key = s.allow_development_master_key;
-        config.channels_file = s.channels_file.clone();
         config.access_file = s.access_file.clone();
         config.disk_reserve_mib = s.disk_reserve_mib;
         config.insecure_plaintext = s.insecure_plaintext_on_network;
@@ -544,7 +535,6 @@ fn flag_layer(args: &ServeArgs, globals: &GlobalArgs) -> Result<Dict, ConfigErro
         };
     path("data_dir", &args.data_dir, &mut v)?;
     path("master_key_file", &args.master_key_file, &mut v)?;
-    path("channels_file", &args.channels_file, &mut v)?;
     path("access_file", &args.access_file, &mut v)?;
     path("tls.cert", &args.tls_cert, &mut v)?;
     path("tls.key", &args.tls_key, &mut v)?;

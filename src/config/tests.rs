@@ -265,7 +265,6 @@ fn every_key_has_one_variable_and_is_in_the_schema() {
     // Every key of the schema is listed (Option keys set, so they serialize).
     let s = Settings {
         master_key_file: Some("/k".into()),
-        channels_file: Some("/c".into()),
         access_file: Some("/a".into()),
         tls: TlsSettings {
             cert: Some("/c".into()),
@@ -314,7 +313,6 @@ fn serve_config_carries_every_setting() {
         listen = "0.0.0.0:50051"
         master_key_file = "/k"
         allow_development_master_key = false
-        channels_file = "/ch.json"
         access_file = "/acc.json"
         insecure_plaintext_on_network = true
         disk_reserve_mib = 5
@@ -339,7 +337,6 @@ fn serve_config_carries_every_setting() {
     assert_eq!(c.listen.to_string(), "0.0.0.0:50051");
     assert_eq!(c.master_key_file, Some("/k".into()));
     assert!(!c.allow_development_master_key);
-    assert_eq!(c.channels_file, Some("/ch.json".into()));
     assert_eq!(c.access_file, Some("/acc.json".into()));
     assert!(c.insecure_plaintext);
     assert_eq!(c.disk_reserve_mib, 5);

@@ -4,7 +4,8 @@
 //! [`ChannelRules`] record: which eligibility bases it accepts, when it takes
 //! applications, how long its permit lasts, whether it can be extended. The
 //! rules code never matches on a channel code; a new channel or a changed
-//! date is a data change (see `channels.json`), not a release.
+//! date is a data change (an instrument recorded in the policy stream, see
+//! [`crate::domain::policy`]), not a release.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,8 @@ use super::types::{EligibilityBasis, PermitType};
 
 /// Most channels a catalog may hold.
 pub const CHANNELS_MAX: usize = 64;
+/// Most application windows one channel may have.
+pub const WINDOWS_MAX: usize = 16;
 /// Longest permit validity a channel may declare, in months.
 pub const VALIDITY_MONTHS_MAX: u16 = 240;
 
@@ -28,9 +31,60 @@ pub enum Validity {
     Months(u16),
 }
 
+/// One application window of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// First day applications are taken (`None`: open since always).
+    pub opens_on: Option<Date>,
+    /// Last day adults may apply (`None`: no end).
+    pub closes_on: Option<Date>,
+    /// Last day minors may still apply after `closes_on` (ETPV: minors in
+    /// school or in ICBF programmes until 2031).
+    pub minors_close_on: Option<Date>,
+}
+
+impl Window {
+    /// Whether an application on `on` (by a minor or not) is inside the window.
+    fn admits(&self, on: Date, is_minor: bool) -> bool {
+        if self.opens_on.is_some_and(|opens| on < opens) {
+            return false;
+        }
+        match (self.closes_on, self.minors_close_on) {
+            (Some(closes), _) if on <= closes => true,
+            (Some(_), Some(minors_close)) => is_minor && on <= minors_close,
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
+
+    /// The last day anyone may apply in this window (`None`: no end).
+    fn last_day(&self) -> Option<Date> {
+        match (self.closes_on, self.minors_close_on) {
+            (_, Some(minors)) => Some(minors),
+            (closes, None) => closes,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let (Some(opens), Some(closes)) = (self.opens_on, self.closes_on) {
+            if closes < opens {
+                return Err("closes before it opens".into());
+            }
+        }
+        if let Some(minors_close) = self.minors_close_on {
+            match self.closes_on {
+                Some(closes) if minors_close >= closes => {}
+                _ => return Err("minors_close_on needs a closes_on on or before it".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything the rules need to know about one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "ChannelRulesDocument")]
 pub struct ChannelRules {
     /// Stable code stored in `PreRegistered` events.
     pub code: ChannelCode,
@@ -42,13 +96,9 @@ pub struct ChannelRules {
     pub permit_type: PermitType,
     /// Eligibility bases the channel accepts.
     pub bases: Vec<EligibilityBasis>,
-    /// First day applications are taken (`None`: always open).
-    pub opens_on: Option<Date>,
-    /// Last day adults may apply (`None`: no end).
-    pub closes_on: Option<Date>,
-    /// Last day minors may still apply after `closes_on` (ETPV: minors in
-    /// school or in ICBF programmes until 2031).
-    pub minors_close_on: Option<Date>,
+    /// When applications are taken: one or more windows, in date order and
+    /// not overlapping (a reopening is a second window, not a new channel).
+    pub windows: Vec<Window>,
     /// Default validity of the permit.
     pub validity: Validity,
     /// Whether the permit's validity may be extended.
@@ -74,6 +124,95 @@ pub struct ChannelRules {
     /// Missed biometric appointments after which no new one is scheduled
     /// (the application is then abandoned and should be withdrawn).
     pub missed_appointments_max: u8,
+    /// Set by the policy book, never stored in the rules: the instrument
+    /// that set these rules and the policy event (seq) that recorded it.
+    #[serde(skip)]
+    pub in_force: Option<InForce>,
+}
+
+/// Where a channel's rules in force come from (see [`crate::domain::policy`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InForce {
+    /// The instrument (resolution, decree) that set the rules.
+    pub instrument: String,
+    /// The seq of the policy event that recorded it.
+    pub seq: u64,
+    /// The day the rules took effect.
+    pub since: Date,
+    /// The day a repeal closed the channel to new applications, and the
+    /// repealing instrument.
+    pub repealed: Option<(Date, String)>,
+}
+
+/// The stored form of [`ChannelRules`]: `windows`, or (catalog version 1)
+/// the single window's `opens_on`/`closes_on`/`minors_close_on` inline.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelRulesDocument {
+    code: ChannelCode,
+    name: String,
+    source: String,
+    permit_type: PermitType,
+    bases: Vec<EligibilityBasis>,
+    #[serde(default)]
+    windows: Option<Vec<Window>>,
+    #[serde(default)]
+    opens_on: Option<Date>,
+    #[serde(default)]
+    closes_on: Option<Date>,
+    #[serde(default)]
+    minors_close_on: Option<Date>,
+    validity: Validity,
+    extendable: bool,
+    extensions_max: u8,
+    once_per_person: bool,
+    physical_card: bool,
+    card_uncollected_days: Option<u16>,
+    interim_days_max: Option<u16>,
+    decision_days: Option<u16>,
+    appeal_window_days: u16,
+    missed_appointments_max: u8,
+}
+
+impl TryFrom<ChannelRulesDocument> for ChannelRules {
+    type Error = String;
+
+    fn try_from(d: ChannelRulesDocument) -> Result<ChannelRules, String> {
+        let inline = d.opens_on.is_some() || d.closes_on.is_some() || d.minors_close_on.is_some();
+        let windows = match d.windows {
+            Some(_) if inline => {
+                return Err(format!(
+                    "channel {}: either windows or opens_on/closes_on/minors_close_on, not both",
+                    d.code
+                ))
+            }
+            Some(windows) => windows,
+            None => vec![Window {
+                opens_on: d.opens_on,
+                closes_on: d.closes_on,
+                minors_close_on: d.minors_close_on,
+            }],
+        };
+        Ok(ChannelRules {
+            code: d.code,
+            name: d.name,
+            source: d.source,
+            permit_type: d.permit_type,
+            bases: d.bases,
+            windows,
+            validity: d.validity,
+            extendable: d.extendable,
+            extensions_max: d.extensions_max,
+            once_per_person: d.once_per_person,
+            physical_card: d.physical_card,
+            card_uncollected_days: d.card_uncollected_days,
+            interim_days_max: d.interim_days_max,
+            decision_days: d.decision_days,
+            appeal_window_days: d.appeal_window_days,
+            missed_appointments_max: d.missed_appointments_max,
+            in_force: None,
+        })
+    }
 }
 
 impl ChannelRules {
@@ -82,24 +221,51 @@ impl ChannelRules {
         self.bases.contains(&basis)
     }
 
-    /// Whether an application on `applied_on` is inside the channel's window,
-    /// with the minors' extension; `Err` says why not.
+    /// Whether an application on `applied_on` is inside one of the channel's
+    /// windows (with the minors' extension) and the channel is not repealed
+    /// by then; `Err` says why not.
     pub fn check_window(&self, applied_on: Date, is_minor: bool) -> Result<(), String> {
-        if let Some(opens) = self.opens_on {
-            if applied_on < opens {
-                return Err(format!("{} opens on {opens}", self.code));
+        if let Some((on, by)) = self.in_force.as_ref().and_then(|f| f.repealed.as_ref()) {
+            if applied_on >= *on {
+                return Err(format!("{} was repealed by {by} from {on}", self.code));
             }
         }
-        match (self.closes_on, self.minors_close_on) {
-            (Some(closes), _) if applied_on <= closes => Ok(()),
-            (Some(_), Some(minors_close)) if is_minor && applied_on <= minors_close => Ok(()),
-            (Some(closes), Some(minors_close)) if is_minor => Err(format!(
-                "{} closed on {closes}, and for minors on {minors_close}",
-                self.code
-            )),
-            (Some(closes), _) => Err(format!("{} closed on {closes}", self.code)),
-            (None, _) => Ok(()),
+        if self.windows.iter().any(|w| w.admits(applied_on, is_minor)) {
+            return Ok(());
         }
+        // The nearest window before or after, to say why.
+        let after = self
+            .windows
+            .iter()
+            .filter_map(|w| w.opens_on)
+            .find(|opens| *opens > applied_on);
+        let before = self
+            .windows
+            .iter()
+            .rev()
+            .find(|w| w.opens_on.is_none_or(|opens| opens <= applied_on));
+        match (before, after) {
+            (Some(w), _) => match (w.closes_on, w.minors_close_on) {
+                (Some(closes), Some(minors_close)) if is_minor => Err(format!(
+                    "{} closed on {closes}, and for minors on {minors_close}",
+                    self.code
+                )),
+                (Some(closes), _) => Err(format!("{} closed on {closes}", self.code)),
+                (None, _) => Err(format!("{} is not open on {applied_on}", self.code)),
+            },
+            (None, Some(opens)) => Err(format!("{} opens on {opens}", self.code)),
+            (None, None) => Err(format!("{} is not open on {applied_on}", self.code)),
+        }
+    }
+
+    /// The windows as they stand on `on`: the window admitting applications
+    /// then, else the next one to open, else the last one.
+    pub fn window_on(&self, on: Date) -> Option<&Window> {
+        self.windows
+            .iter()
+            .find(|w| w.opens_on.is_none_or(|o| o <= on) && w.last_day().is_none_or(|l| on <= l))
+            .or_else(|| self.windows.iter().find(|w| w.opens_on.is_some_and(|o| o > on)))
+            .or(self.windows.last())
     }
 
     /// The validity end of a permit issued on `issued_on` with default validity.
@@ -129,15 +295,16 @@ impl ChannelRules {
         if self.bases.is_empty() {
             return Err("accepts no eligibility basis".into());
         }
-        if let (Some(opens), Some(closes)) = (self.opens_on, self.closes_on) {
-            if closes < opens {
-                return Err("closes before it opens".into());
-            }
+        if self.windows.is_empty() || self.windows.len() > WINDOWS_MAX {
+            return Err(format!("a channel has 1..={WINDOWS_MAX} windows"));
         }
-        if let Some(minors_close) = self.minors_close_on {
-            match self.closes_on {
-                Some(closes) if minors_close >= closes => {}
-                _ => return Err("minors_close_on needs a closes_on on or before it".into()),
+        for w in &self.windows {
+            w.check()?;
+        }
+        for pair in self.windows.windows(2) {
+            match (pair[0].last_day(), pair[1].opens_on) {
+                (Some(last), Some(next)) if last < next => {}
+                _ => return Err("windows must be in date order and must not overlap".into()),
             }
         }
         if let Validity::Months(months) = self.validity {
@@ -173,9 +340,6 @@ pub struct ChannelCatalog {
     channels: Vec<ChannelRules>,
 }
 
-/// The catalog shipped with the build (DOMAIN.md's four channels).
-const BUILTIN_JSON: &str = include_str!("channels.json");
-
 impl ChannelCatalog {
     /// Builds a catalog, checking codes are unique and each channel's data
     /// is consistent.
@@ -207,11 +371,30 @@ impl ChannelCatalog {
         ChannelCatalog::new(document.channels)
     }
 
-    /// The catalog embedded in the build. Its validity is proven by a test,
-    /// so this cannot fail at run time. It parses JSON on every call: build it
-    /// once at start-up and share it.
+    /// Checks each channel and that codes are unique, allowing an empty
+    /// catalog (no channel in force yet on some date).
+    pub fn in_force(channels: Vec<ChannelRules>) -> Result<ChannelCatalog, CatalogError> {
+        if channels.is_empty() {
+            return Ok(ChannelCatalog { channels });
+        }
+        ChannelCatalog::new(channels)
+    }
+
+    /// A catalog from channels already checked (the policy book's).
+    pub(crate) fn trusted(channels: Vec<ChannelRules>) -> ChannelCatalog {
+        ChannelCatalog { channels }
+    }
+
+    /// The channels of the genesis instruments shipped with the build
+    /// (DOMAIN.md's four channels, `policy_genesis.json`) with every
+    /// instrument in force: what a new store starts from. Its validity is
+    /// proven by a test, so this cannot fail at run time.
     pub fn builtin() -> ChannelCatalog {
-        ChannelCatalog::from_json(BUILTIN_JSON).expect("the embedded channels.json is valid")
+        let mut book = super::policy::PolicyBook::default();
+        for (i, event) in super::policy::PolicyBook::genesis().into_iter().enumerate() {
+            book.apply(i as u64 + 1, event);
+        }
+        book.catalog_on(Date::MAX, u64::MAX)
     }
 
     /// Serializes the catalog back to its document form.
@@ -281,6 +464,47 @@ mod tests {
     }
 
     #[test]
+    fn a_reopening_is_a_second_window_of_the_same_channel() {
+        let mut visa = ChannelCatalog::builtin().get(code("VISA_V")).unwrap().clone();
+        visa.windows = vec![
+            Window {
+                opens_on: Some(d("2024-12-04")),
+                closes_on: Some(d("2025-06-30")),
+                minors_close_on: None,
+            },
+            Window {
+                opens_on: Some(d("2026-01-01")),
+                closes_on: Some(d("2026-03-31")),
+                minors_close_on: None,
+            },
+        ];
+        ChannelCatalog::new(vec![visa.clone()]).unwrap();
+        assert!(visa.check_window(d("2025-06-30"), false).is_ok());
+        assert_eq!(
+            visa.check_window(d("2025-07-01"), false),
+            Err("VISA_V closed on 2025-06-30".into())
+        );
+        assert!(visa.check_window(d("2026-02-01"), false).is_ok());
+        assert_eq!(
+            visa.check_window(d("2024-01-01"), false),
+            Err("VISA_V opens on 2024-12-04".into())
+        );
+        assert_eq!(
+            visa.window_on(d("2025-09-01")).unwrap().opens_on,
+            Some(d("2026-01-01"))
+        );
+        // The version-1 catalog form (one inline window) is still read.
+        let v1 = r#"{"version": 1, "channels": [{"code": "X", "name": "x", "source": "s",
+            "permit_type": "PPT", "bases": ["PIP"], "opens_on": "2021-01-01", "closes_on": null,
+            "minors_close_on": null, "validity": {"months": 6}, "extendable": false,
+            "extensions_max": 0, "once_per_person": false, "physical_card": false,
+            "card_uncollected_days": null, "interim_days_max": null, "decision_days": null,
+            "appeal_window_days": 10, "missed_appointments_max": 3}]}"#;
+        let c = ChannelCatalog::from_json(v1).unwrap();
+        assert_eq!(c.channels()[0].windows.len(), 1);
+    }
+
+    #[test]
     fn validity_is_fixed_or_counted_from_issue() {
         let catalog = ChannelCatalog::builtin();
         let etpv = catalog.get(code("ETPV")).unwrap();
@@ -296,7 +520,9 @@ mod tests {
     #[test]
     fn catalog_round_trips_through_json() {
         let catalog = ChannelCatalog::builtin();
-        assert_eq!(ChannelCatalog::from_json(&catalog.to_json()).unwrap(), catalog);
+        let back = ChannelCatalog::from_json(&catalog.to_json()).unwrap();
+        assert_eq!(back.to_json(), catalog.to_json());
+        assert_eq!(back.channels().len(), 4);
     }
 
     #[test]
@@ -308,9 +534,14 @@ mod tests {
             Err(CatalogError::Rule { .. })
         ));
         dup.truncate(1);
-        dup[0].closes_on = Some(d("2020-01-01"));
-        let err = ChannelCatalog::new(dup).unwrap_err().to_string();
+        dup[0].windows[0].closes_on = Some(d("2020-01-01"));
+        let err = ChannelCatalog::new(dup.clone()).unwrap_err().to_string();
         assert!(err.contains("closes before it opens"), "{err}");
+        // Two windows that overlap, or out of order, are refused.
+        let mut two = base.clone();
+        two.windows.push(two.windows[0]);
+        let err = ChannelCatalog::new(vec![two]).unwrap_err().to_string();
+        assert!(err.contains("must not overlap"), "{err}");
         let mut extendable = base.clone();
         extendable.extendable = true;
         assert!(ChannelCatalog::new(vec![extendable]).is_err());

@@ -13,7 +13,9 @@
 //!   [`DocumentSet`].
 //! - [`divipola`] — department and municipality codes.
 //! - [`codes`], [`sealed`] — inline codes and opaque personal data.
-//! - [`channels`] — channels as data ([`ChannelCatalog`], `channels.json`).
+//! - [`channels`] — channels as data ([`ChannelCatalog`]).
+//! - [`policy`] — instruments as events of the `policy` stream and the
+//!   catalog in force on a date ([`PolicyBook`], `policy_genesis.json`).
 //! - [`event`], [`command`] — the facts and the requests.
 //! - [`case`], [`records`] — [`CaseState`], its stages and read-side parts.
 //! - `apply.rs` — `apply`, folding events into state ([`Stage::after`]).
@@ -43,6 +45,7 @@ pub mod divipola;
 pub mod error;
 pub mod event;
 pub mod next;
+pub mod policy;
 pub mod records;
 pub mod sealed;
 pub mod status;
@@ -52,7 +55,7 @@ pub mod types;
 mod tests;
 
 pub use case::{CaseState, Stage, EXITED, NO_CASE};
-pub use channels::{ChannelCatalog, ChannelRules, Validity};
+pub use channels::{ChannelCatalog, ChannelRules, InForce, Validity, Window};
 pub use codes::{ChannelCode, CountryCode, ICAO_NATIONALITY_CODES, ISO_3166_VERSION};
 pub use command::Command;
 pub use date::{age_on, Date};
@@ -60,6 +63,7 @@ pub use decide::{AGE_YEARS_MAX, BIRTH_YEAR_MIN};
 pub use divipola::{Department, Municipality, MunicipalityKind, DEPARTMENTS, DIVIPOLA_VERSION};
 pub use error::{CatalogError, Rejection};
 pub use event::{Event, EVENT_TYPES};
+pub use policy::{Instrument, InstrumentKind, PolicyBook, PolicyEvent, PolicyRules, POLICY_STREAM};
 pub use records::{
     AppealDecision, Application, Cancellation, CardState, Certification, CertificationStage, Denial, Exit,
     Interim, Milestones, Permit, Person, Survey, Visa,

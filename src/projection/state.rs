@@ -419,8 +419,9 @@ impl ProjectionState {
     ) -> Result<(), ApplyError> {
         let r = &ev.record;
         check_next(self.position, ev)?;
-        if r.event_type == crate::cases::ACCESS_EVENT_TYPE {
-            // Reads of personal data are audit records, not case events: statistics skip them.
+        if r.event_type == crate::cases::ACCESS_EVENT_TYPE || crate::codec::is_policy_event(&r.event_type) {
+            // Reads of personal data are audit records, and policy events
+            // set the rules, not a case: statistics skip them.
             self.position = Position {
                 seq: r.seq,
                 hash: ev.hash,

@@ -9,7 +9,7 @@ use super::facts::Kind;
 use super::grpc::own_window;
 use super::index::TREE;
 use super::query::{page, Query};
-use crate::domain::{ChannelCatalog, DEPARTMENTS};
+use crate::domain::DEPARTMENTS;
 use crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT;
 use crate::log::Store;
 use crate::projection::CatchUp;
@@ -37,10 +37,10 @@ pub struct BenchWorklistsArgs {
 }
 
 /// Drops the worklists of the store in `data_dir` and rebuilds them from
-/// the log with the built-in channel catalog; prints the figures.
+/// the log (and the policy stream in it); prints the figures.
 pub fn rebuild(data_dir: &Path) -> Result<(), BoxError> {
     let store = Store::open(data_dir)?;
-    let c = rebuild_store(&store, ChannelCatalog::builtin(), &mut |_| {})?;
+    let c = rebuild_store(&store, &mut |_| {})?;
     println!(
         "rebuilt worklists: {} events in {:.2}s ({:.0} events/s), {} batches, position seq {} hash {}",
         c.events,
@@ -54,13 +54,9 @@ pub fn rebuild(data_dir: &Path) -> Result<(), BoxError> {
 }
 
 /// Drops and rebuilds the worklists of `store`.
-pub fn rebuild_store(
-    store: &Store,
-    catalog: ChannelCatalog,
-    progress: &mut dyn FnMut(u64),
-) -> Result<CatchUp, BoxError> {
+pub fn rebuild_store(store: &Store, progress: &mut dyn FnMut(u64)) -> Result<CatchUp, BoxError> {
     Worklists::drop_tree(store)?;
-    let w = Worklists::open(store, catalog)?;
+    let w = Worklists::open(store)?;
     Ok(w.catch_up(None, progress)?)
 }
 
@@ -105,7 +101,7 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     }
     let store = Store::open(&args.data_dir)?;
     let rss_before = vm_rss_mib();
-    let c = rebuild_store(&store, ChannelCatalog::builtin(), &mut |_| {})?;
+    let c = rebuild_store(&store, &mut |_| {})?;
     println!(
         "build: {} events in {:.2}s = {:.0} events/s ({} batches of <= {} events); VmRSS {:.0} MiB before, {:.0} MiB after",
         c.events,
@@ -116,7 +112,7 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
         rss_before,
         vm_rss_mib()
     );
-    let w = Worklists::open(&store, ChannelCatalog::builtin())?;
+    let w = Worklists::open(&store)?;
     let tree = store.db().open_tree(TREE)?;
     let (mut facts, mut bytes) = (0u64, 0u64);
     let mut sizes = [0u64; 12];

@@ -22,7 +22,7 @@ use super::facts::WorkFacts;
 use super::index::{
     encode_entry, facts_key, FORMAT_VERSION, INDEX_KEY_LEN, KEY_CHECKPOINT, KEY_VERSION, TREE,
 };
-use crate::domain::ChannelCatalog;
+use crate::domain::PolicyBook;
 use crate::limits::{
     PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_STOP_CATCH_UP_MS, READ_PAGE_EVENTS_MAX, WORKLIST_BATCH_EVENTS,
 };
@@ -42,7 +42,9 @@ struct Touched {
 pub struct Worklists {
     store: Store,
     tree: sled::Tree,
-    catalog: ChannelCatalog,
+    /// The policy stream up to the position: the rules in force for each
+    /// event as it was decided (the follower folds policy events in order).
+    policy: Mutex<PolicyBook>,
     /// The position the tree reflects: held for writing while a batch is
     /// applied, for reading while a query scans, so an answer and the
     /// position it names agree.
@@ -52,8 +54,9 @@ pub struct Worklists {
 }
 
 impl Worklists {
-    /// Opens the projection (format check and checkpoint only; does not catch up).
-    pub fn open(store: &Store, catalog: ChannelCatalog) -> Result<Worklists, ProjectionError> {
+    /// Opens the projection (format check, checkpoint and the policy book
+    /// at the checkpoint; does not catch up).
+    pub fn open(store: &Store) -> Result<Worklists, ProjectionError> {
         let tree = store.db().open_tree(TREE)?;
         if let Some(v) = tree.get(KEY_VERSION)? {
             if v.as_ref() != [FORMAT_VERSION] {
@@ -73,10 +76,13 @@ impl Worklists {
             }
             None => Position::EMPTY,
         };
+        let policy = crate::cases::load_policy(store)
+            .map_err(|e| ProjectionError::Corrupt(format!("policy stream: {e}")))?
+            .as_of(position.seq);
         Ok(Worklists {
             store: store.clone(),
             tree,
-            catalog,
+            policy: Mutex::new(policy),
             gate: RwLock::new(position),
             writer: Mutex::new(()),
         })
@@ -110,6 +116,7 @@ impl Worklists {
     pub fn step(&self, max_events: usize, up_to: Option<u64>) -> Result<u64, ProjectionError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut pos = self.position();
+        let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut touched: KeyMap<CaseKey, Touched> = KeyMap::default();
         let mut applied = 0u64;
         loop {
@@ -127,8 +134,17 @@ impl Worklists {
             for ev in &page {
                 check_next(pos, ev)?;
                 let r = &ev.record;
-                // Reads of personal data are audit records, not case events.
-                if r.event_type != crate::cases::ACCESS_EVENT_TYPE {
+                // Reads of personal data are audit records, not case events;
+                // policy events change the rules later events were decided under.
+                if crate::codec::is_policy_event(&r.event_type) {
+                    let event = crate::codec::decode_policy(&r.event_type, &r.payload).map_err(|e| {
+                        ApplyError::Decode {
+                            seq: r.seq,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    policy.apply(r.seq, event);
+                } else if r.event_type != crate::cases::ACCESS_EVENT_TYPE {
                     let event =
                         crate::codec::decode(&r.event_type, &r.payload).map_err(|e| ApplyError::Decode {
                             seq: r.seq,
@@ -139,7 +155,8 @@ impl Worklists {
                         MapEntry::Occupied(o) => o.into_mut(),
                         MapEntry::Vacant(v) => v.insert(self.load(key, &r.stream_id)?),
                     };
-                    t.facts.apply(&event, &r.actor.office, &self.catalog);
+                    t.facts
+                        .apply(&event, &r.actor.office, policy.current_on(event.on()));
                 }
                 pos = Position {
                     seq: r.seq,
@@ -180,6 +197,7 @@ impl Worklists {
         let mut gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         self.tree.apply_batch(batch)?;
         *gate = pos;
+        *self.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
         Ok(applied)
     }
 

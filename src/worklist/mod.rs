@@ -43,9 +43,9 @@ pub struct Running {
 /// Opens the projection and starts its follower; returns at once. A
 /// projection that cannot be opened does not stop the server: the service
 /// answers INTERNAL naming the remedy.
-pub fn start(log: &crate::log::Log, catalog: crate::domain::ChannelCatalog) -> std::io::Result<Running> {
+pub fn start(log: &crate::log::Log) -> std::io::Result<Running> {
     let status = Arc::new(FollowerStatus::default());
-    match Worklists::open(log.store(), catalog) {
+    match Worklists::open(log.store()) {
         Ok(w) => {
             let w = Arc::new(w);
             let follower = Follower::spawn(w.clone(), status.clone(), log.subscribe_head())?;

@@ -659,3 +659,8 @@ impl Tracker {
         }
     }
 }
+
+/// Events a new store starts with: the genesis policy instruments.
+pub fn genesis_events() -> u64 {
+    registry::domain::PolicyBook::genesis().len() as u64
+}
