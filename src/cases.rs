@@ -1217,10 +1217,8 @@ pub fn rebuild_document_index(
     let mut erased = std::collections::HashSet::<String>::new();
     store.for_each_record(1, head, |record| {
         match record.event_type.as_str() {
-            "PersonRegistered" | "PersonalDataUpdated" => {
-                if !erased.contains(&record.stream_id) {
-                    last_identity.insert(record.stream_id.clone(), record.seq);
-                }
+            "PersonRegistered" | "PersonalDataUpdated" if !erased.contains(&record.stream_id) => {
+                last_identity.insert(record.stream_id.clone(), record.seq);
             }
             "PersonErased" => {
                 last_identity.remove(&record.stream_id);

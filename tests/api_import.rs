@@ -212,7 +212,11 @@ async fn a_stream_of_histories_rejects_each_bad_one_and_imports_the_rest() {
     assert_eq!(s.commands_skipped, 7 + 2 + 2 + too_long_len + 1);
     assert_eq!(s.events_appended, 13, "one event per command on these paths");
     assert_eq!(s.rejections_total, 5);
-    assert_eq!(s.last_seq, 13, "the log held nothing before");
+    assert_eq!(
+        s.last_seq,
+        genesis_events() + 13,
+        "the log held only the genesis policy before"
+    );
 
     let r = &s.rejections;
     assert_eq!(
@@ -365,7 +369,11 @@ async fn a_stream_of_histories_rejects_each_bad_one_and_imports_the_rest() {
         vec![valid.clone(), continuation, two_cases.clone()],
     )
     .await;
-    assert_eq!(s.last_seq, 13 + 1 + 3, "the highest seq of the stream's commands");
+    assert_eq!(
+        s.last_seq,
+        genesis_events() + 13 + 1 + 3,
+        "the highest seq of the stream's commands"
+    );
     assert_eq!(s.histories_received, 3);
     assert_eq!(s.histories_imported, 2, "{s:?}");
     assert_eq!(s.commands_deduplicated, 8);
@@ -404,7 +412,7 @@ async fn a_stream_of_histories_rejects_each_bad_one_and_imports_the_rest() {
     let data_dir = server.data_dir.clone();
     let tmp = server.stop().await;
     let store = open_store(&data_dir);
-    assert_eq!(store.head().unwrap().seq, 13 + 1 + 3);
+    assert_eq!(store.head().unwrap().seq, genesis_events() + 13 + 1 + 3);
     drop(store);
     drop(tmp);
 }
@@ -468,7 +476,7 @@ async fn bad_histories_change_nothing_and_limits_hold_at_the_edge() {
     let store = open_store(&data_dir);
     assert_eq!(
         store.head().unwrap().seq,
-        IMPORT_HISTORY_COMMANDS_MAX as u64,
+        genesis_events() + IMPORT_HISTORY_COMMANDS_MAX as u64,
         "only the history at the limit was recorded"
     );
     assert_eq!(

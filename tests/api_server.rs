@@ -144,7 +144,13 @@ async fn a_break_found_while_serving_stops_the_server() {
     let access_file = tmp.path().join("access.json");
     write_test_access_file(&access_file);
     let key = || registry::pii::MasterKey::from_bytes([7; 32]);
-    let opened = registry::server::open(&data_dir, SyncMode::Flush, key()).expect("open the registry");
+    let dir = data_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        registry::server::open(&dir, SyncMode::Flush, key()).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap()
+    .expect("open the registry");
     // The attacker's handle on the same sled database.
     let store = opened.log.store().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
