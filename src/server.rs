@@ -385,7 +385,7 @@ async fn run(
                 .into_server(),
         )
         .add_service(audit.server())
-        .add_service(stats.server())
+        .add_service(stats.server_with_releases(audit.audit().clone()))
         .add_service(worklists.server())
         .add_service(
             crate::api::admin::AdminService::new(
