@@ -243,6 +243,51 @@ async fn a_release_verifies_alterations_are_named_and_a_vintage_is_reproduced_by
     let e = verify(&first, &other.verifier().vkey()).unwrap_err();
     assert!(e.contains("release.note: no signature by key"), "{e}");
 
+    // Re-signed with the registry's own key (an insider's bad release): the
+    // digests agree, so the tables themselves are checked: a small cell
+    // revealed, then a total that does not add up.
+    let signer = registry::audit::checkpoint::NoteSigner::parse_key_file(
+        &std::fs::read_to_string(data.join("audit-signing.key")).unwrap(),
+    )
+    .unwrap();
+    let dept = std::fs::read_to_string(first.join("caseload_department_status.csv")).unwrap();
+    let hidden = dept.lines().find(|l| l.ends_with(",,suppressed")).unwrap();
+    let revealed = hidden.replace(",,suppressed", ",3,observed");
+    let e = resigned(
+        &first,
+        &tmp.path().join("revealed"),
+        &signer,
+        "caseload_department_status.csv",
+        &dept.replace(hidden, &revealed),
+    );
+    assert!(
+        e.contains("caseload_department_status.csv: row")
+            && e.contains("OBS_VALUE 3 is published, but disclosure control hides counts under 5"),
+        "{e}"
+    );
+    // The total lowered to the published statuses' sum: the hidden ones
+    // (at least 1 each) no longer fit.
+    let published: u64 = rows
+        .iter()
+        .filter(|r| r["STATUS"] != "_T")
+        .filter_map(|r| r["OBS_VALUE"].parse::<u64>().ok())
+        .sum();
+    assert!(rows.iter().any(|r| r["OBS_STATUS"] == "suppressed"));
+    let e = resigned(
+        &first,
+        &tmp.path().join("unbalanced"),
+        &signer,
+        "caseload_status.csv",
+        &csv.replace(",_T,300,observed", &format!(",_T,{published},observed")),
+    );
+    assert!(
+        e.contains("identity CASELOAD_STATUS[STATUS=_T]")
+            && e.contains(&format!(
+                "the total is {published}, but the published terms add up to {published}"
+            )),
+        "{e}"
+    );
+
     // A statistician only; a position without a checkpoint is refused.
     let mut denied = strings(&["publish", "--target", &server.target(), "--token-file"]);
     denied.push(server.token_file("caseworker").display().to_string());
@@ -319,6 +364,35 @@ async fn a_release_verifies_alterations_are_named_and_a_vintage_is_reproduced_by
         "offline publish",
     );
     assert_eq!(files(&offline), files(&first), "the offline release differs");
+}
+
+/// Copies the release `from` into `to` with `file` replaced by `text`, the
+/// manifest's entry for it updated and the note signed again by `signer`;
+/// returns what `registry release verify` says (it must reject).
+fn resigned(
+    from: &Path,
+    to: &Path,
+    signer: &registry::audit::checkpoint::NoteSigner,
+    file: &str,
+    text: &str,
+) -> String {
+    let dir = copy(from, to);
+    std::fs::write(dir.join(file), text).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["name"] == file {
+            f["size"] = text.len().into();
+            f["blake3"] = blake3::hash(text.as_bytes()).to_hex().to_string().into();
+        }
+    }
+    let mut bytes = serde_json::to_vec_pretty(&manifest).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(dir.join("manifest.json"), &bytes).unwrap();
+    let seq = manifest["log_position"]["seq"].as_u64().unwrap();
+    let body = registry::release::note_body(&signer.name, seq, &bytes);
+    std::fs::write(dir.join("release.note"), signer.sign_body(&body)).unwrap();
+    verify(&dir, &signer.verifier().vkey()).unwrap_err()
 }
 
 /// The arguments of `registry release combine DIRS.. KEYS.. --out OUT`.
