@@ -20,8 +20,10 @@ pub use pb::statistics_server::StatisticsServer;
 pub struct StatisticsService {
     slot: std::sync::Arc<ProjectionSlot>,
     rules: SuppressionRules,
-    /// The store and its audit signer, for `Release` (none: UNIMPLEMENTED).
-    releases: Option<crate::audit::Audit>,
+    /// The store and its audit signer, for `Release` (none: UNIMPLEMENTED),
+    /// and the one permit to build: a release replays the log up to its
+    /// position, so one is built at a time.
+    releases: Option<(crate::audit::Audit, std::sync::Arc<tokio::sync::Semaphore>)>,
 }
 
 impl StatisticsService {
@@ -42,7 +44,7 @@ impl StatisticsService {
     /// Answers `Release` too: builds releases from this store and signs them
     /// with its audit key (docs/RELEASES.md).
     pub fn with_releases(mut self, audit: crate::audit::Audit) -> StatisticsService {
-        self.releases = Some(audit);
+        self.releases = Some((audit, std::sync::Arc::new(tokio::sync::Semaphore::new(1))));
         self
     }
 
@@ -253,10 +255,13 @@ impl pb::statistics_server::Statistics for StatisticsService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let r = request.into_inner();
-        let audit = self
+        let (audit, building) = self
             .releases
             .clone()
             .ok_or_else(|| Status::unimplemented("this server builds no statistics releases"))?;
+        let _permit = building.try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted("another statistics release is being built; retry when it is done")
+        })?;
         let rules = self.rules;
         let as_of_seq = (r.as_of_seq > 0).then_some(r.as_of_seq);
         let release = tokio::task::spawn_blocking(move || crate::release::build(&audit, as_of_seq, &rules))
