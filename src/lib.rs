@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod pii;
 pub mod progress;
 pub mod projection;
+pub mod release;
 pub mod server;
 pub mod simulate;
 pub mod worklist;

@@ -170,6 +170,15 @@ enum Command {
     /// permits expiring, from a stopped store or a running server, as text,
     /// CSV with a Table Schema, or JSON (docs/STATISTICS.md).
     Stats(registry::projection::cli::StatsArgs),
+    /// A statistics release for the regional exchange: the published tables
+    /// in SDMX-CSV 2.0 with their structures, the codebook and a manifest
+    /// signed with the audit key, at one signed checkpoint (docs/RELEASES.md).
+    Publish(registry::release::cli::PublishArgs),
+    /// Statistics releases: verify one, combine several into regional totals.
+    Release {
+        #[command(subcommand)]
+        what: registry::release::cli::ReleaseCommand,
+    },
     /// Drop the statistics and worklist projections and rebuild them from the empty state.
     RebuildProjections(registry::projection::cli::RebuildArgs),
     /// Measurements (figures, not tests).
@@ -329,6 +338,8 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Backup(args) => Ok(registry::backup::run_backup(args)),
         Command::Restore(args) => Ok(registry::backup::run_restore(args)),
         Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
+        Command::Publish(args) => registry::release::cli::publish(&args),
+        Command::Release { what } => registry::release::cli::run(&what),
         Command::RebuildProjections(args) => registry::projection::cli::rebuild(&args)
             .and_then(|()| registry::worklist::cli::rebuild(&args.data_dir))
             .map(|()| ExitCode::SUCCESS),

@@ -363,7 +363,7 @@ async fn run(
         )
         .add_service(crate::api::policy::PolicyService::new(opened.cases.clone()).into_server())
         .add_service(audit.server())
-        .add_service(stats.server())
+        .add_service(stats.server_with_releases(audit.audit().clone()))
         .add_service(worklists.server())
         .add_service(
             crate::api::admin::AdminService::new(

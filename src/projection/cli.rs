@@ -32,21 +32,8 @@ pub struct StatsArgs {
     /// Statistics service (a statistician's token).
     #[arg(long)]
     pub target: Option<String>,
-    /// With --target: bearer token file (default: $REGISTRY_TOKEN).
-    #[arg(long, requires = "target")]
-    pub token_file: Option<PathBuf>,
-    /// With an https --target: PEM CA certificate that signs the server's certificate.
-    #[arg(long, requires = "target")]
-    pub tls_ca: Option<PathBuf>,
-    /// Server name to verify in its certificate (default: the target's host).
-    #[arg(long, requires = "tls_ca")]
-    pub tls_domain: Option<String>,
-    /// PEM client certificate, for a server that requires one.
-    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
-    pub tls_client_cert: Option<PathBuf>,
-    /// PEM private key of --tls-client-cert.
-    #[arg(long, requires = "tls_client_cert")]
-    pub tls_client_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// The statistic.
     #[arg(long, value_enum, default_value_t = TableKind::Caseload)]
     pub table: TableKind,
@@ -304,6 +291,48 @@ pub fn state_as_of(
     Ok(state)
 }
 
+/// The credentials and TLS settings of a `--target` (`registry stats`,
+/// `registry publish`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RemoteArgs {
+    /// With --target: bearer token file (default: $REGISTRY_TOKEN).
+    #[arg(long, requires = "target")]
+    pub token_file: Option<PathBuf>,
+    /// With an https --target: PEM CA certificate that signs the server's certificate.
+    #[arg(long, requires = "target")]
+    pub tls_ca: Option<PathBuf>,
+    /// Server name to verify in its certificate (default: the target's host).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_domain: Option<String>,
+    /// PEM client certificate, for a server that requires one.
+    #[arg(long, requires_all = ["tls_ca", "tls_client_key"])]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of --tls-client-cert.
+    #[arg(long, requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// Client options for `target` with the token file (else
+    /// `$REGISTRY_TOKEN`) and, for https, the CA, the name to verify and a
+    /// client identity.
+    pub fn options(&self, target: &str) -> Result<crate::client::ClientOptions, BoxError> {
+        if target.starts_with("https://") && self.tls_ca.is_none() {
+            return Err(format!(
+                "--tls-ca: {target} is an https target: name the CA that signs its certificate"
+            )
+            .into());
+        }
+        let mut options = crate::client::ClientOptions::new(target, self.token_file.as_deref())?;
+        options.tls = self.tls_ca.as_ref().map(|ca| crate::auth::tls::ClientTls {
+            ca: Some(ca.clone()),
+            identity: self.tls_client_cert.clone().zip(self.tls_client_key.clone()),
+            domain: self.tls_domain.clone(),
+        });
+        Ok(options)
+    }
+}
+
 /// Runs `registry stats`.
 pub fn stats(args: &StatsArgs) -> Result<(), BoxError> {
     let q = Question::from_args(args)?;
@@ -313,18 +342,7 @@ pub fn stats(args: &StatsArgs) -> Result<(), BoxError> {
     };
     let table = match (&args.target, &args.data_dir) {
         (Some(target), _) => {
-            if target.starts_with("https://") && args.tls_ca.is_none() {
-                return Err(format!(
-                    "--tls-ca: {target} is an https target: name the CA that signs its certificate"
-                )
-                .into());
-            }
-            let mut options = crate::client::ClientOptions::new(target, args.token_file.as_deref())?;
-            options.tls = args.tls_ca.as_ref().map(|ca| crate::auth::tls::ClientTls {
-                ca: Some(ca.clone()),
-                identity: args.tls_client_cert.clone().zip(args.tls_client_key.clone()),
-                domain: args.tls_domain.clone(),
-            });
+            let options = args.remote.options(target)?;
             super::remote::fetch(&options, &q)?
         }
         (None, Some(dir)) => offline(dir, &q, &rules)?,

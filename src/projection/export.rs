@@ -469,7 +469,7 @@ pub fn to_csv(t: &LongTable) -> Result<Vec<u8>, BoxError> {
     Ok(w.into_inner().map_err(|e| e.to_string())?)
 }
 
-fn dim_description(dim: &str) -> &'static str {
+pub fn dim_description(dim: &str) -> &'static str {
     match dim {
         "status" => "derived status on the reference date (codebook: status)",
         "department" => "DIVIPOLA department, two digits (codebook: department)",

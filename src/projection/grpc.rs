@@ -20,6 +20,10 @@ pub use pb::statistics_server::StatisticsServer;
 pub struct StatisticsService {
     slot: std::sync::Arc<ProjectionSlot>,
     rules: SuppressionRules,
+    /// The store and its audit signer, for `Release` (none: UNIMPLEMENTED),
+    /// and the one permit to build: a release replays the log up to its
+    /// position, so one is built at a time.
+    releases: Option<(crate::audit::Audit, std::sync::Arc<tokio::sync::Semaphore>)>,
 }
 
 impl StatisticsService {
@@ -30,7 +34,18 @@ impl StatisticsService {
 
     /// Over a projection that a follower loads: UNAVAILABLE until it is loaded.
     pub fn with_slot(slot: std::sync::Arc<ProjectionSlot>, rules: SuppressionRules) -> StatisticsService {
-        StatisticsService { slot, rules }
+        StatisticsService {
+            slot,
+            rules,
+            releases: None,
+        }
+    }
+
+    /// Answers `Release` too: builds releases from this store and signs them
+    /// with its audit key (docs/RELEASES.md).
+    pub fn with_releases(mut self, audit: crate::audit::Audit) -> StatisticsService {
+        self.releases = Some((audit, std::sync::Arc::new(tokio::sync::Semaphore::new(1))));
+        self
     }
 
     fn shared(&self) -> Result<&Shared, Status> {
@@ -233,5 +248,40 @@ impl pb::statistics_server::Statistics for StatisticsService {
         let rules = self.rules;
         let p = self.with_state(|s| super::expiring(s, from, to, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
+    }
+
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let r = request.into_inner();
+        let (audit, building) = self
+            .releases
+            .clone()
+            .ok_or_else(|| Status::unimplemented("this server builds no statistics releases"))?;
+        let _permit = building.try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted("another statistics release is being built; retry when it is done")
+        })?;
+        let rules = self.rules;
+        let as_of_seq = (r.as_of_seq > 0).then_some(r.as_of_seq);
+        let release = tokio::task::spawn_blocking(move || crate::release::build(&audit, as_of_seq, &rules))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| {
+                use crate::release::ReleaseError as E;
+                match e {
+                    E::NoCheckpoint | E::NoCheckpointAt(_) => Status::not_found(e.to_string()),
+                    E::EarlierKey { .. } | E::Empty => Status::failed_precondition(e.to_string()),
+                    E::Internal(m) => Status::internal(m),
+                }
+            })?;
+        Ok(Response::new(pb::ReleaseResponse {
+            seq: release.seq,
+            files: release
+                .files
+                .into_iter()
+                .map(|(name, content)| pb::ReleaseFile { name, content })
+                .collect(),
+        }))
     }
 }

@@ -200,6 +200,17 @@ impl Running {
         grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default()).into_server()
     }
 
+    /// The gRPC service, answering `Release` with releases built from
+    /// `audit`'s store and signed with its key.
+    pub fn server_with_releases(
+        &self,
+        audit: crate::audit::Audit,
+    ) -> grpc::StatisticsServer<grpc::StatisticsService> {
+        grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default())
+            .with_releases(audit)
+            .into_server()
+    }
+
     /// Where loading is.
     pub fn slot(&self) -> std::sync::Arc<ProjectionSlot> {
         self.slot.clone()

@@ -71,6 +71,15 @@ impl TestServer {
         TestServer::launch(SyncMode::Flush, Some(data_dir.to_path_buf()), |_, _| {}).await
     }
 
+    /// Starts a server (`SyncMode::Flush`) on an existing data directory
+    /// after `configure` adjusted its configuration (e.g. the audit origin).
+    pub async fn start_on_configured(
+        data_dir: &Path,
+        configure: impl FnOnce(&mut ServeConfig, &Path),
+    ) -> TestServer {
+        TestServer::launch(SyncMode::Flush, Some(data_dir.to_path_buf()), configure).await
+    }
+
     async fn launch(
         sync: SyncMode,
         data_dir: Option<PathBuf>,

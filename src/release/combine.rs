@@ -1,0 +1,159 @@
+//! `registry release combine` (docs/RELEASES.md §7): regional totals by
+//! status from several verified releases, each source cited by origin,
+//! position, checkpoint and release note. A regional total is exact only
+//! when every source published its cell; otherwise it is flagged
+//! `incomplete` with a lower bound (each suppressed cell holds at least 1)
+//! and the sources that suppressed it, never summed as if the cell were 0.
+
+use serde_json::json;
+
+use super::verify::Verified;
+
+/// `STRUCTURE_ID` of the regional table.
+pub const REGIONAL_ID: &str = "REGISTRY:REGIONAL_CASELOAD_STATUS(1.0)";
+pub const REGIONAL_CSV: &str = "regional_caseload_status.csv";
+pub const SOURCES_CSV: &str = "sources_caseload_status.csv";
+pub const SOURCES_JSON: &str = "sources.json";
+
+/// One regional total.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionalRow {
+    pub status: String,
+    /// The exact sum, when every source published its cell.
+    pub value: Option<u64>,
+    /// Sum of the published cells plus 1 per suppressed cell.
+    pub lower_bound: u64,
+    /// Origins of the sources whose cell is suppressed.
+    pub suppressed_in: Vec<String>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sums `CASELOAD_STATUS` over the sources, status by status (the statuses
+/// of the first source, in its order; every source must list the same).
+pub fn regional(sources: &[Verified]) -> Result<Vec<RegionalRow>, String> {
+    let first = sources.first().ok_or("no release to combine")?;
+    let mut origins = std::collections::BTreeSet::new();
+    for s in sources {
+        if !origins.insert(&s.origin) {
+            return Err(format!(
+                "two releases come from origin {:?}: a region counts each registry once",
+                s.origin
+            ));
+        }
+    }
+    let table = |s: &Verified| {
+        s.table("CASELOAD_STATUS")
+            .cloned()
+            .ok_or_else(|| format!("the release of {} has no CASELOAD_STATUS", s.origin))
+    };
+    let statuses: Vec<String> = table(first)?.rows.iter().map(|r| r.key[0].clone()).collect();
+    let mut out: Vec<RegionalRow> = statuses
+        .iter()
+        .map(|s| RegionalRow {
+            status: s.clone(),
+            value: Some(0),
+            lower_bound: 0,
+            suppressed_in: Vec::new(),
+        })
+        .collect();
+    for s in sources {
+        let t = table(s)?;
+        let codes: Vec<&String> = t.rows.iter().map(|r| &r.key[0]).collect();
+        if codes.len() != statuses.len() || codes.iter().zip(&statuses).any(|(a, b)| *a != b) {
+            return Err(format!(
+                "the release of {} lists the statuses {codes:?}, the release of {} {statuses:?}",
+                s.origin, first.origin
+            ));
+        }
+        for (row, cell) in out.iter_mut().zip(&t.rows) {
+            match cell.value {
+                Some(v) => {
+                    row.value = row.value.map(|x| x + v);
+                    row.lower_bound += v;
+                }
+                None => {
+                    row.value = None;
+                    row.lower_bound += 1;
+                    row.suppressed_in.push(s.origin.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The files of a combination: the regional table, every source's cells,
+/// and the citations.
+pub fn files(sources: &[Verified]) -> Result<Vec<(String, Vec<u8>)>, BoxError> {
+    let rows = regional(sources)?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record([
+        "STRUCTURE",
+        "STRUCTURE_ID",
+        "ACTION",
+        "STATUS",
+        "OBS_VALUE",
+        "OBS_STATUS",
+        "LOWER_BOUND",
+        "SUPPRESSED_IN",
+    ])?;
+    for r in &rows {
+        let status = match r.value {
+            None => "incomplete",
+            Some(0) => "zero",
+            Some(_) => "observed",
+        };
+        w.write_record([
+            "dataflow",
+            REGIONAL_ID,
+            "I",
+            &r.status,
+            &r.value.map_or_else(String::new, |v| v.to_string()),
+            status,
+            &r.lower_bound.to_string(),
+            &r.suppressed_in.join(" "),
+        ])?;
+    }
+    let regional = w.into_inner().map_err(|e| e.to_string())?;
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(["SOURCE", "STATUS", "OBS_VALUE", "OBS_STATUS"])?;
+    for s in sources {
+        for r in &s.table("CASELOAD_STATUS").ok_or("CASELOAD_STATUS missing")?.rows {
+            w.write_record([
+                s.origin.as_str(),
+                &r.key[0],
+                &r.value.map_or_else(String::new, |v| v.to_string()),
+                r.obs_status().as_str(),
+            ])?;
+        }
+    }
+    let per_source = w.into_inner().map_err(|e| e.to_string())?;
+    let cited = json!({
+        "sources": sources.iter().map(|s| json!({
+            "origin": s.origin,
+            "verifier_key": s.verifier_key,
+            "log_position": {"seq": s.seq, "hash": s.log_hash},
+            "reference_date": s.reference_date,
+            "checkpoint": s.checkpoint,
+            "manifest_blake3": s.manifest_blake3,
+            "release_note": s.note,
+        })).collect::<Vec<_>>(),
+        "obs_status": [
+            {"code": "observed", "definition": "every source published its cell; OBS_VALUE is their sum (> 0)"},
+            {"code": "zero", "definition": "every source published 0"},
+            {"code": "incomplete", "definition": "at least one source suppressed its cell (SUPPRESSED_IN names them); OBS_VALUE is empty and LOWER_BOUND is the sum of the published cells plus 1 per suppressed cell"},
+        ],
+    });
+    let mut cited_bytes = serde_json::to_vec_pretty(&cited)?;
+    cited_bytes.push(b'\n');
+    Ok(vec![
+        (REGIONAL_CSV.to_string(), regional),
+        (SOURCES_CSV.to_string(), per_source),
+        (SOURCES_JSON.to_string(), cited_bytes),
+    ])
+}

@@ -1,0 +1,270 @@
+//! `registry release verify DIR --key VKEY` (docs/RELEASES.md §6): the
+//! release note's signature, the manifest it signs, the checkpoint, every
+//! file's size and digest, no file missing or unlisted, every table read
+//! back against its structure, the thresholds, the identities and the
+//! disclosure rule across tables. The first failure is reported, naming
+//! the file and, for a table, its row and cell.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::tables::{self, DataTable, TABLES};
+use super::{sdmx, FORMAT, MANIFEST, NOTE, NOTE_TAG};
+use crate::audit::checkpoint::Verifier;
+use crate::projection::export::ObsStatus;
+
+/// A verified release: what `combine` cites and sums.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub origin: String,
+    pub verifier_key: String,
+    pub seq: u64,
+    pub log_hash: String,
+    pub reference_date: String,
+    /// The signed checkpoint text.
+    pub checkpoint: String,
+    /// The release note text.
+    pub note: String,
+    /// BLAKE3 of manifest.json, hex.
+    pub manifest_blake3: String,
+    pub tables: Vec<DataTable>,
+    pub files: usize,
+    pub identities: usize,
+}
+
+impl Verified {
+    pub fn table(&self, id: &str) -> Option<&DataTable> {
+        self.tables.iter().find(|t| t.spec.id == id)
+    }
+}
+
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(dir.join(name)).map_err(|e| format!("{name}: cannot read: {e}"))
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {
+    v.get(name)
+        .filter(|x| !x.is_null())
+        .ok_or_else(|| format!("{MANIFEST}: field {name} is missing"))
+}
+
+fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
+    field(v, name)?
+        .as_str()
+        .ok_or_else(|| format!("{MANIFEST}: field {name} is not a string"))
+}
+
+/// Parses a release note body: `<origin>`, `statistics-release v1`,
+/// `seq <N>`, `manifest <64 hex>`, each ending in `\n`, nothing else.
+fn parse_body(body: &str) -> Result<(String, u64, String), String> {
+    let bad = |m: &str| format!("{NOTE}: {m}");
+    let lines: Vec<&str> = body
+        .strip_suffix('\n')
+        .ok_or_else(|| bad("the body does not end in a newline"))?
+        .split('\n')
+        .collect();
+    let [origin, tag, seq, manifest] = lines[..] else {
+        return Err(bad("the body does not have exactly four lines"));
+    };
+    if tag != NOTE_TAG {
+        return Err(bad(&format!("the second line is {tag:?}, not {NOTE_TAG:?}")));
+    }
+    let seq = seq
+        .strip_prefix("seq ")
+        .filter(|s| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (*s == "0" || !s.starts_with('0'))
+        })
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| bad("the third line is not `seq <decimal>`"))?;
+    let manifest = manifest
+        .strip_prefix("manifest ")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .ok_or_else(|| bad("the fourth line is not `manifest <64 lower-case hex digits>`"))?;
+    Ok((origin.to_string(), seq, manifest.to_string()))
+}
+
+/// Verifies the release in `dir` with the verifier key `key`.
+pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, String> {
+    // 1. The note: signed by the key, a release body.
+    let note_bytes = read(dir, NOTE)?;
+    let note = String::from_utf8(note_bytes).map_err(|_| format!("{NOTE}: not UTF-8"))?;
+    let body = key.open_note(&note).map_err(|e| format!("{NOTE}: {e}"))?;
+    let (origin, seq, manifest_hash) = parse_body(body)?;
+    if origin != key.name {
+        return Err(format!(
+            "{NOTE}: the origin line is {origin:?}, but the key is named {:?}",
+            key.name
+        ));
+    }
+    // 2. The manifest it signs.
+    let manifest_bytes = read(dir, MANIFEST)?;
+    let actual = blake3::hash(&manifest_bytes).to_hex().to_string();
+    if actual != manifest_hash {
+        return Err(format!(
+            "{MANIFEST}: BLAKE3 is {actual}, but {NOTE} signs {manifest_hash}"
+        ));
+    }
+    let m: Value =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| format!("{MANIFEST}: not JSON: {e}"))?;
+    if str_field(&m, "format")? != FORMAT {
+        return Err(format!("{MANIFEST}: format is not {FORMAT:?}"));
+    }
+    if str_field(&m, "origin")? != origin {
+        return Err(format!("{MANIFEST}: origin differs from {NOTE}'s"));
+    }
+    let position = field(&m, "log_position")?;
+    if position["seq"].as_u64() != Some(seq) {
+        return Err(format!(
+            "{MANIFEST}: log_position.seq differs from {NOTE}'s seq {seq}"
+        ));
+    }
+    let log_hash = position["hash"]
+        .as_str()
+        .ok_or_else(|| format!("{MANIFEST}: log_position.hash is missing"))?
+        .to_string();
+    // 3. The checkpoint: signed by the same key, at the release's position.
+    let checkpoint = str_field(&m, "checkpoint")?.to_string();
+    let cp = key
+        .verify_checkpoint(&checkpoint)
+        .map_err(|e| format!("{MANIFEST}: checkpoint: {e}"))?;
+    if cp.size != seq {
+        return Err(format!(
+            "{MANIFEST}: the checkpoint's tree size is {}, but the release is at seq {seq}",
+            cp.size
+        ));
+    }
+    // 4. Files: each listed one present with its size and digest; nothing else.
+    let files = field(&m, "files")?
+        .as_array()
+        .ok_or_else(|| format!("{MANIFEST}: files is not a list"))?;
+    let mut listed = BTreeSet::new();
+    for f in files {
+        let name = f["name"]
+            .as_str()
+            .filter(|n| !n.is_empty() && !n.contains('/') && !n.contains('\\') && !n.starts_with('.'))
+            .ok_or_else(|| format!("{MANIFEST}: a file entry has no plain name"))?;
+        if name == MANIFEST || name == NOTE || !listed.insert(name.to_string()) {
+            return Err(format!(
+                "{MANIFEST}: {name} is listed twice or is the manifest or note"
+            ));
+        }
+        let bytes = std::fs::read(dir.join(name))
+            .map_err(|e| format!("{name}: listed in {MANIFEST} but cannot be read: {e}"))?;
+        if f["size"].as_u64() != Some(bytes.len() as u64) {
+            return Err(format!(
+                "{name}: {} bytes, the manifest says {}",
+                bytes.len(),
+                f["size"]
+            ));
+        }
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        if f["blake3"].as_str() != Some(digest.as_str()) {
+            return Err(format!(
+                "{name}: BLAKE3 is {digest}, the manifest says {}",
+                f["blake3"]
+            ));
+        }
+    }
+    let mut present = BTreeSet::new();
+    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+        present.insert(e.file_name().to_string_lossy().into_owned());
+    }
+    for name in &present {
+        if name != MANIFEST && name != NOTE && !listed.contains(name) {
+            return Err(format!("{name}: in the directory but not listed in {MANIFEST}"));
+        }
+    }
+    // 5. Tables: exactly the release's, each read back against its structure.
+    let listed_tables = field(&m, "tables")?
+        .as_array()
+        .ok_or_else(|| format!("{MANIFEST}: tables is not a list"))?;
+    let ids: Vec<&str> = listed_tables.iter().filter_map(|t| t["id"].as_str()).collect();
+    let expected: Vec<&str> = TABLES.iter().map(|t| t.id).collect();
+    if ids != expected {
+        return Err(format!("{MANIFEST}: tables are {ids:?}, expected {expected:?}"));
+    }
+    let min_cell = field(&m, "disclosure_control")?["min_cell"]
+        .as_u64()
+        .ok_or_else(|| format!("{MANIFEST}: disclosure_control.min_cell is missing"))?;
+    let mut tables_read = Vec::new();
+    for (entry, spec) in listed_tables.iter().zip(TABLES.iter()) {
+        let data = entry["data"].as_str().unwrap_or_default();
+        let structure = entry["structure"].as_str().unwrap_or_default();
+        for name in [data, structure] {
+            if !listed.contains(name) {
+                return Err(format!(
+                    "{MANIFEST}: table {} names {name:?}, which is not a listed file",
+                    spec.id
+                ));
+            }
+        }
+        let st = sdmx::read_structure(&read(dir, structure)?).map_err(|e| format!("{structure}: {e}"))?;
+        let dims: Vec<&str> = spec.dims.iter().map(|(d, _)| *d).collect();
+        if st.dataflow != spec.id || st.dims != dims {
+            return Err(format!(
+                "{structure}: dataflow {} with dimensions {:?}, expected {} with {dims:?}",
+                st.dataflow, st.dims, spec.id
+            ));
+        }
+        let t = sdmx::read_csv(spec, &read(dir, data)?).map_err(|e| format!("{data}: {e}"))?;
+        check_table(&t, &st, min_cell).map_err(|e| format!("{data}: {e}"))?;
+        tables_read.push(t);
+    }
+    // 6. Identities and the disclosure rule across tables.
+    let identities = tables::identities(&tables_read).map_err(|e| format!("tables: {e}"))?;
+    tables::check_identities(&tables_read, &identities).map_err(|e| format!("tables: {e}"))?;
+    if let Some((c, name)) = tables::first_recoverable(&tables_read, &identities) {
+        let t = &tables_read[c.table];
+        return Err(format!(
+            "{}.csv: row {} ({}): suppressed, but identity {name} has no other suppressed cell, so it can be recovered",
+            t.spec.stem,
+            c.row + 2,
+            t.describe(c.row)
+        ));
+    }
+    Ok(Verified {
+        origin,
+        verifier_key: key.vkey(),
+        seq,
+        log_hash,
+        reference_date: str_field(&m, "reference_date")?.to_string(),
+        checkpoint,
+        note,
+        manifest_blake3: manifest_hash,
+        tables: tables_read,
+        files: listed.len() + 2,
+        identities: identities.len(),
+    })
+}
+
+/// Codes against the structure's codelists (months as `YYYY-MM`), and no
+/// published count under the threshold.
+fn check_table(t: &DataTable, st: &sdmx::ParsedStructure, min_cell: u64) -> Result<(), String> {
+    for (i, r) in t.rows.iter().enumerate() {
+        for ((dim, _), code) in t.spec.dims.iter().zip(&r.key) {
+            let ok = match st.codes.get(*dim) {
+                Some(list) => list.contains(code),
+                None => crate::domain::Date::parse(&format!("{code}-01")).is_some() && code.len() == 7,
+            };
+            if !ok {
+                return Err(format!(
+                    "row {} ({}): {dim} {code:?} is not a code of the table's structure",
+                    i + 2,
+                    t.describe(i)
+                ));
+            }
+        }
+        if r.obs_status() == ObsStatus::Observed && r.value.is_some_and(|v| v < min_cell) {
+            return Err(format!(
+                "row {} ({}): OBS_VALUE {} is published, but disclosure control hides counts under {min_cell}",
+                i + 2,
+                t.describe(i),
+                r.value.unwrap_or(0)
+            ));
+        }
+    }
+    Ok(())
+}
