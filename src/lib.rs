@@ -47,6 +47,7 @@ pub mod loadtest;
 pub mod log;
 pub mod metrics;
 pub mod pii;
+pub mod policy_cli;
 pub mod progress;
 pub mod projection;
 pub mod release;

@@ -174,6 +174,9 @@ enum Command {
     /// in SDMX-CSV 2.0 with their structures, the codebook and a manifest
     /// signed with the audit key, at one signed checkpoint (docs/RELEASES.md).
     Publish(registry::release::cli::PublishArgs),
+    /// The legal instruments in the log (Policy service): list them, record
+    /// one from a JSON file (alias: import), or preview what one would change.
+    Policy(registry::policy_cli::PolicyArgs),
     /// Statistics releases: verify one, combine several into regional totals.
     Release {
         #[command(subcommand)]
@@ -339,6 +342,7 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Restore(args) => Ok(registry::backup::run_restore(args)),
         Command::Stats(args) => registry::projection::cli::stats(&args).map(|()| ExitCode::SUCCESS),
         Command::Publish(args) => registry::release::cli::publish(&args),
+        Command::Policy(args) => registry::policy_cli::run(&args),
         Command::Release { what } => registry::release::cli::run(&what),
         Command::RebuildProjections(args) => registry::projection::cli::rebuild(&args)
             .and_then(|()| registry::worklist::cli::rebuild(&args.data_dir))

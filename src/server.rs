@@ -361,7 +361,10 @@ async fn run(
             crate::api::import::ImportService::new(CaseworkerService::new(opened.cases.clone()))
                 .into_server(),
         )
-        .add_service(crate::api::policy::PolicyService::new(opened.cases.clone()).into_server())
+        .add_service(
+            crate::api::policy::PolicyService::new(opened.cases.clone(), worklists.projection())
+                .into_server(),
+        )
         .add_service(audit.server())
         .add_service(stats.server_with_releases(audit.audit().clone()))
         .add_service(worklists.server())

@@ -82,7 +82,7 @@ fn expected(m: &Method) -> Option<Vec<&'static str>> {
         "regularization.v1.Audit" if m.name == "GetCheckpoint" => vec!["auditor", "admin"],
         "regularization.v1.Audit" => vec!["auditor"],
         "regularization.v1.Admin" => vec!["admin"],
-        "regularization.v1.Policy" if m.name == "RecordPolicy" => vec!["admin"],
+        "regularization.v1.Policy" if m.name == "RecordPolicy" || m.name == "PreviewPolicy" => vec!["admin"],
         "regularization.v1.Policy" => ROLES.to_vec(),
         other => panic!("service {other} has no expected access in this test: add it"),
     };

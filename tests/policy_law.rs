@@ -4,6 +4,7 @@
 //! replays deciding as the original did after an amendment.
 
 mod common;
+mod worklist_support;
 
 use common::*;
 use registry::api::pb;
@@ -310,4 +311,180 @@ async fn a_retry_after_an_amendment_gets_the_original_answer() {
         (retry.first_seq, retry.version),
         (original.first_seq, original.version)
     );
+}
+
+/// An ETPV case whose card is awaited, with an interim certificate valid
+/// until `valid_until`; returns its tracker and the certificate's seq.
+async fn awaiting_card_with_interim(
+    c: &mut Client,
+    given: &str,
+    cedula: &str,
+    valid_until: &str,
+) -> (Tracker, u64) {
+    let mut t = register(c, given, cedula, "2023-01-05").await;
+    t.pre_register(c, "2023-01-06").await;
+    t.schedule(c, "2023-01-07", "2023-01-08").await;
+    t.capture(c, "2023-01-08").await;
+    t.approve(c, "2023-01-09").await;
+    t.issue_permit(c, "2023-01-10", &format!("PPT-{cedula}")).await;
+    let r = ok(c
+        .issue_interim_certificate(req(pb::InterimCertificateRequest {
+            header: t.next("2023-01-11"),
+            valid_until: valid_until.into(),
+        }))
+        .await);
+    t.step(&r, "PERMIT_ISSUED", &["InterimCertificateIssued"]);
+    (t, r.last_seq)
+}
+
+#[tokio::test]
+async fn a_general_measure_is_one_event_whose_effect_reads_derive() {
+    use worklist_support::{wait_for, worklists, Kind};
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let mut p = policy_client(&server).await;
+    let mut w = worklists(&server).await;
+    // Two certificates: one still valid on 2023-03-01, one expired before.
+    let (reached, _) = awaiting_card_with_interim(&mut c, "ROSA", "V43000001", "2023-03-15").await;
+    let (expired, seq) = awaiting_card_with_interim(&mut c, "PAZ", "V43000002", "2023-02-20").await;
+    let mut near = worklist_support::request(Kind::InterimExpiring, "2023-01-12");
+    near.horizon_days = 90;
+    let listed = |items: &[pb::WorklistItem], case_id: &str| {
+        items
+            .iter()
+            .find(|i| i.case_id == case_id)
+            .map(|i| i.due_on.clone())
+    };
+    wait_for(&mut w, seq).await;
+    let (items, _) = worklist_support::list_all(&mut w, "supervisor", &near).await;
+    assert_eq!(listed(&items, &reached.case_id).as_deref(), Some("2023-03-15"));
+
+    let measure = pb::RecordPolicyRequest {
+        request_id: request_id("measure"),
+        action: pb::PolicyAction::Adopt as i32,
+        instrument: Some(instrument("RES-7000-2023", "2023-03-01")),
+        legal_basis: "RES-971-2021".into(),
+        target: String::new(),
+        rules_json:
+            r#"{"measures": [{"kind": "EXTEND_INTERIM_CERTIFICATES", "channel": "ETPV", "months": 6}]}"#
+                .into(),
+    };
+    // The dry run counts what the measure would change, and records nothing.
+    let head_before = ok(p
+        .list_policies(as_role("admin", pb::ListPoliciesRequest {}))
+        .await)
+    .policy_version;
+    let preview = ok(p.preview_policy(as_role("admin", measure.clone())).await);
+    assert_eq!(preview.position_seq, seq);
+    assert_eq!(preview.interim_certificates_extended, 1, "{preview:?}");
+    assert_eq!(preview.cases, 2);
+    fails(
+        p.preview_policy(as_role("supervisor", measure.clone())).await,
+        Code::PermissionDenied,
+    );
+    assert_eq!(
+        ok(p.list_policies(as_role("admin", pb::ListPoliciesRequest {}))
+            .await)
+        .policy_version,
+        head_before
+    );
+
+    // One event for everyone.
+    let recorded = ok(p.record_policy(as_role("admin", measure)).await);
+    assert_eq!(recorded.seq, seq + 1, "the measure is one event");
+    let case = get_case(&mut c, &reached.case_id).await;
+    let permit = case.permit.unwrap();
+    assert_eq!(permit.interim_valid_until, "2023-09-15");
+    assert_eq!(permit.interim_valid_until_recorded, "2023-03-15");
+    assert_eq!(permit.interim_extended_by, ["RES-7000-2023"]);
+    let case = get_case(&mut c, &expired.case_id).await;
+    let permit = case.permit.unwrap();
+    assert_eq!(permit.interim_valid_until, "2023-02-20");
+    assert!(permit.interim_extended_by.is_empty());
+    // The worklist derives the new date from the same event.
+    wait_for(&mut w, recorded.seq).await;
+    let (items, _) = worklist_support::list_all(&mut w, "supervisor", &near).await;
+    assert_eq!(
+        listed(&items, &reached.case_id),
+        None,
+        "no longer expiring in the window"
+    );
+    assert_eq!(listed(&items, &expired.case_id).as_deref(), Some("2023-02-20"));
+    let mut far = worklist_support::request(Kind::InterimExpiring, "2023-09-01");
+    far.horizon_days = 30;
+    let (items, _) = worklist_support::list_all(&mut w, "supervisor", &far).await;
+    let item = items
+        .iter()
+        .find(|i| i.case_id == reached.case_id)
+        .expect("listed at its new date");
+    assert_eq!(item.due_on, "2023-09-15");
+    // The events of each case are untouched: the effect is derived.
+    let store_dir = server.data_dir.clone();
+    drop((c, p, w));
+    let _tmp = server.stop().await;
+    let store = open_store(&store_dir);
+    // After the measure, only the two reads' access events were recorded.
+    let after = store.read_all(recorded.seq + 1, 100).unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(after
+        .iter()
+        .all(|e| e.record.event_type == registry::cases::ACCESS_EVENT_TYPE));
+    assert_eq!(
+        store.read_stream(&reached.case_id, 1, 100).unwrap().len() as u64,
+        reached.version
+    );
+}
+
+#[tokio::test]
+async fn the_command_line_lists_previews_and_records_an_instrument_from_a_file() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("res.json");
+    std::fs::write(
+        &file,
+        r#"{"request_id": "res-5000-2026", "action": "REPEAL",
+            "instrument": {"id": "RES-5000-2026", "kind": "RESOLUCION", "number": "5000",
+                           "issuer": "CANCILLERIA", "signed_on": "2026-02-01",
+                           "effective_on": "2026-02-01", "title": "Deroga la visa V"},
+            "target": "RES-12509-2024"}"#,
+    )
+    .unwrap();
+    let registry = |args: &[&str], role: &str| {
+        let token = server.token_file(role);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_registry"))
+            .arg("policy")
+            .args(["--target", &server.target(), "--token-file"])
+            .arg(&token)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let f = file.to_str().unwrap();
+    let (ok_, out, err) = registry(&["preview", f], "admin");
+    assert!(ok_, "{err}");
+    assert!(out.contains("0 interim certificates extended"), "{out}");
+    let (ok_, _, err) = registry(&["record", f], "caseworker");
+    assert!(!ok_ && err.contains("PermissionDenied"), "{err}");
+    let (ok_, out, err) = registry(&["import", f], "admin");
+    assert!(ok_, "{err}");
+    let seq = genesis_events() + 1;
+    assert!(out.contains(&format!("recorded at seq {seq}")), "{out}");
+    let (ok_, out, _) = registry(&["record", f], "admin");
+    assert!(ok_ && out.contains("a retry"), "{out}");
+    let (ok_, out, err) = registry(&["list"], "auditor");
+    assert!(ok_, "{err}");
+    assert!(out.contains(&format!("policy version {seq}")), "{out}");
+    assert!(
+        out.contains("RES-12509-2024") && out.contains("repealed by RES-5000-2026"),
+        "{out}"
+    );
+    // A file that is not an instrument is refused, naming the file.
+    std::fs::write(&file, r#"{"action": "ADOPT"}"#).unwrap();
+    let (ok_, _, err) = registry(&["record", f], "admin");
+    assert!(!ok_ && err.contains("res.json"), "{err}");
 }

@@ -499,11 +499,16 @@ pub(super) fn event_summary(ev: &crate::log::StoredEvent, e: &crate::domain::Eve
         request_id: r.request_id.clone(),
         on: e.on().to_string(),
         hash: crate::log::verify::hex(&ev.hash),
+        policy_seq: crate::codec::policy_citation(&r.payload).unwrap_or(0),
     }
 }
 
 /// The wire form of a case read.
-pub(super) fn case(view: CaseView, today: Date, catalog: &crate::domain::ChannelCatalog) -> pb::Case {
+/// The wire form of a case read, under the policy as it stands (`book`):
+/// next steps by the rules in force today, the interim certificate with
+/// the general measures applied.
+pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook) -> pb::Case {
+    let catalog = book.current_on(today);
     let s = &view.state;
     let person = s.person();
     let identity = view.identity.map(|i| pb::PersonalData {
@@ -537,7 +542,15 @@ pub(super) fn case(view: CaseView, today: Date, catalog: &crate::domain::Channel
             .map(|d| to_wire!(pb::DenialReason, "DENIAL_REASON_", d.reason))
             .unwrap_or(0),
     });
-    let interim = s.interim_certificate().map(|i| i.valid_until);
+    let interim = s.interim_certificate().map(|i| {
+        let channel = s
+            .application()
+            .map_or(crate::domain::ChannelCode::UNKNOWN, |a| a.channel);
+        (
+            i.valid_until,
+            book.interim_validity(channel, i.valid_until, book.version()),
+        )
+    });
     let permit = s.permit().map(|p| pb::Permit {
         r#type: to_wire!(pb::PermitType, "PERMIT_TYPE_", p.permit_type),
         permit_number: view.permit_number.clone().unwrap_or_default(),
@@ -550,7 +563,12 @@ pub(super) fn case(view: CaseView, today: Date, catalog: &crate::domain::Channel
             .map(|c| to_wire!(pb::CancellationGround, "CANCELLATION_GROUND_", c.ground))
             .unwrap_or(0),
         duplicates: p.duplicates as u32,
-        interim_valid_until: opt_date(interim),
+        interim_valid_until: opt_date(interim.as_ref().map(|(_, d)| d.valid_until)),
+        interim_valid_until_recorded: opt_date(interim.as_ref().map(|(r, _)| *r)),
+        interim_extended_by: interim
+            .as_ref()
+            .map(|(_, d)| d.extended_by.clone())
+            .unwrap_or_default(),
     });
     let history_from = view.events.len().saturating_sub(1000);
     pb::Case {

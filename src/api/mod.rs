@@ -364,12 +364,7 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
                 access_record(&principal, case_id, "GetCase", purpose),
             )
             .await?;
-        let today = today();
-        Ok(Response::new(convert::case(
-            view,
-            today,
-            &self.cases.catalog_on(today),
-        )))
+        Ok(Response::new(convert::case(view, today(), &self.cases.policy())))
     }
 
     async fn find_cases_by_document(

@@ -13,11 +13,13 @@ use crate::limits::POLICY_RULES_JSON_BYTES_MAX;
 #[derive(Clone)]
 pub struct PolicyService {
     cases: Cases,
+    /// The worklist projection (the dry run counts over its facts).
+    worklists: Option<std::sync::Arc<crate::worklist::Worklists>>,
 }
 
 impl PolicyService {
-    pub fn new(cases: Cases) -> PolicyService {
-        PolicyService { cases }
+    pub fn new(cases: Cases, worklists: Option<std::sync::Arc<crate::worklist::Worklists>>) -> PolicyService {
+        PolicyService { cases, worklists }
     }
 
     pub fn into_server(self) -> pb::policy_server::PolicyServer<Self> {
@@ -192,6 +194,40 @@ impl pb::policy_server::Policy for PolicyService {
         Ok(Response::new(pb::ListPoliciesResponse {
             entries,
             policy_version: book.version(),
+        }))
+    }
+
+    async fn preview_policy(
+        &self,
+        r: Request<pb::RecordPolicyRequest>,
+    ) -> Result<Response<pb::PreviewPolicyResponse>, Status> {
+        let m = r.into_inner();
+        let event = event(&m)?;
+        let current = self.cases.policy();
+        let mut next = (*current).clone();
+        next.check(&event).map_err(|e| Status::from(CaseError::from(e)))?;
+        next.apply(current.version() + 1, event);
+        let Some(worklists) = self.worklists.clone() else {
+            return Err(Status::unavailable(
+                "the worklist projection is not open (see health)",
+            ));
+        };
+        let today = super::today();
+        let p = tokio::task::spawn_blocking(move || worklists.preview(&current, &next, today))
+            .await
+            .map_err(|_| Status::internal("internal error"))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "policy dry run failed");
+                Status::internal("internal error")
+            })?;
+        Ok(Response::new(pb::PreviewPolicyResponse {
+            position_seq: p.position_seq,
+            cases: p.cases,
+            without_application: p.without_application,
+            interim_certificates_extended: p.interim_certificates_extended,
+            decision_deadlines_moved: p.decision_deadlines_moved,
+            channels_opening: p.channels_opening,
+            channels_closing: p.channels_closing,
         }))
     }
 

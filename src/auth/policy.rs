@@ -65,7 +65,7 @@ pub fn access(path: &str) -> Access {
         "regularization.v1.Audit" => Access::Roles(AUDIT_ONLY),
         "regularization.v1.Admin" => Access::Roles(ADMIN),
         "regularization.v1.Policy" => match method {
-            "RecordPolicy" => Access::Roles(ADMIN),
+            "RecordPolicy" | "PreviewPolicy" => Access::Roles(ADMIN),
             "ListPolicies" | "GetPolicy" => Access::Authenticated,
             _ => Access::Unknown,
         },

@@ -101,14 +101,49 @@ pub struct Instrument {
     pub title: String,
 }
 
-/// The rules an instrument sets, as data: the channels it defines or changes.
-/// The JSON of this struct (as written by [`PolicyRules::to_json`]) is what
-/// the log stores and what the content hash covers.
+/// The rules an instrument sets, as data: the channels it defines or
+/// changes, and the measures it takes for everyone at once. The JSON of
+/// this struct (as written by [`PolicyRules::to_json`]) is what the log
+/// stores and what the content hash covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRules {
     /// Channels, each in full.
+    #[serde(default)]
     pub channels: Vec<ChannelRules>,
+    /// General measures: one recorded instrument whose effect on every case
+    /// it reaches is derived by readers, never written case by case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<GeneralMeasure>,
+}
+
+/// Longest extension a general measure may grant, in months.
+pub const MEASURE_MONTHS_MAX: u16 = 60;
+/// Most measures one instrument may take.
+pub const MEASURES_MAX: usize = 16;
+
+/// A measure that applies to everyone it names at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum GeneralMeasure {
+    /// Every interim certificate (certificado de trámite) of `channel`
+    /// still valid on the instrument's effective date is extended by
+    /// `months` from the end of its validity.
+    ExtendInterimCertificates {
+        /// The channel whose certificates are extended.
+        channel: super::codes::ChannelCode,
+        /// Months added to each certificate's validity.
+        months: u16,
+    },
+}
+
+/// An interim certificate's validity with the general measures applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedValidity {
+    /// The end of validity after every measure that reached it.
+    pub valid_until: Date,
+    /// The instruments whose measures extended it, in the order applied.
+    pub extended_by: Vec<String>,
 }
 
 impl PolicyRules {
@@ -261,6 +296,49 @@ impl PolicyBook {
         }
     }
 
+    /// An interim certificate of `channel` recorded as valid until
+    /// `recorded`, with the general measures recorded up to version `as_of`
+    /// applied in order of effective date (then seq): each measure reaching
+    /// the channel extends a certificate still valid on its effective date.
+    /// Deterministic and clock-free: a measure with a future effective date
+    /// already says which certificates it will extend.
+    pub fn interim_validity(
+        &self,
+        channel: super::codes::ChannelCode,
+        recorded: Date,
+        as_of: u64,
+    ) -> DerivedValidity {
+        let mut out = DerivedValidity {
+            valid_until: recorded,
+            extended_by: Vec::new(),
+        };
+        let mut measures: Vec<(Date, u64, &str, u16)> = Vec::new();
+        for e in self.entries.iter().filter(|e| e.seq <= as_of) {
+            for m in e.event.rules().map(|r| r.measures.as_slice()).unwrap_or(&[]) {
+                let GeneralMeasure::ExtendInterimCertificates { channel: c, months } = *m;
+                if c == channel {
+                    let i = e.event.instrument();
+                    measures.push((i.effective_on, e.seq, i.id.as_str(), months));
+                }
+            }
+        }
+        measures.sort_unstable();
+        for (effective_on, _, id, months) in measures {
+            if out.valid_until >= effective_on {
+                out.valid_until = out.valid_until.add_months(i64::from(months));
+                out.extended_by.push(id.to_string());
+            }
+        }
+        out
+    }
+
+    /// Whether any recorded instrument takes a general measure.
+    pub fn has_measures(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.event.rules().is_some_and(|r| !r.measures.is_empty()))
+    }
+
     /// The book as it stood at log position `seq` (events after it dropped).
     pub fn as_of(&self, seq: u64) -> PolicyBook {
         let mut book = PolicyBook::default();
@@ -380,8 +458,34 @@ impl PolicyBook {
             }
         }
         if let Some(rules) = event.rules() {
-            if rules.channels.is_empty() {
-                return Err(err("rules.channels", "an instrument sets at least one channel"));
+            if rules.channels.is_empty() && rules.measures.is_empty() {
+                return Err(err("rules", "an instrument sets at least one channel or measure"));
+            }
+            if rules.measures.len() > MEASURES_MAX {
+                return Err(err("rules.measures", format!("at most {MEASURES_MAX} measures")));
+            }
+            for m in &rules.measures {
+                let GeneralMeasure::ExtendInterimCertificates { channel, months } = *m;
+                if months == 0 || months > MEASURE_MONTHS_MAX {
+                    return Err(err("rules.measures.months", format!("1..={MEASURE_MONTHS_MAX}")));
+                }
+                let in_force = self.catalog_on(i.effective_on, u64::MAX);
+                let own = rules.channels.iter().find(|c| c.code == channel);
+                match own.or_else(|| in_force.get(channel)) {
+                    None => {
+                        return Err(err(
+                            "rules.measures.channel",
+                            format!("{channel} is not in force on {}", i.effective_on),
+                        ))
+                    }
+                    Some(c) if c.interim_days_max.is_none() => {
+                        return Err(err(
+                            "rules.measures.channel",
+                            format!("{channel} issues no interim certificate"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
             }
             ChannelCatalog::in_force(rules.channels.clone()).map_err(|e| err("rules", e.to_string()))?;
             // A channel belongs to one lineage: another adopted instrument's
@@ -482,7 +586,10 @@ impl PolicyBook {
             .map(|g| PolicyEvent::Adopted {
                 instrument: g.instrument,
                 legal_basis: g.legal_basis,
-                rules: PolicyRules { channels: g.channels },
+                rules: PolicyRules {
+                    channels: g.channels,
+                    measures: Vec::new(),
+                },
             })
             .collect()
     }
@@ -585,6 +692,7 @@ mod tests {
             amends: "RES-2451-2025".into(),
             rules: PolicyRules {
                 channels: vec![tutor],
+                measures: Vec::new(),
             },
         };
         book.check(&amend).unwrap();
@@ -650,7 +758,10 @@ mod tests {
         let adopt = |i: Instrument, channels: Vec<ChannelRules>| PolicyEvent::Adopted {
             instrument: i,
             legal_basis: String::new(),
-            rules: PolicyRules { channels },
+            rules: PolicyRules {
+                channels,
+                measures: Vec::new(),
+            },
         };
         // The same id twice.
         let e = book.check(&adopt(
@@ -679,6 +790,7 @@ mod tests {
             amends: "RES-404-2020".into(),
             rules: PolicyRules {
                 channels: vec![tutor],
+                measures: Vec::new(),
             },
         };
         assert_eq!(book.check(&amend).unwrap_err().field, "amends");
@@ -692,6 +804,61 @@ mod tests {
         }];
         book.check(&adopt(instrument("RES-5-2026", "2026-12-01"), vec![new]))
             .unwrap();
+    }
+
+    #[test]
+    fn one_measure_extends_every_certificate_valid_on_its_date() {
+        let mut book = genesis_book();
+        let etpv = ChannelCode::parse("ETPV").unwrap();
+        let measure = PolicyEvent::Adopted {
+            instrument: instrument("RES-7000-2026", "2026-03-01"),
+            legal_basis: "RES-971-2021".into(),
+            rules: PolicyRules {
+                channels: Vec::new(),
+                measures: vec![GeneralMeasure::ExtendInterimCertificates {
+                    channel: etpv,
+                    months: 6,
+                }],
+            },
+        };
+        book.check(&measure).unwrap();
+        book.apply(10, measure);
+        // Valid on the effective date: extended, naming the instrument.
+        let v = book.interim_validity(etpv, d("2026-03-01"), 10);
+        assert_eq!(v.valid_until, d("2026-09-01"));
+        assert_eq!(v.extended_by, ["RES-7000-2026"]);
+        // Expired before it, or at a version before the measure: unchanged.
+        assert_eq!(
+            book.interim_validity(etpv, d("2026-02-28"), 10).valid_until,
+            d("2026-02-28")
+        );
+        assert_eq!(
+            book.interim_validity(etpv, d("2026-03-01"), 9).valid_until,
+            d("2026-03-01")
+        );
+        // Another channel is not reached.
+        let sc2 = ChannelCode::parse("SC2").unwrap();
+        assert!(book
+            .interim_validity(sc2, d("2026-05-01"), 10)
+            .extended_by
+            .is_empty());
+        // A measure on a channel without interim certificates, or of 0 months, is refused.
+        let bad = |channel, months| PolicyEvent::Adopted {
+            instrument: instrument("RES-7001-2026", "2026-03-01"),
+            legal_basis: String::new(),
+            rules: PolicyRules {
+                channels: Vec::new(),
+                measures: vec![GeneralMeasure::ExtendInterimCertificates { channel, months }],
+            },
+        };
+        assert_eq!(
+            book.check(&bad(sc2, 6)).unwrap_err().field,
+            "rules.measures.channel"
+        );
+        assert_eq!(
+            book.check(&bad(etpv, 0)).unwrap_err().field,
+            "rules.measures.months"
+        );
     }
 
     #[test]

@@ -38,6 +38,26 @@ struct Touched {
     facts: WorkFacts,
 }
 
+/// What an instrument would change (the policy dry run), counted over the
+/// open cases of the worklist projection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preview {
+    /// The log position the counts reflect.
+    pub position_seq: u64,
+    /// Registered, not exited, not erased cases.
+    pub cases: u64,
+    /// Of those, cases without an application (who could apply).
+    pub without_application: u64,
+    /// Interim certificates (card awaited) whose validity would change.
+    pub interim_certificates_extended: u64,
+    /// Applications under review whose decision deadline would move.
+    pub decision_deadlines_moved: u64,
+    /// Channels taking adults' applications today under the instrument and
+    /// not without it, and the reverse.
+    pub channels_opening: Vec<String>,
+    pub channels_closing: Vec<String>,
+}
+
 /// The persisted worklist projection over a store.
 pub struct Worklists {
     store: Store,
@@ -116,7 +136,10 @@ impl Worklists {
     pub fn step(&self, max_events: usize, up_to: Option<u64>) -> Result<u64, ProjectionError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut pos = self.position();
-        let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // The book as the tree reflects it (what `before` entries were
+        // computed with), and as it advances through the step.
+        let start_policy = self.policy.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut policy = start_policy.clone();
         let mut touched: KeyMap<CaseKey, Touched> = KeyMap::default();
         let mut applied = 0u64;
         loop {
@@ -143,7 +166,24 @@ impl Worklists {
                             reason: e.to_string(),
                         }
                     })?;
+                    let reached: Vec<_> = event
+                        .rules()
+                        .map(|rules| rules.measures.as_slice())
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|m| match *m {
+                            crate::domain::policy::GeneralMeasure::ExtendInterimCertificates {
+                                channel,
+                                ..
+                            } => channel,
+                        })
+                        .collect();
                     policy.apply(r.seq, event);
+                    // A general measure moves the entries of every case it
+                    // reaches: one logged event, its effect derived here.
+                    if !reached.is_empty() {
+                        self.touch_interim_holders(&reached, &start_policy, &mut touched)?;
+                    }
                 } else if r.event_type != crate::cases::ACCESS_EVENT_TYPE {
                     let event =
                         crate::codec::decode(&r.event_type, &r.payload).map_err(|e| ApplyError::Decode {
@@ -153,7 +193,7 @@ impl Worklists {
                     let key = case_key(&r.stream_id);
                     let t = match touched.entry(key) {
                         MapEntry::Occupied(o) => o.into_mut(),
-                        MapEntry::Vacant(v) => v.insert(self.load(key, &r.stream_id)?),
+                        MapEntry::Vacant(v) => v.insert(self.load(key, &r.stream_id, &start_policy)?),
                     };
                     t.facts
                         .apply(&event, &r.actor.office, policy.current_on(event.on()));
@@ -172,7 +212,7 @@ impl Worklists {
         for (key, t) in touched {
             let after: Vec<_> = t
                 .facts
-                .entries()
+                .entries(&policy)
                 .iter()
                 .map(|e| encode_entry(key, &t.facts, e))
                 .collect();
@@ -201,19 +241,118 @@ impl Worklists {
         Ok(applied)
     }
 
-    /// A case's facts as persisted (or new), with the entries they hold.
-    fn load(&self, key: CaseKey, case_id: &str) -> Result<Touched, ProjectionError> {
+    /// Loads into `touched` every case holding an interim certificate of
+    /// one of `channels` (a scan of the facts: once per general measure).
+    fn touch_interim_holders(
+        &self,
+        channels: &[crate::domain::ChannelCode],
+        start_policy: &PolicyBook,
+        touched: &mut KeyMap<CaseKey, Touched>,
+    ) -> Result<(), ProjectionError> {
+        for kv in self.tree.scan_prefix(b"f") {
+            let (k, v) = kv?;
+            let facts =
+                WorkFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("worklist facts".into()))?;
+            let reached =
+                facts.interim_until.is_some() && facts.channel.is_some_and(|c| channels.contains(&c));
+            let key = k
+                .get(1..17)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(CaseKey::from_be_bytes)
+                .ok_or_else(|| ProjectionError::Corrupt("worklist facts key".into()))?;
+            if reached && !touched.contains_key(&key) {
+                let before = Self::entries_of(key, &facts, start_policy);
+                touched.insert(key, Touched { before, facts });
+            }
+        }
+        Ok(())
+    }
+
+    fn entries_of(
+        key: CaseKey,
+        facts: &WorkFacts,
+        policy: &PolicyBook,
+    ) -> Vec<([u8; INDEX_KEY_LEN], Vec<u8>)> {
+        facts
+            .entries(policy)
+            .iter()
+            .map(|e| encode_entry(key, facts, e))
+            .collect()
+    }
+
+    /// What recording an instrument would change in the open cases, as of
+    /// the projection's position: `current` is the book now, `next` the book
+    /// with the instrument; `today` the day the dry run is asked.
+    pub fn preview(
+        &self,
+        current: &PolicyBook,
+        next: &PolicyBook,
+        today: crate::domain::Date,
+    ) -> Result<Preview, ProjectionError> {
+        self.read(|tree, position| {
+            let mut p = Preview {
+                position_seq: position.seq,
+                ..Preview::default()
+            };
+            for kv in tree.scan_prefix(b"f") {
+                let (_, v) = kv?;
+                let f =
+                    WorkFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("worklist facts".into()))?;
+                if !f.registered || f.exited || f.erased {
+                    continue;
+                }
+                p.cases += 1;
+                let Some(channel) = f.channel else {
+                    p.without_application += 1;
+                    continue;
+                };
+                if let (Some(recorded), true) = (f.interim_until, f.stage.is_in(&super::facts::AWAITING_CARD))
+                {
+                    let (a, b) = (
+                        current.interim_validity(channel, recorded, current.version()),
+                        next.interim_validity(channel, recorded, next.version()),
+                    );
+                    if a.valid_until != b.valid_until {
+                        p.interim_certificates_extended += 1;
+                    }
+                }
+                if let (Some(since), true) = (f.review_since, f.stage == crate::domain::Stage::UnderReview) {
+                    let due = |book: &PolicyBook| {
+                        book.current_on(since)
+                            .get(channel)
+                            .and_then(|r| r.decision_due(since))
+                    };
+                    if due(current) != due(next) {
+                        p.decision_deadlines_moved += 1;
+                    }
+                }
+            }
+            let (old, new) = (current.current_on(today), next.current_on(today));
+            for c in new.channels() {
+                let open = |cat: &crate::domain::ChannelCatalog| {
+                    cat.get(c.code)
+                        .is_some_and(|r| r.check_window(today, false).is_ok())
+                };
+                match (open(old), open(new)) {
+                    (false, true) => p.channels_opening.push(c.code.as_str().to_string()),
+                    (true, false) => p.channels_closing.push(c.code.as_str().to_string()),
+                    _ => {}
+                }
+            }
+            Ok(p)
+        })
+    }
+
+    /// A case's facts as persisted (or new), with the entries they hold
+    /// (under `policy`, the book the tree reflects).
+    fn load(&self, key: CaseKey, case_id: &str, policy: &PolicyBook) -> Result<Touched, ProjectionError> {
         let facts = match self.tree.get(facts_key(key))? {
             Some(v) => {
                 WorkFacts::decode(&v).ok_or_else(|| ProjectionError::Corrupt("worklist facts".into()))?
             }
             None => WorkFacts::new(case_id),
         };
-        let before = facts
-            .entries()
-            .iter()
-            .map(|e| encode_entry(key, &facts, e))
-            .collect();
+        let before = Self::entries_of(key, &facts, policy);
         Ok(Touched { before, facts })
     }
 

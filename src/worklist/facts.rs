@@ -68,7 +68,7 @@ impl Kind {
 
 /// Stages in which the card is still awaited, so an interim certificate
 /// matters (the domain's `AWAITING_CARD`).
-const AWAITING_CARD: [Stage; 4] = [
+pub(crate) const AWAITING_CARD: [Stage; 4] = [
     Stage::Approved,
     Stage::PermitIssued,
     Stage::CardPrinted,
@@ -240,7 +240,10 @@ impl WorkFacts {
     /// The entries the case puts on the lists: none once the person exited
     /// or was erased (nothing is left to act on, and an erased case has no
     /// one to call).
-    pub fn entries(&self) -> Vec<Entry> {
+    /// The entries the case puts on the lists, under `policy` (general
+    /// measures extend interim certificates: the list date is the derived
+    /// validity, the facts keep the recorded one).
+    pub fn entries(&self, policy: &crate::domain::PolicyBook) -> Vec<Entry> {
         let mut out = Vec::new();
         if !self.registered || self.exited || self.erased {
             return out;
@@ -298,7 +301,14 @@ impl WorkFacts {
             _ => {}
         }
         if self.stage.is_in(&AWAITING_CARD) {
-            let until = self.interim_until;
+            let until = match (self.interim_until, self.channel) {
+                (Some(recorded), Some(channel)) => Some(
+                    policy
+                        .interim_validity(channel, recorded, policy.version())
+                        .valid_until,
+                ),
+                (recorded, _) => recorded,
+            };
             push(Kind::InterimExpiring, until, until, self.interim_since, false);
         }
         if self.stage.is_in(&Stage::PERMIT_HELD) {

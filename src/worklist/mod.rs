@@ -72,6 +72,11 @@ impl Running {
         grpc::WorklistService::new(self.worklists.clone(), self.status.clone()).into_server()
     }
 
+    /// The projection, if it opened (the policy dry run reads its facts).
+    pub fn projection(&self) -> Option<Arc<Worklists>> {
+        self.worklists.clone()
+    }
+
     /// The follower's status (ready, failed).
     pub fn status(&self) -> Arc<FollowerStatus> {
         self.status.clone()
