@@ -262,7 +262,7 @@ pub fn case_id_for_request(request_id: &str) -> String {
         .update(b"migreg.case-id.v1\0")
         .update(request_id.as_bytes())
         .finalize();
-    let hex: String = h.as_bytes()[..10].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::encode(&h.as_bytes()[..10]);
     format!("C-{hex}")
 }
 
@@ -920,7 +920,7 @@ impl Cases {
         let payload = codec::encode_access(&record);
         let mut id = [0u8; 16];
         getrandom::getrandom(&mut id).map_err(|e| CaseError::Internal(e.to_string()))?;
-        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let id = crate::hex::encode(&id);
         // A look-up that found nothing gets a stream of its own: a stream
         // holds at most STREAM_EVENTS_MAX events, and these have no case.
         let stream_id = if record.case_id.is_empty() {

@@ -42,6 +42,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod domain;
+pub mod hex;
 pub mod limits;
 pub mod loadtest;
 pub mod log;

@@ -14,7 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod health_cli;
 
 use registry::config::LogFormat;
-use registry::log::verify::{hex, verify_full, VerifyError};
+use registry::hex::encode as hex;
+use registry::log::verify::{verify_full, VerifyError};
 use registry::log::{Store, SyncMode};
 use registry::progress::Progress;
 

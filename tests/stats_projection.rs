@@ -394,7 +394,7 @@ fn the_follower_catches_up_and_every_answer_names_its_position() {
     };
     let t = caseload(shared.read().unwrap().state(), &q, &SuppressionRules::default()).unwrap();
     assert_eq!(t.seq, head.seq);
-    assert_eq!(t.hash, registry::log::verify::hex(&head.hash));
+    assert_eq!(t.hash, registry::hex::encode(&head.hash));
     follower.stop();
     // The follower persists at most every 500 ms while following, and what
     // it applied since at its stop: a reopened projection starts at the head.

@@ -498,7 +498,7 @@ pub(super) fn event_summary(ev: &crate::log::StoredEvent, e: &crate::domain::Eve
         actor_office: r.actor.office.clone(),
         request_id: r.request_id.clone(),
         on: e.on().to_string(),
-        hash: crate::log::verify::hex(&ev.hash),
+        hash: crate::hex::encode(&ev.hash),
         policy_seq: crate::codec::policy_citation(&r.payload).unwrap_or(0),
     }
 }

@@ -208,11 +208,16 @@ impl Verifier {
     pub fn vkey(&self) -> String {
         let mut raw = vec![SIG_TYPE_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, merkle::hex(&self.key_id), B64.encode(raw))
+        format!(
+            "{}+{}+{}",
+            self.name,
+            crate::hex::encode(&self.key_id),
+            B64.encode(raw)
+        )
     }
 
     fn id_string(&self) -> String {
-        merkle::hex(&self.key_id)
+        crate::hex::encode(&self.key_id)
     }
 
     /// Verifies a signed note and returns its body. Every signature line is
@@ -232,7 +237,7 @@ impl Verifier {
                     }),
                 };
             }
-            found.push(format!("{}+{}", line.name, merkle::hex(&line.key_id)));
+            found.push(format!("{}+{}", line.name, crate::hex::encode(&line.key_id)));
         }
         Err(NoteError::NoSignature {
             name: self.name.clone(),
@@ -359,7 +364,7 @@ impl NoteSigner {
         format!(
             "PRIVATE+KEY+{}+{}+{}\n",
             self.name,
-            merkle::hex(&self.verifier.key_id),
+            crate::hex::encode(&self.verifier.key_id),
             B64.encode(&raw)
         )
     }
@@ -380,7 +385,7 @@ impl NoteSigner {
         }
         let seed: [u8; 32] = raw[1..].try_into().expect("32");
         let signer = NoteSigner::new(name, SigningKey::from_bytes(&seed))?;
-        if merkle::hex(&signer.verifier.key_id) != id_hex {
+        if crate::hex::encode(&signer.verifier.key_id) != id_hex {
             return Err(bad("key id does not match the key"));
         }
         Ok(signer)

@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use super::checkpoint::{stored_handovers, NoteError, NoteSigner, Verifier, KEY_FILE_NAME};
 use super::export::{verify_export_with_heads, write_export, ExportError};
 use super::handover::{now_utc, split_notes, KeyChain};
-use super::merkle::hex;
 use super::receipt::Receipt;
 use super::tree::MerkleTree;
 use super::verify::check_log_against_checkpoint;
 use super::{Audit, AuditConfig, AuditError};
+use crate::hex::encode as hex;
 use crate::log::Store;
 
 type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;

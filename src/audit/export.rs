@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::checkpoint::Checkpoint;
-use super::merkle::{self, leaf_hash, Frontier, Hash};
+use super::merkle::{leaf_hash, Frontier, Hash};
 use crate::limits::AUDIT_EXPORT_RECORD_BYTES_MAX;
 use crate::log::record::{chain_hash, peek_chain_fields, split_stored, GENESIS_PREV_HASH, HASH_LEN};
 use crate::log::Store;
@@ -324,8 +324,8 @@ pub fn verify_export_with_heads<R: Read>(
             if r != root {
                 return Err(ExportError::Checkpoint(format!(
                     "the Merkle root of export records 1..={s} is {}, the key hand-over at size {s} names {}",
-                    merkle::hex(root),
-                    merkle::hex(r)
+                    crate::hex::encode(root),
+                    crate::hex::encode(r)
                 )));
             }
             *checked += 1;
@@ -444,8 +444,8 @@ fn check_root(cp: &Checkpoint, root: &Hash) -> Result<(), ExportError> {
             "the Merkle root of export records 1..={} is {}, the checkpoint says {}: \
              the export (or the log it came from) differs from what was signed",
             cp.size,
-            merkle::hex(root),
-            merkle::hex(&cp.root)
+            crate::hex::encode(root),
+            crate::hex::encode(&cp.root)
         )));
     }
     Ok(())

@@ -24,7 +24,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
 use super::checkpoint::{split_note, Checkpoint, NoteError, NoteSigner, Verifier};
-use super::merkle::{self, Hash};
+use super::merkle::Hash;
 
 /// Second line of a hand-over body (also its format version).
 pub const HANDOVER_TAG: &str = "key-handover v1";
@@ -358,8 +358,8 @@ impl KeyChain {
                         if h.root != cp.root {
                             return Err(NoteError::HandoverRoot {
                                 size: cp.size,
-                                found: merkle::hex(&cp.root),
-                                expected: merkle::hex(&h.root),
+                                found: crate::hex::encode(&cp.root),
+                                expected: crate::hex::encode(&h.root),
                             });
                         }
                     }

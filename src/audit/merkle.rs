@@ -81,11 +81,6 @@ pub enum ProofError {
     Storage(String),
 }
 
-/// Lower-case hex, for messages.
-pub fn hex(h: &[u8]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Something that knows the hashes of complete, aligned subtrees.
 pub trait NodeSource {
     /// The hash of the complete subtree at `level` covering leaves
@@ -200,8 +195,8 @@ pub fn verify_inclusion(
     let computed = root_from_inclusion(leaf, index, size, proof)?;
     if &computed != root {
         return Err(ProofError::RootMismatch {
-            expected: hex(root),
-            computed: hex(&computed),
+            expected: crate::hex::encode(root),
+            computed: crate::hex::encode(&computed),
         });
     }
     Ok(())
@@ -260,8 +255,8 @@ pub fn verify_consistency(
         }
         if old_root != new_root {
             return Err(ProofError::NewRootMismatch {
-                expected: hex(new_root),
-                computed: hex(old_root),
+                expected: crate::hex::encode(new_root),
+                computed: crate::hex::encode(old_root),
             });
         }
         return Ok(());
@@ -273,8 +268,8 @@ pub fn verify_consistency(
         }
         if *old_root != empty_root() {
             return Err(ProofError::OldRootMismatch {
-                expected: hex(old_root),
-                computed: hex(&empty_root()),
+                expected: crate::hex::encode(old_root),
+                computed: crate::hex::encode(&empty_root()),
             });
         }
         return Ok(());
@@ -328,14 +323,14 @@ pub fn verify_consistency(
     }
     if &fr != old_root {
         return Err(ProofError::OldRootMismatch {
-            expected: hex(old_root),
-            computed: hex(&fr),
+            expected: crate::hex::encode(old_root),
+            computed: crate::hex::encode(&fr),
         });
     }
     if &sr != new_root {
         return Err(ProofError::NewRootMismatch {
-            expected: hex(new_root),
-            computed: hex(&sr),
+            expected: crate::hex::encode(new_root),
+            computed: crate::hex::encode(&sr),
         });
     }
     Ok(())

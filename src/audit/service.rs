@@ -558,8 +558,8 @@ fn run_verify(
             return Err(format!(
                 "the persisted Merkle tree's root at size {} is {}, recomputed from the records {}",
                 walk.events,
-                merkle::hex(&tree_root),
-                merkle::hex(&walk.root)
+                crate::hex::encode(&tree_root),
+                crate::hex::encode(&walk.root)
             ));
         }
         if let Some(latest) = audit.checkpointer.latest().map_err(|e| e.to_string())? {

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::checkpoint::Checkpoint;
-use super::merkle::{self, leaf_hash, Frontier, Hash};
+use super::merkle::{leaf_hash, Frontier, Hash};
 use super::tree::MerkleTree;
 use crate::log::record::split_stored;
 use crate::log::Store;
@@ -46,8 +46,8 @@ impl std::fmt::Display for RootDiffers {
             f,
             "the Merkle root of log events 1..={} is {}, the checkpoint says {}: events within 1..={} were rewritten",
             self.size,
-            merkle::hex(&self.computed),
-            merkle::hex(&self.expected),
+            crate::hex::encode(&self.computed),
+            crate::hex::encode(&self.expected),
             self.size
         )?;
         if let Some(seq) = self.first_differing_seq {

@@ -136,21 +136,6 @@ pub fn token_hash(token: &str) -> [u8; 32] {
         .as_bytes()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::getrandom(&mut b).expect("operating system random source failed");
@@ -171,7 +156,7 @@ impl AccessFile {
         };
         for (i, t) in self.tokens.iter().enumerate() {
             check(&format!("tokens[{i}]"), &t.principal, &t.office, &t.departments)?;
-            if parse_hex32(&t.hash).is_none() {
+            if crate::hex::decode_32_owned(&t.hash).is_none() {
                 return Err(format!("tokens[{i}].hash: expected 64 hex digits"));
             }
             if !valid_code(&t.id) {
@@ -305,11 +290,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Adds a token; returns it (the only time it is shown).
 pub fn add_token(path: &Path, grant: &Grant) -> Result<NewToken, AccessError> {
     validate_grant(&grant.principal, &grant.office, &grant.departments).map_err(AccessError::Rejected)?;
-    let token = format!("{TOKEN_PREFIX}{}", hex(&random_bytes::<32>()));
-    let id = format!("tok-{}", hex(&random_bytes::<6>()));
+    let token = format!("{TOKEN_PREFIX}{}", crate::hex::encode(&random_bytes::<32>()));
+    let id = format!("tok-{}", crate::hex::encode(&random_bytes::<6>()));
     let entry = TokenEntry {
         id: id.clone(),
-        hash: hex(&token_hash(&token)),
+        hash: crate::hex::encode(&token_hash(&token)),
         principal: grant.principal.clone(),
         role: grant.role,
         office: grant.office.clone(),
@@ -408,7 +393,7 @@ impl Loaded {
         let by_hash = file
             .tokens
             .into_iter()
-            .filter_map(|t| parse_hex32(&t.hash).map(|h| (h, t)))
+            .filter_map(|t| crate::hex::decode_32_owned(&t.hash).map(|h| (h, t)))
             .collect();
         let certificates = file
             .certificates
@@ -567,7 +552,7 @@ mod tests {
         let new = add_token(&path, &grant(Role::Caseworker)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&new.token), "the token itself is never stored");
-        assert!(text.contains(&hex(&token_hash(&new.token))));
+        assert!(text.contains(&crate::hex::encode(&token_hash(&new.token))));
         let ac = AccessControl::open(&path).unwrap();
         let p = ac.authenticate_token(&new.token).unwrap();
         assert_eq!(

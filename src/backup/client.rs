@@ -20,7 +20,7 @@ use super::format::{
 use crate::api::pb;
 use crate::audit::checkpoint::Verifier;
 use crate::audit::export::ExportWriter;
-use crate::audit::merkle::{self, Frontier};
+use crate::audit::merkle::Frontier;
 use crate::client::{connect, ClientOptions};
 use crate::log::record::{split_stored, GENESIS_PREV_HASH};
 use crate::pii::hex;
@@ -221,8 +221,8 @@ pub async fn backup(
             "the Merkle root of records 1..={} is {}, the signed checkpoint says {}: \
              the records sent are not those the server signed",
             checkpoint.size,
-            merkle::hex(&root),
-            merkle::hex(&checkpoint.root)
+            crate::hex::encode(&root),
+            crate::hex::encode(&checkpoint.root)
         ));
     }
     log.finish().map_err(|e| e.to_string())?;

@@ -154,7 +154,7 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
                     r.generations,
                     r.records,
                     head.seq,
-                    crate::audit::merkle::hex(&head.hash),
+                    crate::hex::encode(&head.hash),
                     r.keys
                 );
             } else {
@@ -166,7 +166,7 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
                     args.to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
                     r.records,
                     head.seq,
-                    crate::audit::merkle::hex(&head.hash),
+                    crate::hex::encode(&head.hash),
                     r.case_files,
                     r.keys,
                     r.keys_dropped,

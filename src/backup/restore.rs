@@ -305,9 +305,9 @@ fn write_store(
         return Err(invalid(format!(
             "the restored store (seq {}, root {}) differs from the last checkpoint (size {}, root {})",
             head.seq,
-            merkle::hex(&walk.root),
+            crate::hex::encode(&walk.root),
             last_cp.size,
-            merkle::hex(&last_cp.root)
+            crate::hex::encode(&last_cp.root)
         )));
     }
     done(report, "verify");
@@ -360,11 +360,11 @@ fn check_checkpoint(
     let (cp, _) = chain
         .verify_checkpoint(&note)
         .map_err(|e| invalid(format!("generation {n}: {CHECKPOINT_FILE} does not verify: {e}")))?;
-    if cp.size != g.manifest.last_seq || merkle::hex(&cp.root) != g.manifest.checkpoint_root {
+    if cp.size != g.manifest.last_seq || crate::hex::encode(&cp.root) != g.manifest.checkpoint_root {
         return Err(invalid(format!(
             "generation {n}: the checkpoint commits to {} records with root {}, the manifest says {} with root {}",
             cp.size,
-            merkle::hex(&cp.root),
+            crate::hex::encode(&cp.root),
             g.manifest.last_seq,
             g.manifest.checkpoint_root
         )));
@@ -412,11 +412,11 @@ fn read_generation_log(
         }
     }
     progress("records", chain.seq);
-    if chain.seq != g.manifest.last_seq || merkle::hex(&chain.hash) != g.manifest.last_hash {
+    if chain.seq != g.manifest.last_seq || crate::hex::encode(&chain.hash) != g.manifest.last_hash {
         return Err(invalid(format!(
             "generation {n}: its records end at seq {} with hash {}, the manifest says seq {} with hash {}",
             chain.seq,
-            merkle::hex(&chain.hash),
+            crate::hex::encode(&chain.hash),
             g.manifest.last_seq,
             g.manifest.last_hash
         )));
@@ -427,8 +427,8 @@ fn read_generation_log(
             "generation {n}: the Merkle root of records 1..={} is {}, its signed checkpoint says {}: \
              the records differ from what the server signed",
             cp.size,
-            merkle::hex(&root),
-            merkle::hex(&cp.root)
+            crate::hex::encode(&root),
+            crate::hex::encode(&cp.root)
         )));
     }
     let manifest_frontier = g.manifest.frontier()?;

@@ -48,36 +48,6 @@ impl fmt::Debug for Sealed {
 /// biometric system), never a template.
 pub type BiometricRef = [u8; 32];
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn to_hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xf)] as char);
-    }
-    out
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
-        return None;
-    }
-    bytes
-        .chunks(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
-}
-
 /// Serde for byte strings: lowercase hex in human-readable formats (JSON),
 /// raw bytes in binary ones.
 pub(crate) mod hex_bytes {
@@ -85,7 +55,7 @@ pub(crate) mod hex_bytes {
 
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         if serializer.is_human_readable() {
-            serializer.serialize_str(&to_hex(bytes))
+            serializer.serialize_str(&crate::hex::encode(bytes))
         } else {
             serializer.serialize_bytes(bytes)
         }
@@ -99,7 +69,7 @@ pub(crate) mod hex_bytes {
                 f.write_str("a hex string or a byte string")
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
-                from_hex(text).ok_or_else(|| E::custom("invalid hex"))
+                crate::hex::decode(text).ok_or_else(|| E::custom("invalid hex"))
             }
             fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
                 Ok(bytes.to_vec())

@@ -831,8 +831,3 @@ pub fn verify_full(
     }
     Ok((chain, index))
 }
-
-/// Hex of a hash, for reports.
-pub fn hex(hash: &Hash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
-}

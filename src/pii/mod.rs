@@ -18,7 +18,7 @@
 mod blind;
 mod crypto;
 mod error;
-pub(crate) mod hex;
+pub(crate) use crate::hex;
 pub mod keystore;
 mod master;
 pub mod seal;

@@ -62,7 +62,7 @@ impl Position {
     };
     /// The hash in hex.
     pub fn hash_hex(&self) -> String {
-        crate::log::verify::hex(&self.hash)
+        crate::hex::encode(&self.hash)
     }
 }
 
