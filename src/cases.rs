@@ -230,7 +230,22 @@ pub struct CaseView {
     pub state: CaseState,
     pub identity: Option<Identity>,
     pub permit_number: Option<String>,
+    pub visa_number: Option<String>,
     pub events: Vec<(crate::log::StoredEvent, Event)>,
+}
+
+/// One recorded read of a case's personal data (an access event of
+/// `access:<case id>`), as the data subject's report shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessEntry {
+    pub seq: u64,
+    pub recorded_at_us: i64,
+    /// The principal who read: user id and office (staff, never the subject).
+    pub user: String,
+    pub office: String,
+    pub role: String,
+    pub operation: String,
+    pub purpose: String,
 }
 
 /// The case service. Cheap to clone; shared by every request handler.
@@ -970,7 +985,7 @@ impl Cases {
         } else {
             inner.keys.get(case_id)?
         };
-        let (mut identity, mut permit_number) = (None, None);
+        let (mut identity, mut permit_number, mut visa_number) = (None, None, None);
         if let Some(key) = &key {
             if let Some(sealed) = state.person().and_then(|p| p.identity.as_ref()) {
                 identity = Some(pii::open_json(key, case_id, FIELD_IDENTITY, sealed.as_bytes())?);
@@ -980,6 +995,11 @@ impl Cases {
                 permit_number =
                     Some(String::from_utf8(bytes).map_err(|_| CaseError::Internal("permit number".into()))?);
             }
+            if let Some(sealed) = state.visa().and_then(|v| v.number.as_ref()) {
+                let bytes = pii::open(key, case_id, FIELD_VISA_NUMBER, sealed.as_bytes())?;
+                visa_number =
+                    Some(String::from_utf8(bytes).map_err(|_| CaseError::Internal("visa number".into()))?);
+            }
         }
         Ok(CaseView {
             case_id: case_id.to_string(),
@@ -987,8 +1007,43 @@ impl Cases {
             state,
             identity,
             permit_number,
+            visa_number,
             events,
         })
+    }
+
+    /// Every access event recorded on a case (`access:<case id>`), oldest
+    /// first: who read its personal data, when, how and why. The stream
+    /// holds at most `STREAM_EVENTS_MAX` events, read in pages.
+    pub fn access_log(&self, case_id: &str) -> Result<Vec<AccessEntry>, CaseError> {
+        let stream = format!("{ACCESS_STREAM_PREFIX}{case_id}");
+        let mut out = Vec::new();
+        loop {
+            let from = out.len() as u64 + 1;
+            let page = self
+                .inner
+                .store
+                .read_stream(&stream, from, crate::limits::READ_PAGE_EVENTS_MAX)?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            for ev in page {
+                let r = ev.record;
+                if r.event_type != ACCESS_EVENT_TYPE {
+                    return Err(CaseError::Internal(format!("seq {}: not an access event", r.seq)));
+                }
+                let (_, operation, purpose, role, _) = codec::decode_access(&r.payload)?;
+                out.push(AccessEntry {
+                    seq: r.seq,
+                    recorded_at_us: r.recorded_at_us,
+                    user: r.actor.user_id,
+                    office: r.actor.office,
+                    role,
+                    operation,
+                    purpose,
+                });
+            }
+        }
     }
 
     /// The case holding a document, if any (erased persons hold none).

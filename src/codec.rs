@@ -45,7 +45,7 @@ use prost::Message;
 use crate::domain::{
     CancellationGround, CertificationRoute, ChannelCode, CountryCode, Date, DenialReason, Department,
     DocumentType, DuplicateCause, EligibilityBasis, Event, ExitKind, Municipality, PermitType, Sealed,
-    Sector, Sex,
+    Sector, Sex, SubjectRequestKind,
 };
 
 /// The generated messages of `regularization.events.v1` (private: only this
@@ -299,6 +299,40 @@ pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
         Event::PersonErased { on, legal_basis } => pb::PersonErased {
             on_days: days(*on),
             legal_basis: legal_basis.clone(),
+        }
+        .encode_to_vec(),
+        Event::SubjectRequestReceived {
+            subject_request_id,
+            on,
+            kind,
+            due_on,
+        } => pb::SubjectRequestReceived {
+            subject_request_id: *subject_request_id,
+            on_days: days(*on),
+            kind: kind.as_str().to_owned(),
+            due_on_days: days(*due_on),
+        }
+        .encode_to_vec(),
+        Event::SubjectRequestExtended {
+            subject_request_id,
+            on,
+            reason,
+            due_on,
+        } => pb::SubjectRequestExtended {
+            subject_request_id: *subject_request_id,
+            on_days: days(*on),
+            reason: reason.clone(),
+            due_on_days: days(*due_on),
+        }
+        .encode_to_vec(),
+        Event::SubjectRequestAnswered {
+            subject_request_id,
+            on,
+            outcome,
+        } => pb::SubjectRequestAnswered {
+            subject_request_id: *subject_request_id,
+            on_days: days(*on),
+            outcome: outcome.clone(),
         }
         .encode_to_vec(),
     };
@@ -738,6 +772,35 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
                 legal_basis: m.legal_basis,
             }
         }
+        "SubjectRequestReceived" => {
+            let m = pb::SubjectRequestReceived::decode(payload)?;
+            let f = Fields("SubjectRequestReceived");
+            Event::SubjectRequestReceived {
+                subject_request_id: m.subject_request_id,
+                on: f.date("on_days", m.on_days)?,
+                kind: f.code("kind", &m.kind, SubjectRequestKind::parse)?,
+                due_on: f.date("due_on_days", m.due_on_days)?,
+            }
+        }
+        "SubjectRequestExtended" => {
+            let m = pb::SubjectRequestExtended::decode(payload)?;
+            let f = Fields("SubjectRequestExtended");
+            Event::SubjectRequestExtended {
+                subject_request_id: m.subject_request_id,
+                on: f.date("on_days", m.on_days)?,
+                reason: m.reason,
+                due_on: f.date("due_on_days", m.due_on_days)?,
+            }
+        }
+        "SubjectRequestAnswered" => {
+            let m = pb::SubjectRequestAnswered::decode(payload)?;
+            let f = Fields("SubjectRequestAnswered");
+            Event::SubjectRequestAnswered {
+                subject_request_id: m.subject_request_id,
+                on: f.date("on_days", m.on_days)?,
+                outcome: m.outcome,
+            }
+        }
         unknown => {
             return Err(CodecError::UnknownEventType(
                 unknown.chars().take(EVENT_TYPE_CHARS_MAX).collect(),
@@ -958,6 +1021,23 @@ mod tests {
             Event::PersonErased {
                 on: d("2026-02-01"),
                 legal_basis: "LEY_1581_2012_ART_8".to_owned(),
+            },
+            Event::SubjectRequestReceived {
+                subject_request_id: 1,
+                on: d("2026-02-02"),
+                kind: SubjectRequestKind::Claim,
+                due_on: d("2026-02-23"),
+            },
+            Event::SubjectRequestExtended {
+                subject_request_id: 1,
+                on: d("2026-02-20"),
+                reason: "VOLUME".to_owned(),
+                due_on: d("2026-03-05"),
+            },
+            Event::SubjectRequestAnswered {
+                subject_request_id: 1,
+                on: d("2026-03-04"),
+                outcome: "RECTIFIED".to_owned(),
             },
         ]
     }

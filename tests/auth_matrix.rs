@@ -68,6 +68,9 @@ const SUPERVISOR_ONLY: &[&str] = &[
     "AwardCertification",
     "DenyCertification",
     "ErasePerson",
+    "ExtendSubjectRequest",
+    "AnswerSubjectRequest",
+    "GetSubjectReport",
 ];
 
 /// The roles that may call a method (None: public).

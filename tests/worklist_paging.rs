@@ -290,6 +290,7 @@ async fn items_carry_no_personal_data() {
         "municipality",
         "certification_id",
         "channel",
+        "subject_request_id",
     ]
     .into();
     assert_eq!(

@@ -55,7 +55,7 @@ pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
 }
 
 /// A code: 1..=32 characters of `[A-Z0-9_-]`.
-fn code(text: &str, field: &'static str) -> R<String> {
+pub(super) fn code(text: &str, field: &'static str) -> R<String> {
     displayable(text, field)?;
     if text.is_empty() {
         return Err(CaseError::invalid(field, "required"));
@@ -483,7 +483,7 @@ pub(super) fn status(s: PersonStatus) -> i32 {
     to_wire!(pb::PersonStatus, "PERSON_STATUS_", s)
 }
 
-fn opt_date(d: Option<Date>) -> String {
+pub(super) fn opt_date(d: Option<Date>) -> String {
     d.map(|d| d.to_string()).unwrap_or_default()
 }
 
@@ -503,15 +503,9 @@ pub(super) fn event_summary(ev: &crate::log::StoredEvent, e: &crate::domain::Eve
     }
 }
 
-/// The wire form of a case read.
-/// The wire form of a case read, under the policy as it stands (`book`):
-/// next steps by the rules in force today, the interim certificate with
-/// the general measures applied.
-pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook) -> pb::Case {
-    let catalog = book.current_on(today);
-    let s = &view.state;
-    let person = s.person();
-    let identity = view.identity.map(|i| pb::PersonalData {
+/// The wire form of an opened identity.
+pub(super) fn identity_pb(i: &Identity) -> pb::PersonalData {
+    pb::PersonalData {
         given_names: i.given_names.clone(),
         family_names: i.family_names.clone(),
         birth_date: i.birth_date.clone(),
@@ -528,7 +522,17 @@ pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook
         phone: i.phone.clone(),
         email: i.email.clone(),
         address: i.address.clone(),
-    });
+    }
+}
+
+/// The wire form of a case read, under the policy as it stands (`book`):
+/// next steps by the rules in force today, the interim certificate with
+/// the general measures applied.
+pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook) -> pb::Case {
+    let catalog = book.current_on(today);
+    let s = &view.state;
+    let person = s.person();
+    let identity = view.identity.as_ref().map(identity_pb);
     let application = s.application().map(|a| pb::Application {
         application_id: a.id,
         channel: a.channel.as_str().to_string(),
@@ -618,6 +622,11 @@ pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook
                 earliest_on: opt_date(n.earliest_on),
                 until: opt_date(n.until),
             })
+            .collect(),
+        subject_requests: s
+            .subject_requests()
+            .iter()
+            .map(super::subject::subject_request)
             .collect(),
     }
 }

@@ -85,6 +85,9 @@ pub fn command_name(c: &Cmd) -> &'static str {
         Cmd::DenyCertification(_) => "deny_certification",
         Cmd::RecordExit(_) => "record_exit",
         Cmd::ErasePerson(_) => "erase_person",
+        Cmd::ReceiveSubjectRequest(_) => "receive_subject_request",
+        Cmd::ExtendSubjectRequest(_) => "extend_subject_request",
+        Cmd::AnswerSubjectRequest(_) => "answer_subject_request",
     }
 }
 
@@ -122,6 +125,9 @@ pub fn header_mut(c: &mut Cmd) -> &mut Option<pb::CommandHeader> {
         Cmd::DenyCertification(m) => &mut m.header,
         Cmd::RecordExit(m) => &mut m.header,
         Cmd::ErasePerson(m) => &mut m.header,
+        Cmd::ReceiveSubjectRequest(m) => &mut m.header,
+        Cmd::ExtendSubjectRequest(m) => &mut m.header,
+        Cmd::AnswerSubjectRequest(m) => &mut m.header,
     }
 }
 
@@ -179,6 +185,9 @@ async fn dispatch(svc: &CaseworkerService, caller: &Caller, c: Cmd) -> Result<pb
         Cmd::DenyCertification(m) => call!(deny_certification, m),
         Cmd::RecordExit(m) => call!(record_exit, m),
         Cmd::ErasePerson(m) => call!(erase_person, m),
+        Cmd::ReceiveSubjectRequest(m) => call!(receive_subject_request, m),
+        Cmd::ExtendSubjectRequest(m) => call!(extend_subject_request, m),
+        Cmd::AnswerSubjectRequest(m) => call!(answer_subject_request, m),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod admin;
 mod convert;
 pub mod import;
 pub mod status;
+pub mod subject;
 pub mod wire_errors;
 
 use tonic::{Request, Response, Status};
@@ -101,6 +102,33 @@ impl CaseworkerService {
         }))
     }
 
+    /// Reads a case (identity opened) for `principal`: a scoped caller
+    /// gets the same PERMISSION_DENIED for a case outside its departments
+    /// and for a missing one. Records nothing: the caller records the access.
+    async fn read_in_scope(
+        &self,
+        principal: &crate::auth::Principal,
+        case_id: &str,
+    ) -> Result<crate::cases::CaseView, Status> {
+        let cases = self.cases.clone();
+        let id = case_id.to_string();
+        let view = match tokio::task::spawn_blocking(move || cases.get_case(&id))
+            .await
+            .map_err(|_| Status::internal("internal error"))?
+        {
+            Ok(view) => view,
+            // A scoped caller learns nothing about cases outside its scope, not even existence.
+            Err(CaseError::NotFound(_)) if !principal.departments.is_empty() => {
+                return Err(crate::auth::out_of_scope())
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !crate::cases::in_scope(&principal.departments, view.state.department()) {
+            return Err(crate::auth::out_of_scope());
+        }
+        Ok(view)
+    }
+
     /// A command that carries nothing beyond its header and date.
     async fn simple(
         &self,
@@ -151,6 +179,9 @@ has_header!(
     pb::DenyCertificationRequest,
     pb::RecordExitRequest,
     pb::ErasePersonRequest,
+    pb::ReceiveSubjectRequestRequest,
+    pb::ExtendSubjectRequestRequest,
+    pb::AnswerSubjectRequestRequest,
 );
 
 type CommandResponse = Result<Response<pb::CommandResult>, Status>;
@@ -317,6 +348,46 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         .await
     }
 
+    async fn receive_subject_request(&self, r: Request<pb::ReceiveSubjectRequestRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| subject::receive(m, on)).await
+    }
+    async fn extend_subject_request(&self, r: Request<pb::ExtendSubjectRequestRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| subject::extend(m, on)).await
+    }
+    async fn answer_subject_request(&self, r: Request<pb::AnswerSubjectRequestRequest>) -> CommandResponse {
+        self.command(r, |m, on, _| subject::answer(m, on)).await
+    }
+
+    async fn get_subject_report(
+        &self,
+        r: Request<pb::GetSubjectReportRequest>,
+    ) -> Result<Response<pb::SubjectReport>, Status> {
+        let principal = crate::auth::principal(&r)?;
+        let m = r.into_inner();
+        let purpose = convert::purpose(&m.purpose)?;
+        let case_id = case_id_field(&m.case_id)?;
+        let view = self.read_in_scope(&principal, &case_id).await?;
+        // The report opens personal data: its access is recorded (durably)
+        // first, and is then part of the access log it shows.
+        let appended = self
+            .cases
+            .record_access(
+                principal.actor(),
+                access_record(&principal, case_id.clone(), "GetSubjectReport", purpose),
+            )
+            .await?;
+        let cases = self.cases.clone();
+        let accesses = tokio::task::spawn_blocking(move || cases.access_log(&case_id))
+            .await
+            .map_err(|_| Status::internal("internal error"))??;
+        Ok(Response::new(subject::report(
+            view,
+            accesses,
+            appended.last_seq,
+            today(),
+        )))
+    }
+
     async fn list_channels(
         &self,
         r: Request<pb::ListChannelsRequest>,
@@ -341,22 +412,7 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         let m = r.into_inner();
         let purpose = convert::purpose(&m.purpose)?;
         let case_id = case_id_field(&m.case_id)?;
-        let cases = self.cases.clone();
-        let id = case_id.clone();
-        let view = match tokio::task::spawn_blocking(move || cases.get_case(&id))
-            .await
-            .map_err(|_| Status::internal("internal error"))?
-        {
-            Ok(view) => view,
-            // A scoped caller learns nothing about cases outside its scope, not even existence.
-            Err(CaseError::NotFound(_)) if !principal.departments.is_empty() => {
-                return Err(crate::auth::out_of_scope())
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if !crate::cases::in_scope(&principal.departments, view.state.department()) {
-            return Err(crate::auth::out_of_scope());
-        }
+        let view = self.read_in_scope(&principal, &case_id).await?;
         // The read of personal data is recorded (durably) before the data leaves.
         self.cases
             .record_access(

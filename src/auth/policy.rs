@@ -26,7 +26,9 @@ const AUDIT_ONLY: &[Role] = &[Auditor];
 const ADMIN: &[Role] = &[Admin];
 
 /// Caseworker methods reserved to supervisors: decisions, cancellations,
-/// appeals, certification awards, erasure.
+/// appeals, certification awards, erasure; extending and answering a data
+/// subject's request and the subject report (it opens the person's data and
+/// every access to it for handing over).
 pub const SUPERVISOR_METHODS: &[&str] = &[
     "Approve",
     "Deny",
@@ -36,6 +38,9 @@ pub const SUPERVISOR_METHODS: &[&str] = &[
     "AwardCertification",
     "DenyCertification",
     "ErasePerson",
+    "ExtendSubjectRequest",
+    "AnswerSubjectRequest",
+    "GetSubjectReport",
 ];
 
 /// The access rule of a method path (`/package.Service/Method`).

@@ -12,7 +12,7 @@ use super::codes::ChannelCode;
 use super::event::Event;
 use super::records::{
     AppealDecision, Application, Cancellation, CardState, Certification, CertificationStage, Denial, Exit,
-    Interim, Permit, Person, Survey, Visa,
+    Interim, Permit, Person, SubjectRequest, Survey, Visa,
 };
 use super::types::DocumentSet;
 
@@ -87,6 +87,9 @@ impl CaseState {
             | Event::CertificationAssessed { .. }
             | Event::CertificationAwarded { .. }
             | Event::CertificationDenied { .. } => self.apply_certification(event),
+            Event::SubjectRequestReceived { .. }
+            | Event::SubjectRequestExtended { .. }
+            | Event::SubjectRequestAnswered { .. } => self.apply_subject_request(event),
             _ => self.apply_application(event),
         }
     }
@@ -353,6 +356,60 @@ impl CaseState {
                 cert.decided_on = Some(*on);
                 cert.stage = CertificationStage::Denied;
                 cert.denial_reason = Some(reason.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+impl CaseState {
+    /// A data subject's request and its deadline (they never move the stage).
+    fn apply_subject_request(&mut self, event: &Event) {
+        match event {
+            Event::SubjectRequestReceived {
+                subject_request_id,
+                on,
+                kind,
+                due_on,
+            } => self.subject_requests.push(SubjectRequest {
+                id: *subject_request_id,
+                kind: *kind,
+                received_on: *on,
+                due_on: *due_on,
+                extended_on: None,
+                extension_reason: None,
+                answered_on: None,
+                outcome: None,
+            }),
+            Event::SubjectRequestExtended {
+                subject_request_id,
+                on,
+                reason,
+                due_on,
+            } => {
+                if let Some(r) = self
+                    .subject_requests
+                    .iter_mut()
+                    .find(|r| r.id == *subject_request_id)
+                {
+                    r.extended_on = Some(*on);
+                    r.extension_reason = Some(reason.clone());
+                    r.due_on = *due_on;
+                }
+            }
+            Event::SubjectRequestAnswered {
+                subject_request_id,
+                on,
+                outcome,
+            } => {
+                if let Some(r) = self
+                    .subject_requests
+                    .iter_mut()
+                    .find(|r| r.id == *subject_request_id)
+                {
+                    r.answered_on = Some(*on);
+                    r.outcome = Some(outcome.clone());
+                }
             }
             _ => {}
         }

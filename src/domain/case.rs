@@ -93,6 +93,8 @@ pub struct CaseState {
     pub(crate) permit: Option<Permit>,
     pub(crate) visa: Option<Visa>,
     pub(crate) certifications: Vec<Certification>,
+    /// Data subject requests (Ley 1581), in order of receipt.
+    pub(crate) subject_requests: Vec<super::records::SubjectRequest>,
     /// Channels through which a permit was ever issued (once-only channels).
     pub(crate) permit_channels: Vec<ChannelCode>,
     pub(crate) exit: Option<Exit>,
@@ -154,6 +156,11 @@ impl CaseState {
     /// The visa regular status rests on, if superseded.
     pub fn visa(&self) -> Option<&Visa> {
         self.visa.as_ref()
+    }
+
+    /// The data subject's requests, in order of receipt (ids 1, 2, ...).
+    pub fn subject_requests(&self) -> &[super::records::SubjectRequest] {
+        &self.subject_requests
     }
 
     /// All certifications, in request order (ids 1, 2, ...).

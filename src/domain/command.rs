@@ -15,7 +15,7 @@ use super::divipola::{Department, Municipality};
 use super::sealed::{BiometricRef, Sealed};
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
-    ExitKind, Sector, Sex,
+    ExitKind, Sector, Sex, SubjectRequestKind,
 };
 
 /// A request to change one case. Field meanings match the event each command
@@ -273,6 +273,32 @@ pub enum Command {
         /// Code of the legal basis (e.g. `LEY_1581_2012_ART_8`).
         legal_basis: String,
     },
+    /// Record a data subject's query or claim (Ley 1581 de 2012 arts.
+    /// 14-15); `decide` fixes its answer deadline in business days.
+    ReceiveSubjectRequest {
+        /// Date received.
+        on: Date,
+        /// Query or claim.
+        kind: SubjectRequestKind,
+    },
+    /// Extend an open subject request's deadline, once, on or before it.
+    ExtendSubjectRequest {
+        /// The request, as allocated by `ReceiveSubjectRequest`.
+        subject_request_id: u32,
+        /// Date the person was told of the delay.
+        on: Date,
+        /// Reason code of the delay (the law requires the motive).
+        reason: String,
+    },
+    /// Record the answer to an open subject request (late answers too).
+    AnswerSubjectRequest {
+        /// The request.
+        subject_request_id: u32,
+        /// Date answered.
+        on: Date,
+        /// Outcome code (e.g. `REPORT_DELIVERED`, `RECTIFIED`, `REFUSED_LEGAL_DUTY`).
+        outcome: String,
+    },
 }
 
 impl Command {
@@ -311,6 +337,9 @@ impl Command {
             Command::DenyCertification { .. } => "DenyCertification",
             Command::RecordExit { .. } => "RecordExit",
             Command::ErasePerson { .. } => "ErasePerson",
+            Command::ReceiveSubjectRequest { .. } => "ReceiveSubjectRequest",
+            Command::ExtendSubjectRequest { .. } => "ExtendSubjectRequest",
+            Command::AnswerSubjectRequest { .. } => "AnswerSubjectRequest",
         }
     }
 
@@ -348,7 +377,10 @@ impl Command {
             | Command::AwardCertification { on, .. }
             | Command::DenyCertification { on, .. }
             | Command::RecordExit { on, .. }
-            | Command::ErasePerson { on, .. } => *on,
+            | Command::ErasePerson { on, .. }
+            | Command::ReceiveSubjectRequest { on, .. }
+            | Command::ExtendSubjectRequest { on, .. }
+            | Command::AnswerSubjectRequest { on, .. } => *on,
         }
     }
 
@@ -358,6 +390,9 @@ impl Command {
     /// person's exit. None of them carries or produces personal data; an
     /// erased case records nothing that continues its process (Ley 1581 de
     /// 2012: the data was suppressed, so no new decision is taken on it).
+    /// The person's own requests under that law also stay open to them
+    /// (an erasure is itself the answer to such a claim, and the person may
+    /// still ask what is held and who consulted it): none carries personal data.
     pub fn allowed_after_erasure(&self) -> bool {
         matches!(
             self,
@@ -366,6 +401,17 @@ impl Command {
                 | Command::AbandonCard { .. }
                 | Command::DenyCertification { .. }
                 | Command::RecordExit { .. }
+        ) || self.is_subject_request()
+    }
+
+    /// Whether the command is one of a data subject's requests (Ley 1581):
+    /// accepted in every stage, after an exit and after erasure.
+    pub fn is_subject_request(&self) -> bool {
+        matches!(
+            self,
+            Command::ReceiveSubjectRequest { .. }
+                | Command::ExtendSubjectRequest { .. }
+                | Command::AnswerSubjectRequest { .. }
         )
     }
 

@@ -72,7 +72,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every rule code a [`Rejection::RuleViolated`] may carry.
-    pub const RULES: [&'static str; 9] = [
+    pub const RULES: [&'static str; 13] = [
         "CASE_TIMELINE",
         "CHANNEL_WINDOW",
         "ONCE_PER_PERSON",
@@ -82,6 +82,10 @@ impl Rejection {
         "APPOINTMENT_NOT_REACHED",
         "CHANNEL_PERMITS_ENDED",
         "CARD_COLLECTION_PERIOD",
+        "SUBJECT_REQUESTS_MAX",
+        "EXTENSION_ONCE",
+        "SUBJECT_REQUEST_DUE",
+        "SUBJECT_REQUEST_ANSWERED",
     ];
 
     /// Shorthand for an [`Rejection::Invalid`].

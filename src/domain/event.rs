@@ -18,7 +18,7 @@ use super::divipola::{Department, Municipality};
 use super::sealed::{BiometricRef, Sealed};
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
-    ExitKind, PermitType, Sector, Sex,
+    ExitKind, PermitType, Sector, Sex, SubjectRequestKind,
 };
 
 /// A fact about one case. Serde uses the variant name as tag, which equals
@@ -286,11 +286,43 @@ pub enum Event {
         /// Code of the legal basis.
         legal_basis: String,
     },
+    /// A data subject's query or claim (Ley 1581 de 2012 arts. 14-15) was received.
+    SubjectRequestReceived {
+        /// 1, 2, ... within the case.
+        subject_request_id: u32,
+        /// Date received.
+        on: Date,
+        /// Query or claim.
+        kind: SubjectRequestKind,
+        /// The last day to answer: the 10th (query) or 15th (claim) business
+        /// day after `on`, fixed when recorded.
+        due_on: Date,
+    },
+    /// The answer period of a subject request was extended (once).
+    SubjectRequestExtended {
+        /// The request.
+        subject_request_id: u32,
+        /// Date the person was told of the delay.
+        on: Date,
+        /// Reason code of the delay.
+        reason: String,
+        /// The new last day: 5 (query) or 8 (claim) business days after the first one.
+        due_on: Date,
+    },
+    /// A subject request was answered.
+    SubjectRequestAnswered {
+        /// The request.
+        subject_request_id: u32,
+        /// Date answered.
+        on: Date,
+        /// Outcome code.
+        outcome: String,
+    },
 }
 
 /// Every event type name, in declaration order; the log's `event_type` field
 /// holds one of these.
-pub const EVENT_TYPES: [&str; 32] = [
+pub const EVENT_TYPES: [&str; 35] = [
     "PersonRegistered",
     "PreRegistered",
     "SurveyCompleted",
@@ -323,6 +355,9 @@ pub const EVENT_TYPES: [&str; 32] = [
     "CertificationDenied",
     "ExitRecorded",
     "PersonErased",
+    "SubjectRequestReceived",
+    "SubjectRequestExtended",
+    "SubjectRequestAnswered",
 ];
 
 impl Event {
@@ -361,6 +396,9 @@ impl Event {
             Event::CertificationDenied { .. } => "CertificationDenied",
             Event::ExitRecorded { .. } => "ExitRecorded",
             Event::PersonErased { .. } => "PersonErased",
+            Event::SubjectRequestReceived { .. } => "SubjectRequestReceived",
+            Event::SubjectRequestExtended { .. } => "SubjectRequestExtended",
+            Event::SubjectRequestAnswered { .. } => "SubjectRequestAnswered",
         }
     }
 
@@ -398,7 +436,10 @@ impl Event {
             | Event::CertificationAwarded { on, .. }
             | Event::CertificationDenied { on, .. }
             | Event::ExitRecorded { on, .. }
-            | Event::PersonErased { on, .. } => *on,
+            | Event::PersonErased { on, .. }
+            | Event::SubjectRequestReceived { on, .. }
+            | Event::SubjectRequestExtended { on, .. }
+            | Event::SubjectRequestAnswered { on, .. } => *on,
         }
     }
 

@@ -9,6 +9,8 @@
 //!
 //! Code map:
 //! - [`date`] — [`Date`], a civil date with Hinnant's day arithmetic.
+//! - [`calendar`] — Colombian business days: holidays as data
+//!   (`holidays_co.tsv`, Ley 51 de 1983), deadlines in business days.
 //! - [`types`] — closed vocabularies with stable stored codes, [`AgeBand`],
 //!   [`DocumentSet`].
 //! - [`divipola`] — department and municipality codes.
@@ -35,6 +37,7 @@
 //!   every command that carries some.
 
 mod apply;
+pub mod calendar;
 pub mod case;
 pub mod channels;
 pub mod codes;
@@ -59,18 +62,18 @@ pub use channels::{ChannelCatalog, ChannelRules, InForce, Validity, Window};
 pub use codes::{ChannelCode, CountryCode, ICAO_NATIONALITY_CODES, ISO_3166_VERSION};
 pub use command::Command;
 pub use date::{age_on, Date};
-pub use decide::{AGE_YEARS_MAX, BIRTH_YEAR_MIN};
+pub use decide::{AGE_YEARS_MAX, BIRTH_YEAR_MIN, SUBJECT_REQUESTS_MAX};
 pub use divipola::{Department, Municipality, MunicipalityKind, DEPARTMENTS, DIVIPOLA_VERSION};
 pub use error::{CatalogError, Rejection};
 pub use event::{Event, EVENT_TYPES};
 pub use policy::{Instrument, InstrumentKind, PolicyBook, PolicyEvent, PolicyRules, POLICY_STREAM};
 pub use records::{
     AppealDecision, Application, Cancellation, CardState, Certification, CertificationStage, Denial, Exit,
-    Interim, Milestones, Permit, Person, Survey, Visa,
+    Interim, Milestones, Permit, Person, SubjectRequest, Survey, Visa,
 };
 pub use sealed::{BiometricRef, Sealed};
 pub use status::person_status;
 pub use types::{
     AgeBand, CancellationGround, CertificationRoute, DenialReason, DocumentSet, DocumentType, DuplicateCause,
-    EligibilityBasis, ExitKind, PermitType, PersonStatus, Sector, Sex, ADULT_AGE_YEARS,
+    EligibilityBasis, ExitKind, PermitType, PersonStatus, Sector, Sex, SubjectRequestKind, ADULT_AGE_YEARS,
 };

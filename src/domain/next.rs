@@ -15,6 +15,7 @@ use super::error::Rejection;
 use super::sealed::Sealed;
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, ExitKind, Sector,
+    SubjectRequestKind,
 };
 
 /// A command the case accepts next.
@@ -169,6 +170,33 @@ impl CaseState {
             on,
             legal_basis: "LEGAL_BASIS".into(),
         }));
+        probes.push(one(Command::ReceiveSubjectRequest {
+            on,
+            kind: SubjectRequestKind::Query,
+        }));
+        let open_requests: Vec<u32> = self
+            .subject_requests
+            .iter()
+            .filter(|r| r.is_open())
+            .map(|r| r.id)
+            .collect();
+        let for_each_open_request = |make: &dyn Fn(u32) -> Command| -> Vec<Command> {
+            open_requests.iter().map(|id| make(*id)).collect()
+        };
+        probes.push(for_each_open_request(&|subject_request_id| {
+            Command::ExtendSubjectRequest {
+                subject_request_id,
+                on,
+                reason: "REASON".into(),
+            }
+        }));
+        probes.push(for_each_open_request(&|subject_request_id| {
+            Command::AnswerSubjectRequest {
+                subject_request_id,
+                on,
+                outcome: "OUTCOME".into(),
+            }
+        }));
         probes
             .into_iter()
             .filter_map(|commands| {
@@ -202,6 +230,16 @@ impl CaseState {
     fn until(&self, command: &Command) -> Option<Date> {
         match command {
             Command::FileAppeal { .. } => self.application.as_ref()?.denial.as_ref().map(|d| d.appeal_until),
+            Command::ExtendSubjectRequest {
+                subject_request_id, ..
+            }
+            | Command::AnswerSubjectRequest {
+                subject_request_id, ..
+            } => self
+                .subject_requests
+                .iter()
+                .find(|r| r.id == *subject_request_id)
+                .map(|r| r.due_on),
             _ => None,
         }
     }

@@ -329,3 +329,31 @@ pub struct Milestones {
     /// First card delivery.
     pub delivered_on: Option<Date>,
 }
+
+/// A data subject's request (Ley 1581 de 2012 arts. 14-15) and its legal deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectRequest {
+    /// 1, 2, ... within the case.
+    pub id: u32,
+    /// Query or claim.
+    pub kind: super::types::SubjectRequestKind,
+    /// Date received.
+    pub received_on: Date,
+    /// The last day to answer (moved once by an extension).
+    pub due_on: Date,
+    /// When the extension was recorded, if it was.
+    pub extended_on: Option<Date>,
+    /// The extension's reason code.
+    pub extension_reason: Option<String>,
+    /// When it was answered; `None` while open.
+    pub answered_on: Option<Date>,
+    /// The answer's outcome code.
+    pub outcome: Option<String>,
+}
+
+impl SubjectRequest {
+    /// Whether the request still awaits its answer.
+    pub fn is_open(&self) -> bool {
+        self.answered_on.is_none()
+    }
+}

@@ -374,6 +374,38 @@ impl DocumentSet {
     }
 }
 
+code_enum! {
+    /// A data subject's request under Ley 1581 de 2012 (arts. 14 and 15):
+    /// the kind sets the legal answer period.
+    pub enum SubjectRequestKind {
+        /// A query (consulta, art. 14): what is held about the person, who
+        /// consulted it. Answered within 10 business days, extendable once by 5.
+        Query => "QUERY",
+        /// A claim (reclamo, art. 15): rectification, update, deletion or a
+        /// breach of the law. Answered within 15 business days, extendable once by 8.
+        Claim => "CLAIM",
+    }
+}
+
+impl SubjectRequestKind {
+    /// Business days to answer, counted from the day after receipt.
+    pub const fn answer_business_days(self) -> u32 {
+        match self {
+            SubjectRequestKind::Query => 10,
+            SubjectRequestKind::Claim => 15,
+        }
+    }
+
+    /// Business days the one extension adds, counted from the day after
+    /// the first term ends.
+    pub const fn extension_business_days(self) -> u32 {
+        match self {
+            SubjectRequestKind::Query => 5,
+            SubjectRequestKind::Claim => 8,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

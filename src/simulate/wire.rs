@@ -254,6 +254,34 @@ pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) 
             header,
             legal_basis: legal_basis.clone(),
         }),
+        Command::ReceiveSubjectRequest { kind, .. } => {
+            Cmd::ReceiveSubjectRequest(pb::ReceiveSubjectRequestRequest {
+                header,
+                kind: wire(
+                    "SUBJECT_REQUEST_KIND_",
+                    kind.as_str(),
+                    pb::SubjectRequestKind::from_str_name,
+                )?,
+            })
+        }
+        Command::ExtendSubjectRequest {
+            subject_request_id,
+            reason,
+            ..
+        } => Cmd::ExtendSubjectRequest(pb::ExtendSubjectRequestRequest {
+            header,
+            subject_request_id: *subject_request_id,
+            reason: reason.clone(),
+        }),
+        Command::AnswerSubjectRequest {
+            subject_request_id,
+            outcome,
+            ..
+        } => Cmd::AnswerSubjectRequest(pb::AnswerSubjectRequestRequest {
+            header,
+            subject_request_id: *subject_request_id,
+            outcome: outcome.clone(),
+        }),
     })
 }
 
@@ -295,6 +323,9 @@ pub async fn call(
         Cmd::DenyCertification(m) => client.deny_certification(m).await,
         Cmd::RecordExit(m) => client.record_exit(m).await,
         Cmd::ErasePerson(m) => client.erase_person(m).await,
+        Cmd::ReceiveSubjectRequest(m) => client.receive_subject_request(m).await,
+        Cmd::ExtendSubjectRequest(m) => client.extend_subject_request(m).await,
+        Cmd::AnswerSubjectRequest(m) => client.answer_subject_request(m).await,
     };
     r.map(tonic::Response::into_inner)
 }

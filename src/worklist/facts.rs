@@ -25,11 +25,12 @@ pub enum Kind {
     InterimExpiring = 9,
     PermitsExpiring = 10,
     CertificationsAwaitingAssessment = 11,
+    SubjectRequestsDue = 12,
 }
 
 impl Kind {
     /// Every list, in wire order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Appointments,
         Kind::MissedAppointments,
         Kind::AwaitingDecision,
@@ -41,6 +42,7 @@ impl Kind {
         Kind::InterimExpiring,
         Kind::PermitsExpiring,
         Kind::CertificationsAwaitingAssessment,
+        Kind::SubjectRequestsDue,
     ];
 
     /// The list of a wire value, if any.
@@ -62,6 +64,7 @@ impl Kind {
             Kind::InterimExpiring => "INTERIM_EXPIRING",
             Kind::PermitsExpiring => "PERMITS_EXPIRING",
             Kind::CertificationsAwaitingAssessment => "CERTIFICATIONS_AWAITING_ASSESSMENT",
+            Kind::SubjectRequestsDue => "SUBJECT_REQUESTS_DUE",
         }
     }
 }
@@ -116,6 +119,8 @@ pub struct WorkFacts {
     pub abandon_on: Option<Date>,
     /// Certifications awaiting assessment: (id, request date).
     pub certifications: Vec<(u32, Date)>,
+    /// Open data subject requests (Ley 1581): (id, received, due).
+    pub subject_requests: Vec<(u32, Date, Date)>,
 }
 
 /// One entry a case puts on one list (the key's date and certification,
@@ -125,7 +130,8 @@ pub struct Entry {
     pub kind: Kind,
     /// The list date (orders the list).
     pub date: Date,
-    /// 0 except on the certification list.
+    /// The certification (certification list) or the subject request
+    /// (subject request list); 0 on the other lists.
     pub certification: u32,
     pub due_on: Option<Date>,
     pub since: Option<Date>,
@@ -233,19 +239,59 @@ impl WorkFacts {
             | Event::CertificationDenied { certification_id, .. } => {
                 self.certifications.retain(|(id, _)| *id != certification_id);
             }
+            Event::SubjectRequestReceived {
+                subject_request_id,
+                on,
+                due_on,
+                ..
+            } => {
+                self.subject_requests.retain(|(id, ..)| *id != subject_request_id);
+                self.subject_requests.push((subject_request_id, on, due_on));
+            }
+            Event::SubjectRequestExtended {
+                subject_request_id,
+                due_on,
+                ..
+            } => {
+                if let Some(r) = self
+                    .subject_requests
+                    .iter_mut()
+                    .find(|r| r.0 == subject_request_id)
+                {
+                    r.2 = due_on;
+                }
+            }
+            Event::SubjectRequestAnswered {
+                subject_request_id, ..
+            } => {
+                self.subject_requests.retain(|(id, ..)| *id != subject_request_id);
+            }
             _ => {}
         }
     }
 
-    /// The entries the case puts on the lists: none once the person exited
-    /// or was erased (nothing is left to act on, and an erased case has no
-    /// one to call).
     /// The entries the case puts on the lists, under `policy` (general
     /// measures extend interim certificates: the list date is the derived
-    /// validity, the facts keep the recorded one).
+    /// validity, the facts keep the recorded one): once the person exited or
+    /// was erased only their open subject requests (the legal deadline of
+    /// an answer runs whatever became of the case); nothing else is left to
+    /// act on, and an erased case has no one to call.
     pub fn entries(&self, policy: &crate::domain::PolicyBook) -> Vec<Entry> {
         let mut out = Vec::new();
-        if !self.registered || self.exited || self.erased {
+        if !self.registered {
+            return out;
+        }
+        for &(id, received, due) in &self.subject_requests {
+            out.push(Entry {
+                kind: Kind::SubjectRequestsDue,
+                date: due,
+                certification: id,
+                due_on: Some(due),
+                since: Some(received),
+                with_site: false,
+            });
+        }
+        if self.exited || self.erased {
             return out;
         }
         let mut push = |kind, date: Option<Date>, due_on, since, with_site| {
@@ -328,10 +374,11 @@ impl WorkFacts {
         out
     }
 
-    /// The stored form (format version 1).
+    /// The stored form (format version 2: version 1 followed by the open
+    /// subject requests).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(96 + self.case_id.len()));
-        w.u8(1);
+        w.u8(2);
         w.str(&self.case_id);
         w.u8(u8::from(self.registered) | u8::from(self.exited) << 1 | u8::from(self.erased) << 2);
         w.u8(self.department);
@@ -363,13 +410,21 @@ impl WorkFacts {
             w.u32(id);
             w.date(Some(on));
         }
+        w.u32(self.subject_requests.len() as u32);
+        for &(id, received, due) in &self.subject_requests {
+            w.u32(id);
+            w.date(Some(received));
+            w.date(Some(due));
+        }
         w.0
     }
 
-    /// Reads [`WorkFacts::encode`]'s output; `None` if it is not one.
+    /// Reads [`WorkFacts::encode`]'s output (format 2, or format 1 written
+    /// before subject requests existed); `None` if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<WorkFacts> {
         let mut r = Reader(bytes);
-        if r.u8()? != 1 {
+        let format = r.u8()?;
+        if format != 1 && format != 2 {
             return None;
         }
         let case_id = r.str()?;
@@ -391,6 +446,14 @@ impl WorkFacts {
         let mut certifications = Vec::with_capacity(n.min(64));
         for _ in 0..n {
             certifications.push((r.u32()?, r.date()??));
+        }
+        let mut subject_requests = Vec::new();
+        if format == 2 {
+            let n = r.u32()? as usize;
+            subject_requests.reserve(n.min(crate::domain::SUBJECT_REQUESTS_MAX));
+            for _ in 0..n {
+                subject_requests.push((r.u32()?, r.date()??, r.date()??));
+            }
         }
         r.0.is_empty().then_some(WorkFacts {
             case_id,
@@ -418,6 +481,7 @@ impl WorkFacts {
             printed_on: d[12],
             abandon_on: d[13],
             certifications,
+            subject_requests,
         })
     }
 }

@@ -213,7 +213,14 @@ pub fn item_to_pb(item: &Item) -> pb::WorklistItem {
         office: item.office.clone(),
         department: format!("{:02}", item.department),
         municipality: format!("{:05}", item.municipality),
-        certification_id: item.certification,
+        certification_id: match item.kind {
+            Kind::CertificationsAwaitingAssessment => item.certification,
+            _ => 0,
+        },
+        subject_request_id: match item.kind {
+            Kind::SubjectRequestsDue => item.certification,
+            _ => 0,
+        },
         channel: item.channel.map(|c| c.as_str().to_string()).unwrap_or_default(),
     }
 }

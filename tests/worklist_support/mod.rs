@@ -106,7 +106,7 @@ pub async fn items_of(
 /// Every list on `reference`, in kind order (for comparing whole states).
 pub async fn all_lists(c: &mut Worklists, reference: &str) -> Vec<(i32, Vec<pb::WorklistItem>)> {
     let mut out = Vec::new();
-    for kind in 1..=11 {
+    for kind in 1..=12 {
         let kind = Kind::try_from(kind).expect("kind");
         let (items, _) = list_all(c, "supervisor", &request(kind, reference)).await;
         out.push((kind as i32, items));

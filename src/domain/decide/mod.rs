@@ -11,8 +11,9 @@
 //!    is refused (`Erased`);
 //! 3. dates: `on` may not be after `today`, nor before the latest business
 //!    date already recorded in the case (a case's timeline only moves forward);
-//! 4. exit: after an exit only `UpdatePersonalData` (rectification) and
-//!    `ErasePerson` remain (`IllegalTransition` in state `EXITED`);
+//! 4. exit: after an exit only `UpdatePersonalData` (rectification),
+//!    `ErasePerson` and the data subject's requests remain
+//!    (`IllegalTransition` in state `EXITED`);
 //! 5. the command's own transition rules (state first, then field and
 //!    channel checks).
 //!
@@ -22,6 +23,9 @@
 mod application;
 mod certification;
 mod permit;
+mod subject;
+
+pub use subject::SUBJECT_REQUESTS_MAX;
 
 use super::case::{CaseState, Stage};
 use super::channels::{ChannelCatalog, ChannelRules};
@@ -75,7 +79,7 @@ impl CaseState {
             );
             return Err(self.rule(name, "CASE_TIMELINE", "on", reason));
         }
-        if let Some(exit) = self.exit {
+        if let Some(exit) = self.exit.filter(|_| !command.is_subject_request()) {
             if !matches!(
                 command,
                 Command::UpdatePersonalData { .. } | Command::ErasePerson { .. }
@@ -131,6 +135,9 @@ impl CaseState {
                     legal_basis: legal_basis.clone(),
                 }])
             }
+            Command::ReceiveSubjectRequest { .. }
+            | Command::ExtendSubjectRequest { .. }
+            | Command::AnswerSubjectRequest { .. } => self.decide_subject_request(command),
             Command::RequestCertification { .. }
             | Command::AssessCertification { .. }
             | Command::AwardCertification { .. }

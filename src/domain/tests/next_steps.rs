@@ -61,14 +61,17 @@ fn a_printed_card_may_be_abandoned_only_after_its_collection_period() {
 }
 
 #[test]
-fn an_erased_case_lists_only_its_closing_steps() {
+fn an_erased_case_lists_only_its_closing_steps_and_the_persons_requests() {
     let mut case = Case::etpv_at(Stage::CardDelivered);
     case.run(Command::ErasePerson {
         on: d("2022-01-03"),
         legal_basis: "LEY_1581_2012".into(),
     });
     let steps = case.state.next_steps(d("2022-01-04"), &case.catalog);
-    assert_eq!(names(&steps), ["CancelPermit", "RecordExit"]);
+    assert_eq!(
+        names(&steps),
+        ["CancelPermit", "RecordExit", "ReceiveSubjectRequest"]
+    );
 }
 
 #[test]

@@ -175,7 +175,7 @@ fn event_types_are_unique_and_listed() {
     let mut names = EVENT_TYPES.to_vec();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 32);
+    assert_eq!(names.len(), 35);
 }
 
 #[test]
