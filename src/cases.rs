@@ -1219,18 +1219,6 @@ fn seal_pending(
     })
 }
 
-/// The types of an identity's documents, for the domain.
-pub fn document_types(identity: &Identity) -> Result<Vec<DocumentType>, CaseError> {
-    identity
-        .documents
-        .iter()
-        .map(|d| {
-            DocumentType::parse(&d.doc_type)
-                .ok_or_else(|| CaseError::invalid("person.documents.type", "unknown"))
-        })
-        .collect()
-}
-
 /// What [`rebuild_document_index`] did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DocumentIndexReport {

@@ -43,7 +43,73 @@ pub const SUPERVISOR_METHODS: &[&str] = &[
     "GetSubjectReport",
 ];
 
-/// The access rule of a method path (`/package.Service/Method`).
+/// Caseworker methods open to caseworkers and supervisors. Every method of
+/// the service is in this list or in [`SUPERVISOR_METHODS`]: a method added
+/// to the proto and to neither is refused to everyone (fail closed), and
+/// the access-matrix test, which reads the served descriptors, says which.
+pub const CASE_WORK_METHODS: &[&str] = &[
+    "RegisterPerson",
+    "PreRegister",
+    "CompleteSurvey",
+    "ScheduleBiometrics",
+    "RecordMissedAppointment",
+    "RecordBiometricCapture",
+    "RequestInformation",
+    "ReceiveInformation",
+    "FileAppeal",
+    "Withdraw",
+    "IssuePermit",
+    "PrintCard",
+    "DeliverCard",
+    "IssueInterimCertificate",
+    "ExtendInterimCertificate",
+    "RequestDuplicate",
+    "IssueDuplicate",
+    "ExtendValidity",
+    "SupersedeByVisa",
+    "UpdatePersonalData",
+    "UpdateResidence",
+    "RequestCertification",
+    "AssessCertification",
+    "RecordExit",
+    "GetCase",
+    "FindCasesByDocument",
+    "ListCaseEvents",
+    "ListChannels",
+    "ReceiveSubjectRequest",
+];
+
+/// The methods of the other services, each listed (fail closed likewise).
+const IMPORT_METHODS: &[&str] = &["ImportCases"];
+const STATISTICS_METHODS: &[&str] = &[
+    "Caseload",
+    "Series",
+    "Funnel",
+    "Certifications",
+    "ExpiringPermits",
+    "Release",
+];
+const WORKLIST_METHODS: &[&str] = &["ListWorklist"];
+const AUDIT_METHODS: &[&str] = &[
+    "GetInclusionProof",
+    "GetConsistencyProof",
+    "GetEvents",
+    "VerifyLog",
+    "TailLog",
+    "GetReceipt",
+    "ListKeyHandovers",
+];
+const ADMIN_METHODS: &[&str] = &[
+    "AddToken",
+    "RevokeToken",
+    "ListTokens",
+    "RotateMasterKey",
+    "Backup",
+];
+
+/// The access rule of a method path (`/package.Service/Method`). Every
+/// method of every service is named here; anything else is
+/// [`Access::Unknown`], refused to everyone.
 pub fn access(path: &str) -> Access {
     let Some((service, method)) = path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Access::Unknown;
@@ -53,22 +119,17 @@ pub fn access(path: &str) -> Access {
         "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" => {
             Access::Authenticated
         }
-        "regularization.v1.Caseworker" => {
-            if SUPERVISOR_METHODS.contains(&method) {
-                Access::Roles(DECISIONS)
-            } else {
-                Access::Roles(CASE_WORK)
-            }
-        }
-        "regularization.v1.Import" => Access::Roles(DECISIONS),
-        "regularization.v1.Statistics" => Access::Roles(STATISTICS),
+        "regularization.v1.Caseworker" if SUPERVISOR_METHODS.contains(&method) => Access::Roles(DECISIONS),
+        "regularization.v1.Caseworker" if CASE_WORK_METHODS.contains(&method) => Access::Roles(CASE_WORK),
+        "regularization.v1.Import" if IMPORT_METHODS.contains(&method) => Access::Roles(DECISIONS),
+        "regularization.v1.Statistics" if STATISTICS_METHODS.contains(&method) => Access::Roles(STATISTICS),
         // Worklists hold codes and dates only; department scopes apply.
-        "regularization.v1.Worklists" => Access::Roles(CASE_WORK),
+        "regularization.v1.Worklists" if WORKLIST_METHODS.contains(&method) => Access::Roles(CASE_WORK),
         // GetCheckpoint is open to admins (who sign checkpoints on demand);
         // the rest of the audit service is for auditors.
         "regularization.v1.Audit" if method == "GetCheckpoint" => Access::Roles(AUDIT),
-        "regularization.v1.Audit" => Access::Roles(AUDIT_ONLY),
-        "regularization.v1.Admin" => Access::Roles(ADMIN),
+        "regularization.v1.Audit" if AUDIT_METHODS.contains(&method) => Access::Roles(AUDIT_ONLY),
+        "regularization.v1.Admin" if ADMIN_METHODS.contains(&method) => Access::Roles(ADMIN),
         "regularization.v1.Policy" => match method {
             "RecordPolicy" | "PreviewPolicy" => Access::Roles(ADMIN),
             "ListPolicies" | "GetPolicy" => Access::Authenticated,
@@ -104,6 +165,12 @@ mod tests {
             "/x",
             "/regularization.v1.Nope/Get",
             "regularization.v1.Caseworker/GetCase",
+            // A method of a known service that is not listed: refused to everyone.
+            "/regularization.v1.Caseworker/DeleteEverything",
+            "/regularization.v1.Admin/Nope",
+            "/regularization.v1.Audit/Nope",
+            "/regularization.v1.Statistics/Nope",
+            "/regularization.v1.Policy/Nope",
         ] {
             assert_eq!(access(p), Access::Unknown, "{p}");
         }

@@ -279,8 +279,3 @@ pub fn caseload(
     }
     Ok(table)
 }
-
-/// Renders a date for output.
-pub fn date_label(d: Date) -> String {
-    d.to_string()
-}

@@ -323,10 +323,6 @@ impl ProjectionState {
     pub fn facts(&self, key: CaseKey) -> Option<&CaseFacts> {
         self.cases.get(&key)
     }
-    /// Iterates every case's facts.
-    pub fn all_facts(&self) -> impl Iterator<Item = (&CaseKey, &CaseFacts)> {
-        self.cases.iter()
-    }
     /// The cube.
     pub fn cube(&self) -> &Cube {
         &self.cube
