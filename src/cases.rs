@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::case_cache::CaseCache;
 use crate::codec;
 use crate::domain::{
-    CaseState, ChannelCatalog, Command, Date, DocumentType, Event, PolicyBook, PolicyEvent, Rejection,
-    Sealed, POLICY_STREAM,
+    CaseState, ChannelCatalog, Command, Date, Event, PolicyBook, PolicyEvent, Rejection, Sealed,
+    POLICY_STREAM,
 };
 use crate::log::{Actor, AppendError, AppendRequest, Appended, Appender, ExpectedVersion, NewEvent, Store};
 use crate::pii::{self, BlindIndexer, DataKey, KeyStore, PiiError};

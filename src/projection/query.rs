@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::state::{permit_type_of, Cell, Position, ProjectionState};
 use super::suppress::{suppress, SuppressionRules};
-use crate::domain::{AgeBand, Date, Department, Municipality, PermitType, PersonStatus, Sex};
+use crate::domain::{AgeBand, Department, Municipality, PermitType, PersonStatus, Sex};
 use crate::limits::{STATS_BREAKDOWN_DIMS_MAX, STATS_FILTERS_MAX};
 
 /// A caseload dimension.
