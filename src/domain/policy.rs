@@ -273,6 +273,25 @@ impl PolicyBook {
     /// the truth ([`PolicyBook::check`] is what refuses, before appending).
     pub fn apply(&mut self, seq: u64, event: PolicyEvent) {
         self.entries.push(PolicyEntry { seq, event });
+        self.recompute_eras();
+    }
+
+    /// A book of recorded events (in log order), its eras computed once
+    /// (folding them one by one with [`PolicyBook::apply`] would recompute
+    /// them after each: quadratic in the number of instruments).
+    pub fn from_entries(entries: impl IntoIterator<Item = (u64, PolicyEvent)>) -> PolicyBook {
+        let mut book = PolicyBook {
+            entries: entries
+                .into_iter()
+                .map(|(seq, event)| PolicyEntry { seq, event })
+                .collect(),
+            eras: Vec::new(),
+        };
+        book.recompute_eras();
+        book
+    }
+
+    fn recompute_eras(&mut self) {
         let mut dates: Vec<Date> = self
             .entries
             .iter()
@@ -341,11 +360,12 @@ impl PolicyBook {
 
     /// The book as it stood at log position `seq` (events after it dropped).
     pub fn as_of(&self, seq: u64) -> PolicyBook {
-        let mut book = PolicyBook::default();
-        for e in self.entries.iter().filter(|e| e.seq <= seq) {
-            book.apply(e.seq, e.event.clone());
-        }
-        book
+        PolicyBook::from_entries(
+            self.entries
+                .iter()
+                .filter(|e| e.seq <= seq)
+                .map(|e| (e.seq, e.event.clone())),
+        )
     }
 
     /// The policy version: the seq of the last policy event, 0 if none.
@@ -679,6 +699,18 @@ mod tests {
         assert!(before.get(ChannelCode::parse("VISA_V").unwrap()).is_none());
         assert_eq!(book.current_on(d("2024-12-03")), &before);
         assert!(book.current_on(d("2010-01-01")).channels().is_empty());
+        // Built at once (a store's load) or event by event: the same book.
+        let at_once = PolicyBook::from_entries(
+            PolicyBook::genesis()
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (i as u64 + 1, e)),
+        );
+        assert_eq!(at_once, book);
+        assert_eq!(
+            book.as_of(2),
+            PolicyBook::from_entries(book.entries()[..2].iter().map(|e| (e.seq, e.event.clone())))
+        );
     }
 
     #[test]
