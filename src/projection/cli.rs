@@ -248,6 +248,10 @@ pub struct BenchStatsArgs {
     /// Concurrent appenders for the projection-lag measurement.
     #[arg(long, default_value_t = 32)]
     pub lag_appenders: usize,
+    /// Skip the projection-lag measurement (it appends the whole store
+    /// again into a second log: hours at the full caseload).
+    #[arg(long)]
+    pub no_lag: bool,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -284,6 +288,9 @@ pub fn state_as_of(
         None => super::engine::today().max(latest.unwrap_or(Date::MIN)),
     };
     if latest.is_some_and(|l| date < l) {
+        if let Some(state) = engine.state().month_end_state(date) {
+            return Ok(state);
+        }
         return Ok(replay(store, AsOf::Date(date))?);
     }
     let mut state = engine.state().clone();
@@ -531,6 +538,28 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
         c.events as f64 / replay_secs.max(1e-9)
     );
     drop(replayed);
+    // The same replay keeping month-end snapshots: their cost on a rebuild.
+    let started = Instant::now();
+    let mut with = ProjectionState::with_snapshots(crate::simulate::TODAY);
+    loop {
+        let page = super::engine::read_page(&store, with.position(), crate::limits::READ_PAGE_EVENTS_MAX)?;
+        if page.is_empty() {
+            break;
+        }
+        for ev in &page {
+            with.apply_stored(ev)?;
+        }
+        with.flush_snapshots();
+    }
+    let with_secs = started.elapsed().as_secs_f64();
+    println!(
+        "in-memory replay keeping month-end snapshots: {:.2}s = {:.0} events/s ({:.2}x the replay without)",
+        with_secs,
+        c.events as f64 / with_secs.max(1e-9),
+        with_secs / replay_secs.max(1e-9)
+    );
+    drop(with);
+    bench_month_ends(&store, engine.state(), args.queries)?;
     engine.state_mut().set_cube_date(crate::simulate::TODAY);
     let state = engine.state();
     let rules = SuppressionRules::default();
@@ -591,13 +620,64 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
     );
     let per_case = est as f64 / cases.max(1) as f64;
     let events_per_case = c.events as f64 / cases.max(1) as f64;
-    measure_lag(&store, &args.data_dir.with_extension("lag"), args.lag_appenders)?;
+    if !args.no_lag {
+        measure_lag(&store, &args.data_dir.with_extension("lag"), args.lag_appenders)?;
+    }
     println!(
         "extrapolation to 2.8M persons (linear in cases; cells grow with distinct combinations only): \
          facts ~{:.0} MiB, rebuild of ~{:.1}M events ~{:.0}s at the measured rate",
         per_case * 2.8e6 / 1048576.0,
         events_per_case * 2.8,
         events_per_case * 2.8e6 / c.events_per_second().max(1.0)
+    );
+    Ok(())
+}
+
+/// "As of a past month-end": answered from the snapshot (p50/p99 of the
+/// whole answer: the snapshot copied out of the state, then two
+/// breakdowns), against one replay of the log to that date.
+fn bench_month_ends(store: &Store, state: &ProjectionState, queries: usize) -> Result<(), BoxError> {
+    let months: Vec<u32> = state.snapshot_months().collect();
+    let cells: usize = months
+        .iter()
+        .map(|m| {
+            state
+                .month_end_state(super::state::month_end(*m))
+                .map_or(0, |s| s.cube().len())
+        })
+        .sum();
+    println!(
+        "month-end snapshots: {} months, {} cells in all ({:.0} per month)",
+        months.len(),
+        cells,
+        cells as f64 / months.len().max(1) as f64
+    );
+    let Some(&mid) = months.get(months.len() / 2) else {
+        return Ok(());
+    };
+    let d = super::state::month_end(mid);
+    let rules = SuppressionRules::default();
+    let q = CaseloadQuery {
+        by: vec![Dim::Department, Dim::Status],
+        filters: vec![],
+        published: true,
+    };
+    let mut times = Vec::with_capacity(queries);
+    for _ in 0..queries.max(1) {
+        let t = Instant::now();
+        let s = state.month_end_state(d).ok_or("no snapshot")?;
+        std::hint::black_box(caseload(&s, &q, &rules)?);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let t = Instant::now();
+    let replayed = replay(store, AsOf::Date(d))?;
+    std::hint::black_box(caseload(&replayed, &q, &rules)?);
+    println!(
+        "as of month-end {d} (department x status, published): snapshot p50 {:.2} ms, p99 {:.2} ms; replay {:.2} s",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        t.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -10,6 +10,9 @@
 //! - `m:series` -> (metric u8, month u32 BE, count u64 BE)*
 //! - `m:version` -> format version (u8)
 //! - `m:max_on` -> latest business date applied (year u16 BE, month, day)
+//! - `s` || month index (u32 BE, year * 12 + month - 1) -> the month-end
+//!   snapshot of the cube ([`encode_snapshot`]): derived like the rest,
+//!   written in the same batches, rebuilt with the projection
 //!
 //! The cube, funnel, expiring permits and certification counts are derived
 //! from the facts at load. A restart resumes at checkpoint + 1: whatever was
@@ -35,7 +38,9 @@ use crate::log::{Head, Store, StoreError, StoredEvent};
 
 /// Default tree of the statistics projection.
 pub const TREE: &str = "proj_stats";
-const FORMAT_VERSION: u8 = 1;
+/// 2: month-end snapshots (`s` keys); a version-1 projection has none and is
+/// rebuilt (`registry rebuild-projections`).
+const FORMAT_VERSION: u8 = 2;
 const KEY_CHECKPOINT: &[u8] = b"m:checkpoint";
 const KEY_SERIES: &[u8] = b"m:series";
 const KEY_VERSION: &[u8] = b"m:version";
@@ -129,6 +134,11 @@ pub struct Engine {
     /// When the facts were last persisted, and whether pages were applied since.
     persisted_at: std::time::Instant,
     unpersisted: bool,
+    /// The wait before the next persist: [`PROJECTION_PERSIST_INTERVAL_MS`],
+    /// longer after a large batch (back-dated events rewrite month-end
+    /// snapshots), so that persisting stays a small share of the follower's
+    /// time; a crash re-applies the events since the checkpoint either way.
+    persist_every: Duration,
 }
 
 impl Engine {
@@ -146,14 +156,28 @@ impl Engine {
         cube_date: Date,
         stop: &AtomicBool,
     ) -> Result<Engine, ProjectionError> {
-        let tree = store.db().open_tree(tree_name)?;
-        let mut state = ProjectionState::new(cube_date);
+        let mut tree = store.db().open_tree(tree_name)?;
+        let mut state = ProjectionState::with_snapshots(cube_date);
         if let Some(v) = tree.get(KEY_VERSION)? {
-            if v.as_ref() != [FORMAT_VERSION] {
-                return Err(ProjectionError::Corrupt(format!(
-                    "format version {:?}; run rebuild-projections",
-                    v.as_ref()
-                )));
+            match v.as_ref() {
+                [FORMAT_VERSION] => {}
+                // An older format of derived data: rebuilt from the log.
+                [old] if *old < FORMAT_VERSION => {
+                    tracing::warn!(
+                        tree = tree_name,
+                        from = old,
+                        to = FORMAT_VERSION,
+                        "statistics projection in an older format: rebuilding it from the log"
+                    );
+                    drop(tree);
+                    store.db().drop_tree(tree_name)?;
+                    tree = store.db().open_tree(tree_name)?;
+                }
+                other => {
+                    return Err(ProjectionError::Corrupt(format!(
+                        "format version {other:?}; run rebuild-projections"
+                    )))
+                }
             }
         }
         if let Some(cp) = tree.get(KEY_CHECKPOINT)? {
@@ -202,6 +226,17 @@ impl Engine {
                 Some(super::facts::date_from(&d).ok_or_else(|| ProjectionError::Corrupt("max_on".into()))?);
         }
         state.rebuild_aggregates();
+        for kv in tree.scan_prefix(b"s") {
+            let (k, v) = kv?;
+            let month = k
+                .get(1..5)
+                .filter(|_| k.len() == 5)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4")))
+                .ok_or_else(|| ProjectionError::Corrupt("snapshot key".into()))?;
+            let cells =
+                decode_snapshot(&v).ok_or_else(|| ProjectionError::Corrupt(format!("snapshot {month}")))?;
+            state.load_snapshot(month, cells);
+        }
         state.track_dirty = true;
         Ok(Engine {
             store: store.clone(),
@@ -209,6 +244,7 @@ impl Engine {
             state,
             persisted_at: std::time::Instant::now(),
             unpersisted: false,
+            persist_every: Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS),
         })
     }
 
@@ -243,6 +279,7 @@ impl Engine {
         for ev in page {
             self.state.apply_stored(ev)?;
         }
+        self.state.flush_snapshots();
         self.unpersisted = true;
         Ok(())
     }
@@ -250,7 +287,7 @@ impl Engine {
     /// What [`Engine::apply_page_deferred`] left in memory, as a batch to
     /// persist, if [`PROJECTION_PERSIST_INTERVAL_MS`] passed since the last one.
     pub fn take_persist_if_due(&mut self) -> Option<Persist> {
-        let due = self.persisted_at.elapsed() >= Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS);
+        let due = self.persisted_at.elapsed() >= self.persist_every;
         (due && self.unpersisted).then(|| self.take_persist())
     }
 
@@ -298,6 +335,22 @@ impl Engine {
             series.extend_from_slice(&n.to_be_bytes());
         }
         batch.insert(KEY_SERIES, series);
+        self.state.flush_snapshots();
+        let mut snapshot_bytes = 0usize;
+        let months: Vec<u32> = std::mem::take(&mut self.state.dirty_snapshots)
+            .into_iter()
+            .collect();
+        for m in months {
+            let mut k = [b's', 0, 0, 0, 0];
+            k[1..].copy_from_slice(&m.to_be_bytes());
+            let v = encode_snapshot(&self.state.snapshot_cells(m));
+            snapshot_bytes += v.len();
+            batch.insert(&k[..], v);
+        }
+        // At most ~16 MiB of snapshots per second of follower time.
+        self.persist_every = Duration::from_millis(PROJECTION_PERSIST_INTERVAL_MS).max(
+            Duration::from_secs_f64(snapshot_bytes as f64 / f64::from(16u32 << 20)),
+        );
         batch.insert(KEY_VERSION, &[FORMAT_VERSION][..]);
         if let Some(d) = self.state.max_on {
             batch.insert(KEY_MAX_ON, &super::facts::date_bytes(d)[..]);
@@ -370,6 +423,7 @@ impl Engine {
                 for ev in &page {
                     self.state.apply_stored(ev)?;
                 }
+                self.state.flush_snapshots();
                 applied += page.len() as u64;
             }
             if applied == 0 {
@@ -477,6 +531,61 @@ fn load_case_facts(
         }
         Ok(())
     })
+}
+
+/// A month-end snapshot as stored: the channel codes it uses (count u8,
+/// then each as length u8 + ASCII, empty for "no application"), then per
+/// non-zero cell the packed cell (u64 BE, its channel bits the index in
+/// that list) and the count (u64 BE).
+pub fn encode_snapshot(cells: &[(u64, Option<crate::domain::ChannelCode>, u64)]) -> Vec<u8> {
+    let mut codes: Vec<Option<crate::domain::ChannelCode>> = Vec::new();
+    let mut body = Vec::with_capacity(cells.len() * 16);
+    for (k, channel, n) in cells {
+        let i = codes.iter().position(|c| c == channel).unwrap_or_else(|| {
+            codes.push(*channel);
+            codes.len() - 1
+        });
+        body.extend_from_slice(&(k | (i as u64) << 4).to_be_bytes());
+        body.extend_from_slice(&n.to_be_bytes());
+    }
+    let mut out = vec![codes.len() as u8];
+    for c in &codes {
+        let text = c.as_ref().map_or("", |c| c.as_str());
+        out.push(text.len() as u8);
+        out.extend_from_slice(text.as_bytes());
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads [`encode_snapshot`]'s bytes back (`None`: malformed).
+#[allow(clippy::type_complexity)]
+pub fn decode_snapshot(b: &[u8]) -> Option<Vec<(u64, Option<crate::domain::ChannelCode>, u64)>> {
+    let (&n, mut rest) = b.split_first()?;
+    let mut codes = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let (&len, r) = rest.split_first()?;
+        let (text, r) = r.split_at_checked(len as usize)?;
+        codes.push(if len == 0 {
+            None
+        } else {
+            Some(crate::domain::ChannelCode::parse(
+                std::str::from_utf8(text).ok()?,
+            )?)
+        });
+        rest = r;
+    }
+    if rest.len() % 16 != 0 {
+        return None;
+    }
+    rest.chunks(16)
+        .map(|c| {
+            let k = u64::from_be_bytes(c[..8].try_into().ok()?);
+            let n = u64::from_be_bytes(c[8..].try_into().ok()?);
+            let channel = *codes.get(((k >> 4) & 0xff) as usize)?;
+            Some((k & !(0xff << 4), channel, n))
+        })
+        .collect()
 }
 
 fn key_of(b: &[u8]) -> Option<u128> {

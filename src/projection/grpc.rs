@@ -165,7 +165,16 @@ impl pb::statistics_server::Statistics for StatisticsService {
                 } else {
                     let d = as_of.expect("date");
                     if max_on.is_some_and(|m| d < m) {
-                        replay(&store, AsOf::Date(d)).map_err(|e| e.to_string())?
+                        // A past month-end: its snapshot; another past date: a replay.
+                        let snapshot = shared
+                            .read()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .state()
+                            .month_end_state(d);
+                        match snapshot {
+                            Some(state) => state,
+                            None => replay(&store, AsOf::Date(d)).map_err(|e| e.to_string())?,
+                        }
                     } else {
                         shared
                             .read()

@@ -6,7 +6,7 @@
 //! aggregate and adds its new one, so each aggregate always equals a
 //! recount from the facts (checked by `ProjectionState::recount` in tests).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::facts::{funnel, CaseFacts};
@@ -134,6 +134,17 @@ pub fn month_index(d: Date) -> u32 {
     u32::from(d.year()) * 12 + u32::from(d.month()) - 1
 }
 
+/// The last day of a month index.
+pub fn month_end(m: u32) -> Date {
+    let first = Date::new((m / 12) as u16, (m % 12 + 1) as u8, 1).unwrap_or(Date::MAX);
+    first.add_months(1).add_days(-1)
+}
+
+/// Whether `d` is the last day of its month.
+pub fn is_month_end(d: Date) -> bool {
+    month_end(month_index(d)) == d
+}
+
 /// `YYYY-MM` of a month index.
 pub fn month_label(m: u32) -> String {
     format!("{:04}-{:02}", m / 12, m % 12 + 1)
@@ -246,6 +257,28 @@ pub struct ProjectionState {
     pub(crate) dirty: HashSet<CaseKey, BuildHasherDefault<KeyHasher>>,
     pub(crate) dirty_certs: HashSet<(CaseKey, u32), BuildHasherDefault<KeyHasher>>,
     pub(crate) track_dirty: bool,
+    /// Month-end snapshots (only when `snapshots_on`): month index -> the
+    /// cube as of that month's last day D (each case folded over its events
+    /// dated <= D, statuses and ages on D), for every month from the
+    /// earliest business date applied to the month before the latest one
+    /// (`max_on`). Later month-ends are answered from the facts.
+    pub(crate) snapshots: BTreeMap<u32, Cube>,
+    pub(crate) snapshots_on: bool,
+    pub(crate) dirty_snapshots: BTreeSet<u32>,
+    /// Cases changed since the snapshots were last brought up to date
+    /// ([`ProjectionState::flush_snapshots`]): the facts the snapshots count
+    /// them with, and each event's date with the facts after it. Deferring
+    /// costs one pass over a case's months per flush instead of one per
+    /// event (a log written case by case has several events of a case in
+    /// one page).
+    pending: KeyMap<CaseKey, PendingCase>,
+}
+
+/// A case's changes not yet counted in the month-end snapshots.
+#[derive(Clone, Debug)]
+struct PendingCase {
+    counted: Option<CaseFacts>,
+    steps: Vec<(Date, CaseFacts)>,
 }
 
 /// Checks that `ev` comes right after `position`: the next seq, linked to
@@ -300,6 +333,18 @@ impl ProjectionState {
             dirty: HashSet::default(),
             dirty_certs: HashSet::default(),
             track_dirty: false,
+            snapshots: BTreeMap::new(),
+            snapshots_on: false,
+            dirty_snapshots: BTreeSet::new(),
+            pending: KeyMap::default(),
+        }
+    }
+
+    /// A state that also keeps month-end snapshots (persisted projections).
+    pub fn with_snapshots(cube_date: Date) -> ProjectionState {
+        ProjectionState {
+            snapshots_on: true,
+            ..ProjectionState::new(cube_date)
         }
     }
 
@@ -359,17 +404,201 @@ impl ProjectionState {
             return None;
         }
         let channel = self.intern(f.channel());
-        Some(
-            Cell {
-                status: f.status_on(on),
-                municipality: f.municipality_code,
-                sex: f.sex,
-                age_band: f.age_band_on(on),
-                channel,
-                permit_type: f.permit_type.map_or(0, |t| t as u8 + 1),
+        Some(cell_key(f, on, channel))
+    }
+
+    /// Like `cell_of`, for a case whose channel is already interned (every
+    /// case in `cases` is: its contribution was computed when applied or
+    /// loaded).
+    fn cell_interned(&self, f: &CaseFacts, on: Date) -> Option<u64> {
+        if !f.registered {
+            return None;
+        }
+        Some(cell_key(f, on, self.interned_channel(f)))
+    }
+
+    fn interned_channel(&self, f: &CaseFacts) -> u8 {
+        self.channel_index.get(&f.channel()).copied().unwrap_or(u8::MAX)
+    }
+
+    /// Before an event dated `on` is folded: makes sure a snapshot exists
+    /// for every month-end from the earliest business date to the month
+    /// before `on`'s, if `on` is later. A month-end D before `on` and on or
+    /// after every date applied so far is the facts' cube on D (a scan of
+    /// the facts); a month-end before every date applied is empty.
+    fn extend_snapshots(&mut self, on: Date) {
+        let Some(max_on) = self.max_on else { return };
+        let (m_on, m_max) = (month_index(on), month_index(max_on));
+        let first = self.snapshots.keys().next().copied().unwrap_or(m_max);
+        if m_on < first.min(m_max) || m_on > m_max {
+            // New snapshots count every case as it is now: bring the
+            // existing ones up to date first.
+            self.flush_snapshots();
+        }
+        for m in m_on..first.min(m_max) {
+            self.snapshots.insert(m, Cube::default());
+            self.dirty_snapshots.insert(m);
+        }
+        for m in m_max..m_on {
+            let d = month_end(m);
+            let mut cube = Cube::default();
+            for f in self.cases.values() {
+                if let Some(cell) = self.cell_interned(f, d) {
+                    cube.add(cell, 1);
+                }
             }
-            .pack(),
-        )
+            self.snapshots.insert(m, cube);
+            self.dirty_snapshots.insert(m);
+        }
+    }
+
+    /// Notes a case's event dated `on` for the snapshots (counted at the
+    /// next [`ProjectionState::flush_snapshots`]).
+    fn defer_snapshots(&mut self, key: CaseKey, old: Option<&CaseFacts>, new: &CaseFacts, on: Date) {
+        if self.snapshots.is_empty() {
+            return;
+        }
+        self.pending
+            .entry(key)
+            .or_insert_with(|| PendingCase {
+                counted: old.copied(),
+                steps: Vec::new(),
+            })
+            .steps
+            .push((on, *new));
+    }
+
+    /// Brings the month-end snapshots up to date with the events applied
+    /// since the last flush. For a changed case, every snapshot of a
+    /// month-end D on or after its first new event's date counted it as it
+    /// was before (its earlier events are dated <= that date: `decide`
+    /// refuses a date before a case's latest) and now counts it as of D:
+    /// the facts after its last new event dated <= D.
+    pub fn flush_snapshots(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let months: Vec<(u32, Date)> = self.snapshots.keys().map(|&m| (m, month_end(m))).collect();
+        let mut dirty = vec![false; months.len()];
+        let channel = |s: &ProjectionState, f: &CaseFacts| f.registered.then(|| s.interned_channel(f));
+        let mut steps: Vec<(Date, CaseFacts, Option<u8>)> = Vec::new();
+        for (_, case) in pending {
+            let Some(&(first, _)) = case.steps.first() else {
+                continue;
+            };
+            let counted = case.counted.as_ref().and_then(|f| Some((f, channel(self, f)?)));
+            steps.clear();
+            steps.extend(case.steps.iter().map(|(on, f)| (*on, *f, channel(self, f))));
+            let from = months.partition_point(|(m, _)| *m < month_index(first));
+            let mut step = 0;
+            for (i, &(m, d)) in months.iter().enumerate().skip(from) {
+                while step + 1 < steps.len() && steps[step + 1].0 <= d {
+                    step += 1;
+                }
+                let before = counted.map(|(f, ch)| cell_key(f, d, ch));
+                let (_, f, ch) = &steps[step];
+                let after = ch.map(|ch| cell_key(f, d, ch));
+                if before == after {
+                    continue;
+                }
+                let cube = self.snapshots.get_mut(&m).expect("listed");
+                if let Some(b) = before {
+                    cube.add(b, -1);
+                }
+                if let Some(a) = after {
+                    cube.add(a, 1);
+                }
+                dirty[i] = true;
+            }
+        }
+        for (i, (m, _)) in months.iter().enumerate() {
+            if dirty[i] {
+                self.dirty_snapshots.insert(*m);
+            }
+        }
+    }
+
+    /// The caseload as of month-end `d` from its snapshot: a state holding
+    /// only that cube (like [`ProjectionState::cube_only_at`]), or `None`
+    /// when no snapshot answers (snapshots off, `d` not a month-end, or on
+    /// or after the latest business date: the facts answer those).
+    pub fn month_end_state(&self, d: Date) -> Option<ProjectionState> {
+        let max_on = self.max_on?;
+        if !self.snapshots_on || !self.pending.is_empty() || !is_month_end(d) || d >= max_on {
+            return None;
+        }
+        let m = month_index(d);
+        let first = self
+            .snapshots
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(month_index(max_on));
+        let cube = match self.snapshots.get(&m) {
+            Some(c) => c.clone(),
+            // Before the earliest business date: nobody was registered yet.
+            None if m < first => Cube::default(),
+            None => return None,
+        };
+        let mut s = ProjectionState::new(d);
+        s.channels = self.channels.clone();
+        s.channel_index = self.channel_index.clone();
+        s.position = self.position;
+        s.max_on = self.max_on;
+        s.cube = cube;
+        Some(s)
+    }
+
+    /// The months with a snapshot.
+    pub fn snapshot_months(&self) -> impl Iterator<Item = u32> + '_ {
+        self.snapshots.keys().copied()
+    }
+
+    /// A snapshot's non-zero cells as (cell with its channel code, count),
+    /// for persisting: channel indexes are this state's own.
+    pub(crate) fn snapshot_cells(&self, m: u32) -> Vec<(u64, Option<ChannelCode>, u64)> {
+        let Some(cube) = self.snapshots.get(&m) else {
+            return Vec::new();
+        };
+        // Cells in (cell, channel code) order, whatever this state's
+        // channel indexes: the rank of each index in code order.
+        let mut by_code: Vec<usize> = (0..self.channels.len()).collect();
+        by_code.sort_by(|a, b| {
+            let code = |i: usize| self.channels[i].map(|c| c.as_str().to_string());
+            code(*a).cmp(&code(*b))
+        });
+        let mut rank = vec![0usize; self.channels.len().max(256)];
+        for (r, i) in by_code.into_iter().enumerate() {
+            rank[i] = r;
+        }
+        let mut out: Vec<(u64, usize, Option<ChannelCode>, u64)> = cube
+            .cells
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|&(k, n)| {
+                let channel = Cell::unpack(k).channel;
+                (
+                    k & !(0xff << 4),
+                    rank[channel as usize],
+                    self.channel_code(channel),
+                    n as u64,
+                )
+            })
+            .collect();
+        out.sort_unstable_by_key(|(k, r, _, _)| (*k, *r));
+        out.into_iter().map(|(k, _, c, n)| (k, c, n)).collect()
+    }
+
+    /// Loads a persisted snapshot: cells without their channel index, with
+    /// the channel code.
+    pub(crate) fn load_snapshot(&mut self, m: u32, cells: Vec<(u64, Option<ChannelCode>, u64)>) {
+        let mut cube = Cube::default();
+        for (k, channel, n) in cells {
+            let i = self.intern(channel);
+            cube.add(k | u64::from(i) << 4, n as i64);
+        }
+        self.snapshots.insert(m, cube);
     }
 
     fn contribution(&mut self, f: &CaseFacts) -> Contribution {
@@ -440,6 +669,10 @@ impl ProjectionState {
 
     /// Folds one domain event of case `key` into facts and aggregates.
     pub fn apply_event(&mut self, key: CaseKey, event: &Event) {
+        let on = event.on();
+        if self.snapshots_on {
+            self.extend_snapshots(on);
+        }
         let old = self.cases.get(&key).copied();
         let before = old.as_ref().map(|f| self.contribution(f));
         let mut facts = old.unwrap_or_default();
@@ -451,11 +684,13 @@ impl ProjectionState {
             }
             self.add(after, 1);
         }
+        if self.snapshots_on {
+            self.defer_snapshots(key, old.as_ref(), &facts, on);
+        }
         self.cases.insert(key, facts);
         if self.track_dirty {
             self.dirty.insert(key);
         }
-        let on = event.on();
         self.max_on = Some(self.max_on.map_or(on, |m| m.max(on)));
         if let Some(metric) = Metric::of(event) {
             *self.series.entry((metric, month_index(on))).or_insert(0) += 1;
@@ -650,6 +885,11 @@ impl ProjectionState {
             + self.cube.index.capacity() * slot(8, 4)
             + self.cube.cells.capacity() * 16
             + self.series.len() * 48
+            + self
+                .snapshots
+                .values()
+                .map(|c| c.index.capacity() * slot(8, 4) + c.cells.capacity() * 16)
+                .sum::<usize>()
     }
 }
 
@@ -676,6 +916,19 @@ pub struct StateSummary {
     pub expiring: BTreeMap<u32, i64>,
     pub series: BTreeMap<(Metric, u32), u64>,
     pub cert_counts: BTreeMap<(CertificationRoute, Sector, CertificationStage), i64>,
+}
+
+/// The packed cube cell of registered facts on `on`, with a channel index.
+fn cell_key(f: &CaseFacts, on: Date, channel: u8) -> u64 {
+    Cell {
+        status: f.status_on(on),
+        municipality: f.municipality_code,
+        sex: f.sex,
+        age_band: f.age_band_on(on),
+        channel,
+        permit_type: f.permit_type.map_or(0, |t| t as u8 + 1),
+    }
+    .pack()
 }
 
 /// Permit type of a cube code (0: none).
