@@ -8,6 +8,9 @@
 //! - `r` || case key || certification id (u32 BE) -> route, sector, stage
 //! - `m:checkpoint` -> seq (u64 BE) || hash of that event (32 bytes)
 //! - `m:series` -> (metric u8, month u32 BE, count u64 BE)*
+//! - `s` || metric u8 || month u32 BE -> the series cells of that month
+//!   ([`SeriesCell`]): (department, sex, age band, status, channel length,
+//!   channel bytes, count u64 BE)*; written for the months that changed
 //! - `m:version` -> format version (u8)
 //! - `m:max_on` -> latest business date applied (year u16 BE, month, day)
 //!
@@ -25,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::facts::CaseFacts;
-use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState};
+use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState, SeriesCell};
 use crate::domain::{CertificationRoute, CertificationStage, Date, Sector};
 use crate::limits::{
     PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_LOAD_CHUNK, PROJECTION_LOAD_THREADS,
@@ -35,7 +38,11 @@ use crate::log::{Head, Store, StoreError, StoredEvent};
 
 /// Default tree of the statistics projection.
 pub const TREE: &str = "proj_stats";
-const FORMAT_VERSION: u8 = 1;
+/// Version of the stored facts (`m:version`): 1 = 48-byte facts; 2 = 54
+/// bytes, with the nationality and the exit destination, and the series
+/// cells (`s` keys). A store of another version is refused with
+/// "run rebuild-projections".
+const FORMAT_VERSION: u8 = 2;
 const KEY_CHECKPOINT: &[u8] = b"m:checkpoint";
 const KEY_SERIES: &[u8] = b"m:series";
 const KEY_VERSION: &[u8] = b"m:version";
@@ -197,6 +204,24 @@ impl Engine {
                 state.series.insert((metric, month), n);
             }
         }
+        for kv in tree.scan_prefix(b"s") {
+            let (k, v) = kv?;
+            let bad = || ProjectionError::Corrupt(format!("series cells {:?}", k.as_ref()));
+            if k.len() != 6 {
+                return Err(bad());
+            }
+            let metric = *Metric::ALL.get(k[1] as usize).ok_or_else(bad)?;
+            let month = u32::from_be_bytes(k[2..6].try_into().expect("4"));
+            let mut rest = v.as_ref();
+            while !rest.is_empty() {
+                let (cell, used) = SeriesCell::decode_tail(metric, month, rest).ok_or_else(bad)?;
+                let n = rest.get(used..used + 8).ok_or_else(bad)?;
+                state
+                    .series_cells
+                    .insert(cell, u64::from_be_bytes(n.try_into().expect("8")));
+                rest = &rest[used + 8..];
+            }
+        }
         if let Some(d) = tree.get(KEY_MAX_ON)? {
             state.max_on =
                 Some(super::facts::date_from(&d).ok_or_else(|| ProjectionError::Corrupt("max_on".into()))?);
@@ -298,6 +323,32 @@ impl Engine {
             series.extend_from_slice(&n.to_be_bytes());
         }
         batch.insert(KEY_SERIES, series);
+        // The series cells of every (metric, month) that changed, one key each
+        // (`s`, metric, month BE): the cells' tails and counts.
+        for (metric, month) in std::mem::take(&mut self.state.dirty_series) {
+            let mut value = Vec::new();
+            let from = SeriesCell {
+                metric,
+                month,
+                department: 0,
+                sex: crate::domain::Sex::ALL[0],
+                age_band: crate::domain::AgeBand::ALL[0],
+                status: crate::domain::PersonStatus::ALL[0],
+                channel: None,
+            };
+            for (cell, n) in self
+                .state
+                .series_cells
+                .range(from..)
+                .take_while(|(c, _)| (c.metric, c.month) == (metric, month))
+            {
+                cell.encode_tail(&mut value);
+                value.extend_from_slice(&n.to_be_bytes());
+            }
+            let mut key = vec![b's', metric as u8];
+            key.extend_from_slice(&month.to_be_bytes());
+            batch.insert(key, value);
+        }
         batch.insert(KEY_VERSION, &[FORMAT_VERSION][..]);
         if let Some(d) = self.state.max_on {
             batch.insert(KEY_MAX_ON, &super::facts::date_bytes(d)[..]);
