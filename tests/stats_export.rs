@@ -1,8 +1,10 @@
 //! Tables for statisticians: `registry stats --target` against a real server
 //! gives byte for byte what `registry stats --data-dir` gives on the same
-//! store once stopped (caseload, series, funnel, certifications, expiring
-//! permits; CSV, its Table Schema, the codebook, JSON); the CSV read by pandas
-//! with its schema keeps "05" as "05" and flags zero and suppressed cells.
+//! store once stopped (caseload, series with and without a breakdown,
+//! funnel, certifications, expiring permits; CSV, its Table Schema, the
+//! codebook, JSON, Parquet); pandas reads the CSV with its schema, the
+//! Parquet file and a release's SDMX-CSV files back cell by cell, keeping
+//! "05" as "05" and flagging zero and suppressed cells.
 //!
 //! The pandas part needs `target/pyenv` (created by `.ci/run` from
 //! `clients/python/requirements.txt`); without it that part is skipped with a
@@ -101,6 +103,29 @@ fn questions() -> Vec<Vec<String>> {
             "--format",
             "json",
         ],
+        vec![
+            "--table",
+            "series",
+            "--metric",
+            "PERMITS_ISSUED",
+            "--by",
+            "department,age_band",
+            "--published",
+            "--format",
+            "csv",
+        ],
+        [
+            &as_of[..],
+            &[
+                "--by",
+                "nationality,exit_destination",
+                "--filter",
+                "status=DEPARTED|IRREGULAR",
+                "--format",
+                "json",
+            ],
+        ]
+        .concat(),
         vec!["--table", "funnel", "--published", "--format", "csv"],
         vec![
             "--table",
