@@ -332,6 +332,81 @@ async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strin
     assert_eq!(codebook["reference_date"], AS_OF);
     assert!(codebook["coverage_note"].as_str().unwrap().contains("486,072"));
 
+    // Worklist counts (offline only): every list x department, each list
+    // within its own window on the reference date; equal to paging through
+    // the lists as ListWorklist does.
+    let mut a = offline_args.clone();
+    a.extend(args(&[
+        "--table",
+        "worklists",
+        "--as-of",
+        AS_OF,
+        "--format",
+        "csv",
+    ]));
+    let counted = csv_rows(&ok(registry(&a), "worklists"));
+    assert_eq!(
+        counted.len(),
+        12 * 33,
+        "every list x department, zero cells included"
+    );
+    {
+        use registry::worklist::{grpc::own_window, query, Kind, Worklists};
+        let store = registry::log::Store::open(&data).unwrap();
+        let lists = Worklists::open(&store).unwrap();
+        let reference = registry::domain::Date::parse(AS_OF).unwrap();
+        let mut paged: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for kind in Kind::ALL {
+            let (from, to) = own_window(kind, reference, registry::limits::WORKLIST_HORIZON_DAYS_DEFAULT);
+            let mut after = None;
+            loop {
+                let page = query::page(
+                    &lists,
+                    &query::Query {
+                        kind,
+                        departments: (0..=99).collect(),
+                        municipality: None,
+                        office: None,
+                        stage: None,
+                        site: None,
+                        from,
+                        to,
+                        after,
+                        page_size: 1000,
+                    },
+                )
+                .unwrap();
+                for item in &page.items {
+                    *paged
+                        .entry((kind.as_str().to_string(), format!("{:02}", item.department)))
+                        .or_insert(0) += 1;
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        assert!(paged.values().sum::<u64>() > 0, "the lists hold entries");
+        for r in &counted {
+            let n = paged
+                .get(&(r[0].to_string(), r[1].to_string()))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(r[2].parse::<u64>().unwrap(), n, "{} {}", &r[0], &r[1]);
+            assert_eq!(&r[4], AS_OF);
+        }
+    }
+    let mut a = remote.clone();
+    a.extend(args(&["--table", "worklists"]));
+    let out = registry(&a);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--table worklists: only with --data-dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A release of the same store (offline, at the checkpoint signed at the
     // server's stop), for pandas to read its SDMX-CSV files.
     let release = tmp.path().join("release");
@@ -527,6 +602,40 @@ fn arguments_are_checked_naming_the_flag() {
             "--by",
         ),
         (vec!["--data-dir", "/nonexistent", "--by", "route"], "--by"),
+        (
+            vec!["--data-dir", "/nonexistent", "--format", "parquet"],
+            "--format parquet: needs --out",
+        ),
+        (
+            vec![
+                "--data-dir",
+                "/nonexistent",
+                "--table",
+                "series",
+                "--metric",
+                "REGISTRATIONS",
+                "--by",
+                "municipality",
+            ],
+            "--by: \"municipality\" is not a series dimension",
+        ),
+        (
+            vec![
+                "--data-dir",
+                "/nonexistent",
+                "--table",
+                "series",
+                "--metric",
+                "REGISTRATIONS",
+                "--by",
+                "sex,status,channel",
+            ],
+            "--by: at most 2",
+        ),
+        (
+            vec!["--target", "http://127.0.0.1:1", "--table", "worklists"],
+            "--table worklists: only with --data-dir",
+        ),
         (
             vec!["--data-dir", "/nonexistent", "--table", "series", "--metric", "X"],
             "--metric",

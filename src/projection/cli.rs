@@ -132,7 +132,12 @@ impl Question {
                 Ok(())
             }
         };
-        caseload_only("--as-of", args.as_of.is_some())?;
+        if args.as_of.is_some() && !matches!(kind, TableKind::Caseload | TableKind::Worklists) {
+            return Err(
+                "--as-of: only for --table caseload or worklists (the other tables reflect the log position)"
+                    .into(),
+            );
+        }
         caseload_only("--as-of-seq", args.as_of_seq.is_some())?;
         caseload_only("--filter", !args.filter.is_empty())?;
         let as_of = match &args.as_of {
@@ -216,6 +221,11 @@ impl Question {
             return Err(
                 "--min-cell/--min-cell-sensitive: not with --target (the server applies its own thresholds)"
                     .into(),
+            );
+        }
+        if args.target.is_some() && kind == TableKind::Worklists {
+            return Err(
+                "--table worklists: only with --data-dir (the Worklists service has no counting RPC)".into(),
             );
         }
         if args.out.is_some() && args.format == Format::Table {
@@ -412,6 +422,21 @@ fn pretty(v: &serde_json::Value) -> Result<Vec<u8>, BoxError> {
 /// Answers a question from a stopped store.
 pub fn offline(dir: &Path, q: &Question, rules: &SuppressionRules) -> Result<LongTable, BoxError> {
     let store = open_store(dir)?;
+    if q.kind == TableKind::Worklists {
+        let lists = crate::worklist::Worklists::open(&store)?;
+        lists.catch_up(None, &mut |_| {})?;
+        let reference = q.as_of.unwrap_or_else(crate::api::today);
+        let (counts, position) =
+            crate::worklist::query::counts(&lists, reference, crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT)?;
+        return Ok(export::from_worklists(
+            &counts,
+            reference,
+            position.seq,
+            position.hash_hex(),
+            q.published,
+            rules,
+        ));
+    }
     if q.kind == TableKind::Caseload {
         let state = state_as_of(&store, q.as_of, q.as_of_seq)?;
         let table = caseload(&state, &q.caseload, rules)?;

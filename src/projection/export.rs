@@ -81,6 +81,8 @@ pub enum TableKind {
     Funnel,
     Certifications,
     ExpiringPermits,
+    /// Worklist entries by list and department (offline only).
+    Worklists,
 }
 
 impl TableKind {
@@ -91,6 +93,7 @@ impl TableKind {
             TableKind::Funnel => "funnel",
             TableKind::Certifications => "certifications",
             TableKind::ExpiringPermits => "expiring_permits",
+            TableKind::Worklists => "worklists",
         }
     }
 }
@@ -207,6 +210,10 @@ fn codes(dim: &str) -> Vec<(String, String)> {
             .map(|r| own(r.as_str(), r.as_str()))
             .collect(),
         "sector" => Sector::ALL.iter().map(|s| own(s.as_str(), s.as_str())).collect(),
+        "list" => crate::worklist::Kind::ALL
+            .iter()
+            .map(|k| own(k.as_str(), list_definition(*k)))
+            .collect(),
         "stage" => CertificationStage::ALL
             .iter()
             .map(|s| own(s.as_str(), s.as_str()))
@@ -243,6 +250,75 @@ fn metric_definition(m: Metric) -> &'static str {
         Metric::CardsDelivered => "permit cards delivered",
         Metric::Cancellations => "permit cancellations",
         Metric::Erasures => "identity erasures",
+    }
+}
+
+fn list_definition(k: crate::worklist::Kind) -> &'static str {
+    use crate::worklist::Kind;
+    match k {
+        Kind::Appointments => "biometric appointments pending",
+        Kind::MissedAppointments => "missed appointments to reschedule",
+        Kind::AwaitingDecision => "applications awaiting a decision",
+        Kind::DecisionOverdue => "applications past the legal decision date (before the reference date)",
+        Kind::AppealableDenials => "denials whose appeal window is open on the reference date",
+        Kind::AppealsAwaitingDecision => "appeals awaiting a decision",
+        Kind::CardsAwaitingDelivery => "cards printed and not delivered",
+        Kind::CardsNearAbandonment => "cards that may be declared abandoned by the reference date + 30 days",
+        Kind::InterimExpiring => "interim certificates ending between the reference date and 30 days after",
+        Kind::PermitsExpiring => "permits ending between the reference date and 30 days after",
+        Kind::CertificationsAwaitingAssessment => "certifications awaiting assessment",
+        Kind::SubjectRequestsDue => "data subject requests awaiting an answer",
+    }
+}
+
+/// Worklist counts in long format: dimensions `list` and `department`,
+/// every combination listed (zero cells), `as_of_date` the reference date
+/// of the lists' windows. Published: disclosure control on the list x
+/// department table with its total.
+pub fn from_worklists(
+    counts: &[(crate::worklist::Kind, u8, u64)],
+    reference: Date,
+    seq: u64,
+    hash: String,
+    published: bool,
+    rules: &SuppressionRules,
+) -> LongTable {
+    let coords: Vec<Vec<u32>> = counts
+        .iter()
+        .map(|(k, d, _)| vec![*k as u32, u32::from(*d)])
+        .collect();
+    let values: Vec<u64> = counts.iter().map(|(_, _, n)| *n).collect();
+    let hidden = if published {
+        super::suppress::suppress(&coords, &values, &vec![false; values.len()], rules, true).hidden
+    } else {
+        vec![false; values.len()]
+    };
+    let observed = counts
+        .iter()
+        .zip(hidden)
+        .map(|((k, d, n), h)| {
+            let count = (!h).then_some(*n);
+            LongRow {
+                values: vec![k.as_str().to_string(), format!("{d:02}")],
+                count,
+                obs_status: ObsStatus::of(count),
+            }
+        })
+        .collect();
+    let dims = vec!["list".to_string(), "department".to_string()];
+    let lists = dims
+        .iter()
+        .map(|d| codes(d).into_iter().map(|(c, _)| c).collect())
+        .collect();
+    LongTable {
+        kind: TableKind::Worklists,
+        rows: fill_and_sort(&dims, observed, Some(lists)),
+        dims,
+        total: None,
+        as_of_date: Some(reference.to_string()),
+        seq,
+        hash,
+        published,
     }
 }
 
@@ -412,7 +488,7 @@ pub fn from_points(
             vec!["step".into()],
             vec![codes("step").into_iter().map(|(c, _)| c).collect()],
         ),
-        TableKind::Certifications | TableKind::Caseload => (
+        TableKind::Certifications | TableKind::Caseload | TableKind::Worklists => (
             breakdown.iter().map(|d| d.to_string()).collect(),
             breakdown
                 .iter()
@@ -612,6 +688,7 @@ pub fn dim_description(dim: &str) -> &'static str {
         "route" => "certification route (codebook: route)",
         "sector" => "economic sector (codebook: sector)",
         "stage" => "certification stage (codebook: stage)",
+        "list" => "caseworkers' worklist (codebook: list)",
         _ => "",
     }
 }
@@ -778,6 +855,7 @@ pub fn codebook(t: &LongTable, rules: &SuppressionRules) -> Value {
         "route",
         "sector",
         "stage",
+        "list",
     ] {
         let list = codes(d);
         // Codes seen in this table but not in the list (e.g. a channel of

@@ -135,6 +135,11 @@ async fn ask(options: &ClientOptions, q: &Question) -> Result<LongTable, BoxErro
                 .await
                 .map_err(|s| failed("Certifications", target, s))?
         }
+        TableKind::Worklists => {
+            return Err(
+                "--table worklists: only with --data-dir (the Worklists service has no counting RPC)".into(),
+            )
+        }
         TableKind::ExpiringPermits => {
             let request = pb::ExpiringPermitsRequest {
                 from_month: month(&q.from),
