@@ -879,6 +879,28 @@ mod tests {
         assert_eq!(e, "the follower thread panicked: a panic without a message");
     }
 
+    /// A projection persisted in format version 1 (48-byte facts, no
+    /// nationality, exit destination or series cells) is not read: the
+    /// error names the version and the remedy.
+    #[test]
+    fn a_projection_of_format_version_1_is_refused_naming_the_remedy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .db()
+            .open_tree(TREE)
+            .unwrap()
+            .insert(KEY_VERSION, &[1u8][..])
+            .unwrap();
+        let e = Engine::open(&store, TREE, today()).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            "corrupt projection state: format version [1]; run rebuild-projections"
+        );
+        Engine::drop_tree(&store, TREE).unwrap();
+        assert!(Engine::open(&store, TREE, today()).is_ok());
+    }
+
     /// The thread dies after publishing its projection (a bug, as a panic
     /// in a follow step would be): the slot must stop saying Ready.
     #[test]
