@@ -291,9 +291,14 @@ pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
             reason: reason.clone(),
         }
         .encode_to_vec(),
-        Event::ExitRecorded { on, kind } => pb::ExitRecorded {
+        Event::ExitRecorded {
+            on,
+            kind,
+            destination,
+        } => pb::ExitRecorded {
             on_days: days(*on),
             kind: kind.as_str().to_owned(),
+            destination: destination.map(|c| c.as_str().to_owned()).unwrap_or_default(),
         }
         .encode_to_vec(),
         Event::PersonErased { on, legal_basis } => pb::PersonErased {
@@ -762,6 +767,11 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
             Event::ExitRecorded {
                 on: f.date("on_days", m.on_days)?,
                 kind: f.code("kind", &m.kind, ExitKind::parse)?,
+                destination: if m.destination.is_empty() {
+                    None
+                } else {
+                    Some(f.code("destination", &m.destination, CountryCode::from_log)?)
+                },
             }
         }
         "PersonErased" => {
@@ -1017,6 +1027,7 @@ mod tests {
             Event::ExitRecorded {
                 on: d("2026-01-10"),
                 kind: ExitKind::Nationalized,
+                destination: None,
             },
             Event::PersonErased {
                 on: d("2026-02-01"),
@@ -1140,6 +1151,7 @@ mod tests {
         events.extend(ExitKind::ALL.iter().map(|&kind| Event::ExitRecorded {
             on: d("2025-01-01"),
             kind,
+            destination: (kind == ExitKind::Departed).then(|| CountryCode::parse("PER").unwrap()),
         }));
         events.extend(
             DuplicateCause::ALL
@@ -1402,8 +1414,15 @@ mod tests {
         let exit = pb::ExitRecorded {
             on_days: 20_463,
             kind: "EMIGRATED".to_owned(),
+            destination: String::new(),
         };
         assert_eq!(refused_field("ExitRecorded", &exit), "kind");
+        let exit = pb::ExitRecorded {
+            on_days: 20_463,
+            kind: "DEPARTED".to_owned(),
+            destination: "peru".to_owned(),
+        };
+        assert_eq!(refused_field("ExitRecorded", &exit), "destination");
         let permit = pb::PermitIssued {
             on_days: 18_946,
             permit_type: "PEP".to_owned(),

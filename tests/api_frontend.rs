@@ -474,6 +474,18 @@ async fn statistics_and_admin_argument_errors_name_the_field() {
         ..Default::default()
     };
     invalid(stats.series(as_role("statistician", series)).await, "from_month");
+    for by in [
+        vec!["municipality"],
+        vec!["sex", "sex"],
+        vec!["sex", "status", "channel"],
+    ] {
+        let series = pb::SeriesRequest {
+            metric: "REGISTRATIONS".into(),
+            by: by.into_iter().map(String::from).collect(),
+            ..Default::default()
+        };
+        invalid(stats.series(as_role("statistician", series)).await, "by");
+    }
     let channel = registry::client::connect(&server.options("admin"), std::time::Duration::from_secs(20))
         .await
         .expect("connect");

@@ -316,10 +316,35 @@ async fn illegal_transitions_are_failed_precondition_naming_the_state_and_record
     // --- An exited person: only rectification and erasure remain.
     let mut x = register(&mut c, "XIMENA", "V30000003", "2022-03-01").await;
     x.pre_register(&mut c, "2022-03-02").await;
+    // A destination is an assigned ISO 3166-1 alpha-3 country (not an ICAO
+    // nationality code), and only for a departure.
+    for bad in ["PE", "ZZZ", "XXA", "per"] {
+        invalid(
+            c.record_exit(req(pb::RecordExitRequest {
+                header: header(&x.case_id, x.version, "2022-05-01"),
+                kind: pb::ExitKind::Departed as i32,
+                destination: bad.into(),
+            }))
+            .await,
+            "destination",
+        );
+    }
+    let s = precondition(
+        c.record_exit(req(pb::RecordExitRequest {
+            header: header(&x.case_id, x.version, "2022-05-01"),
+            kind: pb::ExitKind::Deceased as i32,
+            destination: "PER".into(),
+        }))
+        .await,
+        "PRE_REGISTERED",
+    );
+    assert!(s.message().contains("departure only"), "{}", s.message());
+    x.unchanged(&mut c).await;
     let r = ok(c
         .record_exit(req(pb::RecordExitRequest {
             header: x.next("2022-05-01"),
             kind: pb::ExitKind::Departed as i32,
+            destination: "PER".into(),
         }))
         .await);
     x.step(&r, "EXITED", &["ExitRecorded"]);
@@ -396,6 +421,7 @@ async fn illegal_transitions_are_failed_precondition_naming_the_state_and_record
             c.record_exit(req(pb::RecordExitRequest {
                 header: h(),
                 kind: pb::ExitKind::Deceased as i32,
+                destination: String::new(),
             }))
             .await
             .map(|_| ()),
@@ -1326,6 +1352,7 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_records_nothing() {
         c.record_exit(req(pb::RecordExitRequest {
             header: h(on),
             kind: 0,
+            destination: String::new(),
         }))
         .await,
         "kind",

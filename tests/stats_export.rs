@@ -1,8 +1,10 @@
 //! Tables for statisticians: `registry stats --target` against a real server
 //! gives byte for byte what `registry stats --data-dir` gives on the same
-//! store once stopped (caseload, series, funnel, certifications, expiring
-//! permits; CSV, its Table Schema, the codebook, JSON); the CSV read by pandas
-//! with its schema keeps "05" as "05" and flags zero and suppressed cells.
+//! store once stopped (caseload, series with and without a breakdown,
+//! funnel, certifications, expiring permits; CSV, its Table Schema, the
+//! codebook, JSON, Parquet); pandas reads the CSV with its schema, the
+//! Parquet file and a release's SDMX-CSV files back cell by cell, keeping
+//! "05" as "05" and flagging zero and suppressed cells.
 //!
 //! The pandas part needs `target/pyenv` (created by `.ci/run` from
 //! `clients/python/requirements.txt`); without it that part is skipped with a
@@ -101,6 +103,29 @@ fn questions() -> Vec<Vec<String>> {
             "--format",
             "json",
         ],
+        vec![
+            "--table",
+            "series",
+            "--metric",
+            "PERMITS_ISSUED",
+            "--by",
+            "department,age_band",
+            "--published",
+            "--format",
+            "csv",
+        ],
+        [
+            &as_of[..],
+            &[
+                "--by",
+                "nationality,exit_destination",
+                "--filter",
+                "status=DEPARTED|IRREGULAR",
+                "--format",
+                "json",
+            ],
+        ]
+        .concat(),
         vec!["--table", "funnel", "--published", "--format", "csv"],
         vec![
             "--table",
@@ -123,26 +148,31 @@ fn csv_rows(bytes: &[u8]) -> Vec<csv::StringRecord> {
         .expect("valid CSV")
 }
 
-/// Writes the department x status export into `dir`; returns the three files' bytes.
-fn export_into(source: &[String], dir: &Path) -> [Vec<u8>; 3] {
+/// Writes the department x status export into `dir` as CSV and as Parquet;
+/// returns the files' bytes: CSV, Table Schema, codebook, Parquet.
+fn export_into(source: &[String], dir: &Path) -> [Vec<u8>; 4] {
     std::fs::create_dir_all(dir).unwrap();
-    let csv = dir.join("caseload.csv");
-    let mut a = source.to_vec();
-    a.extend(args(&[
-        "--as-of",
-        AS_OF,
-        "--by",
-        "department,status",
-        "--published",
-        "--format",
-        "csv",
-        "--out",
-    ]));
-    a.push(csv.display().to_string());
-    let stdout = String::from_utf8(ok(registry(&a), "export")).unwrap();
-    assert!(stdout.contains("caseload.schema.json"), "{stdout}");
-    ["caseload.csv", "caseload.schema.json", "caseload.codebook.json"]
-        .map(|f| std::fs::read(dir.join(f)).unwrap())
+    let question = args(&["--as-of", AS_OF, "--by", "department,status", "--published"]);
+    for (format, file) in [("csv", "caseload.csv"), ("parquet", "caseload.parquet")] {
+        let mut a = source.to_vec();
+        a.extend(question.iter().cloned());
+        a.extend(args(&["--format", format, "--out"]));
+        a.push(dir.join(file).display().to_string());
+        let stdout = String::from_utf8(ok(registry(&a), format)).unwrap();
+        assert!(stdout.contains("caseload.codebook.json"), "{stdout}");
+        assert_eq!(
+            stdout.contains("caseload.schema.json"),
+            format == "csv",
+            "{stdout}"
+        );
+    }
+    [
+        "caseload.csv",
+        "caseload.schema.json",
+        "caseload.codebook.json",
+        "caseload.parquet",
+    ]
+    .map(|f| std::fs::read(dir.join(f)).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,6 +251,14 @@ async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strin
     for (a, b) in online_files.iter().zip(&offline_files) {
         assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b));
     }
+    assert!(
+        offline_files[3].starts_with(b"PAR1") && offline_files[3].ends_with(b"PAR1"),
+        "a Parquet file"
+    );
+    assert_eq!(
+        online_files[3], offline_files[3],
+        "Parquet: --target and --data-dir differ"
+    );
 
     // What the tables hold: every (department, status) pair, each flagged.
     let rows = csv_rows(&offline_files[0]);
@@ -294,6 +332,95 @@ async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strin
     assert_eq!(codebook["reference_date"], AS_OF);
     assert!(codebook["coverage_note"].as_str().unwrap().contains("486,072"));
 
+    // Worklist counts (offline only): every list x department, each list
+    // within its own window on the reference date; equal to paging through
+    // the lists as ListWorklist does.
+    let mut a = offline_args.clone();
+    a.extend(args(&[
+        "--table",
+        "worklists",
+        "--as-of",
+        AS_OF,
+        "--format",
+        "csv",
+    ]));
+    let counted = csv_rows(&ok(registry(&a), "worklists"));
+    assert_eq!(
+        counted.len(),
+        12 * 33,
+        "every list x department, zero cells included"
+    );
+    {
+        use registry::worklist::{grpc::own_window, query, Kind, Worklists};
+        let store = registry::log::Store::open(&data).unwrap();
+        let lists = Worklists::open(&store).unwrap();
+        let reference = registry::domain::Date::parse(AS_OF).unwrap();
+        let mut paged: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for kind in Kind::ALL {
+            let (from, to) = own_window(kind, reference, registry::limits::WORKLIST_HORIZON_DAYS_DEFAULT);
+            let mut after = None;
+            loop {
+                let page = query::page(
+                    &lists,
+                    &query::Query {
+                        kind,
+                        departments: (0..=99).collect(),
+                        municipality: None,
+                        office: None,
+                        stage: None,
+                        site: None,
+                        from,
+                        to,
+                        after,
+                        page_size: 1000,
+                    },
+                )
+                .unwrap();
+                for item in &page.items {
+                    *paged
+                        .entry((kind.as_str().to_string(), format!("{:02}", item.department)))
+                        .or_insert(0) += 1;
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        assert!(paged.values().sum::<u64>() > 0, "the lists hold entries");
+        for r in &counted {
+            let n = paged
+                .get(&(r[0].to_string(), r[1].to_string()))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(r[2].parse::<u64>().unwrap(), n, "{} {}", &r[0], &r[1]);
+            assert_eq!(&r[4], AS_OF);
+        }
+    }
+    let mut a = remote.clone();
+    a.extend(args(&["--table", "worklists"]));
+    let out = registry(&a);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--table worklists: only with --data-dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A release of the same store (offline, at the checkpoint signed at the
+    // server's stop), for pandas to read its SDMX-CSV files.
+    let release = tmp.path().join("release");
+    ok(
+        Command::new(env!("CARGO_BIN_EXE_registry"))
+            .args(["publish", "--data-dir"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&release)
+            .output()
+            .expect("run registry publish"),
+        "publish",
+    );
+
     // pandas, typed by the schema.
     let Some(python) = python() else { return };
     let out = Command::new(&python)
@@ -319,6 +446,109 @@ async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strin
     assert_eq!(s["observed_counts_all_positive"], true);
     assert_eq!(s["unique_keys"], true);
     assert_eq!(s["observed_sum"], observed_sum);
+
+    // Round trips through pandas, cell by cell: the CSV with its schema, the
+    // Parquet file by its own column types, the release's SDMX-CSV files as
+    // text; each equal to what the registry wrote (a code read as a number
+    // would come back as a JSON number and differ).
+    let out = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/python/stats_roundtrip.py"))
+        .arg("--csv")
+        .arg(tmp.path().join("offline/caseload.csv"))
+        .arg("--parquet")
+        .arg(tmp.path().join("offline/caseload.parquet"))
+        .arg("--sdmx")
+        .arg(&release)
+        .output()
+        .expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The rows as the registry wrote them, typed as they should come back.
+    let expected: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                &r[0],
+                &r[1],
+                r[2].parse::<u64>().ok(),
+                &r[3],
+                &r[4],
+                r[5].parse::<u64>().unwrap(),
+                &r[6]
+            ])
+        })
+        .collect();
+    assert!(
+        expected.iter().any(|r| r[2].is_null()) && expected[0][0] == "05",
+        "suppressed cells and department 05 are in the table"
+    );
+    for format in ["csv", "parquet"] {
+        let got = &p[format];
+        assert_eq!(
+            got["columns"],
+            serde_json::json!([
+                "department",
+                "status",
+                "count",
+                "obs_status",
+                "as_of_date",
+                "log_seq",
+                "log_hash"
+            ]),
+            "{format}"
+        );
+        assert_eq!(
+            got["dtypes"]["department"], "string",
+            "{format}: {}",
+            got["dtypes"]
+        );
+        assert_eq!(got["dtypes"]["count"], "Int64", "{format}: {}", got["dtypes"]);
+        let got_rows = got["rows"].as_array().unwrap();
+        assert_eq!(got_rows.len(), expected.len(), "{format}");
+        for (g, e) in got_rows.iter().zip(&expected) {
+            assert_eq!(g, e, "{format}: pandas read a row differently");
+        }
+    }
+    let arrow = &p["parquet"]["arrow_types"];
+    assert_eq!(arrow["department"], "string", "{arrow}");
+    assert_eq!(arrow["count"], "int64", "{arrow}");
+    assert_eq!(arrow["as_of_date"], "date32[day]", "{arrow}");
+    assert_eq!(
+        p["parquet"]["created_by"],
+        registry::projection::export::PARQUET_CREATED_BY
+    );
+    use registry::release::{sdmx, tables};
+    for spec in &tables::TABLES {
+        let bytes = std::fs::read(release.join(format!("{}.csv", spec.stem))).unwrap();
+        let own = sdmx::read_csv(spec, &bytes).expect("the release's own reader");
+        let sid = sdmx::structure_id(spec);
+        let expected: Vec<serde_json::Value> = own
+            .rows
+            .iter()
+            .map(|r| {
+                let mut v = vec!["dataflow".to_string(), sid.clone(), "I".to_string()];
+                v.extend(r.key.iter().cloned());
+                v.push(r.value.map_or_else(String::new, |n| n.to_string()));
+                v.push(r.obs_status().as_str().to_string());
+                serde_json::json!(v)
+            })
+            .collect();
+        let got = &p["sdmx"][spec.stem];
+        assert_eq!(
+            got["columns"],
+            serde_json::json!(sdmx::header(spec)),
+            "{}",
+            spec.stem
+        );
+        assert_eq!(
+            got["rows"],
+            serde_json::json!(expected),
+            "{}: pandas and the release's reader differ",
+            spec.stem
+        );
+    }
+    let departments = &p["sdmx"]["caseload_department_status"]["rows"];
+    assert_eq!(departments[0][3], "05", "SDMX-CSV read by pandas keeps \"05\"");
 }
 
 /// `target/pyenv/bin/python`, or `None` (with a notice) outside CI when missing.
@@ -372,6 +602,40 @@ fn arguments_are_checked_naming_the_flag() {
             "--by",
         ),
         (vec!["--data-dir", "/nonexistent", "--by", "route"], "--by"),
+        (
+            vec!["--data-dir", "/nonexistent", "--format", "parquet"],
+            "--format parquet: needs --out",
+        ),
+        (
+            vec![
+                "--data-dir",
+                "/nonexistent",
+                "--table",
+                "series",
+                "--metric",
+                "REGISTRATIONS",
+                "--by",
+                "municipality",
+            ],
+            "--by: \"municipality\" is not a series dimension",
+        ),
+        (
+            vec![
+                "--data-dir",
+                "/nonexistent",
+                "--table",
+                "series",
+                "--metric",
+                "REGISTRATIONS",
+                "--by",
+                "sex,status,channel",
+            ],
+            "--by: at most 2",
+        ),
+        (
+            vec!["--target", "http://127.0.0.1:1", "--table", "worklists"],
+            "--table worklists: only with --data-dir",
+        ),
         (
             vec!["--data-dir", "/nonexistent", "--table", "series", "--metric", "X"],
             "--metric",

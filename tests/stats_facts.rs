@@ -23,7 +23,7 @@ fn event(kind: u8, on: Date, a: u32, b: u32) -> Event {
             sex: Sex::ALL[(a % 3) as usize],
             birth_year: 1950 + (b % 75) as u16,
             birth_month: 1 + (a % 12) as u8,
-            nationality: CountryCode::VEN,
+            nationality: CountryCode::parse(["VEN", "COL", "ECU", "HTI", "XXA"][(a % 5) as usize]).unwrap(),
             department: Department::new((munis[(b % 4) as usize] / 1000) as u8).unwrap(),
             municipality: Municipality::new(munis[(b % 4) as usize]).unwrap(),
             documents: vec![],
@@ -98,6 +98,8 @@ fn event(kind: u8, on: Date, a: u32, b: u32) -> Event {
         22 => Event::ExitRecorded {
             on,
             kind: ExitKind::ALL[(a % 3) as usize],
+            destination: (a % 3 == 0 && b % 2 == 0)
+                .then(|| CountryCode::parse(["PER", "CHL"][(b % 4 / 2) as usize]).unwrap()),
         },
         23 => Event::PersonErased {
             on,
@@ -145,6 +147,8 @@ fn check(events: &[Event]) -> Result<(), TestCaseError> {
     prop_assert_eq!(facts.channel(), state.channel());
     prop_assert_eq!(facts.erased, state.is_erased());
     prop_assert_eq!(facts.exit, state.exit().map(|e| e.kind));
+    prop_assert_eq!(facts.exit_destination(), state.exit().and_then(|e| e.destination));
+    prop_assert_eq!(facts.nationality(), state.nationality());
     if state.exists() {
         prop_assert_eq!(facts.municipality(), state.municipality());
         let p = state.person().unwrap();

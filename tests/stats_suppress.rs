@@ -181,3 +181,125 @@ proptest! {
         }
     }
 }
+
+/// A projection holding `cells[(month, department, sex)]` registrations.
+fn registrations(cells: &[((u8, u8, usize), u64)]) -> registry::projection::ProjectionState {
+    use registry::domain::{CountryCode, Date, Department, Event, Municipality, Sealed, Sex};
+    let mut s = registry::projection::ProjectionState::new(Date::new(2025, 12, 31).unwrap());
+    let mut case = 0u64;
+    for &((month, dep, sex), n) in cells {
+        let muni = [5001, 8001, 11001, 54001][dep as usize];
+        for _ in 0..n {
+            case += 1;
+            s.apply_event(
+                registry::projection::case_key(&format!("case-{case}")),
+                &Event::PersonRegistered {
+                    on: Date::new(2024, month, 10).unwrap(),
+                    identity: Sealed(vec![1]),
+                    sex: [Sex::Female, Sex::Male][sex],
+                    birth_year: 1990,
+                    birth_month: 1,
+                    nationality: CountryCode::VEN,
+                    department: Department::new((muni / 1000) as u8).unwrap(),
+                    municipality: Municipality::new(muni).unwrap(),
+                    documents: vec![],
+                },
+            );
+        }
+    }
+    s
+}
+
+/// The series broken down by department and sex, published, is a 3-D table
+/// (month x department x sex) whose margins are published elsewhere: the
+/// monthly totals (the series itself), the series by department and the
+/// series by sex. An attacker who knows every line total of the 3-D table
+/// (so every such margin, whether published or not) recovers no hidden
+/// cell; and the hidden cells are real counts: published and hidden cells
+/// add up to the monthly totals.
+#[test]
+fn a_series_broken_down_by_two_dimensions_gives_no_hidden_cell_away_through_its_margins() {
+    use registry::projection::{series_by, Metric};
+    let rules = SuppressionRules::default();
+    let mut tried_hidden = 0;
+    for seed in 0..40u64 {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let mut cells = Vec::new();
+        for month in 1..=6u8 {
+            for dep in 0..4u8 {
+                for sex in 0..2usize {
+                    let n = match next() % 4 {
+                        0 => next() % 5,
+                        _ => 5 + next() % 30,
+                    };
+                    cells.push(((month, dep, sex), n));
+                }
+            }
+        }
+        let state = registrations(&cells);
+        let totals = series_by(&state, Metric::Registrations, &[], None, None, false, &rules);
+        let p = series_by(
+            &state,
+            Metric::Registrations,
+            &["department", "sex"],
+            None,
+            None,
+            true,
+            &rules,
+        );
+        let truth = series_by(
+            &state,
+            Metric::Registrations,
+            &["department", "sex"],
+            None,
+            None,
+            false,
+            &rules,
+        );
+        assert_eq!(p.points.len(), truth.points.len());
+        let mut coords = Vec::new();
+        let mut counts = Vec::new();
+        let mut hidden = Vec::new();
+        let mut by_month: HashMap<String, u64> = HashMap::new();
+        for (pt, t) in p.points.iter().zip(&truth.points) {
+            assert_eq!(pt.label, t.label);
+            let parts: Vec<&str> = pt.label.split('/').collect();
+            assert_eq!(parts.len(), 3, "{}", pt.label);
+            let n = t.count.unwrap();
+            if let Some(c) = pt.count {
+                assert_eq!(c, n);
+                assert!(c >= rules.min_cell, "published {} < {}", c, rules.min_cell);
+            }
+            *by_month.entry(parts[0].to_string()).or_insert(0) += n;
+            coords.push(vec![
+                parts[0][5..].parse::<u32>().unwrap(),
+                parts[1].parse::<u32>().unwrap(),
+                (parts[2] == "M") as u32,
+            ]);
+            counts.push(n);
+            hidden.push(pt.count.is_none());
+        }
+        for m in &totals.points {
+            assert_eq!(by_month[&m.label], m.count.unwrap(), "month {}", m.label);
+        }
+        tried_hidden += hidden.iter().filter(|h| **h).count();
+        let found = recoverable(&coords, &counts, &hidden, true);
+        assert!(
+            found.is_empty(),
+            "seed {seed}: hidden cells recovered from the margins: {:?}",
+            found.iter().map(|&i| &p.points[i].label).collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        tried_hidden > 100,
+        "the tables had cells to protect ({tried_hidden})"
+    );
+}

@@ -203,6 +203,7 @@ async fn a_case_enters_each_list_with_its_dates_and_leaves_it_when_it_moves_on()
         .record_exit(req(pb::RecordExitRequest {
             header: t.next("2024-02-01"),
             kind: pb::ExitKind::Departed as i32,
+            destination: String::new(),
         }))
         .await);
     t.step(&r, "EXITED", &["ExitRecorded"]);

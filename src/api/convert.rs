@@ -445,6 +445,23 @@ pub(super) fn exit_kind(m: &pb::RecordExitRequest) -> R<ExitKind> {
     Ok(from_wire!(pb::ExitKind, ExitKind, "EXIT_KIND_", m.kind, "kind"))
 }
 
+/// The destination of a departure: empty (not known) or an assigned ISO
+/// 3166-1 alpha-3 code (the ICAO nationality codes are not countries).
+pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> R<Option<CountryCode>> {
+    if m.destination.is_empty() {
+        return Ok(None);
+    }
+    CountryCode::parse(&m.destination)
+        .filter(|c| !c.as_str().starts_with("XX"))
+        .map(Some)
+        .ok_or_else(|| {
+            CaseError::invalid(
+                "destination",
+                "expected an assigned ISO 3166-1 alpha-3 country code",
+            )
+        })
+}
+
 pub(super) fn legal_basis(m: &pb::ErasePersonRequest) -> R<String> {
     code(&m.legal_basis, "legal_basis")
 }

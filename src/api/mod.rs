@@ -334,6 +334,7 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
             Ok(PendingCommand::Plain(Command::RecordExit {
                 on,
                 kind: convert::exit_kind(&m)?,
+                destination: convert::exit_destination(&m)?,
             }))
         })
         .await

@@ -139,7 +139,17 @@ impl CaseState {
                     person.municipality = *municipality;
                 }
             }
-            Event::ExitRecorded { on, kind } => self.exit = Some(Exit { on: *on, kind: *kind }),
+            Event::ExitRecorded {
+                on,
+                kind,
+                destination,
+            } => {
+                self.exit = Some(Exit {
+                    on: *on,
+                    kind: *kind,
+                    destination: *destination,
+                })
+            }
             Event::PersonErased { on, .. } => {
                 self.erased_on.get_or_insert(*on);
                 if let Some(person) = &mut self.person {

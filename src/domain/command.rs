@@ -265,6 +265,9 @@ pub enum Command {
         on: Date,
         /// How.
         kind: ExitKind,
+        /// Destination country of a departure, if known (DEPARTED only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        destination: Option<CountryCode>,
     },
     /// Make the person's identifying data unrecoverable.
     ErasePerson {

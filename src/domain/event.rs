@@ -278,6 +278,10 @@ pub enum Event {
         on: Date,
         /// Departed, nationalized or deceased.
         kind: ExitKind,
+        /// Where a departed person went, when known (ISO 3166-1 alpha-3);
+        /// `None` when not recorded (always for the other kinds).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        destination: Option<CountryCode>,
     },
     /// The person's identifying data was made unrecoverable (key destroyed).
     PersonErased {

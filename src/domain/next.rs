@@ -165,6 +165,7 @@ impl CaseState {
         probes.push(one(Command::RecordExit {
             on,
             kind: ExitKind::Departed,
+            destination: None,
         }));
         probes.push(one(Command::ErasePerson {
             on,

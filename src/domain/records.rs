@@ -311,6 +311,8 @@ pub struct Exit {
     pub on: Date,
     /// Departed, nationalized or deceased.
     pub kind: ExitKind,
+    /// Destination country of a departure, when recorded.
+    pub destination: Option<CountryCode>,
 }
 
 /// Funnel dates of the current application (DOMAIN.md "the funnel").

@@ -19,10 +19,13 @@ pub enum Format {
     Table,
     Csv,
     Json,
+    /// Apache Parquet (needs `--out`).
+    Parquet,
 }
 
 /// `registry stats`: a statistic from a stopped store (`--data-dir`) or a
-/// running server (`--target`), as text, CSV (with a Table Schema) or JSON.
+/// running server (`--target`), as text, CSV (with a Table Schema), JSON or
+/// Parquet.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StatsArgs {
     /// A stopped store (its persisted projection is caught up first).
@@ -48,7 +51,8 @@ pub struct StatsArgs {
     #[arg(long)]
     pub as_of_seq: Option<u64>,
     /// Breakdown dimensions. Caseload (up to 3): status, department,
-    /// municipality, sex, age_band, minor, channel, permit_type.
+    /// municipality, sex, age_band, minor, channel, permit_type, nationality.
+    /// Series (up to 2): department, sex, age_band, channel, status.
     /// Certifications: route, sector, stage.
     #[arg(long, value_delimiter = ',')]
     pub by: Vec<String>,
@@ -77,10 +81,10 @@ pub struct StatsArgs {
     pub min_cell_sensitive: u64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Write the table to this file instead of standard output, with
-    /// `<stem>.codebook.json` beside it, and for CSV `<stem>.schema.json`
-    /// (Frictionless Table Schema); `<stem>` is the file name without its
-    /// extension.
+    /// Write the table to this file instead of standard output (required
+    /// for parquet), with `<stem>.codebook.json` beside it, and for CSV
+    /// `<stem>.schema.json` (Frictionless Table Schema); `<stem>` is the file
+    /// name without its extension.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -93,7 +97,8 @@ pub struct Question {
     pub as_of_seq: Option<u64>,
     pub caseload: CaseloadQuery,
     /// Certifications: the breakdown, in the order route, sector, stage.
-    pub cert_dims: Vec<&'static str>,
+    /// Series: up to two dimensions, in the order asked.
+    pub breakdown: Vec<&'static str>,
     pub metric: Option<Metric>,
     /// Month indexes and their text.
     pub from: Option<(u32, String)>,
@@ -127,7 +132,12 @@ impl Question {
                 Ok(())
             }
         };
-        caseload_only("--as-of", args.as_of.is_some())?;
+        if args.as_of.is_some() && !matches!(kind, TableKind::Caseload | TableKind::Worklists) {
+            return Err(
+                "--as-of: only for --table caseload or worklists (the other tables reflect the log position)"
+                    .into(),
+            );
+        }
         caseload_only("--as-of-seq", args.as_of_seq.is_some())?;
         caseload_only("--filter", !args.filter.is_empty())?;
         let as_of = match &args.as_of {
@@ -144,7 +154,7 @@ impl Question {
             .filter(|d| !d.is_empty())
             .collect();
         let mut dims = Vec::new();
-        let mut cert_dims = Vec::new();
+        let mut breakdown = Vec::new();
         match kind {
             TableKind::Caseload => {
                 for d in &by {
@@ -159,10 +169,14 @@ impl Question {
                         ));
                     }
                 }
-                cert_dims = ["route", "sector", "stage"]
+                breakdown = ["route", "sector", "stage"]
                     .into_iter()
                     .filter(|d| by.contains(d))
                     .collect();
+            }
+            TableKind::Series => {
+                breakdown = super::series_breakdown(&by.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+                    .map_err(|e| format!("--by: {e}"))?;
             }
             _ if !by.is_empty() => {
                 return Err(format!(
@@ -209,15 +223,23 @@ impl Question {
                     .into(),
             );
         }
+        if args.target.is_some() && kind == TableKind::Worklists {
+            return Err(
+                "--table worklists: only with --data-dir (the Worklists service has no counting RPC)".into(),
+            );
+        }
         if args.out.is_some() && args.format == Format::Table {
-            return Err("--out: needs --format csv or json".into());
+            return Err("--out: needs --format csv, json or parquet".into());
+        }
+        if args.out.is_none() && args.format == Format::Parquet {
+            return Err("--format parquet: needs --out FILE (Parquet is a binary file)".into());
         }
         Ok(Question {
             kind,
             as_of,
             as_of_seq: args.as_of_seq,
             caseload,
-            cert_dims,
+            breakdown,
             metric,
             from,
             to,
@@ -363,6 +385,7 @@ pub fn stats(args: &StatsArgs) -> Result<(), BoxError> {
             b.push(b'\n');
             (b, None)
         }
+        Format::Parquet => (export::to_parquet(&table)?, None),
     };
     match &args.out {
         None => {
@@ -406,6 +429,21 @@ fn pretty(v: &serde_json::Value) -> Result<Vec<u8>, BoxError> {
 /// Answers a question from a stopped store.
 pub fn offline(dir: &Path, q: &Question, rules: &SuppressionRules) -> Result<LongTable, BoxError> {
     let store = open_store(dir)?;
+    if q.kind == TableKind::Worklists {
+        let lists = crate::worklist::Worklists::open(&store)?;
+        lists.catch_up(None, &mut |_| {})?;
+        let reference = q.as_of.unwrap_or_else(crate::api::today);
+        let (counts, position) =
+            crate::worklist::query::counts(&lists, reference, crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT)?;
+        return Ok(export::from_worklists(
+            &counts,
+            reference,
+            position.seq,
+            position.hash_hex(),
+            q.published,
+            rules,
+        ));
+    }
     if q.kind == TableKind::Caseload {
         let state = state_as_of(&store, q.as_of, q.as_of_seq)?;
         let table = caseload(&state, &q.caseload, rules)?;
@@ -417,16 +455,16 @@ pub fn offline(dir: &Path, q: &Question, rules: &SuppressionRules) -> Result<Lon
     let points = match q.kind {
         TableKind::Series => {
             let metric = q.metric.ok_or("--metric: required for --table series")?;
-            super::series(&state, metric, from, to, p, rules)
+            super::series_by(&state, metric, &q.breakdown, from, to, p, rules)
         }
         TableKind::Funnel => super::funnel(&state, p, rules),
         TableKind::ExpiringPermits => super::expiring(&state, from, to, p, rules),
         _ => {
-            let has = |d: &str| q.cert_dims.contains(&d);
+            let has = |d: &str| q.breakdown.contains(&d);
             super::certifications(&state, has("route"), has("sector"), has("stage"), p, rules)
         }
     };
-    Ok(export::from_points(q.kind, &points, &q.cert_dims, from, to, p))
+    Ok(export::from_points(q.kind, &points, &q.breakdown, from, to, p))
 }
 
 /// Runs `registry rebuild-projections`: drops the projection and rebuilds
@@ -610,6 +648,20 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
             args.queries
         );
     }
+    let series_cells = state.series_cells.len();
+    let stored: usize = store
+        .db()
+        .open_tree(TREE)?
+        .scan_prefix(b"s")
+        .map(|kv| kv.map(|(k, v)| k.len() + v.len()).unwrap_or(0))
+        .sum();
+    let events_counted: usize = state.series.values().map(|n| *n as usize).sum();
+    println!(
+        "series broken down: {series_cells} cells (metric, month, department, sex, age band, channel, status) \
+         for {events_counted} events counted: ~{:.1} MiB in memory, {:.1} MiB stored",
+        (series_cells * super::state::SERIES_CELL_BYTES) as f64 / 1048576.0,
+        stored as f64 / 1048576.0
+    );
     let est = state.memory_bytes();
     println!(
         "memory: estimate {:.1} MiB ({:.0} bytes/case); VmRSS {:.1} MiB before rebuild, {:.1} MiB after (includes sled cache)",

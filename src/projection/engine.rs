@@ -8,9 +8,12 @@
 //! - `r` || case key || certification id (u32 BE) -> route, sector, stage
 //! - `m:checkpoint` -> seq (u64 BE) || hash of that event (32 bytes)
 //! - `m:series` -> (metric u8, month u32 BE, count u64 BE)*
+//! - `s` || metric u8 || month u32 BE -> the series cells of that month
+//!   ([`SeriesCell`]): (department, sex, age band, status, channel length,
+//!   channel bytes, count u64 BE)*; written for the months that changed
 //! - `m:version` -> format version (u8)
 //! - `m:max_on` -> latest business date applied (year u16 BE, month, day)
-//! - `s` || month index (u32 BE, year * 12 + month - 1) -> the month-end
+//! - `e` || month index (u32 BE, year * 12 + month - 1) -> the month-end
 //!   snapshot of the cube ([`encode_snapshot`]): derived like the rest,
 //!   written in the same batches, rebuilt with the projection
 //!
@@ -28,7 +31,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::facts::CaseFacts;
-use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState};
+use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState, SeriesCell};
 use crate::domain::{CertificationRoute, CertificationStage, Date, Sector};
 use crate::limits::{
     PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_LOAD_CHUNK, PROJECTION_LOAD_THREADS,
@@ -38,8 +41,11 @@ use crate::log::{Head, Store, StoreError, StoredEvent};
 
 /// Default tree of the statistics projection.
 pub const TREE: &str = "proj_stats";
-/// 2: month-end snapshots (`s` keys); a version-1 projection has none and is
-/// rebuilt (`registry rebuild-projections`).
+/// Version of the stored projection (`m:version`): 1 = 48-byte facts; 2 =
+/// 54-byte facts (nationality, exit destination), the series cells (`s`
+/// keys) and the month-end snapshots (`e` keys). An older version is
+/// rebuilt from the log when opened; a newer one is refused with "run
+/// rebuild-projections".
 const FORMAT_VERSION: u8 = 2;
 const KEY_CHECKPOINT: &[u8] = b"m:checkpoint";
 const KEY_SERIES: &[u8] = b"m:series";
@@ -221,12 +227,30 @@ impl Engine {
                 state.series.insert((metric, month), n);
             }
         }
+        for kv in tree.scan_prefix(b"s") {
+            let (k, v) = kv?;
+            let bad = || ProjectionError::Corrupt(format!("series cells {:?}", k.as_ref()));
+            if k.len() != 6 {
+                return Err(bad());
+            }
+            let metric = *Metric::ALL.get(k[1] as usize).ok_or_else(bad)?;
+            let month = u32::from_be_bytes(k[2..6].try_into().expect("4"));
+            let mut rest = v.as_ref();
+            while !rest.is_empty() {
+                let (cell, used) = SeriesCell::decode_tail(metric, month, rest).ok_or_else(bad)?;
+                let n = rest.get(used..used + 8).ok_or_else(bad)?;
+                state
+                    .series_cells
+                    .insert(cell, u64::from_be_bytes(n.try_into().expect("8")));
+                rest = &rest[used + 8..];
+            }
+        }
         if let Some(d) = tree.get(KEY_MAX_ON)? {
             state.max_on =
                 Some(super::facts::date_from(&d).ok_or_else(|| ProjectionError::Corrupt("max_on".into()))?);
         }
         state.rebuild_aggregates();
-        for kv in tree.scan_prefix(b"s") {
+        for kv in tree.scan_prefix(b"e") {
             let (k, v) = kv?;
             let month = k
                 .get(1..5)
@@ -335,13 +359,39 @@ impl Engine {
             series.extend_from_slice(&n.to_be_bytes());
         }
         batch.insert(KEY_SERIES, series);
+        // The series cells of every (metric, month) that changed, one key each
+        // (`s`, metric, month BE): the cells' tails and counts.
+        for (metric, month) in std::mem::take(&mut self.state.dirty_series) {
+            let mut value = Vec::new();
+            let from = SeriesCell {
+                metric,
+                month,
+                department: 0,
+                sex: crate::domain::Sex::ALL[0],
+                age_band: crate::domain::AgeBand::ALL[0],
+                status: crate::domain::PersonStatus::ALL[0],
+                channel: None,
+            };
+            for (cell, n) in self
+                .state
+                .series_cells
+                .range(from..)
+                .take_while(|(c, _)| (c.metric, c.month) == (metric, month))
+            {
+                cell.encode_tail(&mut value);
+                value.extend_from_slice(&n.to_be_bytes());
+            }
+            let mut key = vec![b's', metric as u8];
+            key.extend_from_slice(&month.to_be_bytes());
+            batch.insert(key, value);
+        }
         self.state.flush_snapshots();
         let mut snapshot_bytes = 0usize;
         let months: Vec<u32> = std::mem::take(&mut self.state.dirty_snapshots)
             .into_iter()
             .collect();
         for m in months {
-            let mut k = [b's', 0, 0, 0, 0];
+            let mut k = [b'e', 0, 0, 0, 0];
             k[1..].copy_from_slice(&m.to_be_bytes());
             let v = encode_snapshot(&self.state.snapshot_cells(m));
             snapshot_bytes += v.len();
@@ -535,17 +585,17 @@ fn load_case_facts(
 
 /// A month-end snapshot as stored: the channel codes it uses (count u8,
 /// then each as length u8 + ASCII, empty for "no application"), then per
-/// non-zero cell the packed cell (u64 BE, its channel bits the index in
+/// non-zero cell the packed cell (u128 BE, its channel bits the index in
 /// that list) and the count (u64 BE).
-pub fn encode_snapshot(cells: &[(u64, Option<crate::domain::ChannelCode>, u64)]) -> Vec<u8> {
+pub fn encode_snapshot(cells: &[(u128, Option<crate::domain::ChannelCode>, u64)]) -> Vec<u8> {
     let mut codes: Vec<Option<crate::domain::ChannelCode>> = Vec::new();
-    let mut body = Vec::with_capacity(cells.len() * 16);
+    let mut body = Vec::with_capacity(cells.len() * 24);
     for (k, channel, n) in cells {
         let i = codes.iter().position(|c| c == channel).unwrap_or_else(|| {
             codes.push(*channel);
             codes.len() - 1
         });
-        body.extend_from_slice(&(k | (i as u64) << 4).to_be_bytes());
+        body.extend_from_slice(&(k | (i as u128) << 4).to_be_bytes());
         body.extend_from_slice(&n.to_be_bytes());
     }
     let mut out = vec![codes.len() as u8];
@@ -560,7 +610,7 @@ pub fn encode_snapshot(cells: &[(u64, Option<crate::domain::ChannelCode>, u64)])
 
 /// Reads [`encode_snapshot`]'s bytes back (`None`: malformed).
 #[allow(clippy::type_complexity)]
-pub fn decode_snapshot(b: &[u8]) -> Option<Vec<(u64, Option<crate::domain::ChannelCode>, u64)>> {
+pub fn decode_snapshot(b: &[u8]) -> Option<Vec<(u128, Option<crate::domain::ChannelCode>, u64)>> {
     let (&n, mut rest) = b.split_first()?;
     let mut codes = Vec::with_capacity(n as usize);
     for _ in 0..n {
@@ -575,13 +625,13 @@ pub fn decode_snapshot(b: &[u8]) -> Option<Vec<(u64, Option<crate::domain::Chann
         });
         rest = r;
     }
-    if rest.len() % 16 != 0 {
+    if rest.len() % 24 != 0 {
         return None;
     }
-    rest.chunks(16)
+    rest.chunks(24)
         .map(|c| {
-            let k = u64::from_be_bytes(c[..8].try_into().ok()?);
-            let n = u64::from_be_bytes(c[8..].try_into().ok()?);
+            let k = u128::from_be_bytes(c[..16].try_into().ok()?);
+            let n = u64::from_be_bytes(c[16..].try_into().ok()?);
             let channel = *codes.get(((k >> 4) & 0xff) as usize)?;
             Some((k & !(0xff << 4), channel, n))
         })
@@ -935,6 +985,41 @@ mod tests {
         assert_eq!(e, "the follower thread panicked: boom 7");
         let e = catch_panic(|| std::panic::panic_any(42u8)).unwrap_err();
         assert_eq!(e, "the follower thread panicked: a panic without a message");
+    }
+
+    /// A projection persisted in format version 1 (48-byte facts, no
+    /// nationality, exit destination, series cells or snapshots) is dropped
+    /// and rebuilt from the log; a version this code does not know is refused
+    /// naming the version and the remedy.
+    #[test]
+    fn an_older_projection_format_is_rebuilt_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tree = store.db().open_tree(TREE).unwrap();
+        tree.insert(KEY_VERSION, &[1u8][..]).unwrap();
+        tree.insert(b"c-stale-facts", &[0u8; 48][..]).unwrap();
+        drop(tree);
+        let e = Engine::open(&store, TREE, today()).unwrap();
+        assert_eq!(e.state().cases(), 0);
+        assert!(
+            e.tree.get(b"c-stale-facts").unwrap().is_none(),
+            "the old tree was dropped"
+        );
+        drop(e);
+        store
+            .db()
+            .open_tree(TREE)
+            .unwrap()
+            .insert(KEY_VERSION, &[FORMAT_VERSION + 1][..])
+            .unwrap();
+        let e = Engine::open(&store, TREE, today()).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "corrupt projection state: format version [{}]; run rebuild-projections",
+                FORMAT_VERSION + 1
+            )
+        );
     }
 
     /// The thread dies after publishing its projection (a bug, as a panic

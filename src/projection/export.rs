@@ -16,8 +16,8 @@ use super::query::{Dim, Filter, Table};
 use super::suppress::SuppressionRules;
 use super::{month_index, month_label, Metric, Points};
 use crate::domain::{
-    AgeBand, CertificationRoute, CertificationStage, ChannelCatalog, Date, Municipality, PermitType,
-    PersonStatus, Sector, Sex, DEPARTMENTS, DIVIPOLA_VERSION,
+    AgeBand, CertificationRoute, CertificationStage, ChannelCatalog, CountryCode, Date, Municipality,
+    PermitType, PersonStatus, Sector, Sex, DEPARTMENTS, DIVIPOLA_VERSION, ISO_3166_VERSION,
 };
 
 /// The note on coverage every codebook carries.
@@ -27,8 +27,8 @@ date; it is not Migración Colombia's estimate of people in Colombia without reg
 whom never registered.";
 
 /// The municipality rule (no zero cells).
-pub const MUNICIPALITY_RULE: &str = "Tables broken down by municipality list observed cells only (a count, or \
-suppressed): a combination that is not listed has a count of zero. Every other breakdown lists every \
+pub const MUNICIPALITY_RULE: &str = "Tables broken down by municipality, nationality or exit destination list observed \
+cells only (a count, or suppressed): a combination that is not listed has a count of zero. Every other breakdown lists every \
 combination of its dimensions' codes in this codebook (restricted by the table's filters), zero cells included.";
 
 /// Observation status of a row.
@@ -81,6 +81,8 @@ pub enum TableKind {
     Funnel,
     Certifications,
     ExpiringPermits,
+    /// Worklist entries by list and department (offline only).
+    Worklists,
 }
 
 impl TableKind {
@@ -91,6 +93,7 @@ impl TableKind {
             TableKind::Funnel => "funnel",
             TableKind::Certifications => "certifications",
             TableKind::ExpiringPermits => "expiring_permits",
+            TableKind::Worklists => "worklists",
         }
     }
 }
@@ -179,6 +182,21 @@ fn codes(dim: &str) -> Vec<(String, String)> {
                 )
             }))
             .collect(),
+        "nationality" => CountryCode::all()
+            .map(|c| own(c.as_str(), c.name().unwrap_or("")))
+            .collect(),
+        "exit_destination" => [own(
+            "NONE",
+            "did not depart (no exit, or nationalized or deceased)",
+        )]
+        .into_iter()
+        .chain([own("UNKNOWN", "departed, destination not recorded")])
+        .chain(
+            CountryCode::all()
+                .filter(|c| !c.as_str().starts_with("XX"))
+                .map(|c| own(c.as_str(), c.name().unwrap_or(""))),
+        )
+        .collect(),
         "metric" => Metric::ALL
             .iter()
             .map(|m| own(m.as_str(), metric_definition(*m)))
@@ -192,6 +210,10 @@ fn codes(dim: &str) -> Vec<(String, String)> {
             .map(|r| own(r.as_str(), r.as_str()))
             .collect(),
         "sector" => Sector::ALL.iter().map(|s| own(s.as_str(), s.as_str())).collect(),
+        "list" => crate::worklist::Kind::ALL
+            .iter()
+            .map(|k| own(k.as_str(), list_definition(*k)))
+            .collect(),
         "stage" => CertificationStage::ALL
             .iter()
             .map(|s| own(s.as_str(), s.as_str()))
@@ -228,6 +250,75 @@ fn metric_definition(m: Metric) -> &'static str {
         Metric::CardsDelivered => "permit cards delivered",
         Metric::Cancellations => "permit cancellations",
         Metric::Erasures => "identity erasures",
+    }
+}
+
+fn list_definition(k: crate::worklist::Kind) -> &'static str {
+    use crate::worklist::Kind;
+    match k {
+        Kind::Appointments => "biometric appointments pending",
+        Kind::MissedAppointments => "missed appointments to reschedule",
+        Kind::AwaitingDecision => "applications awaiting a decision",
+        Kind::DecisionOverdue => "applications past the legal decision date (before the reference date)",
+        Kind::AppealableDenials => "denials whose appeal window is open on the reference date",
+        Kind::AppealsAwaitingDecision => "appeals awaiting a decision",
+        Kind::CardsAwaitingDelivery => "cards printed and not delivered",
+        Kind::CardsNearAbandonment => "cards that may be declared abandoned by the reference date + 30 days",
+        Kind::InterimExpiring => "interim certificates ending between the reference date and 30 days after",
+        Kind::PermitsExpiring => "permits ending between the reference date and 30 days after",
+        Kind::CertificationsAwaitingAssessment => "certifications awaiting assessment",
+        Kind::SubjectRequestsDue => "data subject requests awaiting an answer",
+    }
+}
+
+/// Worklist counts in long format: dimensions `list` and `department`,
+/// every combination listed (zero cells), `as_of_date` the reference date
+/// of the lists' windows. Published: disclosure control on the list x
+/// department table with its total.
+pub fn from_worklists(
+    counts: &[(crate::worklist::Kind, u8, u64)],
+    reference: Date,
+    seq: u64,
+    hash: String,
+    published: bool,
+    rules: &SuppressionRules,
+) -> LongTable {
+    let coords: Vec<Vec<u32>> = counts
+        .iter()
+        .map(|(k, d, _)| vec![*k as u32, u32::from(*d)])
+        .collect();
+    let values: Vec<u64> = counts.iter().map(|(_, _, n)| *n).collect();
+    let hidden = if published {
+        super::suppress::suppress(&coords, &values, &vec![false; values.len()], rules, true).hidden
+    } else {
+        vec![false; values.len()]
+    };
+    let observed = counts
+        .iter()
+        .zip(hidden)
+        .map(|((k, d, n), h)| {
+            let count = (!h).then_some(*n);
+            LongRow {
+                values: vec![k.as_str().to_string(), format!("{d:02}")],
+                count,
+                obs_status: ObsStatus::of(count),
+            }
+        })
+        .collect();
+    let dims = vec!["list".to_string(), "department".to_string()];
+    let lists = dims
+        .iter()
+        .map(|d| codes(d).into_iter().map(|(c, _)| c).collect())
+        .collect();
+    LongTable {
+        kind: TableKind::Worklists,
+        rows: fill_and_sort(&dims, observed, Some(lists)),
+        dims,
+        total: None,
+        as_of_date: Some(reference.to_string()),
+        seq,
+        hash,
+        published,
     }
 }
 
@@ -310,7 +401,10 @@ pub fn from_caseload(t: &Table, filters: &[Filter]) -> LongTable {
             obs_status: ObsStatus::of(r.count),
         })
         .collect();
-    let lists = (!t.dims.contains(&Dim::Municipality)).then(|| {
+    let observed_only = [Dim::Municipality, Dim::Nationality, Dim::ExitDestination]
+        .iter()
+        .any(|d| t.dims.contains(d));
+    let lists = (!observed_only).then(|| {
         t.dims
             .iter()
             .map(|d| {
@@ -346,7 +440,8 @@ fn months(from: u32, to: u32) -> Vec<String> {
 }
 
 fn month_of(label: &str) -> Option<u32> {
-    Date::parse(&format!("{label}-01")).map(month_index)
+    let month = label.split('/').next().unwrap_or(label);
+    Date::parse(&format!("{month}-01")).map(month_index)
 }
 
 /// A month range for zero cells: the bounds asked, else the months observed.
@@ -361,29 +456,41 @@ fn month_range(p: &Points, from: Option<u32>, to: Option<u32>) -> Vec<String> {
 }
 
 /// A series, funnel, certifications or expiring-permits answer in long
-/// format. `cert_dims`: the certification breakdown (route, sector, stage,
-/// in that order); `from`/`to`: the month range asked (series, expiring).
+/// format. `breakdown`: the certification breakdown (route, sector, stage,
+/// in that order) or the series breakdown (up to two of department, sex,
+/// age band, channel, status, in the order asked); `from`/`to`: the month range asked (series, expiring).
 pub fn from_points(
     kind: TableKind,
     p: &Points,
-    cert_dims: &[&str],
+    breakdown: &[&str],
     from: Option<u32>,
     to: Option<u32>,
     published: bool,
 ) -> LongTable {
     let (dims, lists): (Vec<String>, Vec<Vec<String>>) = match kind {
         TableKind::Series => (
-            vec!["metric".into(), "month".into()],
-            vec![vec![p.what.clone()], month_range(p, from, to)],
+            ["metric", "month"]
+                .iter()
+                .chain(breakdown)
+                .map(|d| d.to_string())
+                .collect(),
+            [vec![p.what.clone()], month_range(p, from, to)]
+                .into_iter()
+                .chain(
+                    breakdown
+                        .iter()
+                        .map(|d| codes(d).into_iter().map(|(c, _)| c).collect()),
+                )
+                .collect(),
         ),
         TableKind::ExpiringPermits => (vec!["month".into()], vec![month_range(p, from, to)]),
         TableKind::Funnel => (
             vec!["step".into()],
             vec![codes("step").into_iter().map(|(c, _)| c).collect()],
         ),
-        TableKind::Certifications | TableKind::Caseload => (
-            cert_dims.iter().map(|d| d.to_string()).collect(),
-            cert_dims
+        TableKind::Certifications | TableKind::Caseload | TableKind::Worklists => (
+            breakdown.iter().map(|d| d.to_string()).collect(),
+            breakdown
                 .iter()
                 .map(|d| codes(d).into_iter().map(|(c, _)| c).collect())
                 .collect(),
@@ -394,8 +501,10 @@ pub fn from_points(
         .iter()
         .map(|pt| {
             let values = match kind {
-                TableKind::Series => vec![p.what.clone(), pt.label.clone()],
-                TableKind::Certifications | TableKind::Caseload if cert_dims.is_empty() => Vec::new(),
+                TableKind::Series => std::iter::once(p.what.clone())
+                    .chain(pt.label.split('/').map(str::to_string))
+                    .collect(),
+                TableKind::Certifications | TableKind::Caseload if breakdown.is_empty() => Vec::new(),
                 TableKind::Certifications | TableKind::Caseload => {
                     pt.label.split('/').map(str::to_string).collect()
                 }
@@ -469,6 +578,92 @@ pub fn to_csv(t: &LongTable) -> Result<Vec<u8>, BoxError> {
     Ok(w.into_inner().map_err(|e| e.to_string())?)
 }
 
+/// The `created_by` of every Parquet file (fixed, so that a table gives the
+/// same bytes from a stopped store and from a server).
+pub const PARQUET_CREATED_BY: &str = concat!("registry ", env!("CARGO_PKG_VERSION"), " (parquet-rs)");
+
+/// The Parquet schema of a table: every dimension a required UTF-8 string
+/// (`BYTE_ARRAY`, `STRING`), `count` an optional `INT64` (null when
+/// suppressed), `obs_status` a string, `as_of_date` a `DATE` (caseload),
+/// `log_seq` an `INT64`, `log_hash` a string.
+pub fn parquet_schema(t: &LongTable) -> String {
+    let mut fields: Vec<String> = t
+        .dims
+        .iter()
+        .map(|d| format!("  REQUIRED BYTE_ARRAY {d} (STRING);"))
+        .collect();
+    fields.push("  OPTIONAL INT64 count;".into());
+    fields.push("  REQUIRED BYTE_ARRAY obs_status (STRING);".into());
+    if t.as_of_date.is_some() {
+        fields.push("  REQUIRED INT32 as_of_date (DATE);".into());
+    }
+    fields.push("  REQUIRED INT64 log_seq;".into());
+    fields.push("  REQUIRED BYTE_ARRAY log_hash (STRING);".into());
+    format!("message {} {{\n{}\n}}\n", t.kind.as_str(), fields.join("\n"))
+}
+
+/// Apache Parquet: the long table of [`to_csv`] in one row group, the
+/// columns of the CSV in the same order, uncompressed, written by the
+/// `parquet` crate's column writer. Deterministic: no timestamps, a fixed
+/// `created_by` ([`PARQUET_CREATED_BY`]).
+pub fn to_parquet(t: &LongTable) -> Result<Vec<u8>, BoxError> {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+
+    let schema = Arc::new(parquet::schema::parser::parse_message_type(&parquet_schema(t))?);
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_created_by(PARQUET_CREATED_BY.to_string())
+            .build(),
+    );
+    let rows = written_rows(t);
+    let as_of_days: Option<i32> = match &t.as_of_date {
+        Some(d) => Some(
+            Date::parse(d)
+                .ok_or_else(|| format!("as_of_date {d:?} is not a date"))?
+                .days_since_epoch() as i32,
+        ),
+        None => None,
+    };
+    let strings = |f: &dyn Fn(&LongRow) -> String| -> Vec<ByteArray> {
+        rows.iter().map(|r| ByteArray::from(f(r).as_str())).collect()
+    };
+    let mut writer = SerializedFileWriter::new(Vec::new(), schema, props)?;
+    let mut group = writer.next_row_group()?;
+    let mut column = 0usize;
+    let n = t.dims.len();
+    while let Some(mut col) = group.next_column()? {
+        let i = column;
+        column += 1;
+        if i < n {
+            let v = strings(&|r: &LongRow| r.values[i].clone());
+            col.typed::<ByteArrayType>().write_batch(&v, None, None)?;
+        } else if i == n {
+            let values: Vec<i64> = rows.iter().filter_map(|r| r.count.map(|c| c as i64)).collect();
+            let defined: Vec<i16> = rows.iter().map(|r| r.count.is_some() as i16).collect();
+            col.typed::<Int64Type>()
+                .write_batch(&values, Some(&defined), None)?;
+        } else if i == n + 1 {
+            let v = strings(&|r: &LongRow| r.obs_status.as_str().to_string());
+            col.typed::<ByteArrayType>().write_batch(&v, None, None)?;
+        } else if let (Some(days), true) = (as_of_days, i == n + 2) {
+            col.typed::<Int32Type>()
+                .write_batch(&vec![days; rows.len()], None, None)?;
+        } else if i == n + 2 + as_of_days.is_some() as usize {
+            col.typed::<Int64Type>()
+                .write_batch(&vec![t.seq as i64; rows.len()], None, None)?;
+        } else {
+            let v = strings(&|_: &LongRow| t.hash.clone());
+            col.typed::<ByteArrayType>().write_batch(&v, None, None)?;
+        }
+        col.close()?;
+    }
+    group.close()?;
+    Ok(writer.into_inner()?)
+}
+
 pub fn dim_description(dim: &str) -> &'static str {
     match dim {
         "status" => "derived status on the reference date (codebook: status)",
@@ -479,12 +674,21 @@ pub fn dim_description(dim: &str) -> &'static str {
         "minor" => "\"true\" under 18 on the reference date",
         "channel" => "channel of the current application, NONE if none (codebook: channel)",
         "permit_type" => "type of the latest permit issued, NONE if never (codebook: permit_type)",
+        "exit_destination" => {
+            "destination country recorded with a departure, ISO 3166-1 alpha-3; UNKNOWN: departed without one; \
+             NONE: did not depart (codebook: exit_destination)"
+        }
+        "nationality" => {
+            "nationality recorded at registration, ISO 3166-1 alpha-3 (or an ICAO code: XXA stateless, XXB/XXC \
+             refugee, XXX unspecified) (codebook: nationality)"
+        }
         "metric" => "what the series counts (codebook: metric)",
         "month" => "month YYYY-MM (series: business date of the events; expiring permits: end of validity)",
         "step" => "funnel step of every case's current application (codebook: step)",
         "route" => "certification route (codebook: route)",
         "sector" => "economic sector (codebook: sector)",
         "stage" => "certification stage (codebook: stage)",
+        "list" => "caseworkers' worklist (codebook: list)",
         _ => "",
     }
 }
@@ -644,11 +848,14 @@ pub fn codebook(t: &LongTable, rules: &SuppressionRules) -> Value {
         "minor",
         "channel",
         "permit_type",
+        "nationality",
+        "exit_destination",
         "metric",
         "step",
         "route",
         "sector",
         "stage",
+        "list",
     ] {
         let list = codes(d);
         // Codes seen in this table but not in the list (e.g. a channel of
@@ -708,6 +915,7 @@ pub fn codebook(t: &LongTable, rules: &SuppressionRules) -> Value {
         "obs_status": ObsStatus::ALL.iter().map(|s| json!({"code": s.as_str(), "definition": s.definition()})).collect::<Vec<_>>(),
         "zero_cells": MUNICIPALITY_RULE,
         "divipola_version": DIVIPOLA_VERSION,
+        "iso3166_version": ISO_3166_VERSION,
         "coverage_note": COVERAGE_NOTE,
         "dimensions": dimensions,
     })
@@ -791,6 +999,45 @@ mod tests {
             Some(12),
         );
         assert_eq!(from_caseload(&t, &[]).rows.len(), 1);
+    }
+
+    #[test]
+    fn parquet_keeps_codes_as_strings_and_suppressed_counts_null() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let t = table(
+            vec![Dim::Department, Dim::Sex],
+            vec![(vec!["05", "F"], Some(12)), (vec!["08", "M"], None)],
+            Some(20),
+        );
+        let long = from_caseload(&t, &[]);
+        let bytes = to_parquet(&long).unwrap();
+        assert_eq!(bytes, to_parquet(&long).unwrap(), "deterministic");
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+        let meta = reader.metadata().file_metadata();
+        assert_eq!(meta.created_by(), Some(PARQUET_CREATED_BY));
+        assert_eq!(meta.num_rows() as usize, long.rows.len());
+        let cols: Vec<String> = meta
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| format!("{} {:?} {:?}", c.name(), c.physical_type(), c.logical_type_ref()))
+            .collect();
+        assert_eq!(cols[0], "department BYTE_ARRAY Some(String)");
+        assert_eq!(cols[2], "count INT64 None");
+        assert_eq!(cols[4], "as_of_date INT32 Some(Date)");
+        let rows: Vec<parquet::record::Row> =
+            reader.get_row_iter(None).unwrap().map(|r| r.unwrap()).collect();
+        let text = |r: &parquet::record::Row| r.to_string();
+        assert_eq!(
+            text(&rows[0]),
+            format!("{{department: \"05\", sex: \"F\", count: 12, obs_status: \"observed\", as_of_date: 2025-12-31, log_seq: 9, log_hash: \"{}\"}}", "ab".repeat(32))
+        );
+        let hidden = long.rows.iter().position(|r| r.values == ["08", "M"]).unwrap();
+        assert!(
+            text(&rows[hidden]).contains("count: null, obs_status: \"suppressed\""),
+            "{}",
+            text(&rows[hidden])
+        );
     }
 
     #[test]

@@ -11,11 +11,12 @@
 //! [`FACTS_BYTES`] when stored).
 
 use crate::domain::{
-    age_on, AgeBand, ChannelCode, Date, Event, ExitKind, Municipality, PermitType, PersonStatus, Sex, Stage,
+    age_on, AgeBand, ChannelCode, CountryCode, Date, Event, ExitKind, Municipality, PermitType, PersonStatus,
+    Sex, Stage,
 };
 
 /// Bytes of one stored [`CaseFacts`].
-pub const FACTS_BYTES: usize = 48;
+pub const FACTS_BYTES: usize = 54;
 
 /// What statistics know about one case. `Default` is the empty stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,34 @@ pub struct CaseFacts {
     pub visa: Option<Option<Date>>,
     pub exit: Option<ExitKind>,
     pub erased: bool,
+    /// Nationality recorded at registration as [`country_value`] (0: none,
+    /// before a registration; see [`CaseFacts::nationality`]).
+    pub nationality_code: u16,
+    /// Destination recorded with the exit as [`country_value`] (0: not
+    /// recorded, or no exit; see [`CaseFacts::exit_destination`]).
+    pub exit_destination_code: u16,
+}
+
+/// A country code in two bytes: 0 for none, else 1 + its three letters
+/// (`A` = 0) packed 5 bits each (so the order of the values is the order of
+/// the codes).
+pub fn country_value(n: Option<CountryCode>) -> u16 {
+    n.map_or(0, |c| {
+        1 + c
+            .as_str()
+            .bytes()
+            .fold(0u16, |v, b| v << 5 | u16::from(b.saturating_sub(b'A') & 0x1f))
+    })
+}
+
+/// The country of a [`country_value`] (`None` for 0 and values out of range).
+pub fn country_of(v: u16) -> Option<CountryCode> {
+    let v = v.checked_sub(1).filter(|v| *v < 1 << 15)?;
+    let letters: String = [10u16, 5, 0]
+        .iter()
+        .map(|s| char::from(b'A' + ((v >> s) & 0x1f) as u8))
+        .collect();
+    CountryCode::from_log(&letters)
 }
 
 impl Default for CaseFacts {
@@ -80,6 +109,8 @@ impl Default for CaseFacts {
             visa: None,
             exit: None,
             erased: false,
+            nationality_code: 0,
+            exit_destination_code: 0,
         }
     }
 }
@@ -112,9 +143,11 @@ impl CaseFacts {
                 birth_year,
                 birth_month,
                 municipality,
+                nationality,
                 ..
             } => {
                 self.registered = true;
+                self.nationality_code = country_value(Some(nationality));
                 self.sex = sex;
                 self.birth_year = birth_year;
                 self.birth_month = birth_month;
@@ -123,7 +156,12 @@ impl CaseFacts {
             Event::ResidenceUpdated { municipality, .. } if self.registered => {
                 self.municipality_code = municipality.code()
             }
-            Event::ExitRecorded { kind, .. } => self.exit = Some(kind),
+            Event::ExitRecorded {
+                kind, destination, ..
+            } => {
+                self.exit = Some(kind);
+                self.exit_destination_code = country_value(destination);
+            }
             Event::PersonErased { .. } => self.erased = true,
             Event::PreRegistered {
                 application_id,
@@ -174,6 +212,16 @@ impl CaseFacts {
     /// Municipality of residence.
     pub fn municipality(&self) -> Option<Municipality> {
         Municipality::from_log(self.municipality_code)
+    }
+
+    /// Nationality recorded at registration.
+    pub fn nationality(&self) -> Option<CountryCode> {
+        country_of(self.nationality_code)
+    }
+
+    /// Destination recorded with the exit.
+    pub fn exit_destination(&self) -> Option<CountryCode> {
+        country_of(self.exit_destination_code)
     }
 
     /// Channel of the current application.
@@ -300,6 +348,14 @@ impl CaseFacts {
         let exit = self.exit.map_or(0u16, |k| k as u16 + 1);
         let flags = flags | exit << 13;
         b[0..2].copy_from_slice(&flags.to_be_bytes());
+        // 48..51 nationality (zeros: none).
+        if let Some(n) = self.nationality() {
+            b[48..51].copy_from_slice(n.as_str().as_bytes());
+        }
+        // 51..54 exit destination (zeros: none).
+        if let Some(n) = self.exit_destination() {
+            b[51..54].copy_from_slice(n.as_str().as_bytes());
+        }
         b
     }
 
@@ -354,8 +410,18 @@ impl CaseFacts {
             } else {
                 Some(*ExitKind::ALL.get(exit - 1)?)
             },
+            nationality_code: country_value(country_from(&b[48..51])?),
+            exit_destination_code: country_value(country_from(&b[51..54])?),
         })
     }
+}
+
+/// A stored country code: three zero bytes are none; `None` when malformed.
+fn country_from(b: &[u8]) -> Option<Option<CountryCode>> {
+    if b == [0, 0, 0] {
+        return Some(None);
+    }
+    Some(Some(CountryCode::from_log(std::str::from_utf8(b).ok()?)?))
 }
 
 pub(crate) fn date_bytes(d: Date) -> [u8; 4] {

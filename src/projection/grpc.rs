@@ -218,8 +218,9 @@ impl pb::statistics_server::Statistics for StatisticsService {
             month("from_month", &r.from_month)?,
             month("to_month", &r.to_month)?,
         );
+        let by = super::series_breakdown(&r.by).map_err(|e| invalid("by", e))?;
         let rules = self.rules;
-        let p = self.with_state(|s| super::series(s, metric, from, to, r.published, &rules))?;
+        let p = self.with_state(|s| super::series_by(s, metric, &by, from, to, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
     }
 

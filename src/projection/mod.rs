@@ -40,7 +40,7 @@ pub use engine::{
 };
 pub use facts::CaseFacts;
 pub use query::{caseload, CaseloadQuery, Dim, Filter, Row, Table};
-pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState};
+pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState, SeriesCell};
 pub use suppress::SuppressionRules;
 
 /// A labelled count, for series, funnel, expiring permits and certifications.
@@ -113,6 +113,117 @@ pub fn series(
         .map(|(m, n)| (month_label(m), n))
         .collect();
     points(state, metric.as_str().to_string(), pts, published, rules)
+}
+
+/// The dimensions a series can be broken down by (at most
+/// [`SERIES_BREAKDOWN_DIMS_MAX`] at once).
+pub const SERIES_DIMS: [&str; 5] = ["department", "sex", "age_band", "channel", "status"];
+
+/// Breakdown dimensions of one series at most.
+pub const SERIES_BREAKDOWN_DIMS_MAX: usize = 2;
+
+/// Checks a series breakdown: known dimensions, at most two, no repeats;
+/// the error names the problem (callers prefix the field).
+pub fn series_breakdown(by: &[String]) -> Result<Vec<&'static str>, String> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for d in by {
+        let d = d.trim();
+        let known = SERIES_DIMS.iter().find(|k| **k == d).ok_or_else(|| {
+            format!(
+                "{:?} is not a series dimension (department, sex, age_band, channel, status)",
+                d.chars().take(40).collect::<String>()
+            )
+        })?;
+        if out.contains(known) {
+            return Err(format!("{d} appears twice"));
+        }
+        out.push(known);
+    }
+    if out.len() > SERIES_BREAKDOWN_DIMS_MAX {
+        return Err(format!(
+            "at most {SERIES_BREAKDOWN_DIMS_MAX} dimensions for a series"
+        ));
+    }
+    Ok(out)
+}
+
+/// The code of a series cell on a dimension (as in the caseload).
+fn series_code(dim: &str, c: &SeriesCell) -> String {
+    match dim {
+        "department" => format!("{:02}", c.department),
+        "sex" => c.sex.as_str().to_string(),
+        "age_band" => c.age_band.as_str().to_string(),
+        "channel" => c
+            .channel
+            .map_or_else(|| "NONE".to_string(), |c| c.as_str().to_string()),
+        _ => c.status.as_str().to_string(),
+    }
+}
+
+/// Monthly counts of `metric` broken down by `by` (see [`series_breakdown`]),
+/// labels `YYYY-MM/code[/code]`. Published: disclosure control on the
+/// table month x dimensions (each line of it, margins known), a cell under
+/// 18 years of age counting as sensitive.
+pub fn series_by(
+    state: &ProjectionState,
+    metric: Metric,
+    by: &[&str],
+    from: Option<u32>,
+    to: Option<u32>,
+    published: bool,
+    rules: &SuppressionRules,
+) -> Points {
+    if by.is_empty() {
+        return series(state, metric, from, to, published, rules);
+    }
+    let mut map: std::collections::BTreeMap<(u32, Vec<String>), u64> = std::collections::BTreeMap::new();
+    let mut minor: std::collections::HashSet<(u32, Vec<String>)> = std::collections::HashSet::new();
+    for (c, n) in state.series_cells(metric) {
+        if from.is_some_and(|f| c.month < f) || to.is_some_and(|t| c.month > t) {
+            continue;
+        }
+        let key = (c.month, by.iter().map(|d| series_code(d, c)).collect::<Vec<_>>());
+        if by.contains(&"age_band") && c.age_band.is_minor() {
+            minor.insert(key.clone());
+        }
+        *map.entry(key).or_insert(0) += n;
+    }
+    let cells: Vec<((u32, Vec<String>), u64)> = map.into_iter().filter(|(_, n)| *n > 0).collect();
+    let mut hidden = vec![false; cells.len()];
+    if published {
+        let mut index: Vec<std::collections::HashMap<&str, u32>> = vec![Default::default(); by.len()];
+        let coords: Vec<Vec<u32>> = cells
+            .iter()
+            .map(|((m, codes), _)| {
+                let mut c = vec![*m];
+                for (i, code) in codes.iter().enumerate() {
+                    let next = index[i].len() as u32;
+                    c.push(*index[i].entry(code.as_str()).or_insert(next));
+                }
+                c
+            })
+            .collect();
+        let counts: Vec<u64> = cells.iter().map(|(_, n)| *n).collect();
+        let sensitive: Vec<bool> = cells.iter().map(|(k, _)| minor.contains(k)).collect();
+        hidden = suppress::suppress(&coords, &counts, &sensitive, rules, true).hidden;
+    }
+    Points {
+        what: metric.as_str().to_string(),
+        points: cells
+            .iter()
+            .zip(hidden)
+            .map(|(((m, codes), n), h)| Point {
+                label: std::iter::once(month_label(*m))
+                    .chain(codes.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                count: (!h).then_some(*n),
+            })
+            .collect(),
+        seq: state.position().seq,
+        hash: state.position().hash_hex(),
+        as_of_date: state.cube_date().to_string(),
+    }
 }
 
 /// The funnel (current application of every case).

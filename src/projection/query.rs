@@ -6,9 +6,11 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::state::{permit_type_of, Cell, Position, ProjectionState};
+use super::state::{
+    nationality_of, nationality_value, permit_type_of, Cell, Position, ProjectionState, DESTINATION_UNKNOWN,
+};
 use super::suppress::{suppress, SuppressionRules};
-use crate::domain::{AgeBand, Department, Municipality, PermitType, PersonStatus, Sex};
+use crate::domain::{AgeBand, CountryCode, Department, Municipality, PermitType, PersonStatus, Sex};
 use crate::limits::{STATS_BREAKDOWN_DIMS_MAX, STATS_FILTERS_MAX};
 
 /// A caseload dimension.
@@ -24,10 +26,16 @@ pub enum Dim {
     Channel,
     /// Type of the latest permit issued ("NONE" if never).
     PermitType,
+    /// Nationality recorded at registration (ISO 3166-1 alpha-3, or an ICAO
+    /// code such as `XXA` stateless).
+    Nationality,
+    /// Where a departed person went: the country recorded, `UNKNOWN` for a
+    /// departure without one, `NONE` for a case that did not depart.
+    ExitDestination,
 }
 
 impl Dim {
-    pub const ALL: [Dim; 8] = [
+    pub const ALL: [Dim; 10] = [
         Dim::Status,
         Dim::Department,
         Dim::Municipality,
@@ -36,6 +44,8 @@ impl Dim {
         Dim::Minor,
         Dim::Channel,
         Dim::PermitType,
+        Dim::Nationality,
+        Dim::ExitDestination,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +57,8 @@ impl Dim {
             Dim::Minor => "minor",
             Dim::Channel => "channel",
             Dim::PermitType => "permit_type",
+            Dim::Nationality => "nationality",
+            Dim::ExitDestination => "exit_destination",
         }
     }
     pub fn parse(s: &str) -> Option<Dim> {
@@ -66,6 +78,8 @@ impl Dim {
             Dim::Minor => c.age_band.is_minor() as u32,
             Dim::Channel => u32::from(c.channel),
             Dim::PermitType => u32::from(c.permit_type),
+            Dim::Nationality => u32::from(c.nationality),
+            Dim::ExitDestination => u32::from(c.exit_destination),
         }
     }
 
@@ -82,6 +96,11 @@ impl Dim {
                 .channel_code(v as u8)
                 .map_or_else(|| "NONE".into(), |c| c.as_str().to_string()),
             Dim::PermitType => permit_type_of(v as u8).map_or_else(|| "NONE".into(), |t| t.as_str().into()),
+            Dim::Nationality => nationality_of(v as u16).map_or_else(|| "NONE".into(), |c| c.as_str().into()),
+            Dim::ExitDestination => match v as u16 {
+                DESTINATION_UNKNOWN => "UNKNOWN".into(),
+                v => nationality_of(v).map_or_else(|| "NONE".into(), |c| c.as_str().into()),
+            },
         }
     }
 
@@ -112,6 +131,18 @@ impl Dim {
             } else {
                 PermitType::parse(text).ok_or_else(bad)? as u32 + 1
             }),
+            Dim::Nationality => Some(u32::from(nationality_value(Some(
+                CountryCode::parse(text).ok_or_else(bad)?,
+            )))),
+            Dim::ExitDestination => Some(u32::from(match text {
+                "NONE" => 0,
+                "UNKNOWN" => DESTINATION_UNKNOWN,
+                _ => nationality_value(Some(
+                    CountryCode::parse(text)
+                        .filter(|c| !c.as_str().starts_with("XX"))
+                        .ok_or_else(bad)?,
+                )),
+            })),
         })
     }
 }
@@ -278,4 +309,126 @@ pub fn caseload(
         }
     }
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Date, Event, Sealed};
+    use crate::projection::state::case_key;
+
+    fn registered(nationality: &str) -> Event {
+        Event::PersonRegistered {
+            on: Date::new(2024, 3, 1).unwrap(),
+            identity: Sealed(vec![1]),
+            sex: Sex::Female,
+            birth_year: 1990,
+            birth_month: 5,
+            nationality: CountryCode::parse(nationality).unwrap(),
+            department: Department::new(5).unwrap(),
+            municipality: Municipality::new(5001).unwrap(),
+            documents: vec![],
+        }
+    }
+
+    #[test]
+    fn nationality_is_a_dimension_and_a_filter() {
+        let mut s = ProjectionState::new(Date::new(2025, 1, 1).unwrap());
+        for (i, n) in ["VEN", "VEN", "VEN", "ECU", "XXA"].iter().enumerate() {
+            s.apply_event(case_key(&format!("case-{i}")), &registered(n));
+        }
+        let q = CaseloadQuery {
+            by: vec![Dim::Nationality],
+            ..Default::default()
+        };
+        let t = caseload(&s, &q, &SuppressionRules::default()).unwrap();
+        let got: Vec<(String, Option<u64>)> = t.rows.iter().map(|r| (r.values[0].clone(), r.count)).collect();
+        assert_eq!(
+            got,
+            [
+                ("ECU".into(), Some(1)),
+                ("VEN".into(), Some(3)),
+                ("XXA".into(), Some(1))
+            ]
+        );
+        let q = CaseloadQuery {
+            by: vec![Dim::Department],
+            filters: vec![Filter::parse("nationality=ECU|XXA").unwrap()],
+            published: false,
+        };
+        assert_eq!(
+            caseload(&s, &q, &SuppressionRules::default()).unwrap().total,
+            Some(2)
+        );
+        let q = CaseloadQuery {
+            by: vec![],
+            filters: vec![Filter::parse("nationality=ZZZ").unwrap()],
+            published: false,
+        };
+        let e = caseload(&s, &q, &SuppressionRules::default()).unwrap_err();
+        assert!(e.contains("unknown nationality value \"ZZZ\""), "{e}");
+        for n in CountryCode::all() {
+            assert_eq!(nationality_of(nationality_value(Some(n))), Some(n));
+        }
+    }
+
+    #[test]
+    fn exits_count_by_destination_unknown_when_not_recorded() {
+        use crate::domain::ExitKind;
+        let mut s = ProjectionState::new(Date::new(2025, 1, 1).unwrap());
+        let exits = [
+            (ExitKind::Departed, Some("PER")),
+            (ExitKind::Departed, Some("PER")),
+            (ExitKind::Departed, None),
+            (ExitKind::Deceased, None),
+        ];
+        for i in 0..6 {
+            let key = case_key(&format!("case-{i}"));
+            s.apply_event(key, &registered("VEN"));
+            if let Some((kind, destination)) = exits.get(i) {
+                s.apply_event(
+                    key,
+                    &Event::ExitRecorded {
+                        on: Date::new(2024, 6, 1).unwrap(),
+                        kind: *kind,
+                        destination: destination.and_then(CountryCode::parse),
+                    },
+                );
+            }
+        }
+        let q = CaseloadQuery {
+            by: vec![Dim::ExitDestination],
+            ..Default::default()
+        };
+        let t = caseload(&s, &q, &SuppressionRules::default()).unwrap();
+        let got: Vec<(String, Option<u64>)> = t.rows.iter().map(|r| (r.values[0].clone(), r.count)).collect();
+        assert_eq!(
+            got,
+            [
+                ("NONE".into(), Some(3)),
+                ("PER".into(), Some(2)),
+                ("UNKNOWN".into(), Some(1))
+            ]
+        );
+        let q = CaseloadQuery {
+            by: vec![],
+            filters: vec![
+                Filter::parse("exit_destination=PER|UNKNOWN").unwrap(),
+                Filter::parse("status=DEPARTED").unwrap(),
+            ],
+            published: false,
+        };
+        assert_eq!(
+            caseload(&s, &q, &SuppressionRules::default()).unwrap().total,
+            Some(3)
+        );
+        for bad in ["XXA", "PE"] {
+            let q = CaseloadQuery {
+                by: vec![],
+                filters: vec![Filter::parse(&format!("exit_destination={bad}")).unwrap()],
+                published: false,
+            };
+            assert!(caseload(&s, &q, &SuppressionRules::default()).is_err(), "{bad}");
+        }
+    }
 }

@@ -111,6 +111,7 @@ async fn ask(options: &ClientOptions, q: &Question) -> Result<LongTable, BoxErro
                 from_month: month(&q.from),
                 to_month: month(&q.to),
                 published,
+                by: q.breakdown.iter().map(|d| d.to_string()).collect(),
             };
             client
                 .series(request)
@@ -122,7 +123,7 @@ async fn ask(options: &ClientOptions, q: &Question) -> Result<LongTable, BoxErro
             .await
             .map_err(|s| failed("Funnel", target, s))?,
         TableKind::Certifications => {
-            let has = |d: &str| q.cert_dims.contains(&d);
+            let has = |d: &str| q.breakdown.contains(&d);
             let request = pb::CertificationsRequest {
                 by_route: has("route"),
                 by_sector: has("sector"),
@@ -133,6 +134,11 @@ async fn ask(options: &ClientOptions, q: &Question) -> Result<LongTable, BoxErro
                 .certifications(request)
                 .await
                 .map_err(|s| failed("Certifications", target, s))?
+        }
+        TableKind::Worklists => {
+            return Err(
+                "--table worklists: only with --data-dir (the Worklists service has no counting RPC)".into(),
+            )
         }
         TableKind::ExpiringPermits => {
             let request = pb::ExpiringPermitsRequest {
@@ -150,7 +156,7 @@ async fn ask(options: &ClientOptions, q: &Question) -> Result<LongTable, BoxErro
     Ok(export::from_points(
         q.kind,
         &points,
-        &q.cert_dims,
+        &q.breakdown,
         from,
         to,
         published,

@@ -129,6 +129,78 @@ impl Metric {
     }
 }
 
+/// One cell of the monthly series broken down: an event counted in `metric`
+/// in `month`, by the case's department, sex, age band (on the event's
+/// business date), channel (of its current application) and derived status
+/// on that date, all as they are right after the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesCell {
+    pub metric: Metric,
+    pub month: u32,
+    /// DIVIPOLA department (0: none).
+    pub department: u8,
+    pub sex: crate::domain::Sex,
+    pub age_band: crate::domain::AgeBand,
+    pub status: PersonStatus,
+    /// `None`: no current application.
+    pub channel: Option<ChannelCode>,
+}
+
+impl SeriesCell {
+    /// The cell an event of `metric` on `on` counts in, from the case's facts
+    /// after the event.
+    pub fn of(metric: Metric, on: Date, f: &CaseFacts) -> SeriesCell {
+        SeriesCell {
+            metric,
+            month: month_index(on),
+            department: (f.municipality_code / 1000) as u8,
+            sex: f.sex,
+            age_band: f.age_band_on(on),
+            status: f.status_on(on),
+            channel: f.channel(),
+        }
+    }
+
+    /// Stored form without metric and month (those are in the key):
+    /// department, sex, age band, status, channel length, channel bytes.
+    pub(crate) fn encode_tail(&self, out: &mut Vec<u8>) {
+        out.extend([
+            self.department,
+            self.sex as u8,
+            self.age_band as u8,
+            self.status as u8,
+        ]);
+        let ch = self
+            .channel
+            .map_or_else(Vec::new, |c| c.as_str().as_bytes().to_vec());
+        out.push(ch.len() as u8);
+        out.extend(ch);
+    }
+
+    /// Decodes one [`SeriesCell::encode_tail`] at the start of `b`; returns
+    /// the cell and the bytes read.
+    pub(crate) fn decode_tail(metric: Metric, month: u32, b: &[u8]) -> Option<(SeriesCell, usize)> {
+        let len = *b.get(4)? as usize;
+        let channel = if len == 0 {
+            None
+        } else {
+            Some(ChannelCode::parse(std::str::from_utf8(b.get(5..5 + len)?).ok()?)?)
+        };
+        Some((
+            SeriesCell {
+                metric,
+                month,
+                department: b[0],
+                sex: *crate::domain::Sex::ALL.get(b[1] as usize)?,
+                age_band: *crate::domain::AgeBand::ALL.get(b[2] as usize)?,
+                status: *PersonStatus::ALL.get(b[3] as usize)?,
+                channel,
+            },
+            5 + len,
+        ))
+    }
+}
+
 /// Month index: year * 12 + (month - 1).
 pub fn month_index(d: Date) -> u32 {
     u32::from(d.year()) * 12 + u32::from(d.month()) - 1
@@ -170,25 +242,52 @@ pub struct Cell {
     pub channel: u8,
     /// 0: never a permit; else `PermitType as u8 + 1`.
     pub permit_type: u8,
+    /// 0: none; else 1 + the three letters, 5 bits each ([`nationality_value`]).
+    pub nationality: u16,
+    /// 0: did not depart; [`DESTINATION_UNKNOWN`]: departed, destination not
+    /// recorded; else the destination as [`nationality_value`].
+    pub exit_destination: u16,
 }
 
+/// The cube value of a departure without a recorded destination.
+pub const DESTINATION_UNKNOWN: u16 = 0xffff;
+
+/// The cube value of a case's exit destination.
+pub fn destination_value(f: &CaseFacts) -> u16 {
+    match (f.exit, f.exit_destination()) {
+        (Some(crate::domain::ExitKind::Departed), Some(c)) => nationality_value(Some(c)),
+        (Some(crate::domain::ExitKind::Departed), None) => DESTINATION_UNKNOWN,
+        _ => 0,
+    }
+}
+
+pub use super::facts::{country_of as nationality_of, country_value as nationality_value};
+
 impl Cell {
-    pub(crate) fn pack(self) -> u64 {
-        (self.status as u64) << 40
+    pub(crate) fn pack(self) -> u128 {
+        u128::from(self.exit_destination) << 64 | u128::from(self.pack_low())
+    }
+    fn pack_low(self) -> u64 {
+        u64::from(self.nationality) << 44
+            | (self.status as u64) << 40
             | u64::from(self.municipality) << 20
             | (self.sex as u64) << 16
             | (self.age_band as u64) << 12
             | u64::from(self.channel) << 4
             | u64::from(self.permit_type)
     }
-    pub(crate) fn unpack(k: u64) -> Cell {
+    pub(crate) fn unpack(k: u128) -> Cell {
+        let exit_destination = (k >> 64) as u16;
+        let k = k as u64;
         Cell {
+            exit_destination,
             status: PersonStatus::ALL[(k >> 40) as usize & 0xf],
             municipality: ((k >> 20) & 0xf_ffff) as u32,
             sex: crate::domain::Sex::ALL[(k >> 16) as usize & 0xf],
             age_band: crate::domain::AgeBand::ALL[(k >> 12) as usize & 0xf],
             channel: ((k >> 4) & 0xff) as u8,
             permit_type: (k & 0xf) as u8,
+            nationality: ((k >> 44) & 0xffff) as u16,
         }
     }
 }
@@ -196,12 +295,12 @@ impl Cell {
 /// Counts by cell, in a dense vector (fast to scan) with an index.
 #[derive(Clone, Debug, Default)]
 pub struct Cube {
-    index: KeyMap<u64, u32>,
-    pub(crate) cells: Vec<(u64, i64)>,
+    index: KeyMap<u128, u32>,
+    pub(crate) cells: Vec<(u128, i64)>,
 }
 
 impl Cube {
-    fn add(&mut self, key: u64, n: i64) {
+    fn add(&mut self, key: u128, n: i64) {
         let next = self.cells.len() as u32;
         let slot = *self.index.entry(key).or_insert(next);
         if slot == next {
@@ -228,7 +327,7 @@ impl Cube {
 /// What one case adds to the aggregates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Contribution {
-    cell: Option<u64>,
+    cell: Option<u128>,
     funnel: u8,
     expiring: Option<u32>,
 }
@@ -244,6 +343,10 @@ pub struct ProjectionState {
     pub(crate) funnel: [i64; 5],
     pub(crate) expiring: BTreeMap<u32, i64>,
     pub(crate) series: BTreeMap<(Metric, u32), u64>,
+    /// The series broken down ([`SeriesCell`]); its sums are `series`.
+    pub(crate) series_cells: BTreeMap<SeriesCell, u64>,
+    /// (metric, month) whose cells changed since the last persist.
+    pub(crate) dirty_series: std::collections::BTreeSet<(Metric, u32)>,
     pub(crate) cert_counts: BTreeMap<(CertificationRoute, Sector, CertificationStage), i64>,
     /// Channel codes by cube index (index 0 is "no application").
     pub(crate) channels: Vec<Option<ChannelCode>>,
@@ -324,6 +427,8 @@ impl ProjectionState {
             funnel: [0; 5],
             expiring: BTreeMap::new(),
             series: BTreeMap::new(),
+            series_cells: BTreeMap::new(),
+            dirty_series: Default::default(),
             cert_counts: BTreeMap::new(),
             channels: vec![None],
             channel_index: HashMap::from([(None, 0)]),
@@ -399,7 +504,7 @@ impl ProjectionState {
     }
 
     /// The cube cell of a case on `on` (registered cases only).
-    pub(crate) fn cell_of(&mut self, f: &CaseFacts, on: Date) -> Option<u64> {
+    pub(crate) fn cell_of(&mut self, f: &CaseFacts, on: Date) -> Option<u128> {
         if !f.registered {
             return None;
         }
@@ -410,7 +515,7 @@ impl ProjectionState {
     /// Like `cell_of`, for a case whose channel is already interned (every
     /// case in `cases` is: its contribution was computed when applied or
     /// loaded).
-    fn cell_interned(&self, f: &CaseFacts, on: Date) -> Option<u64> {
+    fn cell_interned(&self, f: &CaseFacts, on: Date) -> Option<u128> {
         if !f.registered {
             return None;
         }
@@ -557,7 +662,7 @@ impl ProjectionState {
 
     /// A snapshot's non-zero cells as (cell with its channel code, count),
     /// for persisting: channel indexes are this state's own.
-    pub(crate) fn snapshot_cells(&self, m: u32) -> Vec<(u64, Option<ChannelCode>, u64)> {
+    pub(crate) fn snapshot_cells(&self, m: u32) -> Vec<(u128, Option<ChannelCode>, u64)> {
         let Some(cube) = self.snapshots.get(&m) else {
             return Vec::new();
         };
@@ -572,7 +677,7 @@ impl ProjectionState {
         for (r, i) in by_code.into_iter().enumerate() {
             rank[i] = r;
         }
-        let mut out: Vec<(u64, usize, Option<ChannelCode>, u64)> = cube
+        let mut out: Vec<(u128, usize, Option<ChannelCode>, u64)> = cube
             .cells
             .iter()
             .filter(|(_, n)| *n > 0)
@@ -592,11 +697,11 @@ impl ProjectionState {
 
     /// Loads a persisted snapshot: cells without their channel index, with
     /// the channel code.
-    pub(crate) fn load_snapshot(&mut self, m: u32, cells: Vec<(u64, Option<ChannelCode>, u64)>) {
+    pub(crate) fn load_snapshot(&mut self, m: u32, cells: Vec<(u128, Option<ChannelCode>, u64)>) {
         let mut cube = Cube::default();
         for (k, channel, n) in cells {
             let i = self.intern(channel);
-            cube.add(k | u64::from(i) << 4, n as i64);
+            cube.add(k | u128::from(i) << 4, n as i64);
         }
         self.snapshots.insert(m, cube);
     }
@@ -694,6 +799,13 @@ impl ProjectionState {
         self.max_on = Some(self.max_on.map_or(on, |m| m.max(on)));
         if let Some(metric) = Metric::of(event) {
             *self.series.entry((metric, month_index(on))).or_insert(0) += 1;
+            *self
+                .series_cells
+                .entry(SeriesCell::of(metric, on, &facts))
+                .or_insert(0) += 1;
+            if self.track_dirty {
+                self.dirty_series.insert((metric, month_index(on)));
+            }
         }
         self.apply_certification(key, event);
         self.events_applied += 1;
@@ -873,6 +985,7 @@ impl ProjectionState {
             funnel: self.funnel,
             expiring: self.expiring.clone(),
             series: self.series.clone(),
+            series_cells: self.series_cells.clone(),
             cert_counts: self.cert_counts.clone(),
         }
     }
@@ -882,14 +995,23 @@ impl ProjectionState {
         let slot = |k: usize, v: usize| k + v + 1;
         self.cases.capacity() * slot(16, std::mem::size_of::<CaseFacts>())
             + self.certs.capacity() * slot(20, std::mem::size_of::<CertFacts>())
-            + self.cube.index.capacity() * slot(8, 4)
-            + self.cube.cells.capacity() * 16
+            + self.cube.index.capacity() * slot(16, 4)
+            + self.cube.cells.capacity() * 32
             + self.series.len() * 48
+            + self.series_cells.len() * SERIES_CELL_BYTES
             + self
                 .snapshots
                 .values()
-                .map(|c| c.index.capacity() * slot(8, 4) + c.cells.capacity() * 16)
+                .map(|c| c.index.capacity() * slot(16, 4) + c.cells.capacity() * 32)
                 .sum::<usize>()
+    }
+
+    /// The series cells of `metric` (in key order).
+    pub fn series_cells(&self, metric: Metric) -> impl Iterator<Item = (&SeriesCell, u64)> + '_ {
+        self.series_cells
+            .iter()
+            .filter(move |(c, _)| c.metric == metric)
+            .map(|(c, n)| (c, *n))
     }
 }
 
@@ -915,11 +1037,12 @@ pub struct StateSummary {
     pub funnel: [i64; 5],
     pub expiring: BTreeMap<u32, i64>,
     pub series: BTreeMap<(Metric, u32), u64>,
+    pub series_cells: BTreeMap<SeriesCell, u64>,
     pub cert_counts: BTreeMap<(CertificationRoute, Sector, CertificationStage), i64>,
 }
 
 /// The packed cube cell of registered facts on `on`, with a channel index.
-fn cell_key(f: &CaseFacts, on: Date, channel: u8) -> u64 {
+fn cell_key(f: &CaseFacts, on: Date, channel: u8) -> u128 {
     Cell {
         status: f.status_on(on),
         municipality: f.municipality_code,
@@ -927,9 +1050,15 @@ fn cell_key(f: &CaseFacts, on: Date, channel: u8) -> u64 {
         age_band: f.age_band_on(on),
         channel,
         permit_type: f.permit_type.map_or(0, |t| t as u8 + 1),
+        nationality: f.nationality_code,
+        exit_destination: destination_value(f),
     }
     .pack()
 }
+
+/// Approximate bytes of one series cell in memory: key (28) and count (8) in a
+/// B-tree node, with its share of the node (about a third more).
+pub const SERIES_CELL_BYTES: usize = 48;
 
 /// Permit type of a cube code (0: none).
 pub fn permit_type_of(code: u8) -> Option<PermitType> {

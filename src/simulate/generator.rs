@@ -1147,7 +1147,11 @@ pub fn plan_person(seed: u64, index: u64) -> PersonPlan {
             rng,
             department,
             Role::Caseworker,
-            Command::RecordExit { on, kind },
+            Command::RecordExit {
+                on,
+                kind,
+                destination: departure_destination(kind, on),
+            },
         );
         intended = kind.status();
     }
@@ -1183,6 +1187,26 @@ fn standard(route: CertificationRoute, sector: Sector) -> (&'static str, &'stati
         CertificationRoute::DegreeRecognition => ("CONVALIDACION-120D", "MEN"),
         CertificationRoute::ProfessionalLicence => ("LICENCIA-PROFESIONAL", "CONSEJO-PROFESIONAL"),
     }
+}
+
+/// The destination recorded for a departure: derived from the exit date's
+/// day (no random draw, so the rest of the simulation is unchanged): one in
+/// seven not known, the others back to Venezuela or onwards to Peru,
+/// Ecuador, Chile, the United States or Spain.
+fn departure_destination(kind: ExitKind, on: Date) -> Option<CountryCode> {
+    if kind != ExitKind::Departed {
+        return None;
+    }
+    [
+        None,
+        Some("VEN"),
+        Some("PER"),
+        Some("ECU"),
+        Some("CHL"),
+        Some("USA"),
+        Some("ESP"),
+    ][usize::from(on.day()) % 7]
+        .and_then(CountryCode::parse)
 }
 
 #[cfg(test)]

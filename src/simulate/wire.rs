@@ -246,9 +246,12 @@ pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) 
             certification_id: *certification_id,
             reason: reason.clone(),
         }),
-        Command::RecordExit { kind, .. } => Cmd::RecordExit(pb::RecordExitRequest {
+        Command::RecordExit {
+            kind, destination, ..
+        } => Cmd::RecordExit(pb::RecordExitRequest {
             header,
             kind: wire("EXIT_KIND_", kind.as_str(), pb::ExitKind::from_str_name)?,
+            destination: destination.map(|c| c.as_str().to_string()).unwrap_or_default(),
         }),
         Command::ErasePerson { legal_basis, .. } => Cmd::ErasePerson(pb::ErasePersonRequest {
             header,

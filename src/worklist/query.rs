@@ -138,3 +138,37 @@ pub fn page(worklists: &Worklists, q: &Query) -> Result<Page, ProjectionError> {
         })
     })
 }
+
+/// Entries of one list in one department.
+pub type ListCount = (Kind, u8, u64);
+
+/// How many entries each list holds per department, each list within its
+/// own window (`grpc::own_window`) on `reference` with `horizon_days`:
+/// `(list, department, count)` for every non-empty pair, in list then
+/// department order, and the position counted. One scan of the index keys
+/// (no entry is decoded beyond its key).
+pub fn counts(
+    worklists: &Worklists,
+    reference: Date,
+    horizon_days: u32,
+) -> Result<(Vec<ListCount>, Position), ProjectionError> {
+    worklists.read(|tree, position| {
+        let mut out = Vec::new();
+        for kind in Kind::ALL {
+            let (from, to) = super::grpc::own_window(kind, reference, horizon_days);
+            let mut per_department = std::collections::BTreeMap::<u8, u64>::new();
+            for k in tree.scan_prefix([b'i', kind as u8]).keys() {
+                let k = k?;
+                let date = k
+                    .get(3..7)
+                    .and_then(crate::projection::facts::date_from)
+                    .ok_or_else(|| ProjectionError::Corrupt("worklist key".into()))?;
+                if from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t) {
+                    *per_department.entry(k[2]).or_insert(0) += 1;
+                }
+            }
+            out.extend(per_department.into_iter().map(|(d, n)| (kind, d, n)));
+        }
+        Ok((out, position))
+    })
+}

@@ -124,7 +124,26 @@ impl CaseState {
                     municipality,
                 }])
             }
-            Command::RecordExit { on, kind } => Ok(vec![Event::ExitRecorded { on: *on, kind: *kind }]),
+            Command::RecordExit {
+                on,
+                kind,
+                destination,
+            } => {
+                if destination.is_some() && *kind != crate::domain::ExitKind::Departed {
+                    return Err(self.illegal(
+                        name,
+                        format!(
+                            "a destination is recorded for a departure only, not for {}",
+                            kind.as_str()
+                        ),
+                    ));
+                }
+                Ok(vec![Event::ExitRecorded {
+                    on: *on,
+                    kind: *kind,
+                    destination: *destination,
+                }])
+            }
             Command::ErasePerson { on, legal_basis } => {
                 if let Some(erased_on) = self.erased_on {
                     return Err(self.illegal(name, format!("already erased on {erased_on}")));

@@ -107,6 +107,7 @@ fn an_exit_still_allows_rectification_then_erasure() {
     case.run(Command::RecordExit {
         on: d("2023-03-01"),
         kind: ExitKind::Nationalized,
+        destination: None,
     });
     assert_eq!(case.state_name(), "EXITED");
     assert_eq!(
@@ -145,6 +146,7 @@ fn replay_rebuilds_the_same_state_and_events_round_trip_through_json() {
     case.run(Command::RecordExit {
         on: d("2023-01-01"),
         kind: ExitKind::Departed,
+        destination: None,
     });
     case.run(Command::ErasePerson {
         on: d("2023-01-02"),

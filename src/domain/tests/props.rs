@@ -190,6 +190,7 @@ fn random_command(s: Step, on: Date) -> Command {
         30 => Command::RecordExit {
             on,
             kind: pick(ExitKind::ALL, s.b),
+            destination: None,
         },
         _ => Command::ErasePerson {
             on,

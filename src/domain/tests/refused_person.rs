@@ -121,6 +121,7 @@ fn commands_after_an_exit_are_refused_except_rectification_and_erasure() {
     case.run(Command::RecordExit {
         on: d("2023-01-01"),
         kind: ExitKind::Deceased,
+        destination: None,
     });
     let reason = "the person exited (DECEASED) on 2023-01-01; only rectification and erasure remain";
     let on = d("2023-02-01");
@@ -136,6 +137,7 @@ fn commands_after_an_exit_are_refused_except_rectification_and_erasure() {
         Command::RecordExit {
             on,
             kind: ExitKind::Departed,
+            destination: None,
         },
         Command::PreRegister {
             on,
@@ -221,6 +223,7 @@ fn identity_bearing_commands_after_erasure_are_refused() {
     case.run(Command::RecordExit {
         on,
         kind: ExitKind::Departed,
+        destination: None,
     });
     assert_eq!(
         case.reject(rectify()),
@@ -270,6 +273,7 @@ fn an_erased_case_records_only_closing_steps() {
     issued.run(Command::RecordExit {
         on,
         kind: ExitKind::Departed,
+        destination: None,
     });
 }
 

@@ -171,12 +171,14 @@ fn exits_come_before_everything() {
         case.run(Command::RecordExit {
             on: d("2022-01-01"),
             kind,
+            destination: None,
         });
         assert_eq!(status(&case, "2022-01-01"), expected);
         let mut pending = Case::etpv_at(Stage::PreRegistered);
         pending.run(Command::RecordExit {
             on: d("2021-06-02"),
             kind,
+            destination: None,
         });
         assert_eq!(status(&pending, "2021-06-02"), expected);
     }
