@@ -45,7 +45,7 @@ use prost::Message;
 use crate::domain::{
     CancellationGround, CertificationRoute, ChannelCode, CountryCode, Date, DenialReason, Department,
     DocumentType, DuplicateCause, EligibilityBasis, Event, ExitKind, Municipality, PermitType, Sealed,
-    Sector, Sex, SubjectRequestKind,
+    Sector, Sex, SubjectRequestKind, LinkEndReason, LinkEvidence, LinkRole,
 };
 
 /// The generated messages of `regularization.events.v1` (private: only this
@@ -333,6 +333,26 @@ pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
             subject_request_id: *subject_request_id,
             on_days: days(*on),
             outcome: outcome.clone(),
+        }
+        .encode_to_vec(),
+        Event::FamilyLinkRecorded {
+            on,
+            link_id,
+            role,
+            other_case_id,
+            evidence,
+        } => pb::FamilyLinkRecorded {
+            on_days: days(*on),
+            link_id: link_id.clone(),
+            role: role.as_str().to_owned(),
+            other_case_id: other_case_id.clone(),
+            evidence: evidence.as_str().to_owned(),
+        }
+        .encode_to_vec(),
+        Event::FamilyLinkEnded { on, link_id, reason } => pb::FamilyLinkEnded {
+            on_days: days(*on),
+            link_id: link_id.clone(),
+            reason: reason.as_str().to_owned(),
         }
         .encode_to_vec(),
     };
@@ -799,6 +819,26 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
                 subject_request_id: m.subject_request_id,
                 on: f.date("on_days", m.on_days)?,
                 outcome: m.outcome,
+            }
+        }
+        "FamilyLinkRecorded" => {
+            let m = pb::FamilyLinkRecorded::decode(payload)?;
+            let f = Fields("FamilyLinkRecorded");
+            Event::FamilyLinkRecorded {
+                on: f.date("on_days", m.on_days)?,
+                link_id: m.link_id,
+                role: f.code("role", &m.role, LinkRole::parse)?,
+                other_case_id: m.other_case_id,
+                evidence: f.code("evidence", &m.evidence, LinkEvidence::parse)?,
+            }
+        }
+        "FamilyLinkEnded" => {
+            let m = pb::FamilyLinkEnded::decode(payload)?;
+            let f = Fields("FamilyLinkEnded");
+            Event::FamilyLinkEnded {
+                on: f.date("on_days", m.on_days)?,
+                link_id: m.link_id,
+                reason: f.code("reason", &m.reason, LinkEndReason::parse)?,
             }
         }
         unknown => {

@@ -628,6 +628,7 @@ pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook
             .iter()
             .map(super::subject::subject_request)
             .collect(),
+        family_links: s.active_links().map(super::family::link).collect(),
     }
 }
 
