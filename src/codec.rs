@@ -349,9 +349,15 @@ pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
             evidence: evidence.as_str().to_owned(),
         }
         .encode_to_vec(),
-        Event::FamilyLinkEnded { on, link_id, reason } => pb::FamilyLinkEnded {
+        Event::FamilyLinkEnded {
+            on,
+            link_id,
+            role,
+            reason,
+        } => pb::FamilyLinkEnded {
             on_days: days(*on),
             link_id: link_id.clone(),
+            role: role.as_str().to_owned(),
             reason: reason.as_str().to_owned(),
         }
         .encode_to_vec(),
@@ -838,6 +844,7 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
             Event::FamilyLinkEnded {
                 on: f.date("on_days", m.on_days)?,
                 link_id: m.link_id,
+                role: f.code("role", &m.role, LinkRole::parse)?,
                 reason: f.code("reason", &m.reason, LinkEndReason::parse)?,
             }
         }

@@ -104,7 +104,9 @@ impl CaseState {
                 since: *on,
                 ended: None,
             }),
-            Event::FamilyLinkEnded { on, link_id, reason } => {
+            Event::FamilyLinkEnded {
+                on, link_id, reason, ..
+            } => {
                 if let Some(link) = self.links.iter_mut().find(|l| l.link_id == *link_id) {
                     link.ended = Some((*on, *reason));
                 }

@@ -339,6 +339,9 @@ pub enum Event {
         on: Date,
         /// The link.
         link_id: String,
+        /// The role this case held in it (as recorded), so a reader of
+        /// this stream alone knows what ended.
+        role: LinkRole,
         /// Why.
         reason: LinkEndReason,
     },

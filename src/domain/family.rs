@@ -322,6 +322,7 @@ impl CaseState {
                 Ok(vec![Event::FamilyLinkEnded {
                     on: *on,
                     link_id: link_id.clone(),
+                    role: link.role,
                     reason: *reason,
                 }])
             }
@@ -402,16 +403,17 @@ impl CaseState {
                     .map_err(|r| restate_for_other(self, name, r))?
             }
             Command::EndFamilyLink { on, link_id, reason } => {
-                match other.links.iter().find(|l| l.link_id == *link_id) {
-                    Some(l) if l.is_active() && l.other_case_id == case_id => {}
+                let role = match other.links.iter().find(|l| l.link_id == *link_id) {
+                    Some(l) if l.is_active() && l.other_case_id == case_id => l.role,
                     _ => {
                         let reason = "the other case does not hold this link as active".to_string();
                         return Err(other_rule("FAMILY_LINK_ENDED", reason));
                     }
-                }
+                };
                 vec![Event::FamilyLinkEnded {
                     on: *on,
                     link_id: link_id.clone(),
+                    role,
                     reason: *reason,
                 }]
             }

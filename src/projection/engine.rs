@@ -35,7 +35,9 @@ use crate::log::{Head, Store, StoreError, StoredEvent};
 
 /// Default tree of the statistics projection.
 pub const TREE: &str = "proj_stats";
-const FORMAT_VERSION: u8 = 1;
+/// 2: the case facts hold the active guardian links (49 bytes). A store
+/// with another version is refused until `registry rebuild-projections`.
+const FORMAT_VERSION: u8 = 2;
 const KEY_CHECKPOINT: &[u8] = b"m:checkpoint";
 const KEY_SERIES: &[u8] = b"m:series";
 const KEY_VERSION: &[u8] = b"m:version";

@@ -149,6 +149,10 @@ fn codes(dim: &str) -> Vec<(String, String)> {
                 )
             })
             .collect(),
+        "guardian" => vec![
+            own("LINKED", "An active family link names a guardian of the person (their case records WARD_OF)"),
+            own("NONE", "No active guardian link recorded"),
+        ],
         "age_band" => AgeBand::ALL
             .iter()
             .map(|b| {
@@ -479,6 +483,7 @@ pub fn dim_description(dim: &str) -> &'static str {
         "minor" => "\"true\" under 18 on the reference date",
         "channel" => "channel of the current application, NONE if none (codebook: channel)",
         "permit_type" => "type of the latest permit issued, NONE if never (codebook: permit_type)",
+        "guardian" => "LINKED when an active family link names a guardian of the person, else NONE; meaningful for minors (codebook: guardian)",
         "metric" => "what the series counts (codebook: metric)",
         "month" => "month YYYY-MM (series: business date of the events; expiring permits: end of validity)",
         "step" => "funnel step of every case's current application (codebook: step)",
@@ -644,6 +649,7 @@ pub fn codebook(t: &LongTable, rules: &SuppressionRules) -> Value {
         "minor",
         "channel",
         "permit_type",
+        "guardian",
         "metric",
         "step",
         "route",

@@ -11,11 +11,12 @@
 //! [`FACTS_BYTES`] when stored).
 
 use crate::domain::{
-    age_on, AgeBand, ChannelCode, Date, Event, ExitKind, Municipality, PermitType, PersonStatus, Sex, Stage,
+    age_on, AgeBand, ChannelCode, Date, Event, ExitKind, LinkRole, Municipality, PermitType, PersonStatus, Sex,
+    Stage,
 };
 
 /// Bytes of one stored [`CaseFacts`].
-pub const FACTS_BYTES: usize = 48;
+pub const FACTS_BYTES: usize = 49;
 
 /// What statistics know about one case. `Default` is the empty stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +54,9 @@ pub struct CaseFacts {
     pub visa: Option<Option<Date>>,
     pub exit: Option<ExitKind>,
     pub erased: bool,
+    /// Active family links naming this person the ward of a guardian
+    /// (`WARD_OF`), from this case's own link events (saturating).
+    pub guardians: u8,
 }
 
 impl Default for CaseFacts {
@@ -80,6 +84,7 @@ impl Default for CaseFacts {
             visa: None,
             exit: None,
             erased: false,
+            guardians: 0,
         }
     }
 }
@@ -167,8 +172,21 @@ impl CaseFacts {
                 self.approved = true
             }
             Event::Denied { appeal_until, .. } if self.has_app => self.appeal_until = Some(appeal_until),
+            Event::FamilyLinkRecorded {
+                role: LinkRole::WardOf,
+                ..
+            } => self.guardians = self.guardians.saturating_add(1),
+            Event::FamilyLinkEnded {
+                role: LinkRole::WardOf,
+                ..
+            } => self.guardians = self.guardians.saturating_sub(1),
             _ => {}
         }
+    }
+
+    /// Whether an active link names a guardian of this person.
+    pub fn has_guardian(&self) -> bool {
+        self.guardians > 0
     }
 
     /// Municipality of residence.
@@ -300,6 +318,7 @@ impl CaseFacts {
         let exit = self.exit.map_or(0u16, |k| k as u16 + 1);
         let flags = flags | exit << 13;
         b[0..2].copy_from_slice(&flags.to_be_bytes());
+        b[48] = self.guardians;
         b
     }
 
@@ -354,6 +373,7 @@ impl CaseFacts {
             } else {
                 Some(*ExitKind::ALL.get(exit - 1)?)
             },
+            guardians: b[48],
         })
     }
 }

@@ -24,10 +24,13 @@ pub enum Dim {
     Channel,
     /// Type of the latest permit issued ("NONE" if never).
     PermitType,
+    /// "LINKED" when an active family link names a guardian of the person
+    /// (meaningful for minors), else "NONE".
+    Guardian,
 }
 
 impl Dim {
-    pub const ALL: [Dim; 8] = [
+    pub const ALL: [Dim; 9] = [
         Dim::Status,
         Dim::Department,
         Dim::Municipality,
@@ -36,6 +39,7 @@ impl Dim {
         Dim::Minor,
         Dim::Channel,
         Dim::PermitType,
+        Dim::Guardian,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +51,7 @@ impl Dim {
             Dim::Minor => "minor",
             Dim::Channel => "channel",
             Dim::PermitType => "permit_type",
+            Dim::Guardian => "guardian",
         }
     }
     pub fn parse(s: &str) -> Option<Dim> {
@@ -66,6 +71,7 @@ impl Dim {
             Dim::Minor => c.age_band.is_minor() as u32,
             Dim::Channel => u32::from(c.channel),
             Dim::PermitType => u32::from(c.permit_type),
+            Dim::Guardian => u32::from(c.guardian),
         }
     }
 
@@ -82,6 +88,7 @@ impl Dim {
                 .channel_code(v as u8)
                 .map_or_else(|| "NONE".into(), |c| c.as_str().to_string()),
             Dim::PermitType => permit_type_of(v as u8).map_or_else(|| "NONE".into(), |t| t.as_str().into()),
+            Dim::Guardian => GUARDIAN_CODES[v as usize & 1].into(),
         }
     }
 
@@ -112,9 +119,13 @@ impl Dim {
             } else {
                 PermitType::parse(text).ok_or_else(bad)? as u32 + 1
             }),
+            Dim::Guardian => Some(GUARDIAN_CODES.iter().position(|c| *c == text).ok_or_else(bad)? as u32),
         })
     }
 }
+
+/// The codes of the `guardian` dimension, by value (0: no active guardian link).
+pub const GUARDIAN_CODES: [&str; 2] = ["NONE", "LINKED"];
 
 /// A filter: the dimension must take one of the values (codes as shown).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -159,11 +159,14 @@ pub struct Cell {
     pub channel: u8,
     /// 0: never a permit; else `PermitType as u8 + 1`.
     pub permit_type: u8,
+    /// An active family link names a guardian of the person.
+    pub guardian: bool,
 }
 
 impl Cell {
     pub(crate) fn pack(self) -> u64 {
-        (self.status as u64) << 40
+        u64::from(self.guardian) << 44
+            | (self.status as u64) << 40
             | u64::from(self.municipality) << 20
             | (self.sex as u64) << 16
             | (self.age_band as u64) << 12
@@ -178,6 +181,7 @@ impl Cell {
             age_band: crate::domain::AgeBand::ALL[(k >> 12) as usize & 0xf],
             channel: ((k >> 4) & 0xff) as u8,
             permit_type: (k & 0xf) as u8,
+            guardian: (k >> 44) & 1 == 1,
         }
     }
 }
@@ -367,6 +371,7 @@ impl ProjectionState {
                 age_band: f.age_band_on(on),
                 channel,
                 permit_type: f.permit_type.map_or(0, |t| t as u8 + 1),
+                guardian: f.has_guardian(),
             }
             .pack(),
         )
@@ -622,6 +627,7 @@ impl ProjectionState {
                     cell.age_band,
                     ch,
                     cell.permit_type,
+                    cell.guardian,
                 ))
                 .or_insert(0) += n;
         }
@@ -669,6 +675,7 @@ pub struct StateSummary {
             crate::domain::AgeBand,
             Option<String>,
             u8,
+            bool,
         ),
         u64,
     >,
