@@ -284,22 +284,22 @@ impl CaseState {
                     .any(|l| l.other_case_id == *other_case_id && l.role == *role)
                 {
                     let reason = format!("an active {role} link to this case is already recorded");
-                    return Err(self.rule(name, "FAMILY_LINK_DUPLICATE", "kind", reason));
+                    return Err(self.rule(name, "FAMILY_LINK_DUPLICATE", "role", reason));
                 }
                 if self.links.len() >= FAMILY_LINKS_MAX {
                     let reason = format!("a case records at most {FAMILY_LINKS_MAX} family links");
-                    return Err(self.rule(name, "FAMILY_LINKS_MAX", "kind", reason));
+                    return Err(self.rule(name, "FAMILY_LINKS_MAX", "role", reason));
                 }
                 // Guardians and sponsors are adults; wards are minors.
                 let minor = self.minor_on(*on);
                 match role {
                     LinkRole::GuardianOf | LinkRole::SponsorOf if minor => {
                         let reason = format!("a minor on {on} cannot be {role} another person");
-                        return Err(self.rule(name, "FAMILY_LINK_AGE", "kind", reason));
+                        return Err(self.rule(name, "FAMILY_LINK_AGE", "role", reason));
                     }
                     LinkRole::WardOf if !minor => {
                         let reason = format!("an adult on {on} cannot be a ward");
-                        return Err(self.rule(name, "FAMILY_LINK_AGE", "kind", reason));
+                        return Err(self.rule(name, "FAMILY_LINK_AGE", "role", reason));
                     }
                     _ => {}
                 }
@@ -385,7 +385,7 @@ impl CaseState {
                     };
                     if !parent_first {
                         let reason = "a parent is born before the child".to_string();
-                        return Err(self.rule(name, "FAMILY_LINK_AGE", "kind", reason));
+                        return Err(self.rule(name, "FAMILY_LINK_AGE", "role", reason));
                     }
                 }
                 if other.links.iter().any(|l| l.link_id == *link_id) {
