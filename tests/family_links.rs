@@ -135,7 +135,11 @@ async fn a_link_is_on_both_cases_in_one_commit_and_retries_change_nothing() {
     assert!(firsts.iter().all(|s| *s == firsts[0]), "{firsts:?}");
     assert_eq!(answers.iter().filter(|a| !a.result.as_ref().unwrap().deduplicated).count(), 1);
     let ended = answers.iter().find(|a| !a.result.as_ref().unwrap().deduplicated).unwrap();
-    assert_eq!(ended.result.as_ref().unwrap().first_seq, head + 1);
+    assert!(ended.result.as_ref().unwrap().first_seq > head);
+    assert_eq!(
+        ended.other.as_ref().unwrap().first_seq,
+        ended.result.as_ref().unwrap().last_seq + 1
+    );
     m.step(ended.result.as_ref().unwrap(), "PERMIT_ISSUED", &["FamilyLinkEnded"]);
     g.step(ended.other.as_ref().unwrap(), "REGISTERED", &["FamilyLinkEnded"]);
     assert!(get_case(&mut c, &g.case_id).await.family_links.is_empty());
@@ -202,7 +206,7 @@ async fn bad_links_are_refused_naming_the_field_or_rule_and_change_nothing() {
         }))
         .await);
     erased.step(&r, "REGISTERED", &["PersonErased"]);
-    let mut to_erased = link_request(&g, &erased, pb::LinkEvidence::CourtOrder);
+    let mut to_erased = link_request(&g, &erased, pb::LinkEvidence::SentenciaJudicial);
     to_erased.role = pb::FamilyLinkRole::ParentOf as i32;
     to_erased.evidence = pb::LinkEvidence::SentenciaJudicial as i32;
     let s = fails(c.record_family_link(req(to_erased)).await, Code::FailedPrecondition);
@@ -289,8 +293,8 @@ async fn pep_tutor_takes_the_guardian_of_a_minor_who_held_a_ppt_on_2023_12_31_an
     assert_eq!(
         cells,
         [
-            (vec!["REGULAR_PPT".to_string(), "LINKED".to_string()], 2),
             (vec!["REGULAR_PPT".to_string(), "NONE".to_string()], 1),
+            (vec!["REGULAR_PPT".to_string(), "LINKED".to_string()], 2),
         ]
     );
     server.stop().await;
