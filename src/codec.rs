@@ -44,8 +44,8 @@ use prost::Message;
 
 use crate::domain::{
     CancellationGround, CertificationRoute, ChannelCode, CountryCode, Date, DenialReason, Department,
-    DocumentType, DuplicateCause, EligibilityBasis, Event, ExitKind, Municipality, PermitType, Sealed,
-    Sector, Sex, SubjectRequestKind, LinkEndReason, LinkEvidence, LinkRole,
+    DocumentType, DuplicateCause, EligibilityBasis, Event, ExitKind, LinkEndReason, LinkEvidence, LinkRole,
+    Municipality, PermitType, Sealed, Sector, Sex, SubjectRequestKind,
 };
 
 /// The generated messages of `regularization.events.v1` (private: only this

@@ -19,14 +19,22 @@ use tonic_types::StatusExt;
 
 /// Registers a minor born in March 2012 and takes them through ETPV to a
 /// PPT issued on `issued_on` (after `approved_on`).
-async fn minor_with_ppt(c: &mut Client, given: &str, cedula: &str, approved_on: &str, issued_on: &str) -> Tracker {
+async fn minor_with_ppt(
+    c: &mut Client,
+    given: &str,
+    cedula: &str,
+    approved_on: &str,
+    issued_on: &str,
+) -> Tracker {
     let p = person(
         given,
         "MENOR RUIZ",
         "2012-03-10",
         &[(pb::DocumentType::VenezuelanCedula, cedula)],
     );
-    let mut t = Tracker::registered(&ok(c.register_person(req(register_request(p, "2021-06-01"))).await));
+    let mut t = Tracker::registered(&ok(c
+        .register_person(req(register_request(p, "2021-06-01")))
+        .await));
     t.pre_register(c, "2021-06-02").await;
     t.schedule(c, "2021-06-03", "2021-06-10").await;
     t.capture(c, "2021-06-10").await;
@@ -71,7 +79,11 @@ async fn a_link_is_on_both_cases_in_one_commit_and_retries_change_nothing() {
     let request = link_request(&g, &m, pb::LinkEvidence::ActaIcbf);
     let r = ok(c.record_family_link(req(request.clone())).await);
     let (mine, theirs) = (r.result.clone().unwrap(), r.other.clone().unwrap());
-    assert!(r.link_id.starts_with("L-") && r.link_id.len() == 22, "{}", r.link_id);
+    assert!(
+        r.link_id.starts_with("L-") && r.link_id.len() == 22,
+        "{}",
+        r.link_id
+    );
     g.step(&mine, "REGISTERED", &["FamilyLinkRecorded"]);
     m.step(&theirs, "PERMIT_ISSUED", &["FamilyLinkRecorded"]);
     // One group commit: the two events are adjacent in the log.
@@ -94,15 +106,25 @@ async fn a_link_is_on_both_cases_in_one_commit_and_retries_change_nothing() {
     );
     assert_eq!(
         (ml.role, ml.other_case_id.as_str(), ml.link_id.as_str()),
-        (pb::FamilyLinkRole::WardOf as i32, g.case_id.as_str(), r.link_id.as_str())
+        (
+            pb::FamilyLinkRole::WardOf as i32,
+            g.case_id.as_str(),
+            r.link_id.as_str()
+        )
     );
     // No name or document crosses: the other's are nowhere in a case read.
     let (gbytes, mbytes) = (gc.encode_to_vec(), mc.encode_to_vec());
     for needle in ["NINALINKED", "MENOR RUIZ", "V62000002", "PPT-V-62000002"] {
-        assert!(!contains_bytes(&gbytes, needle.as_bytes()), "{needle} in the guardian's case");
+        assert!(
+            !contains_bytes(&gbytes, needle.as_bytes()),
+            "{needle} in the guardian's case"
+        );
     }
     for needle in ["GUARDIANA", "PRUEBA LOPEZ", "V62000001"] {
-        assert!(!contains_bytes(&mbytes, needle.as_bytes()), "{needle} in the minor's case");
+        assert!(
+            !contains_bytes(&mbytes, needle.as_bytes()),
+            "{needle} in the minor's case"
+        );
     }
     assert!(gc.next_steps.iter().any(|s| s.command == "EndFamilyLink"));
 
@@ -131,24 +153,43 @@ async fn a_link_is_on_both_cases_in_one_commit_and_retries_change_nothing() {
     for copy in copies {
         answers.push(ok(copy.await.unwrap()));
     }
-    let firsts: Vec<u64> = answers.iter().map(|a| a.result.as_ref().unwrap().first_seq).collect();
+    let firsts: Vec<u64> = answers
+        .iter()
+        .map(|a| a.result.as_ref().unwrap().first_seq)
+        .collect();
     assert!(firsts.iter().all(|s| *s == firsts[0]), "{firsts:?}");
-    assert_eq!(answers.iter().filter(|a| !a.result.as_ref().unwrap().deduplicated).count(), 1);
-    let ended = answers.iter().find(|a| !a.result.as_ref().unwrap().deduplicated).unwrap();
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| !a.result.as_ref().unwrap().deduplicated)
+            .count(),
+        1
+    );
+    let ended = answers
+        .iter()
+        .find(|a| !a.result.as_ref().unwrap().deduplicated)
+        .unwrap();
     assert!(ended.result.as_ref().unwrap().first_seq > head);
     assert_eq!(
         ended.other.as_ref().unwrap().first_seq,
         ended.result.as_ref().unwrap().last_seq + 1
     );
-    m.step(ended.result.as_ref().unwrap(), "PERMIT_ISSUED", &["FamilyLinkEnded"]);
+    m.step(
+        ended.result.as_ref().unwrap(),
+        "PERMIT_ISSUED",
+        &["FamilyLinkEnded"],
+    );
     g.step(ended.other.as_ref().unwrap(), "REGISTERED", &["FamilyLinkEnded"]);
     assert!(get_case(&mut c, &g.case_id).await.family_links.is_empty());
     assert!(get_case(&mut c, &m.case_id).await.family_links.is_empty());
-    rule(c.end_family_link(req(pb::EndFamilyLinkRequest {
-        header: m.next("2025-09-03"),
-        ..end.clone()
-    }))
-    .await, "FAMILY_LINK_ENDED");
+    rule(
+        c.end_family_link(req(pb::EndFamilyLinkRequest {
+            header: m.next("2025-09-03"),
+            ..end.clone()
+        }))
+        .await,
+        "FAMILY_LINK_ENDED",
+    );
     g.unchanged(&mut c).await;
     m.unchanged(&mut c).await;
     server.stop().await;
@@ -167,20 +208,40 @@ async fn bad_links_are_refused_naming_the_field_or_rule_and_change_nothing() {
         f(&mut r);
         req(r)
     };
-    invalid(c.record_family_link(with(&|r| r.other_case_id = g.case_id.clone())).await, "other_case_id");
-    invalid(c.record_family_link(with(&|r| r.other_case_id = String::new())).await, "other_case_id");
     invalid(
-        c.record_family_link(with(&|r| r.other_case_id = "C-00000000000000000000".into())).await,
+        c.record_family_link(with(&|r| r.other_case_id = g.case_id.clone()))
+            .await,
+        "other_case_id",
+    );
+    invalid(
+        c.record_family_link(with(&|r| r.other_case_id = String::new()))
+            .await,
+        "other_case_id",
+    );
+    invalid(
+        c.record_family_link(with(&|r| r.other_case_id = "C-00000000000000000000".into()))
+            .await,
         "other_case_id",
     );
     invalid(c.record_family_link(with(&|r| r.evidence = 0)).await, "evidence");
     invalid(c.record_family_link(with(&|r| r.evidence = 99)).await, "evidence");
     invalid(
-        c.record_family_link(with(&|r| r.evidence = pb::LinkEvidence::RegistroCivilMatrimonio as i32)).await,
+        c.record_family_link(with(&|r| {
+            r.evidence = pb::LinkEvidence::RegistroCivilMatrimonio as i32
+        }))
+        .await,
         "evidence",
     );
-    invalid(c.record_family_link(with(&|r| r.role = pb::FamilyLinkRole::WardOf as i32)).await, "role");
-    fails(c.record_family_link(with(&|r| r.other_expected_version = 99)).await, Code::Aborted);
+    invalid(
+        c.record_family_link(with(&|r| r.role = pb::FamilyLinkRole::WardOf as i32))
+            .await,
+        "role",
+    );
+    fails(
+        c.record_family_link(with(&|r| r.other_expected_version = 99))
+            .await,
+        Code::Aborted,
+    );
     // An adult cannot be a ward.
     let mut to_adult = link_request(&g, &adult, pb::LinkEvidence::SentenciaJudicial);
     to_adult.other_case_id = adult.case_id.clone();
@@ -189,12 +250,23 @@ async fn bad_links_are_refused_naming_the_field_or_rule_and_change_nothing() {
     m.unchanged(&mut c).await;
 
     // A duplicate of an active link of the same kind.
-    let first = ok(c.record_family_link(req(link_request(&g, &m, pb::LinkEvidence::ActaIcbf))).await);
-    g.step(first.result.as_ref().unwrap(), "REGISTERED", &["FamilyLinkRecorded"]);
+    let first = ok(c
+        .record_family_link(req(link_request(&g, &m, pb::LinkEvidence::ActaIcbf)))
+        .await);
+    g.step(
+        first.result.as_ref().unwrap(),
+        "REGISTERED",
+        &["FamilyLinkRecorded"],
+    );
     let mut m = m;
-    m.step(first.other.as_ref().unwrap(), "PERMIT_ISSUED", &["FamilyLinkRecorded"]);
+    m.step(
+        first.other.as_ref().unwrap(),
+        "PERMIT_ISSUED",
+        &["FamilyLinkRecorded"],
+    );
     rule(
-        c.record_family_link(req(link_request(&g, &m, pb::LinkEvidence::SentenciaJudicial))).await,
+        c.record_family_link(req(link_request(&g, &m, pb::LinkEvidence::SentenciaJudicial)))
+            .await,
         "FAMILY_LINK_DUPLICATE",
     );
     // An erased case takes no new link (and is named as the other case).
@@ -209,16 +281,25 @@ async fn bad_links_are_refused_naming_the_field_or_rule_and_change_nothing() {
     let mut to_erased = link_request(&g, &erased, pb::LinkEvidence::SentenciaJudicial);
     to_erased.role = pb::FamilyLinkRole::ParentOf as i32;
     to_erased.evidence = pb::LinkEvidence::SentenciaJudicial as i32;
-    let s = fails(c.record_family_link(req(to_erased)).await, Code::FailedPrecondition);
-    assert_eq!(s.get_details_error_info().unwrap().reason, "FAMILY_LINK_CASE_ERASED");
+    let s = fails(
+        c.record_family_link(req(to_erased)).await,
+        Code::FailedPrecondition,
+    );
+    assert_eq!(
+        s.get_details_error_info().unwrap().reason,
+        "FAMILY_LINK_CASE_ERASED"
+    );
     g.unchanged(&mut c).await;
     m.unchanged(&mut c).await;
     erased.unchanged(&mut c).await;
 
     // A caseworker may record links; a statistician may not.
     fails(
-        c.record_family_link(as_role("statistician", link_request(&g, &m, pb::LinkEvidence::ActaIcbf)))
-            .await,
+        c.record_family_link(as_role(
+            "statistician",
+            link_request(&g, &m, pb::LinkEvidence::ActaIcbf),
+        ))
+        .await,
         Code::PermissionDenied,
     );
     server.stop().await;
@@ -231,36 +312,63 @@ async fn pep_tutor_takes_the_guardian_of_a_minor_who_held_a_ppt_on_2023_12_31_an
     // A guardian linked to a minor who held a PPT on 2023-12-31.
     let mut g = register(&mut c, "TUTORA", "V-64000001", "2023-03-01").await;
     let mut m = minor_with_ppt(&mut c, "NINAPPT", "V-64000002", "2021-07-01", "2021-07-02").await;
-    let r = ok(c.record_family_link(req(link_request(&g, &m, pb::LinkEvidence::RegistroCivilNacimiento))).await);
+    let r = ok(c
+        .record_family_link(req(link_request(
+            &g,
+            &m,
+            pb::LinkEvidence::RegistroCivilNacimiento,
+        )))
+        .await);
     g.step(r.result.as_ref().unwrap(), "REGISTERED", &["FamilyLinkRecorded"]);
-    m.step(r.other.as_ref().unwrap(), "PERMIT_ISSUED", &["FamilyLinkRecorded"]);
+    m.step(
+        r.other.as_ref().unwrap(),
+        "PERMIT_ISSUED",
+        &["FamilyLinkRecorded"],
+    );
     let application = pep_tutor(&g, "2025-09-05");
     let accepted = ok(c.pre_register(req(application.clone())).await);
     g.step(&accepted, "PRE_REGISTERED", &["PreRegistered"]);
 
     // Without a link: refused.
     let alone = register(&mut c, "SOLA", "V-64000003", "2023-03-01").await;
-    rule(c.pre_register(req(pep_tutor(&alone, "2025-09-05"))).await, "PEP_TUTOR_NO_ELIGIBLE_MINOR");
+    rule(
+        c.pre_register(req(pep_tutor(&alone, "2025-09-05"))).await,
+        "PEP_TUTOR_NO_ELIGIBLE_MINOR",
+    );
     alone.unchanged(&mut c).await;
 
     // Linked to a minor whose PPT came after 2023-12-31 (approved and issued in 2024): refused.
     let mut late_g = register(&mut c, "TARDIA", "V-64000004", "2023-03-01").await;
     let mut late_m = minor_with_ppt(&mut c, "NINATARDE", "V-64000005", "2024-01-20", "2024-02-01").await;
     let r = ok(c
-        .record_family_link(req(link_request(&late_g, &late_m, pb::LinkEvidence::SentenciaJudicial)))
+        .record_family_link(req(link_request(
+            &late_g,
+            &late_m,
+            pb::LinkEvidence::SentenciaJudicial,
+        )))
         .await);
     late_g.step(r.result.as_ref().unwrap(), "REGISTERED", &["FamilyLinkRecorded"]);
-    late_m.step(r.other.as_ref().unwrap(), "PERMIT_ISSUED", &["FamilyLinkRecorded"]);
+    late_m.step(
+        r.other.as_ref().unwrap(),
+        "PERMIT_ISSUED",
+        &["FamilyLinkRecorded"],
+    );
     let refused = c.pre_register(req(pep_tutor(&late_g, "2025-09-05"))).await;
     let s = fails(refused, Code::FailedPrecondition);
     assert!(s.message().contains("2023-12-31"), "{}", s.message());
-    assert_eq!(s.get_details_error_info().unwrap().reason, "PEP_TUTOR_NO_ELIGIBLE_MINOR");
+    assert_eq!(
+        s.get_details_error_info().unwrap().reason,
+        "PEP_TUTOR_NO_ELIGIBLE_MINOR"
+    );
     late_g.unchanged(&mut c).await;
     // A retry of the accepted application gets its original answer (the
     // linked minor is read as it stood before the original).
     let again = ok(c.pre_register(req(application)).await);
     assert!(again.deduplicated);
-    assert_eq!((again.first_seq, again.version), (accepted.first_seq, accepted.version));
+    assert_eq!(
+        (again.first_seq, again.version),
+        (accepted.first_seq, accepted.version)
+    );
 
     // Statistics: minors by status and guardian.
     let unlinked = minor_with_ppt(&mut c, "NINASOLA", "V-64000006", "2021-07-01", "2021-07-02").await;

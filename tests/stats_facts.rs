@@ -176,7 +176,10 @@ fn check(events: &[Event]) -> Result<(), TestCaseError> {
     prop_assert_eq!(facts.has_guardian(), state.has_active_guardian());
     prop_assert_eq!(
         usize::from(facts.guardians),
-        state.active_links().filter(|l| l.role == LinkRole::WardOf).count()
+        state
+            .active_links()
+            .filter(|l| l.role == LinkRole::WardOf)
+            .count()
     );
     if state.exists() {
         prop_assert_eq!(facts.municipality(), state.municipality());

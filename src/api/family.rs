@@ -12,12 +12,7 @@ use crate::domain::{Command, Date, FamilyLink, LinkEndReason, LinkEvidence, Link
 type R<T> = Result<T, CaseError>;
 
 /// Maps a prost enum value to the domain code with the same name.
-fn code<T>(
-    name: Option<&str>,
-    prefix: &str,
-    field: &'static str,
-    parse: fn(&str) -> Option<T>,
-) -> R<T> {
+fn code<T>(name: Option<&str>, prefix: &str, field: &'static str, parse: fn(&str) -> Option<T>) -> R<T> {
     let name = name.ok_or_else(|| CaseError::invalid(field, "unknown value"))?;
     let code = name.strip_prefix(prefix).unwrap_or(name);
     if code == "UNSPECIFIED" {
@@ -41,7 +36,9 @@ pub(super) fn record(m: &pb::RecordFamilyLinkRequest, on: Date) -> R<Command> {
     }
     let other_case_id = super::case_id_field_named(&m.other_case_id, "other_case_id")?;
     let evidence = code(
-        pb::LinkEvidence::try_from(m.evidence).ok().map(|v| v.as_str_name()),
+        pb::LinkEvidence::try_from(m.evidence)
+            .ok()
+            .map(|v| v.as_str_name()),
         "LINK_EVIDENCE_",
         "evidence",
         LinkEvidence::parse,
@@ -66,7 +63,9 @@ pub(super) fn end(m: &pb::EndFamilyLinkRequest, on: Date) -> R<Command> {
         return Err(CaseError::invalid("link_id", "required: L- and 20 hex digits"));
     }
     let reason = code(
-        pb::LinkEndReason::try_from(m.reason).ok().map(|v| v.as_str_name()),
+        pb::LinkEndReason::try_from(m.reason)
+            .ok()
+            .map(|v| v.as_str_name()),
         "LINK_END_REASON_",
         "reason",
         LinkEndReason::parse,
@@ -114,21 +113,25 @@ impl CaseworkerService {
             today,
             departments: principal.departments.clone(),
         };
-        let o: LinkOutcome = self.cases.execute_link(ctx, other_expected_version, command).await?;
-        let result = |case_id: String, a: crate::log::Appended, state: &crate::domain::CaseState, types: &[&str]| {
-            pb::CommandResult {
-                case_id,
-                version: a.last_version,
-                first_seq: a.first_seq,
-                last_seq: a.last_seq,
-                recorded_at_us: a.recorded_at_us,
-                deduplicated: a.deduplicated,
-                stage: state.state_name().to_string(),
-                status: convert::status(crate::domain::person_status(state, today)),
-                event_types: types.iter().map(|t| t.to_string()).collect(),
-                stage_code: convert::stage_code(state),
-            }
-        };
+        let o: LinkOutcome = self
+            .cases
+            .execute_link(ctx, other_expected_version, command)
+            .await?;
+        let result =
+            |case_id: String, a: crate::log::Appended, state: &crate::domain::CaseState, types: &[&str]| {
+                pb::CommandResult {
+                    case_id,
+                    version: a.last_version,
+                    first_seq: a.first_seq,
+                    last_seq: a.last_seq,
+                    recorded_at_us: a.recorded_at_us,
+                    deduplicated: a.deduplicated,
+                    stage: state.state_name().to_string(),
+                    status: convert::status(crate::domain::person_status(state, today)),
+                    event_types: types.iter().map(|t| t.to_string()).collect(),
+                    stage_code: convert::stage_code(state),
+                }
+            };
         let (mine, theirs) = (&o.event_types, &o.other_event_types);
         Ok(Response::new(pb::FamilyLinkResult {
             link_id: o.link_id,
@@ -155,7 +158,9 @@ impl CaseworkerService {
     ) -> Result<Response<pb::FamilyLinkResult>, Status> {
         let principal = crate::auth::principal(&r)?;
         let m = r.into_inner();
-        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| end(&m, on))
-            .await
+        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
+            end(&m, on)
+        })
+        .await
     }
 }

@@ -3,9 +3,9 @@
 
 pub mod admin;
 mod convert;
+mod family;
 pub mod import;
 pub mod status;
-mod family;
 pub mod subject;
 pub mod wire_errors;
 
@@ -531,7 +531,10 @@ fn access_record(
 
 /// A request id: 1..64 printable ASCII characters without spaces.
 fn check_request_id(rid: &str) -> Result<(), Status> {
-    if rid.is_empty() || rid.len() > crate::limits::REQUEST_ID_BYTES_MAX || !rid.bytes().all(|b| b.is_ascii_graphic()) {
+    if rid.is_empty()
+        || rid.len() > crate::limits::REQUEST_ID_BYTES_MAX
+        || !rid.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(status::invalid_argument(
             "header.request_id",
             "1..64 printable characters without spaces",

@@ -63,9 +63,10 @@ impl Cases {
         command: Command,
     ) -> Result<LinkOutcome, CaseError> {
         let this = self.clone();
-        let prepared = tokio::task::spawn_blocking(move || this.prepare_link(&ctx, other_expected_version, command))
-            .await
-            .map_err(|e| CaseError::Internal(e.to_string()))??;
+        let prepared =
+            tokio::task::spawn_blocking(move || this.prepare_link(&ctx, other_expected_version, command))
+                .await
+                .map_err(|e| CaseError::Internal(e.to_string()))??;
         let result = self.inner.appender.append_many(prepared.requests.clone()).await;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.finish_link(prepared, result))
@@ -81,7 +82,10 @@ impl Cases {
         command: Command,
     ) -> Result<LinkOutcome, CaseError> {
         let prepared = self.prepare_link(&ctx, other_expected_version, command)?;
-        let result = self.inner.appender.append_many_blocking(prepared.requests.clone());
+        let result = self
+            .inner
+            .appender
+            .append_many_blocking(prepared.requests.clone());
         self.finish_link(prepared, result)
     }
 
@@ -161,7 +165,10 @@ impl Cases {
                     return Err(CaseError::invalid("other_case_id", "not a case id"));
                 }
                 if *other_case_id == case_id {
-                    return Err(CaseError::invalid("other_case_id", "a case cannot be linked to itself"));
+                    return Err(CaseError::invalid(
+                        "other_case_id",
+                        "a case cannot be linked to itself",
+                    ));
                 }
                 other_case_id.clone()
             }
@@ -214,7 +221,9 @@ impl Cases {
             Err(r) => return Err(r.into()),
         };
         let link_id = match &command {
-            Command::RecordFamilyLink { link_id, .. } | Command::EndFamilyLink { link_id, .. } => link_id.clone(),
+            Command::RecordFamilyLink { link_id, .. } | Command::EndFamilyLink { link_id, .. } => {
+                link_id.clone()
+            }
             _ => String::new(),
         };
         let requests = vec![
@@ -223,10 +232,7 @@ impl Cases {
         ];
         Ok(PreparedLink {
             link_id,
-            sides: [
-                (case_id, state, my_events),
-                (other_id, other_state, their_events),
-            ],
+            sides: [(case_id, state, my_events), (other_id, other_state, their_events)],
             requests,
         })
     }
@@ -238,7 +244,11 @@ impl Cases {
     ) -> Result<LinkOutcome, CaseError> {
         let appended = match result {
             Ok(a) if a.len() == 2 => a,
-            Ok(_) => return Err(CaseError::Internal("a link append answered for one stream".into())),
+            Ok(_) => {
+                return Err(CaseError::Internal(
+                    "a link append answered for one stream".into(),
+                ))
+            }
             Err(e) => {
                 if let AppendError::VersionConflict { stream_id, .. } = &e {
                     for (id, ..) in &p.sides {

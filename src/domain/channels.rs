@@ -355,7 +355,9 @@ impl ChannelRules {
             if !rule.role.is_requestable() {
                 return Err("linked_permit.role must be GUARDIAN_OF, PARENT_OF or DEPENDANT_OF".into());
             }
-            if !self.bases.contains(&EligibilityBasis::GuardianOfMinor) && rule.role == super::family::LinkRole::GuardianOf {
+            if !self.bases.contains(&EligibilityBasis::GuardianOfMinor)
+                && rule.role == super::family::LinkRole::GuardianOf
+            {
                 return Err("linked_permit GUARDIAN_OF needs the GUARDIAN_OF_MINOR basis".into());
             }
         }

@@ -181,7 +181,9 @@ pub fn link_id_for_request(request_id: &str, case_id: &str) -> String {
 pub fn is_link_id(text: &str) -> bool {
     text.len() == 22
         && text.starts_with("L-")
-        && text[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && text[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// What `decide` knows of the cases linked to this one: their events, as
@@ -238,20 +240,18 @@ impl CaseState {
     /// date (its events up to then, the status rules of `status.rs`) was the
     /// one the permit type gives.
     pub(crate) fn linked_permit_holder(&self, rule: &LinkedPermitRule, linked: &LinkedCases) -> bool {
-        self.active_links()
-            .filter(|l| l.role == rule.role)
-            .any(|l| {
-                linked
-                    .cases
-                    .iter()
-                    .filter(|(id, _)| *id == l.other_case_id)
-                    .any(|(_, events)| {
-                        let then = state_as_of(events, rule.held_on);
-                        then.exists()
-                            && then.minor_on(rule.held_on)
-                            && person_status(&then, rule.held_on) == rule.permit_type.status()
-                    })
-            })
+        self.active_links().filter(|l| l.role == rule.role).any(|l| {
+            linked
+                .cases
+                .iter()
+                .filter(|(id, _)| *id == l.other_case_id)
+                .any(|(_, events)| {
+                    let then = state_as_of(events, rule.held_on);
+                    then.exists()
+                        && then.minor_on(rule.held_on)
+                        && person_status(&then, rule.held_on) == rule.permit_type.status()
+                })
+        })
     }
 
     /// This side of a link command (after `decide`'s existence, erasure,
@@ -344,7 +344,10 @@ impl CaseState {
         let name = command.name();
         if let Command::RecordFamilyLink { other_case_id, .. } = command {
             if other_case_id == case_id {
-                return Err(Rejection::invalid("other_case_id", "a case cannot be linked to itself"));
+                return Err(Rejection::invalid(
+                    "other_case_id",
+                    "a case cannot be linked to itself",
+                ));
             }
         }
         let no_catalog = super::channels::ChannelCatalog::trusted(Vec::new());
@@ -377,7 +380,10 @@ impl CaseState {
                 ..
             } => {
                 if let (Some(me), Some(them)) = (self.person.as_ref(), other.person.as_ref()) {
-                    let (mine_born, theirs_born) = ((me.birth_year, me.birth_month), (them.birth_year, them.birth_month));
+                    let (mine_born, theirs_born) = (
+                        (me.birth_year, me.birth_month),
+                        (them.birth_year, them.birth_month),
+                    );
                     let parent_first = match role {
                         LinkRole::ParentOf => mine_born < theirs_born,
                         LinkRole::ChildOf => theirs_born < mine_born,
@@ -389,7 +395,10 @@ impl CaseState {
                     }
                 }
                 if other.links.iter().any(|l| l.link_id == *link_id) {
-                    return Err(Rejection::invalid("link_id", "already recorded on the other case"));
+                    return Err(Rejection::invalid(
+                        "link_id",
+                        "already recorded on the other case",
+                    ));
                 }
                 let inverse = Command::RecordFamilyLink {
                     on: *on,

@@ -553,7 +553,9 @@ impl Writer {
         }
         let mut answers = Vec::with_capacity(reqs.len());
         for (req, part) in reqs.into_iter().zip(parts) {
-            let Part::Fresh(file, current) = part else { continue };
+            let Part::Fresh(file, current) = part else {
+                continue;
+            };
             answers.push(self.write_part(req, file, current, recorded_at_us, staged));
         }
         Outcome::Staged(answers)

@@ -150,7 +150,10 @@ fn codes(dim: &str) -> Vec<(String, String)> {
             })
             .collect(),
         "guardian" => vec![
-            own("LINKED", "An active family link names a guardian of the person (their case records WARD_OF)"),
+            own(
+                "LINKED",
+                "An active family link names a guardian of the person (their case records WARD_OF)",
+            ),
             own("NONE", "No active guardian link recorded"),
         ],
         "age_band" => AgeBand::ALL

@@ -64,7 +64,12 @@ fn apply(case: &mut Case, events: &[Event]) {
 fn link(g: &mut Case, m: &mut Case) {
     let (mine, theirs) = g
         .state
-        .decide_link("G", &m.state, &record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "M"), g.today)
+        .decide_link(
+            "G",
+            &m.state,
+            &record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "M"),
+            g.today,
+        )
         .expect("linked");
     apply(g, &mine);
     apply(m, &theirs);
@@ -75,8 +80,14 @@ fn a_link_is_recorded_on_both_cases_with_the_inverse_role_and_only_case_ids() {
     let (mut g, mut m) = (guardian(), minor_with_ppt("2022-05-10"));
     link(&mut g, &mut m);
     let (mine, theirs) = (&g.state.family_links()[0], &m.state.family_links()[0]);
-    assert_eq!((mine.role, mine.other_case_id.as_str()), (LinkRole::GuardianOf, "M"));
-    assert_eq!((theirs.role, theirs.other_case_id.as_str()), (LinkRole::WardOf, "G"));
+    assert_eq!(
+        (mine.role, mine.other_case_id.as_str()),
+        (LinkRole::GuardianOf, "M")
+    );
+    assert_eq!(
+        (theirs.role, theirs.other_case_id.as_str()),
+        (LinkRole::WardOf, "G")
+    );
     assert_eq!(mine.link_id, theirs.link_id);
     assert!(m.state.has_active_guardian() && !g.state.has_active_guardian());
     assert_eq!(m.state.linked_case_ids(LinkRole::WardOf), ["G"]);
@@ -87,13 +98,31 @@ fn a_link_is_recorded_on_both_cases_with_the_inverse_role_and_only_case_ids() {
         reason: LinkEndReason::RecordedInError,
     };
     let (mine, theirs) = m.state.decide_link("M", &g.state, &end, g.today).expect("ended");
-    assert!(matches!(mine[0], Event::FamilyLinkEnded { role: LinkRole::WardOf, .. }));
-    assert!(matches!(theirs[0], Event::FamilyLinkEnded { role: LinkRole::GuardianOf, .. }));
+    assert!(matches!(
+        mine[0],
+        Event::FamilyLinkEnded {
+            role: LinkRole::WardOf,
+            ..
+        }
+    ));
+    assert!(matches!(
+        theirs[0],
+        Event::FamilyLinkEnded {
+            role: LinkRole::GuardianOf,
+            ..
+        }
+    ));
     apply(&mut m, &mine);
     apply(&mut g, &theirs);
     assert!(!m.state.has_active_guardian());
     let again = m.state.decide_link("M", &g.state, &end, g.today).unwrap_err();
-    assert!(matches!(again, Rejection::RuleViolated { rule: "FAMILY_LINK_ENDED", .. }));
+    assert!(matches!(
+        again,
+        Rejection::RuleViolated {
+            rule: "FAMILY_LINK_ENDED",
+            ..
+        }
+    ));
     // Retries name the same link; other requests another.
     assert_eq!(link_id_for_request("r1", "G"), link_id_for_request("r1", "G"));
     assert_ne!(link_id_for_request("r1", "G"), link_id_for_request("r2", "G"));
@@ -104,28 +133,86 @@ fn a_link_is_recorded_on_both_cases_with_the_inverse_role_and_only_case_ids() {
 fn bad_links_are_refused_naming_the_rule_or_field() {
     let (g, m) = (guardian(), minor_with_ppt("2022-05-10"));
     let today = g.today;
-    let refuse = |a: &Case, a_id: &str, b: &Case, c: Command| a.state.decide_link(a_id, &b.state, &c, today).unwrap_err();
+    let refuse = |a: &Case, a_id: &str, b: &Case, c: Command| {
+        a.state.decide_link(a_id, &b.state, &c, today).unwrap_err()
+    };
     let field = |r: Rejection| match r {
         Rejection::Invalid { field, .. } => field,
         Rejection::RuleViolated { rule, .. } => rule,
         other => panic!("{other:?}"),
     };
-    assert_eq!(field(refuse(&g, "G", &g, record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "G"))), "other_case_id");
-    assert_eq!(field(refuse(&g, "G", &Case::new(), record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "X"))), "other_case_id");
+    assert_eq!(
+        field(refuse(
+            &g,
+            "G",
+            &g,
+            record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "G")
+        )),
+        "other_case_id"
+    );
+    assert_eq!(
+        field(refuse(
+            &g,
+            "G",
+            &Case::new(),
+            record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "X")
+        )),
+        "other_case_id"
+    );
     // Evidence that does not prove the role.
-    assert_eq!(field(refuse(&g, "G", &m, record(LinkRole::GuardianOf, LinkEvidence::MarriageRegistry, "M"))), "evidence");
+    assert_eq!(
+        field(refuse(
+            &g,
+            "G",
+            &m,
+            record(LinkRole::GuardianOf, LinkEvidence::MarriageRegistry, "M")
+        )),
+        "evidence"
+    );
     // A minor is no guardian; an adult no ward; a parent is older than the child.
-    assert_eq!(field(refuse(&m, "M", &g, record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "G"))), "FAMILY_LINK_AGE");
+    assert_eq!(
+        field(refuse(
+            &m,
+            "M",
+            &g,
+            record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "G")
+        )),
+        "FAMILY_LINK_AGE"
+    );
     let adult = guardian();
-    assert_eq!(field(refuse(&g, "G", &adult, record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "A"))), "FAMILY_LINK_AGE");
-    assert_eq!(field(refuse(&m, "M", &g, record(LinkRole::ParentOf, LinkEvidence::CivilBirthRegistry, "G"))), "FAMILY_LINK_AGE");
+    assert_eq!(
+        field(refuse(
+            &g,
+            "G",
+            &adult,
+            record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "A")
+        )),
+        "FAMILY_LINK_AGE"
+    );
+    assert_eq!(
+        field(refuse(
+            &m,
+            "M",
+            &g,
+            record(LinkRole::ParentOf, LinkEvidence::CivilBirthRegistry, "G")
+        )),
+        "FAMILY_LINK_AGE"
+    );
     // An erased other case.
     let mut erased = minor_with_ppt("2022-05-10");
     erased.run(Command::ErasePerson {
         on: d("2025-09-01"),
         legal_basis: "LEY_1581_2012".into(),
     });
-    assert_eq!(field(refuse(&g, "G", &erased, record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "E"))), "FAMILY_LINK_CASE_ERASED");
+    assert_eq!(
+        field(refuse(
+            &g,
+            "G",
+            &erased,
+            record(LinkRole::GuardianOf, LinkEvidence::IcbfAct, "E")
+        )),
+        "FAMILY_LINK_CASE_ERASED"
+    );
     // A duplicate active link of the same kind between the pair.
     let (mut g2, mut m2) = (guardian(), minor_with_ppt("2022-05-10"));
     link(&mut g2, &mut m2);
@@ -158,15 +245,28 @@ fn pep_tutor_needs_a_linked_minor_who_held_a_ppt_on_2023_12_31() {
             cases: vec![("M".into(), m.log.clone())],
         };
         let then = state_as_of(&m.log, d("2023-12-31"));
-        assert_eq!(then.status_on(d("2023-12-31")) == PersonStatus::RegularPpt, eligible, "{issued}");
+        assert_eq!(
+            then.status_on(d("2023-12-31")) == PersonStatus::RegularPpt,
+            eligible,
+            "{issued}"
+        );
         match eligible {
             true => assert!(decide(&g, &linked).is_ok(), "PPT issued {issued}"),
-            false => assert_eq!(rule_of(decide(&g, &linked)), ("PEP_TUTOR_NO_ELIGIBLE_MINOR", "basis")),
+            false => assert_eq!(
+                rule_of(decide(&g, &linked)),
+                ("PEP_TUTOR_NO_ELIGIBLE_MINOR", "basis")
+            ),
         }
         // Without the linked case's events the rule cannot hold.
-        assert_eq!(rule_of(decide(&g, &LinkedCases::NONE)), ("PEP_TUTOR_NO_ELIGIBLE_MINOR", "basis"));
+        assert_eq!(
+            rule_of(decide(&g, &LinkedCases::NONE)),
+            ("PEP_TUTOR_NO_ELIGIBLE_MINOR", "basis")
+        );
     }
     // No link at all.
     let g = guardian();
-    assert_eq!(rule_of(decide(&g, &LinkedCases::NONE)), ("PEP_TUTOR_NO_ELIGIBLE_MINOR", "basis"));
+    assert_eq!(
+        rule_of(decide(&g, &LinkedCases::NONE)),
+        ("PEP_TUTOR_NO_ELIGIBLE_MINOR", "basis")
+    );
 }
