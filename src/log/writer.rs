@@ -214,8 +214,11 @@ pub fn content_fingerprint<'a>(actor: &Actor, events: impl Iterator<Item = (&'a 
 /// request order.
 pub(crate) struct Job {
     pub reqs: Vec<AppendRequest>,
-    pub reply: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
+    pub reply: Reply,
 }
+
+/// Where a job's answer goes: one entry per stream, in request order.
+pub(crate) type Reply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
 
 impl Job {
     fn events(&self) -> usize {
@@ -334,7 +337,7 @@ struct Writer {
 #[derive(Default)]
 struct Staged {
     chunks: ChunkBuilder,
-    replies: Vec<(oneshot::Sender<Result<Vec<Appended>, AppendError>>, Vec<Appended>)>,
+    replies: Vec<(Reply, Vec<Appended>)>,
     /// Case files changed by this batch, as they are after it.
     files: HashMap<String, CaseFile>,
     /// Requests accepted in this batch, by (stream, request id): content
