@@ -1086,6 +1086,19 @@ mod tests {
                 on: d("2026-03-04"),
                 outcome: "RECTIFIED".to_owned(),
             },
+            Event::FamilyLinkRecorded {
+                on: d("2025-09-02"),
+                link_id: "L-0123456789abcdef0123".to_owned(),
+                role: LinkRole::WardOf,
+                other_case_id: "C-00112233445566778899".to_owned(),
+                evidence: LinkEvidence::IcbfAct,
+            },
+            Event::FamilyLinkEnded {
+                on: d("2025-09-03"),
+                link_id: "L-0123456789abcdef0123".to_owned(),
+                role: LinkRole::WardOf,
+                reason: LinkEndReason::RecordedInError,
+            },
         ]
     }
 

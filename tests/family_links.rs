@@ -329,6 +329,26 @@ async fn pep_tutor_takes_the_guardian_of_a_minor_who_held_a_ppt_on_2023_12_31_an
     let accepted = ok(c.pre_register(req(application.clone())).await);
     g.step(&accepted, "PRE_REGISTERED", &["PreRegistered"]);
 
+    // The rule is data, shown with the channel.
+    let channels = ok(c
+        .list_channels(req(pb::ListChannelsRequest {
+            on: "2025-09-05".into(),
+        }))
+        .await);
+    let tutor = channels
+        .channels
+        .iter()
+        .find(|ch| ch.code == "PEP_TUTOR")
+        .unwrap();
+    assert_eq!(
+        (
+            tutor.linked_permit_role.as_str(),
+            tutor.linked_permit_type.as_str(),
+            tutor.linked_permit_held_on.as_str()
+        ),
+        ("GUARDIAN_OF", "PPT", "2023-12-31")
+    );
+
     // Without a link: refused.
     let alone = register(&mut c, "SOLA", "V-64000003", "2023-03-01").await;
     rule(
