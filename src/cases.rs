@@ -26,6 +26,9 @@ use crate::domain::{
 use crate::log::{Actor, AppendError, AppendRequest, Appended, Appender, ExpectedVersion, NewEvent, Store};
 use crate::pii::{self, BlindIndexer, DataKey, KeyStore, PiiError};
 
+mod family;
+pub use family::LinkOutcome;
+
 /// Sled tree of the document look-up index: blind index (32 bytes) ->
 /// case id || reserved_at_us (i64 BE).
 pub const TREE_DOCUMENTS: &str = "documents";
@@ -513,7 +516,8 @@ impl Cases {
         if matches!(
             command,
             Command::ErasePerson { .. } | Command::RegisterPerson { .. }
-        ) {
+        ) || is_link_command(command)
+        {
             return None;
         }
         let case_id = ctx.case_id.as_deref()?;
@@ -694,7 +698,16 @@ impl Cases {
             true => book.current_on(command.on()).clone(),
             false => book.catalog_on(command.on(), policy_seq),
         };
-        let events = match state.decide(&command, ctx.today, &catalog) {
+        if is_link_command(&command) {
+            return Err(CaseError::Internal(
+                "a family link changes two cases: it runs through execute_link".into(),
+            ));
+        }
+        // A rule that reads linked cases (PEP-Tutor) sees them as they stood
+        // before the original request (for a retry) or now.
+        let before_seq = retry.as_ref().map_or(u64::MAX, |e| e.first_seq);
+        let linked = self.linked_cases(&state, &command, &catalog, before_seq)?;
+        let events = match state.decide_with(&command, ctx.today, &catalog, &linked) {
             Ok(events) => events,
             // The original request under this id was accepted in that state:
             // a request refused there is a different request.
@@ -1057,6 +1070,14 @@ impl Cases {
             None => Ok(None),
         }
     }
+}
+
+/// Whether the command changes two cases (see [`Cases::execute_link`]).
+fn is_link_command(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::RecordFamilyLink { .. } | Command::EndFamilyLink { .. }
+    )
 }
 
 fn owner(held: &[u8]) -> &[u8] {

@@ -44,8 +44,8 @@ use prost::Message;
 
 use crate::domain::{
     CancellationGround, CertificationRoute, ChannelCode, CountryCode, Date, DenialReason, Department,
-    DocumentType, DuplicateCause, EligibilityBasis, Event, ExitKind, Municipality, PermitType, Sealed,
-    Sector, Sex, SubjectRequestKind,
+    DocumentType, DuplicateCause, EligibilityBasis, Event, ExitKind, LinkEndReason, LinkEvidence, LinkRole,
+    Municipality, PermitType, Sealed, Sector, Sex, SubjectRequestKind,
 };
 
 /// The generated messages of `regularization.events.v1` (private: only this
@@ -338,6 +338,32 @@ pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
             subject_request_id: *subject_request_id,
             on_days: days(*on),
             outcome: outcome.clone(),
+        }
+        .encode_to_vec(),
+        Event::FamilyLinkRecorded {
+            on,
+            link_id,
+            role,
+            other_case_id,
+            evidence,
+        } => pb::FamilyLinkRecorded {
+            on_days: days(*on),
+            link_id: link_id.clone(),
+            role: role.as_str().to_owned(),
+            other_case_id: other_case_id.clone(),
+            evidence: evidence.as_str().to_owned(),
+        }
+        .encode_to_vec(),
+        Event::FamilyLinkEnded {
+            on,
+            link_id,
+            role,
+            reason,
+        } => pb::FamilyLinkEnded {
+            on_days: days(*on),
+            link_id: link_id.clone(),
+            role: role.as_str().to_owned(),
+            reason: reason.as_str().to_owned(),
         }
         .encode_to_vec(),
     };
@@ -811,6 +837,27 @@ pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
                 outcome: m.outcome,
             }
         }
+        "FamilyLinkRecorded" => {
+            let m = pb::FamilyLinkRecorded::decode(payload)?;
+            let f = Fields("FamilyLinkRecorded");
+            Event::FamilyLinkRecorded {
+                on: f.date("on_days", m.on_days)?,
+                link_id: m.link_id,
+                role: f.code("role", &m.role, LinkRole::parse)?,
+                other_case_id: m.other_case_id,
+                evidence: f.code("evidence", &m.evidence, LinkEvidence::parse)?,
+            }
+        }
+        "FamilyLinkEnded" => {
+            let m = pb::FamilyLinkEnded::decode(payload)?;
+            let f = Fields("FamilyLinkEnded");
+            Event::FamilyLinkEnded {
+                on: f.date("on_days", m.on_days)?,
+                link_id: m.link_id,
+                role: f.code("role", &m.role, LinkRole::parse)?,
+                reason: f.code("reason", &m.reason, LinkEndReason::parse)?,
+            }
+        }
         unknown => {
             return Err(CodecError::UnknownEventType(
                 unknown.chars().take(EVENT_TYPE_CHARS_MAX).collect(),
@@ -1049,6 +1096,19 @@ mod tests {
                 subject_request_id: 1,
                 on: d("2026-03-04"),
                 outcome: "RECTIFIED".to_owned(),
+            },
+            Event::FamilyLinkRecorded {
+                on: d("2025-09-02"),
+                link_id: "L-0123456789abcdef0123".to_owned(),
+                role: LinkRole::WardOf,
+                other_case_id: "C-00112233445566778899".to_owned(),
+                evidence: LinkEvidence::IcbfAct,
+            },
+            Event::FamilyLinkEnded {
+                on: d("2025-09-03"),
+                link_id: "L-0123456789abcdef0123".to_owned(),
+                role: LinkRole::WardOf,
+                reason: LinkEndReason::RecordedInError,
             },
         ]
     }

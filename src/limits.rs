@@ -12,6 +12,11 @@ pub const REQUEST_EVENTS_MAX: usize = 16;
 pub const REQUEST_PAYLOAD_BYTES_MAX: usize = 256 * 1024;
 /// Append requests the writer takes into one group commit.
 pub const BATCH_REQUESTS_MAX: usize = 512;
+/// Streams one append may cover atomically (a family link: its two cases).
+pub const APPEND_STREAMS_MAX: usize = 2;
+/// Family links one case may record, ended ones included (each is an event
+/// on both cases; a PEP-Tutor decision reads the linked cases).
+pub const FAMILY_LINKS_MAX: usize = 64;
 /// Events the writer puts into one group commit.
 pub const BATCH_EVENTS_MAX: usize = 2048;
 /// Append requests waiting for the writer; senders wait (back-pressure) when full.

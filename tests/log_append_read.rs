@@ -818,3 +818,143 @@ fn append_one(log: &Log, stream: &str, request: &str) {
         })
         .unwrap();
 }
+
+/// One request on two streams (a family link's two cases): written in one
+/// commit, each stream under its own expected version, or not at all; a
+/// retry gets both original answers; a request id one stream already holds
+/// for another request refuses both; more than two streams or a stream twice
+/// is refused before anything is written.
+#[test]
+fn a_two_stream_append_is_all_or_none_and_retried_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let app = log.appender();
+    app.append_blocking(one("case-a", ExpectedVersion::NoStream, "a1"))
+        .unwrap();
+    app.append_blocking(one("case-b", ExpectedVersion::NoStream, "b1"))
+        .unwrap();
+    let head = log.store().head().unwrap().seq;
+    let pair = |expected_b: u64, rid: &str| {
+        vec![
+            request(
+                "case-a",
+                ExpectedVersion::Exact(1),
+                rid,
+                vec![event("Linked", b"a")],
+            ),
+            request(
+                "case-b",
+                ExpectedVersion::Exact(expected_b),
+                rid,
+                vec![event("Linked", b"b"), event("Noted", b"b2")],
+            ),
+        ]
+    };
+    // The second stream's version is wrong: neither stream changes.
+    match app.append_many_blocking(pair(7, "link-1")) {
+        Err(AppendError::VersionConflict {
+            stream_id, actual, ..
+        }) => assert_eq!((stream_id.as_str(), actual), ("case-b", 1)),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    assert_eq!(log.store().head().unwrap().seq, head);
+    assert_eq!(log.store().stream_version("case-a").unwrap(), 1);
+    assert!(log.store().request_entry("case-a", "link-1").unwrap().is_none());
+
+    // Accepted: contiguous seqs, one commit time, each stream's versions.
+    let done = app.append_many_blocking(pair(1, "link-1")).unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!((done[0].first_seq, done[0].last_version), (head + 1, 2));
+    assert_eq!(
+        (done[1].first_seq, done[1].last_seq, done[1].last_version),
+        (head + 2, head + 3, 3)
+    );
+    assert_eq!(done[0].recorded_at_us, done[1].recorded_at_us);
+    // A retry (the versions have moved on) gets the original answers.
+    let again = app.append_many_blocking(pair(1, "link-1")).unwrap();
+    assert!(again.iter().all(|a| a.deduplicated));
+    assert_eq!(
+        (again[0].first_seq, again[1].first_seq),
+        (done[0].first_seq, done[1].first_seq)
+    );
+    // Racing copies in one batch: one is written, the others are retries.
+    let copies: Vec<_> = (0..4)
+        .map(|_| {
+            let app = log.appender();
+            let reqs = vec![
+                request(
+                    "case-a",
+                    ExpectedVersion::Exact(2),
+                    "link-2",
+                    vec![event("Linked", b"x")],
+                ),
+                request(
+                    "case-c",
+                    ExpectedVersion::NoStream,
+                    "link-2",
+                    vec![event("Linked", b"y")],
+                ),
+            ];
+            std::thread::spawn(move || app.append_many_blocking(reqs).unwrap())
+        })
+        .collect();
+    let answers: Vec<Vec<Appended>> = copies.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(answers.iter().filter(|a| !a[0].deduplicated).count(), 1);
+    assert!(answers.iter().all(|a| a[0].first_seq == answers[0][0].first_seq));
+    assert_eq!(log.store().stream_version("case-a").unwrap(), 3);
+    // The id one stream holds for another request refuses both parts.
+    let head = log.store().head().unwrap().seq;
+    let reused = vec![
+        request(
+            "case-a",
+            ExpectedVersion::Exact(3),
+            "a1",
+            vec![event("Linked", b"z")],
+        ),
+        request(
+            "case-d",
+            ExpectedVersion::NoStream,
+            "a1",
+            vec![event("Linked", b"z")],
+        ),
+    ];
+    assert!(matches!(
+        app.append_many_blocking(reused),
+        Err(AppendError::IdempotencyMismatch { .. })
+    ));
+    // Shape: at most two streams, distinct, one request id.
+    let three = vec![
+        one("x1", ExpectedVersion::Any, "r"),
+        one("x2", ExpectedVersion::Any, "r"),
+        one("x3", ExpectedVersion::Any, "r"),
+    ];
+    assert!(matches!(
+        app.append_many_blocking(three),
+        Err(AppendError::TooLarge { field: "streams", .. })
+    ));
+    let twice = vec![
+        one("x1", ExpectedVersion::Any, "r"),
+        one("x1", ExpectedVersion::Any, "r"),
+    ];
+    assert!(matches!(
+        app.append_many_blocking(twice),
+        Err(AppendError::Invalid {
+            field: "stream_id",
+            ..
+        })
+    ));
+    let two_ids = vec![
+        one("x1", ExpectedVersion::Any, "r"),
+        one("x2", ExpectedVersion::Any, "s"),
+    ];
+    assert!(matches!(
+        app.append_many_blocking(two_ids),
+        Err(AppendError::Invalid {
+            field: "request_id",
+            ..
+        })
+    ));
+    assert_eq!(log.store().head().unwrap().seq, head);
+    drop(app);
+    verify_stopped(log, dir.path());
+}

@@ -1,6 +1,8 @@
 //! Crash safety: a child process appends from many threads and is killed with
 //! SIGKILL at a random moment; every append it acknowledged must be in the log
 //! after reopening, no request may be half-written, and the log must verify.
+//! Every fifth request covers two streams (`Appender::append_many`, as a
+//! family link does): after the kill both streams hold it or neither does.
 //!
 //! The test binary re-executes itself: `crash_child` does the appending when
 //! `LOG_CRASH_CHILD_DIR` is set and returns at once otherwise.
@@ -21,6 +23,8 @@ use registry::log::{
 mod retry;
 use retry::retry_while_locked;
 
+/// Marks the request ids of two-stream appends.
+const PAIR_SUFFIX: &str = "-pair";
 const CHILD_DIR_ENV: &str = "LOG_CRASH_CHILD_DIR";
 const CHILD_ITERATION_ENV: &str = "LOG_CRASH_CHILD_ITERATION";
 const ITERATIONS: usize = 24;
@@ -82,14 +86,41 @@ fn crash_child() {
                 let mut i = 0;
                 while started.elapsed() < CHILD_RUN_MAX {
                     let req = child_request(&tag, t, i);
-                    let a = app.append_blocking(req.clone()).expect("append");
-                    let line = format!(
-                        "\nACK {} {} {} {}\n",
-                        req.request_id,
-                        req.stream_id,
-                        a.first_seq,
-                        req.events.len()
-                    );
+                    let line = if i % 5 == 4 {
+                        // One request on two streams, all or none.
+                        let mut first = req.clone();
+                        first.request_id.push_str(PAIR_SUFFIX);
+                        for (p, e) in first.events.iter_mut().enumerate() {
+                            e.payload = payload(&first.request_id, p as u16);
+                        }
+                        let mut second = first.clone();
+                        second.stream_id = format!("pair-{}", (t * 3 + i) % 8);
+                        second.events.truncate(1);
+                        let a = app
+                            .append_many_blocking(vec![first.clone(), second.clone()])
+                            .expect("append two streams");
+                        [(first, a[0]), (second, a[1])]
+                            .iter()
+                            .map(|(r, a)| {
+                                format!(
+                                    "\nACK {} {} {} {}\n",
+                                    r.request_id,
+                                    r.stream_id,
+                                    a.first_seq,
+                                    r.events.len()
+                                )
+                            })
+                            .collect::<String>()
+                    } else {
+                        let a = app.append_blocking(req.clone()).expect("append");
+                        format!(
+                            "\nACK {} {} {} {}\n",
+                            req.request_id,
+                            req.stream_id,
+                            a.first_seq,
+                            req.events.len()
+                        )
+                    };
                     let mut out = stdout.lock().unwrap();
                     out.write_all(line.as_bytes()).unwrap();
                     out.flush().unwrap();
@@ -226,8 +257,15 @@ fn assert_no_request_half_written(log: &Log) -> u64 {
         events.extend(page);
     }
     let mut i = 0;
+    let mut pairs: std::collections::HashMap<String, Vec<String>> = Default::default();
     while i < events.len() {
         let first = &events[i].record;
+        if first.request_id.ends_with(PAIR_SUFFIX) {
+            pairs
+                .entry(first.request_id.clone())
+                .or_default()
+                .push(first.stream_id.clone());
+        }
         assert_eq!(first.part, 0, "seq {} should start a request", first.seq);
         assert!(
             i + first.parts as usize <= events.len(),
@@ -248,6 +286,13 @@ fn assert_no_request_half_written(log: &Log) -> u64 {
             .unwrap();
         assert_eq!((entry.first_seq, entry.count), (first.seq, first.parts));
         i += first.parts as usize;
+    }
+    for (request_id, streams) in &pairs {
+        assert_eq!(
+            streams.len(),
+            2,
+            "two-stream request {request_id} is on {streams:?} only"
+        );
     }
     head
 }

@@ -90,7 +90,7 @@ async fn a_command_is_decided_under_the_rules_in_force_and_cites_them() {
     let genesis_version = list.policy_version;
 
     // PEP-Tutor closed on 2026-04-30: an application on 2026-06-01 is refused.
-    let mut t = register(&mut c, "LUZ", "V41000001", "2026-05-30").await;
+    let mut t = register_guardian(&mut c, "LUZ", "V41000001", "2026-05-30").await;
     let s = precondition(pre_register_tutor(&mut c, &t, "2026-06-01").await, "REGISTERED");
     assert!(
         s.message().contains("PEP_TUTOR closed on 2026-04-30"),
@@ -137,7 +137,7 @@ async fn a_command_is_decided_under_the_rules_in_force_and_cites_them() {
     let store_dir = server.data_dir.clone();
     // An application dated before the amendment took effect is still decided
     // under the old rules (in force on its business date).
-    let mut u = register(&mut c, "MAR", "V41000002", "2026-05-01").await;
+    let mut u = register_guardian(&mut c, "MAR", "V41000002", "2026-05-01").await;
     let s = precondition(pre_register_tutor(&mut c, &u, "2026-05-10").await, "REGISTERED");
     assert!(
         s.message().contains("PEP_TUTOR closed on 2026-04-30"),
@@ -278,7 +278,7 @@ async fn a_retry_after_an_amendment_gets_the_original_answer() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
     let mut p = policy_client(&server).await;
-    let t = register(&mut c, "SOL", "V42000001", "2026-01-10").await;
+    let t = register_guardian(&mut c, "SOL", "V42000001", "2026-01-10").await;
     let pre = pb::PreRegisterRequest {
         header: t.next("2026-02-01"),
         channel: "PEP_TUTOR".into(),
@@ -296,7 +296,7 @@ async fn a_retry_after_an_amendment_gets_the_original_answer() {
         rules_json: String::new(),
     };
     ok(p.record_policy(as_role("admin", repeal)).await);
-    let u = register(&mut c, "RIO", "V42000002", "2026-01-10").await;
+    let u = register_guardian(&mut c, "RIO", "V42000002", "2026-01-10").await;
     let s = precondition(pre_register_tutor(&mut c, &u, "2026-02-01").await, "REGISTERED");
     assert!(
         s.message().contains("repealed by RES-3200-2026"),

@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 use registry::domain::{
     person_status, CancellationGround, CaseState, CertificationRoute, ChannelCode, CountryCode, Date,
-    DenialReason, Department, DuplicateCause, EligibilityBasis, Event, ExitKind, Municipality, PermitType,
-    Sealed, Sector, Sex,
+    DenialReason, Department, DuplicateCause, EligibilityBasis, Event, ExitKind, LinkEndReason, LinkEvidence,
+    LinkRole, Municipality, PermitType, Sealed, Sector, Sex,
 };
 use registry::projection::facts::funnel;
 use registry::projection::CaseFacts;
@@ -131,9 +131,37 @@ fn history() -> impl Strategy<Value = Vec<Event>> {
                 out.push(event(0, on, 1, 2));
                 out.push(event(1, on, 0, 0));
             }
+            // Family links as decide makes them: fresh ids, ends of active
+            // links only, with the role the link was recorded with.
+            let mut links: Vec<(String, LinkRole)> = Vec::new();
+            let mut next_link = 0u32;
             for (kind, gap, a, b) in steps {
                 on = on.add_days(i64::from(gap));
-                out.push(event(kind, on, a, b));
+                match kind % 32 {
+                    26..=28 => {
+                        next_link += 1;
+                        let link_id = format!("L-{next_link:020}");
+                        let role = LinkRole::ALL[(a % 6) as usize];
+                        links.push((link_id.clone(), role));
+                        out.push(Event::FamilyLinkRecorded {
+                            on,
+                            link_id,
+                            role,
+                            other_case_id: format!("C-{b:020}"),
+                            evidence: LinkEvidence::CourtOrder,
+                        });
+                    }
+                    29 | 30 if !links.is_empty() => {
+                        let (link_id, role) = links.remove(a as usize % links.len());
+                        out.push(Event::FamilyLinkEnded {
+                            on,
+                            link_id,
+                            role,
+                            reason: LinkEndReason::RecordedInError,
+                        });
+                    }
+                    _ => out.push(event(kind, on, a, b)),
+                }
             }
             out
         })
@@ -149,6 +177,14 @@ fn check(events: &[Event]) -> Result<(), TestCaseError> {
     prop_assert_eq!(facts.exit, state.exit().map(|e| e.kind));
     prop_assert_eq!(facts.exit_destination(), state.exit().and_then(|e| e.destination));
     prop_assert_eq!(facts.nationality(), state.nationality());
+    prop_assert_eq!(facts.has_guardian(), state.has_active_guardian());
+    prop_assert_eq!(
+        usize::from(facts.guardians),
+        state
+            .active_links()
+            .filter(|l| l.role == LinkRole::WardOf)
+            .count()
+    );
     if state.exists() {
         prop_assert_eq!(facts.municipality(), state.municipality());
         let p = state.person().unwrap();

@@ -645,6 +645,7 @@ pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook
             .iter()
             .map(super::subject::subject_request)
             .collect(),
+        family_links: s.active_links().map(super::family::link).collect(),
     }
 }
 
@@ -667,6 +668,7 @@ pub(super) fn channel(rules: &crate::domain::ChannelRules, on: Date) -> pb::Chan
         crate::domain::Validity::Until(end) => (end.to_string(), 0),
         crate::domain::Validity::Months(months) => (String::new(), u32::from(months)),
     };
+    let linked = rules.linked_permit.as_ref();
     pb::Channel {
         code: rules.code.as_str().to_string(),
         name: rules.name.clone(),
@@ -697,6 +699,11 @@ pub(super) fn channel(rules: &crate::domain::ChannelRules, on: Date) -> pb::Chan
         in_force_since: opt_date(in_force.map(|f| f.since)),
         repealed_on: opt_date(repealed.map(|r| r.0)),
         repealed_by: repealed.map(|r| r.1.clone()).unwrap_or_default(),
+        linked_permit_role: linked.map(|l| l.role.as_str().to_string()).unwrap_or_default(),
+        linked_permit_type: linked
+            .map(|l| l.permit_type.as_str().to_string())
+            .unwrap_or_default(),
+        linked_permit_held_on: opt_date(linked.map(|l| l.held_on)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod convert;
+mod family;
 pub mod import;
 pub mod status;
 pub mod subject;
@@ -66,16 +67,7 @@ impl CaseworkerService {
             .header()
             .cloned()
             .ok_or_else(|| status::invalid_argument("header", "required"))?;
-        let rid = &header.request_id;
-        if rid.is_empty()
-            || rid.len() > crate::limits::REQUEST_ID_BYTES_MAX
-            || !rid.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(status::invalid_argument(
-                "header.request_id",
-                "1..64 printable characters without spaces",
-            ));
-        }
+        check_request_id(&header.request_id)?;
         let today = today();
         let on = convert::business_date(&header.on, today)?;
         let pending = build(message, on, today)?;
@@ -359,6 +351,19 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         self.command(r, |m, on, _| subject::answer(m, on)).await
     }
 
+    async fn record_family_link(
+        &self,
+        r: Request<pb::RecordFamilyLinkRequest>,
+    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
+        self.record_family_link_rpc(r).await
+    }
+    async fn end_family_link(
+        &self,
+        r: Request<pb::EndFamilyLinkRequest>,
+    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
+        self.end_family_link_rpc(r).await
+    }
+
     async fn get_subject_report(
         &self,
         r: Request<pb::GetSubjectReportRequest>,
@@ -523,6 +528,37 @@ fn access_record(
             crate::auth::Credential::Certificate { identity } => format!("cert:{identity}"),
         },
     }
+}
+
+/// A request id: 1..64 printable ASCII characters without spaces.
+fn check_request_id(rid: &str) -> Result<(), Status> {
+    if rid.is_empty()
+        || rid.len() > crate::limits::REQUEST_ID_BYTES_MAX
+        || !rid.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(status::invalid_argument(
+            "header.request_id",
+            "1..64 printable characters without spaces",
+        ));
+    }
+    Ok(())
+}
+
+/// A case id given in a command field (`other_case_id`).
+fn case_id_field_named(id: &str, field: &'static str) -> Result<String, CaseError> {
+    if id.is_empty() {
+        return Err(CaseError::invalid(field, "required"));
+    }
+    if id.len() > crate::limits::STREAM_ID_BYTES_MAX
+        || id.starts_with(crate::cases::ACCESS_STREAM_PREFIX)
+        || id == crate::domain::POLICY_STREAM
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(CaseError::invalid(field, "not a case id"));
+    }
+    Ok(id.to_string())
 }
 
 fn case_id_field(id: &str) -> Result<String, Status> {

@@ -77,6 +77,8 @@ pub const CASE_WORK_METHODS: &[&str] = &[
     "ListCaseEvents",
     "ListChannels",
     "ReceiveSubjectRequest",
+    "RecordFamilyLink",
+    "EndFamilyLink",
 ];
 
 /// The methods of the other services, each listed (fail closed likewise).

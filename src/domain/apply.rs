@@ -90,6 +90,27 @@ impl CaseState {
             Event::SubjectRequestReceived { .. }
             | Event::SubjectRequestExtended { .. }
             | Event::SubjectRequestAnswered { .. } => self.apply_subject_request(event),
+            Event::FamilyLinkRecorded {
+                on,
+                link_id,
+                role,
+                other_case_id,
+                evidence,
+            } => self.links.push(super::family::FamilyLink {
+                link_id: link_id.clone(),
+                role: *role,
+                other_case_id: other_case_id.clone(),
+                evidence: *evidence,
+                since: *on,
+                ended: None,
+            }),
+            Event::FamilyLinkEnded {
+                on, link_id, reason, ..
+            } => {
+                if let Some(link) = self.links.iter_mut().find(|l| l.link_id == *link_id) {
+                    link.ended = Some((*on, *reason));
+                }
+            }
             _ => self.apply_application(event),
         }
     }

@@ -95,6 +95,8 @@ pub struct CaseState {
     pub(crate) certifications: Vec<Certification>,
     /// Data subject requests (Ley 1581), in order of receipt.
     pub(crate) subject_requests: Vec<super::records::SubjectRequest>,
+    /// Family links to other cases, in order recorded (ended ones kept).
+    pub(crate) links: Vec<super::family::FamilyLink>,
     /// Channels through which a permit was ever issued (once-only channels).
     pub(crate) permit_channels: Vec<ChannelCode>,
     pub(crate) exit: Option<Exit>,

@@ -124,10 +124,37 @@ pub struct ChannelRules {
     /// Missed biometric appointments after which no new one is scheduled
     /// (the application is then abandoned and should be withdrawn).
     pub missed_appointments_max: u8,
+    /// Eligibility that rests on a linked case (PEP-Tutor: the guardian of
+    /// a minor who held a PPT on 31 Dec 2023, Decreto 1209/2024); `None`:
+    /// none. Left out of the stored JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_permit: Option<LinkedPermitRule>,
     /// Set by the policy book, never stored in the rules: the instrument
     /// that set these rules and the policy event (seq) that recorded it.
     #[serde(skip)]
     pub in_force: Option<InForce>,
+}
+
+/// An application through the channel needs an active family link of
+/// `role` (from the applicant) to a case whose person was a minor on
+/// `held_on` and whose derived status on that date was the one
+/// `permit_type` gives (its events up to that date, `status.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedPermitRule {
+    /// The applicant's role in the link (`GUARDIAN_OF`).
+    pub role: super::family::LinkRole,
+    /// The permit the linked minor held (`PPT`).
+    pub permit_type: PermitType,
+    /// The date it was held on (`2023-12-31`).
+    pub held_on: Date,
+}
+
+impl LinkedPermitRule {
+    /// The rule code of a refusal: `PEP_TUTOR_NO_ELIGIBLE_MINOR`.
+    pub fn rule_code(&self) -> &'static str {
+        "PEP_TUTOR_NO_ELIGIBLE_MINOR"
+    }
 }
 
 /// Where a channel's rules in force come from (see [`crate::domain::policy`]).
@@ -172,6 +199,8 @@ struct ChannelRulesDocument {
     decision_days: Option<u16>,
     appeal_window_days: u16,
     missed_appointments_max: u8,
+    #[serde(default)]
+    linked_permit: Option<LinkedPermitRule>,
 }
 
 impl TryFrom<ChannelRulesDocument> for ChannelRules {
@@ -210,6 +239,7 @@ impl TryFrom<ChannelRulesDocument> for ChannelRules {
             decision_days: d.decision_days,
             appeal_window_days: d.appeal_window_days,
             missed_appointments_max: d.missed_appointments_max,
+            linked_permit: d.linked_permit,
             in_force: None,
         })
     }
@@ -320,6 +350,16 @@ impl ChannelRules {
         }
         if self.missed_appointments_max == 0 {
             return Err("missed_appointments_max must be at least 1".into());
+        }
+        if let Some(rule) = &self.linked_permit {
+            if !rule.role.is_requestable() {
+                return Err("linked_permit.role must be GUARDIAN_OF, PARENT_OF or DEPENDANT_OF".into());
+            }
+            if !self.bases.contains(&EligibilityBasis::GuardianOfMinor)
+                && rule.role == super::family::LinkRole::GuardianOf
+            {
+                return Err("linked_permit GUARDIAN_OF needs the GUARDIAN_OF_MINOR basis".into());
+            }
         }
         Ok(())
     }

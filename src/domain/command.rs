@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::codes::{ChannelCode, CountryCode};
 use super::date::Date;
 use super::divipola::{Department, Municipality};
+use super::family::{LinkEndReason, LinkEvidence, LinkRole};
 use super::sealed::{BiometricRef, Sealed};
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
@@ -302,6 +303,30 @@ pub enum Command {
         /// Outcome code (e.g. `REPORT_DELIVERED`, `RECTIFIED`, `REFUSED_LEGAL_DUTY`).
         outcome: String,
     },
+    /// Link this case to another (both record it: see
+    /// [`CaseState::decide_link`](super::CaseState::decide_link)).
+    RecordFamilyLink {
+        /// Date the link was established from the evidence.
+        on: Date,
+        /// The link id, assigned by the case service from the request id
+        /// ([`link_id_for_request`](super::family::link_id_for_request)).
+        link_id: String,
+        /// What this case's person is to the other (the other records the inverse).
+        role: LinkRole,
+        /// The other case.
+        other_case_id: String,
+        /// The document that proves it.
+        evidence: LinkEvidence,
+    },
+    /// End an active link (on both cases).
+    EndFamilyLink {
+        /// Date ended.
+        on: Date,
+        /// The link.
+        link_id: String,
+        /// Why.
+        reason: LinkEndReason,
+    },
 }
 
 impl Command {
@@ -343,6 +368,8 @@ impl Command {
             Command::ReceiveSubjectRequest { .. } => "ReceiveSubjectRequest",
             Command::ExtendSubjectRequest { .. } => "ExtendSubjectRequest",
             Command::AnswerSubjectRequest { .. } => "AnswerSubjectRequest",
+            Command::RecordFamilyLink { .. } => "RecordFamilyLink",
+            Command::EndFamilyLink { .. } => "EndFamilyLink",
         }
     }
 
@@ -383,7 +410,9 @@ impl Command {
             | Command::ErasePerson { on, .. }
             | Command::ReceiveSubjectRequest { on, .. }
             | Command::ExtendSubjectRequest { on, .. }
-            | Command::AnswerSubjectRequest { on, .. } => *on,
+            | Command::AnswerSubjectRequest { on, .. }
+            | Command::RecordFamilyLink { on, .. }
+            | Command::EndFamilyLink { on, .. } => *on,
         }
     }
 
@@ -404,6 +433,7 @@ impl Command {
                 | Command::AbandonCard { .. }
                 | Command::DenyCertification { .. }
                 | Command::RecordExit { .. }
+                | Command::EndFamilyLink { .. }
         ) || self.is_subject_request()
     }
 

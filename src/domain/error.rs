@@ -72,7 +72,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every rule code a [`Rejection::RuleViolated`] may carry.
-    pub const RULES: [&'static str; 13] = [
+    pub const RULES: [&'static str; 20] = [
         "CASE_TIMELINE",
         "CHANNEL_WINDOW",
         "ONCE_PER_PERSON",
@@ -86,6 +86,13 @@ impl Rejection {
         "EXTENSION_ONCE",
         "SUBJECT_REQUEST_DUE",
         "SUBJECT_REQUEST_ANSWERED",
+        "FAMILY_LINK_DUPLICATE",
+        "FAMILY_LINKS_MAX",
+        "FAMILY_LINK_AGE",
+        "FAMILY_LINK_ENDED",
+        "FAMILY_LINK_CASE_ERASED",
+        "FAMILY_LINK_CASE_EXITED",
+        "PEP_TUTOR_NO_ELIGIBLE_MINOR",
     ];
 
     /// Shorthand for an [`Rejection::Invalid`].

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::codes::{ChannelCode, CountryCode};
 use super::date::Date;
 use super::divipola::{Department, Municipality};
+use super::family::{LinkEndReason, LinkEvidence, LinkRole};
 use super::sealed::{BiometricRef, Sealed};
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
@@ -322,11 +323,37 @@ pub enum Event {
         /// Outcome code.
         outcome: String,
     },
+    /// A family link to another case was recorded (the other case records
+    /// the same link with the inverse role, in the same commit).
+    FamilyLinkRecorded {
+        /// Date the link was established.
+        on: Date,
+        /// The link id, the same on both cases.
+        link_id: String,
+        /// What this case's person is to the other.
+        role: LinkRole,
+        /// The other case's id (no name, no document of it).
+        other_case_id: String,
+        /// The evidence cited.
+        evidence: LinkEvidence,
+    },
+    /// A family link ended (recorded on both cases).
+    FamilyLinkEnded {
+        /// Date ended.
+        on: Date,
+        /// The link.
+        link_id: String,
+        /// The role this case held in it (as recorded), so a reader of
+        /// this stream alone knows what ended.
+        role: LinkRole,
+        /// Why.
+        reason: LinkEndReason,
+    },
 }
 
 /// Every event type name, in declaration order; the log's `event_type` field
 /// holds one of these.
-pub const EVENT_TYPES: [&str; 35] = [
+pub const EVENT_TYPES: [&str; 37] = [
     "PersonRegistered",
     "PreRegistered",
     "SurveyCompleted",
@@ -362,6 +389,8 @@ pub const EVENT_TYPES: [&str; 35] = [
     "SubjectRequestReceived",
     "SubjectRequestExtended",
     "SubjectRequestAnswered",
+    "FamilyLinkRecorded",
+    "FamilyLinkEnded",
 ];
 
 impl Event {
@@ -403,6 +432,8 @@ impl Event {
             Event::SubjectRequestReceived { .. } => "SubjectRequestReceived",
             Event::SubjectRequestExtended { .. } => "SubjectRequestExtended",
             Event::SubjectRequestAnswered { .. } => "SubjectRequestAnswered",
+            Event::FamilyLinkRecorded { .. } => "FamilyLinkRecorded",
+            Event::FamilyLinkEnded { .. } => "FamilyLinkEnded",
         }
     }
 
@@ -443,7 +474,9 @@ impl Event {
             | Event::PersonErased { on, .. }
             | Event::SubjectRequestReceived { on, .. }
             | Event::SubjectRequestExtended { on, .. }
-            | Event::SubjectRequestAnswered { on, .. } => *on,
+            | Event::SubjectRequestAnswered { on, .. }
+            | Event::FamilyLinkRecorded { on, .. }
+            | Event::FamilyLinkEnded { on, .. } => *on,
         }
     }
 

@@ -47,6 +47,7 @@ mod decide;
 pub mod divipola;
 pub mod error;
 pub mod event;
+pub mod family;
 pub mod next;
 pub mod policy;
 pub mod records;
@@ -58,7 +59,7 @@ pub mod types;
 mod tests;
 
 pub use case::{CaseState, Stage, EXITED, NO_CASE};
-pub use channels::{ChannelCatalog, ChannelRules, InForce, Validity, Window};
+pub use channels::{ChannelCatalog, ChannelRules, InForce, LinkedPermitRule, Validity, Window};
 pub use codes::{ChannelCode, CountryCode, ICAO_NATIONALITY_CODES, ISO_3166_VERSION};
 pub use command::Command;
 pub use date::{age_on, Date};
@@ -66,6 +67,7 @@ pub use decide::{AGE_YEARS_MAX, BIRTH_YEAR_MIN, SUBJECT_REQUESTS_MAX};
 pub use divipola::{Department, Municipality, MunicipalityKind, DEPARTMENTS, DIVIPOLA_VERSION};
 pub use error::{CatalogError, Rejection};
 pub use event::{Event, EVENT_TYPES};
+pub use family::{FamilyLink, LinkEndReason, LinkEvidence, LinkRole, LinkedCases, FAMILY_LINKS_MAX};
 pub use policy::{Instrument, InstrumentKind, PolicyBook, PolicyEvent, PolicyRules, POLICY_STREAM};
 pub use records::{
     AppealDecision, Application, Cancellation, CardState, Certification, CertificationStage, Denial, Exit,

@@ -12,6 +12,7 @@ use super::channels::ChannelCatalog;
 use super::command::Command;
 use super::date::Date;
 use super::error::Rejection;
+use super::family::{LinkEndReason, LinkEvidence, LinkRole};
 use super::sealed::Sealed;
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, ExitKind, Sector,
@@ -198,6 +199,28 @@ impl CaseState {
                 outcome: "OUTCOME".into(),
             }
         }));
+        // Family links: this side's rules (the other case is not known here).
+        probes.push(
+            [LinkRole::GuardianOf, LinkRole::ParentOf, LinkRole::DependantOf]
+                .into_iter()
+                .map(|role| Command::RecordFamilyLink {
+                    on,
+                    link_id: "L-00000000000000000000".into(),
+                    role,
+                    other_case_id: "OTHER".into(),
+                    evidence: LinkEvidence::CourtOrder,
+                })
+                .collect(),
+        );
+        probes.push(
+            self.active_links()
+                .map(|l| Command::EndFamilyLink {
+                    on,
+                    link_id: l.link_id.clone(),
+                    reason: LinkEndReason::RecordedInError,
+                })
+                .collect(),
+        );
         probes
             .into_iter()
             .filter_map(|commands| {
@@ -221,6 +244,12 @@ impl CaseState {
             Err(Rejection::RuleViolated { rule, .. }) => match rule {
                 "APPOINTMENT_NOT_REACHED" => step(self.application.as_ref()?.appointment_on).into(),
                 "CARD_COLLECTION_PERIOD" => step(self.card_abandonable_from(catalog)).into(),
+                // Decided from the linked case's log, which is not read here:
+                // listed while the case holds a link the rule could rest on.
+                "PEP_TUTOR_NO_ELIGIBLE_MINOR" => self
+                    .active_links()
+                    .any(|l| l.role == LinkRole::GuardianOf)
+                    .then(|| step(None)),
                 _ => None,
             },
             Err(_) => None,

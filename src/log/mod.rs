@@ -350,16 +350,7 @@ impl Appender {
     /// Appends and waits until the events are durable (or refused).
     /// Waits for queue space when the writer is saturated (back-pressure).
     pub async fn append(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        let result = async {
-            req.validate()?;
-            let (reply, rx) = oneshot::channel();
-            self.tx
-                .send(writer::Job { req, reply })
-                .await
-                .map_err(|_| closed())?;
-            rx.await.map_err(|_| closed())?
-        }
-        .await;
+        let result = self.send(vec![req]).await.map(first);
         self.metrics.append_done(&result);
         result
     }
@@ -367,17 +358,66 @@ impl Appender {
     /// Like [`Appender::append`], for threads outside the async runtime.
     /// Panics if called from inside an async context.
     pub fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        let result = (|| {
-            req.validate()?;
-            let (reply, rx) = oneshot::channel();
-            self.tx
-                .blocking_send(writer::Job { req, reply })
-                .map_err(|_| closed())?;
-            rx.blocking_recv().map_err(|_| closed())?
-        })();
+        let result = self.send_blocking(vec![req]).map(first);
         self.metrics.append_done(&result);
         result
     }
+
+    /// Appends one request to several streams (a family link: its two
+    /// cases) atomically: every stream's events are written in one group
+    /// commit, each under its own expected version, or none is. The
+    /// streams share the request id and actor; a retry gets the original's
+    /// answers (one per stream, in request order) when every stream holds
+    /// the request, and a request id held by only some of them is refused
+    /// ([`AppendError::IdempotencyMismatch`]).
+    pub async fn append_many(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
+        let result = self.send(reqs).await;
+        self.metrics.append_done(&spanned(&result));
+        result
+    }
+
+    /// Like [`Appender::append_many`], for threads outside the async runtime.
+    pub fn append_many_blocking(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
+        let result = self.send_blocking(reqs);
+        self.metrics.append_done(&spanned(&result));
+        result
+    }
+
+    async fn send(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
+        writer::validate_parts(&reqs)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(writer::Job { reqs, reply })
+            .await
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    fn send_blocking(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
+        writer::validate_parts(&reqs)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(writer::Job { reqs, reply })
+            .map_err(|_| closed())?;
+        rx.blocking_recv().map_err(|_| closed())?
+    }
+}
+
+/// A multi-stream answer as one span of seqs, for the metrics (the parts
+/// of one commit are contiguous).
+fn spanned(result: &Result<Vec<Appended>, AppendError>) -> Result<Appended, AppendError> {
+    match result {
+        Ok(a) => Ok(Appended {
+            last_seq: a.last().map_or(a[0].last_seq, |l| l.last_seq),
+            ..a[0]
+        }),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// The answer of a one-stream append (the writer answers one entry per stream).
+fn first(mut appended: Vec<Appended>) -> Appended {
+    appended.swap_remove(0)
 }
 
 fn closed() -> AppendError {

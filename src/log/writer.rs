@@ -207,9 +207,60 @@ pub fn content_fingerprint<'a>(actor: &Actor, events: impl Iterator<Item = (&'a 
     *h.finalize().as_bytes()
 }
 
+/// One append: a request on one stream, or one request on several streams
+/// (at most [`APPEND_STREAMS_MAX`], distinct, with one request id and one
+/// actor) that is written all or none, in one group commit, each stream
+/// under its own expected version. The answer has one entry per stream, in
+/// request order.
 pub(crate) struct Job {
-    pub req: AppendRequest,
-    pub reply: oneshot::Sender<Result<Appended, AppendError>>,
+    pub reqs: Vec<AppendRequest>,
+    pub reply: Reply,
+}
+
+/// Where a job's answer goes: one entry per stream, in request order.
+pub(crate) type Reply = oneshot::Sender<Result<Vec<Appended>, AppendError>>;
+
+impl Job {
+    fn events(&self) -> usize {
+        self.reqs.iter().map(|r| r.events.len()).sum()
+    }
+}
+
+/// Checks the parts of a multi-stream append against each other: 1 to
+/// [`APPEND_STREAMS_MAX`] requests, each valid, on distinct streams, with
+/// one request id and one actor.
+pub fn validate_parts(reqs: &[AppendRequest]) -> Result<(), AppendError> {
+    if reqs.is_empty() {
+        return Err(invalid("streams", "at least one stream is required"));
+    }
+    if reqs.len() > APPEND_STREAMS_MAX {
+        return Err(AppendError::TooLarge {
+            field: "streams",
+            limit: APPEND_STREAMS_MAX,
+        });
+    }
+    for (i, r) in reqs.iter().enumerate() {
+        r.validate()?;
+        if reqs[..i].iter().any(|o| o.stream_id == r.stream_id) {
+            return Err(invalid("stream_id", "a stream appears twice in one append"));
+        }
+        if r.request_id != reqs[0].request_id || r.actor != reqs[0].actor {
+            return Err(invalid(
+                "request_id",
+                "the streams of one append share its request id and actor",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How one part of an append stands against the log and the batch.
+enum Part {
+    /// The stream already holds this request id: the content fingerprint of
+    /// what it holds, the answer a retry gets, and whether it is in this batch.
+    Seen(Hash, Appended, bool),
+    /// A new request on the stream: its case file and version.
+    Fresh(CaseFile, u64),
 }
 
 /// Configuration of the writer.
@@ -286,7 +337,7 @@ struct Writer {
 #[derive(Default)]
 struct Staged {
     chunks: ChunkBuilder,
-    replies: Vec<(oneshot::Sender<Result<Appended, AppendError>>, Appended)>,
+    replies: Vec<(Reply, Vec<Appended>)>,
     /// Case files changed by this batch, as they are after it.
     files: HashMap<String, CaseFile>,
     /// Requests accepted in this batch, by (stream, request id): content
@@ -298,12 +349,12 @@ struct Staged {
 /// What the writer decided about one request of a batch.
 enum Outcome {
     /// Its events are in the batch; answer after the commit.
-    Staged(Appended),
+    Staged(Vec<Appended>),
     /// A version conflict: answered once the batch is published, since the
     /// version it names may be written by this very batch.
     Conflict(AppendError),
     /// Answer now: refused, or a retry of a request that is already durable.
-    Answer(Result<Appended, AppendError>),
+    Answer(Result<Vec<Appended>, AppendError>),
 }
 
 impl Writer {
@@ -317,16 +368,16 @@ impl Writer {
                     None => break,
                 },
             };
+            let mut events = first.events();
             let mut jobs = vec![first];
-            let mut events = jobs[0].req.events.len();
             while jobs.len() < BATCH_REQUESTS_MAX {
                 match rx.try_recv() {
-                    Ok(job) if events + job.req.events.len() > BATCH_EVENTS_MAX => {
+                    Ok(job) if events + job.events() > BATCH_EVENTS_MAX => {
                         carry = Some(job);
                         break;
                     }
                     Ok(job) => {
-                        events += job.req.events.len();
+                        events += job.events();
                         jobs.push(job);
                     }
                     Err(_) => break,
@@ -369,7 +420,7 @@ impl Writer {
         let mut staged = Staged::default();
         let mut conflicts = Vec::new();
         for job in jobs {
-            match self.stage(job.req, recorded_at_us, &mut staged) {
+            match self.stage(job.reqs, recorded_at_us, &mut staged) {
                 Outcome::Staged(appended) => staged.replies.push((job.reply, appended)),
                 Outcome::Conflict(conflict) => conflicts.push((job.reply, conflict)),
                 Outcome::Answer(result) => {
@@ -447,26 +498,82 @@ impl Writer {
         self.failed = Some(reason);
     }
 
-    /// Checks one request and, if accepted, stages its events.
-    fn stage(&mut self, req: AppendRequest, recorded_at_us: i64, staged: &mut Staged) -> Outcome {
-        if let Err(e) = req.validate() {
+    /// Checks one append (one stream, or one request on several streams)
+    /// and, if every part is accepted, stages the events of all of them;
+    /// otherwise stages nothing.
+    fn stage(&mut self, reqs: Vec<AppendRequest>, recorded_at_us: i64, staged: &mut Staged) -> Outcome {
+        if let Err(e) = validate_parts(&reqs) {
             return Outcome::Answer(Err(e));
         }
-        let fingerprint = req.fingerprint();
-        let mismatch = || {
+        let mismatch = |req: &AppendRequest| {
             Outcome::Answer(Err(AppendError::IdempotencyMismatch {
                 request_id: req.request_id.clone(),
             }))
         };
+        let mut parts = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            match self.examine(req, staged) {
+                Ok(Part::Seen(fp, _, _)) if fp != req.fingerprint() => return mismatch(req),
+                Ok(part) => parts.push(part),
+                Err(outcome) => return outcome,
+            }
+        }
+        let seen = parts.iter().filter(|p| matches!(p, Part::Seen(..))).count();
+        if seen == parts.len() {
+            // A retry: every stream holds this request already.
+            let in_batch = parts.iter().any(|p| matches!(p, Part::Seen(_, _, true)));
+            let answers = parts
+                .into_iter()
+                .filter_map(|p| match p {
+                    Part::Seen(_, appended, _) => Some(appended),
+                    Part::Fresh(..) => None,
+                })
+                .collect();
+            return match in_batch {
+                true => Outcome::Staged(answers),
+                false => Outcome::Answer(Ok(answers)),
+            };
+        }
+        if seen > 0 {
+            // Some streams hold this request id, others not: another request.
+            return mismatch(&reqs[0]);
+        }
+        for (req, part) in reqs.iter().zip(&parts) {
+            let Part::Fresh(_, current) = part else { continue };
+            if !req.expected.admits(*current) {
+                return Outcome::Conflict(AppendError::VersionConflict {
+                    stream_id: req.stream_id.clone(),
+                    expected: req.expected,
+                    actual: *current,
+                });
+            }
+            if *current as usize + req.events.len() > STREAM_EVENTS_MAX {
+                return Outcome::Answer(Err(AppendError::StreamFull {
+                    stream_id: req.stream_id.clone(),
+                    limit: STREAM_EVENTS_MAX,
+                }));
+            }
+        }
+        let mut answers = Vec::with_capacity(reqs.len());
+        for (req, part) in reqs.into_iter().zip(parts) {
+            let Part::Fresh(file, current) = part else {
+                continue;
+            };
+            answers.push(self.write_part(req, file, current, recorded_at_us, staged));
+        }
+        Outcome::Staged(answers)
+    }
+
+    /// Where one part stands: a request id the stream (or the batch) already
+    /// holds, or a new request with the stream's case file and version.
+    fn examine(&self, req: &AppendRequest, staged: &Staged) -> Result<Part, Outcome> {
         let key = (req.stream_id.clone(), req.request_id.clone());
         if let Some((fp, appended)) = staged.request_ids.get(&key) {
-            if *fp != fingerprint {
-                return mismatch();
-            }
-            return Outcome::Staged(Appended {
+            let appended = Appended {
                 deduplicated: true,
                 ..*appended
-            });
+            };
+            return Ok(Part::Seen(*fp, appended, true));
         }
         let storage = |e: StoreError| {
             tracing::error!(error = %e, "reading the log while staging an append");
@@ -476,31 +583,30 @@ impl Writer {
             Some(f) => f.clone(),
             None => match self.store.case_file(&req.stream_id) {
                 Ok(f) => f.map(|f| (*f).clone()).unwrap_or_default(),
-                Err(e) => return storage(e),
+                Err(e) => return Err(storage(e)),
             },
         };
         match self.earlier_request(&file, &req.request_id) {
-            Ok(Some((fp, appended))) if fp == fingerprint => return Outcome::Answer(Ok(appended)),
-            Ok(Some(_)) => return mismatch(),
-            Ok(None) => {}
-            Err(e) => return storage(e),
+            Ok(Some((fp, appended))) => Ok(Part::Seen(fp, appended, false)),
+            Ok(None) => {
+                let current = file.version();
+                Ok(Part::Fresh(file, current))
+            }
+            Err(e) => Err(storage(e)),
         }
-        let current = file.version();
-        if !req.expected.admits(current) {
-            return Outcome::Conflict(AppendError::VersionConflict {
-                stream_id: req.stream_id.clone(),
-                expected: req.expected,
-                actual: current,
-            });
-        }
+    }
+
+    /// Stages the events of one checked part after the head.
+    fn write_part(
+        &mut self,
+        req: AppendRequest,
+        mut file: CaseFile,
+        current: u64,
+        recorded_at_us: i64,
+        staged: &mut Staged,
+    ) -> Appended {
+        let fingerprint = req.fingerprint();
         let parts = req.events.len() as u16;
-        if current as usize + parts as usize > STREAM_EVENTS_MAX {
-            return Outcome::Answer(Err(AppendError::StreamFull {
-                stream_id: req.stream_id.clone(),
-                limit: STREAM_EVENTS_MAX,
-            }));
-        }
-        let mut file = file;
         let first_seq = self.head.seq + 1;
         let mut bytes = Vec::new();
         for (i, ev) in req.events.iter().enumerate() {
@@ -534,9 +640,10 @@ impl Writer {
             deduplicated: false,
         };
         staged.event_count += parts as usize;
+        let key = (req.stream_id.clone(), req.request_id);
         staged.files.insert(req.stream_id, file);
         staged.request_ids.insert(key, (fingerprint, appended));
-        Outcome::Staged(appended)
+        appended
     }
 
     /// The request with this id that an earlier commit appended to the

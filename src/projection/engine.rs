@@ -42,7 +42,7 @@ use crate::log::{Head, Store, StoreError, StoredEvent};
 /// Default tree of the statistics projection.
 pub const TREE: &str = "proj_stats";
 /// Version of the stored projection (`m:version`): 1 = 48-byte facts; 2 =
-/// 54-byte facts (nationality, exit destination), the series cells (`s`
+/// 55-byte facts (nationality, exit destination, active guardian links), the series cells (`s`
 /// keys) and the month-end snapshots (`e` keys). An older version is
 /// rebuilt from the log when opened; a newer one is refused with "run
 /// rebuild-projections".

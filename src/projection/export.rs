@@ -152,6 +152,13 @@ fn codes(dim: &str) -> Vec<(String, String)> {
                 )
             })
             .collect(),
+        "guardian" => vec![
+            own(
+                "LINKED",
+                "An active family link names a guardian of the person (their case records WARD_OF)",
+            ),
+            own("NONE", "No active guardian link recorded"),
+        ],
         "age_band" => AgeBand::ALL
             .iter()
             .map(|b| {
@@ -682,6 +689,7 @@ pub fn dim_description(dim: &str) -> &'static str {
             "nationality recorded at registration, ISO 3166-1 alpha-3 (or an ICAO code: XXA stateless, XXB/XXC \
              refugee, XXX unspecified) (codebook: nationality)"
         }
+        "guardian" => "LINKED when an active family link names a guardian of the person, else NONE; meaningful for minors (codebook: guardian)",
         "metric" => "what the series counts (codebook: metric)",
         "month" => "month YYYY-MM (series: business date of the events; expiring permits: end of validity)",
         "step" => "funnel step of every case's current application (codebook: step)",
@@ -850,6 +858,7 @@ pub fn codebook(t: &LongTable, rules: &SuppressionRules) -> Value {
         "permit_type",
         "nationality",
         "exit_destination",
+        "guardian",
         "metric",
         "step",
         "route",

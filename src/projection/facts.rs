@@ -11,12 +11,12 @@
 //! [`FACTS_BYTES`] when stored).
 
 use crate::domain::{
-    age_on, AgeBand, ChannelCode, CountryCode, Date, Event, ExitKind, Municipality, PermitType, PersonStatus,
+    age_on, AgeBand, ChannelCode, CountryCode, Date, Event, ExitKind, LinkRole, Municipality, PermitType, PersonStatus,
     Sex, Stage,
 };
 
 /// Bytes of one stored [`CaseFacts`].
-pub const FACTS_BYTES: usize = 54;
+pub const FACTS_BYTES: usize = 55;
 
 /// What statistics know about one case. `Default` is the empty stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +60,9 @@ pub struct CaseFacts {
     /// Destination recorded with the exit as [`country_value`] (0: not
     /// recorded, or no exit; see [`CaseFacts::exit_destination`]).
     pub exit_destination_code: u16,
+    /// Active family links naming this person the ward of a guardian
+    /// (`WARD_OF`), from this case's own link events (saturating).
+    pub guardians: u8,
 }
 
 /// A country code in two bytes: 0 for none, else 1 + its three letters
@@ -111,6 +114,7 @@ impl Default for CaseFacts {
             erased: false,
             nationality_code: 0,
             exit_destination_code: 0,
+            guardians: 0,
         }
     }
 }
@@ -205,8 +209,21 @@ impl CaseFacts {
                 self.approved = true
             }
             Event::Denied { appeal_until, .. } if self.has_app => self.appeal_until = Some(appeal_until),
+            Event::FamilyLinkRecorded {
+                role: LinkRole::WardOf,
+                ..
+            } => self.guardians = self.guardians.saturating_add(1),
+            Event::FamilyLinkEnded {
+                role: LinkRole::WardOf,
+                ..
+            } => self.guardians = self.guardians.saturating_sub(1),
             _ => {}
         }
+    }
+
+    /// Whether an active link names a guardian of this person.
+    pub fn has_guardian(&self) -> bool {
+        self.guardians > 0
     }
 
     /// Municipality of residence.
@@ -356,6 +373,8 @@ impl CaseFacts {
         if let Some(n) = self.exit_destination() {
             b[51..54].copy_from_slice(n.as_str().as_bytes());
         }
+        // 54 active guardian links.
+        b[54] = self.guardians;
         b
     }
 
@@ -412,6 +431,7 @@ impl CaseFacts {
             },
             nationality_code: country_value(country_from(&b[48..51])?),
             exit_destination_code: country_value(country_from(&b[51..54])?),
+            guardians: b[54],
         })
     }
 }

@@ -32,10 +32,13 @@ pub enum Dim {
     /// Where a departed person went: the country recorded, `UNKNOWN` for a
     /// departure without one, `NONE` for a case that did not depart.
     ExitDestination,
+    /// "LINKED" when an active family link names a guardian of the person
+    /// (meaningful for minors), else "NONE".
+    Guardian,
 }
 
 impl Dim {
-    pub const ALL: [Dim; 10] = [
+    pub const ALL: [Dim; 11] = [
         Dim::Status,
         Dim::Department,
         Dim::Municipality,
@@ -46,6 +49,7 @@ impl Dim {
         Dim::PermitType,
         Dim::Nationality,
         Dim::ExitDestination,
+        Dim::Guardian,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,6 +63,7 @@ impl Dim {
             Dim::PermitType => "permit_type",
             Dim::Nationality => "nationality",
             Dim::ExitDestination => "exit_destination",
+            Dim::Guardian => "guardian",
         }
     }
     pub fn parse(s: &str) -> Option<Dim> {
@@ -80,6 +85,7 @@ impl Dim {
             Dim::PermitType => u32::from(c.permit_type),
             Dim::Nationality => u32::from(c.nationality),
             Dim::ExitDestination => u32::from(c.exit_destination),
+            Dim::Guardian => u32::from(c.guardian),
         }
     }
 
@@ -101,6 +107,7 @@ impl Dim {
                 DESTINATION_UNKNOWN => "UNKNOWN".into(),
                 v => nationality_of(v).map_or_else(|| "NONE".into(), |c| c.as_str().into()),
             },
+            Dim::Guardian => GUARDIAN_CODES[v as usize & 1].into(),
         }
     }
 
@@ -143,9 +150,13 @@ impl Dim {
                         .ok_or_else(bad)?,
                 )),
             })),
+            Dim::Guardian => Some(GUARDIAN_CODES.iter().position(|c| *c == text).ok_or_else(bad)? as u32),
         })
     }
 }
+
+/// The codes of the `guardian` dimension, by value (0: no active guardian link).
+pub const GUARDIAN_CODES: [&str; 2] = ["NONE", "LINKED"];
 
 /// A filter: the dimension must take one of the values (codes as shown).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

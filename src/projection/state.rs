@@ -247,6 +247,8 @@ pub struct Cell {
     /// 0: did not depart; [`DESTINATION_UNKNOWN`]: departed, destination not
     /// recorded; else the destination as [`nationality_value`].
     pub exit_destination: u16,
+    /// An active family link names a guardian of the person.
+    pub guardian: bool,
 }
 
 /// The cube value of a departure without a recorded destination.
@@ -268,7 +270,8 @@ impl Cell {
         u128::from(self.exit_destination) << 64 | u128::from(self.pack_low())
     }
     fn pack_low(self) -> u64 {
-        u64::from(self.nationality) << 44
+        u64::from(self.guardian) << 60
+            | u64::from(self.nationality) << 44
             | (self.status as u64) << 40
             | u64::from(self.municipality) << 20
             | (self.sex as u64) << 16
@@ -288,6 +291,7 @@ impl Cell {
             channel: ((k >> 4) & 0xff) as u8,
             permit_type: (k & 0xf) as u8,
             nationality: ((k >> 44) & 0xffff) as u16,
+            guardian: (k >> 60) & 1 == 1,
         }
     }
 }
@@ -969,6 +973,7 @@ impl ProjectionState {
                     cell.age_band,
                     ch,
                     cell.permit_type,
+                    cell.guardian,
                 ))
                 .or_insert(0) += n;
         }
@@ -1031,6 +1036,7 @@ pub struct StateSummary {
             crate::domain::AgeBand,
             Option<String>,
             u8,
+            bool,
         ),
         u64,
     >,
@@ -1052,6 +1058,7 @@ fn cell_key(f: &CaseFacts, on: Date, channel: u8) -> u128 {
         permit_type: f.permit_type.map_or(0, |t| t as u8 + 1),
         nationality: f.nationality_code,
         exit_destination: destination_value(f),
+        guardian: f.has_guardian(),
     }
     .pack()
 }

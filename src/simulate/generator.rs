@@ -14,8 +14,8 @@
 //! | REGULAR_PPT | 67.7 | delivered 62.6, printed 2.5, issued 2.0, appeal upheld 0.6 |
 //! | IN_PROCESS | 12.6 | pre-registered 2.5, appointment pending 2.5, missed 1.3, review 3.3, information 1.3, approved 1.3, appeal 0.4 |
 //! | REGULAR_VISA | 2.6 | visa after a PPT 1.0, visa only 1.6 |
-//! | REGULAR_PEP_TUTOR | 0.6 | taken out of the irregular share (guardians without a PPT) |
-//! | IRREGULAR | 16.5 | never applied 7.3, denied 4.0, appeal rejected 1.1, withdrawn 2.1, card abandoned 1.0, cancelled 1.0 |
+//! | REGULAR_PEP_TUTOR | 0 | not simulated: the application needs a linked minor's case (docs/FAMILY_LINKS.md) |
+//! | IRREGULAR | 17.1 | never applied 7.9, denied 4.0, appeal rejected 1.1, withdrawn 2.1, card abandoned 1.0, cancelled 1.0 |
 //!
 //! In La Guajira irregular paths are weighted to 27%, elsewhere to the
 //! share that keeps the national figure. Denials are 6.1% of persons (~7% of
@@ -157,7 +157,11 @@ pub const PATH_SHARES: [(Path, f64); 21] = [
     (Path::PptAppealUpheld, 0.6),
     (Path::PptThenVisa, 1.0),
     (Path::VisaOnly, 1.6),
-    (Path::PepTutor, 0.6),
+    // A PEP-Tutor application needs a family link to a minor's case that
+    // held a PPT on 2023-12-31 (Decreto 1209/2024): one person's plan cannot
+    // record it, so the simulated caseload has no PEP-Tutor holders; their
+    // share stays with the irregular guardians who never applied.
+    (Path::PepTutor, 0.0),
     (Path::WaitingPreRegistered, 2.5),
     (Path::WaitingAppointment, 2.5),
     (Path::WaitingAfterMissed, 1.3),
@@ -165,7 +169,7 @@ pub const PATH_SHARES: [(Path, f64); 21] = [
     (Path::WaitingInformation, 1.3),
     (Path::WaitingIssue, 1.3),
     (Path::WaitingAppeal, 0.4),
-    (Path::NeverApplied, 7.3),
+    (Path::NeverApplied, 7.9),
     (Path::DeniedNoAppeal, 4.0),
     (Path::DeniedAppealRejected, 1.1),
     (Path::WithdrawnAfterMisses, 1.3),
@@ -1293,7 +1297,8 @@ mod tests {
         assert!((share(PersonStatus::RegularPpt) - 67.7).abs() < 1.0);
         assert!((share(PersonStatus::InProcess) - 12.6).abs() < 1.0);
         assert!((share(PersonStatus::RegularVisa) - 2.6).abs() < 0.5);
-        assert!((share(PersonStatus::Irregular) - 16.5).abs() < 1.0);
+        assert!((share(PersonStatus::Irregular) - 17.1).abs() < 1.0);
+        assert_eq!(share(PersonStatus::RegularPepTutor), 0.0);
         assert!((guajira_share - 27.0).abs() < 2.5);
         assert!((minor_share - 28.4).abs() < 1.0);
     }

@@ -70,6 +70,14 @@ pub fn personal_data(identity: &Identity) -> Result<pb::PersonalData, WireError>
 /// The request of one planned command, under `header`, with the plan's
 /// clear values in the sealed slots.
 pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) -> Result<Cmd, WireError> {
+    if let Command::RecordFamilyLink { .. } | Command::EndFamilyLink { .. } = command {
+        // Two cases' command (RecordFamilyLink RPC): no plan holds one, and
+        // an import history is one case's.
+        return Err(WireError {
+            prefix: "",
+            code: command.name().to_string(),
+        });
+    }
     let header = Some(header);
     let simple = |header| pb::SimpleStepRequest { header };
     Ok(match command {
@@ -285,6 +293,7 @@ pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) 
             subject_request_id: *subject_request_id,
             outcome: outcome.clone(),
         }),
+        Command::RecordFamilyLink { .. } | Command::EndFamilyLink { .. } => unreachable!("refused above"),
     })
 }
 

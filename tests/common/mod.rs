@@ -673,3 +673,39 @@ impl Tracker {
 pub fn genesis_events() -> u64 {
     registry::domain::PolicyBook::genesis().len() as u64
 }
+
+/// Registers a guardian on `on` who may apply to PEP-Tutor: a minor (born
+/// March 2012, document `{cedula}M`) gets a PPT in 2021 and the guardian
+/// records a GUARDIAN_OF link to them on `on` (docs/FAMILY_LINKS.md).
+pub async fn register_guardian(c: &mut Client, given: &str, cedula: &str, on: &str) -> Tracker {
+    let mut g = register(c, given, cedula, on).await;
+    let minor = person(
+        "MENOR",
+        "PRUEBA LOPEZ",
+        "2012-03-10",
+        &[(pb::DocumentType::VenezuelanCedula, &format!("{cedula}M"))],
+    );
+    let mut m = Tracker::registered(&ok(c
+        .register_person(req(register_request(minor, "2021-06-01")))
+        .await));
+    m.pre_register(c, "2021-06-02").await;
+    m.schedule(c, "2021-06-03", "2021-06-10").await;
+    m.capture(c, "2021-06-10").await;
+    m.approve(c, "2021-07-01").await;
+    m.issue_permit(c, "2021-07-02", &format!("PPT-{cedula}M")).await;
+    let r = ok(c
+        .record_family_link(req(pb::RecordFamilyLinkRequest {
+            header: g.next(on),
+            role: pb::FamilyLinkRole::GuardianOf as i32,
+            other_case_id: m.case_id.clone(),
+            other_expected_version: m.version,
+            evidence: pb::LinkEvidence::RegistroCivilNacimiento as i32,
+        }))
+        .await);
+    g.step(
+        r.result.as_ref().expect("result"),
+        "REGISTERED",
+        &["FamilyLinkRecorded"],
+    );
+    g
+}

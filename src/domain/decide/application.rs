@@ -18,6 +18,7 @@ use crate::domain::command::Command;
 use crate::domain::date::Date;
 use crate::domain::error::Rejection;
 use crate::domain::event::Event;
+use crate::domain::family::LinkedCases;
 use crate::domain::types::{EligibilityBasis, ADULT_AGE_YEARS};
 
 /// Most applications one case may hold.
@@ -34,11 +35,12 @@ impl CaseState {
         &self,
         command: &Command,
         catalog: &ChannelCatalog,
+        linked: &LinkedCases,
     ) -> Result<Vec<Event>, Rejection> {
         let name = command.name();
         match command {
             Command::PreRegister { on, channel, basis } => {
-                self.pre_register(name, *on, *channel, *basis, catalog)
+                self.pre_register(name, *on, *channel, *basis, catalog, linked)
             }
             Command::CompleteSurvey {
                 on,
@@ -196,6 +198,7 @@ impl CaseState {
         channel: ChannelCode,
         basis: EligibilityBasis,
         catalog: &ChannelCatalog,
+        linked: &LinkedCases,
     ) -> Result<Vec<Event>, Rejection> {
         if let Some(reason) = self.blocks_new_application(on) {
             return Err(self.illegal(name, reason));
@@ -220,6 +223,15 @@ impl CaseState {
         if self.applications >= APPLICATIONS_MAX {
             let reason = format!("a case holds at most {APPLICATIONS_MAX} applications");
             return Err(self.rule(name, "APPLICATIONS_MAX", "channel", reason));
+        }
+        if let Some(rule) = &rules.linked_permit {
+            if !self.linked_permit_holder(rule, linked) {
+                let reason = format!(
+                    "{channel} needs an active {} link to a case whose person was a minor holding a {} on {}",
+                    rule.role, rule.permit_type, rule.held_on
+                );
+                return Err(self.rule(name, rule.rule_code(), "basis", reason));
+            }
         }
         let application_id = self.applications + 1;
         Ok(vec![Event::PreRegistered {

@@ -35,6 +35,7 @@ use super::date::{age_on, Date};
 use super::divipola::{Department, Municipality};
 use super::error::Rejection;
 use super::event::Event;
+use super::family::LinkedCases;
 use super::sealed::{Sealed, SEALED_BYTES_MAX};
 use super::types::DocumentType;
 
@@ -52,6 +53,19 @@ impl CaseState {
         command: &Command,
         today: Date,
         catalog: &ChannelCatalog,
+    ) -> Result<Vec<Event>, Rejection> {
+        self.decide_with(command, today, catalog, &LinkedCases::NONE)
+    }
+
+    /// [`CaseState::decide`] with the linked cases a rule reads (PEP-Tutor's
+    /// linked minor: [`ChannelRules::linked_permit`]), as the case service
+    /// loaded them from the log. Without them such a rule refuses.
+    pub fn decide_with(
+        &self,
+        command: &Command,
+        today: Date,
+        catalog: &ChannelCatalog,
+        linked: &LinkedCases,
     ) -> Result<Vec<Event>, Rejection> {
         let name = command.name();
         if self.person.is_none() {
@@ -79,7 +93,8 @@ impl CaseState {
             );
             return Err(self.rule(name, "CASE_TIMELINE", "on", reason));
         }
-        if let Some(exit) = self.exit.filter(|_| !command.is_subject_request()) {
+        let closing = command.is_subject_request() || matches!(command, Command::EndFamilyLink { .. });
+        if let Some(exit) = self.exit.filter(|_| !closing) {
             if !matches!(
                 command,
                 Command::UpdatePersonalData { .. } | Command::ErasePerson { .. }
@@ -91,10 +106,15 @@ impl CaseState {
                 return Err(self.illegal(name, reason));
             }
         }
-        self.decide_command(command, catalog)
+        self.decide_command(command, catalog, linked)
     }
 
-    fn decide_command(&self, command: &Command, catalog: &ChannelCatalog) -> Result<Vec<Event>, Rejection> {
+    fn decide_command(
+        &self,
+        command: &Command,
+        catalog: &ChannelCatalog,
+        linked: &LinkedCases,
+    ) -> Result<Vec<Event>, Rejection> {
         let name = command.name();
         match command {
             Command::UpdatePersonalData {
@@ -157,6 +177,7 @@ impl CaseState {
             Command::ReceiveSubjectRequest { .. }
             | Command::ExtendSubjectRequest { .. }
             | Command::AnswerSubjectRequest { .. } => self.decide_subject_request(command),
+            Command::RecordFamilyLink { .. } | Command::EndFamilyLink { .. } => self.decide_family(command),
             Command::RequestCertification { .. }
             | Command::AssessCertification { .. }
             | Command::AwardCertification { .. }
@@ -172,7 +193,7 @@ impl CaseState {
             | Command::ExtendValidity { .. }
             | Command::CancelPermit { .. }
             | Command::SupersedeByVisa { .. } => self.decide_permit(command, catalog),
-            _ => self.decide_application(command, catalog),
+            _ => self.decide_application(command, catalog, linked),
         }
     }
 

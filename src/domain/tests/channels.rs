@@ -4,7 +4,7 @@ use super::*;
 
 /// An application through `channel` from pre-registration to an issued permit.
 fn issued_through(channel: &str, basis: EligibilityBasis, from: Date) -> Case {
-    let mut case = Case::new();
+    let mut case = Case::new().without_linked_rules();
     case.today = from.add_days(30).max(TODAY);
     case.run(register_on(from));
     case.run(Command::PreRegister {
@@ -143,7 +143,7 @@ fn visa_v_is_granted_once_per_person() {
 #[test]
 fn pep_tutor_takes_its_window_basis_and_validity_from_the_catalog() {
     let today = d("2025-10-01");
-    let mut case = Case::new();
+    let mut case = Case::new().without_linked_rules();
     case.today = today;
     case.run(register_on(d("2025-08-01")));
     let early = Command::PreRegister {

@@ -2,6 +2,7 @@
 //! property tests over random command sequences.
 
 mod channels;
+mod family;
 mod lifecycle;
 mod next_steps;
 mod person;
@@ -104,6 +105,24 @@ impl Case {
             Ok(events) => panic!("{} accepted: {events:?}", command.name()),
             Err(rejection) => rejection,
         }
+    }
+
+    /// The builtin catalog without the rules that read linked cases
+    /// (PEP-Tutor's linked minor: tested in `family.rs`), for tests of a
+    /// channel's other rules.
+    pub fn without_linked_rules(mut self) -> Case {
+        let channels = self
+            .catalog
+            .channels()
+            .iter()
+            .cloned()
+            .map(|mut c| {
+                c.linked_permit = None;
+                c
+            })
+            .collect();
+        self.catalog = ChannelCatalog::new(channels).expect("catalog");
+        self
     }
 
     pub fn state_name(&self) -> &'static str {

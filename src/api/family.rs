@@ -1,0 +1,166 @@
+//! Family links at the boundary (docs/FAMILY_LINKS.md): the two link
+//! commands' conversion and answer, and the wire form of a case's links.
+//! A link names the other case by id only: nothing else of another case is
+//! read or returned here.
+
+use tonic::{Request, Response, Status};
+
+use super::{convert, pb, status, today, CaseworkerService};
+use crate::cases::{CaseError, CommandContext, LinkOutcome};
+use crate::domain::{Command, Date, FamilyLink, LinkEndReason, LinkEvidence, LinkRole};
+
+type R<T> = Result<T, CaseError>;
+
+/// Maps a prost enum value to the domain code with the same name.
+fn code<T>(name: Option<&str>, prefix: &str, field: &'static str, parse: fn(&str) -> Option<T>) -> R<T> {
+    let name = name.ok_or_else(|| CaseError::invalid(field, "unknown value"))?;
+    let code = name.strip_prefix(prefix).unwrap_or(name);
+    if code == "UNSPECIFIED" {
+        return Err(CaseError::invalid(field, "required"));
+    }
+    parse(code).ok_or_else(|| CaseError::invalid(field, "not accepted"))
+}
+
+pub(super) fn record(m: &pb::RecordFamilyLinkRequest, on: Date) -> R<Command> {
+    let role = code(
+        pb::FamilyLinkRole::try_from(m.role).ok().map(|v| v.as_str_name()),
+        "FAMILY_LINK_ROLE_",
+        "role",
+        LinkRole::parse,
+    )?;
+    if !role.is_requestable() {
+        return Err(CaseError::invalid(
+            "role",
+            "GUARDIAN_OF, PARENT_OF or DEPENDANT_OF (the other case records the inverse)",
+        ));
+    }
+    let other_case_id = super::case_id_field_named(&m.other_case_id, "other_case_id")?;
+    let evidence = code(
+        pb::LinkEvidence::try_from(m.evidence)
+            .ok()
+            .map(|v| v.as_str_name()),
+        "LINK_EVIDENCE_",
+        "evidence",
+        LinkEvidence::parse,
+    )?;
+    if !evidence.proves(role) {
+        return Err(CaseError::invalid(
+            "evidence",
+            format!("{evidence} does not prove a {role} link"),
+        ));
+    }
+    Ok(Command::RecordFamilyLink {
+        on,
+        link_id: String::new(),
+        role,
+        other_case_id,
+        evidence,
+    })
+}
+
+pub(super) fn end(m: &pb::EndFamilyLinkRequest, on: Date) -> R<Command> {
+    if !crate::domain::family::is_link_id(&m.link_id) {
+        return Err(CaseError::invalid("link_id", "required: L- and 20 hex digits"));
+    }
+    let reason = code(
+        pb::LinkEndReason::try_from(m.reason)
+            .ok()
+            .map(|v| v.as_str_name()),
+        "LINK_END_REASON_",
+        "reason",
+        LinkEndReason::parse,
+    )?;
+    Ok(Command::EndFamilyLink {
+        on,
+        link_id: m.link_id.clone(),
+        reason,
+    })
+}
+
+/// The wire form of a link.
+pub(super) fn link(l: &FamilyLink) -> pb::FamilyLink {
+    pb::FamilyLink {
+        link_id: l.link_id.clone(),
+        role: pb::FamilyLinkRole::from_str_name(&format!("FAMILY_LINK_ROLE_{}", l.role.as_str()))
+            .map_or(0, |v| v as i32),
+        other_case_id: l.other_case_id.clone(),
+        evidence: pb::LinkEvidence::from_str_name(&format!("LINK_EVIDENCE_{}", l.evidence.as_str()))
+            .map_or(0, |v| v as i32),
+        since: l.since.to_string(),
+    }
+}
+
+impl CaseworkerService {
+    /// Runs a link command: the header checked as for every command, then
+    /// both cases decided and appended at once.
+    pub(super) async fn link_command(
+        &self,
+        principal: crate::auth::Principal,
+        header: Option<pb::CommandHeader>,
+        other_expected_version: u64,
+        build: impl FnOnce(Date) -> R<Command>,
+    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
+        let header = header.ok_or_else(|| status::invalid_argument("header", "required"))?;
+        super::check_request_id(&header.request_id)?;
+        let today = today();
+        let on = convert::business_date(&header.on, today)?;
+        let command = build(on)?;
+        let ctx = CommandContext {
+            request_id: header.request_id,
+            case_id: (!header.case_id.is_empty()).then_some(header.case_id),
+            expected_version: header.expected_version,
+            actor: principal.actor(),
+            today,
+            departments: principal.departments.clone(),
+        };
+        let o: LinkOutcome = self
+            .cases
+            .execute_link(ctx, other_expected_version, command)
+            .await?;
+        let result =
+            |case_id: String, a: crate::log::Appended, state: &crate::domain::CaseState, types: &[&str]| {
+                pb::CommandResult {
+                    case_id,
+                    version: a.last_version,
+                    first_seq: a.first_seq,
+                    last_seq: a.last_seq,
+                    recorded_at_us: a.recorded_at_us,
+                    deduplicated: a.deduplicated,
+                    stage: state.state_name().to_string(),
+                    status: convert::status(crate::domain::person_status(state, today)),
+                    event_types: types.iter().map(|t| t.to_string()).collect(),
+                    stage_code: convert::stage_code(state),
+                }
+            };
+        let (mine, theirs) = (&o.event_types, &o.other_event_types);
+        Ok(Response::new(pb::FamilyLinkResult {
+            link_id: o.link_id,
+            result: Some(result(o.case_id, o.appended, &o.state, mine)),
+            other: Some(result(o.other_case_id, o.other_appended, &o.other_state, theirs)),
+        }))
+    }
+
+    pub(super) async fn record_family_link_rpc(
+        &self,
+        r: Request<pb::RecordFamilyLinkRequest>,
+    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
+        let principal = crate::auth::principal(&r)?;
+        let m = r.into_inner();
+        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
+            record(&m, on)
+        })
+        .await
+    }
+
+    pub(super) async fn end_family_link_rpc(
+        &self,
+        r: Request<pb::EndFamilyLinkRequest>,
+    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
+        let principal = crate::auth::principal(&r)?;
+        let m = r.into_inner();
+        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
+            end(&m, on)
+        })
+        .await
+    }
+}
