@@ -366,7 +366,7 @@ async fn run(
                 .into_server(),
         )
         .add_service(audit.server())
-        .add_service(stats.server_with_releases(audit.audit().clone()))
+        .add_service(stats.server_with_releases(audit.audit().clone(), worklists.service()))
         .add_service(worklists.server())
         .add_service(
             crate::api::admin::AdminService::new(

@@ -137,6 +137,21 @@ fn questions() -> Vec<Vec<String>> {
             "csv",
         ],
         vec!["--table", "expiring-permits", "--published", "--format", "csv"],
+        [
+            &as_of[..],
+            &["--table", "worklists", "--published", "--format", "csv"],
+        ]
+        .concat(),
+        [&as_of[..], &["--table", "worklists", "--format", "json"]].concat(),
+        // A past month-end: answered from the month-end snapshot on both sides.
+        vec![
+            "--as-of",
+            "2024-06-30",
+            "--by",
+            "status,department",
+            "--format",
+            "csv",
+        ],
     ];
     q.iter_mut().map(|q| args(q)).collect()
 }
@@ -397,15 +412,6 @@ async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strin
             assert_eq!(&r[4], AS_OF);
         }
     }
-    let mut a = remote.clone();
-    a.extend(args(&["--table", "worklists"]));
-    let out = registry(&a);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--table worklists: only with --data-dir"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     // A release of the same store (offline, at the checkpoint signed at the
     // server's stop), for pandas to read its SDMX-CSV files.
@@ -631,10 +637,6 @@ fn arguments_are_checked_naming_the_flag() {
                 "sex,status,channel",
             ],
             "--by: at most 2",
-        ),
-        (
-            vec!["--target", "http://127.0.0.1:1", "--table", "worklists"],
-            "--table worklists: only with --data-dir",
         ),
         (
             vec!["--data-dir", "/nonexistent", "--table", "series", "--metric", "X"],

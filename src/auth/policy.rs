@@ -90,6 +90,7 @@ const STATISTICS_METHODS: &[&str] = &[
     "Certifications",
     "ExpiringPermits",
     "Release",
+    "WorklistCounts",
 ];
 const WORKLIST_METHODS: &[&str] = &["ListWorklist"];
 const AUDIT_METHODS: &[&str] = &[

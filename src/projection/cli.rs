@@ -223,11 +223,6 @@ impl Question {
                     .into(),
             );
         }
-        if args.target.is_some() && kind == TableKind::Worklists {
-            return Err(
-                "--table worklists: only with --data-dir (the Worklists service has no counting RPC)".into(),
-            );
-        }
         if args.out.is_some() && args.format == Format::Table {
             return Err("--out: needs --format csv, json or parquet".into());
         }

@@ -300,16 +300,30 @@ pub fn from_worklists(
     } else {
         vec![false; values.len()]
     };
-    let observed = counts
+    let cells = counts
         .iter()
         .zip(hidden)
-        .map(|((k, d, n), h)| {
-            let count = (!h).then_some(*n);
-            LongRow {
-                values: vec![k.as_str().to_string(), format!("{d:02}")],
-                count,
-                obs_status: ObsStatus::of(count),
-            }
+        .map(|((k, d, n), h)| (k.as_str().to_string(), format!("{d:02}"), (!h).then_some(*n)))
+        .collect();
+    worklists_table(cells, reference, seq, hash, published)
+}
+
+/// The worklist counts' long table from cells already under disclosure
+/// control: (list code, department code, count or `None` if hidden), as the
+/// server's `WorklistCounts` answers them.
+pub fn worklists_table(
+    cells: Vec<(String, String, Option<u64>)>,
+    reference: Date,
+    seq: u64,
+    hash: String,
+    published: bool,
+) -> LongTable {
+    let observed = cells
+        .into_iter()
+        .map(|(list, department, count)| LongRow {
+            values: vec![list, department],
+            count,
+            obs_status: ObsStatus::of(count),
         })
         .collect();
     let dims = vec!["list".to_string(), "department".to_string()];

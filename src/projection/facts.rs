@@ -7,12 +7,12 @@
 //! `person_status(&CaseState::from_events(..), d)` and every breakdown field
 //! agrees with the state's accessors.
 //!
-//! No heap, no personal data: codes, dates and flags only (about 64 bytes in memory,
+//! No heap, no personal data: codes, dates and flags only (about 72 bytes in memory,
 //! [`FACTS_BYTES`] when stored).
 
 use crate::domain::{
-    age_on, AgeBand, ChannelCode, CountryCode, Date, Event, ExitKind, LinkRole, Municipality, PermitType, PersonStatus,
-    Sex, Stage,
+    age_on, AgeBand, ChannelCode, CountryCode, Date, Event, ExitKind, LinkRole, Municipality, PermitType,
+    PersonStatus, Sex, Stage,
 };
 
 /// Bytes of one stored [`CaseFacts`].

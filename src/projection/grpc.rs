@@ -19,6 +19,9 @@ pub use pb::statistics_server::StatisticsServer;
 #[derive(Clone)]
 pub struct StatisticsService {
     slot: std::sync::Arc<ProjectionSlot>,
+    /// The worklist projection and its follower, for `WorklistCounts`
+    /// (none: UNIMPLEMENTED).
+    worklists: Option<crate::worklist::grpc::WorklistService>,
     rules: SuppressionRules,
     /// The store and its audit signer, for `Release` (none: UNIMPLEMENTED),
     /// and the one permit to build: a release replays the log up to its
@@ -38,6 +41,7 @@ impl StatisticsService {
             slot,
             rules,
             releases: None,
+            worklists: None,
         }
     }
 
@@ -45,6 +49,12 @@ impl StatisticsService {
     /// with its audit key (docs/RELEASES.md).
     pub fn with_releases(mut self, audit: crate::audit::Audit) -> StatisticsService {
         self.releases = Some((audit, std::sync::Arc::new(tokio::sync::Semaphore::new(1))));
+        self
+    }
+
+    /// Answers `WorklistCounts` from this worklist service's projection.
+    pub fn with_worklists(mut self, worklists: crate::worklist::grpc::WorklistService) -> StatisticsService {
+        self.worklists = Some(worklists);
         self
     }
 
@@ -258,6 +268,58 @@ impl pb::statistics_server::Statistics for StatisticsService {
         let rules = self.rules;
         let p = self.with_state(|s| super::expiring(s, from, to, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
+    }
+
+    async fn worklist_counts(
+        &self,
+        request: Request<pb::WorklistCountsRequest>,
+    ) -> Result<Response<pb::WorklistCountsResponse>, Status> {
+        let r = request.into_inner();
+        let reference = if r.as_of_date.is_empty() {
+            crate::api::today()
+        } else {
+            Date::parse(&r.as_of_date).ok_or_else(|| invalid("as_of_date", "expected YYYY-MM-DD"))?
+        };
+        let service = self
+            .worklists
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this server counts no worklists"))?;
+        let lists = service.worklists()?.clone();
+        let (counts, position) = tokio::task::spawn_blocking(move || {
+            crate::worklist::query::counts(&lists, reference, crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+        // The table as published (disclosure control here, with this
+        // server's thresholds); zero cells are the client's to fill in.
+        let table = super::export::from_worklists(
+            &counts,
+            reference,
+            position.seq,
+            position.hash_hex(),
+            r.published,
+            &self.rules,
+        );
+        let cells = table
+            .rows
+            .into_iter()
+            .filter(|row| row.obs_status != super::export::ObsStatus::Zero)
+            .map(|row| {
+                let mut values = row.values.into_iter();
+                pb::WorklistCount {
+                    list: values.next().unwrap_or_default(),
+                    department: values.next().unwrap_or_default(),
+                    count: row.count.unwrap_or(0),
+                    suppressed: row.count.is_none(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::WorklistCountsResponse {
+            cells,
+            as_of_date: reference.to_string(),
+            position: self::position(position.seq, position.hash_hex()),
+        }))
     }
 
     async fn release(

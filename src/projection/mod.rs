@@ -312,13 +312,16 @@ impl Running {
     }
 
     /// The gRPC service, answering `Release` with releases built from
-    /// `audit`'s store and signed with its key.
+    /// `audit`'s store and signed with its key, and `WorklistCounts` from
+    /// the worklist projection.
     pub fn server_with_releases(
         &self,
         audit: crate::audit::Audit,
+        worklists: crate::worklist::grpc::WorklistService,
     ) -> grpc::StatisticsServer<grpc::StatisticsService> {
         grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default())
             .with_releases(audit)
+            .with_worklists(worklists)
             .into_server()
     }
 

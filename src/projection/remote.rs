@@ -11,6 +11,7 @@ use super::{Point, Points};
 use crate::api::pb;
 use crate::api::pb::statistics_client::StatisticsClient;
 use crate::client::ClientOptions;
+use crate::domain::Date;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -136,9 +137,24 @@ async fn ask(options: &ClientOptions, q: &Question) -> Result<LongTable, BoxErro
                 .map_err(|s| failed("Certifications", target, s))?
         }
         TableKind::Worklists => {
-            return Err(
-                "--table worklists: only with --data-dir (the Worklists service has no counting RPC)".into(),
-            )
+            let request = pb::WorklistCountsRequest {
+                as_of_date: q.as_of.map_or_else(String::new, |d| d.to_string()),
+                published,
+            };
+            let r = client
+                .worklist_counts(request)
+                .await
+                .map_err(|s| failed("WorklistCounts", target, s))?
+                .into_inner();
+            let reference = Date::parse(&r.as_of_date)
+                .ok_or_else(|| format!("the server answered a date {:?}", r.as_of_date))?;
+            let (seq, hash) = r.position.map_or((0, String::new()), |p| (p.seq, p.hash));
+            let cells = r
+                .cells
+                .into_iter()
+                .map(|c| (c.list, c.department, (!c.suppressed).then_some(c.count)))
+                .collect();
+            return Ok(export::worklists_table(cells, reference, seq, hash, published));
         }
         TableKind::ExpiringPermits => {
             let request = pb::ExpiringPermitsRequest {

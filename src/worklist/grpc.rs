@@ -41,7 +41,9 @@ impl WorklistService {
             .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
     }
 
-    fn worklists(&self) -> Result<&Arc<Worklists>, Status> {
+    /// The projection, or why it cannot answer (UNAVAILABLE while it
+    /// catches up, INTERNAL once stopped or unopened).
+    pub(crate) fn worklists(&self) -> Result<&Arc<Worklists>, Status> {
         if let Some(e) = self.status.failed() {
             return Err(Status::internal(format!(
                 "the worklist projection stopped ({e}); an operator must run rebuild-projections"

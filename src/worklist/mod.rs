@@ -69,7 +69,12 @@ pub fn start(log: &crate::log::Log) -> std::io::Result<Running> {
 impl Running {
     /// The gRPC service.
     pub fn server(&self) -> grpc::WorklistsServer<grpc::WorklistService> {
-        grpc::WorklistService::new(self.worklists.clone(), self.status.clone()).into_server()
+        self.service().into_server()
+    }
+
+    /// The service value (also what `Statistics.WorklistCounts` reads).
+    pub fn service(&self) -> grpc::WorklistService {
+        grpc::WorklistService::new(self.worklists.clone(), self.status.clone())
     }
 
     /// The projection, if it opened (the policy dry run reads its facts).
