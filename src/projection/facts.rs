@@ -11,8 +11,8 @@
 //! [`FACTS_BYTES`] when stored).
 
 use crate::domain::{
-    age_on, AgeBand, ChannelCode, CountryCode, Date, Event, ExitKind, LinkRole, Municipality, PermitType, PersonStatus,
-    Sex, Stage,
+    age_on, AgeBand, ChannelCode, CountryCode, Date, Event, ExitKind, LinkRole, Municipality, PermitType,
+    PersonStatus, Sex, Stage,
 };
 
 /// Bytes of one stored [`CaseFacts`].
