@@ -1333,6 +1333,17 @@ mod tests {
         assert!((minor_share - 28.4).abs() < 1.0);
     }
 
+    /// A denial that is not appealed must have its window closed on
+    /// TODAY: 10 business days after Monday 2025-12-15 end on Tuesday
+    /// 2025-12-30 (Christmas, Thursday 25, does not count); a denial on
+    /// 2025-12-16 could still be appealed on 2025-12-31.
+    #[test]
+    fn unappealed_denials_are_decided_before_the_window_that_ends_today() {
+        assert_eq!(last_denial_closed_by_today(), date(2025, 12, 15));
+        assert_eq!(etpv_rules().appeal_until(date(2025, 12, 15)), date(2025, 12, 30));
+        assert_eq!(etpv_rules().appeal_until(date(2025, 12, 16)), TODAY);
+    }
+
     /// Every plan is accepted by the pure rules command by command, in date
     /// order, and ends in the intended status (no store involved).
     #[test]
