@@ -928,6 +928,31 @@ mod tests {
     use crate::domain::EVENT_TYPES;
     use proptest::prelude::*;
 
+    /// A policy event recorded before channels stated how their appeal
+    /// window is counted decodes to calendar days, and is written again
+    /// byte for byte (same content hash): an old log replays unchanged.
+    #[test]
+    fn policy_rules_written_before_the_appeal_count_decode_to_calendar_days() {
+        use crate::domain::{DayCount, PolicyBook};
+        let genesis = PolicyBook::genesis().remove(0);
+        let (event_type, payload) = encode_policy(&genesis);
+        let mut m = pb::PolicyAdopted::decode(&payload[..]).unwrap();
+        let json = String::from_utf8(m.rules_json.clone()).unwrap();
+        let old = json.replace(r#","appeal_window_count":"BUSINESS""#, "");
+        assert_ne!(old, json);
+        m.rules_blake3 = blake3::hash(old.as_bytes()).as_bytes().to_vec();
+        m.rules_json = old.into_bytes();
+        let old_payload = m.encode_to_vec();
+        let decoded = decode_policy(event_type, &old_payload).unwrap();
+        let etpv = &decoded.rules().unwrap().channels[0];
+        assert_eq!(etpv.appeal_window_count, DayCount::Calendar);
+        assert_eq!(
+            etpv.appeal_until(Date::parse("2025-04-11").unwrap()),
+            Date::parse("2025-04-21").unwrap()
+        );
+        assert_eq!(encode_policy(&decoded).1, old_payload);
+    }
+
     fn d(text: &str) -> Date {
         Date::parse(text).unwrap()
     }

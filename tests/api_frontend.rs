@@ -531,6 +531,7 @@ async fn a_case_read_says_its_stage_code_and_next_steps_and_the_catalogue_is_lis
     assert_eq!(etpv.minors_close_on, "2031-05-30");
     assert_eq!(etpv.valid_until, "2031-05-30");
     assert_eq!(etpv.appeal_window_days, 10);
+    assert_eq!(etpv.appeal_window_count, "BUSINESS");
     let visa = channels
         .iter()
         .find(|ch| ch.code == "VISA_V")

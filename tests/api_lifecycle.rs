@@ -496,7 +496,7 @@ async fn denial_then_appeal_upheld_approves_and_appeal_rejected_is_final() {
     t.step(&r, "DENIED", &["Denied"]);
     assert_eq!(
         r.status, IRREGULAR,
-        "the appeal window (2022-06-11) is long past today: not in process"
+        "the appeal window (10 business days: 2022-06-15) is long past today: not in process"
     );
     let r = ok(c
         .file_appeal(req(simple(&t.case_id, t.version, "2022-06-05")))

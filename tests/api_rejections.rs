@@ -167,13 +167,19 @@ async fn illegal_transitions_are_failed_precondition_naming_the_state_and_record
         "DENIED",
     );
     a.unchanged(&mut c).await;
-    // The appeal window (10 days) closed on 2022-04-11.
+    // The appeal window (10 business days after Friday 2022-04-01; Holy
+    // Thursday and Good Friday, 14 and 15 April, do not count) closed on
+    // Tuesday 2022-04-19.
     let s = precondition(
-        c.file_appeal(req(simple(&a.case_id, a.version, "2022-04-12")))
+        c.file_appeal(req(simple(&a.case_id, a.version, "2022-04-20")))
             .await,
         "DENIED",
     );
-    assert!(s.message().contains("2022-04-11"), "{}", s.message());
+    assert!(
+        s.message().contains("the appeal window closed on 2022-04-19"),
+        "{}",
+        s.message()
+    );
     a.unchanged(&mut c).await;
     precondition(
         c.withdraw(req(simple(&a.case_id, a.version, "2022-04-12"))).await,

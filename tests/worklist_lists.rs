@@ -90,7 +90,9 @@ async fn a_case_enters_each_list_with_its_dates_and_leaves_it_when_it_moves_on()
     let item = one(&mut w, Kind::DecisionOverdue, "2023-09-30", &t).await;
     check(&item, "UNDER_REVIEW", "2023-09-29", "2023-09-29", "2023-07-01");
 
-    // Denied: leaves the decisions, appealable until the window closes (10 days).
+    // Denied: leaves the decisions, appealable until the window closes (10
+    // business days after Monday 2023-10-02; Monday 16 October, Diversity
+    // Day moved from Thursday 12, does not count: Tuesday 2023-10-17).
     let r = ok(c
         .deny(req(pb::DenyRequest {
             header: t.next("2023-10-02"),
@@ -101,9 +103,9 @@ async fn a_case_enters_each_list_with_its_dates_and_leaves_it_when_it_moves_on()
     absent(&mut w, Kind::AwaitingDecision, "", &t).await;
     absent(&mut w, Kind::DecisionOverdue, "2023-10-05", &t).await;
     let item = one(&mut w, Kind::AppealableDenials, "2023-10-05", &t).await;
-    check(&item, "DENIED", "2023-10-12", "2023-10-12", "2023-10-02");
-    one(&mut w, Kind::AppealableDenials, "2023-10-12", &t).await;
-    absent(&mut w, Kind::AppealableDenials, "2023-10-13", &t).await;
+    check(&item, "DENIED", "2023-10-17", "2023-10-17", "2023-10-02");
+    one(&mut w, Kind::AppealableDenials, "2023-10-17", &t).await;
+    absent(&mut w, Kind::AppealableDenials, "2023-10-18", &t).await;
 
     // Appealed: awaiting the appeal's decision, due two months after filing.
     let r = ok(c

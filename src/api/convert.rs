@@ -692,6 +692,7 @@ pub(super) fn channel(rules: &crate::domain::ChannelRules, on: Date) -> pb::Chan
         interim_days_max: rules.interim_days_max.map(u32::from).unwrap_or(0),
         decision_days: rules.decision_days.map(u32::from).unwrap_or(0),
         appeal_window_days: u32::from(rules.appeal_window_days),
+        appeal_window_count: rules.appeal_window_count.as_str().to_string(),
         missed_appointments_max: u32::from(rules.missed_appointments_max),
         windows: rules.windows.iter().map(window).collect(),
         instrument: in_force.map(|f| f.instrument.clone()).unwrap_or_default(),

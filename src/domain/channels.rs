@@ -31,6 +31,43 @@ pub enum Validity {
     Months(u16),
 }
 
+/// How a legal term given in days is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DayCount {
+    /// Every calendar day counts: the term ends `n` days after the event.
+    /// What rules written before the count was stated mean.
+    #[default]
+    Calendar,
+    /// Colombian business days (días hábiles, [`super::calendar`]): the
+    /// term ends on the `n`th business day after the event, the day of the
+    /// event not counted.
+    Business,
+}
+
+impl DayCount {
+    /// The last day of a term of `days` counted this way from `from`
+    /// (`from` itself never counts).
+    pub fn add(self, from: Date, days: u16) -> Date {
+        match self {
+            DayCount::Calendar => from.add_days(i64::from(days)),
+            DayCount::Business => super::calendar::add_business_days(from, u32::from(days)),
+        }
+    }
+
+    /// The stored name: `CALENDAR` or `BUSINESS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DayCount::Calendar => "CALENDAR",
+            DayCount::Business => "BUSINESS",
+        }
+    }
+
+    fn is_calendar(&self) -> bool {
+        *self == DayCount::Calendar
+    }
+}
+
 /// One application window of a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,8 +156,14 @@ pub struct ChannelRules {
     /// Days the authority has to decide after biometric capture (`None`: no
     /// legal deadline); reported, not enforced.
     pub decision_days: Option<u16>,
-    /// Days after a denial during which an appeal may be filed.
+    /// Days after a denial during which an appeal may be filed, counted
+    /// as [`ChannelRules::appeal_window_count`] says.
     pub appeal_window_days: u16,
+    /// How the appeal window is counted. Left out of the stored JSON when
+    /// `CALENDAR`, so rules written before the field existed (which meant
+    /// calendar days) keep their bytes, their content hash and their meaning.
+    #[serde(default, skip_serializing_if = "DayCount::is_calendar")]
+    pub appeal_window_count: DayCount,
     /// Missed biometric appointments after which no new one is scheduled
     /// (the application is then abandoned and should be withdrawn).
     pub missed_appointments_max: u8,
@@ -198,6 +241,8 @@ struct ChannelRulesDocument {
     interim_days_max: Option<u16>,
     decision_days: Option<u16>,
     appeal_window_days: u16,
+    #[serde(default)]
+    appeal_window_count: DayCount,
     missed_appointments_max: u8,
     #[serde(default)]
     linked_permit: Option<LinkedPermitRule>,
@@ -238,6 +283,7 @@ impl TryFrom<ChannelRulesDocument> for ChannelRules {
             interim_days_max: d.interim_days_max,
             decision_days: d.decision_days,
             appeal_window_days: d.appeal_window_days,
+            appeal_window_count: d.appeal_window_count,
             missed_appointments_max: d.missed_appointments_max,
             linked_permit: d.linked_permit,
             in_force: None,
@@ -313,6 +359,15 @@ impl ChannelRules {
             Validity::Until(end) => end,
             Validity::Months(months) => current.add_months(i64::from(months)),
         }
+    }
+
+    /// The last day an appeal (recurso de reposición or apelación) may be
+    /// filed against a denial decided on `decided_on`: the appeal window
+    /// counted from the day after the decision. Every reader of the rule
+    /// (the denial's recorded `appeal_until`, the simulator's plans) goes
+    /// through here.
+    pub fn appeal_until(&self, decided_on: Date) -> Date {
+        self.appeal_window_count.add(decided_on, self.appeal_window_days)
     }
 
     /// The decision deadline for a review that started on `review_started_on`.
@@ -542,6 +597,28 @@ mod tests {
             "appeal_window_days": 10, "missed_appointments_max": 3}]}"#;
         let c = ChannelCatalog::from_json(v1).unwrap();
         assert_eq!(c.channels()[0].windows.len(), 1);
+        // Written before the appeal window's count existed: calendar days.
+        assert_eq!(c.channels()[0].appeal_window_count, DayCount::Calendar);
+    }
+
+    #[test]
+    fn the_appeal_window_is_counted_as_the_rules_say() {
+        let mut etpv = ChannelCatalog::builtin().get(code("ETPV")).unwrap().clone();
+        assert_eq!(etpv.appeal_window_count, DayCount::Business);
+        // Wednesday 2025-12-24: 26, 29, 30, 31 December, 2, 5, 6, 7, 8, 9
+        // January (Christmas, New Year and Monday 12 January excluded).
+        assert_eq!(etpv.appeal_until(d("2025-12-24")), d("2026-01-09"));
+        etpv.appeal_window_count = DayCount::Calendar;
+        assert_eq!(etpv.appeal_until(d("2025-12-24")), d("2026-01-03"));
+        // The stored form names the count only when it is not CALENDAR.
+        let json = serde_json::to_string(&etpv).unwrap();
+        assert!(!json.contains("appeal_window_count"), "{json}");
+        etpv.appeal_window_count = DayCount::Business;
+        let json = serde_json::to_string(&etpv).unwrap();
+        assert!(
+            json.contains(r#""appeal_window_days":10,"appeal_window_count":"BUSINESS""#),
+            "{json}"
+        );
     }
 
     #[test]

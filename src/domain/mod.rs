@@ -59,7 +59,7 @@ pub mod types;
 mod tests;
 
 pub use case::{CaseState, Stage, EXITED, NO_CASE};
-pub use channels::{ChannelCatalog, ChannelRules, InForce, LinkedPermitRule, Validity, Window};
+pub use channels::{ChannelCatalog, ChannelRules, DayCount, InForce, LinkedPermitRule, Validity, Window};
 pub use codes::{ChannelCode, CountryCode, ICAO_NATIONALITY_CODES, ISO_3166_VERSION};
 pub use command::Command;
 pub use date::{age_on, Date};

@@ -27,9 +27,9 @@
 
 use crate::cases::{Identity, IdentityDocument};
 use crate::domain::{
-    CancellationGround, CertificationRoute, ChannelCode, Command, CountryCode, Date, DenialReason,
-    Department, DocumentType, DuplicateCause, EligibilityBasis, ExitKind, Municipality, PersonStatus, Sealed,
-    Sector, Sex,
+    CancellationGround, CertificationRoute, ChannelCatalog, ChannelCode, ChannelRules, Command, CountryCode,
+    Date, DenialReason, Department, DocumentType, DuplicateCause, EligibilityBasis, ExitKind, Municipality,
+    PersonStatus, Sealed, Sector, Sex,
 };
 use crate::log::Actor;
 
@@ -544,8 +544,38 @@ fn denied(rng: &mut Rng, t: &mut Timeline, person: &Person) {
     t.push(Step::Deny(decided, denial_reason(rng)));
 }
 
+/// The ETPV rules of the genesis instruments: the appeal window plans are
+/// laid in ([`ChannelRules::appeal_until`], the rule the domain decides with).
+fn etpv_rules() -> &'static ChannelRules {
+    static RULES: std::sync::OnceLock<ChannelRules> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        let code = ChannelCode::parse(ETPV).expect("known channel code");
+        ChannelCatalog::builtin()
+            .get(code)
+            .expect("the builtin catalog holds ETPV")
+            .clone()
+    })
+}
+
+/// The last day a denial may be decided for its appeal window to be
+/// closed on [`TODAY`] (the case then no longer counts as in process).
+fn last_denial_closed_by_today() -> Date {
+    static LAST: std::sync::OnceLock<Date> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        let mut on = TODAY.add_days(-1);
+        while etpv_rules().appeal_until(on) >= TODAY {
+            on = on.add_days(-1);
+        }
+        on
+    })
+}
+
+/// An appeal filed 1 to `appeal_window_days` calendar days after the
+/// denial: inside the window however it is counted (the `n`th business day
+/// after a date is never before the `n`th calendar day after it).
 fn appeal(rng: &mut Rng, t: &mut Timeline, decided: Option<bool>) {
-    let filed = t.after(rng, 1, 10);
+    let window = i64::from(etpv_rules().appeal_window_days);
+    let filed = t.after(rng, 1, window);
     t.push(Step::FileAppeal(filed));
     if let Some(upheld) = decided {
         let at = t.after(rng, 20, 90);
@@ -904,7 +934,7 @@ pub fn plan_person(seed: u64, index: u64) -> PersonPlan {
         _ => (ETPV_OPENS.max(birth), TODAY, false),
     };
     let end = if path == Path::DeniedNoAppeal {
-        TODAY.add_days(-11)
+        last_denial_closed_by_today()
     } else {
         TODAY
     };
@@ -1301,6 +1331,17 @@ mod tests {
         assert_eq!(share(PersonStatus::RegularPepTutor), 0.0);
         assert!((guajira_share - 27.0).abs() < 2.5);
         assert!((minor_share - 28.4).abs() < 1.0);
+    }
+
+    /// A denial that is not appealed must have its window closed on
+    /// TODAY: 10 business days after Monday 2025-12-15 end on Tuesday
+    /// 2025-12-30 (Christmas, Thursday 25, does not count); a denial on
+    /// 2025-12-16 could still be appealed on 2025-12-31.
+    #[test]
+    fn unappealed_denials_are_decided_before_the_window_that_ends_today() {
+        assert_eq!(last_denial_closed_by_today(), date(2025, 12, 15));
+        assert_eq!(etpv_rules().appeal_until(date(2025, 12, 15)), date(2025, 12, 30));
+        assert_eq!(etpv_rules().appeal_until(date(2025, 12, 16)), TODAY);
     }
 
     /// Every plan is accepted by the pure rules command by command, in date

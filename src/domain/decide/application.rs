@@ -157,7 +157,7 @@ impl CaseState {
                     "no application is under review".into()
                 })?;
                 let rules = self.current_rules(name, catalog)?;
-                let appeal_until = on.add_days(i64::from(rules.appeal_window_days));
+                let appeal_until = rules.appeal_until(*on);
                 Ok(vec![Event::Denied {
                     on: *on,
                     reason: *reason,

@@ -110,10 +110,11 @@ fn upheld_appeal_approves_the_application() {
         [Event::Denied {
             on: d("2021-08-01"),
             reason: DenialReason::Annotation,
-            appeal_until: d("2021-08-11")
+            // Ten business days after Sunday 2021-08-01: 2-6 and 9-13 August.
+            appeal_until: d("2021-08-13")
         }]
     );
-    case.run(Command::FileAppeal { on: d("2021-08-11") });
+    case.run(Command::FileAppeal { on: d("2021-08-13") });
     assert_eq!(case.state_name(), "APPEAL_FILED");
     case.run(Command::DecideAppeal {
         on: d("2021-09-01"),

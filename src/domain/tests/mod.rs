@@ -1,6 +1,7 @@
 //! Behaviour tests of the domain: lifecycles, refusals, derived status, and
 //! property tests over random command sequences.
 
+mod appeal_window;
 mod channels;
 mod family;
 mod lifecycle;

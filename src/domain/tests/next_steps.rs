@@ -48,7 +48,13 @@ fn a_denial_lists_the_appeal_until_the_end_of_its_window() {
     });
     let steps = case.state.next_steps(d("2021-07-02"), &case.catalog);
     let appeal = step(&steps, "FileAppeal");
-    assert_eq!(appeal.until, Some(d("2021-07-11")), "ETPV: 10 days to appeal");
+    // ETPV: 10 business days after Thursday 2021-07-01; Monday 2021-07-05
+    // (Saints Peter and Paul, moved from Tuesday 29 June) does not count.
+    assert_eq!(
+        appeal.until,
+        Some(d("2021-07-16")),
+        "ETPV: 10 business days to appeal"
+    );
     assert!(!names(&steps).contains(&"Approve"));
 }
 

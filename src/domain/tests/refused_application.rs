@@ -167,15 +167,15 @@ fn a_second_application_while_one_is_open_or_a_permit_is_active_is_refused() {
         reason: DenialReason::Ineligible,
     });
     assert_eq!(
-        denied.reject(pre("2021-08-11")),
+        denied.reject(pre("2021-08-13")),
         illegal(
             "PreRegister",
             "DENIED",
-            "application 1 was denied and may be appealed until 2021-08-11"
+            "application 1 was denied and may be appealed until 2021-08-13"
         )
     );
     assert!(
-        denied.try_run(pre("2021-08-12"), TODAY).is_ok(),
+        denied.try_run(pre("2021-08-14"), TODAY).is_ok(),
         "the denial is final once the window closed"
     );
 }
@@ -365,9 +365,11 @@ fn an_appeal_after_its_window_is_refused() {
         on: d("2021-08-01"),
         reason: DenialReason::OpenProceedings,
     });
+    // Ten business days after Sunday 2021-08-01 end on Friday 2021-08-13;
+    // the Saturday after is too late.
     assert_eq!(
-        case.reject(Command::FileAppeal { on: d("2021-08-12") }),
-        illegal("FileAppeal", "DENIED", "the appeal window closed on 2021-08-11")
+        case.reject(Command::FileAppeal { on: d("2021-08-14") }),
+        illegal("FileAppeal", "DENIED", "the appeal window closed on 2021-08-13")
     );
     assert_eq!(
         case.reject(Command::DecideAppeal {

@@ -48,8 +48,9 @@ fn a_denial_is_in_process_until_its_appeal_window_closes_or_while_appealed() {
         on: d("2021-08-01"),
         reason: DenialReason::CriminalRecord,
     });
-    assert_eq!(status(&case, "2021-08-11"), PersonStatus::InProcess);
-    assert_eq!(status(&case, "2021-08-12"), PersonStatus::Irregular);
+    // The window is 10 business days: it closes on Friday 2021-08-13.
+    assert_eq!(status(&case, "2021-08-13"), PersonStatus::InProcess);
+    assert_eq!(status(&case, "2021-08-14"), PersonStatus::Irregular);
     case.run(Command::FileAppeal { on: d("2021-08-10") });
     assert_eq!(
         status(&case, "2021-12-01"),
