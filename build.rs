@@ -19,9 +19,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if protos.is_empty() {
         return Ok(());
     }
+    // Node-to-node protocols (proto/regularization/cluster/) get their own
+    // descriptor set: the client port's reflection lists only what it serves.
+    let (cluster, client): (Vec<PathBuf>, Vec<PathBuf>) = protos
+        .into_iter()
+        .partition(|p| p.starts_with("proto/regularization/cluster"));
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("registry_descriptor.bin"))
-        .compile_protos(&protos, &[PathBuf::from("proto")])?;
+        .compile_protos(&client, &[PathBuf::from("proto")])?;
+    if !cluster.is_empty() {
+        tonic_prost_build::configure()
+            .file_descriptor_set_path(out_dir.join("cluster_descriptor.bin"))
+            .compile_protos(&cluster, &[PathBuf::from("proto")])?;
+    }
     Ok(())
 }
 

@@ -100,6 +100,9 @@ pub enum CaseError {
     OutOfScope,
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A cluster node that does not lead; writes go to the leader.
+    #[error("this node is not the cluster's leader")]
+    NotLeader { leader: Option<String> },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -128,6 +131,7 @@ impl From<AppendError> for CaseError {
             AppendError::IdempotencyMismatch { .. } => CaseError::RequestIdReused,
             AppendError::StreamFull { limit, .. } => CaseError::TooLarge { field: "case", limit },
             AppendError::Unavailable(m) => CaseError::Unavailable(m),
+            AppendError::NotLeader { leader } => CaseError::NotLeader { leader },
         }
     }
 }
@@ -262,7 +266,8 @@ struct Inner {
     store: Store,
     keys: KeyStore,
     blind: BlindIndexer,
-    documents: sled::Tree,
+    /// The document index: blind index -> holding case (replicated on a cluster node).
+    documents: crate::log::side::SideTree,
     /// The policy stream folded: the rules commands are decided with.
     policy: std::sync::RwLock<Arc<PolicyBook>>,
     /// Serializes policy appends (each is checked against the book it extends).
@@ -288,7 +293,11 @@ impl Cases {
     /// Opens the case service on `store`, folding its policy stream.
     pub fn new(appender: Appender, store: Store, keys: KeyStore) -> Result<Cases, CaseError> {
         let blind = keys.blind_indexer()?;
-        let documents = store.db().open_tree(TREE_DOCUMENTS)?;
+        let documents = crate::log::side::SideTree::new(
+            TREE_DOCUMENTS,
+            store.db().open_tree(TREE_DOCUMENTS)?,
+            store.side_slot().clone(),
+        );
         let policy = load_policy(&store)?;
         Ok(Cases {
             inner: Arc::new(Inner {
@@ -334,7 +343,23 @@ impl Cases {
 
     /// The policy book as it stands.
     pub fn policy(&self) -> Arc<PolicyBook> {
-        self.inner.policy.read().expect("policy lock").clone()
+        let book = self.inner.policy.read().expect("policy lock").clone();
+        // On a cluster node the policy stream also grows by replication
+        // (instruments recorded through another leader): fold it again then.
+        match self.inner.store.stream_version(POLICY_STREAM) {
+            Ok(v) if v != book.entries().len() as u64 => match load_policy(&self.inner.store) {
+                Ok(fresh) => {
+                    let fresh = Arc::new(fresh);
+                    *self.inner.policy.write().expect("policy lock") = fresh.clone();
+                    fresh
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "folding the replicated policy stream failed");
+                    book
+                }
+            },
+            _ => book,
+        }
     }
 
     /// The channel catalogue in force on `on` under the current policy.
@@ -438,7 +463,10 @@ impl Cases {
         if appended.deduplicated {
             return;
         }
-        let mut next = (*self.policy()).clone();
+        let mut next = (*self.inner.policy.read().expect("policy lock").clone()).clone();
+        if next.version() >= appended.first_seq {
+            return; // already folded from the store by `policy`
+        }
         for (i, e) in events.into_iter().enumerate() {
             next.apply(appended.first_seq + i as u64, e);
         }
@@ -462,6 +490,7 @@ impl Cases {
         ctx: CommandContext,
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
+        self.inner.appender.check_leader()?;
         if let Some(prepared) = self.prepare_cached(&ctx, &pending) {
             let result = self.inner.appender.append(prepared.request.clone()).await;
             if let Some(answer) = self.finish_cached(prepared, result) {
@@ -488,6 +517,7 @@ impl Cases {
         ctx: CommandContext,
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
+        self.inner.appender.check_leader()?;
         if let Some(prepared) = self.prepare_cached(&ctx, &pending) {
             let result = self.inner.appender.append_blocking(prepared.request.clone());
             if let Some(answer) = self.finish_cached(prepared, result) {
@@ -894,7 +924,7 @@ impl Cases {
             let mut current = docs.get(b)?;
             loop {
                 match current {
-                    None => match docs.compare_and_swap(b, None as Option<&[u8]>, Some(value.clone()))? {
+                    None => match docs.compare_and_swap(b, None, Some(value.clone()))? {
                         Ok(()) => {
                             taken.push(*b);
                             break;
@@ -903,7 +933,7 @@ impl Cases {
                     },
                     Some(ref held) if owner(held) == case_id.as_bytes() => break,
                     Some(ref held) if self.is_stale(held)? => {
-                        match docs.compare_and_swap(b, Some(held.clone()), Some(value.clone()))? {
+                        match docs.compare_and_swap(b, Some(held), Some(value.clone()))? {
                             Ok(()) => {
                                 taken.push(*b);
                                 break;
@@ -933,10 +963,7 @@ impl Cases {
         for b in blind {
             if let Ok(Some(held)) = self.inner.documents.get(b) {
                 if owner(&held) == case_id.as_bytes() {
-                    let _ = self
-                        .inner
-                        .documents
-                        .compare_and_swap(b, Some(held), None as Option<&[u8]>);
+                    let _ = self.inner.documents.compare_and_swap(b, Some(&held), None);
                 }
             }
         }

@@ -39,6 +39,7 @@ pub mod case_cache;
 pub mod cases;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod domain;

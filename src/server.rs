@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub disk_reserve_mib: u64,
     /// Audit signing key, origin and checkpoint interval.
     pub audit: crate::audit::AuditConfig,
+    /// The cluster file (docs/CLUSTER.md); `None`: a single node.
+    pub cluster: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -66,6 +68,7 @@ impl ServeConfig {
             metrics_on_network: false,
             disk_reserve_mib: crate::limits::DISK_RESERVE_MIB_DEFAULT,
             audit: crate::audit::AuditConfig::default(),
+            cluster: None,
         }
     }
 
@@ -200,6 +203,42 @@ pub fn open(
     Ok(Opened { cases, log })
 }
 
+/// Opens a cluster node's log (its writer proposes through the cluster,
+/// started next) and case service. The genesis policy instruments are
+/// recorded by whichever node leads first ([`record_genesis_when_leading`]).
+pub fn open_cluster_node(
+    data_dir: &std::path::Path,
+    sync: SyncMode,
+    master: MasterKey,
+) -> Result<Opened, Box<dyn std::error::Error>> {
+    let log = Log::open_replicated(data_dir, WriterConfig { sync })?;
+    // Person keys and the document index write through the cluster once it runs.
+    log.store().side_slot().expect_replication();
+    let mut keys = KeyStore::open(log.store().db(), master)?;
+    keys.replicate_with(log.store().side_slot().clone());
+    let cases = Cases::new(log.appender(), log.store().clone(), keys)?;
+    Ok(Opened { cases, log })
+}
+
+/// On a cluster node: records the genesis policy instruments once this
+/// node leads, unless the policy stream exists (written by another leader
+/// and replicated here). Retries every half second until one of the two.
+async fn record_genesis_when_leading(cases: Cases) {
+    loop {
+        let c = cases.clone();
+        match tokio::task::spawn_blocking(move || c.ensure_policy_genesis()).await {
+            Ok(Ok(())) => return,
+            Ok(Err(crate::cases::CaseError::NotLeader { .. } | crate::cases::CaseError::Unavailable(_))) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "recording the genesis policy instruments failed");
+                return;
+            }
+            Err(_) => return,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     // serve_on checks the transport (plaintext only on loopback) before anything else.
@@ -219,10 +258,23 @@ pub async fn serve_on(
     check_master_key_source(&config)?;
     let master = load_master_key(config.master_key_file.as_ref(), &config.data_dir)?;
     let (data_dir, sync) = (config.data_dir.clone(), config.sync);
-    let opened =
-        tokio::task::spawn_blocking(move || open(&data_dir, sync, master).map_err(|e| e.to_string()))
-            .await??;
-    run(config, listener, opened, tls, shutdown).await
+    let Some(cluster_file) = &config.cluster else {
+        let opened =
+            tokio::task::spawn_blocking(move || open(&data_dir, sync, master).map_err(|e| e.to_string()))
+                .await??;
+        return run(config, listener, opened, tls, None, shutdown).await;
+    };
+    let file = crate::cluster::ClusterFile::load(cluster_file)?;
+    let raft_listener = tokio::net::TcpListener::bind(&file.me().raft)
+        .await
+        .map_err(|e| format!("binding the Raft address {}: {e}", file.me().raft))?;
+    let opened = tokio::task::spawn_blocking(move || {
+        open_cluster_node(&data_dir, sync, master).map_err(|e| e.to_string())
+    })
+    .await??;
+    let cluster = crate::cluster::Cluster::start(&opened.log, &file, raft_listener).await?;
+    tokio::spawn(record_genesis_when_leading(opened.cases.clone()));
+    run(config, listener, opened, tls, Some(cluster), shutdown).await
 }
 
 /// Serves a registry opened by [`open`] (whose data
@@ -239,7 +291,7 @@ pub async fn serve_opened(
 ) -> Result<(), Box<dyn std::error::Error>> {
     check_transport(&config, listener.local_addr()?)?;
     let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
-    run(config, listener, opened, tls, shutdown).await
+    run(config, listener, opened, tls, None, shutdown).await
 }
 
 async fn run(
@@ -247,9 +299,11 @@ async fn run(
     listener: tokio::net::TcpListener,
     opened: Opened,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    cluster: Option<crate::cluster::Cluster>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let access = std::sync::Arc::new(open_access(&config)?);
+    let cluster_raft = cluster.as_ref().map(|c| c.raft.clone());
     let mut opened = opened;
     if config.disk_reserve_mib > 0 {
         let every = std::time::Duration::from_millis(crate::limits::DISK_CHECK_INTERVAL_MS);
@@ -391,6 +445,11 @@ async fn run(
     stats.shutdown().await;
     worklists.shutdown().await;
     metrics.shutdown().await;
+    if let Some(cluster) = cluster {
+        tracing::info!("shutting down: stopping Raft");
+        cluster.shutdown().await;
+    }
+    drop(cluster_raft);
     tracing::info!("shutting down: stopping the writer and flushing");
     let Opened { log, cases } = opened;
     drop(cases);

@@ -60,6 +60,30 @@ pub fn failed_precondition(reason: &str, subject: &str, description: &str) -> St
     )
 }
 
+/// Response metadata naming the cluster leader's client address.
+pub const LEADER_METADATA: &str = "x-registry-leader";
+
+/// UNAVAILABLE from a cluster node that does not lead (docs/CLUSTER.md):
+/// `ErrorInfo` `NOT_LEADER` with `leader` (the leader's client address,
+/// empty while unknown), the same address in the response metadata
+/// `x-registry-leader`, and a `RetryInfo` of 100 ms. Nothing was written.
+pub fn not_leader(leader: Option<&str>) -> Status {
+    let leader = leader.unwrap_or("");
+    let mut details = ErrorDetails::with_error_info("NOT_LEADER", ERROR_DOMAIN, meta(&[("leader", leader)]));
+    details.set_retry_info(Some(std::time::Duration::from_millis(100)));
+    let message = match leader {
+        "" => "this node is not the cluster's leader and no leader is known yet; retry".to_string(),
+        l => format!("this node is not the cluster's leader; send writes to {l}"),
+    };
+    let mut status = Status::with_error_details(Code::Unavailable, message, details);
+    if let Ok(v) = leader.parse() {
+        if !leader.is_empty() {
+            status.metadata_mut().insert(LEADER_METADATA, v);
+        }
+    }
+    status
+}
+
 /// A status with only an `ErrorInfo` detail.
 fn with_info(code: Code, message: String, reason: &str, metadata: &[(&str, &str)]) -> Status {
     Status::with_error_details(
@@ -187,6 +211,7 @@ impl From<CaseError> for Status {
                 tracing::error!(error = %e, "request failed: service unavailable");
                 Status::unavailable("the registry cannot record changes right now")
             }
+            CaseError::NotLeader { leader } => not_leader(leader.as_deref()),
             CaseError::Internal(_) => {
                 tracing::error!(error = %e, "request failed: internal error");
                 Status::internal("internal error")

@@ -120,6 +120,12 @@ fn run_checks(loaded: &Loaded, store_files: bool) -> Report {
 
     check_master_key(&mut r, loaded);
 
+    if let Some(path) = &s.cluster {
+        if let Err(e) = crate::cluster::ClusterFile::load(path) {
+            r.error("cluster", e);
+        }
+    }
+
     if store_files {
         check_access_file(&mut r, loaded);
         check_audit(&mut r, s);

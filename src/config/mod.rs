@@ -108,6 +108,7 @@ pub const KEYS: &[Key] = &[
         Kind::Bool,
     ),
     key("access_file", "--access-file", Kind::Text),
+    key("cluster", "--cluster", Kind::Text),
     key(
         "insecure_plaintext_on_network",
         "--insecure-plaintext-on-network",
@@ -167,6 +168,9 @@ pub struct Settings {
     /// The access file; unset: `DATA_DIR/access.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_file: Option<PathBuf>,
+    /// The cluster file (docs/CLUSTER.md); unset: a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<PathBuf>,
     /// Plaintext gRPC on a non-loopback address (never in production).
     pub insecure_plaintext_on_network: bool,
     pub tls: TlsSettings,
@@ -221,6 +225,7 @@ impl Default for Settings {
             master_key_file: None,
             allow_development_master_key: true,
             access_file: None,
+            cluster: None,
             insecure_plaintext_on_network: false,
             tls: TlsSettings::default(),
             metrics: MetricsSettings::default(),
@@ -290,6 +295,11 @@ pub struct ServeArgs {
     /// created on first start with one admin token in DATA_DIR/admin.token.
     #[arg(long, value_name = "FILE")]
     pub access_file: Option<PathBuf>,
+    /// Run as a node of a replicated cluster described by FILE (node id,
+    /// members' Raft and client addresses, node TLS): docs/CLUSTER.md.
+    /// Unset: a single node.
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
     /// Serve plaintext on a non-loopback address. Insecure: never in production.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub insecure_plaintext_on_network: Option<bool>,
@@ -400,6 +410,7 @@ impl Loaded {
         config.master_key_file = s.master_key_file.clone();
         config.allow_development_master_key = s.allow_development_master_key;
         config.access_file = s.access_file.clone();
+        config.cluster = s.cluster.clone();
         config.disk_reserve_mib = s.disk_reserve_mib;
         config.insecure_plaintext = s.insecure_plaintext_on_network;
         config.tls = match (&s.tls.cert, &s.tls.key) {
@@ -536,6 +547,7 @@ fn flag_layer(args: &ServeArgs, globals: &GlobalArgs) -> Result<Dict, ConfigErro
     path("data_dir", &args.data_dir, &mut v)?;
     path("master_key_file", &args.master_key_file, &mut v)?;
     path("access_file", &args.access_file, &mut v)?;
+    path("cluster", &args.cluster, &mut v)?;
     path("tls.cert", &args.tls_cert, &mut v)?;
     path("tls.key", &args.tls_key, &mut v)?;
     path("tls.client_ca", &args.tls_client_ca, &mut v)?;

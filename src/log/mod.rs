@@ -14,12 +14,14 @@
 //! writer, the case-file follower and the tail verifier, which re-reads what
 //! the writer committed and advances the verified position while the log is open.
 
+pub mod apply;
 pub mod casefile;
 pub mod chunk;
 pub mod disk;
 pub mod load;
 pub mod migrate;
 pub mod record;
+pub mod side;
 pub mod store;
 pub mod v1;
 pub mod verify;
@@ -30,10 +32,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use apply::{Applier, ApplyError};
 pub use record::{Actor, Hash, Record};
 pub use store::{Head, Store, StoreError, StoredEvent, SyncMode};
 pub use verify::{Broken, VerifyError};
-pub use writer::{AppendError, AppendRequest, Appended, ExpectedVersion, NewEvent, WriterConfig};
+pub use writer::{
+    AppendError, AppendRequest, Appended, ExpectedVersion, NewEvent, ProposedBatch, Proposer, ProposerSlot,
+    WriterConfig,
+};
 
 use casefile::CaseFileUpdate;
 
@@ -59,6 +65,11 @@ impl From<VerifyError> for OpenError {
 /// the tail verifier.
 pub struct Log {
     store: Store,
+    /// Commits records into the store (the writer's on a single node, the
+    /// cluster's state machine's on a cluster node).
+    applier: Arc<Mutex<Applier>>,
+    /// A cluster node's writer proposes through what is set here.
+    proposer: Option<ProposerSlot>,
     tx: Option<mpsc::Sender<writer::Job>>,
     head_rx: watch::Receiver<Head>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -136,6 +147,8 @@ impl TailVerifier {
 pub struct Appender {
     tx: mpsc::Sender<writer::Job>,
     metrics: crate::metrics::log::LogMetrics,
+    /// A cluster node's proposer (for [`Appender::check_leader`]).
+    proposer: Option<ProposerSlot>,
 }
 
 impl Log {
@@ -154,6 +167,24 @@ impl Log {
         dir: &std::path::Path,
         config: WriterConfig,
         verify_every: Option<Duration>,
+    ) -> Result<Log, OpenError> {
+        Log::open_node(dir, config, verify_every, false)
+    }
+
+    /// Opens the store of a cluster node: like [`Log::open`], with a writer
+    /// that proposes its batches through the [`Proposer`] given later with
+    /// [`Log::set_proposer`] (appends are refused as unavailable until then);
+    /// the cluster's state machine applies them through [`Log::applier`].
+    pub fn open_replicated(dir: &std::path::Path, config: WriterConfig) -> Result<Log, OpenError> {
+        let every = Duration::from_millis(crate::limits::TAIL_VERIFY_INTERVAL_MS);
+        Log::open_node(dir, config, Some(every), true)
+    }
+
+    fn open_node(
+        dir: &std::path::Path,
+        config: WriterConfig,
+        verify_every: Option<Duration>,
+        replicated: bool,
     ) -> Result<Log, OpenError> {
         let store = Store::open(dir)?;
         let verify::Startup { report, replayed } = verify::verify_at_startup(&store)?;
@@ -190,12 +221,23 @@ impl Log {
         let (broken, halt) = watch::channel(None);
         let (failed_tx, writer_failed) = watch::channel(None);
         let (disk, disk_rx) = watch::channel(disk::DiskState::default());
-        let signals = writer::Signals {
-            halt,
-            failed: failed_tx,
-            disk: disk_rx,
-        };
-        let (tx, thread) = writer::spawn(store.clone(), config, report.head, head_tx, signals, follower_tx)?;
+        let signals = writer::Signals { halt, disk: disk_rx };
+        let applier = Arc::new(Mutex::new(Applier::new(
+            store.clone(),
+            config.sync,
+            report.head,
+            head_tx,
+            follower_tx,
+            failed_tx,
+        )?));
+        let proposer: Option<ProposerSlot> = replicated.then(Default::default);
+        let (tx, thread) = writer::spawn(
+            store.clone(),
+            report.head,
+            applier.clone(),
+            proposer.clone(),
+            signals,
+        )?;
         let tail = Arc::new(TailVerifier {
             store: store.clone(),
             mark: Mutex::new(report.head),
@@ -225,6 +267,8 @@ impl Log {
         };
         Ok(Log {
             store,
+            applier,
+            proposer,
             tx: Some(tx),
             head_rx,
             thread: Some(thread),
@@ -235,6 +279,20 @@ impl Log {
             disk,
             disk_guard: None,
         })
+    }
+
+    /// The applier: a cluster node's state machine applies committed records through it.
+    pub fn applier(&self) -> Arc<Mutex<Applier>> {
+        self.applier.clone()
+    }
+
+    /// Gives a replicated writer (opened with `WriterConfig::replicated`)
+    /// its proposer; appends are refused as unavailable until then. Returns
+    /// false for a single node's writer, or when one was set already.
+    pub fn set_proposer(&self, proposer: Arc<dyn Proposer>) -> bool {
+        self.proposer
+            .as_ref()
+            .is_some_and(|slot| slot.set(proposer).is_ok())
     }
 
     /// Why the writer stopped taking appends, once it has (it then refuses
@@ -291,6 +349,7 @@ impl Log {
         Appender {
             tx: self.tx.clone().expect("log is open"),
             metrics: self.store.metrics().clone(),
+            proposer: self.proposer.clone(),
         }
     }
 
@@ -347,6 +406,20 @@ impl Drop for Log {
 }
 
 impl Appender {
+    /// On a cluster node: `NotLeader` (with the leader's client address when
+    /// known) unless this node leads, so a command is refused before it
+    /// reserves or creates anything; `Unavailable` while the cluster starts.
+    /// Always `Ok` on a single node. Does not block.
+    pub fn check_leader(&self) -> Result<(), AppendError> {
+        match &self.proposer {
+            None => Ok(()),
+            Some(slot) => match slot.get() {
+                Some(p) => p.leader(),
+                None => Err(AppendError::Unavailable("the cluster is starting".into())),
+            },
+        }
+    }
+
     /// Appends and waits until the events are durable (or refused).
     /// Waits for queue space when the writer is saturated (back-pressure).
     pub async fn append(&self, req: AppendRequest) -> Result<Appended, AppendError> {

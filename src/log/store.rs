@@ -24,7 +24,7 @@ use super::chunk::{Chunk, ChunkError};
 use super::record::{DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
 use crate::limits::READ_PAGE_EVENTS_MAX;
 
-pub(crate) const TREE_LOG: &str = "log";
+pub const TREE_LOG: &str = "log";
 pub(crate) const TREE_META: &str = "meta";
 pub(crate) const CHUNK_PREFIX: u8 = b'c';
 pub(crate) const HEAD_KEY: &[u8] = b"h";
@@ -149,6 +149,9 @@ pub struct Store {
     dir: PathBuf,
     /// Group commits and appends, for the metrics endpoint.
     metrics: crate::metrics::log::LogMetrics,
+    /// How the side trees (person keys, document index) write: locally, or
+    /// through the cluster on a cluster node.
+    side: super::side::SideSlot,
 }
 
 impl Store {
@@ -174,7 +177,13 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             metrics: Default::default(),
+            side: Default::default(),
         })
+    }
+
+    /// How the side trees of this store write (see [`super::side`]).
+    pub fn side_slot(&self) -> &super::side::SideSlot {
+        &self.side
     }
 
     /// What the writer and the appenders record (group commits, appends).

@@ -13,15 +13,16 @@
 //! verifies the tail, may decide what is there.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::casefile::{CaseFile, CaseFileUpdate};
+use super::apply::{push_record, Applier};
+use super::casefile::CaseFile;
 use super::chunk::ChunkBuilder;
 use super::record::{chain_hash, Actor, Hash, RecordView};
-use super::store::{chunk_key, Head, Store, StoreError, StoredEvent, SyncMode, HEAD_KEY};
+use super::store::{Head, Store, StoreError, StoredEvent, SyncMode};
 use crate::limits::*;
 
 /// The optimistic-concurrency condition of an append.
@@ -102,6 +103,10 @@ pub enum AppendError {
     StreamFull { stream_id: String, limit: usize },
     #[error("the log writer is unavailable: {0}")]
     Unavailable(String),
+    /// A cluster node that does not lead: writes go to the leader, whose
+    /// client address is given when known.
+    #[error("this node is not the cluster's leader; send writes to {}", leader.as_deref().unwrap_or("the leader (not known yet)"))]
+    NotLeader { leader: Option<String> },
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> AppendError {
@@ -269,12 +274,37 @@ pub struct WriterConfig {
     pub sync: SyncMode,
 }
 
+/// A batch the leader's writer chained, for the cluster to replicate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposedBatch {
+    /// Each record's bytes, length-prefixed (see [`super::apply::Applier::apply_records`]).
+    pub records: Vec<u8>,
+    /// The head after the batch.
+    pub head: Head,
+}
+
+/// The cluster's side of a replicated writer (implemented in src/cluster/).
+pub trait Proposer: Send + Sync {
+    /// Waits (briefly) until this node may chain new records: it leads and
+    /// has applied every entry of earlier terms, so the store's head is the
+    /// cluster's. Otherwise `NotLeader` (with the leader's address when
+    /// known) or `Unavailable`.
+    fn ready(&self) -> Result<(), AppendError>;
+    /// Without waiting: `Ok` if this node leads now, else `NotLeader`.
+    fn leader(&self) -> Result<(), AppendError>;
+    /// Replicates a batch and waits until a majority holds it and this node
+    /// applied it. An error after the proposal leaves the outcome unknown:
+    /// the client's retry with the same request id gets the answer.
+    fn propose(&self, batch: ProposedBatch) -> Result<(), AppendError>;
+}
+
+/// Where a replicated writer finds its proposer once the cluster started.
+pub type ProposerSlot = Arc<OnceLock<Arc<dyn Proposer>>>;
+
 /// What the writer watches and announces besides its queue.
 pub(crate) struct Signals {
     /// Set by the tail verifier when the log fails verification.
     pub halt: watch::Receiver<Option<super::Broken>>,
-    /// Announces why the writer stopped taking appends (set once).
-    pub failed: watch::Sender<Option<String>>,
     /// Free disk space: appends are refused while it is low.
     pub disk: watch::Receiver<super::disk::DiskState>,
 }
@@ -283,31 +313,24 @@ pub(crate) struct Signals {
 /// drains what is queued and exits.
 pub(crate) fn spawn(
     store: Store,
-    config: WriterConfig,
     head: Head,
-    head_tx: watch::Sender<Head>,
+    applier: Arc<Mutex<Applier>>,
+    proposer: Option<ProposerSlot>,
     signals: Signals,
-    follower: std::sync::mpsc::SyncSender<CaseFileUpdate>,
 ) -> Result<(mpsc::Sender<Job>, std::thread::JoinHandle<()>), StoreError> {
     let last_recorded_at_us = match store.get_unpublished(head.seq)? {
         Some(ev) => ev.record.recorded_at_us,
         None => 0,
     };
-    let data_file = match config.sync {
-        SyncMode::Fdatasync => Some(store.open_data_file()?),
-        SyncMode::Flush => None,
-    };
     let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
     let mut writer = Writer {
         store,
-        config,
         head,
         last_recorded_at_us,
-        head_tx,
-        data_file,
+        applier,
+        proposer,
         failed: None,
         signals,
-        follower: Some(follower),
     };
     let handle = std::thread::Builder::new()
         .name("log-writer".into())
@@ -317,26 +340,27 @@ pub(crate) fn spawn(
 
 struct Writer {
     store: Store,
-    config: WriterConfig,
+    /// The head this writer chains onto (a replicated writer re-reads it
+    /// from the store before each batch: the cluster may have moved it).
     head: Head,
     last_recorded_at_us: i64,
-    head_tx: watch::Sender<Head>,
-    data_file: Option<std::fs::File>,
+    /// Commits batches (single node) and announces why writes stopped.
+    applier: Arc<Mutex<Applier>>,
+    /// Set for a cluster node: batches are proposed, not committed here.
+    proposer: Option<ProposerSlot>,
     /// Set after a storage error: every later append is refused.
     failed: Option<String>,
     /// The tail verifier's break (every later append is refused too:
-    /// nothing is chained onto a broken log), the announcement of `failed`,
-    /// and the free disk space.
+    /// nothing is chained onto a broken log) and the free disk space.
     signals: Signals,
-    /// The case-file follower; dropped when the writer stops, which tells
-    /// the follower to write what it holds and stop.
-    follower: Option<std::sync::mpsc::SyncSender<CaseFileUpdate>>,
 }
 
 /// The part of a batch that will be written.
 #[derive(Default)]
 struct Staged {
     chunks: ChunkBuilder,
+    /// The records, length-prefixed, when the batch is to be proposed.
+    records: Option<Vec<u8>>,
     replies: Vec<(Reply, Vec<Appended>)>,
     /// Case files changed by this batch, as they are after it.
     files: HashMap<String, CaseFile>,
@@ -385,10 +409,42 @@ impl Writer {
             }
             self.process(jobs);
         }
+        self.applier.lock().unwrap_or_else(|p| p.into_inner()).close();
         tracing::debug!(head_seq = self.head.seq, "log writer stopped");
     }
 
+    fn applier(&self) -> std::sync::MutexGuard<'_, Applier> {
+        self.applier.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// For a cluster node: the proposer, once this node may chain records
+    /// (leading, every earlier entry applied), with the head re-read from
+    /// the store; otherwise the answer every job of the batch gets.
+    fn replicated_ready(&mut self) -> Result<Option<Arc<dyn Proposer>>, AppendError> {
+        let Some(slot) = &self.proposer else {
+            return Ok(None);
+        };
+        let Some(proposer) = slot.get().cloned() else {
+            return Err(AppendError::Unavailable("the cluster is starting".into()));
+        };
+        proposer.ready()?;
+        let head = self.applier().head();
+        if head != self.head {
+            self.head = head;
+            if let Ok(Some(ev)) = self.store.get_unpublished(head.seq) {
+                self.last_recorded_at_us = self.last_recorded_at_us.max(ev.record.recorded_at_us);
+            }
+        }
+        Ok(Some(proposer))
+    }
+
     fn process(&mut self, jobs: Vec<Job>) {
+        if self.failed.is_none() {
+            let reason = self.applier().failed();
+            if reason.is_some() {
+                self.failed = reason;
+            }
+        }
         if self.failed.is_none() {
             let broken = self.signals.halt.borrow().as_ref().map(|b| b.seq);
             if let Some(seq) = broken {
@@ -415,9 +471,21 @@ impl Writer {
             }
             return;
         }
+        let proposer = match self.replicated_ready() {
+            Ok(p) => p,
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
         let start_head = self.head;
         let recorded_at_us = now_us().max(self.last_recorded_at_us);
-        let mut staged = Staged::default();
+        let mut staged = Staged {
+            records: proposer.is_some().then(Vec::new),
+            ..Staged::default()
+        };
         let mut conflicts = Vec::new();
         for job in jobs {
             match self.stage(job.reqs, recorded_at_us, &mut staged) {
@@ -440,34 +508,39 @@ impl Writer {
         }
         let Staged {
             chunks,
+            records,
             replies,
             files,
             event_count,
             ..
         } = staged;
         let started = std::time::Instant::now();
-        match self.commit(chunks) {
+        let committed = match (&proposer, records) {
+            (Some(proposer), Some(records)) => {
+                let batch = ProposedBatch {
+                    records,
+                    head: self.head,
+                };
+                proposer.propose(batch)
+            }
+            _ => {
+                let head = self.head;
+                self.applier()
+                    .commit(head, chunks, files, &[], true)
+                    .map_err(|_| {
+                        AppendError::Unavailable(
+                            "a storage error stopped the log writer; restart the service".into(),
+                        )
+                    })
+            }
+        };
+        match committed {
             Ok(()) => {
                 self.store
                     .metrics()
                     .commit_done(event_count, replies.len(), started.elapsed());
                 self.last_recorded_at_us = recorded_at_us;
-                let files: Vec<(String, Arc<CaseFile>)> =
-                    files.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-                // Visible before the head that covers them is published.
-                self.store.case_files.install(&files);
-                self.store.publish(self.head);
-                let _ = self.head_tx.send(self.head);
                 tracing::trace!(events = event_count, head_seq = self.head.seq, "group commit");
-                let update = CaseFileUpdate {
-                    upto: self.head,
-                    files,
-                };
-                if self.follower.as_ref().is_none_or(|f| f.send(update).is_err()) {
-                    // The commit is durable and answered; later ones are refused.
-                    tracing::error!("the case-file follower stopped; the writer stops accepting appends");
-                    self.fail("the case-file follower stopped; restart the service".into());
-                }
                 for (reply, appended) in replies {
                     let _ = reply.send(Ok(appended));
                 }
@@ -476,17 +549,18 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, from_seq = start_head.seq + 1, "group commit failed; the writer stops accepting appends");
-                let reason = "a storage error stopped the log writer; restart the service".to_string();
-                self.fail(reason.clone());
                 self.head = start_head;
+                if proposer.is_none() {
+                    // The applier logged the storage error and announced the stop.
+                    self.failed = Some(e.to_string());
+                }
                 // A conflict may have been decided against the batch that failed.
                 for reply in replies
                     .into_iter()
                     .map(|(r, _)| r)
                     .chain(conflicts.into_iter().map(|(r, _)| r))
                 {
-                    let _ = reply.send(Err(AppendError::Unavailable(reason.clone())));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }
@@ -494,7 +568,7 @@ impl Writer {
 
     /// Stops taking appends for good (until restart) and announces why.
     fn fail(&mut self, reason: String) {
-        self.signals.failed.send_replace(Some(reason.clone()));
+        self.applier().fail(reason.clone());
         self.failed = Some(reason);
     }
 
@@ -627,7 +701,10 @@ impl Writer {
             bytes.clear();
             view.encode_into(&mut bytes);
             let hash = chain_hash(&self.head.hash, &bytes);
-            staged.chunks.push(view.seq, &bytes, &hash);
+            match &mut staged.records {
+                Some(records) => push_record(records, &bytes),
+                None => staged.chunks.push(view.seq, &bytes, &hash),
+            }
             file.push(view.seq, view.part, &req.request_id);
             self.head = Head { seq: view.seq, hash };
         }
@@ -680,18 +757,6 @@ impl Writer {
                 deduplicated: true,
             },
         )))
-    }
-
-    /// Writes the batch's chunks and the new head in one `apply_batch`, then
-    /// makes it durable.
-    fn commit(&self, chunks: ChunkBuilder) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for (first, value) in chunks.finish() {
-            batch.insert(&chunk_key(first)[..], value);
-        }
-        batch.insert(HEAD_KEY, &self.head.to_bytes()[..]);
-        self.store.log.apply_batch(batch)?;
-        self.store.sync(self.config.sync, self.data_file.as_ref())
     }
 }
 

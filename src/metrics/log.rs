@@ -78,6 +78,7 @@ impl LogMetrics {
             Err(AppendError::IdempotencyMismatch { .. }) => "idempotency_mismatch",
             Err(AppendError::StreamFull { .. }) => "stream_full",
             Err(AppendError::Unavailable(_)) => "unavailable",
+            Err(AppendError::NotLeader { .. }) => "not_leader",
         };
         self.appends.get_or_create(&[("result", label)]).inc();
     }

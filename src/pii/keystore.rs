@@ -96,6 +96,9 @@ impl Masters {
 /// All calls block on sled; keep them off async runtime worker threads.
 pub struct KeyStore {
     pub(super) tree: sled::Tree,
+    /// Where create, erase and discard write: this tree, or through the
+    /// cluster on a cluster node ([`KeyStore::replicate_with`]).
+    writes: crate::log::side::SideTree,
     masters: RwLock<Masters>,
     /// Serializes rotations.
     rotation: Mutex<()>,
@@ -224,6 +227,7 @@ impl KeyStore {
     pub fn open(db: &sled::Db, master: MasterKey) -> Result<KeyStore> {
         let tree = db.open_tree(TREE_NAME)?;
         let store = KeyStore {
+            writes: crate::log::side::SideTree::new(TREE_NAME, tree.clone(), Default::default()),
             tree,
             masters: RwLock::new(Masters {
                 current: master,
@@ -233,6 +237,12 @@ impl KeyStore {
         };
         store.ensure_blind_index_key()?;
         Ok(store)
+    }
+
+    /// On a cluster node: person keys are created, erased and discarded
+    /// through the cluster, so every node holds them (docs/CLUSTER.md).
+    pub fn replicate_with(&mut self, slot: crate::log::side::SideSlot) {
+        self.writes = crate::log::side::SideTree::new(TREE_NAME, self.tree.clone(), slot);
     }
 
     fn masters(&self) -> RwLockReadGuard<'_, Masters> {
@@ -311,8 +321,7 @@ impl KeyStore {
             // so it either sees this entry or this entry uses the new key.
             let masters = self.masters();
             let wrapped = wrap(&masters.current, id, key.as_bytes());
-            self.tree
-                .compare_and_swap(id, None as Option<&[u8]>, Some(wrapped))?
+            self.writes.compare_and_swap(id, None, Some(wrapped))?
         };
         match inserted {
             Ok(()) => Ok(key),
@@ -380,8 +389,8 @@ impl KeyStore {
     /// sled's files until rotation of the master key makes them unreadable.
     pub fn erase(&self, case_id: &str) -> Result<KeyStatus> {
         validate_case_id(case_id)?;
-        let previous = self.tree.insert(case_id.as_bytes(), &[FORMAT_TOMBSTONE])?;
-        self.tree.flush()?;
+        let previous = self.writes.insert(case_id.as_bytes(), vec![FORMAT_TOMBSTONE])?;
+        self.writes.flush()?;
         match previous {
             None => Ok(KeyStatus::Unknown),
             Some(value) => match parse_entry(&value) {
@@ -401,8 +410,8 @@ impl KeyStore {
         if let Some(value) = self.tree.get(case_id.as_bytes())? {
             if matches!(parse_entry(&value), Ok(Entry::Wrapped { .. })) {
                 let _ = self
-                    .tree
-                    .compare_and_swap(case_id.as_bytes(), Some(value), None as Option<&[u8]>)?;
+                    .writes
+                    .compare_and_swap(case_id.as_bytes(), Some(&value), None)?;
             }
         }
         Ok(())

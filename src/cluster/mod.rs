@@ -1,0 +1,332 @@
+//! Replication (docs/CLUSTER.md): a registry cluster of three (or five)
+//! nodes on openraft 0.9. The leader's writer chains each group commit as
+//! on a single node and proposes it as one Raft entry; it answers the
+//! client once a majority holds the entry and the leader applied it. Every
+//! node applies committed entries to its own v2 store, checking each
+//! record's chain link (src/cluster/state_machine.rs). Followers serve
+//! reads; writes sent to a follower are refused with UNAVAILABLE naming
+//! the leader's client address (`NOT_LEADER`).
+
+pub mod file;
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+pub mod trees;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+
+pub use file::ClusterFile;
+use types::{Command, Member, NodeId, Raft};
+
+use crate::log::{AppendError, Log, ProposedBatch, Proposer};
+
+/// How long a proposal may wait for a majority before the writer answers
+/// UNAVAILABLE (the outcome is then unknown: the client retries with the
+/// same request id and gets the original's answer if it was written).
+pub const PROPOSE_TIMEOUT_MS: u64 = 5_000;
+/// How long the writer waits for this node to be ready to chain (leading,
+/// everything in its Raft log applied) before answering.
+pub const READY_WAIT_MS: u64 = 2_000;
+/// Raft timing: heartbeats and the election timeout range (docs/CLUSTER.md).
+pub const HEARTBEAT_MS: u64 = 100;
+pub const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1_000;
+
+/// Why a cluster node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster file: {0}")]
+    File(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// A running cluster node.
+pub struct Cluster {
+    pub raft: Raft,
+    pub me: NodeId,
+    server: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+/// What `registry cluster status` and the Admin service report of a node.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub leader_api: Option<String>,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+    pub members: BTreeMap<NodeId, Member>,
+}
+
+impl Cluster {
+    /// Starts this node's Raft on the open `log` (opened with
+    /// [`Log::open_replicated`]), serves the Raft service on `raft_listener`,
+    /// initializes a new cluster (the lowest id of a cluster file whose nodes
+    /// never ran), and gives the writer its proposer.
+    pub async fn start(
+        log: &Log,
+        file: &ClusterFile,
+        raft_listener: tokio::net::TcpListener,
+    ) -> Result<Cluster, ClusterError> {
+        let me = file.node_id;
+        let db = log.store().db().clone();
+        let applier = log.applier();
+        let log_store = log_store::LogStore::open(&db, applier.clone())
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let pristine = log_store
+            .is_pristine()
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let head = log
+            .store()
+            .head()
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        if pristine && head.seq > 0 {
+            return Err(ClusterError::Refused(format!(
+                "this store holds {} events but never belonged to a cluster: a node starts from an empty data directory and receives the log from the cluster (docs/CLUSTER.md)",
+                head.seq
+            )));
+        }
+        let sm = state_machine::StateMachine::open(db, applier)
+            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let config = openraft::Config {
+            cluster_name: "migreg".into(),
+            heartbeat_interval: HEARTBEAT_MS,
+            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            max_payload_entries: 64,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let (server_tls, client_tls) = file.tls_configs().map_err(ClusterError::File)?;
+        let network = network::Network { tls: client_tls };
+        let raft = Raft::new(me, Arc::new(config), network, log_store, sm)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = server_tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| ClusterError::File(e.to_string()))?;
+        }
+        let router = builder.add_service(network::server(raft.clone()));
+        let incoming = tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
+        let server = tokio::spawn(async move {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await
+            {
+                tracing::error!(error = %e, "the Raft service stopped");
+            }
+        });
+        if pristine && file.members.keys().next() == Some(&me) {
+            let members: BTreeMap<NodeId, Member> = file.members.clone();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(node = me, "initialized a new cluster"),
+                Err(RaftError::APIError(e)) => tracing::info!(error = %e, "cluster already initialized"),
+                Err(e) => return Err(ClusterError::Raft(e.to_string())),
+            }
+        }
+        let proposer = Arc::new(ClusterProposer {
+            raft: raft.clone(),
+            me,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        log.store().side_slot().set(proposer.clone());
+        log.set_proposer(proposer);
+        tracing::info!(node = me, members = file.members.len(), "cluster node started");
+        Ok(Cluster {
+            raft,
+            me,
+            server: Some((stop, server)),
+        })
+    }
+
+    /// This node's view of the cluster.
+    pub fn status(&self) -> NodeStatus {
+        status_of(&self.raft)
+    }
+
+    /// Stops Raft and the Raft service (before the log is closed).
+    pub async fn shutdown(mut self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "stopping Raft");
+        }
+        if let Some((stop, server)) = self.server.take() {
+            let _ = stop.send(());
+            let _ = server.await;
+        }
+    }
+}
+
+/// A node's view of the cluster, from its Raft metrics.
+pub fn status_of(raft: &Raft) -> NodeStatus {
+    let m = raft.metrics().borrow().clone();
+    let members: BTreeMap<NodeId, Member> = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, n)| (*id, n.clone()))
+        .collect();
+    let leader_api = m
+        .current_leader
+        .and_then(|l| members.get(&l))
+        .map(|n| n.api.clone());
+    NodeStatus {
+        node_id: m.id,
+        state: format!("{:?}", m.state),
+        term: m.current_term,
+        leader: m.current_leader,
+        leader_api,
+        last_log_index: m.last_log_index,
+        last_applied_index: m.last_applied.map(|l| l.index),
+        members,
+    }
+}
+
+/// Runs a future to completion from blocking code: on the writer's thread,
+/// or on a runtime thread (where it first leaves the worker pool).
+fn block_on<F: std::future::Future>(runtime: &tokio::runtime::Handle, f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(|| runtime.block_on(f)),
+        Err(_) => runtime.block_on(f),
+    }
+}
+
+impl crate::log::side::TreeReplicator for ClusterProposer {
+    fn write(&self, tree: &str, ops: Vec<crate::log::side::CasOp>) -> Result<Result<(), usize>, String> {
+        let mut write = types::TreeWrite::default();
+        for (key, old, new) in ops {
+            write.expect.push((tree.to_string(), key.clone(), old));
+            write.set.push((tree.to_string(), key, new));
+        }
+        trees::check(&write)?;
+        let raft = self.raft.clone();
+        let written = block_on(&self.runtime, async move {
+            tokio::time::timeout(
+                Duration::from_millis(PROPOSE_TIMEOUT_MS),
+                raft.client_write(Command::Trees(write)),
+            )
+            .await
+        });
+        match written {
+            Ok(Ok(response)) => match response.data {
+                types::Applied::Trees(result) => Ok(result),
+                other => Err(format!("the cluster answered a tree write with {other:?}")),
+            },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(format!(
+                "this node is not the cluster's leader; send writes to {}",
+                f.leader_node.map_or("the leader".to_string(), |n| n.api)
+            )),
+            Ok(Err(e)) => Err(format!("the cluster did not confirm the write: {e}")),
+            Err(_) => Err(format!(
+                "no majority confirmed the write within {PROPOSE_TIMEOUT_MS} ms"
+            )),
+        }
+    }
+}
+
+/// The writer's way into the cluster (see [`Proposer`]).
+struct ClusterProposer {
+    raft: Raft,
+    me: NodeId,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Proposer for ClusterProposer {
+    fn leader(&self) -> Result<(), AppendError> {
+        let status = status_of(&self.raft);
+        match status.leader {
+            Some(l) if l == self.me => Ok(()),
+            _ => Err(AppendError::NotLeader {
+                leader: status.leader_api,
+            }),
+        }
+    }
+
+    fn ready(&self) -> Result<(), AppendError> {
+        let deadline = Instant::now() + Duration::from_millis(READY_WAIT_MS);
+        loop {
+            let status = status_of(&self.raft);
+            let m = self.raft.metrics().borrow().clone();
+            match status.leader {
+                Some(l) if l != self.me => {
+                    return Err(AppendError::NotLeader {
+                        leader: status.leader_api,
+                    })
+                }
+                Some(_) if m.state.is_leader() => {
+                    // Every entry of the log applied (the term's blank entry
+                    // included): the store's head is the cluster's, and no
+                    // earlier proposal of this writer is still in flight.
+                    let applied = m.last_applied;
+                    let caught_up = applied.is_some_and(|a| {
+                        a.leader_id.term == m.current_term && Some(a.index) == m.last_log_index
+                    });
+                    if caught_up {
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(match status.leader {
+                    Some(l) if l == self.me => AppendError::Unavailable(
+                        "this leader has not applied its earlier entries yet (a majority may be unreachable); retry with the same request id".into(),
+                    ),
+                    _ => AppendError::NotLeader { leader: None },
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn propose(&self, batch: ProposedBatch) -> Result<(), AppendError> {
+        let command = Command::Append {
+            records: batch.records,
+            head_seq: batch.head.seq,
+            head_hash: batch.head.hash,
+        };
+        let raft = self.raft.clone();
+        let written = block_on(&self.runtime, async move {
+            tokio::time::timeout(
+                Duration::from_millis(PROPOSE_TIMEOUT_MS),
+                raft.client_write(command),
+            )
+            .await
+        });
+        match written {
+            Ok(Ok(response)) => match response.data {
+                types::Applied::Appended { head_seq } if head_seq == batch.head.seq => Ok(()),
+                other => Err(AppendError::Unavailable(format!(
+                    "the cluster applied the batch with an unexpected answer {other:?}"
+                ))),
+            },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(AppendError::NotLeader {
+                leader: f.leader_node.map(|n| n.api),
+            }),
+            Ok(Err(e)) => Err(AppendError::Unavailable(format!(
+                "the cluster did not confirm the write ({e}); retry with the same request id"
+            ))),
+            Err(_) => Err(AppendError::Unavailable(format!(
+                "no majority confirmed the write within {PROPOSE_TIMEOUT_MS} ms; retry with the same request id"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Node-to-node Raft traffic over tonic: service `regularization.cluster.v1.Raft`
+//! (proto/regularization/cluster/v1/raft.proto), each message a bincode body.
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::types::{decode, encode, Member, NodeId, Raft, TypeConfig};
+
+pub mod pb {
+    tonic::include_proto!("regularization.cluster.v1");
+}
+
+use pb::raft_client::RaftClient;
+use pb::RaftMessage;
+
+/// Largest node-to-node message, either way (a batch of Raft entries).
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 << 20;
+
+/// Makes a client per peer.
+#[derive(Clone)]
+pub struct Network {
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let channel = tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", node.raft))
+            .map(|e| {
+                e.connect_timeout(std::time::Duration::from_millis(500))
+                    .tcp_nodelay(true)
+            })
+            .and_then(|e| match &self.tls {
+                Some(tls) => e.tls_config(tls.clone()),
+                None => Ok(e),
+            })
+            .map(|e| e.connect_lazy());
+        let client = channel.ok().map(|c| {
+            RaftClient::new(c)
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        });
+        Peer { target, client }
+    }
+}
+
+/// The client of one peer.
+pub struct Peer {
+    target: NodeId,
+    client: Option<RaftClient<tonic::transport::Channel>>,
+}
+
+type RpcErr<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
+
+impl Peer {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        which: &'static str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcErr<E>>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            let e = std::io::Error::other("the peer's raft address is not a valid URI");
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        };
+        let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = Request::new(RaftMessage { body });
+        request.set_timeout(option.hard_ttl());
+        let answer = match which {
+            "append" => client.append_entries(request).await,
+            "vote" => client.vote(request).await,
+            _ => client.install_snapshot(request).await,
+        };
+        let answer = answer.map_err(|s| {
+            let e = std::io::Error::other(format!("{}: {}", s.code(), s.message()));
+            RPCError::Unreachable(Unreachable::new(&e))
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&answer.into_inner().body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+        self.call("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+        self.call("vote", &rpc, &option).await
+    }
+}
+
+/// The Raft service a node serves to its peers.
+pub struct RaftService {
+    pub raft: Raft,
+}
+
+fn body<T: serde::de::DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
+    decode(&request.into_inner().body)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
+    encode(value)
+        .map(|body| Response::new(RaftMessage { body }))
+        .map_err(|e| Status::internal(format!("encoding a Raft reply: {e}")))
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftService {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: AppendEntriesRequest<TypeConfig> = body(request)?;
+        reply(&self.raft.append_entries(req).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: VoteRequest<NodeId> = body(request)?;
+        reply(&self.raft.vote(req).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req: InstallSnapshotRequest<TypeConfig> = body(request)?;
+        reply(&self.raft.install_snapshot(req).await)
+    }
+}
+
+/// The tonic server of [`RaftService`], with the message limit.
+pub fn server(raft: Raft) -> pb::raft_server::RaftServer<RaftService> {
+    pb::raft_server::RaftServer::new(RaftService { raft })
+        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+}

@@ -1,0 +1,264 @@
+//! Makes a batch of records part of the store: chunks, head (and any extra
+//! keys of the same commit) in one `apply_batch`, durable, then the changed
+//! case files visible, the head published and the case-file follower told.
+//!
+//! On a single node the writer stages a batch and commits it here. In a
+//! cluster (src/cluster/) the leader's writer stages and proposes, and every
+//! node, the leader included, applies the committed records here with
+//! [`Applier::apply_records`], which checks each record's chain link against
+//! its own head first: a node whose store does not continue the leader's
+//! chain stops (it never re-signs or repairs).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::casefile::{CaseFile, CaseFileUpdate};
+use super::chunk::ChunkBuilder;
+use super::record::{chain_hash, RecordView};
+use super::store::{chunk_key, Head, Store, StoreError, SyncMode, HEAD_KEY};
+
+/// Why replicated records could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The records do not continue this node's chain, or do not hash to
+    /// the head the leader announced: this node's store and the cluster's
+    /// log differ. The node stops taking and applying writes.
+    #[error("replicated records do not continue this node's chain: {0}")]
+    Diverged(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The applier stopped earlier (storage error, divergence, shutdown).
+    #[error("the applier has stopped: {0}")]
+    Stopped(String),
+}
+
+/// The one place that writes records into the store (see the module doc).
+pub struct Applier {
+    store: Store,
+    sync: SyncMode,
+    data_file: Option<std::fs::File>,
+    /// The head of what this applier committed (= the store's published head).
+    head: Head,
+    head_tx: watch::Sender<Head>,
+    /// The case-file follower; taken at close, which tells it to write what it holds and stop.
+    follower: Option<std::sync::mpsc::SyncSender<CaseFileUpdate>>,
+    /// Announces why writes stopped (set once): the server stops on it.
+    failed: watch::Sender<Option<String>>,
+}
+
+impl Applier {
+    pub(crate) fn new(
+        store: Store,
+        sync: SyncMode,
+        head: Head,
+        head_tx: watch::Sender<Head>,
+        follower: std::sync::mpsc::SyncSender<CaseFileUpdate>,
+        failed: watch::Sender<Option<String>>,
+    ) -> Result<Applier, StoreError> {
+        let data_file = match sync {
+            SyncMode::Fdatasync => Some(store.open_data_file()?),
+            SyncMode::Flush => None,
+        };
+        Ok(Applier {
+            store,
+            sync,
+            data_file,
+            head,
+            head_tx,
+            follower: Some(follower),
+            failed,
+        })
+    }
+
+    /// The head of the last commit.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Why writes stopped, once they have.
+    pub fn failed(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
+    /// Stops writes for good (until restart) and announces why; the first reason stays.
+    pub fn fail(&self, reason: String) {
+        self.failed.send_if_modified(|f| {
+            if f.is_none() {
+                *f = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Makes everything sled holds durable, as the configured sync mode says
+    /// (the Raft log's appends use it too: one sled log holds every tree).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.store.sync(self.sync, self.data_file.as_ref())
+    }
+
+    /// Commits a staged batch whose last record is `new_head`: chunks, head
+    /// and `extra` (key, value) pairs of the `log` tree in one `apply_batch`,
+    /// made durable when `durable`; then the case files, the head and the
+    /// follower. A storage error stops writes (fail-stop) and is returned.
+    pub(crate) fn commit(
+        &mut self,
+        new_head: Head,
+        chunks: ChunkBuilder,
+        files: HashMap<String, CaseFile>,
+        extra: &[(&[u8], Vec<u8>)],
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        if let Some(reason) = self.failed() {
+            return Err(StoreError::Io(std::io::Error::other(reason)));
+        }
+        let mut batch = sled::Batch::default();
+        for (first, value) in chunks.finish() {
+            batch.insert(&chunk_key(first)[..], value);
+        }
+        batch.insert(HEAD_KEY, &new_head.to_bytes()[..]);
+        for (k, v) in extra {
+            batch.insert(*k, v.as_slice());
+        }
+        let written = self.store.log.apply_batch(batch).map_err(StoreError::from);
+        let written = written.and_then(|()| if durable { self.sync() } else { Ok(()) });
+        if let Err(e) = written {
+            tracing::error!(error = %e, from_seq = self.head.seq + 1, "group commit failed; writes stop");
+            self.fail("a storage error stopped the log writer; restart the service".into());
+            return Err(e);
+        }
+        self.head = new_head;
+        let files: Vec<(String, Arc<CaseFile>)> = files.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        // Visible before the head that covers them is published.
+        self.store.case_files.install(&files);
+        self.store.publish(new_head);
+        let _ = self.head_tx.send(new_head);
+        let update = CaseFileUpdate {
+            upto: new_head,
+            files,
+        };
+        if self.follower.as_ref().is_none_or(|f| f.send(update).is_err()) {
+            // The commit is durable; later ones are refused.
+            tracing::error!("the case-file follower stopped; writes stop");
+            self.fail("the case-file follower stopped; restart the service".into());
+        }
+        Ok(())
+    }
+
+    /// Applies records chained elsewhere (by the cluster's leader): each
+    /// must be the next seq, link to the previous record's hash (the first
+    /// to this node's head), and belong to its stream at the next version;
+    /// the last must hash to `expected_head`. Then commits them as
+    /// [`Applier::commit`] does, with `extra` in the same batch. `records`
+    /// holds each record's bytes preceded by its length (u32 big-endian).
+    pub fn apply_records(
+        &mut self,
+        records: &[u8],
+        expected_head: Head,
+        extra: &[(&[u8], Vec<u8>)],
+        durable: bool,
+    ) -> Result<Head, ApplyError> {
+        if let Some(reason) = self.failed() {
+            return Err(ApplyError::Stopped(reason));
+        }
+        let mut head = self.head;
+        let mut chunks = ChunkBuilder::default();
+        let mut files: HashMap<String, CaseFile> = HashMap::new();
+        let diverged = |reason: String| ApplyError::Diverged(reason);
+        for bytes in split_records(records).map_err(|e| diverged(e.into()))? {
+            let view = RecordView::parse(bytes).map_err(|e| diverged(format!("undecodable record: {e}")))?;
+            if view.seq != head.seq + 1 {
+                return Err(diverged(format!(
+                    "record seq {} follows head seq {}",
+                    view.seq, head.seq
+                )));
+            }
+            if view.prev_hash != head.hash {
+                return Err(diverged(format!(
+                    "record {} links to a hash other than this node's record {}",
+                    view.seq, head.seq
+                )));
+            }
+            let file = match files.get_mut(view.stream_id) {
+                Some(f) => f,
+                None => {
+                    let f = self
+                        .store
+                        .case_file(view.stream_id)?
+                        .map(|f| (*f).clone())
+                        .unwrap_or_default();
+                    files.entry(view.stream_id.to_string()).or_insert(f)
+                }
+            };
+            if view.stream_version != file.version() + 1 {
+                return Err(diverged(format!(
+                    "record {} is version {} of its stream, which is at version {} here",
+                    view.seq,
+                    view.stream_version,
+                    file.version()
+                )));
+            }
+            file.push(view.seq, view.part, view.request_id);
+            let hash = chain_hash(&head.hash, bytes);
+            chunks.push(view.seq, bytes, &hash);
+            head = Head { seq: view.seq, hash };
+        }
+        if head != expected_head {
+            return Err(diverged(format!(
+                "the records end at seq {} with another hash than the leader's head (seq {})",
+                head.seq, expected_head.seq
+            )));
+        }
+        if chunks.is_empty() {
+            return Ok(head);
+        }
+        self.commit(head, chunks, files, extra, durable)?;
+        Ok(head)
+    }
+
+    /// Writes `extra` pairs of the `log` tree alone (a Raft entry that carries no records).
+    pub fn put_extra(&self, extra: &[(&[u8], Vec<u8>)]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in extra {
+            batch.insert(*k, v.as_slice());
+        }
+        self.store.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Reads an extra key of the `log` tree.
+    pub fn get_extra(&self, key: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.store.log.get(key)?)
+    }
+
+    /// Tells the case-file follower to write what it holds and stop; later commits fail.
+    pub(crate) fn close(&mut self) {
+        self.follower.take();
+    }
+}
+
+/// Appends one record's bytes, length-prefixed, to a replicated batch.
+pub fn push_record(out: &mut Vec<u8>, record: &[u8]) {
+    out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+    out.extend_from_slice(record);
+}
+
+fn split_records(mut bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 4 {
+            return Err("a truncated record length");
+        }
+        let len = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let rest = &bytes[4..];
+        if rest.len() < len {
+            return Err("a truncated record");
+        }
+        out.push(&rest[..len]);
+        bytes = &rest[len..];
+    }
+    Ok(out)
+}

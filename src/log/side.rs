@@ -1,0 +1,125 @@
+//! The side trees beside the log that a cluster replicates with it: the
+//! wrapped person keys and the document index. On a single node a
+//! [`SideTree`] writes sled directly; on a cluster node every write is a
+//! conditional tree write proposed to the cluster (src/cluster/trees.rs),
+//! applied on every node in log order, so a promoted node holds every key
+//! and reservation. Reads are always local.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use sled::{CompareAndSwapError, IVec};
+
+/// One conditional write: `(key, the value it must hold, the new value)`;
+/// `None` means absent (as a condition) or remove (as a new value).
+pub type CasOp = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The cluster's side of the replicated trees (implemented in src/cluster/).
+pub trait TreeReplicator: Send + Sync {
+    /// Proposes one atomic write to `tree` and waits until this node applied
+    /// it: `Ok(Ok(()))` applied, `Ok(Err(i))` condition `i` did not hold
+    /// (nothing written), `Err` not written (no leader, no majority).
+    fn write(&self, tree: &str, ops: Vec<CasOp>) -> Result<Result<(), usize>, String>;
+}
+
+/// Where a cluster node's side trees find their replicator.
+#[derive(Clone, Default)]
+pub struct SideSlot {
+    replicator: Arc<OnceLock<Arc<dyn TreeReplicator>>>,
+    /// Set on a cluster node: writes are refused until the replicator is there.
+    replicated: Arc<AtomicBool>,
+}
+
+impl SideSlot {
+    /// Marks the store as a cluster node's: side writes wait for the replicator.
+    pub fn expect_replication(&self) {
+        self.replicated.store(true, Ordering::SeqCst);
+    }
+
+    /// Gives the side trees their replicator (once).
+    pub fn set(&self, replicator: Arc<dyn TreeReplicator>) -> bool {
+        self.replicated.store(true, Ordering::SeqCst);
+        self.replicator.set(replicator).is_ok()
+    }
+}
+
+fn unavailable(reason: String) -> sled::Error {
+    sled::Error::Io(std::io::Error::other(reason))
+}
+
+/// A side tree: local reads, writes local or replicated (see the module doc).
+#[derive(Clone)]
+pub struct SideTree {
+    name: &'static str,
+    tree: sled::Tree,
+    slot: SideSlot,
+}
+
+impl SideTree {
+    pub fn new(name: &'static str, tree: sled::Tree, slot: SideSlot) -> SideTree {
+        SideTree { name, tree, slot }
+    }
+
+    /// The local tree (reads, and offline tools on a stopped store).
+    pub fn local(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
+        self.tree.get(key)
+    }
+
+    fn replicator(&self) -> sled::Result<Option<Arc<dyn TreeReplicator>>> {
+        match self.slot.replicator.get() {
+            Some(r) => Ok(Some(r.clone())),
+            None if self.slot.replicated.load(Ordering::SeqCst) => Err(unavailable(
+                "the cluster is starting: side writes wait for it".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Like sled's `compare_and_swap`, replicated on a cluster node.
+    pub fn compare_and_swap(
+        &self,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> sled::Result<Result<(), CompareAndSwapError>> {
+        let Some(r) = self.replicator()? else {
+            return self.tree.compare_and_swap(key, old, new);
+        };
+        let op = (key.to_vec(), old.map(<[u8]>::to_vec), new.clone());
+        match r.write(self.name, vec![op]).map_err(unavailable)? {
+            Ok(()) => Ok(Ok(())),
+            Err(_) => Ok(Err(CompareAndSwapError {
+                current: self.tree.get(key)?,
+                proposed: new.map(IVec::from),
+            })),
+        }
+    }
+
+    /// Like sled's `insert` (returns the previous value), replicated on a cluster node.
+    pub fn insert(&self, key: &[u8], value: Vec<u8>) -> sled::Result<Option<IVec>> {
+        let Some(r) = self.replicator()? else {
+            return self.tree.insert(key, value);
+        };
+        loop {
+            let previous = self.tree.get(key)?;
+            let op = (
+                key.to_vec(),
+                previous.as_deref().map(<[u8]>::to_vec),
+                Some(value.clone()),
+            );
+            if r.write(self.name, vec![op]).map_err(unavailable)?.is_ok() {
+                return Ok(previous);
+            }
+        }
+    }
+
+    /// Makes this node's writes durable (a replicated write is durable once
+    /// the cluster applied it: it is in the Raft log of a majority).
+    pub fn flush(&self) -> sled::Result<()> {
+        self.tree.flush().map(|_| ())
+    }
+}
