@@ -6,6 +6,7 @@
 //! every call, and/or a client certificate (mutual TLS) for `https://` targets.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
@@ -84,33 +85,162 @@ impl tonic::service::Interceptor for Credentials {
     }
 }
 
-/// A channel that presents credentials on every call.
-pub type AuthChannel = InterceptedService<Channel, Credentials>;
+/// A channel that presents credentials on every call and follows a
+/// cluster's leader.
+pub type AuthChannel = InterceptedService<LeaderChannel, Credentials>;
 
-/// Connects (retrying for up to `wait` while the server starts) and returns
-/// a channel that adds the credentials to every call.
-pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChannel, String> {
-    let endpoint = Endpoint::from_shared(options.target.clone())
-        .map_err(|e| format!("target {}: {e}", options.target))?
+/// A channel to one node that moves to the cluster's leader when a node
+/// answers a call with the `x-registry-leader` metadata (a write sent to a
+/// follower, refused with UNAVAILABLE `NOT_LEADER`, docs/CLUSTER.md): that
+/// call's answer is returned as it is, and the caller's retry (with the same
+/// request id) goes to the leader. When the node cannot be reached (a
+/// leader that died), calls move on to the next node of the target list
+/// (`--target http://a:1,http://b:2,http://c:3`), whose answer then names the
+/// new leader. A single node never sends the metadata.
+#[derive(Clone)]
+pub struct LeaderChannel {
+    current: Arc<Mutex<(String, Channel)>>,
+    options: Arc<ClientOptions>,
+}
+
+/// The nodes of a target: `http://a:1` or a comma-separated list of a cluster's nodes.
+pub fn targets(target: &str) -> Vec<String> {
+    target
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl LeaderChannel {
+    /// The node calls go to now (`http(s)://host:port`).
+    pub fn target(&self) -> String {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    /// Moves on from an unreachable node to the next node of the target list.
+    fn next_node(&self, failed: &str) {
+        let nodes = targets(&self.options.target);
+        if nodes.len() < 2 {
+            return;
+        }
+        let at = nodes.iter().position(|n| n == failed).unwrap_or(nodes.len() - 1);
+        self.move_to(&nodes[(at + 1) % nodes.len()], failed);
+    }
+
+    fn follow(&self, leader: &str) {
+        let scheme = if self.options.target.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        let target = format!("{scheme}://{leader}");
+        let from = self.target();
+        self.move_to(&target, &from);
+    }
+
+    /// Switches to `target` if calls still go to `from`.
+    fn move_to(&self, target: &str, from: &str) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.0 != from {
+            return; // another call moved it already
+        }
+        if current.0 == target {
+            return;
+        }
+        match endpoint(&self.options, target) {
+            Ok(e) => {
+                tracing::info!(from = %current.0, to = %target, "moving to another cluster node");
+                *current = (target.to_string(), e.connect_lazy());
+            }
+            Err(e) => tracing::warn!(node = %target, error = %e, "cannot move to another cluster node"),
+        }
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for LeaderChannel {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // Each call clones the current channel and waits for it to be ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let (node, channel) = self.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let this = self.clone();
+        Box::pin(async move {
+            use tower::ServiceExt;
+            let response = match channel.oneshot(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    this.next_node(&node);
+                    return Err(e);
+                }
+            };
+            if let Some(leader) = response
+                .headers()
+                .get(crate::api::status::LEADER_METADATA)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+            {
+                this.follow(leader);
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn endpoint(options: &ClientOptions, target: &str) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::from_shared(target.to_string())
+        .map_err(|e| format!("target {target}: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    let endpoint = match &options.tls {
+    match &options.tls {
         Some(tls) => endpoint
             .tls_config(tls.config()?)
-            .map_err(|e| format!("TLS configuration: {e}"))?,
-        None => endpoint,
-    };
+            .map_err(|e| format!("TLS configuration: {e}")),
+        None => Ok(endpoint),
+    }
+}
+
+/// Connects (retrying for up to `wait` while the server starts) and returns
+/// a channel that adds the credentials to every call and follows a
+/// cluster's leader ([`LeaderChannel`]).
+pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChannel, String> {
+    let nodes = targets(&options.target);
+    let first = nodes
+        .first()
+        .ok_or_else(|| "target: no address given".to_string())?
+        .clone();
+    let endpoints: Vec<(String, Endpoint)> = nodes
+        .iter()
+        .map(|n| endpoint(options, n).map(|e| (n.clone(), e)))
+        .collect::<Result<_, _>>()?;
     let deadline = std::time::Instant::now() + wait;
-    let channel = loop {
+    let mut attempt = 0usize;
+    let (node, channel) = loop {
+        let (node, endpoint) = &endpoints[attempt % endpoints.len()];
+        attempt += 1;
         match endpoint.connect().await {
-            Ok(channel) => break channel,
-            Err(_) if std::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
+            Ok(channel) => break (node.clone(), channel),
+            Err(_) if attempt < endpoints.len() || std::time::Instant::now() < deadline => {
+                if attempt % endpoints.len() == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
             }
-            Err(e) => return Err(format!("cannot connect to {}: {e}", options.target)),
+            Err(e) => return Err(format!("cannot connect to {first}: {e}")),
         }
     };
-    Ok(InterceptedService::new(channel, credentials(options)?))
+    let leader = LeaderChannel {
+        current: Arc::new(Mutex::new((node, channel))),
+        options: Arc::new(options.clone()),
+    };
+    Ok(InterceptedService::new(leader, credentials(options)?))
 }
 
 /// The interceptor for `options`.

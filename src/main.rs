@@ -97,6 +97,11 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// A replicated cluster's state as one node sees it (docs/CLUSTER.md).
+    Cluster {
+        #[command(subcommand)]
+        what: registry::cluster::cli::ClusterCommand,
+    },
     /// Auditors: checkpoints, receipts, offline verification (docs/AUDIT.md).
     Audit {
         #[command(subcommand)]
@@ -268,7 +273,7 @@ fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -332,6 +337,14 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::CopyStore { from, to } => copy_store(&from, &to),
         Command::MigrateStore { from, to } => migrate_store(&from, &to),
+        Command::Cluster { what } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(registry::cluster::cli::run(what))
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Audit { what } => registry::audit::cli::run_audit(what),
         Command::Export(args) => registry::audit::cli::run_export(args),
         Command::Bench {

@@ -428,6 +428,7 @@ async fn run(
                 opened.cases.clone(),
                 audit.audit().checkpointer.clone(),
             )
+            .with_cluster(cluster_raft.clone())
             .into_server(),
         )
         .serve_with_incoming_shutdown(

@@ -18,6 +18,8 @@ pub struct AdminService {
     access: Arc<AccessControl>,
     cases: Cases,
     backup: crate::backup::service::BackupSource,
+    /// This node's Raft, on a cluster node.
+    cluster: Option<crate::cluster::types::Raft>,
 }
 
 impl AdminService {
@@ -35,7 +37,14 @@ impl AdminService {
             access,
             cases,
             backup,
+            cluster: None,
         }
+    }
+
+    /// On a cluster node: answers ClusterStatus from this node's Raft.
+    pub fn with_cluster(mut self, raft: Option<crate::cluster::types::Raft>) -> AdminService {
+        self.cluster = raft;
+        self
     }
 
     pub fn into_server(self) -> pb::admin_server::AdminServer<Self> {
@@ -214,6 +223,45 @@ impl pb::admin_server::Admin for AdminService {
     type BackupStream = std::pin::Pin<
         Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<pb::BackupPart, Status>> + Send + 'static>,
     >;
+
+    async fn cluster_status(
+        &self,
+        _r: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let Some(raft) = &self.cluster else {
+            return Err(super::status::failed_precondition(
+                "NOT_A_CLUSTER",
+                "cluster",
+                "this server is a single node (started without --cluster)",
+            ));
+        };
+        let s = crate::cluster::status_of(raft);
+        let head = self
+            .cases
+            .store()
+            .head()
+            .map_err(|e| Status::internal(format!("reading the head: {e}")))?;
+        Ok(Response::new(pb::ClusterStatusResponse {
+            node_id: s.node_id,
+            state: s.state.to_uppercase(),
+            term: s.term,
+            leader_id: s.leader.unwrap_or(0),
+            leader_api_address: s.leader_api.unwrap_or_default(),
+            last_log_index: s.last_log_index.unwrap_or(0),
+            last_applied_index: s.last_applied_index.unwrap_or(0),
+            members: s
+                .members
+                .into_iter()
+                .map(|(id, m)| pb::ClusterMember {
+                    id,
+                    raft_address: m.raft,
+                    api_address: m.api,
+                })
+                .collect(),
+            head_seq: head.seq,
+            head_hash: head.hash.to_vec(),
+        }))
+    }
 
     async fn backup(&self, r: Request<pb::BackupRequest>) -> Result<Response<Self::BackupStream>, Status> {
         let admin = crate::auth::principal(&r)?;

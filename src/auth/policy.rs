@@ -108,6 +108,7 @@ const ADMIN_METHODS: &[&str] = &[
     "ListTokens",
     "RotateMasterKey",
     "Backup",
+    "ClusterStatus",
 ];
 
 /// The access rule of a method path (`/package.Service/Method`). Every
