@@ -146,6 +146,7 @@ impl From<PiiError> for CaseError {
     fn from(e: PiiError) -> Self {
         match e {
             PiiError::InvalidDocument { reason } => CaseError::invalid("document.number", reason),
+            PiiError::Sled(e) => e.into(),
             other => CaseError::Internal(other.to_string()),
         }
     }
@@ -153,7 +154,11 @@ impl From<PiiError> for CaseError {
 
 impl From<sled::Error> for CaseError {
     fn from(e: sled::Error) -> Self {
-        CaseError::Internal(e.to_string())
+        match crate::log::side::unconfirmed(&e) {
+            // A replicated side write the cluster did not confirm (no leader, no majority).
+            Some(reason) => CaseError::Unavailable(reason),
+            None => CaseError::Internal(e.to_string()),
+        }
     }
 }
 

@@ -43,8 +43,20 @@ impl SideSlot {
     }
 }
 
+/// The error a side write the cluster did not confirm becomes (sled's
+/// error type, which callers already carry): see [`unconfirmed`].
 fn unavailable(reason: String) -> sled::Error {
-    sled::Error::Io(std::io::Error::other(reason))
+    sled::Error::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, reason))
+}
+
+/// The reason, when `e` is a replicated side write the cluster did not
+/// confirm (no leader, no majority, the cluster starting): the request may
+/// be retried. `None` for a storage error.
+pub fn unconfirmed(e: &sled::Error) -> Option<String> {
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::NotConnected => Some(io.to_string()),
+        _ => None,
+    }
 }
 
 /// A side tree: local reads, writes local or replicated (see the module doc).

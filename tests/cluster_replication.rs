@@ -1,0 +1,591 @@
+//! A replicated registry (issue 19, docs/CLUSTER.md): three real
+//! `registry serve --cluster` processes on 127.0.0.1, each with its own
+//! data directory, the same master key and access file.
+//!
+//! - The leader is killed with SIGKILL at random moments of a load of
+//!   registrations (persons with identity documents, so person keys and
+//!   document reservations replicate too), `CLUSTER_KILLS` times (default
+//!   4; BENCHMARKS.md has a 20-kill run): a new leader acknowledges writes
+//!   within the election timeout (the failover time is printed), the
+//!   killed node restarts and catches up. Afterwards every node holds every
+//!   acknowledged registration at the seq it was acknowledged with, the
+//!   three heads are identical, `registry verify` passes on each store, and
+//!   the last leader opens the personal data of persons registered under
+//!   earlier leaders (their keys replicated).
+//! - A leader cut off from both followers (SIGSTOP) acknowledges nothing;
+//!   once they resume, the same request (same request id) is acknowledged
+//!   once.
+//! - Writes sent to a follower are refused with UNAVAILABLE, ErrorInfo
+//!   NOT_LEADER and the leader's address in `x-registry-leader`, and create
+//!   nothing; the client that follows the leader then succeeds.
+//!
+//! Checked to fail: with the state machine's chain check answering Ok
+//! without applying, the heads differ; with the writer acknowledging before
+//! the Raft commit, the minority leader acknowledges.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, person, register_request, test_token, write_test_access_file, MASTER_KEY_HEX};
+use registry::api::pb;
+use registry::client::{connect, AuthChannel, ClientOptions};
+use tonic::Code;
+
+const NODES: usize = 3;
+
+struct Node {
+    id: u64,
+    api: String,
+    dir: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+struct Cluster {
+    _root: tempfile::TempDir,
+    root: PathBuf,
+    nodes: Vec<Node>,
+    master: PathBuf,
+    access: PathBuf,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = root_dir.path().to_path_buf();
+        let master = root.join("master.key");
+        std::fs::write(&master, MASTER_KEY_HEX).unwrap();
+        let access = root.join("access.json");
+        write_test_access_file(&access);
+        let ports: Vec<(u16, u16)> = (0..NODES).map(|_| (free_port(), free_port())).collect();
+        let mut members = String::new();
+        for (i, (api, raft)) in ports.iter().enumerate() {
+            members.push_str(&format!(
+                "[[members]]\nid = {}\nraft = \"127.0.0.1:{raft}\"\napi = \"127.0.0.1:{api}\"\n",
+                i + 1
+            ));
+        }
+        let nodes = (0..NODES)
+            .map(|i| {
+                let id = i as u64 + 1;
+                let config = root.join(format!("cluster-{id}.toml"));
+                std::fs::write(&config, format!("node_id = {id}\n{members}")).unwrap();
+                Node {
+                    id,
+                    api: format!("127.0.0.1:{}", ports[i].0),
+                    dir: root.join(format!("node-{id}")),
+                    config,
+                    log: root.join(format!("node-{id}.log")),
+                    child: None,
+                    starts: 0,
+                }
+            })
+            .collect();
+        Cluster {
+            _root: root_dir,
+            root,
+            nodes,
+            master,
+            access,
+        }
+    }
+
+    fn start(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        assert!(n.child.is_none(), "node {} runs already", n.id);
+        n.starts += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_registry"))
+            .args(["serve", "--data-dir"])
+            .arg(&n.dir)
+            .args(["--listen", &n.api, "--cluster"])
+            .arg(&n.config)
+            .arg("--master-key-file")
+            .arg(&self.master)
+            .arg("--access-file")
+            .arg(&self.access)
+            .args(["--metrics-listen", "off", "--disk-reserve-mib", "0"])
+            .env("RUST_LOG", "info,openraft=error")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start registry serve");
+        n.child = Some(child);
+    }
+
+    fn signal(&self, i: usize, signal: i32) {
+        let pid = self.nodes[i].child.as_ref().expect("running").id() as i32;
+        // SAFETY: sending a signal to a child process this test started.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+    }
+
+    fn kill9(&mut self, i: usize) {
+        self.signal(i, libc::SIGKILL);
+        let mut child = self.nodes[i].child.take().unwrap();
+        let _ = child.wait();
+    }
+
+    fn stop(&mut self, i: usize) {
+        if self.nodes[i].child.is_none() {
+            return;
+        }
+        self.signal(i, libc::SIGTERM);
+        let mut child = self.nodes[i].child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "node {} exited with {status}: {}",
+                    i + 1,
+                    self.tail(i)
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} did not stop", i + 1);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Every node's client address, as a client's target list.
+    fn targets(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("http://{}", n.api))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn client(&self, role: &str, target: &str) -> AuthChannel {
+        let options = ClientOptions {
+            target: target.to_string(),
+            token: Some(test_token(role)),
+            actor: None,
+            tls: None,
+        };
+        connect(&options, Duration::from_secs(30)).await.expect("connect")
+    }
+
+    /// Node `i`'s Admin/ClusterStatus, if it answers.
+    async fn status(&self, i: usize) -> Option<pb::ClusterStatusResponse> {
+        self.nodes[i].child.as_ref()?;
+        let options = ClientOptions {
+            target: format!("http://{}", self.nodes[i].api),
+            token: Some(test_token("admin")),
+            actor: None,
+            tls: None,
+        };
+        let channel = connect(&options, Duration::ZERO).await.ok()?;
+        let mut admin = pb::admin_client::AdminClient::new(channel);
+        let call = admin.cluster_status(pb::ClusterStatusRequest {});
+        match tokio::time::timeout(Duration::from_secs(2), call).await {
+            Ok(Ok(r)) => Some(r.into_inner()),
+            _ => None,
+        }
+    }
+
+    /// The index of the node that reports itself leader, waiting up to `wait`.
+    async fn leader(&self, wait: Duration) -> usize {
+        let deadline = Instant::now() + wait;
+        loop {
+            for i in 0..NODES {
+                if let Some(s) = self.status(i).await {
+                    if s.state == "LEADER" {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {wait:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running node applied the same head; returns it.
+    async fn converged(&self, wait: Duration) -> (u64, Vec<u8>) {
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut heads = Vec::new();
+            for i in 0..NODES {
+                if let Some(s) = self.status(i).await {
+                    heads.push((s.head_seq, s.head_hash));
+                }
+            }
+            if heads.len() == NODES && heads.iter().all(|h| *h == heads[0]) {
+                return heads.swap_remove(0);
+            }
+            assert!(Instant::now() < deadline, "the nodes did not converge: {heads:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn verify_store(&self, i: usize) {
+        let out = Command::new(env!("CARGO_BIN_EXE_registry"))
+            .args(["verify", "--data-dir"])
+            .arg(&self.nodes[i].dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "registry verify on node {}: {}{}",
+            i + 1,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            let kept = self.root.with_extension("kept");
+            let _ = std::fs::rename(&self.root, &kept);
+            eprintln!("cluster directories and logs kept in {}", kept.display());
+        }
+    }
+}
+
+/// An acknowledged registration.
+#[derive(Clone, Debug)]
+struct Acked {
+    case_id: String,
+    request_id: String,
+    first_seq: u64,
+    given: String,
+}
+
+fn registration(tag: &str, n: u64) -> (pb::RegisterPersonRequest, String) {
+    let given = format!("Given{tag}x{n}");
+    let cedula = format!("V{}{:07}", tag.len(), n);
+    let p = person(
+        &given,
+        "Cluster",
+        "1990-02-03",
+        &[(pb::DocumentType::VenezuelanCedula, &cedula)],
+    );
+    (register_request(p, "2024-05-06"), given)
+}
+
+/// Sends one registration until it is acknowledged (retrying with the same
+/// request id while the cluster fails over), within `wait`.
+async fn register_until_acked(
+    client: &mut pb::caseworker_client::CaseworkerClient<AuthChannel>,
+    request: &pb::RegisterPersonRequest,
+    wait: Duration,
+) -> Result<pb::CommandResult, tonic::Status> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let mut r = tonic::Request::new(request.clone());
+        r.set_timeout(Duration::from_secs(8));
+        match client.register_person(r).await {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+                ) && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let kills: usize = std::env::var("CLUSTER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    cluster.leader(Duration::from_secs(30)).await;
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let last_ack_ms = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..3u64 {
+        let mut client = pb::caseworker_client::CaseworkerClient::new(
+            cluster.client("supervisor", &cluster.targets()).await,
+        );
+        let (acked, stop, last_ack_ms) = (acked.clone(), stop.clone(), last_ack_ms.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let tag = format!("t{t}");
+                let (request, given) = registration(&tag, t * 1_000_000 + n);
+                let answer = register_until_acked(&mut client, &request, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|s| {
+                        panic!("registration {n} of task {t}: {:?} {}", s.code(), s.message())
+                    });
+                last_ack_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                acked.lock().unwrap().push(Acked {
+                    case_id: answer.case_id,
+                    request_id: request.header.as_ref().unwrap().request_id.clone(),
+                    first_seq: answer.first_seq,
+                    given,
+                });
+            }
+        }));
+    }
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
+    let mut failovers = Vec::new();
+    for k in 0..kills {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        tokio::time::sleep(Duration::from_millis(300 + (rng >> 33) % 700)).await;
+        let leader = cluster.leader(Duration::from_secs(30)).await;
+        let before = acked.lock().unwrap().len();
+        let killed_at = started.elapsed().as_millis() as u64;
+        cluster.kill9(leader);
+        // Failover: from the kill to the first acknowledgement after it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while last_ack_ms.load(Ordering::Relaxed) <= killed_at {
+            assert!(
+                Instant::now() < deadline,
+                "no write acknowledged within 30 s of killing the leader (kill {k})"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let failover = last_ack_ms.load(Ordering::Relaxed) - killed_at;
+        failovers.push(failover);
+        eprintln!(
+            "kill {k}: node {} (leader), {before} acknowledged before, failover {failover} ms",
+            leader + 1
+        );
+        cluster.start(leader);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > kills * 3,
+        "the load acknowledged only {} writes",
+        acked.len()
+    );
+    let (head_seq, head_hash) = cluster.converged(Duration::from_secs(60)).await;
+    failovers.sort_unstable();
+    eprintln!(
+        "{} registrations acknowledged across {kills} leader kills; head seq {head_seq}; failover ms: min {} median {} max {}",
+        acked.len(),
+        failovers.first().unwrap_or(&0),
+        failovers.get(failovers.len() / 2).unwrap_or(&0),
+        failovers.last().unwrap_or(&0)
+    );
+    // The last leader opens the personal data of persons registered under
+    // earlier leaders: their keys replicated.
+    let mut reader =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    for a in acked.iter().step_by((acked.len() / 12).max(1)) {
+        let request = pb::GetCaseRequest {
+            case_id: a.case_id.clone(),
+            purpose: "REVIEW".into(),
+        };
+        let mut case = None;
+        for _ in 0..100 {
+            match reader.get_case(request.clone()).await {
+                Ok(c) => {
+                    case = Some(c.into_inner());
+                    break;
+                }
+                Err(s) if s.code() == Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(s) => panic!("GetCase {}: {:?} {}", a.case_id, s.code(), s.message()),
+            }
+        }
+        let case = case.expect("GetCase answered");
+        assert_eq!(case.person.expect("personal data opened").given_names, a.given);
+    }
+    // Each GetCase recorded an access event: the heads moved on, together.
+    let (head_seq, head_hash) = cluster.converged(Duration::from_secs(60)).await;
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+    for i in 0..NODES {
+        let store = common::open_store(&cluster.nodes[i].dir);
+        let head = store.head().unwrap();
+        assert_eq!(
+            (head.seq, head.hash.to_vec()),
+            (head_seq, head_hash.clone()),
+            "node {} head",
+            i + 1
+        );
+        for a in &acked {
+            let ev = store
+                .get(a.first_seq)
+                .unwrap()
+                .unwrap_or_else(|| panic!("node {}: seq {} missing", i + 1, a.first_seq));
+            assert_eq!(
+                ev.record.stream_id,
+                a.case_id,
+                "node {}: seq {}",
+                i + 1,
+                a.first_seq
+            );
+            assert_eq!(
+                ev.record.request_id,
+                a.request_id,
+                "node {}: seq {}",
+                i + 1,
+                a.first_seq
+            );
+        }
+        drop(store);
+        cluster.verify_store(i);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_off_from_the_majority_acknowledges_nothing() {
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    let target = format!("http://{}", cluster.nodes[leader].api);
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &target).await);
+    let (first, _) = registration("minority", 1);
+    register_until_acked(&mut client, &first, Duration::from_secs(30))
+        .await
+        .expect("a write before the cut");
+    let (head_before, _) = cluster.converged(Duration::from_secs(30)).await;
+    let followers: Vec<usize> = (0..NODES).filter(|i| *i != leader).collect();
+    for &f in &followers {
+        cluster.signal(f, libc::SIGSTOP);
+    }
+    let (request, given) = registration("minority", 2);
+    let mut r = tonic::Request::new(request.clone());
+    r.set_timeout(Duration::from_secs(20));
+    let refused = client.register_person(r).await;
+    let status = refused.expect_err("a leader without a majority must not acknowledge");
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    // Nothing was applied on the cut-off leader.
+    let s = cluster
+        .status(leader)
+        .await
+        .expect("the leader answers ClusterStatus");
+    assert_eq!(s.head_seq, head_before, "the minority leader applied a write");
+    for &f in &followers {
+        cluster.signal(f, libc::SIGCONT);
+    }
+    // The same request, retried, is written once (by whichever node leads now).
+    let mut any =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    let answer = register_until_acked(&mut any, &request, Duration::from_secs(30))
+        .await
+        .expect("written once a majority is back");
+    let again = register_until_acked(&mut any, &request, Duration::from_secs(30))
+        .await
+        .expect("retry");
+    assert!(again.deduplicated, "the retry created something");
+    assert_eq!(
+        (again.case_id.as_str(), again.first_seq),
+        (answer.case_id.as_str(), answer.first_seq)
+    );
+    let case = any
+        .get_case(pb::GetCaseRequest {
+            case_id: answer.case_id.clone(),
+            purpose: "REVIEW".into(),
+        })
+        .await
+        .expect("GetCase")
+        .into_inner();
+    assert_eq!(case.person.unwrap().given_names, given);
+    cluster.converged(Duration::from_secs(30)).await;
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_refuses_writes_naming_the_leader() {
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    // Wait until the followers know the leader (and the genesis instruments replicated).
+    let (head, _) = cluster.converged(Duration::from_secs(30)).await;
+    assert!(head > 0, "the genesis policy instruments were recorded");
+    let follower = (leader + 1) % NODES;
+    let target = format!("http://{}", cluster.nodes[follower].api);
+    // A plain tonic channel to the follower: it does not follow the leader.
+    let channel = tonic::transport::Endpoint::from_shared(target)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut plain = pb::caseworker_client::CaseworkerClient::new(channel);
+    let (request, _) = registration("follower", 1);
+    let status = plain
+        .register_person(common::req(request.clone()))
+        .await
+        .expect_err("a follower refuses writes");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(
+        status
+            .metadata()
+            .get("x-registry-leader")
+            .and_then(|v| v.to_str().ok()),
+        Some(cluster.nodes[leader].api.as_str()),
+        "{}",
+        status.message()
+    );
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let info = details.error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "NOT_LEADER");
+    assert_eq!(
+        info.metadata.get("leader").map(String::as_str),
+        Some(cluster.nodes[leader].api.as_str())
+    );
+    // Nothing was written anywhere.
+    let (after, _) = cluster.converged(Duration::from_secs(10)).await;
+    assert_eq!(after, head);
+    // A client that starts at the follower follows the leader.
+    let mut following = pb::caseworker_client::CaseworkerClient::new(
+        cluster
+            .client("supervisor", &format!("http://{}", cluster.nodes[follower].api))
+            .await,
+    );
+    let answer = register_until_acked(&mut following, &request, Duration::from_secs(10))
+        .await
+        .expect("written through the leader");
+    assert!(!answer.deduplicated);
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+}
