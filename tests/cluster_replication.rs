@@ -15,6 +15,10 @@
 //! - A leader cut off from both followers (SIGSTOP) acknowledges nothing;
 //!   once they resume, the same request (same request id) is acknowledged
 //!   once.
+//! - A follower stopped (SIGSTOP) during the load and resumed catches up
+//!   (its catch-up rate is printed).
+//! - A node whose data directory was lost starts empty and receives the
+//!   whole log, person keys included, from the others.
 //! - Writes sent to a follower are refused with UNAVAILABLE, ErrorInfo
 //!   NOT_LEADER and the leader's address in `x-registry-leader`, and create
 //!   nothing; the client that follows the leader then succeeds.
@@ -37,6 +41,14 @@ use registry::client::{connect, AuthChannel, ClientOptions};
 use tonic::Code;
 
 const NODES: usize = 3;
+
+/// The server binary: `CLUSTER_BIN` (e.g. a release build, for the figures
+/// in BENCHMARKS.md), else the one cargo built for this test.
+fn binary() -> PathBuf {
+    std::env::var_os("CLUSTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_registry")))
+}
 
 struct Node {
     id: u64,
@@ -106,7 +118,7 @@ impl Cluster {
             .append(true)
             .open(&n.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_registry"))
+        let child = Command::new(binary())
             .args(["serve", "--data-dir"])
             .arg(&n.dir)
             .args(["--listen", &n.api, "--cluster"])
@@ -279,7 +291,12 @@ struct Acked {
 
 fn registration(tag: &str, n: u64) -> (pb::RegisterPersonRequest, String) {
     let given = format!("Given{tag}x{n}");
-    let cedula = format!("V{}{:07}", tag.len(), n);
+    // A distinct document per (tag, n): the document index refuses a second holder.
+    let digest = blake3::hash(format!("{tag}/{n}").as_bytes());
+    let cedula = format!(
+        "V{:09}",
+        u64::from_le_bytes(digest.as_bytes()[..8].try_into().unwrap()) % 1_000_000_000
+    );
     let p = person(
         &given,
         "Cluster",
@@ -395,7 +412,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         "the load acknowledged only {} writes",
         acked.len()
     );
-    let (head_seq, head_hash) = cluster.converged(Duration::from_secs(60)).await;
+    let (head_seq, _) = cluster.converged(Duration::from_secs(60)).await;
     failovers.sort_unstable();
     eprintln!(
         "{} registrations acknowledged across {kills} leader kills; head seq {head_seq}; failover ms: min {} median {} max {}",
@@ -588,4 +605,195 @@ async fn a_follower_refuses_writes_naming_the_leader() {
     for i in 0..NODES {
         cluster.stop(i);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_disk_was_replaced_catches_up_from_the_others() {
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    cluster.leader(Duration::from_secs(30)).await;
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        let (request, given) = registration("disk", n);
+        let a = register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered");
+        acked.push((a.case_id, given));
+    }
+    // Node 1, the one that initialized the cluster (and perhaps the leader):
+    // its disk is lost; it starts again on an empty directory.
+    cluster.kill9(0);
+    std::fs::remove_dir_all(&cluster.nodes[0].dir).unwrap();
+    for n in 20..30 {
+        let (request, given) = registration("disk", n);
+        let a = register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered without node 1");
+        acked.push((a.case_id, given));
+    }
+    cluster.start(0);
+    let (head, _) = cluster.converged(Duration::from_secs(60)).await;
+    assert!(head >= 30, "head {head}");
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+    // Node 1's store holds every record and every person key (wrapped under
+    // the shared master key), and verifies.
+    let store = common::open_store(&cluster.nodes[0].dir);
+    assert_eq!(store.head().unwrap().seq, head);
+    let master = registry::pii::MasterKey::load(&cluster.master).unwrap();
+    let keys = registry::pii::KeyStore::open(store.db(), master).unwrap();
+    for (case_id, _) in &acked {
+        assert_eq!(
+            keys.status(case_id).unwrap(),
+            registry::pii::KeyStatus::Active,
+            "key of {case_id}"
+        );
+        assert!(keys.get(case_id).unwrap().is_some(), "key of {case_id} opens");
+    }
+    drop(keys);
+    drop(store);
+    cluster.verify_store(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_follower_catches_up_when_resumed() {
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    cluster.converged(Duration::from_secs(30)).await;
+    let follower = (leader + 1) % NODES;
+    cluster.signal(follower, libc::SIGSTOP);
+    let behind_from = cluster.status(leader).await.unwrap().head_seq;
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    // Writes go on with two of three nodes.
+    let writes = std::env::var("CLUSTER_CATCHUP_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150u64);
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..writes / 4 {
+                let (request, _) = registration(&format!("stop{t}"), n);
+                register_until_acked(&mut c, &request, Duration::from_secs(30))
+                    .await
+                    .expect("acknowledged by two of three");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let head = cluster.status(leader).await.unwrap().head_seq;
+    assert!(head >= behind_from + writes / 4 * 4, "head {head}");
+    let resumed = Instant::now();
+    cluster.signal(follower, libc::SIGCONT);
+    let (converged, _) = cluster.converged(Duration::from_secs(120)).await;
+    let took = resumed.elapsed();
+    eprintln!(
+        "follower {} caught up {} events in {:.2} s ({:.0} events/s, measured by polling every 100 ms)",
+        follower + 1,
+        converged - behind_from,
+        took.as_secs_f64(),
+        (converged - behind_from) as f64 / took.as_secs_f64()
+    );
+    let (request, _) = registration("stop-after", 1);
+    register_until_acked(&mut client, &request, Duration::from_secs(30))
+        .await
+        .expect("a write after the catch-up");
+    cluster.converged(Duration::from_secs(30)).await;
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tampered_follower_stops_and_is_replaced_by_an_empty_store() {
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    for n in 0..10 {
+        let (request, _) = registration("tamper", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered");
+    }
+    cluster.converged(Duration::from_secs(30)).await;
+    // A follower's store is altered while it is stopped: the hash of its head.
+    let victim = (leader + 1) % NODES;
+    cluster.stop(victim);
+    {
+        let dir = cluster.nodes[victim].dir.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let db = loop {
+            match registry::log::store::sled_config(&dir).open() {
+                Ok(db) => break db,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot open the stopped store: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        let log = db.open_tree("log").unwrap();
+        let mut head = log.get("h").unwrap().unwrap().to_vec();
+        *head.last_mut().unwrap() ^= 0x01;
+        log.insert("h", head).unwrap();
+        db.flush().unwrap();
+    }
+    cluster.start(victim);
+    for n in 10..20 {
+        let (request, _) = registration("tamper", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("the majority still writes");
+    }
+    // The tampered node detects it (at start-up, or at the first record it
+    // would apply) and exits with a failure, serving nothing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = cluster.nodes[victim].child.as_mut().unwrap().try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tampered node still runs: {}",
+            cluster.tail(victim)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "the tampered node exited with success");
+    let log = std::fs::read_to_string(&cluster.nodes[victim].log).unwrap();
+    assert!(
+        log.contains("broken") || log.contains("does not continue the cluster's log"),
+        "the node says why it stopped: {}",
+        cluster.tail(victim)
+    );
+    if let Some(line) = log
+        .lines()
+        .find(|l| l.contains("broken") || l.contains("does not continue"))
+    {
+        eprintln!("the tampered node: {line}");
+    }
+    cluster.nodes[victim].child = None;
+    // Replaced by an empty store, it receives the log again and agrees.
+    std::fs::remove_dir_all(&cluster.nodes[victim].dir).unwrap();
+    cluster.start(victim);
+    cluster.converged(Duration::from_secs(60)).await;
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+    cluster.verify_store(victim);
 }

@@ -1,7 +1,7 @@
 //! The cluster file of `registry serve --cluster FILE` (docs/CLUSTER.md):
 //!
 //! ```toml
-//! node_id = 1                      # this node
+//! node_id = 1                      # this node (optional: see below)
 //! [tls]                            # mutual TLS between nodes (required off loopback)
 //! cert = "node1.pem"               # this node's certificate (client and server)
 //! key = "node1.key"
@@ -11,6 +11,10 @@
 //! raft = "10.0.0.1:7100"           # node-to-node Raft traffic
 //! api = "10.0.0.1:50051"           # clients (what a follower names as the leader)
 //! ```
+//!
+//! Addresses are `host:port` (an IP or a DNS name). Without `node_id` the
+//! node takes the ordinal of a StatefulSet pod from its host name plus one
+//! (`registry-0` is node 1), so one file serves every pod.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +31,8 @@ pub const MEMBERS_MAX: usize = 7;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    node_id: NodeId,
+    #[serde(default)]
+    node_id: Option<NodeId>,
     #[serde(default)]
     tls: Option<RawTls>,
     members: Vec<RawMember>,
@@ -47,6 +52,39 @@ struct RawMember {
     id: NodeId,
     raft: String,
     api: String,
+}
+
+/// `host:port` with a port number and a host.
+fn check_host_port(field: &str, value: &str) -> Result<(), String> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() && value.len() <= 255 => Ok(()),
+        _ => Err(format!("{field}: {value} is not host:port")),
+    }
+}
+
+/// Whether `host:port` names a loopback address (an IP, or `localhost`).
+fn on_loopback(value: &str) -> bool {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return is_loopback(&addr);
+    }
+    value
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host == "localhost")
+}
+
+/// Node id from a StatefulSet pod's host name: its ordinal (`name-N`) plus one.
+fn ordinal_node_id() -> Result<NodeId, String> {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    let host = host.trim();
+    host.rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<NodeId>().ok())
+        .map(|n| n + 1)
+        .ok_or_else(|| {
+            format!("node_id: not set, and the host name {host:?} does not end in a StatefulSet ordinal (-N)")
+        })
 }
 
 /// A checked cluster file.
@@ -78,17 +116,12 @@ impl ClusterFile {
             if m.id == 0 {
                 return Err("members.id: ids start at 1".into());
             }
-            let raft: SocketAddr = m
-                .raft
-                .parse()
-                .map_err(|_| format!("members.raft: {} is not host:port", m.raft))?;
-            let _: SocketAddr = m
-                .api
-                .parse()
-                .map_err(|_| format!("members.api: {} is not host:port", m.api))?;
-            if raw.tls.is_none() && !is_loopback(&raft) {
+            check_host_port("members.raft", &m.raft)?;
+            check_host_port("members.api", &m.api)?;
+            if raw.tls.is_none() && !on_loopback(&m.raft) {
                 return Err(format!(
-                    "members.raft: {raft} is not a loopback address: nodes talk over mutual TLS off loopback; add a [tls] section"
+                    "members.raft: {} is not a loopback address: nodes talk over mutual TLS off loopback; add a [tls] section",
+                    m.raft
                 ));
             }
             if members
@@ -104,12 +137,16 @@ impl ClusterFile {
                 return Err(format!("members.id: {} appears twice", m.id));
             }
         }
-        if !members.contains_key(&raw.node_id) {
-            return Err(format!("node_id: {} is not among the members", raw.node_id));
+        let node_id = match raw.node_id {
+            Some(id) => id,
+            None => ordinal_node_id()?,
+        };
+        if !members.contains_key(&node_id) {
+            return Err(format!("node_id: {node_id} is not among the members"));
         }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(ClusterFile {
-            node_id: raw.node_id,
+            node_id,
             members,
             tls: raw.tls.map(|t| (resolve(t.cert), resolve(t.key), resolve(t.ca))),
         })
@@ -148,5 +185,66 @@ impl ClusterFile {
         }
         .config()?;
         Ok((Some(server), Some(client)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMBERS: &str = "[[members]]\nid = 1\nraft = \"127.0.0.1:7101\"\napi = \"127.0.0.1:7001\"\n\
+                           [[members]]\nid = 2\nraft = \"127.0.0.1:7102\"\napi = \"127.0.0.1:7002\"\n";
+
+    #[test]
+    fn a_loopback_cluster_needs_no_tls() {
+        let f = ClusterFile::parse(&format!("node_id = 2\n{MEMBERS}"), Path::new("/etc")).unwrap();
+        assert_eq!(f.node_id, 2);
+        assert_eq!(f.me().api, "127.0.0.1:7002");
+        assert!(f.tls.is_none());
+    }
+
+    #[test]
+    fn off_loopback_nodes_need_tls_and_relative_paths_resolve() {
+        let members = "[[members]]\nid = 1\nraft = \"registry-0.registry-headless:7100\"\napi = \"registry-0.registry-headless:50051\"\n";
+        let e = ClusterFile::parse(&format!("node_id = 1\n{members}"), Path::new("/etc")).unwrap_err();
+        assert!(e.starts_with("members.raft:"), "{e}");
+        let text =
+            format!("node_id = 1\n[tls]\ncert = \"n.pem\"\nkey = \"n.key\"\nca = \"/ca.pem\"\n{members}");
+        let f = ClusterFile::parse(&text, Path::new("/etc/registry")).unwrap();
+        let (cert, _, ca) = f.tls.unwrap();
+        assert_eq!(cert, Path::new("/etc/registry/n.pem"));
+        assert_eq!(ca, Path::new("/ca.pem"));
+    }
+
+    #[test]
+    fn mistakes_name_their_field() {
+        let cases = [
+            (format!("node_id = 3\n{MEMBERS}"), "node_id:"),
+            (
+                format!(
+                    "node_id = 1\n{MEMBERS}{}",
+                    MEMBERS
+                        .split("[[members]]")
+                        .nth(1)
+                        .map(|m| format!("[[members]]{m}"))
+                        .unwrap()
+                ),
+                "members.id:",
+            ),
+            (
+                "node_id = 1\n[[members]]\nid = 1\nraft = \"127.0.0.1\"\napi = \"127.0.0.1:1\"\n".to_string(),
+                "members.raft:",
+            ),
+            (
+                "node_id = 1\n[[members]]\nid = 0\nraft = \"127.0.0.1:1\"\napi = \"127.0.0.1:2\"\n"
+                    .to_string(),
+                "members.id:",
+            ),
+            ("node_id = 1\n".to_string(), "missing field"),
+        ];
+        for (text, field) in cases {
+            let e = ClusterFile::parse(&text, Path::new(".")).unwrap_err();
+            assert!(e.contains(field), "{text}: {e}");
+        }
     }
 }

@@ -266,6 +266,7 @@ fn every_key_has_one_variable_and_is_in_the_schema() {
     let s = Settings {
         master_key_file: Some("/k".into()),
         access_file: Some("/a".into()),
+        cluster: Some("/cluster.toml".into()),
         tls: TlsSettings {
             cert: Some("/c".into()),
             key: Some("/k".into()),
