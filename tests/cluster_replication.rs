@@ -70,25 +70,37 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with_spares(0)
+    }
+
+    /// [`NODES`] members, and `spares` more nodes whose cluster files list
+    /// every node (they join through Admin/ClusterAddMember).
+    fn with_spares(spares: usize) -> Cluster {
         let root_dir = tempfile::tempdir().unwrap();
         let root = root_dir.path().to_path_buf();
         let master = root.join("master.key");
         std::fs::write(&master, MASTER_KEY_HEX).unwrap();
         let access = root.join("access.json");
         write_test_access_file(&access);
-        let ports: Vec<(u16, u16)> = (0..NODES).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = (0..NODES + spares).map(|_| (free_port(), free_port())).collect();
         let mut members = String::new();
+        let mut all = String::new();
         for (i, (api, raft)) in ports.iter().enumerate() {
-            members.push_str(&format!(
+            let entry = format!(
                 "[[members]]\nid = {}\nraft = \"127.0.0.1:{raft}\"\napi = \"127.0.0.1:{api}\"\n",
                 i + 1
-            ));
+            );
+            if i < NODES {
+                members.push_str(&entry);
+            }
+            all.push_str(&entry);
         }
-        let nodes = (0..NODES)
+        let nodes = (0..NODES + spares)
             .map(|i| {
                 let id = i as u64 + 1;
                 let config = root.join(format!("cluster-{id}.toml"));
-                std::fs::write(&config, format!("node_id = {id}\n{members}")).unwrap();
+                let listed = if i < NODES { &members } else { &all };
+                std::fs::write(&config, format!("node_id = {id}\n{listed}")).unwrap();
                 Node {
                     id,
                     api: format!("127.0.0.1:{}", ports[i].0),
@@ -218,7 +230,7 @@ impl Cluster {
     async fn leader(&self, wait: Duration) -> usize {
         let deadline = Instant::now() + wait;
         loop {
-            for i in 0..NODES {
+            for i in 0..self.nodes.len() {
                 if let Some(s) = self.status(i).await {
                     if s.state == "LEADER" {
                         return i;
@@ -235,12 +247,13 @@ impl Cluster {
         let deadline = Instant::now() + wait;
         loop {
             let mut heads = Vec::new();
-            for i in 0..NODES {
+            let running = self.nodes.iter().filter(|n| n.child.is_some()).count();
+            for i in 0..self.nodes.len() {
                 if let Some(s) = self.status(i).await {
                     heads.push((s.head_seq, s.head_hash));
                 }
             }
-            if heads.len() == NODES && heads.iter().all(|h| *h == heads[0]) {
+            if heads.len() == running && heads.iter().all(|h| *h == heads[0]) {
                 return heads.swap_remove(0);
             }
             assert!(Instant::now() < deadline, "the nodes did not converge: {heads:?}");
@@ -796,4 +809,115 @@ async fn a_tampered_follower_stops_and_is_replaced_by_an_empty_store() {
         cluster.stop(i);
     }
     cluster.verify_store(victim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_joins_through_the_admin_api_and_a_member_leaves() {
+    let mut cluster = Cluster::with_spares(1);
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    cluster.leader(Duration::from_secs(30)).await;
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    for n in 0..10 {
+        let (request, _) = registration("join", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered");
+    }
+    // Node 4 starts empty; it is not a member until the leader adds it.
+    cluster.start(NODES);
+    let targets: Vec<String> = cluster.nodes[..NODES]
+        .iter()
+        .map(|n| format!("http://{}", n.api))
+        .collect();
+    let mut admin = pb::admin_client::AdminClient::new(cluster.client("admin", &targets.join(",")).await);
+    let new = &cluster.nodes[NODES];
+    let raft_address = std::fs::read_to_string(&new.config)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("raft = "))
+        .nth(NODES)
+        .unwrap()
+        .trim_start_matches("raft = ")
+        .trim_matches('"')
+        .to_string();
+    let add = pb::ClusterAddMemberRequest {
+        id: new.id,
+        raft_address,
+        api_address: new.api.clone(),
+    };
+    // A bad address is refused naming the field, and changes nothing.
+    let bad = pb::ClusterAddMemberRequest {
+        api_address: "no-port".into(),
+        ..add.clone()
+    };
+    let mut refused = None;
+    for _ in 0..20 {
+        match admin.cluster_add_member(bad.clone()).await {
+            Err(s) if s.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => {
+                refused = Some(other);
+                break;
+            }
+        }
+    }
+    let refused = refused.unwrap().expect_err("a bad address is refused");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{}", refused.message());
+    assert!(refused.message().contains("api_address"), "{}", refused.message());
+    let mut status = None;
+    for _ in 0..20 {
+        match admin.cluster_add_member(add.clone()).await {
+            Ok(s) => {
+                status = Some(s.into_inner());
+                break;
+            }
+            Err(s) if s.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(s) => panic!("ClusterAddMember: {:?} {}", s.code(), s.message()),
+        }
+    }
+    let status = status.expect("added");
+    assert_eq!(status.members.len(), NODES + 1, "{status:?}");
+    for n in 10..20 {
+        let (request, _) = registration("join", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered with four members");
+    }
+    let (head, _) = cluster.converged(Duration::from_secs(60)).await;
+    assert_eq!(
+        cluster.status(NODES).await.unwrap().head_seq,
+        head,
+        "the new node holds the log"
+    );
+    // Node 1 leaves; the other three go on.
+    let mut removed = None;
+    for _ in 0..20 {
+        match admin
+            .cluster_remove_member(pb::ClusterRemoveMemberRequest { id: 1 })
+            .await
+        {
+            Ok(s) => {
+                removed = Some(s.into_inner());
+                break;
+            }
+            Err(s) if s.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(s) => panic!("ClusterRemoveMember: {:?} {}", s.code(), s.message()),
+        }
+    }
+    let removed = removed.expect("removed");
+    assert!(removed.members.iter().all(|m| m.id != 1), "{removed:?}");
+    cluster.stop(0);
+    for n in 20..25 {
+        let (request, _) = registration("join", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered after node 1 left");
+    }
+    cluster.converged(Duration::from_secs(60)).await;
+    for i in 1..=NODES {
+        cluster.stop(i);
+    }
+    cluster.verify_store(NODES);
 }

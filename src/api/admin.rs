@@ -53,8 +53,28 @@ impl AdminService {
             .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
     }
 
+    /// This node's Raft, or FAILED_PRECONDITION NOT_A_CLUSTER on a single node.
+    fn raft(&self) -> Result<&crate::cluster::types::Raft, Status> {
+        self.cluster.as_ref().ok_or_else(|| {
+            super::status::failed_precondition(
+                "NOT_A_CLUSTER",
+                "cluster",
+                "this server is a single node (started without --cluster)",
+            )
+        })
+    }
+
     fn path(&self) -> PathBuf {
         self.access.path().to_path_buf()
+    }
+}
+
+fn membership_status(e: crate::cluster::MembershipError) -> Status {
+    match e {
+        crate::cluster::MembershipError::NotLeader { leader } => super::status::not_leader(leader.as_deref()),
+        crate::cluster::MembershipError::Refused(m) => {
+            super::status::failed_precondition("MEMBERSHIP", "cluster", &m)
+        }
     }
 }
 
@@ -224,17 +244,51 @@ impl pb::admin_server::Admin for AdminService {
         Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<pb::BackupPart, Status>> + Send + 'static>,
     >;
 
+    async fn cluster_add_member(
+        &self,
+        r: Request<pb::ClusterAddMemberRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let raft = self.raft()?;
+        let m = r.into_inner();
+        if m.id == 0 {
+            return Err(invalid_argument("id", "node ids start at 1"));
+        }
+        crate::cluster::file::check_host_port("raft_address", &m.raft_address)
+            .map_err(|e| invalid_argument("raft_address", &e))?;
+        crate::cluster::file::check_host_port("api_address", &m.api_address)
+            .map_err(|e| invalid_argument("api_address", &e))?;
+        let member = crate::cluster::types::Member {
+            raft: m.raft_address,
+            api: m.api_address,
+        };
+        crate::cluster::add_member(raft, m.id, member)
+            .await
+            .map_err(membership_status)?;
+        self.cluster_status(Request::new(pb::ClusterStatusRequest {}))
+            .await
+    }
+
+    async fn cluster_remove_member(
+        &self,
+        r: Request<pb::ClusterRemoveMemberRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let raft = self.raft()?;
+        let id = r.into_inner().id;
+        if id == 0 {
+            return Err(invalid_argument("id", "node ids start at 1"));
+        }
+        crate::cluster::remove_member(raft, id)
+            .await
+            .map_err(membership_status)?;
+        self.cluster_status(Request::new(pb::ClusterStatusRequest {}))
+            .await
+    }
+
     async fn cluster_status(
         &self,
         _r: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let Some(raft) = &self.cluster else {
-            return Err(super::status::failed_precondition(
-                "NOT_A_CLUSTER",
-                "cluster",
-                "this server is a single node (started without --cluster)",
-            ));
-        };
+        let raft = self.raft()?;
         let s = crate::cluster::status_of(raft);
         let head = self
             .cases

@@ -109,6 +109,8 @@ const ADMIN_METHODS: &[&str] = &[
     "RotateMasterKey",
     "Backup",
     "ClusterStatus",
+    "ClusterAddMember",
+    "ClusterRemoveMember",
 ];
 
 /// The access rule of a method path (`/package.Service/Method`). Every

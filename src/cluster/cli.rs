@@ -5,13 +5,38 @@ use std::time::Duration;
 
 use crate::api::pb;
 
-/// `registry cluster …`
+/// `registry cluster …` (an admin token; `--target` may list every node:
+/// add and remove follow the leader.)
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCommand {
     /// One node's view of its cluster: its role, the leader, Raft positions,
     /// the members and the log head it applied (Admin/ClusterStatus; an
     /// admin token).
     Status(StatusArgs),
+    /// Add a node (started on an empty data directory with a cluster file
+    /// that lists it): it joins as a learner, receives the whole log, then
+    /// votes (Admin/ClusterAddMember; returns once it caught up).
+    Add {
+        #[command(flatten)]
+        node: StatusArgs,
+        /// The new node's id.
+        #[arg(long)]
+        id: u64,
+        /// Its Raft address, host:port.
+        #[arg(long)]
+        raft: String,
+        /// Its client address, host:port.
+        #[arg(long)]
+        api: String,
+    },
+    /// Remove a node from the voters and the members (Admin/ClusterRemoveMember).
+    Remove {
+        #[command(flatten)]
+        node: StatusArgs,
+        /// The node's id.
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -32,21 +57,79 @@ pub struct StatusArgs {
 /// Runs a `registry cluster` command.
 pub async fn run(command: ClusterCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        ClusterCommand::Status(args) => status(args).await,
+        ClusterCommand::Status(args) => {
+            let mut admin = admin(&args).await?;
+            let s = admin
+                .cluster_status(pb::ClusterStatusRequest {})
+                .await
+                .map_err(|e| format!("ClusterStatus: {:?}: {}", e.code(), e.message()))?
+                .into_inner();
+            print_status(&s, args.json)
+        }
+        ClusterCommand::Add { node, id, raft, api } => {
+            let admin = admin(&node).await?;
+            let request = pb::ClusterAddMemberRequest {
+                id,
+                raft_address: raft,
+                api_address: api,
+            };
+            let s = leader_call(|| {
+                let (mut admin, request) = (admin.clone(), request.clone());
+                async move { admin.cluster_add_member(request).await }
+            })
+            .await
+            .map_err(|e| format!("ClusterAddMember: {:?}: {}", e.code(), e.message()))?;
+            print_status(&s, node.json)
+        }
+        ClusterCommand::Remove { node, id } => {
+            let admin = admin(&node).await?;
+            let s = leader_call(|| {
+                let mut admin = admin.clone();
+                async move {
+                    admin
+                        .cluster_remove_member(pb::ClusterRemoveMemberRequest { id })
+                        .await
+                }
+            })
+            .await
+            .map_err(|e| format!("ClusterRemoveMember: {:?}: {}", e.code(), e.message()))?;
+            print_status(&s, node.json)
+        }
     }
 }
 
-async fn status(args: StatusArgs) -> Result<(), Box<dyn std::error::Error>> {
+type Admin = pb::admin_client::AdminClient<crate::client::AuthChannel>;
+
+async fn admin(args: &StatusArgs) -> Result<Admin, Box<dyn std::error::Error>> {
     let mut options = crate::client::ClientOptions::new(&args.target, args.token_file.as_deref())?;
     options.tls = args.tls.for_target(&args.target)?;
     let channel = crate::client::connect(&options, Duration::from_secs(5)).await?;
-    let s = pb::admin_client::AdminClient::new(channel)
-        .cluster_status(pb::ClusterStatusRequest {})
-        .await
-        .map_err(|e| format!("ClusterStatus: {:?}: {}", e.code(), e.message()))?
-        .into_inner();
+    Ok(pb::admin_client::AdminClient::new(channel))
+}
+
+/// Calls until a node other than a follower answers: a follower's
+/// NOT_LEADER moves the channel to the leader (a few tries).
+async fn leader_call<F, Fut>(call: F) -> Result<pb::ClusterStatusResponse, tonic::Status>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<pb::ClusterStatusResponse>, tonic::Status>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if s.code() == tonic::Code::Unavailable && attempt < 5 => {
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await
+            }
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+fn print_status(s: &pb::ClusterStatusResponse, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     let head_hash = crate::hex::encode(&s.head_hash);
-    if args.json {
+    if json {
         let members: Vec<serde_json::Value> = s
             .members
             .iter()

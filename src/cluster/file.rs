@@ -55,7 +55,7 @@ struct RawMember {
 }
 
 /// `host:port` with a port number and a host.
-fn check_host_port(field: &str, value: &str) -> Result<(), String> {
+pub fn check_host_port(field: &str, value: &str) -> Result<(), String> {
     match value.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() && value.len() <= 255 => Ok(()),
         _ => Err(format!("{field}: {value} is not host:port")),

@@ -176,6 +176,66 @@ impl Cluster {
     }
 }
 
+/// Why a membership change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("this node is not the cluster's leader")]
+    NotLeader { leader: Option<String> },
+    #[error("the cluster refused the change: {0}")]
+    Refused(String),
+}
+
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> MembershipError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => MembershipError::NotLeader {
+            leader: f.leader_node.map(|n| n.api),
+        },
+        other => MembershipError::Refused(other.to_string()),
+    }
+}
+
+/// Adds a member (on the leader): a learner first, waiting until it caught
+/// up with the log, then a voter.
+pub async fn add_member(raft: &Raft, id: NodeId, member: Member) -> Result<(), MembershipError> {
+    let status = status_of(raft);
+    if status.leader != Some(status.node_id) {
+        return Err(MembershipError::NotLeader {
+            leader: status.leader_api,
+        });
+    }
+    if status.members.contains_key(&id) {
+        return Err(MembershipError::Refused(format!("node {id} is a member already")));
+    }
+    raft.add_learner(id, member, true)
+        .await
+        .map_err(membership_error)?;
+    let voters = openraft::ChangeMembers::AddVoterIds([id].into_iter().collect());
+    raft.change_membership(voters, false)
+        .await
+        .map_err(membership_error)?;
+    tracing::info!(node = id, "member added");
+    Ok(())
+}
+
+/// Removes a member (on the leader) from the voters and the members.
+pub async fn remove_member(raft: &Raft, id: NodeId) -> Result<(), MembershipError> {
+    let status = status_of(raft);
+    if status.leader != Some(status.node_id) {
+        return Err(MembershipError::NotLeader {
+            leader: status.leader_api,
+        });
+    }
+    if !status.members.contains_key(&id) {
+        return Err(MembershipError::Refused(format!("node {id} is not a member")));
+    }
+    let voters = openraft::ChangeMembers::RemoveVoters([id].into_iter().collect());
+    raft.change_membership(voters, false)
+        .await
+        .map_err(membership_error)?;
+    tracing::info!(node = id, "member removed");
+    Ok(())
+}
+
 /// A node's view of the cluster, from its Raft metrics.
 pub fn status_of(raft: &Raft) -> NodeStatus {
     let m = raft.metrics().borrow().clone();
