@@ -370,10 +370,27 @@ pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
     (event.event_type(), payload)
 }
 
-/// Decodes a stored event from its type name and protobuf payload, checking
-/// every field (see the module documentation). Never panics.
-/// Encodes an access event's payload (see [`crate::cases::AccessRecord`]).
-pub fn encode_access(record: &crate::cases::AccessRecord) -> Vec<u8> {
+/// A read of personal data, to be recorded before the data is returned: the
+/// content of an access event (`PersonalDataAccessed`, see
+/// [`crate::cases::ACCESS_EVENT_TYPE`]). Defined here, beside its encoding,
+/// so that the codec does not depend on the case service.
+#[derive(Clone, Debug)]
+pub struct AccessRecord {
+    /// The case whose personal data is returned (for a look-up that found
+    /// nothing: empty, recorded in a stream of its own, `access:none:<32 hex digits>`).
+    pub case_id: String,
+    /// The RPC: `GetCase`, `FindCasesByDocument`.
+    pub operation: &'static str,
+    /// The purpose code the caller gave.
+    pub purpose: String,
+    /// The caller's role.
+    pub role: String,
+    /// Token id or certificate identity the caller authenticated with.
+    pub credential: String,
+}
+
+/// Encodes an access event's payload.
+pub fn encode_access(record: &AccessRecord) -> Vec<u8> {
     pb::PersonalDataAccessed {
         case_id: record.case_id.clone(),
         operation: record.operation.to_string(),
@@ -521,6 +538,8 @@ pub fn decode_access(payload: &[u8]) -> Result<(String, String, String, String, 
     Ok((m.case_id, m.operation, m.purpose, m.role, m.credential))
 }
 
+/// Decodes a stored event from its type name and protobuf payload, checking
+/// every field (see the module documentation). Never panics.
 pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
     let event = match event_type {
         "PersonRegistered" => {
