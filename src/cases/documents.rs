@@ -47,7 +47,7 @@ impl Cases {
     pub(super) fn reserve(&self, case_id: &str, blind: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, CaseError> {
         let docs = &self.inner.documents;
         let mut value = case_id.as_bytes().to_vec();
-        value.extend_from_slice(&crate::log::writer::now_us().to_be_bytes());
+        value.extend_from_slice(&crate::clock::now_us().to_be_bytes());
         let mut taken = Vec::new();
         for b in blind {
             let mut current = docs.get(b)?;
@@ -85,7 +85,7 @@ impl Cases {
         let owner_id = std::str::from_utf8(owner(held)).unwrap_or("");
         let at = i64::from_be_bytes(held[held.len() - 8..].try_into().unwrap_or([0; 8]));
         Ok(self.inner.store.stream_version(owner_id)? == 0
-            && crate::log::writer::now_us() - at > RESERVATION_STALE_US)
+            && crate::clock::now_us() - at > RESERVATION_STALE_US)
     }
 
     pub(super) fn release_reservations(&self, case_id: &str, blind: &[[u8; 32]]) {
@@ -168,7 +168,7 @@ pub fn rebuild_document_index(
         ..Default::default()
     };
     drop(erased);
-    let now = crate::log::writer::now_us().to_be_bytes();
+    let now = crate::clock::now_us().to_be_bytes();
     let mut held = std::collections::HashMap::<[u8; 32], u32>::new();
     for page in todo.chunks(10_000) {
         let seqs: Vec<u64> = page.iter().map(|(s, _)| *s).collect();
