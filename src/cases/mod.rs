@@ -13,10 +13,10 @@
 //! synthetic nonce per request ([`pii::seal_for_request`]) so that a retry
 //! seals to the same bytes.
 //!
-//! The service is split by concern: [`command`] (preparing and finishing a
-//! command), [`family`] (commands on two cases), [`identity`] (sealing
-//! personal data), [`documents`] (the document look-up index), [`access`]
-//! (the access log), [`policy`] (the policy stream) and [`error`].
+//! The service is split by concern: `command` (preparing and finishing a
+//! command), `family` (commands on two cases), `identity` (sealing
+//! personal data), `documents` (the document look-up index), `access`
+//! (the access log), `policy` (the policy stream) and `error`.
 
 use std::sync::Arc;
 

@@ -9,7 +9,8 @@
 //!
 //! - dates are `int32` days since 1970-01-01 (fields ending `_days`); an
 //!   optional date is a proto3 `optional int32`;
-//! - closed vocabularies ([`Sex`], [`DenialReason`], ...) are their stable
+//! - closed vocabularies ([`Sex`](crate::domain::Sex),
+//!   [`DenialReason`](crate::domain::DenialReason), ...) are their stable
 //!   string codes (`as_str`/`parse`), never protobuf enums, so the stored bytes
 //!   do not depend on enum numbering; document kinds are a `repeated string`;
 //! - sealed personal data is opaque `bytes` (fields ending `_sealed`), the
@@ -40,11 +41,11 @@
 //! Unknown protobuf fields are ignored, as protobuf requires. Decoding never
 //! panics, whatever the bytes.
 //!
-//! The module is split by event family ([`person`], [`application`],
-//! [`biometrics`], [`decisions`], [`permits`], [`certification`],
-//! [`subject_requests`], [`family`]); [`encode`] and [`decode`] send each
-//! event type to its family. The policy stream's events are in [`policy`],
-//! access events in [`access`].
+//! The module is split by event family (`person`, `application`,
+//! `biometrics`, `decisions`, `permits`, `certification`,
+//! `subject_requests`, `family`); [`encode`] and [`decode`] send each
+//! event type to its family. The policy stream's events are in `policy`,
+//! access events in `access`.
 
 use crate::domain::{Date, Department, DocumentType, Event, Municipality};
 

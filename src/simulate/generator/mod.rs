@@ -26,10 +26,10 @@
 //! document numbers are unique per seed (a bijection of the index).
 //!
 //! The steps, in the order they draw from the person's generator (the order
-//! is part of the output: a change to it changes every plan): [`person`]
-//! draws who the person is, their documents and identity; [`paths`] lays
-//! their path on a [`timeline`]; [`commands`] turns its steps into commands;
-//! [`overlays`] adds what may happen after the path.
+//! is part of the output: a change to it changes every plan): `person`
+//! draws who the person is, their documents and identity; `paths` lays
+//! their path on a `timeline`; `commands` turns its steps into commands;
+//! `overlays` adds what may happen after the path.
 
 use crate::cases::Identity;
 use crate::domain::{Command, Date, PersonStatus, Sealed, Sector};
