@@ -6,8 +6,12 @@
 //! daylight saving kept in the history), taken from the tz database that jiff
 //! bundles, so no system tzdata is needed. Timestamps in the log
 //! (`recorded_at_us`) stay UTC.
+//!
+//! This module is the one place the rest of the registry reads the system
+//! clock from: [`now_us`] (UTC) and [`today`] (the business date).
 
 use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -36,9 +40,18 @@ pub fn colombian_date_at(unix_us: i64) -> Option<Date> {
     )
 }
 
+/// Now, in UTC microseconds since the Unix epoch (0 if the system clock is
+/// set before the epoch).
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// Today in Colombia, from the system clock.
 pub fn today() -> Date {
-    colombian_date_at(crate::log::writer::now_us()).expect("the system clock is within the supported range")
+    colombian_date_at(now_us()).expect("the system clock is within the supported range")
 }
 
 #[cfg(test)]

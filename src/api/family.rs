@@ -5,8 +5,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, pb, status, today, CaseworkerService};
+use super::{convert, pb, status, CaseworkerService};
 use crate::cases::{CaseError, CommandContext, LinkOutcome};
+use crate::clock::today;
 use crate::domain::{Command, Date, FamilyLink, LinkEndReason, LinkEvidence, LinkRole};
 
 type R<T> = Result<T, CaseError>;

@@ -12,6 +12,7 @@ pub mod wire_errors;
 use tonic::{Request, Response, Status};
 
 use crate::cases::{CaseError, Cases, CommandContext, PendingCommand};
+use crate::clock::today;
 use crate::domain::{Command, Date};
 
 /// Generated code of the `regularization.v1` package.
@@ -29,12 +30,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("regi
 pub const ACTOR_USER_HEADER: &str = "x-actor-user";
 /// Legacy metadata key of the acting office: ignored, like [`ACTOR_USER_HEADER`].
 pub const ACTOR_OFFICE_HEADER: &str = "x-actor-office";
-
-/// Today in Colombia (America/Bogota), from the system clock: the business
-/// date of a command that leaves `header.on` empty (see [`crate::clock`]).
-pub fn today() -> Date {
-    crate::clock::today()
-}
 
 /// The caseworker service.
 #[derive(Clone)]

@@ -212,7 +212,7 @@ impl pb::policy_server::Policy for PolicyService {
                 "the worklist projection is not open (see health)",
             ));
         };
-        let today = super::today();
+        let today = crate::clock::today();
         let p = tokio::task::spawn_blocking(move || worklists.preview(&current, &next, today))
             .await
             .map_err(|_| Status::internal("internal error"))?
@@ -237,7 +237,7 @@ impl pb::policy_server::Policy for PolicyService {
     ) -> Result<Response<pb::GetPolicyResponse>, Status> {
         let m = r.into_inner();
         let on = match m.on.as_str() {
-            "" => super::today(),
+            "" => crate::clock::today(),
             text => date(text, "on")?,
         };
         let book = self.cases.policy();

@@ -31,7 +31,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -120,12 +120,9 @@ pub struct Grant {
     pub expires_at: Option<u64>,
 }
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch (from [`crate::clock::now_us`]).
 pub fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    u64::try_from(crate::clock::now_us() / 1_000_000).unwrap_or(0)
 }
 
 /// The stored hash of a token.
@@ -524,11 +521,9 @@ impl AccessControl {
     }
 }
 
+/// Milliseconds since the Unix epoch (from [`crate::clock::now_us`]).
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    u64::try_from(crate::clock::now_us() / 1_000).unwrap_or(0)
 }
 
 #[cfg(test)]

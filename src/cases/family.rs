@@ -17,10 +17,11 @@
 
 use std::sync::Arc;
 
-use super::{in_scope, AppendRequest, CaseError, Cases, CommandContext, ACCESS_STREAM_PREFIX};
+use super::command::append_request;
+use super::{in_scope, CaseError, Cases, CommandContext, ACCESS_STREAM_PREFIX};
 use crate::domain::family::link_id_for_request;
 use crate::domain::{CaseState, Command, Event, POLICY_STREAM};
-use crate::log::{AppendError, Appended};
+use crate::log::{AppendError, AppendRequest, Appended};
 
 /// What a link command did: the case named in the header first, then the other.
 #[derive(Debug, Clone)]
@@ -227,8 +228,8 @@ impl Cases {
             _ => String::new(),
         };
         let requests = vec![
-            super::append_request(&case_id, base, ctx, &my_events, policy_seq),
-            super::append_request(&other_id, other_base, ctx, &their_events, policy_seq),
+            append_request(&case_id, base, ctx, &my_events, policy_seq),
+            append_request(&other_id, other_base, ctx, &their_events, policy_seq),
         ];
         Ok(PreparedLink {
             link_id,

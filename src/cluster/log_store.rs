@@ -3,6 +3,9 @@
 //! last purged). sled keeps one log for every tree, so one flush makes an
 //! append durable together with everything applied before it.
 
+// openraft's StorageError (224 bytes) is what its storage traits return.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};

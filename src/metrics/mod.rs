@@ -230,7 +230,7 @@ impl Metrics {
         g.writer_up.set(i64::from(s.writer_failed.borrow().is_none()));
         let broken = s.broken.borrow().is_some();
         g.broken.set(i64::from(broken));
-        let now_us = crate::log::writer::now_us();
+        let now_us = crate::clock::now_us();
         let lag = |follower: &'static str, position: Option<u64>| {
             let label = [("follower", follower)];
             let Some(pos) = position else {

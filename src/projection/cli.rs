@@ -302,7 +302,7 @@ pub fn state_as_of(
     let latest = engine.state().max_on();
     let date = match as_of {
         Some(d) => d,
-        None => super::engine::today().max(latest.unwrap_or(Date::MIN)),
+        None => crate::clock::today().max(latest.unwrap_or(Date::MIN)),
     };
     if latest.is_some_and(|l| date < l) {
         if let Some(state) = engine.state().month_end_state(date) {
@@ -427,7 +427,7 @@ pub fn offline(dir: &Path, q: &Question, rules: &SuppressionRules) -> Result<Lon
     if q.kind == TableKind::Worklists {
         let lists = crate::worklist::Worklists::open(&store)?;
         lists.catch_up(None, &mut |_| {})?;
-        let reference = q.as_of.unwrap_or_else(crate::api::today);
+        let reference = q.as_of.unwrap_or_else(crate::clock::today);
         let (counts, position) =
             crate::worklist::query::counts(&lists, reference, crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT)?;
         return Ok(export::from_worklists(
@@ -498,7 +498,7 @@ pub fn rebuild_store_reporting(
     progress: &mut dyn FnMut(u64),
 ) -> Result<(super::CatchUp, Engine), BoxError> {
     Engine::drop_tree(store, TREE)?;
-    let mut engine = Engine::open(store, TREE, super::engine::today())?;
+    let mut engine = Engine::open(store, TREE, crate::clock::today())?;
     let c = engine.catch_up_reporting(progress)?;
     Ok((c, engine))
 }
@@ -766,7 +766,7 @@ fn measure_lag(source: &Store, dir: &Path, appenders: usize) -> Result<(), BoxEr
             sync: crate::log::SyncMode::Fdatasync,
         },
     )?;
-    let engine = Engine::open(log.store(), super::engine::TREE, super::today())?;
+    let engine = Engine::open(log.store(), super::engine::TREE, crate::clock::today())?;
     let shared: super::engine::Shared = std::sync::Arc::new(std::sync::RwLock::new(engine));
     let follower = super::engine::Follower::spawn(shared.clone(), log.subscribe_head(), false)?;
     let started = Instant::now();

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::facts::CaseFacts;
 use super::state::{ApplyError, CertFacts, Metric, Position, ProjectionState, SeriesCell};
+use crate::clock::today;
 use crate::domain::{CertificationRoute, CertificationStage, Date, Sector};
 use crate::limits::{
     PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_LOAD_CHUNK, PROJECTION_LOAD_THREADS,
@@ -69,12 +70,6 @@ pub enum ProjectionError {
     Ahead { checkpoint: u64, head: u64 },
     #[error("stopped before the projection was loaded")]
     Stopped,
-}
-
-/// The reference date "today": the business date in Colombia
-/// (America/Bogota), from the system clock (see [`crate::clock`]).
-pub fn today() -> Date {
-    crate::clock::today()
 }
 
 /// Reads the page after `position`, checking that it starts right after it

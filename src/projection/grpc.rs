@@ -276,7 +276,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
     ) -> Result<Response<pb::WorklistCountsResponse>, Status> {
         let r = request.into_inner();
         let reference = if r.as_of_date.is_empty() {
-            crate::api::today()
+            crate::clock::today()
         } else {
             Date::parse(&r.as_of_date).ok_or_else(|| invalid("as_of_date", "expected YYYY-MM-DD"))?
         };

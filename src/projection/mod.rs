@@ -36,7 +36,7 @@ pub mod suppress;
 use serde::Serialize;
 
 pub use engine::{
-    replay, today, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState, TREE,
+    replay, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState, TREE,
 };
 pub use facts::CaseFacts;
 pub use query::{caseload, CaseloadQuery, Dim, Filter, Row, Table};

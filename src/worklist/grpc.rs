@@ -296,7 +296,7 @@ impl pb::worklists_server::Worklists for WorklistService {
                 return Err(invalid_argument("date_to", "before date_from"));
             }
         }
-        let reference = date_field("reference_date", &r.reference_date)?.unwrap_or_else(crate::api::today);
+        let reference = date_field("reference_date", &r.reference_date)?.unwrap_or_else(crate::clock::today);
         let horizon = match r.horizon_days {
             0 => WORKLIST_HORIZON_DAYS_DEFAULT,
             h if h <= WORKLIST_HORIZON_DAYS_MAX => h,

@@ -1,0 +1,237 @@
+//! The case service: everything a command or a case read does between the
+//! wire and the log, with no prost types.
+//!
+//! A command: load the case's events and fold them ([`CaseState`]), seal the
+//! personal fields with the person's key, let the domain decide, reserve
+//! identity documents in the look-up index, append the events with the
+//! caller's expected version, and keep the index and keys in step (erasure).
+//!
+//! Retries: the request id is looked up first. If it was already used, the
+//! command is decided again against the case *as it was before* that request,
+//! and the writer compares fingerprints: the same request gets the original
+//! result, another request under the same id is refused. Sealing uses a
+//! synthetic nonce per request ([`pii::seal_for_request`]) so that a retry
+//! seals to the same bytes.
+//!
+//! The service is split by concern: `command` (preparing and finishing a
+//! command), `family` (commands on two cases), `identity` (sealing
+//! personal data), `documents` (the document look-up index), `access`
+//! (the access log), `policy` (the policy stream) and `error`.
+
+use std::sync::Arc;
+
+use crate::case_cache::CaseCache;
+use crate::codec;
+use crate::domain::{CaseState, Event, PolicyBook};
+use crate::log::{Appender, Store};
+use crate::pii::{self, BlindIndexer, KeyStore};
+
+mod access;
+mod command;
+mod documents;
+mod error;
+mod family;
+mod identity;
+mod policy;
+
+pub use access::{AccessEntry, AccessRecord, ACCESS_EVENT_TYPE, ACCESS_STREAM_PREFIX};
+pub use command::{in_scope, CommandContext, CommandOutcome, PendingCommand};
+pub use documents::{rebuild_document_index, DocumentIndexReport, TREE_DOCUMENTS};
+pub use error::CaseError;
+pub use family::LinkOutcome;
+pub use identity::{Identity, IdentityDocument, FIELD_IDENTITY, FIELD_PERMIT_NUMBER, FIELD_VISA_NUMBER};
+pub use policy::{load_policy, POLICY_GENESIS_REQUEST};
+
+/// Events a case may hold that `get_case` folds (a case has a few dozen).
+const CASE_EVENTS_MAX: usize = crate::limits::READ_PAGE_EVENTS_MAX;
+
+/// A case as read back: state, version, identity in clear (unless erased),
+/// and its events.
+pub struct CaseView {
+    pub case_id: String,
+    pub version: u64,
+    pub state: CaseState,
+    pub identity: Option<Identity>,
+    pub permit_number: Option<String>,
+    pub visa_number: Option<String>,
+    pub events: Vec<(crate::log::StoredEvent, Event)>,
+}
+
+/// The case service. Cheap to clone; shared by every request handler.
+#[derive(Clone)]
+pub struct Cases {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    appender: Appender,
+    store: Store,
+    keys: KeyStore,
+    blind: BlindIndexer,
+    /// The document index: blind index -> holding case (replicated on a cluster node).
+    documents: crate::log::side::SideTree,
+    /// The policy stream folded: the rules commands are decided with.
+    policy: std::sync::RwLock<Arc<PolicyBook>>,
+    /// Serializes policy appends (each is checked against the book it extends).
+    policy_writes: tokio::sync::Mutex<()>,
+    /// Folded states of recently changed cases (see [`crate::case_cache`]).
+    cache: CaseCache,
+    /// Access events recorded, by operation (metrics; no case, no principal).
+    access_events: crate::metrics::OperationCounter,
+}
+
+/// Derives the case id of a registration from its request id, so a retried
+/// registration names the same case: `C-` and 20 hex digits (80 bits).
+pub fn case_id_for_request(request_id: &str) -> String {
+    let h = blake3::Hasher::new()
+        .update(b"migreg.case-id.v1\0")
+        .update(request_id.as_bytes())
+        .finalize();
+    let hex = crate::hex::encode(&h.as_bytes()[..10]);
+    format!("C-{hex}")
+}
+
+impl Cases {
+    /// Opens the case service on `store`, folding its policy stream.
+    pub fn new(appender: Appender, store: Store, keys: KeyStore) -> Result<Cases, CaseError> {
+        let blind = keys.blind_indexer()?;
+        let documents = crate::log::side::SideTree::new(
+            TREE_DOCUMENTS,
+            store.db().open_tree(TREE_DOCUMENTS)?,
+            store.side_slot().clone(),
+        );
+        let policy = load_policy(&store)?;
+        Ok(Cases {
+            inner: Arc::new(Inner {
+                appender,
+                store,
+                keys,
+                blind,
+                documents,
+                policy: std::sync::RwLock::new(Arc::new(policy)),
+                policy_writes: tokio::sync::Mutex::new(()),
+                cache: CaseCache::new(crate::limits::CASE_STATE_CACHE_MAX),
+                access_events: Default::default(),
+            }),
+        })
+    }
+
+    /// Re-wraps every person key under `new_master` (blocking; see
+    /// [`KeyStore::rewrap_all`]); events are not touched. Returns how many
+    /// keys were re-wrapped.
+    pub fn rotate_master_key(&self, new_master: crate::pii::MasterKey) -> Result<usize, CaseError> {
+        let n = self.inner.keys.rewrap_all(new_master)?;
+        self.inner.keys.flush()?;
+        Ok(n)
+    }
+
+    /// Id of the master key in use (hex, not secret).
+    pub fn master_key_id(&self) -> String {
+        self.inner.keys.master_key_id()
+    }
+
+    /// The case-state cache's look-up counters (hits, misses) and the access
+    /// events recorded by operation, for the metrics registry.
+    pub fn metrics(
+        &self,
+    ) -> (
+        crate::metrics::Counter,
+        crate::metrics::Counter,
+        crate::metrics::OperationCounter,
+    ) {
+        let (hits, misses) = self.inner.cache.counters();
+        (hits, misses, self.inner.access_events.clone())
+    }
+
+    /// The person keys (backups read their wrapped entries).
+    pub fn keys(&self) -> &KeyStore {
+        &self.inner.keys
+    }
+
+    /// The log's store (reads).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Reads a case with its identifying data opened (unless erased).
+    pub fn get_case(&self, case_id: &str) -> Result<CaseView, CaseError> {
+        let inner = &*self.inner;
+        if case_id.starts_with(ACCESS_STREAM_PREFIX) {
+            return Err(CaseError::invalid("case_id", "not a case id"));
+        }
+        let stored = inner.store.read_stream(case_id, 1, CASE_EVENTS_MAX)?;
+        if stored.is_empty() {
+            return Err(CaseError::NotFound(case_id.to_string()));
+        }
+        let mut state = CaseState::default();
+        let mut events = Vec::with_capacity(stored.len());
+        for ev in stored {
+            let e = codec::decode(&ev.record.event_type, &ev.record.payload)?;
+            state.apply(&e);
+            events.push((ev, e));
+        }
+        let version = events.last().map(|(ev, _)| ev.record.stream_version).unwrap_or(0);
+        // A caseworker usually reads a case and then acts on it.
+        inner.cache.put(case_id, version, Arc::new(state.clone()));
+        let key = if state.is_erased() {
+            None
+        } else {
+            inner.keys.get(case_id)?
+        };
+        let (mut identity, mut permit_number, mut visa_number) = (None, None, None);
+        if let Some(key) = &key {
+            if let Some(sealed) = state.person().and_then(|p| p.identity.as_ref()) {
+                identity = Some(pii::open_json(key, case_id, FIELD_IDENTITY, sealed.as_bytes())?);
+            }
+            if let Some(sealed) = state.permit().and_then(|p| p.number.as_ref()) {
+                let bytes = pii::open(key, case_id, FIELD_PERMIT_NUMBER, sealed.as_bytes())?;
+                permit_number =
+                    Some(String::from_utf8(bytes).map_err(|_| CaseError::Internal("permit number".into()))?);
+            }
+            if let Some(sealed) = state.visa().and_then(|v| v.number.as_ref()) {
+                let bytes = pii::open(key, case_id, FIELD_VISA_NUMBER, sealed.as_bytes())?;
+                visa_number =
+                    Some(String::from_utf8(bytes).map_err(|_| CaseError::Internal("visa number".into()))?);
+            }
+        }
+        Ok(CaseView {
+            case_id: case_id.to_string(),
+            version,
+            state,
+            identity,
+            permit_number,
+            visa_number,
+            events,
+        })
+    }
+
+    /// The department a case resides in, from its events alone (no sealed
+    /// field is opened); `NotFound` for a case without events. For scope checks.
+    pub fn department(&self, case_id: &str) -> Result<Option<crate::domain::Department>, CaseError> {
+        let version = self.inner.store.stream_version(case_id)?;
+        if version == 0 {
+            return Err(CaseError::NotFound(case_id.to_string()));
+        }
+        Ok(self.fold(case_id, version)?.department())
+    }
+
+    /// Starts from the cached state when it is at or before `version`.
+    fn fold(&self, case_id: &str, version: u64) -> Result<CaseState, CaseError> {
+        if version == 0 {
+            return Ok(CaseState::default());
+        }
+        let (from, mut state) = match self.inner.cache.get(case_id) {
+            Some((v, s)) if v == version => return Ok((*s).clone()),
+            Some((v, s)) if v < version => (v, (*s).clone()),
+            _ => (0, CaseState::default()),
+        };
+        for ev in self
+            .inner
+            .store
+            .read_stream(case_id, from + 1, (version - from) as usize)?
+        {
+            state.apply(&codec::decode(&ev.record.event_type, &ev.record.payload)?);
+        }
+        Ok(state)
+    }
+}
