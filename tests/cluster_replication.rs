@@ -76,6 +76,11 @@ impl Cluster {
     /// [`NODES`] members, and `spares` more nodes whose cluster files list
     /// every node (they join through Admin/ClusterAddMember).
     fn with_spares(spares: usize) -> Cluster {
+        Cluster::build(spares, "")
+    }
+
+    /// Like [`Cluster::new`], each cluster file with `tls` (a `[tls]` section).
+    fn build(spares: usize, tls: &str) -> Cluster {
         let root_dir = tempfile::tempdir().unwrap();
         let root = root_dir.path().to_path_buf();
         let master = root.join("master.key");
@@ -100,7 +105,7 @@ impl Cluster {
                 let id = i as u64 + 1;
                 let config = root.join(format!("cluster-{id}.toml"));
                 let listed = if i < NODES { &members } else { &all };
-                std::fs::write(&config, format!("node_id = {id}\n{listed}")).unwrap();
+                std::fs::write(&config, format!("node_id = {id}\n{tls}{listed}")).unwrap();
                 Node {
                     id,
                     api: format!("127.0.0.1:{}", ports[i].0),
@@ -920,4 +925,93 @@ async fn a_node_joins_through_the_admin_api_and_a_member_leaves() {
         cluster.stop(i);
     }
     cluster.verify_store(NODES);
+}
+
+/// A CA and one node certificate for 127.0.0.1 (server and client), in `dir`.
+fn node_pki(dir: &std::path::Path) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "cluster test CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "registry node");
+    let cert = params.signed_by(&key, &ca).unwrap();
+    std::fs::write(dir.join("node.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    format!(
+        "[tls]\ncert = \"{0}/node.pem\"\nkey = \"{0}/node.key\"\nca = \"{0}/ca.pem\"\n",
+        dir.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_talk_over_mutual_tls_and_refuse_a_peer_without_a_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    let tls = node_pki(pki.path());
+    let mut cluster = Cluster::build(0, &tls);
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    cluster.leader(Duration::from_secs(30)).await;
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    for n in 0..5 {
+        let (request, _) = registration("mtls", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered over mTLS replication");
+    }
+    let (head, _) = cluster.converged(Duration::from_secs(30)).await;
+    assert!(head >= 5);
+    // The Raft port speaks TLS only, and only to a peer with a certificate of the cluster's CA.
+    let raft = std::fs::read_to_string(&cluster.nodes[0].config)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("raft = "))
+        .unwrap()
+        .trim_start_matches("raft = ")
+        .trim_matches('"')
+        .to_string();
+    // A well-formed vote request: answered if it got through.
+    let request = openraft::raft::VoteRequest::<u64> {
+        vote: openraft::Vote::new(0, 99),
+        last_log_id: None,
+    };
+    let vote = registry::cluster::network::pb::RaftMessage {
+        body: registry::cluster::types::encode(&request).unwrap(),
+    };
+    let without_cert = tonic::transport::Endpoint::from_shared(format!("https://{raft}"))
+        .unwrap()
+        .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(
+            tonic::transport::Certificate::from_pem(std::fs::read(pki.path().join("ca.pem")).unwrap()),
+        ))
+        .unwrap();
+    let refused = match without_cert.connect().await {
+        Err(_) => true,
+        Ok(channel) => registry::cluster::network::pb::raft_client::RaftClient::new(channel)
+            .vote(vote.clone())
+            .await
+            .is_err_and(|e| e.code() != Code::InvalidArgument),
+    };
+    assert!(
+        refused,
+        "the Raft service answered a peer without a client certificate"
+    );
+    let plaintext = tonic::transport::Endpoint::from_shared(format!("http://{raft}")).unwrap();
+    let refused = match plaintext.connect().await {
+        Err(_) => true,
+        Ok(channel) => registry::cluster::network::pb::raft_client::RaftClient::new(channel)
+            .vote(vote)
+            .await
+            .is_err_and(|e| e.code() != Code::InvalidArgument),
+    };
+    assert!(refused, "the Raft service answered plaintext");
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
 }
