@@ -20,7 +20,8 @@ pub const TOKEN_ENV: &str = "REGISTRY_TOKEN";
 /// Where and how to connect.
 #[derive(Clone, Debug, Default)]
 pub struct ClientOptions {
-    /// `http://host:port` or `https://host:port`.
+    /// `http://host:port` or `https://host:port`; a cluster's nodes as a
+    /// comma-separated list (see [`LeaderChannel`]).
     pub target: String,
     /// The bearer token (never logged).
     pub token: Option<String>,

@@ -134,7 +134,8 @@ enum Command {
         /// target mode: the run's counts, rejections, statistics check and tally).
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Target mode: the server, `http://host:port`. Persons are sent by
+        /// Target mode: the server, `http://host:port` (a cluster: its nodes,
+        /// comma-separated; calls follow the leader). Persons are sent by
         /// concurrent clients, one Caseworker RPC per command (or, with
         /// `--import`, one history per person on Import streams); at the end
         /// the server's statistics are compared with the generator's tally.

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, person, register_request, test_token, write_test_access_file, MASTER_KEY_HEX};
+use common::{person, register_request, test_token, write_test_access_file, MASTER_KEY_HEX};
 use registry::api::pb;
 use registry::client::{connect, AuthChannel, ClientOptions};
 use tonic::Code;
@@ -85,9 +85,18 @@ impl Cluster {
         let root = root_dir.path().to_path_buf();
         let master = root.join("master.key");
         std::fs::write(&master, MASTER_KEY_HEX).unwrap();
+        std::fs::set_permissions(&master, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         let access = root.join("access.json");
         write_test_access_file(&access);
-        let ports: Vec<(u16, u16)> = (0..NODES + spares).map(|_| (free_port(), free_port())).collect();
+        // Every port bound at once, so no two are the same.
+        let held: Vec<std::net::TcpListener> = (0..2 * (NODES + spares))
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let port = |i: usize| held[i].local_addr().unwrap().port();
+        let ports: Vec<(u16, u16)> = (0..NODES + spares)
+            .map(|i| (port(2 * i), port(2 * i + 1)))
+            .collect();
+        drop(held);
         let mut members = String::new();
         let mut all = String::new();
         for (i, (api, raft)) in ports.iter().enumerate() {

@@ -41,7 +41,8 @@ pub enum ClusterCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// The node asked: `http://host:port` (or `https://` with --tls-ca).
+    /// The node asked: `http://host:port` (or `https://` with --tls-ca); for
+    /// add and remove, the nodes as a comma-separated list (they go to the leader).
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub target: String,
     /// Admin bearer token file (default: $REGISTRY_TOKEN).

@@ -77,7 +77,8 @@ pub const ACTOR: (&str, &str) = ("loadtest", "BOG-CENTRO");
 /// `registry load-test`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct LoadTestArgs {
-    /// The server, `http://host:port`.
+    /// The server, `http://host:port`; for a cluster, its nodes as a
+    /// comma-separated list (calls follow the leader: docs/CLUSTER.md).
     #[arg(long)]
     pub target: String,
     /// Concurrent clients (closed loop), or the cap on outstanding operations (open loop).
