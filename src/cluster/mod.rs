@@ -24,6 +24,7 @@ use openraft::error::{ClientWriteError, RaftError};
 pub use file::ClusterFile;
 use types::{Command, Member, NodeId, Raft};
 
+use crate::log::writer::PendingProposal;
 use crate::log::{AppendError, Log, ProposedBatch, Proposer};
 
 /// How long a proposal may wait for a majority before the writer answers
@@ -358,35 +359,83 @@ impl Proposer for ClusterProposer {
         }
     }
 
-    fn propose(&self, batch: ProposedBatch) -> Result<(), AppendError> {
+    fn propose(&self, batch: ProposedBatch) -> Result<Box<dyn PendingProposal>, AppendError> {
         let command = Command::Append {
             records: batch.records,
             head_seq: batch.head.seq,
             head_hash: batch.head.hash,
         };
+        // Handed to Raft's core in the writer's order (one thread, one
+        // channel): the entries reach the log in the order they chain.
         let raft = self.raft.clone();
-        let written = block_on(&self.runtime, async move {
-            tokio::time::timeout(
-                Duration::from_millis(PROPOSE_TIMEOUT_MS),
-                raft.client_write(command),
-            )
-            .await
-        });
-        match written {
-            Ok(Ok(response)) => match response.data {
-                types::Applied::Appended { head_seq } if head_seq == batch.head.seq => Ok(()),
+        let rx =
+            block_on(&self.runtime, async move { raft.client_write_ff(command).await }).map_err(|e| {
+                AppendError::Unavailable(format!(
+                    "the cluster is stopping ({e}); retry with the same request id"
+                ))
+            })?;
+        Ok(Box::new(PendingWrite {
+            rx,
+            head_seq: batch.head.seq,
+            runtime: self.runtime.clone(),
+        }))
+    }
+}
+
+/// An `Append` entry handed to Raft, until it is applied here (or fails).
+struct PendingWrite {
+    rx: tokio::sync::oneshot::Receiver<openraft::raft::ClientWriteResult<types::TypeConfig>>,
+    head_seq: u64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PendingWrite {
+    fn outcome(
+        &self,
+        result: openraft::raft::ClientWriteResult<types::TypeConfig>,
+    ) -> Result<(), AppendError> {
+        match result {
+            Ok(response) => match response.data {
+                types::Applied::Appended { head_seq } if head_seq == self.head_seq => Ok(()),
                 other => Err(AppendError::Unavailable(format!(
                     "the cluster applied the batch with an unexpected answer {other:?}"
                 ))),
             },
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(AppendError::NotLeader {
+            Err(ClientWriteError::ForwardToLeader(f)) => Err(AppendError::NotLeader {
                 leader: f.leader_node.map(|n| n.api),
             }),
-            Ok(Err(e)) => Err(AppendError::Unavailable(format!(
+            Err(e) => Err(AppendError::Unavailable(format!(
                 "the cluster did not confirm the write ({e}); retry with the same request id"
             ))),
+        }
+    }
+}
+
+fn dropped() -> AppendError {
+    AppendError::Unavailable("the cluster dropped the write (leadership changed or the node stopped); retry with the same request id".into())
+}
+
+impl PendingProposal for PendingWrite {
+    fn try_done(&mut self) -> Option<Result<(), AppendError>> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        match self.rx.try_recv() {
+            Ok(result) => Some(self.outcome(result)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Closed) => Some(Err(dropped())),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<(), AppendError> {
+        let runtime = self.runtime.clone();
+        let rx = &mut self.rx;
+        // The timer is made inside the runtime (it needs its reactor).
+        let received = block_on(&runtime, async move { tokio::time::timeout(timeout, rx).await });
+        match received {
+            Ok(Ok(result)) => self.outcome(result),
+            Ok(Err(_)) => Err(dropped()),
             Err(_) => Err(AppendError::Unavailable(format!(
-                "no majority confirmed the write within {PROPOSE_TIMEOUT_MS} ms; retry with the same request id"
+                "no majority confirmed the write within {} ms; retry with the same request id",
+                timeout.as_millis()
             ))),
         }
     }

@@ -291,10 +291,38 @@ pub trait Proposer: Send + Sync {
     fn ready(&self) -> Result<(), AppendError>;
     /// Without waiting: `Ok` if this node leads now, else `NotLeader`.
     fn leader(&self) -> Result<(), AppendError>;
-    /// Replicates a batch and waits until a majority holds it and this node
-    /// applied it. An error after the proposal leaves the outcome unknown:
-    /// the client's retry with the same request id gets the answer.
-    fn propose(&self, batch: ProposedBatch) -> Result<(), AppendError>;
+    /// Hands a batch to the cluster, in order, without waiting; the
+    /// proposal completes once a majority holds it and this node applied
+    /// it. An error after the proposal leaves the outcome unknown: the
+    /// client's retry with the same request id gets the answer.
+    fn propose(&self, batch: ProposedBatch) -> Result<Box<dyn PendingProposal>, AppendError>;
+}
+
+/// A proposal in flight.
+pub trait PendingProposal: Send {
+    /// Its outcome, if known now.
+    fn try_done(&mut self) -> Option<Result<(), AppendError>>;
+    /// Waits for its outcome; `Unavailable` (outcome unknown) after `timeout`.
+    fn wait(&mut self, timeout: std::time::Duration) -> Result<(), AppendError>;
+}
+
+/// Most batches a cluster leader's writer has in flight: it chains the next
+/// batch onto the one before while that one is being replicated.
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 8;
+/// How long a proposal may take before its clients are answered UNAVAILABLE.
+pub const PROPOSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A batch proposed to the cluster, not yet answered.
+struct InFlight {
+    no: u64,
+    pending: Box<dyn PendingProposal>,
+    replies: Vec<(Reply, Vec<Appended>)>,
+    conflicts: Vec<(Reply, AppendError)>,
+    /// (stream, request id) of every request it holds.
+    ids: Vec<(String, String)>,
+    events: usize,
+    started: std::time::Instant,
+    recorded_at_us: i64,
 }
 
 /// Where a replicated writer finds its proposer once the cluster started.
@@ -328,6 +356,11 @@ pub(crate) fn spawn(
         last_recorded_at_us,
         applier,
         proposer,
+        inflight: Default::default(),
+        overlay: HashMap::new(),
+        inflight_ids: Default::default(),
+        batch_no: 0,
+        need_ready: true,
         failed: None,
         signals,
     };
@@ -347,6 +380,17 @@ struct Writer {
     applier: Arc<Mutex<Applier>>,
     /// Set for a cluster node: batches are proposed, not committed here.
     proposer: Option<ProposerSlot>,
+    /// A cluster leader's proposals in flight, oldest first.
+    inflight: std::collections::VecDeque<InFlight>,
+    /// The case files as the batches in flight leave them (with the number
+    /// of the batch that last changed each): staging reads these first.
+    overlay: HashMap<String, (CaseFile, u64)>,
+    /// (stream, request id) of the requests in flight.
+    inflight_ids: std::collections::HashSet<(String, String)>,
+    batch_no: u64,
+    /// After a failed or unknown proposal: wait until this node may chain
+    /// again (every entry of its Raft log applied) and re-read the head.
+    need_ready: bool,
     /// Set after a storage error: every later append is refused.
     failed: Option<String>,
     /// The tail verifier's break (every later append is refused too:
@@ -386,9 +430,18 @@ impl Writer {
         loop {
             let first = match carry.take() {
                 Some(job) => job,
-                None => match rx.blocking_recv() {
+                None if self.inflight.is_empty() => match rx.blocking_recv() {
                     Some(job) => job,
                     None => break,
+                },
+                // Proposals in flight: take what is queued, else answer the oldest.
+                None => match rx.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.complete_oldest();
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 },
             };
             let mut events = first.events();
@@ -407,7 +460,9 @@ impl Writer {
                 }
             }
             self.process(jobs);
+            self.complete_finished();
         }
+        self.drain_inflight();
         self.applier.lock().unwrap_or_else(|p| p.into_inner()).close();
         tracing::debug!(head_seq = self.head.seq, "log writer stopped");
     }
@@ -426,7 +481,16 @@ impl Writer {
         let Some(proposer) = slot.get().cloned() else {
             return Err(AppendError::Unavailable("the cluster is starting".into()));
         };
+        if !self.need_ready && !self.inflight.is_empty() {
+            // Pipelining: chain onto the batches in flight.
+            return Ok(Some(proposer));
+        }
+        if !self.inflight.is_empty() {
+            self.drain_inflight();
+        }
         proposer.ready()?;
+        self.need_ready = false;
+        self.overlay.clear();
         let head = self.applier().head();
         if head != self.head {
             self.head = head;
@@ -435,6 +499,71 @@ impl Writer {
             }
         }
         Ok(Some(proposer))
+    }
+
+    /// Answers the proposals in flight whose outcome is known, oldest first.
+    fn complete_finished(&mut self) {
+        while let Some(front) = self.inflight.front_mut() {
+            match front.pending.try_done() {
+                Some(result) => {
+                    let done = self.inflight.pop_front().expect("front");
+                    self.finish_proposal(done, result);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Waits for the oldest proposal in flight and answers it.
+    fn complete_oldest(&mut self) {
+        if let Some(mut oldest) = self.inflight.pop_front() {
+            let result = oldest.pending.wait(PROPOSAL_TIMEOUT);
+            self.finish_proposal(oldest, result);
+        }
+    }
+
+    /// Waits for every proposal in flight and answers each.
+    fn drain_inflight(&mut self) {
+        while !self.inflight.is_empty() {
+            self.complete_oldest();
+        }
+    }
+
+    fn finish_proposal(&mut self, done: InFlight, result: Result<(), AppendError>) {
+        for id in &done.ids {
+            self.inflight_ids.remove(id);
+        }
+        self.overlay.retain(|_, (_, no)| *no != done.no);
+        match result {
+            Ok(()) => {
+                self.store
+                    .metrics()
+                    .commit_done(done.events, done.replies.len(), done.started.elapsed());
+                self.last_recorded_at_us = self.last_recorded_at_us.max(done.recorded_at_us);
+                for (reply, appended) in done.replies {
+                    let _ = reply.send(Ok(appended));
+                }
+                for (reply, conflict) in done.conflicts {
+                    let _ = reply.send(Err(conflict));
+                }
+            }
+            Err(e) => {
+                // Unknown outcome: the later batches chained onto this one
+                // stand or fall with it in the log; each is answered by its
+                // own outcome, and nothing new is chained until this node
+                // has applied its whole Raft log (then the head is re-read).
+                self.need_ready = true;
+                self.overlay.clear();
+                for reply in done
+                    .replies
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .chain(done.conflicts.into_iter().map(|(r, _)| r))
+                {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     fn process(&mut self, jobs: Vec<Job>) {
@@ -470,6 +599,17 @@ impl Writer {
             }
             return;
         }
+        if !self.inflight_ids.is_empty()
+            && jobs.iter().any(|j| {
+                j.reqs.iter().any(|r| {
+                    self.inflight_ids
+                        .contains(&(r.stream_id.clone(), r.request_id.clone()))
+                })
+            })
+        {
+            // A copy of a request in flight: answer it from the log once its original is.
+            self.drain_inflight();
+        }
         let proposer = match self.replicated_ready() {
             Ok(p) => p,
             Err(e) => {
@@ -500,8 +640,14 @@ impl Writer {
             for (reply, appended) in staged.replies {
                 let _ = reply.send(Ok(appended));
             }
-            for (reply, conflict) in conflicts {
-                let _ = reply.send(Err(conflict));
+            match self.inflight.back_mut() {
+                // A conflict decided against a batch in flight is answered with it.
+                Some(last) => last.conflicts.extend(conflicts),
+                None => {
+                    for (reply, conflict) in conflicts {
+                        let _ = reply.send(Err(conflict));
+                    }
+                }
             }
             return;
         }
@@ -511,7 +657,7 @@ impl Writer {
             replies,
             files,
             event_count,
-            ..
+            request_ids,
         } = staged;
         let started = std::time::Instant::now();
         let committed = match (&proposer, records) {
@@ -520,7 +666,36 @@ impl Writer {
                     records,
                     head: self.head,
                 };
-                proposer.propose(batch)
+                match proposer.propose(batch) {
+                    Ok(pending) => {
+                        self.batch_no += 1;
+                        let no = self.batch_no;
+                        for (stream, file) in files {
+                            self.overlay.insert(stream, (file, no));
+                        }
+                        let ids: Vec<(String, String)> = request_ids.into_keys().collect();
+                        self.inflight_ids.extend(ids.iter().cloned());
+                        self.inflight.push_back(InFlight {
+                            no,
+                            pending,
+                            replies,
+                            conflicts,
+                            ids,
+                            events: event_count,
+                            started,
+                            recorded_at_us,
+                        });
+                        if self.inflight.len() >= PROPOSALS_IN_FLIGHT_MAX {
+                            self.complete_oldest();
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        // Not proposed: nothing of this batch is in the log.
+                        self.need_ready = true;
+                        Err(e)
+                    }
+                }
             }
             _ => {
                 let head = self.head;
@@ -652,7 +827,11 @@ impl Writer {
             tracing::error!(error = %e, "reading the log while staging an append");
             Outcome::Answer(Err(AppendError::Unavailable("storage read failed".into())))
         };
-        let file = match staged.files.get(&req.stream_id) {
+        let file = match staged
+            .files
+            .get(&req.stream_id)
+            .or_else(|| self.overlay.get(&req.stream_id).map(|(f, _)| f))
+        {
             Some(f) => f.clone(),
             None => match self.store.case_file(&req.stream_id) {
                 Ok(f) => f.map(|f| (*f).clone()).unwrap_or_default(),
