@@ -262,3 +262,140 @@ fn split_records(mut bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record::Hash;
+    use crate::log::{Log, WriterConfig};
+
+    /// One record of `stream` at `version`, after `prev`: its bytes and its hash.
+    fn record(seq: u64, stream: &str, version: u64, prev: &Hash) -> (Vec<u8>, Hash) {
+        let view = RecordView {
+            seq,
+            recorded_at_us: 1_700_000_000_000_000 + seq as i64,
+            stream_id: stream,
+            stream_version: version,
+            part: 0,
+            parts: 1,
+            event_type: "TestEvent",
+            user_id: "u-test",
+            office: "BOG",
+            request_id: &format!("rq-{seq}"),
+            payload: b"payload",
+            prev_hash: *prev,
+        };
+        let mut bytes = Vec::new();
+        view.encode_into(&mut bytes);
+        let hash = chain_hash(prev, &bytes);
+        (bytes, hash)
+    }
+
+    /// Records chained from `head`, as (stream, version) pairs say; the batch and its last head.
+    fn batch(head: Head, parts: &[(&str, u64)]) -> (Vec<u8>, Head) {
+        let (mut out, mut head) = (Vec::new(), head);
+        for (stream, version) in parts {
+            let (bytes, hash) = record(head.seq + 1, stream, *version, &head.hash);
+            push_record(&mut out, &bytes);
+            head = Head {
+                seq: head.seq + 1,
+                hash,
+            };
+        }
+        (out, head)
+    }
+
+    fn open() -> (tempfile::TempDir, Log) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open_replicated(
+            dir.path(),
+            WriterConfig {
+                sync: SyncMode::Flush,
+            },
+        )
+        .unwrap();
+        (dir, log)
+    }
+
+    #[test]
+    fn records_that_continue_the_chain_are_applied_with_their_case_files() {
+        let (_dir, log) = open();
+        let applier = log.applier();
+        let start = log.store().head().unwrap();
+        let (records, head) = batch(start, &[("case-a", 1), ("case-b", 1), ("case-a", 2)]);
+        let applied = applier
+            .lock()
+            .unwrap()
+            .apply_records(&records, head, &[(b"r", vec![7])], true);
+        assert_eq!(applied.unwrap(), head);
+        assert_eq!(log.store().head().unwrap(), head);
+        assert_eq!(log.store().stream_version("case-a").unwrap(), 2);
+        assert_eq!(
+            log.store().get(start.seq + 3).unwrap().unwrap().record.stream_id,
+            "case-a"
+        );
+        assert_eq!(
+            applier.lock().unwrap().get_extra(b"r").unwrap().unwrap().as_ref(),
+            &[7]
+        );
+    }
+
+    #[test]
+    fn records_that_do_not_continue_this_store_are_refused_and_nothing_is_written() {
+        let (_dir, log) = open();
+        let applier = log.applier();
+        let start = log.store().head().unwrap();
+        let (first, head) = batch(start, &[("case-a", 1)]);
+        applier
+            .lock()
+            .unwrap()
+            .apply_records(&first, head, &[], true)
+            .unwrap();
+        let wrong_prev = Head {
+            hash: [9; 32],
+            ..head
+        };
+        let gap = Head {
+            seq: head.seq + 1,
+            ..head
+        };
+        let cases: Vec<(&str, Vec<u8>, Head)> = vec![
+            (
+                "a link to another hash",
+                batch(wrong_prev, &[("case-a", 2)]).0,
+                batch(wrong_prev, &[("case-a", 2)]).1,
+            ),
+            (
+                "a gap in the seqs",
+                batch(gap, &[("case-a", 2)]).0,
+                batch(gap, &[("case-a", 2)]).1,
+            ),
+            (
+                "a skipped stream version",
+                batch(head, &[("case-a", 3)]).0,
+                batch(head, &[("case-a", 3)]).1,
+            ),
+            (
+                "another head than the leader's",
+                batch(head, &[("case-a", 2)]).0,
+                Head {
+                    hash: [1; 32],
+                    ..batch(head, &[("case-a", 2)]).1
+                },
+            ),
+            ("an undecodable record", vec![0, 0, 0, 3, 1, 2, 3], head),
+        ];
+        for (what, records, expected) in cases {
+            let refused = applier
+                .lock()
+                .unwrap()
+                .apply_records(&records, expected, &[], true);
+            assert!(
+                matches!(refused, Err(ApplyError::Diverged(_))),
+                "{what}: {refused:?}"
+            );
+            assert_eq!(log.store().head().unwrap(), head, "{what}: something was written");
+            assert_eq!(log.store().stream_version("case-a").unwrap(), 1, "{what}");
+        }
+    }
+}
