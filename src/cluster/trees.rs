@@ -4,8 +4,6 @@
 //! all or none, only if each of its conditions holds; the answer is the
 //! same on every node, since every node applied the same entries before it.
 
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
-
 use super::types::TreeWrite;
 use crate::log::store::TREE_LOG;
 
@@ -27,31 +25,42 @@ pub fn check(write: &TreeWrite) -> Result<(), String> {
 }
 
 /// Applies `write` with the applied position `extra` (a key of the `log`
-/// tree): `Ok(Err(i))` when condition `i` failed (then only the position is written).
+/// tree): `Ok(Err(i))` when condition `i` failed (then only the position is
+/// written). Only the state machine writes these trees on a cluster node,
+/// one entry at a time, so the conditions are read and the values written
+/// without a sled transaction: the new values first, the position last. A
+/// crash in between applies the entry again after the restart: its writes
+/// are then already there, and only the answer (to a client gone with the
+/// crash) can differ.
 pub fn apply(db: &sled::Db, write: &TreeWrite, extra: (&[u8], Vec<u8>)) -> Result<Result<(), usize>, String> {
     check(write)?;
-    let log = db.open_tree(TREE_LOG).map_err(|e| e.to_string())?;
-    let keys = db.open_tree(REPLICATED_TREES[0]).map_err(|e| e.to_string())?;
-    let docs = db.open_tree(REPLICATED_TREES[1]).map_err(|e| e.to_string())?;
-    let result: Result<Result<(), usize>, TransactionError<()>> =
-        (&log, &keys, &docs).transaction(|(log, keys, docs)| {
-            let trees = [keys, docs];
-            log.insert(extra.0, extra.1.as_slice())?;
-            for (i, (tree, key, want)) in write.expect.iter().enumerate() {
-                let t = trees[index_of(tree).expect("checked")];
-                let have = t.get(key.as_slice())?;
-                if have.as_deref() != want.as_deref() {
-                    return Ok(Err(i));
-                }
+    let e = |e: sled::Error| e.to_string();
+    let log = db.open_tree(TREE_LOG).map_err(e)?;
+    let trees = [
+        db.open_tree(REPLICATED_TREES[0]).map_err(e)?,
+        db.open_tree(REPLICATED_TREES[1]).map_err(e)?,
+    ];
+    let mut outcome = Ok(());
+    for (i, (tree, key, want)) in write.expect.iter().enumerate() {
+        let have = trees[index_of(tree).expect("checked")].get(key.as_slice()).map_err(e)?;
+        if have.as_deref() != want.as_deref() {
+            outcome = Err(i);
+            break;
+        }
+    }
+    if outcome.is_ok() {
+        let mut batches = [sled::Batch::default(), sled::Batch::default()];
+        for (tree, key, value) in &write.set {
+            let b = &mut batches[index_of(tree).expect("checked")];
+            match value {
+                Some(v) => b.insert(key.as_slice(), v.as_slice()),
+                None => b.remove(key.as_slice()),
             }
-            for (tree, key, value) in &write.set {
-                let t = trees[index_of(tree).expect("checked")];
-                match value {
-                    Some(v) => t.insert(key.as_slice(), v.as_slice())?,
-                    None => t.remove(key.as_slice())?,
-                };
-            }
-            Ok::<_, ConflictableTransactionError<()>>(Ok(()))
-        });
-    result.map_err(|e| format!("{e:?}"))
+        }
+        for (tree, batch) in trees.iter().zip(batches) {
+            tree.apply_batch(batch).map_err(e)?;
+        }
+    }
+    log.insert(extra.0, extra.1).map_err(e)?;
+    Ok(outcome)
 }
