@@ -651,6 +651,29 @@ async fn a_node_whose_disk_was_replaced_catches_up_from_the_others() {
             .expect("registered");
         acked.push((a.case_id, given));
     }
+    // One person is erased: the tombstone of their key replicates.
+    let erased = acked[0].0.clone();
+    let erase = pb::ErasePersonRequest {
+        header: Some(pb::CommandHeader {
+            request_id: "erase-disk-0".into(),
+            case_id: erased.clone(),
+            expected_version: 1,
+            on: "2024-05-07".into(),
+        }),
+        legal_basis: "LEY_1581_ART_8".into(),
+    };
+    let mut erased_ok = false;
+    for _ in 0..100 {
+        match client.erase_person(erase.clone()).await {
+            Ok(_) => {
+                erased_ok = true;
+                break;
+            }
+            Err(s) if s.code() == Code::Unavailable => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(s) => panic!("ErasePerson: {:?} {}", s.code(), s.message()),
+        }
+    }
+    assert!(erased_ok, "the erasure was acknowledged");
     // Node 1, the one that initialized the cluster (and perhaps the leader):
     // its disk is lost; it starts again on an empty directory.
     cluster.kill9(0);
@@ -674,7 +697,7 @@ async fn a_node_whose_disk_was_replaced_catches_up_from_the_others() {
     assert_eq!(store.head().unwrap().seq, head);
     let master = registry::pii::MasterKey::load(&cluster.master).unwrap();
     let keys = registry::pii::KeyStore::open(store.db(), master).unwrap();
-    for (case_id, _) in &acked {
+    for (case_id, _) in acked.iter().filter(|(c, _)| *c != erased) {
         assert_eq!(
             keys.status(case_id).unwrap(),
             registry::pii::KeyStatus::Active,
@@ -685,6 +708,18 @@ async fn a_node_whose_disk_was_replaced_catches_up_from_the_others() {
     drop(keys);
     drop(store);
     cluster.verify_store(0);
+    // Every node holds the erased person's tombstone, not their key.
+    for i in 0..NODES {
+        let store = common::open_store(&cluster.nodes[i].dir);
+        let master = registry::pii::MasterKey::load(&cluster.master).unwrap();
+        let keys = registry::pii::KeyStore::open(store.db(), master).unwrap();
+        assert_eq!(
+            keys.status(&erased).unwrap(),
+            registry::pii::KeyStatus::Erased,
+            "node {}",
+            i + 1
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -220,6 +220,14 @@ impl pb::admin_server::Admin for AdminService {
         r: Request<pb::RotateMasterKeyRequest>,
     ) -> Result<Response<pb::RotateMasterKeyResponse>, Status> {
         let admin = crate::auth::principal(&r)?;
+        if self.cluster.is_some() {
+            // Re-wrapping here would change this node's wrapped keys only.
+            return Err(super::status::failed_precondition(
+                "CLUSTER",
+                "cluster",
+                "online master-key rotation is not supported on a cluster node: stop every node and run `registry keys rotate` on each store with the same new key (docs/CLUSTER.md)",
+            ));
+        }
         let m = r.into_inner();
         if m.new_key_file.is_empty() || m.new_key_file.len() > 4096 {
             return Err(invalid_argument("new_key_file", "required: a path on the server"));

@@ -278,6 +278,26 @@ impl crate::log::side::TreeReplicator for ClusterProposer {
             write.expect.push((tree.to_string(), key.clone(), old));
             write.set.push((tree.to_string(), key, new));
         }
+        self.tree_write(write)
+    }
+
+    fn write_unconditional(
+        &self,
+        tree: &str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<Result<(), usize>, String> {
+        let write = types::TreeWrite {
+            expect: Vec::new(),
+            set: vec![(tree.to_string(), key, Some(value))],
+        };
+        self.tree_write(write)
+    }
+}
+
+impl ClusterProposer {
+    /// Proposes a tree write and waits until this node applied it.
+    fn tree_write(&self, write: types::TreeWrite) -> Result<Result<(), usize>, String> {
         trees::check(&write)?;
         let raft = self.raft.clone();
         let written = block_on(&self.runtime, async move {

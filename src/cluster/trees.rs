@@ -42,7 +42,9 @@ pub fn apply(db: &sled::Db, write: &TreeWrite, extra: (&[u8], Vec<u8>)) -> Resul
     ];
     let mut outcome = Ok(());
     for (i, (tree, key, want)) in write.expect.iter().enumerate() {
-        let have = trees[index_of(tree).expect("checked")].get(key.as_slice()).map_err(e)?;
+        let have = trees[index_of(tree).expect("checked")]
+            .get(key.as_slice())
+            .map_err(e)?;
         if have.as_deref() != want.as_deref() {
             outcome = Err(i);
             break;

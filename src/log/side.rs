@@ -20,6 +20,13 @@ pub trait TreeReplicator: Send + Sync {
     /// it: `Ok(Ok(()))` applied, `Ok(Err(i))` condition `i` did not hold
     /// (nothing written), `Err` not written (no leader, no majority).
     fn write(&self, tree: &str, ops: Vec<CasOp>) -> Result<Result<(), usize>, String>;
+    /// Sets `key` to `value` in `tree` on every node, whatever it holds.
+    fn write_unconditional(
+        &self,
+        tree: &str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<Result<(), usize>, String>;
 }
 
 /// Where a cluster node's side trees find their replicator.
@@ -111,21 +118,22 @@ impl SideTree {
         }
     }
 
-    /// Like sled's `insert` (returns the previous value), replicated on a cluster node.
+    /// Like sled's `insert` (returns the previous value), replicated on a
+    /// cluster node as an unconditional write (an erasure's tombstone must
+    /// reach every node, whatever each holds: wrapped keys differ between
+    /// nodes whose master keys were rotated separately). The previous value
+    /// is this node's, read just before.
     pub fn insert(&self, key: &[u8], value: Vec<u8>) -> sled::Result<Option<IVec>> {
         let Some(r) = self.replicator()? else {
             return self.tree.insert(key, value);
         };
-        loop {
-            let previous = self.tree.get(key)?;
-            let op = (
-                key.to_vec(),
-                previous.as_deref().map(<[u8]>::to_vec),
-                Some(value.clone()),
-            );
-            if r.write(self.name, vec![op]).map_err(unavailable)?.is_ok() {
-                return Ok(previous);
-            }
+        let previous = self.tree.get(key)?;
+        match r
+            .write_unconditional(self.name, key.to_vec(), value)
+            .map_err(unavailable)?
+        {
+            Ok(()) => Ok(previous),
+            Err(_) => Err(unavailable("the cluster refused an unconditional write".into())),
         }
     }
 
