@@ -381,6 +381,7 @@ async fn run(
         opened.log.disk(),
         stats_slot,
         worklists.status(),
+        cluster_raft.clone(),
     ));
     health_reporter
         .set_serving::<crate::api::pb::admin_server::AdminServer<crate::api::admin::AdminService>>()
@@ -482,7 +483,8 @@ async fn run(
 ///   writer that stopped), then NOT_SERVING while the server drains and exits;
 /// - Caseworker and Import (readiness to serve cases): NOT_SERVING while the
 ///   writer refuses appends (fail-stop, or free disk under the reserve, which
-///   resumes on its own once space is freed);
+///   resumes on its own once space is freed), and on a cluster node that
+///   does not lead;
 /// - Statistics: SERVING only while its projection is loaded and following
 ///   the log (NOT_SERVING while loading, after a failed load, or once its
 ///   follower stopped, on an error or a panic: stale numbers are not served);
@@ -496,6 +498,7 @@ async fn keep_health_true(
     disk: tokio::sync::watch::Receiver<crate::log::disk::DiskState>,
     stats: std::sync::Arc<crate::projection::ProjectionSlot>,
     worklists: std::sync::Arc<crate::worklist::FollowerStatus>,
+    cluster: Option<crate::cluster::types::Raft>,
 ) {
     use tonic_health::ServingStatus::{NotServing, Serving};
     type Cases = crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>;
@@ -513,7 +516,14 @@ async fn keep_health_true(
     let mut last: [Option<tonic_health::ServingStatus>; 5] = [None; 5];
     loop {
         let alive = broken.borrow().is_none() && writer_failed.borrow().is_none();
-        let cases = alive && !disk.borrow().low;
+        // On a cluster node, only the leader takes writes: a follower's
+        // Caseworker and Import are NOT_SERVING, so a load balancer that
+        // follows readiness sends them to the leader (docs/CLUSTER.md).
+        let leads = cluster.as_ref().is_none_or(|raft| {
+            let s = crate::cluster::status_of(raft);
+            s.leader == Some(s.node_id)
+        });
+        let cases = alive && !disk.borrow().low && leads;
         let stats_ok = matches!(stats.state(), crate::projection::SlotState::Ready(_));
         let lists_ok = worklists.ready() && worklists.failed().is_none();
         let now = [alive, cases, cases, stats_ok, lists_ok].map(|ok| if ok { Serving } else { NotServing });

@@ -619,6 +619,53 @@ async fn a_follower_refuses_writes_naming_the_leader() {
     // Nothing was written anywhere.
     let (after, _) = cluster.converged(Duration::from_secs(10)).await;
     assert_eq!(after, head);
+    // Readiness: only the leader's Caseworker is SERVING (a load balancer
+    // that follows readiness sends writes to the leader); Statistics
+    // serves everywhere.
+    let health = |i: usize, service: &'static str| {
+        let api = cluster.nodes[i].api.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let channel = tonic::transport::Endpoint::from_shared(format!("http://{api}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                let status = tonic_health::pb::health_client::HealthClient::new(channel)
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: service.into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .status();
+                if status != tonic_health::pb::health_check_response::ServingStatus::ServiceUnknown
+                    || Instant::now() > deadline
+                {
+                    return status;
+                }
+            }
+        }
+    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (l, f) = (
+            health(leader, "regularization.v1.Caseworker").await,
+            health(follower, "regularization.v1.Caseworker").await,
+        );
+        if (l, f) == (ServingStatus::Serving, ServingStatus::NotServing) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leader {l:?}, follower {f:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        health(follower, "").await,
+        ServingStatus::Serving,
+        "the follower is alive"
+    );
     // A client that starts at the follower follows the leader.
     let mut following = pb::caseworker_client::CaseworkerClient::new(
         cluster
