@@ -328,6 +328,28 @@ async fn run(
     };
     // Audit: catch the Merkle tree up, sign a checkpoint, start the follower and the checkpointer.
     let audit = crate::audit::service::start(&opened.log, config.audit.clone()).await?;
+    // A cluster node cosigns the leader's checkpoints, and collects
+    // cosignatures on its own while it leads (docs/AUDIT.md §2b).
+    let (cosign_task, cosigner_vkey) = match &cluster {
+        Some(c) => {
+            let checkpointer = audit.audit().checkpointer.clone();
+            let cosigner = std::sync::Arc::new(crate::cluster::cosign::NodeCosigner::new(
+                checkpointer.clone(),
+                c.me,
+            ));
+            let vkey = cosigner.vkey();
+            tracing::info!(cosigner_vkey = %vkey, "cosigner key of this node");
+            crate::cluster::cosign::install(&c.cosigner, cosigner);
+            let task = tokio::spawn(crate::cluster::cosign::collect(
+                c.raft.clone(),
+                checkpointer,
+                c.peer_tls.clone(),
+                config.audit.checkpoint_interval,
+            ));
+            (Some(task), Some(vkey))
+        }
+        None => (None, None),
+    };
     // Statistics: the follower loads the projection and catches it up while
     // cases are already served (a large store takes seconds); Statistics
     // answers UNAVAILABLE and its health says NOT_SERVING until then.
@@ -429,7 +451,7 @@ async fn run(
                 opened.cases.clone(),
                 audit.audit().checkpointer.clone(),
             )
-            .with_cluster(cluster_raft.clone())
+            .with_cluster(cluster_raft.clone(), cosigner_vkey)
             .into_server(),
         )
         .serve_with_incoming_shutdown(
@@ -447,6 +469,9 @@ async fn run(
     stats.shutdown().await;
     worklists.shutdown().await;
     metrics.shutdown().await;
+    if let Some(task) = cosign_task {
+        task.abort();
+    }
     if let Some(cluster) = cluster {
         tracing::info!("shutting down: stopping Raft");
         cluster.shutdown().await;

@@ -153,7 +153,14 @@ impl Cluster {
             .arg(&self.master)
             .arg("--access-file")
             .arg(&self.access)
-            .args(["--metrics-listen", "off", "--disk-reserve-mib", "0"])
+            .args([
+                "--metrics-listen",
+                "off",
+                "--disk-reserve-mib",
+                "0",
+                "--checkpoint-interval-secs",
+                "1",
+            ])
             .env("RUST_LOG", "info,openraft=error")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -1102,6 +1109,75 @@ async fn nodes_talk_over_mutual_tls_and_refuse_a_peer_without_a_certificate() {
             .is_err_and(|e| e.code() != Code::InvalidArgument),
     };
     assert!(refused, "the Raft service answered plaintext");
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leaders_checkpoints_carry_every_followers_cosignature() {
+    let mut cluster = Cluster::new();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    for n in 0..5 {
+        let (request, _) = registration("cosign", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered");
+    }
+    let (head, _) = cluster.converged(Duration::from_secs(30)).await;
+    // Each follower's cosigner key, as its ClusterStatus publishes it.
+    let mut cosigners = Vec::new();
+    for i in (0..NODES).filter(|i| *i != leader) {
+        let vkey = cluster.status(i).await.expect("status").cosigner_vkey;
+        assert!(vkey.contains("/node-"), "{vkey}");
+        cosigners.push(vkey);
+    }
+    let target = format!("http://{}", cluster.nodes[leader].api);
+    let mut audit = pb::audit_client::AuditClient::new(cluster.client("auditor", &target).await);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let note = loop {
+        let cp = audit
+            .get_checkpoint(pb::GetCheckpointRequest::default())
+            .await
+            .expect("GetCheckpoint")
+            .into_inner();
+        let all = cosigners
+            .iter()
+            .all(|k| registry::audit::cosign::verify(&cp.note, k).is_ok());
+        if cp.tree_size >= head && all {
+            break cp.note;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not cosigned by every follower: {}",
+            cp.note
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // The leader's own signature still verifies with the usual verifier.
+    let leader_vkey = audit
+        .get_checkpoint(pb::GetCheckpointRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .verifier_key;
+    let verifier = registry::audit::checkpoint::Verifier::parse(&leader_vkey).unwrap();
+    verifier
+        .verify_checkpoint(&note)
+        .expect("the leader's signature verifies beside the cosignatures");
+    // A cosignature does not verify with another node's key, nor on another checkpoint.
+    let (checkpoint, _) = registry::audit::cosign::verify(&note, &cosigners[0]).unwrap();
+    let other = note.replacen(
+        &format!("\n{}\n", checkpoint.size),
+        &format!("\n{}\n", checkpoint.size + 1),
+        1,
+    );
+    assert!(registry::audit::cosign::verify(&other, &cosigners[0]).is_err());
     for i in 0..NODES {
         cluster.stop(i);
     }

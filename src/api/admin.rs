@@ -20,6 +20,8 @@ pub struct AdminService {
     backup: crate::backup::service::BackupSource,
     /// This node's Raft, on a cluster node.
     cluster: Option<crate::cluster::types::Raft>,
+    /// This node's cosigner verifier key, on a cluster node.
+    cosigner_vkey: Option<String>,
 }
 
 impl AdminService {
@@ -38,12 +40,18 @@ impl AdminService {
             cases,
             backup,
             cluster: None,
+            cosigner_vkey: None,
         }
     }
 
     /// On a cluster node: answers ClusterStatus from this node's Raft.
-    pub fn with_cluster(mut self, raft: Option<crate::cluster::types::Raft>) -> AdminService {
+    pub fn with_cluster(
+        mut self,
+        raft: Option<crate::cluster::types::Raft>,
+        cosigner_vkey: Option<String>,
+    ) -> AdminService {
         self.cluster = raft;
+        self.cosigner_vkey = cosigner_vkey;
         self
     }
 
@@ -322,6 +330,7 @@ impl pb::admin_server::Admin for AdminService {
                 .collect(),
             head_seq: head.seq,
             head_hash: head.hash.to_vec(),
+            cosigner_vkey: self.cosigner_vkey.clone().unwrap_or_default(),
         }))
     }
 

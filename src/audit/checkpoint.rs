@@ -436,6 +436,17 @@ impl NoteSigner {
     pub fn sign_checkpoint(&self, cp: &Checkpoint) -> String {
         self.sign_body(&cp.body())
     }
+
+    /// A C2SP cosignature/v1 line of this key under the cosigner name
+    /// `cosigner`, over a checkpoint's note body, at `time` (src/audit/cosign.rs).
+    pub fn cosign_body(&self, cosigner: &str, body: &str, time: u64) -> String {
+        super::cosign::sign(&self.key, cosigner, body, time)
+    }
+
+    /// The cosigner verifier key of this key under the name `cosigner`.
+    pub fn cosigner_vkey(&self, cosigner: &str) -> String {
+        super::cosign::vkey(cosigner, &self.key.verifying_key())
+    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -610,6 +621,28 @@ impl Checkpointer {
             None => Ok(None),
             Some((_, v)) => Ok(Some(self.decode(&v)?)),
         }
+    }
+
+    /// Adds cosignature lines to the checkpoint issued at `size` (lines it
+    /// already carries are not repeated; the note's body and earlier lines
+    /// are kept byte for byte). Returns the note as stored.
+    pub fn add_cosignatures(&self, size: u64, lines: &[String]) -> Result<SignedCheckpoint, CheckpointError> {
+        let _guard = self.lock.lock().expect("checkpointer lock");
+        let current = self.at(size)?;
+        let mut note = current.note.clone();
+        for line in lines {
+            if !line.ends_with('\n') || line.matches('\n').count() != 1 || note.contains(line.as_str()) {
+                continue;
+            }
+            note.push_str(line);
+        }
+        if note == current.note {
+            return Ok(current);
+        }
+        let stored = self.decode(note.as_bytes())?;
+        self.history.insert(size.to_be_bytes(), note.as_bytes())?;
+        self.history.flush()?;
+        Ok(stored)
     }
 
     /// The checkpoint issued at exactly `size`.

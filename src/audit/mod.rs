@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod cosign;
 pub mod export;
 pub mod handover;
 pub mod merkle;

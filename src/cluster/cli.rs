@@ -29,6 +29,17 @@ pub enum ClusterCommand {
         #[arg(long)]
         api: String,
     },
+    /// Check the cosignatures on a checkpoint note (C2SP tlog-cosignature v1,
+    /// docs/AUDIT.md §2b) with each cosigner's verifier key: exit 0 only if
+    /// every key named has a valid cosignature on it. Works offline.
+    VerifyCosignatures {
+        /// The checkpoint note (a file, as Audit/GetCheckpoint serves it).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// A cosigner verifier key (`<name>+<key id>+<base64(0x04 || key)>`); repeat for each node.
+        #[arg(long = "cosigner", required = true)]
+        cosigners: Vec<String>,
+    },
     /// Remove a node from the voters and the members (Admin/ClusterRemoveMember).
     Remove {
         #[command(flatten)]
@@ -58,6 +69,29 @@ pub struct StatusArgs {
 /// Runs a `registry cluster` command.
 pub async fn run(command: ClusterCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
+        ClusterCommand::VerifyCosignatures {
+            checkpoint,
+            cosigners,
+        } => {
+            let note =
+                std::fs::read_to_string(&checkpoint).map_err(|e| format!("{}: {e}", checkpoint.display()))?;
+            let mut failed = Vec::new();
+            for key in &cosigners {
+                match crate::audit::cosign::verify(&note, key) {
+                    Ok((cp, time)) => println!(
+                        "cosigned: {} at tree size {} (time {time})",
+                        key.split('+').next().unwrap_or(key),
+                        cp.size
+                    ),
+                    Err(e) => failed.push(format!("{}: {e}", key.split('+').next().unwrap_or(key))),
+                }
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not cosigned: {}", failed.join("; ")).into())
+            }
+        }
         ClusterCommand::Status(args) => {
             let mut admin = admin(&args).await?;
             let s = admin
@@ -146,6 +180,7 @@ fn print_status(s: &pb::ClusterStatusResponse, json: bool) -> Result<(), Box<dyn
             "last_applied_index": s.last_applied_index,
             "head_seq": s.head_seq,
             "head_hash": head_hash,
+            "cosigner_vkey": s.cosigner_vkey,
             "members": members,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -161,6 +196,7 @@ fn print_status(s: &pb::ClusterStatusResponse, json: bool) -> Result<(), Box<dyn
         s.last_log_index, s.last_applied_index
     );
     println!("log head: seq {} hash {head_hash}", s.head_seq);
+    println!("cosigner key: {}", s.cosigner_vkey);
     for m in &s.members {
         println!("member {}: api {} raft {}", m.id, m.api_address, m.raft_address);
     }

@@ -8,6 +8,7 @@
 //! the leader's client address (`NOT_LEADER`).
 
 pub mod cli;
+pub mod cosign;
 pub mod file;
 pub mod log_store;
 pub mod network;
@@ -56,6 +57,10 @@ pub enum ClusterError {
 pub struct Cluster {
     pub raft: Raft,
     pub me: NodeId,
+    /// Where the Raft service finds this node's cosigner (set once audit runs).
+    pub cosigner: network::CosignerSlot,
+    /// The peers' client TLS (cosignature requests).
+    pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
     server: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -125,7 +130,8 @@ impl Cluster {
                 .tls_config(tls)
                 .map_err(|e| ClusterError::File(e.to_string()))?;
         }
-        let router = builder.add_service(network::server(raft.clone()));
+        let cosigner = network::CosignerSlot::default();
+        let router = builder.add_service(network::server(raft.clone(), cosigner.clone()));
         let incoming = tonic::transport::server::TcpIncoming::from(raft_listener).with_nodelay(Some(true));
         let server = tokio::spawn(async move {
             if let Err(e) = router
@@ -156,6 +162,8 @@ impl Cluster {
         Ok(Cluster {
             raft,
             me,
+            cosigner,
+            peer_tls: file.tls_configs().map_err(ClusterError::File)?.1,
             server: Some((stop, server)),
         })
     }

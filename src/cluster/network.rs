@@ -119,9 +119,19 @@ impl RaftNetwork<TypeConfig> for Peer {
     }
 }
 
+/// Cosigns the leader's checkpoints on this node (src/cluster/cosign.rs).
+pub trait Cosigner: Send + Sync {
+    /// This node's cosignature line over `note`, or why not.
+    fn cosign(&self, note: &str) -> Result<String, String>;
+}
+
+/// Where the Raft service finds this node's cosigner once audit runs.
+pub type CosignerSlot = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn Cosigner>>>;
+
 /// The Raft service a node serves to its peers.
 pub struct RaftService {
     pub raft: Raft,
+    pub cosigner: CosignerSlot,
 }
 
 fn body<T: serde::de::DeserializeOwned>(request: Request<RaftMessage>) -> Result<T, Status> {
@@ -151,11 +161,53 @@ impl pb::raft_server::Raft for RaftService {
         let req: InstallSnapshotRequest<TypeConfig> = body(request)?;
         reply(&self.raft.install_snapshot(req).await)
     }
+
+    async fn cosign(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let note = String::from_utf8(request.into_inner().body)
+            .map_err(|_| Status::invalid_argument("the checkpoint note is not UTF-8"))?;
+        if note.len() > crate::limits::AUDIT_NOTE_BYTES_MAX {
+            return Err(Status::invalid_argument("the checkpoint note is too large"));
+        }
+        let Some(cosigner) = self.cosigner.get().cloned() else {
+            return Err(Status::unavailable("this node's audit service is starting"));
+        };
+        let line = tokio::task::spawn_blocking(move || cosigner.cosign(&note))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(RaftMessage {
+            body: line.into_bytes(),
+        }))
+    }
+}
+
+/// Asks `member` to cosign `note`; its cosignature line.
+pub async fn request_cosignature(
+    member: &Member,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    note: &str,
+) -> Result<String, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", member.raft))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(std::time::Duration::from_millis(500))
+        .timeout(std::time::Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let answer = RaftClient::new(channel)
+        .cosign(RaftMessage {
+            body: note.as_bytes().to_vec(),
+        })
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+    String::from_utf8(answer.into_inner().body).map_err(|e| e.to_string())
 }
 
 /// The tonic server of [`RaftService`], with the message limit.
-pub fn server(raft: Raft) -> pb::raft_server::RaftServer<RaftService> {
-    pb::raft_server::RaftServer::new(RaftService { raft })
+pub fn server(raft: Raft, cosigner: CosignerSlot) -> pb::raft_server::RaftServer<RaftService> {
+    pb::raft_server::RaftServer::new(RaftService { raft, cosigner })
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
 }

@@ -1,0 +1,134 @@
+//! Cosigned checkpoints (docs/AUDIT.md §2b): every follower cosigns the
+//! leader's checkpoints (C2SP tlog-cosignature v1, src/audit/cosign.rs)
+//! after checking that its own Merkle tree, built from its own replicated
+//! and chain-checked log, has the same root at that size. The leader
+//! collects the cosignatures and stores them on its checkpoint, so the
+//! checkpoint Audit/GetCheckpoint serves shows which replicas hold the same
+//! log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::network::Cosigner;
+use super::types::Raft;
+use crate::audit::checkpoint::{Checkpoint, Checkpointer};
+
+/// How long a follower waits for its own tree to reach the checkpoint's size.
+pub const COSIGN_CATCH_UP_MS: u64 = 3_000;
+
+/// This node as a cosigner.
+pub struct NodeCosigner {
+    pub checkpointer: Checkpointer,
+    /// Its cosigner name (`<origin>/node-<id>`).
+    pub name: String,
+}
+
+impl NodeCosigner {
+    pub fn new(checkpointer: Checkpointer, node: u64) -> NodeCosigner {
+        let name = crate::audit::cosign::cosigner_name(&checkpointer.signer().name, node);
+        NodeCosigner { checkpointer, name }
+    }
+
+    /// The cosigner's verifier key (what an auditor configures).
+    pub fn vkey(&self) -> String {
+        self.checkpointer.signer().cosigner_vkey(&self.name)
+    }
+}
+
+impl Cosigner for NodeCosigner {
+    fn cosign(&self, note: &str) -> Result<String, String> {
+        let body = crate::audit::cosign::note_body(note).map_err(|e| e.to_string())?;
+        let cp = Checkpoint::parse_body(body).map_err(|e| e.to_string())?;
+        let origin = &self.checkpointer.signer().name;
+        if &cp.origin != origin {
+            return Err(format!(
+                "the checkpoint is of the log {:?}, this node's is {origin:?}",
+                cp.origin
+            ));
+        }
+        let tree = self.checkpointer.tree();
+        let deadline = Instant::now() + Duration::from_millis(COSIGN_CATCH_UP_MS);
+        while tree.size() < cp.size {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "this node's tree has {} leaves, the checkpoint {}: not caught up",
+                    tree.size(),
+                    cp.size
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let root = tree.root(cp.size).map_err(|e| e.to_string())?;
+        if root != cp.root {
+            tracing::error!(
+                size = cp.size,
+                "the leader's checkpoint root differs from this node's tree: not cosigned"
+            );
+            return Err(format!(
+                "this node's log has another root at size {}: not cosigned",
+                cp.size
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(self.checkpointer.signer().cosign_body(&self.name, body, now))
+    }
+}
+
+/// On the leader, every `every`: asks each other member to cosign the
+/// latest checkpoint and stores the cosignatures it gets on it. Runs until
+/// the task is aborted.
+pub async fn collect(
+    raft: Raft,
+    checkpointer: Checkpointer,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let status = super::status_of(&raft);
+        if status.leader != Some(status.node_id) {
+            continue;
+        }
+        let c = checkpointer.clone();
+        let Ok(Ok(Some(latest))) = tokio::task::spawn_blocking(move || c.latest()).await else {
+            continue;
+        };
+        let origin = checkpointer.signer().name.clone();
+        let mut lines = Vec::new();
+        for (id, member) in &status.members {
+            if *id == status.node_id {
+                continue;
+            }
+            let name = crate::audit::cosign::cosigner_name(&origin, *id);
+            if latest.note.contains(&format!("\u{2014} {name} ")) {
+                continue;
+            }
+            match super::network::request_cosignature(member, tls.clone(), &latest.note).await {
+                Ok(line) => lines.push(line),
+                Err(e) => {
+                    tracing::warn!(node = id, size = latest.checkpoint.size, error = %e, "no cosignature")
+                }
+            }
+        }
+        if lines.is_empty() {
+            continue;
+        }
+        let c = checkpointer.clone();
+        let size = latest.checkpoint.size;
+        match tokio::task::spawn_blocking(move || c.add_cosignatures(size, &lines)).await {
+            Ok(Ok(_)) => tracing::debug!(size, "checkpoint cosigned"),
+            Ok(Err(e)) => tracing::warn!(size, error = %e, "storing cosignatures failed"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Gives the Raft service this node's cosigner.
+pub fn install(slot: &super::network::CosignerSlot, cosigner: Arc<NodeCosigner>) {
+    let _ = slot.set(cosigner);
+}
