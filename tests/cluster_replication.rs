@@ -435,6 +435,25 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             leader + 1
         );
         cluster.start(leader);
+        // The next kill comes once the restarted node follows a leader again:
+        // killing the leader while the third node is still starting would
+        // leave no majority, and measure the start-up, not the failover.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = cluster.status(leader).await {
+                // Back as a follower, or already elected again.
+                if (s.state == "FOLLOWER" || s.state == "LEADER") && s.leader_id != 0 {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not rejoin: {}",
+                leader + 1,
+                cluster.tail(leader)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -589,9 +608,19 @@ async fn a_follower_refuses_writes_naming_the_leader() {
         cluster.start(i);
     }
     let leader = cluster.leader(Duration::from_secs(30)).await;
-    // Wait until the followers know the leader (and the genesis instruments replicated).
-    let (head, _) = cluster.converged(Duration::from_secs(30)).await;
-    assert!(head > 0, "the genesis policy instruments were recorded");
+    // Wait until the genesis instruments are recorded and every node holds them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let head = loop {
+        let (head, _) = cluster.converged(Duration::from_secs(30)).await;
+        if head > 0 {
+            break head;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the genesis policy instruments were not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let follower = (leader + 1) % NODES;
     let target = format!("http://{}", cluster.nodes[follower].api);
     // A plain tonic channel to the follower: it does not follow the leader.
