@@ -8,6 +8,11 @@ use crate::domain::{
     Department, DocumentType, DuplicateCause, EligibilityBasis, ExitKind, Municipality, PersonStatus, Sealed,
     Sector, Sex,
 };
+use crate::limits::{
+    ACCESS_PURPOSE_BYTES_MAX, BIRTH_DATE_YEARS_AGO_MAX, CASE_HISTORY_EVENTS_MAX, CODE_BYTES_MAX,
+    DOCUMENT_NUMBER_CHARS_MAX, HOUSEHOLD_SIZE_MAX, PERSON_ADDRESS_CHARS_MAX, PERSON_DOCUMENTS_MAX,
+    PERSON_EMAIL_CHARS_MAX, PERSON_NAMES_CHARS_MAX, PERSON_PHONE_CHARS_MAX,
+};
 
 type R<T> = Result<T, CaseError>;
 
@@ -54,14 +59,17 @@ pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
     Ok(on)
 }
 
-/// A code: 1..=32 characters of `[A-Z0-9_-]`.
+/// A code: 1..=[`CODE_BYTES_MAX`] characters of `[A-Z0-9_-]`.
 pub(super) fn code(text: &str, field: &'static str) -> R<String> {
     displayable(text, field)?;
     if text.is_empty() {
         return Err(CaseError::invalid(field, "required"));
     }
-    if text.len() > 32 {
-        return Err(CaseError::invalid(field, "longer than 32 characters"));
+    if text.len() > CODE_BYTES_MAX {
+        return Err(CaseError::invalid(
+            field,
+            format!("longer than {CODE_BYTES_MAX} characters"),
+        ));
     }
     if !text
         .bytes()
@@ -70,6 +78,11 @@ pub(super) fn code(text: &str, field: &'static str) -> R<String> {
         return Err(CaseError::invalid(field, "allowed characters are A-Z 0-9 _ -"));
     }
     Ok(text.to_string())
+}
+
+/// Why a document, permit or visa number was refused by `pii::normalize`.
+fn document_number_rule() -> String {
+    format!("1..{DOCUMENT_NUMBER_CHARS_MAX} letters or digits")
 }
 
 /// Free text of personal data: bounded, nothing that hides or reorders what
@@ -176,8 +189,11 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
     if birth > today {
         return Err(CaseError::invalid("person.birth_date", "is in the future"));
     }
-    if birth < today.add_months(-12 * 120) {
-        return Err(CaseError::invalid("person.birth_date", "more than 120 years ago"));
+    if birth < today.add_months(-12 * BIRTH_DATE_YEARS_AGO_MAX) {
+        return Err(CaseError::invalid(
+            "person.birth_date",
+            format!("more than {BIRTH_DATE_YEARS_AGO_MAX} years ago"),
+        ));
     }
     if p.documents.is_empty() {
         return Err(CaseError::invalid(
@@ -185,8 +201,11 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
             "at least one document is required",
         ));
     }
-    if p.documents.len() > 8 {
-        return Err(CaseError::invalid("person.documents", "at most 8 documents"));
+    if p.documents.len() > PERSON_DOCUMENTS_MAX {
+        return Err(CaseError::invalid(
+            "person.documents",
+            format!("at most {PERSON_DOCUMENTS_MAX} documents"),
+        ));
     }
     let mut documents: Vec<IdentityDocument> = Vec::with_capacity(p.documents.len());
     for d in &p.documents {
@@ -199,7 +218,7 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
         );
         displayable(&d.number, "person.documents.number")?;
         let number = crate::pii::normalize(kind.as_str(), &d.number)
-            .map_err(|_| CaseError::invalid("person.documents.number", "1..32 letters or digits"))?;
+            .map_err(|_| CaseError::invalid("person.documents.number", document_number_rule()))?;
         if documents
             .iter()
             .any(|x| x.doc_type == kind.as_str() && x.number == number)
@@ -215,13 +234,18 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
         return Err(CaseError::invalid("person.email", "not an e-mail address"));
     }
     let identity = Identity {
-        given_names: text(&p.given_names, "person.given_names", 100, true)?,
-        family_names: text(&p.family_names, "person.family_names", 100, true)?,
+        given_names: text(&p.given_names, "person.given_names", PERSON_NAMES_CHARS_MAX, true)?,
+        family_names: text(
+            &p.family_names,
+            "person.family_names",
+            PERSON_NAMES_CHARS_MAX,
+            true,
+        )?,
         birth_date: birth.to_string(),
         documents,
-        phone: text(&p.phone, "person.phone", 32, false)?,
-        email: text(&p.email, "person.email", 254, false)?,
-        address: text(&p.address, "person.address", 200, false)?,
+        phone: text(&p.phone, "person.phone", PERSON_PHONE_CHARS_MAX, false)?,
+        email: text(&p.email, "person.email", PERSON_EMAIL_CHARS_MAX, false)?,
+        address: text(&p.address, "person.address", PERSON_ADDRESS_CHARS_MAX, false)?,
     };
     Ok((identity, birth))
 }
@@ -284,8 +308,11 @@ pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> R<PendingComm
 }
 
 pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> R<PendingCommand> {
-    if !(1..=30).contains(&m.household_size) {
-        return Err(CaseError::invalid("household_size", "must be 1..30"));
+    if !(1..=HOUSEHOLD_SIZE_MAX).contains(&m.household_size) {
+        return Err(CaseError::invalid(
+            "household_size",
+            format!("must be 1..{HOUSEHOLD_SIZE_MAX}"),
+        ));
     }
     let sector = if m.sector == 0 {
         None
@@ -345,7 +372,7 @@ pub(super) fn deny(m: pb::DenyRequest, on: Date) -> R<PendingCommand> {
 pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingCommand> {
     displayable(&m.permit_number, "permit_number")?;
     let permit_number = crate::pii::normalize("PPT", &m.permit_number)
-        .map_err(|_| CaseError::invalid("permit_number", "1..32 letters or digits"))?;
+        .map_err(|_| CaseError::invalid("permit_number", document_number_rule()))?;
     Ok(PendingCommand::IssuePermit {
         permit_number,
         command: Command::IssuePermit {
@@ -359,7 +386,7 @@ pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingComm
 pub(super) fn supersede_by_visa(m: pb::SupersedeByVisaRequest, on: Date) -> R<PendingCommand> {
     displayable(&m.visa_number, "visa_number")?;
     let visa_number = crate::pii::normalize("VISA", &m.visa_number)
-        .map_err(|_| CaseError::invalid("visa_number", "1..32 letters or digits"))?;
+        .map_err(|_| CaseError::invalid("visa_number", document_number_rule()))?;
     Ok(PendingCommand::SupersedeByVisa {
         visa_number,
         command: Command::SupersedeByVisa {
@@ -483,14 +510,14 @@ pub(super) fn purpose(p: &str) -> R<String> {
     let p = p.trim();
     // A code (recorded in the access event), so no name can be typed into it.
     if p.is_empty()
-        || p.len() > 64
+        || p.len() > ACCESS_PURPOSE_BYTES_MAX
         || !p
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
     {
         return Err(CaseError::invalid(
             "purpose",
-            "required: a code of 1..64 characters A-Z a-z 0-9 _ . : -",
+            format!("required: a code of 1..{ACCESS_PURPOSE_BYTES_MAX} characters A-Z a-z 0-9 _ . : -"),
         ));
     }
     Ok(p.to_string())
@@ -591,7 +618,7 @@ pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook
             .map(|(_, d)| d.extended_by.clone())
             .unwrap_or_default(),
     });
-    let history_from = view.events.len().saturating_sub(1000);
+    let history_from = view.events.len().saturating_sub(CASE_HISTORY_EVENTS_MAX);
     pb::Case {
         case_id: view.case_id.clone(),
         version: view.version,

@@ -20,7 +20,7 @@ use crate::api::pb;
 use crate::api::pb::audit_server::AuditServer;
 use crate::limits::{
     AUDIT_GET_EVENTS_BYTES_MAX, AUDIT_GET_EVENTS_MAX, AUDIT_TAIL_BUFFER_EVENTS, AUDIT_TAIL_STREAMS_MAX,
-    AUDIT_VERIFY_RUNS_MAX, GRPC_MESSAGE_BYTES_MAX, GRPC_RESPONSE_BYTES_MAX,
+    AUDIT_VERIFY_PROGRESS_BUFFER, AUDIT_VERIFY_RUNS_MAX, GRPC_MESSAGE_BYTES_MAX, GRPC_RESPONSE_BYTES_MAX,
 };
 use crate::log::record::split_stored;
 use crate::log::{Head, Log, Store};
@@ -330,7 +330,8 @@ impl pb::audit_server::Audit for AuditService {
             return Err(AuditServiceError::invalid("from_seq", "must be at least 1").into());
         }
         if req.limit as usize > AUDIT_GET_EVENTS_MAX {
-            return Err(AuditServiceError::invalid("limit", "must be at most 1000").into());
+            let reason = format!("must be at most {AUDIT_GET_EVENTS_MAX}");
+            return Err(AuditServiceError::invalid("limit", &reason).into());
         }
         let limit = if req.limit == 0 {
             AUDIT_GET_EVENTS_MAX
@@ -361,7 +362,7 @@ impl pb::audit_server::Audit for AuditService {
             .clone()
             .try_acquire_owned()
             .map_err(|_| AuditServiceError::TooManyVerifyRuns)?;
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(AUDIT_VERIFY_PROGRESS_BUFFER);
         let audit = self.audit.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -807,10 +807,12 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             Err(sled::Error::Io(e))
                 if (e.kind() == std::io::ErrorKind::WouldBlock
                     || e.to_string().contains("could not acquire lock"))
-                    && attempts < 50 =>
+                    && attempts < crate::limits::STORE_LOCK_RETRIES =>
             {
                 attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(std::time::Duration::from_millis(
+                    crate::limits::STORE_LOCK_RETRY_MS,
+                ));
             }
             other => return Ok(other?),
         }
@@ -1003,7 +1005,7 @@ fn copy_tree(
         digest_entry(&mut digest, &k, &v);
         batch.insert(k, v);
         in_batch += 1;
-        if in_batch == 10_000 {
+        if in_batch == crate::limits::COPY_STORE_BATCH_ENTRIES {
             dst.apply_batch(std::mem::take(&mut batch))?;
             counter.fetch_add(in_batch, Ordering::Relaxed);
             in_batch = 0;

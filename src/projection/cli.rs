@@ -113,7 +113,9 @@ fn month_arg(flag: &str, text: &Option<String>) -> Result<Option<(u32, String)>,
         .ok_or_else(|| {
             format!(
                 "{flag}: expected YYYY-MM, got {:?}",
-                t.chars().take(40).collect::<String>()
+                t.chars()
+                    .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                    .collect::<String>()
             )
         })?;
     Ok(Some((super::month_index(d), t.clone())))
@@ -195,7 +197,9 @@ impl Question {
             (Some(m), TableKind::Series) => Some(Metric::parse(m).ok_or_else(|| {
                 format!(
                     "--metric: unknown metric {:?}",
-                    m.chars().take(40).collect::<String>()
+                    m.chars()
+                        .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                        .collect::<String>()
                 )
             })?),
             (None, TableKind::Series) => return Err("--metric: required for --table series".into()),

@@ -172,7 +172,12 @@ impl pb::statistics_server::Statistics for StatisticsService {
             by.push(Dim::parse(d).ok_or_else(|| {
                 invalid(
                     "by",
-                    format!("unknown dimension {:?}", d.chars().take(40).collect::<String>()),
+                    format!(
+                        "unknown dimension {:?}",
+                        d.chars()
+                            .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                            .collect::<String>()
+                    ),
                 )
             })?);
         }

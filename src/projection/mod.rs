@@ -131,7 +131,9 @@ pub fn series_breakdown(by: &[String]) -> Result<Vec<&'static str>, String> {
         let known = SERIES_DIMS.iter().find(|k| **k == d).ok_or_else(|| {
             format!(
                 "{:?} is not a series dimension (department, sex, age_band, channel, status)",
-                d.chars().take(40).collect::<String>()
+                d.chars()
+                    .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                    .collect::<String>()
             )
         })?;
         if out.contains(known) {

@@ -117,7 +117,9 @@ impl Dim {
             format!(
                 "unknown {} value {:?}",
                 self.as_str(),
-                text.chars().take(40).collect::<String>()
+                text.chars()
+                    .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                    .collect::<String>()
             )
         };
         Ok(match self {
