@@ -88,7 +88,7 @@ pub struct AuditRuntime {
 /// Opens the audit state over the log (catching the tree up and signing a
 /// checkpoint if the tree grew since the last one), then starts the follower
 /// and the periodic checkpointer.
-pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, Box<dyn std::error::Error>> {
+pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, AuditError> {
     let store = log.store().clone();
     let interval = config.checkpoint_interval;
     let audit = tokio::task::spawn_blocking(move || -> Result<Audit, AuditError> {
@@ -101,7 +101,8 @@ pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, Box<d
         );
         Ok(audit)
     })
-    .await??;
+    .await
+    .map_err(|e| AuditError::Internal(e.to_string()))??;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (size_tx, size_rx) = watch::channel(audit.tree.size());
     let follower = spawn_follower(

@@ -189,7 +189,7 @@ pub async fn backup(
                         return Err(format!("the server sent seq {seq}, beyond its checkpoint"));
                     }
                     let (record, hash) = split_stored(entry).map_err(|e| format!("seq {seq}: {e}"))?;
-                    chain.push(seq, record, &hash)?;
+                    chain.push(seq, record, &hash).map_err(|e| e.to_string())?;
                     log.push(seq, record, &hash).map_err(|e| e.to_string())?;
                     records += 1;
                 }

@@ -304,30 +304,56 @@ pub struct ChainFollower {
     pub frontier: Frontier,
 }
 
+/// Why a record does not continue a [`ChainFollower`]'s chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// Not the next seq.
+    #[error("seq {seq} where {expected} was expected")]
+    OutOfOrder { seq: u64, expected: u64 },
+    /// The record's chain fields cannot be read.
+    #[error("seq {seq}: {source}")]
+    Undecodable {
+        seq: u64,
+        source: crate::log::record::DecodeError,
+    },
+    /// The record names another seq than its position.
+    #[error("seq {seq}: the record says seq {recorded}")]
+    SeqMismatch { seq: u64, recorded: u64 },
+    /// The record's previous hash is not the chain hash before it.
+    #[error("seq {seq}: previous-hash link mismatch (this record or the one before was altered)")]
+    LinkMismatch { seq: u64 },
+    /// The stored chain hash is not the one the record's bytes give.
+    #[error("seq {seq}: chain hash mismatch: the record bytes were altered")]
+    HashMismatch { seq: u64 },
+}
+
 impl ChainFollower {
     /// Continues after record `seq` with chain hash `hash` and `frontier` (of `seq` leaves).
     pub fn after(seq: u64, hash: Hash, frontier: Frontier) -> ChainFollower {
         ChainFollower { seq, hash, frontier }
     }
 
-    pub fn push(&mut self, seq: u64, record: &[u8], stored: &Hash) -> Result<(), String> {
+    pub fn push(&mut self, seq: u64, record: &[u8], stored: &Hash) -> Result<(), ChainError> {
         if seq != self.seq + 1 {
-            return Err(format!("seq {seq} where {} was expected", self.seq + 1));
+            return Err(ChainError::OutOfOrder {
+                seq,
+                expected: self.seq + 1,
+            });
         }
-        let (seq_field, prev) = peek_chain_fields(record).map_err(|e| format!("seq {seq}: {e}"))?;
+        let (seq_field, prev) =
+            peek_chain_fields(record).map_err(|source| ChainError::Undecodable { seq, source })?;
         if seq_field != seq {
-            return Err(format!("seq {seq}: the record says seq {seq_field}"));
+            return Err(ChainError::SeqMismatch {
+                seq,
+                recorded: seq_field,
+            });
         }
         if prev != self.hash {
-            return Err(format!(
-                "seq {seq}: previous-hash link mismatch (this record or the one before was altered)"
-            ));
+            return Err(ChainError::LinkMismatch { seq });
         }
         let h = chain_hash(&self.hash, record);
         if &h != stored {
-            return Err(format!(
-                "seq {seq}: chain hash mismatch: the record bytes were altered"
-            ));
+            return Err(ChainError::HashMismatch { seq });
         }
         self.frontier.push(leaf_hash(record));
         self.seq = seq;

@@ -215,7 +215,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
         } else {
             let shared = self.shared()?.clone();
             let seq = r.as_of_seq;
-            tokio::task::spawn_blocking(move || -> Result<Result<_, String>, String> {
+            tokio::task::spawn_blocking(move || -> Result<Result<_, super::QueryError>, String> {
                 let state = if seq > 0 {
                     replay(&store, AsOf::Seq(seq, as_of)).map_err(|e| e.to_string())?
                 } else {

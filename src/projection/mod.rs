@@ -39,7 +39,7 @@ pub use engine::{
     replay, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState, TREE,
 };
 pub use facts::CaseFacts;
-pub use query::{caseload, CaseloadQuery, Dim, Filter, Row, Table};
+pub use query::{caseload, CaseloadQuery, Dim, Filter, QueryError, Row, Table};
 pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState, SeriesCell};
 pub use suppress::SuppressionRules;
 
@@ -124,27 +124,24 @@ pub const SERIES_BREAKDOWN_DIMS_MAX: usize = 2;
 
 /// Checks a series breakdown: known dimensions, at most two, no repeats;
 /// the error names the problem (callers prefix the field).
-pub fn series_breakdown(by: &[String]) -> Result<Vec<&'static str>, String> {
+pub fn series_breakdown(by: &[String]) -> Result<Vec<&'static str>, QueryError> {
     let mut out: Vec<&'static str> = Vec::new();
     for d in by {
         let d = d.trim();
         let known = SERIES_DIMS.iter().find(|k| **k == d).ok_or_else(|| {
-            format!(
-                "{:?} is not a series dimension (department, sex, age_band, channel, status)",
+            QueryError::NotASeriesDimension(
                 d.chars()
                     .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
-                    .collect::<String>()
+                    .collect::<String>(),
             )
         })?;
         if out.contains(known) {
-            return Err(format!("{d} appears twice"));
+            return Err(QueryError::SeriesDimensionTwice(d.to_string()));
         }
         out.push(known);
     }
     if out.len() > SERIES_BREAKDOWN_DIMS_MAX {
-        return Err(format!(
-            "at most {SERIES_BREAKDOWN_DIMS_MAX} dimensions for a series"
-        ));
+        return Err(QueryError::TooManySeriesDimensions);
     }
     Ok(out)
 }
