@@ -14,8 +14,6 @@ use crate::limits::{
     PERSON_EMAIL_CHARS_MAX, PERSON_NAMES_CHARS_MAX, PERSON_PHONE_CHARS_MAX,
 };
 
-type R<T> = Result<T, CaseError>;
-
 /// Maps a prost enum value to the domain enum with the same code.
 macro_rules! from_wire {
     ($pb:ty, $dom:ty, $prefix:literal, $value:expr, $field:literal) => {{
@@ -38,11 +36,11 @@ macro_rules! to_wire {
     };
 }
 
-pub(super) fn date(text: &str, field: &'static str) -> R<Date> {
+pub(super) fn date(text: &str, field: &'static str) -> Result<Date, CaseError> {
     Date::parse(text).ok_or_else(|| CaseError::invalid(field, "expected a date YYYY-MM-DD"))
 }
 
-fn optional_date(text: &str, field: &'static str) -> R<Option<Date>> {
+fn optional_date(text: &str, field: &'static str) -> Result<Option<Date>, CaseError> {
     if text.is_empty() {
         Ok(None)
     } else {
@@ -51,7 +49,7 @@ fn optional_date(text: &str, field: &'static str) -> R<Option<Date>> {
 }
 
 /// The business date of a command: the header's, or today; never in the future.
-pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
+pub(super) fn business_date(text: &str, today: Date) -> Result<Date, CaseError> {
     let on = optional_date(text, "header.on")?.unwrap_or(today);
     if on > today {
         return Err(CaseError::invalid("header.on", "is in the future"));
@@ -60,7 +58,7 @@ pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
 }
 
 /// A code: 1..=[`CODE_BYTES_MAX`] characters of `[A-Z0-9_-]`.
-pub(super) fn code(text: &str, field: &'static str) -> R<String> {
+pub(super) fn code(text: &str, field: &'static str) -> Result<String, CaseError> {
     displayable(text, field)?;
     if text.is_empty() {
         return Err(CaseError::invalid(field, "required"));
@@ -87,7 +85,7 @@ fn document_number_rule() -> String {
 
 /// Free text of personal data: bounded, nothing that hides or reorders what
 /// is shown ([`displayable`]), trimmed.
-fn text(value: &str, field: &'static str, max: usize, required: bool) -> R<String> {
+fn text(value: &str, field: &'static str, max: usize, required: bool) -> Result<String, CaseError> {
     displayable(value, field)?;
     let v = value.trim();
     if required && v.is_empty() {
@@ -127,7 +125,7 @@ const HIDDEN_CHARACTERS: [(char, char); 14] = [
 
 /// Refuses, naming `field`, a string that will be shown to people and holds
 /// one of [`HIDDEN_CHARACTERS`]. Every such field passes here.
-pub(super) fn displayable(value: &str, field: &'static str) -> R<()> {
+pub(super) fn displayable(value: &str, field: &'static str) -> Result<(), CaseError> {
     match value
         .chars()
         .find(|&c| HIDDEN_CHARACTERS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c)))
@@ -145,7 +143,7 @@ pub(super) fn displayable(value: &str, field: &'static str) -> R<()> {
 
 /// An assigned ISO 3166-1 alpha-3 code, or an ICAO code for a stateless
 /// person or a refugee (`XXA`, `XXB`, `XXC`, `XXX`).
-fn nationality(text: &str) -> R<CountryCode> {
+fn nationality(text: &str) -> Result<CountryCode, CaseError> {
     CountryCode::parse(text).ok_or_else(|| {
         let well_formed = text.len() == 3 && text.bytes().all(|b| b.is_ascii_uppercase());
         CaseError::invalid(
@@ -159,11 +157,11 @@ fn nationality(text: &str) -> R<CountryCode> {
     })
 }
 
-fn department(text: &str, field: &'static str) -> R<Department> {
+fn department(text: &str, field: &'static str) -> Result<Department, CaseError> {
     Department::parse(text).ok_or_else(|| CaseError::invalid(field, "not a DIVIPOLA department code"))
 }
 
-fn municipality(text: &str, dept: Department, field: &'static str) -> R<Municipality> {
+fn municipality(text: &str, dept: Department, field: &'static str) -> Result<Municipality, CaseError> {
     if text.len() != 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(CaseError::invalid(field, "not a 5-digit DIVIPOLA code"));
     }
@@ -183,7 +181,7 @@ fn municipality(text: &str, dept: Department, field: &'static str) -> R<Municipa
 }
 
 /// Validates identifying data; returns it with the birth date.
-pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity, Date)> {
+pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> Result<(Identity, Date), CaseError> {
     let p = p.ok_or_else(|| CaseError::invalid("person", "required"))?;
     let birth = date(&p.birth_date, "person.birth_date")?;
     if birth > today {
@@ -258,7 +256,11 @@ fn document_types(identity: &Identity) -> Vec<DocumentType> {
         .collect()
 }
 
-pub(super) fn register(m: pb::RegisterPersonRequest, on: Date, today: Date) -> R<PendingCommand> {
+pub(super) fn register(
+    m: pb::RegisterPersonRequest,
+    on: Date,
+    today: Date,
+) -> Result<PendingCommand, CaseError> {
     let (identity, birth) = identity(m.person, today)?;
     let dept = department(&m.department, "department")?;
     let command = Command::RegisterPerson {
@@ -279,7 +281,7 @@ pub(super) fn update_personal_data(
     m: pb::UpdatePersonalDataRequest,
     on: Date,
     today: Date,
-) -> R<PendingCommand> {
+) -> Result<PendingCommand, CaseError> {
     let (identity, _) = identity(m.person, today)?;
     let command = Command::UpdatePersonalData {
         on,
@@ -289,7 +291,7 @@ pub(super) fn update_personal_data(
     Ok(PendingCommand::UpdatePersonalData { identity, command })
 }
 
-pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::PreRegister {
         on,
         channel: {
@@ -307,7 +309,7 @@ pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> R<PendingComm
     }))
 }
 
-pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> Result<PendingCommand, CaseError> {
     if !(1..=HOUSEHOLD_SIZE_MAX).contains(&m.household_size) {
         return Err(CaseError::invalid(
             "household_size",
@@ -327,7 +329,10 @@ pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> R<Pendi
     }))
 }
 
-pub(super) fn schedule_biometrics(m: pb::ScheduleBiometricsRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn schedule_biometrics(
+    m: pb::ScheduleBiometricsRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::ScheduleBiometrics {
         on,
         appointment_on: date(&m.appointment_on, "appointment_on")?,
@@ -335,7 +340,10 @@ pub(super) fn schedule_biometrics(m: pb::ScheduleBiometricsRequest, on: Date) ->
     }))
 }
 
-pub(super) fn biometric_capture(m: pb::RecordBiometricCaptureRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn biometric_capture(
+    m: pb::RecordBiometricCaptureRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     let biometric_ref: [u8; 32] = m
         .biometric_ref
         .as_slice()
@@ -349,14 +357,17 @@ pub(super) fn biometric_capture(m: pb::RecordBiometricCaptureRequest, on: Date) 
     }))
 }
 
-pub(super) fn request_information(m: pb::RequestInformationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn request_information(
+    m: pb::RequestInformationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::RequestInformation {
         on,
         reason: code(&m.reason, "reason")?,
     }))
 }
 
-pub(super) fn deny(m: pb::DenyRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn deny(m: pb::DenyRequest, on: Date) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::Deny {
         on,
         reason: from_wire!(
@@ -369,7 +380,7 @@ pub(super) fn deny(m: pb::DenyRequest, on: Date) -> R<PendingCommand> {
     }))
 }
 
-pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> Result<PendingCommand, CaseError> {
     displayable(&m.permit_number, "permit_number")?;
     let permit_number = crate::pii::normalize("PPT", &m.permit_number)
         .map_err(|_| CaseError::invalid("permit_number", document_number_rule()))?;
@@ -383,7 +394,10 @@ pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingComm
     })
 }
 
-pub(super) fn supersede_by_visa(m: pb::SupersedeByVisaRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn supersede_by_visa(
+    m: pb::SupersedeByVisaRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     displayable(&m.visa_number, "visa_number")?;
     let visa_number = crate::pii::normalize("VISA", &m.visa_number)
         .map_err(|_| CaseError::invalid("visa_number", document_number_rule()))?;
@@ -397,11 +411,11 @@ pub(super) fn supersede_by_visa(m: pb::SupersedeByVisaRequest, on: Date) -> R<Pe
     })
 }
 
-pub(super) fn interim(m: &pb::InterimCertificateRequest) -> R<Date> {
+pub(super) fn interim(m: &pb::InterimCertificateRequest) -> Result<Date, CaseError> {
     date(&m.valid_until, "valid_until")
 }
 
-pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> R<DuplicateCause> {
+pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> Result<DuplicateCause, CaseError> {
     Ok(from_wire!(
         pb::DuplicateCause,
         DuplicateCause,
@@ -411,7 +425,7 @@ pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> R<DuplicateCau
     ))
 }
 
-pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> R<CancellationGround> {
+pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> Result<CancellationGround, CaseError> {
     Ok(from_wire!(
         pb::CancellationGround,
         CancellationGround,
@@ -421,7 +435,7 @@ pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> R<Cancellation
     ))
 }
 
-pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> Result<PendingCommand, CaseError> {
     let dept = department(&m.department, "department")?;
     Ok(PendingCommand::Plain(Command::UpdateResidence {
         on,
@@ -430,7 +444,10 @@ pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> R<Pen
     }))
 }
 
-pub(super) fn request_certification(m: pb::RequestCertificationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn request_certification(
+    m: pb::RequestCertificationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::RequestCertification {
         on,
         route: from_wire!(
@@ -444,14 +461,17 @@ pub(super) fn request_certification(m: pb::RequestCertificationRequest, on: Date
     }))
 }
 
-pub(super) fn certification_id(id: u32) -> R<u32> {
+pub(super) fn certification_id(id: u32) -> Result<u32, CaseError> {
     if id == 0 {
         return Err(CaseError::invalid("certification_id", "required"));
     }
     Ok(id)
 }
 
-pub(super) fn award_certification(m: pb::AwardCertificationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn award_certification(
+    m: pb::AwardCertificationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::AwardCertification {
         certification_id: certification_id(m.certification_id)?,
         on,
@@ -460,7 +480,10 @@ pub(super) fn award_certification(m: pb::AwardCertificationRequest, on: Date) ->
     }))
 }
 
-pub(super) fn deny_certification(m: pb::DenyCertificationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn deny_certification(
+    m: pb::DenyCertificationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::DenyCertification {
         certification_id: certification_id(m.certification_id)?,
         on,
@@ -468,13 +491,13 @@ pub(super) fn deny_certification(m: pb::DenyCertificationRequest, on: Date) -> R
     }))
 }
 
-pub(super) fn exit_kind(m: &pb::RecordExitRequest) -> R<ExitKind> {
+pub(super) fn exit_kind(m: &pb::RecordExitRequest) -> Result<ExitKind, CaseError> {
     Ok(from_wire!(pb::ExitKind, ExitKind, "EXIT_KIND_", m.kind, "kind"))
 }
 
 /// The destination of a departure: empty (not known) or an assigned ISO
 /// 3166-1 alpha-3 code (the ICAO nationality codes are not countries).
-pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> R<Option<CountryCode>> {
+pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> Result<Option<CountryCode>, CaseError> {
     if m.destination.is_empty() {
         return Ok(None);
     }
@@ -489,11 +512,11 @@ pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> R<Option<CountryCod
         })
 }
 
-pub(super) fn legal_basis(m: &pb::ErasePersonRequest) -> R<String> {
+pub(super) fn legal_basis(m: &pb::ErasePersonRequest) -> Result<String, CaseError> {
     code(&m.legal_basis, "legal_basis")
 }
 
-pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> R<(String, String)> {
+pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> Result<(String, String), CaseError> {
     let d = d.ok_or_else(|| CaseError::invalid("document", "required"))?;
     let kind = from_wire!(
         pb::DocumentType,
@@ -505,7 +528,7 @@ pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> R<(String, Stri
     Ok((kind.as_str().to_string(), d.number))
 }
 
-pub(super) fn purpose(p: &str) -> R<String> {
+pub(super) fn purpose(p: &str) -> Result<String, CaseError> {
     displayable(p, "purpose")?;
     let p = p.trim();
     // A code (recorded in the access event), so no name can be typed into it.

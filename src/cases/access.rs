@@ -52,8 +52,8 @@ impl Cases {
                 payload,
             }],
         };
-        let appended = self.inner.appender.append(request).await?;
-        (self.inner.access_events)
+        let appended = self.shared.appender.append(request).await?;
+        (self.shared.access_events)
             .get_or_create(&[("operation", record.operation)])
             .inc();
         Ok(appended)
@@ -68,7 +68,7 @@ impl Cases {
         loop {
             let from = out.len() as u64 + 1;
             let page = self
-                .inner
+                .shared
                 .store
                 .read_stream(&stream, from, crate::limits::READ_PAGE_EVENTS_MAX)?;
             if page.is_empty() {

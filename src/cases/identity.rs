@@ -46,8 +46,8 @@ impl std::fmt::Debug for Identity {
 impl Cases {
     /// Removes the key of a registration that recorded nothing.
     pub(super) fn discard_unused_key(&self, case_id: &str) {
-        if matches!(self.inner.store.stream_version(case_id), Ok(0)) {
-            if let Err(e) = self.inner.keys.discard_unused(case_id) {
+        if matches!(self.shared.store.stream_version(case_id), Ok(0)) {
+            if let Err(e) = self.shared.keys.discard_unused(case_id) {
                 tracing::warn!(error = %e, "could not discard the key of a refused registration");
             }
         }
@@ -56,7 +56,7 @@ impl Cases {
     /// The key of a case being registered: created on first use; a retry (or a
     /// concurrent copy of the same request) finds it. An erased case's key never comes back.
     pub(super) fn registration_key(&self, case_id: &str) -> Result<DataKey, CaseError> {
-        let keys = &self.inner.keys;
+        let keys = &self.shared.keys;
         if let Some(k) = keys.get(case_id)? {
             return Ok(k);
         }

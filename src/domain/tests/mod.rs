@@ -7,11 +7,11 @@ mod family;
 mod lifecycle;
 mod next_steps;
 mod person;
+mod person_status;
 mod props;
 mod refused_application;
 mod refused_permit;
 mod refused_person;
-mod status;
 
 use super::*;
 
