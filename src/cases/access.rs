@@ -17,13 +17,19 @@ pub const ACCESS_EVENT_TYPE: &str = "PersonalDataAccessed";
 /// `access:<case id>`), as the data subject's report shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessEntry {
+    /// The access event's seq in the log.
     pub seq: u64,
+    /// When it was recorded (Unix microseconds).
     pub recorded_at_us: i64,
     /// The principal who read: user id and office (staff, never the subject).
     pub user: String,
+    /// The reader's office.
     pub office: String,
+    /// The reader's role.
     pub role: String,
+    /// What was read: the RPC (`GetCase`, `FindCasesByDocument`, ...).
     pub operation: String,
+    /// The purpose the reader stated.
     pub purpose: String,
 }
 

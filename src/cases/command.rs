@@ -14,10 +14,13 @@ use crate::log::{Actor, AppendError, AppendRequest, Appended, ExpectedVersion, N
 /// Who asks, under which idempotency key, on which case and version.
 #[derive(Clone, Debug)]
 pub struct CommandContext {
+    /// The idempotency key: a retry with the same key gets the original's answer.
     pub request_id: String,
     /// `None` for a registration (the case id is derived from the request id).
     pub case_id: Option<String>,
+    /// The case version the caller last read (0 for a registration); the append is refused if the case moved on.
     pub expected_version: u64,
+    /// The principal acting, recorded in every event.
     pub actor: Actor,
     /// The date the command is decided on (business dates may not be later).
     pub today: Date,
@@ -49,9 +52,13 @@ pub enum PendingCommand {
 /// What a command did.
 #[derive(Debug, Clone)]
 pub struct CommandOutcome {
+    /// The case acted on (assigned by a registration).
     pub case_id: String,
+    /// Where the events went in the log (seqs and the case's new version).
     pub appended: Appended,
+    /// The case after the command.
     pub state: CaseState,
+    /// The types of the events recorded, in order.
     pub event_types: Vec<&'static str>,
 }
 

@@ -26,15 +26,23 @@ use crate::log::{AppendError, AppendRequest, Appended};
 /// What a link command did: the case named in the header first, then the other.
 #[derive(Debug, Clone)]
 pub struct LinkOutcome {
+    /// The link's id (shared by both cases' events).
     pub link_id: String,
+    /// The case named in the header.
     pub case_id: String,
+    /// Where that case's events went in the log.
     pub appended: Appended,
+    /// That case after the command.
     pub state: CaseState,
+    /// The other case of the link.
     pub other_case_id: String,
+    /// Where the other case's events went in the log.
     pub other_appended: Appended,
+    /// The other case after the command.
     pub other_state: CaseState,
     /// Event types recorded on the case of the header, and on the other.
     pub event_types: Vec<&'static str>,
+    /// Event types recorded on the other case.
     pub other_event_types: Vec<&'static str>,
 }
 

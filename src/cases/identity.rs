@@ -20,6 +20,7 @@ pub const FIELD_VISA_NUMBER: &str = "visa_number";
 pub struct IdentityDocument {
     /// Stored code of the [`DocumentType`](crate::domain::DocumentType).
     pub doc_type: String,
+    /// The document number, normalized (`pii::normalize`).
     pub number: String,
 }
 
@@ -27,13 +28,19 @@ pub struct IdentityDocument {
 /// before it reaches the log; never logged (`Debug` is redacted).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Identity {
+    /// Given names, trimmed.
     pub given_names: String,
+    /// Family names, trimmed.
     pub family_names: String,
     /// ISO date.
     pub birth_date: String,
+    /// Identity documents presented (at least one, no two alike).
     pub documents: Vec<IdentityDocument>,
+    /// Phone number (may be empty).
     pub phone: String,
+    /// E-mail address (may be empty).
     pub email: String,
+    /// Postal address (may be empty).
     pub address: String,
 }
 

@@ -48,12 +48,19 @@ const CASE_EVENTS_MAX: usize = crate::limits::READ_PAGE_EVENTS_MAX;
 /// A case as read back: state, version, identity in clear (unless erased),
 /// and its events.
 pub struct CaseView {
+    /// The case id.
     pub case_id: String,
+    /// The case's version (events in its stream) when read.
     pub version: u64,
+    /// The case folded over every event read.
     pub state: CaseState,
+    /// The person's identifying data opened (`None` once erased, or before registration).
     pub identity: Option<Identity>,
+    /// The latest permit's number opened (`None` once erased, or without a permit).
     pub permit_number: Option<String>,
+    /// The visa's number opened (`None` once erased, or without a visa).
     pub visa_number: Option<String>,
+    /// The case's events: as stored, and decoded.
     pub events: Vec<(crate::log::StoredEvent, Event)>,
 }
 

@@ -92,17 +92,25 @@ pub struct StatsArgs {
 /// A checked `registry stats` question.
 #[derive(Clone, Debug)]
 pub struct Question {
+    /// The statistic asked for.
     pub kind: TableKind,
+    /// The date to count on (`None`: today, or the latest business date
+    /// applied if later).
     pub as_of: Option<Date>,
+    /// The log position to replay up to (`None`: no replay, the projection).
     pub as_of_seq: Option<u64>,
+    /// Caseload: the breakdown and filters.
     pub caseload: CaseloadQuery,
     /// Certifications: the breakdown, in the order route, sector, stage.
     /// Series: up to two dimensions, in the order asked.
     pub breakdown: Vec<&'static str>,
+    /// Series: the metric counted.
     pub metric: Option<Metric>,
     /// Month indexes and their text.
     pub from: Option<(u32, String)>,
+    /// The last month asked for (index and text).
     pub to: Option<(u32, String)>,
+    /// Apply disclosure control.
     pub published: bool,
 }
 

@@ -46,6 +46,7 @@ pub use suppress::SuppressionRules;
 /// A labelled count, for series, funnel, expiring permits and certifications.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Point {
+    /// The label of the count (a month, a stage, a route...).
     pub label: String,
     /// `None` when suppressed.
     pub count: Option<u64>,
@@ -54,10 +55,15 @@ pub struct Point {
 /// A list answer with the position it reflects.
 #[derive(Clone, Debug, Serialize)]
 pub struct Points {
+    /// What the points count.
     pub what: String,
+    /// The counts, in the order of their labels.
     pub points: Vec<Point>,
+    /// Log position reflected.
     pub seq: u64,
+    /// The chain hash at `seq`, hex.
     pub hash: String,
+    /// Date the statuses and ages are counted on.
     pub as_of_date: String,
 }
 

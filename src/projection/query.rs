@@ -197,7 +197,9 @@ pub const GUARDIAN_CODES: [&str; 2] = ["NONE", "LINKED"];
 /// A filter: the dimension must take one of the values (codes as shown).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Filter {
+    /// The dimension filtered on.
     pub dim: Dim,
+    /// The codes accepted (any of them).
     pub values: Vec<String>,
 }
 
@@ -218,7 +220,9 @@ impl Filter {
 /// A caseload question.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CaseloadQuery {
+    /// The breakdown dimensions, in the order of each row's values.
     pub by: Vec<Dim>,
+    /// Filters every counted person passes (all of them).
     pub filters: Vec<Filter>,
     /// Apply disclosure control.
     pub published: bool,
@@ -236,7 +240,9 @@ pub struct Row {
 /// A caseload answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Table {
+    /// The breakdown dimensions, in the order of each row's values.
     pub dims: Vec<Dim>,
+    /// One row per combination of values that has persons.
     pub rows: Vec<Row>,
     /// Persons matching the filters (`None` when suppressed).
     pub total: Option<u64>,
@@ -244,8 +250,11 @@ pub struct Table {
     pub as_of_date: String,
     /// Log position reflected.
     pub seq: u64,
+    /// The chain hash at `seq`, hex.
     pub hash: String,
+    /// Whether disclosure control was applied.
     pub published: bool,
+    /// Cells hidden by disclosure control.
     pub suppressed_cells: usize,
 }
 
