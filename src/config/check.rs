@@ -33,6 +33,7 @@ pub enum ReportFormat {
 pub struct Problem {
     /// The key (`tls.cert`), or an environment variable's name.
     pub key: String,
+    /// What is wrong, and what to do.
     pub message: String,
 }
 

@@ -80,6 +80,7 @@ pub const FOLLOWERS: [&str; 5] = ["tail_verifier", "case_files", "merkle", "stat
 
 /// What the scrape-time gauges are read from.
 pub struct Sources {
+    /// The store: head, trees and disk.
     pub store: Store,
     /// Why the writer stopped taking appends, once it has.
     pub writer_failed: watch::Receiver<Option<String>>,

@@ -18,6 +18,7 @@ pub const SOURCES_JSON: &str = "sources.json";
 /// One regional total.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionalRow {
+    /// The status code.
     pub status: String,
     /// The exact sum, when every source published its cell.
     pub value: Option<u64>,

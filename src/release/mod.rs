@@ -59,7 +59,9 @@ fn internal(e: impl std::fmt::Display) -> ReleaseError {
 /// A release: its files (sorted by name) and the position it reflects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
+    /// The log position the release reflects (its checkpoint's size).
     pub seq: u64,
+    /// Its files (name, content), sorted by name.
     pub files: Vec<(String, Vec<u8>)>,
 }
 
