@@ -27,16 +27,22 @@ pub struct LogBenchOptions {
     pub duration: Duration,
     /// Concurrency levels (appenders) to measure.
     pub appenders: Vec<usize>,
+    /// How each group commit reaches disk.
     pub sync: SyncMode,
 }
 
 /// One measured concurrency level.
 #[derive(Clone, Debug)]
 pub struct AppendFigures {
+    /// Concurrent appenders.
     pub appenders: usize,
+    /// Events appended.
     pub events: u64,
+    /// Events appended per second.
     pub events_per_s: f64,
+    /// Median append latency, microseconds.
     pub p50_us: u64,
+    /// 99th percentile append latency, microseconds.
     pub p99_us: u64,
 }
 

@@ -31,6 +31,46 @@ pub const REQUEST_ID_BYTES_MAX: usize = 64;
 /// Actor user id and office: 1..=64 bytes of printable ASCII without spaces.
 pub const ACTOR_FIELD_BYTES_MAX: usize = 64;
 
+// --- Caseworker requests (src/api/convert.rs, src/api/mod.rs) ---
+
+/// A code field of a request (a reason, a ground, a site): 1..=32 bytes of
+/// `[A-Z0-9_-]`.
+pub const CODE_BYTES_MAX: usize = 32;
+/// The purpose of a personal-data read (recorded in its access event): a
+/// code of 1..=64 bytes of `[A-Za-z0-9_.:-]`.
+pub const ACCESS_PURPOSE_BYTES_MAX: usize = 64;
+/// Identity documents one person may present.
+pub const PERSON_DOCUMENTS_MAX: usize = 8;
+/// Given names, and separately family names, in characters (after trimming).
+pub const PERSON_NAMES_CHARS_MAX: usize = 100;
+/// A phone number, in characters (after trimming).
+pub const PERSON_PHONE_CHARS_MAX: usize = 32;
+/// An e-mail address, in characters (after trimming; RFC 5321's 254).
+pub const PERSON_EMAIL_CHARS_MAX: usize = 254;
+/// A postal address, in characters (after trimming).
+pub const PERSON_ADDRESS_CHARS_MAX: usize = 200;
+/// A birth date lies at most this many years before the business date.
+pub const BIRTH_DATE_YEARS_AGO_MAX: i64 = 120;
+/// Largest household a survey may record (at least 1).
+pub const HOUSEHOLD_SIZE_MAX: u32 = 30;
+/// A normalized identity document number, in ASCII letters and digits
+/// (`pii::normalize`; the blind index is computed over it).
+pub const DOCUMENT_NUMBER_CHARS_MAX: usize = 32;
+/// A document type code, in ASCII characters (`pii::normalize_doc_type`).
+pub const DOCUMENT_TYPE_CHARS_MAX: usize = 32;
+/// The most recent events a `GetCase` answer lists as the case's history
+/// (`ListCaseEvents` pages through all of them).
+pub const CASE_HISTORY_EVENTS_MAX: usize = 1000;
+/// Events per `ListCaseEvents` page when the request gives no limit.
+pub const CASE_EVENTS_PAGE_DEFAULT: usize = 100;
+/// Largest `ListCaseEvents` page.
+pub const CASE_EVENTS_PAGE_MAX: u32 = 1000;
+/// Characters of an unknown code or value an error message repeats back (an
+/// unknown dimension, metric, code or month).
+pub const ECHOED_VALUE_CHARS_MAX: usize = 40;
+/// Characters of an unparsable date an error message repeats back.
+pub const ECHOED_DATE_CHARS_MAX: usize = 32;
+
 /// Records one chunk (one sled value of the store's `log` tree) holds at most.
 pub const CHUNK_EVENTS_MAX: usize = 256;
 /// A chunk is closed before a record would take it past this many bytes
@@ -54,6 +94,14 @@ pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest page a global or per-stream read returns.
 pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
+
+/// Entries `copy_store` writes to the target per sled batch.
+pub const COPY_STORE_BATCH_ENTRIES: u64 = 10_000;
+/// Times opening a store retries while another process (or a closing
+/// handle) holds sled's lock, [`STORE_LOCK_RETRY_MS`] apart.
+pub const STORE_LOCK_RETRIES: u32 = 50;
+/// Pause between two attempts to take a store's lock.
+pub const STORE_LOCK_RETRY_MS: u64 = 100;
 
 /// Streams whose current version the writer keeps in memory (cleared when full).
 pub const STREAM_VERSION_CACHE_MAX: usize = 262_144;
@@ -85,6 +133,9 @@ pub const AUDIT_TAIL_BUFFER_EVENTS: usize = 256;
 pub const AUDIT_TAIL_STREAMS_MAX: usize = 64;
 /// Concurrent `VerifyLog` runs (each walks the whole log).
 pub const AUDIT_VERIFY_RUNS_MAX: usize = 2;
+/// Progress messages a `VerifyLog` stream buffers for a slow reader before
+/// the walk waits.
+pub const AUDIT_VERIFY_PROGRESS_BUFFER: usize = 16;
 /// A `VerifyLog` progress message every this many events.
 pub const AUDIT_VERIFY_PROGRESS_EVERY: u64 = 65_536;
 /// Default interval between periodic checkpoints, in seconds.

@@ -8,8 +8,11 @@ use crate::domain::{
     Department, DocumentType, DuplicateCause, EligibilityBasis, ExitKind, Municipality, PersonStatus, Sealed,
     Sector, Sex,
 };
-
-type R<T> = Result<T, CaseError>;
+use crate::limits::{
+    ACCESS_PURPOSE_BYTES_MAX, BIRTH_DATE_YEARS_AGO_MAX, CASE_HISTORY_EVENTS_MAX, CODE_BYTES_MAX,
+    DOCUMENT_NUMBER_CHARS_MAX, HOUSEHOLD_SIZE_MAX, PERSON_ADDRESS_CHARS_MAX, PERSON_DOCUMENTS_MAX,
+    PERSON_EMAIL_CHARS_MAX, PERSON_NAMES_CHARS_MAX, PERSON_PHONE_CHARS_MAX,
+};
 
 /// Maps a prost enum value to the domain enum with the same code.
 macro_rules! from_wire {
@@ -33,11 +36,11 @@ macro_rules! to_wire {
     };
 }
 
-pub(super) fn date(text: &str, field: &'static str) -> R<Date> {
+pub(super) fn date(text: &str, field: &'static str) -> Result<Date, CaseError> {
     Date::parse(text).ok_or_else(|| CaseError::invalid(field, "expected a date YYYY-MM-DD"))
 }
 
-fn optional_date(text: &str, field: &'static str) -> R<Option<Date>> {
+fn optional_date(text: &str, field: &'static str) -> Result<Option<Date>, CaseError> {
     if text.is_empty() {
         Ok(None)
     } else {
@@ -46,7 +49,7 @@ fn optional_date(text: &str, field: &'static str) -> R<Option<Date>> {
 }
 
 /// The business date of a command: the header's, or today; never in the future.
-pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
+pub(super) fn business_date(text: &str, today: Date) -> Result<Date, CaseError> {
     let on = optional_date(text, "header.on")?.unwrap_or(today);
     if on > today {
         return Err(CaseError::invalid("header.on", "is in the future"));
@@ -54,14 +57,17 @@ pub(super) fn business_date(text: &str, today: Date) -> R<Date> {
     Ok(on)
 }
 
-/// A code: 1..=32 characters of `[A-Z0-9_-]`.
-pub(super) fn code(text: &str, field: &'static str) -> R<String> {
+/// A code: 1..=[`CODE_BYTES_MAX`] characters of `[A-Z0-9_-]`.
+pub(super) fn code(text: &str, field: &'static str) -> Result<String, CaseError> {
     displayable(text, field)?;
     if text.is_empty() {
         return Err(CaseError::invalid(field, "required"));
     }
-    if text.len() > 32 {
-        return Err(CaseError::invalid(field, "longer than 32 characters"));
+    if text.len() > CODE_BYTES_MAX {
+        return Err(CaseError::invalid(
+            field,
+            format!("longer than {CODE_BYTES_MAX} characters"),
+        ));
     }
     if !text
         .bytes()
@@ -72,9 +78,14 @@ pub(super) fn code(text: &str, field: &'static str) -> R<String> {
     Ok(text.to_string())
 }
 
+/// Why a document, permit or visa number was refused by `pii::normalize`.
+fn document_number_rule() -> String {
+    format!("1..{DOCUMENT_NUMBER_CHARS_MAX} letters or digits")
+}
+
 /// Free text of personal data: bounded, nothing that hides or reorders what
 /// is shown ([`displayable`]), trimmed.
-fn text(value: &str, field: &'static str, max: usize, required: bool) -> R<String> {
+fn text(value: &str, field: &'static str, max: usize, required: bool) -> Result<String, CaseError> {
     displayable(value, field)?;
     let v = value.trim();
     if required && v.is_empty() {
@@ -114,7 +125,7 @@ const HIDDEN_CHARACTERS: [(char, char); 14] = [
 
 /// Refuses, naming `field`, a string that will be shown to people and holds
 /// one of [`HIDDEN_CHARACTERS`]. Every such field passes here.
-pub(super) fn displayable(value: &str, field: &'static str) -> R<()> {
+pub(super) fn displayable(value: &str, field: &'static str) -> Result<(), CaseError> {
     match value
         .chars()
         .find(|&c| HIDDEN_CHARACTERS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c)))
@@ -132,7 +143,7 @@ pub(super) fn displayable(value: &str, field: &'static str) -> R<()> {
 
 /// An assigned ISO 3166-1 alpha-3 code, or an ICAO code for a stateless
 /// person or a refugee (`XXA`, `XXB`, `XXC`, `XXX`).
-fn nationality(text: &str) -> R<CountryCode> {
+fn nationality(text: &str) -> Result<CountryCode, CaseError> {
     CountryCode::parse(text).ok_or_else(|| {
         let well_formed = text.len() == 3 && text.bytes().all(|b| b.is_ascii_uppercase());
         CaseError::invalid(
@@ -146,11 +157,11 @@ fn nationality(text: &str) -> R<CountryCode> {
     })
 }
 
-fn department(text: &str, field: &'static str) -> R<Department> {
+fn department(text: &str, field: &'static str) -> Result<Department, CaseError> {
     Department::parse(text).ok_or_else(|| CaseError::invalid(field, "not a DIVIPOLA department code"))
 }
 
-fn municipality(text: &str, dept: Department, field: &'static str) -> R<Municipality> {
+fn municipality(text: &str, dept: Department, field: &'static str) -> Result<Municipality, CaseError> {
     if text.len() != 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(CaseError::invalid(field, "not a 5-digit DIVIPOLA code"));
     }
@@ -170,14 +181,17 @@ fn municipality(text: &str, dept: Department, field: &'static str) -> R<Municipa
 }
 
 /// Validates identifying data; returns it with the birth date.
-pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity, Date)> {
+pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> Result<(Identity, Date), CaseError> {
     let p = p.ok_or_else(|| CaseError::invalid("person", "required"))?;
     let birth = date(&p.birth_date, "person.birth_date")?;
     if birth > today {
         return Err(CaseError::invalid("person.birth_date", "is in the future"));
     }
-    if birth < today.add_months(-12 * 120) {
-        return Err(CaseError::invalid("person.birth_date", "more than 120 years ago"));
+    if birth < today.add_months(-12 * BIRTH_DATE_YEARS_AGO_MAX) {
+        return Err(CaseError::invalid(
+            "person.birth_date",
+            format!("more than {BIRTH_DATE_YEARS_AGO_MAX} years ago"),
+        ));
     }
     if p.documents.is_empty() {
         return Err(CaseError::invalid(
@@ -185,8 +199,11 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
             "at least one document is required",
         ));
     }
-    if p.documents.len() > 8 {
-        return Err(CaseError::invalid("person.documents", "at most 8 documents"));
+    if p.documents.len() > PERSON_DOCUMENTS_MAX {
+        return Err(CaseError::invalid(
+            "person.documents",
+            format!("at most {PERSON_DOCUMENTS_MAX} documents"),
+        ));
     }
     let mut documents: Vec<IdentityDocument> = Vec::with_capacity(p.documents.len());
     for d in &p.documents {
@@ -199,7 +216,7 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
         );
         displayable(&d.number, "person.documents.number")?;
         let number = crate::pii::normalize(kind.as_str(), &d.number)
-            .map_err(|_| CaseError::invalid("person.documents.number", "1..32 letters or digits"))?;
+            .map_err(|_| CaseError::invalid("person.documents.number", document_number_rule()))?;
         if documents
             .iter()
             .any(|x| x.doc_type == kind.as_str() && x.number == number)
@@ -215,13 +232,18 @@ pub(super) fn identity(p: Option<pb::PersonalData>, today: Date) -> R<(Identity,
         return Err(CaseError::invalid("person.email", "not an e-mail address"));
     }
     let identity = Identity {
-        given_names: text(&p.given_names, "person.given_names", 100, true)?,
-        family_names: text(&p.family_names, "person.family_names", 100, true)?,
+        given_names: text(&p.given_names, "person.given_names", PERSON_NAMES_CHARS_MAX, true)?,
+        family_names: text(
+            &p.family_names,
+            "person.family_names",
+            PERSON_NAMES_CHARS_MAX,
+            true,
+        )?,
         birth_date: birth.to_string(),
         documents,
-        phone: text(&p.phone, "person.phone", 32, false)?,
-        email: text(&p.email, "person.email", 254, false)?,
-        address: text(&p.address, "person.address", 200, false)?,
+        phone: text(&p.phone, "person.phone", PERSON_PHONE_CHARS_MAX, false)?,
+        email: text(&p.email, "person.email", PERSON_EMAIL_CHARS_MAX, false)?,
+        address: text(&p.address, "person.address", PERSON_ADDRESS_CHARS_MAX, false)?,
     };
     Ok((identity, birth))
 }
@@ -234,7 +256,11 @@ fn document_types(identity: &Identity) -> Vec<DocumentType> {
         .collect()
 }
 
-pub(super) fn register(m: pb::RegisterPersonRequest, on: Date, today: Date) -> R<PendingCommand> {
+pub(super) fn register(
+    m: pb::RegisterPersonRequest,
+    on: Date,
+    today: Date,
+) -> Result<PendingCommand, CaseError> {
     let (identity, birth) = identity(m.person, today)?;
     let dept = department(&m.department, "department")?;
     let command = Command::RegisterPerson {
@@ -255,7 +281,7 @@ pub(super) fn update_personal_data(
     m: pb::UpdatePersonalDataRequest,
     on: Date,
     today: Date,
-) -> R<PendingCommand> {
+) -> Result<PendingCommand, CaseError> {
     let (identity, _) = identity(m.person, today)?;
     let command = Command::UpdatePersonalData {
         on,
@@ -265,7 +291,7 @@ pub(super) fn update_personal_data(
     Ok(PendingCommand::UpdatePersonalData { identity, command })
 }
 
-pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::PreRegister {
         on,
         channel: {
@@ -283,9 +309,12 @@ pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> R<PendingComm
     }))
 }
 
-pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> R<PendingCommand> {
-    if !(1..=30).contains(&m.household_size) {
-        return Err(CaseError::invalid("household_size", "must be 1..30"));
+pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> Result<PendingCommand, CaseError> {
+    if !(1..=HOUSEHOLD_SIZE_MAX).contains(&m.household_size) {
+        return Err(CaseError::invalid(
+            "household_size",
+            format!("must be 1..{HOUSEHOLD_SIZE_MAX}"),
+        ));
     }
     let sector = if m.sector == 0 {
         None
@@ -300,7 +329,10 @@ pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> R<Pendi
     }))
 }
 
-pub(super) fn schedule_biometrics(m: pb::ScheduleBiometricsRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn schedule_biometrics(
+    m: pb::ScheduleBiometricsRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::ScheduleBiometrics {
         on,
         appointment_on: date(&m.appointment_on, "appointment_on")?,
@@ -308,7 +340,10 @@ pub(super) fn schedule_biometrics(m: pb::ScheduleBiometricsRequest, on: Date) ->
     }))
 }
 
-pub(super) fn biometric_capture(m: pb::RecordBiometricCaptureRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn biometric_capture(
+    m: pb::RecordBiometricCaptureRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     let biometric_ref: [u8; 32] = m
         .biometric_ref
         .as_slice()
@@ -322,14 +357,17 @@ pub(super) fn biometric_capture(m: pb::RecordBiometricCaptureRequest, on: Date) 
     }))
 }
 
-pub(super) fn request_information(m: pb::RequestInformationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn request_information(
+    m: pb::RequestInformationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::RequestInformation {
         on,
         reason: code(&m.reason, "reason")?,
     }))
 }
 
-pub(super) fn deny(m: pb::DenyRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn deny(m: pb::DenyRequest, on: Date) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::Deny {
         on,
         reason: from_wire!(
@@ -342,10 +380,10 @@ pub(super) fn deny(m: pb::DenyRequest, on: Date) -> R<PendingCommand> {
     }))
 }
 
-pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> Result<PendingCommand, CaseError> {
     displayable(&m.permit_number, "permit_number")?;
     let permit_number = crate::pii::normalize("PPT", &m.permit_number)
-        .map_err(|_| CaseError::invalid("permit_number", "1..32 letters or digits"))?;
+        .map_err(|_| CaseError::invalid("permit_number", document_number_rule()))?;
     Ok(PendingCommand::IssuePermit {
         permit_number,
         command: Command::IssuePermit {
@@ -356,10 +394,13 @@ pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> R<PendingComm
     })
 }
 
-pub(super) fn supersede_by_visa(m: pb::SupersedeByVisaRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn supersede_by_visa(
+    m: pb::SupersedeByVisaRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     displayable(&m.visa_number, "visa_number")?;
     let visa_number = crate::pii::normalize("VISA", &m.visa_number)
-        .map_err(|_| CaseError::invalid("visa_number", "1..32 letters or digits"))?;
+        .map_err(|_| CaseError::invalid("visa_number", document_number_rule()))?;
     Ok(PendingCommand::SupersedeByVisa {
         visa_number,
         command: Command::SupersedeByVisa {
@@ -370,11 +411,11 @@ pub(super) fn supersede_by_visa(m: pb::SupersedeByVisaRequest, on: Date) -> R<Pe
     })
 }
 
-pub(super) fn interim(m: &pb::InterimCertificateRequest) -> R<Date> {
+pub(super) fn interim(m: &pb::InterimCertificateRequest) -> Result<Date, CaseError> {
     date(&m.valid_until, "valid_until")
 }
 
-pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> R<DuplicateCause> {
+pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> Result<DuplicateCause, CaseError> {
     Ok(from_wire!(
         pb::DuplicateCause,
         DuplicateCause,
@@ -384,7 +425,7 @@ pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> R<DuplicateCau
     ))
 }
 
-pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> R<CancellationGround> {
+pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> Result<CancellationGround, CaseError> {
     Ok(from_wire!(
         pb::CancellationGround,
         CancellationGround,
@@ -394,7 +435,7 @@ pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> R<Cancellation
     ))
 }
 
-pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> Result<PendingCommand, CaseError> {
     let dept = department(&m.department, "department")?;
     Ok(PendingCommand::Plain(Command::UpdateResidence {
         on,
@@ -403,7 +444,10 @@ pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> R<Pen
     }))
 }
 
-pub(super) fn request_certification(m: pb::RequestCertificationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn request_certification(
+    m: pb::RequestCertificationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::RequestCertification {
         on,
         route: from_wire!(
@@ -417,14 +461,17 @@ pub(super) fn request_certification(m: pb::RequestCertificationRequest, on: Date
     }))
 }
 
-pub(super) fn certification_id(id: u32) -> R<u32> {
+pub(super) fn certification_id(id: u32) -> Result<u32, CaseError> {
     if id == 0 {
         return Err(CaseError::invalid("certification_id", "required"));
     }
     Ok(id)
 }
 
-pub(super) fn award_certification(m: pb::AwardCertificationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn award_certification(
+    m: pb::AwardCertificationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::AwardCertification {
         certification_id: certification_id(m.certification_id)?,
         on,
@@ -433,7 +480,10 @@ pub(super) fn award_certification(m: pb::AwardCertificationRequest, on: Date) ->
     }))
 }
 
-pub(super) fn deny_certification(m: pb::DenyCertificationRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn deny_certification(
+    m: pb::DenyCertificationRequest,
+    on: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::DenyCertification {
         certification_id: certification_id(m.certification_id)?,
         on,
@@ -441,13 +491,13 @@ pub(super) fn deny_certification(m: pb::DenyCertificationRequest, on: Date) -> R
     }))
 }
 
-pub(super) fn exit_kind(m: &pb::RecordExitRequest) -> R<ExitKind> {
+pub(super) fn exit_kind(m: &pb::RecordExitRequest) -> Result<ExitKind, CaseError> {
     Ok(from_wire!(pb::ExitKind, ExitKind, "EXIT_KIND_", m.kind, "kind"))
 }
 
 /// The destination of a departure: empty (not known) or an assigned ISO
 /// 3166-1 alpha-3 code (the ICAO nationality codes are not countries).
-pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> R<Option<CountryCode>> {
+pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> Result<Option<CountryCode>, CaseError> {
     if m.destination.is_empty() {
         return Ok(None);
     }
@@ -462,11 +512,11 @@ pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> R<Option<CountryCod
         })
 }
 
-pub(super) fn legal_basis(m: &pb::ErasePersonRequest) -> R<String> {
+pub(super) fn legal_basis(m: &pb::ErasePersonRequest) -> Result<String, CaseError> {
     code(&m.legal_basis, "legal_basis")
 }
 
-pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> R<(String, String)> {
+pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> Result<(String, String), CaseError> {
     let d = d.ok_or_else(|| CaseError::invalid("document", "required"))?;
     let kind = from_wire!(
         pb::DocumentType,
@@ -478,19 +528,19 @@ pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> R<(String, Stri
     Ok((kind.as_str().to_string(), d.number))
 }
 
-pub(super) fn purpose(p: &str) -> R<String> {
+pub(super) fn purpose(p: &str) -> Result<String, CaseError> {
     displayable(p, "purpose")?;
     let p = p.trim();
     // A code (recorded in the access event), so no name can be typed into it.
     if p.is_empty()
-        || p.len() > 64
+        || p.len() > ACCESS_PURPOSE_BYTES_MAX
         || !p
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
     {
         return Err(CaseError::invalid(
             "purpose",
-            "required: a code of 1..64 characters A-Z a-z 0-9 _ . : -",
+            format!("required: a code of 1..{ACCESS_PURPOSE_BYTES_MAX} characters A-Z a-z 0-9 _ . : -"),
         ));
     }
     Ok(p.to_string())
@@ -591,7 +641,7 @@ pub(super) fn case(view: CaseView, today: Date, book: &crate::domain::PolicyBook
             .map(|(_, d)| d.extended_by.clone())
             .unwrap_or_default(),
     });
-    let history_from = view.events.len().saturating_sub(1000);
+    let history_from = view.events.len().saturating_sub(CASE_HISTORY_EVENTS_MAX);
     pb::Case {
         case_id: view.case_id.clone(),
         version: view.version,

@@ -10,10 +10,13 @@ use crate::cases::{CaseError, CommandContext, LinkOutcome};
 use crate::clock::today;
 use crate::domain::{Command, Date, FamilyLink, LinkEndReason, LinkEvidence, LinkRole};
 
-type R<T> = Result<T, CaseError>;
-
 /// Maps a prost enum value to the domain code with the same name.
-fn code<T>(name: Option<&str>, prefix: &str, field: &'static str, parse: fn(&str) -> Option<T>) -> R<T> {
+fn code<T>(
+    name: Option<&str>,
+    prefix: &str,
+    field: &'static str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, CaseError> {
     let name = name.ok_or_else(|| CaseError::invalid(field, "unknown value"))?;
     let code = name.strip_prefix(prefix).unwrap_or(name);
     if code == "UNSPECIFIED" {
@@ -22,7 +25,7 @@ fn code<T>(name: Option<&str>, prefix: &str, field: &'static str, parse: fn(&str
     parse(code).ok_or_else(|| CaseError::invalid(field, "not accepted"))
 }
 
-pub(super) fn record(m: &pb::RecordFamilyLinkRequest, on: Date) -> R<Command> {
+pub(super) fn record(m: &pb::RecordFamilyLinkRequest, on: Date) -> Result<Command, CaseError> {
     let role = code(
         pb::FamilyLinkRole::try_from(m.role).ok().map(|v| v.as_str_name()),
         "FAMILY_LINK_ROLE_",
@@ -59,7 +62,7 @@ pub(super) fn record(m: &pb::RecordFamilyLinkRequest, on: Date) -> R<Command> {
     })
 }
 
-pub(super) fn end(m: &pb::EndFamilyLinkRequest, on: Date) -> R<Command> {
+pub(super) fn end(m: &pb::EndFamilyLinkRequest, on: Date) -> Result<Command, CaseError> {
     if !crate::domain::family::is_link_id(&m.link_id) {
         return Err(CaseError::invalid("link_id", "required: L- and 20 hex digits"));
     }
@@ -99,7 +102,7 @@ impl CaseworkerService {
         principal: crate::auth::Principal,
         header: Option<pb::CommandHeader>,
         other_expected_version: u64,
-        build: impl FnOnce(Date) -> R<Command>,
+        build: impl FnOnce(Date) -> Result<Command, CaseError>,
     ) -> Result<Response<pb::FamilyLinkResult>, Status> {
         let header = header.ok_or_else(|| status::invalid_argument("header", "required"))?;
         super::check_request_id(&header.request_id)?;

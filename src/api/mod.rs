@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::cases::{CaseError, Cases, CommandContext, PendingCommand};
 use crate::clock::today;
 use crate::domain::{Command, Date};
+use crate::limits::{CASE_EVENTS_PAGE_DEFAULT, CASE_EVENTS_PAGE_MAX, REQUEST_ID_BYTES_MAX};
 
 /// Generated code of the `regularization.v1` package.
 pub mod policy;
@@ -467,9 +468,12 @@ impl pb::caseworker_server::Caseworker for CaseworkerService {
         let m = r.into_inner();
         let case_id = case_id_field(&m.case_id)?;
         let limit = match m.limit {
-            0 => 100,
-            1..=1000 => m.limit as usize,
-            _ => return Err(status::invalid_argument("limit", "must be 1..1000")),
+            0 => CASE_EVENTS_PAGE_DEFAULT,
+            1..=CASE_EVENTS_PAGE_MAX => m.limit as usize,
+            _ => {
+                let reason = format!("must be 1..{CASE_EVENTS_PAGE_MAX}");
+                return Err(status::invalid_argument("limit", &reason));
+            }
         };
         let from = m.from_version.max(1);
         let cases = self.cases.clone();
@@ -525,16 +529,11 @@ fn access_record(
     }
 }
 
-/// A request id: 1..64 printable ASCII characters without spaces.
+/// A request id: 1..=[`REQUEST_ID_BYTES_MAX`] printable ASCII characters without spaces.
 fn check_request_id(rid: &str) -> Result<(), Status> {
-    if rid.is_empty()
-        || rid.len() > crate::limits::REQUEST_ID_BYTES_MAX
-        || !rid.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(status::invalid_argument(
-            "header.request_id",
-            "1..64 printable characters without spaces",
-        ));
+    if rid.is_empty() || rid.len() > REQUEST_ID_BYTES_MAX || !rid.bytes().all(|b| b.is_ascii_graphic()) {
+        let reason = format!("1..{REQUEST_ID_BYTES_MAX} printable characters without spaces");
+        return Err(status::invalid_argument("header.request_id", &reason));
     }
     Ok(())
 }

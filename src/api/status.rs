@@ -15,14 +15,24 @@
 //!
 //! Internal errors are logged and returned without details. Messages never
 //! carry personal data: they name fields, states, rules and codes.
+//!
+//! The `Audit`, `Statistics` and `Worklists` services have typed errors of
+//! their own ([`AuditServiceError`], [`StatisticsError`],
+//! [`WorklistServiceError`]); their statuses are built here too, at the end
+//! of this file.
 
 use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::audit::service::AuditServiceError;
+use crate::audit::AuditError;
 use crate::cases::CaseError;
 use crate::domain::Rejection;
+use crate::projection::grpc::StatisticsError;
+use crate::release::ReleaseError;
+use crate::worklist::grpc::WorklistServiceError;
 
 /// `ErrorInfo.domain` of every error this service describes.
 pub const ERROR_DOMAIN: &str = "regularization.v1";
@@ -215,6 +225,85 @@ impl From<CaseError> for Status {
             CaseError::Internal(_) => {
                 tracing::error!(error = %e, "request failed: internal error");
                 Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<AuditError> for Status {
+    fn from(e: AuditError) -> Status {
+        match e {
+            AuditError::InvalidArgument { field, reason } => invalid_argument(field, &reason),
+            AuditError::NotFound(m) => Status::not_found(m),
+            AuditError::FailedPrecondition(m) => Status::failed_precondition(m),
+            AuditError::Internal(m) => {
+                tracing::error!(error = %m, "audit service internal error");
+                Status::internal(m)
+            }
+        }
+    }
+}
+
+impl From<AuditServiceError> for Status {
+    fn from(e: AuditServiceError) -> Status {
+        let message = e.to_string();
+        match e {
+            AuditServiceError::Audit(e) => e.into(),
+            AuditServiceError::SignNowNotAdmin => Status::permission_denied(message),
+            AuditServiceError::TooManyVerifyRuns | AuditServiceError::TooManyTailStreams => {
+                Status::resource_exhausted(message)
+            }
+            AuditServiceError::Task(_)
+            | AuditServiceError::TailTask(_)
+            | AuditServiceError::TailMissing(_) => Status::internal(message),
+        }
+    }
+}
+
+impl From<ReleaseError> for Status {
+    fn from(e: ReleaseError) -> Status {
+        match e {
+            ReleaseError::NoCheckpoint | ReleaseError::NoCheckpointAt(_) => Status::not_found(e.to_string()),
+            ReleaseError::EarlierKey { .. } | ReleaseError::Empty => {
+                Status::failed_precondition(e.to_string())
+            }
+            ReleaseError::Internal(m) => Status::internal(m),
+        }
+    }
+}
+
+impl From<StatisticsError> for Status {
+    fn from(e: StatisticsError) -> Status {
+        let message = e.to_string();
+        match e {
+            StatisticsError::Invalid { field, reason } => invalid_argument(field, &reason),
+            StatisticsError::Loading | StatisticsError::Stopped(_) | StatisticsError::Replay(_) => {
+                Status::unavailable(message)
+            }
+            StatisticsError::LoadFailed(_)
+            | StatisticsError::Task(_)
+            | StatisticsError::WorklistCounts(_) => Status::internal(message),
+            StatisticsError::NoWorklists | StatisticsError::NoReleases => Status::unimplemented(message),
+            StatisticsError::ReleaseBusy => Status::resource_exhausted(message),
+            StatisticsError::Worklists(e) => e.into(),
+            StatisticsError::Release(e) => e.into(),
+        }
+    }
+}
+
+impl From<WorklistServiceError> for Status {
+    fn from(e: WorklistServiceError) -> Status {
+        let message = e.to_string();
+        match e {
+            WorklistServiceError::Invalid { field, reason } => invalid_argument(field, &reason),
+            WorklistServiceError::OutOfScope => Status::permission_denied(message),
+            WorklistServiceError::CatchingUp => Status::unavailable(message),
+            WorklistServiceError::Stopped(_)
+            | WorklistServiceError::NotOpened
+            | WorklistServiceError::Task(_) => Status::internal(message),
+            WorklistServiceError::Query(e) => {
+                tracing::error!(error = %e, "worklist query failed");
+                Status::internal(message)
             }
         }
     }

@@ -12,15 +12,13 @@ use super::pb;
 use crate::cases::{AccessEntry, CaseError, CaseView, PendingCommand};
 use crate::domain::{Command, Date, Event, Stage, SubjectRequest, SubjectRequestKind};
 
-type R<T> = Result<T, CaseError>;
-
 /// The value a sealed field shows in the report: its content is opened once,
 /// in the report's `person`, `permit_number` and `visa_number`.
 pub const SEALED_FIELD_VALUE: &str = "SEALED";
 /// Event fields that hold sealed personal data.
 const SEALED_FIELDS: [&str; 3] = ["identity", "permit_number", "visa_number"];
 
-pub(super) fn receive(m: pb::ReceiveSubjectRequestRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn receive(m: pb::ReceiveSubjectRequestRequest, on: Date) -> Result<PendingCommand, CaseError> {
     let kind = pb::SubjectRequestKind::try_from(m.kind)
         .ok()
         .and_then(|k| SubjectRequestKind::parse(k.as_str_name().trim_start_matches("SUBJECT_REQUEST_KIND_")))
@@ -28,7 +26,7 @@ pub(super) fn receive(m: pb::ReceiveSubjectRequestRequest, on: Date) -> R<Pendin
     Ok(PendingCommand::Plain(Command::ReceiveSubjectRequest { on, kind }))
 }
 
-pub(super) fn extend(m: pb::ExtendSubjectRequestRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn extend(m: pb::ExtendSubjectRequestRequest, on: Date) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::ExtendSubjectRequest {
         subject_request_id: request_id(m.subject_request_id)?,
         on,
@@ -36,7 +34,7 @@ pub(super) fn extend(m: pb::ExtendSubjectRequestRequest, on: Date) -> R<PendingC
     }))
 }
 
-pub(super) fn answer(m: pb::AnswerSubjectRequestRequest, on: Date) -> R<PendingCommand> {
+pub(super) fn answer(m: pb::AnswerSubjectRequestRequest, on: Date) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::AnswerSubjectRequest {
         subject_request_id: request_id(m.subject_request_id)?,
         on,
@@ -44,7 +42,7 @@ pub(super) fn answer(m: pb::AnswerSubjectRequestRequest, on: Date) -> R<PendingC
     }))
 }
 
-fn request_id(id: u32) -> R<u32> {
+fn request_id(id: u32) -> Result<u32, CaseError> {
     if id == 0 {
         return Err(CaseError::invalid("subject_request_id", "required"));
     }

@@ -94,8 +94,11 @@ pub enum CheckpointError {
 /// A tree head: the body of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The log's origin line (the signing key's name).
     pub origin: String,
+    /// Tree size: the events `1..=size` it commits to.
     pub size: u64,
+    /// The Merkle root of those events.
     pub root: Hash,
 }
 
@@ -163,7 +166,9 @@ fn check_name(name: &str) -> Result<(), String> {
 /// Verifies notes signed by one Ed25519 key.
 #[derive(Clone, Debug)]
 pub struct Verifier {
+    /// The key's name (the note's signature line names it).
     pub name: String,
+    /// The C2SP key id: the first 4 bytes of SHA-256 over name, type and key.
     pub key_id: [u8; 4],
     key: VerifyingKey,
 }
@@ -327,6 +332,7 @@ pub(crate) fn split_note(note: &str) -> Result<(&str, Vec<SigLine>), NoteError> 
 
 /// The log's signing key and its name (the origin).
 pub struct NoteSigner {
+    /// The key's name: the origin of the log's checkpoints.
     pub name: String,
     key: SigningKey,
     verifier: Verifier,
@@ -469,7 +475,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// A checkpoint and its signed note.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedCheckpoint {
+    /// The tree head.
     pub checkpoint: Checkpoint,
+    /// The signed note, as text.
     pub note: String,
     /// The vkey of the key that verified it (after a key rotation, checkpoints
     /// before the hand-over are signed by an earlier key).

@@ -52,8 +52,11 @@ pub enum ExportError {
 /// What `write_export` wrote.
 #[derive(Clone, Debug)]
 pub struct ExportSummary {
+    /// The seq of the first record.
     pub first_seq: u64,
+    /// Records written.
     pub count: u64,
+    /// Bytes of the export file.
     pub bytes: u64,
 }
 
@@ -273,7 +276,9 @@ impl<R: Read> ExportReader<R> {
 /// What a verified export proved.
 #[derive(Clone, Debug)]
 pub struct ExportReport {
+    /// The seq of the first record.
     pub first_seq: u64,
+    /// Records verified.
     pub count: u64,
     /// The prev_hash of the first record: the genesis zeros when the export
     /// starts at seq 1, otherwise taken as given (not checkable from the export).
@@ -287,6 +292,7 @@ pub struct ExportReport {
     /// Tree heads of key hand-overs whose root was recomputed and matched
     /// (export from seq 1 covering their size).
     pub heads_checked: usize,
+    /// Time the verification took.
     pub elapsed: Duration,
 }
 

@@ -36,13 +36,16 @@ const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 /// A verified key hand-over.
 #[derive(Clone, Debug)]
 pub struct Handover {
+    /// The log's origin (both keys sign its checkpoints).
     pub origin: String,
     /// The tree size at which the new key takes over (its checkpoint at this
     /// size is signed by both keys).
     pub size: u64,
     /// The root of the tree of that size.
     pub root: Hash,
+    /// The key handing over.
     pub old: Verifier,
+    /// The key taking over.
     pub new: Verifier,
     /// When the signers say they signed it (a claim of the signers, see docs/AUDIT.md).
     pub time: String,
@@ -236,6 +239,7 @@ pub fn split_notes(text: &str) -> Vec<String> {
 /// One key of a chain and the tree sizes it signs checkpoints for.
 #[derive(Clone, Debug)]
 pub struct Epoch {
+    /// The key.
     pub verifier: Verifier,
     /// First size (0 for the trusted key).
     pub from: u64,

@@ -52,6 +52,19 @@ pub fn split_point(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
+/// Subtrees that cannot be the frontier of a tree of `size` leaves
+/// ([`Frontier::resume`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("subtree levels {given:?} do not describe a tree of {size} leaves (expected {expected:?})")]
+pub struct FrontierError {
+    /// The levels of the subtrees given, in order.
+    pub given: Vec<u8>,
+    /// The tree size they were given for.
+    pub size: u64,
+    /// The levels a tree of `size` leaves has (one per set bit, largest first).
+    pub expected: Vec<u8>,
+}
+
 /// Why a proof does not verify, or cannot be produced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
@@ -459,13 +472,15 @@ impl Frontier {
     /// A frontier resumed from [`subtrees`](Self::subtrees) of one of
     /// `size` leaves; refuses subtrees whose levels are not those of `size`
     /// (one per set bit, largest first).
-    pub fn resume(size: u64, subtrees: Vec<(u8, Hash)>) -> Result<Frontier, String> {
+    pub fn resume(size: u64, subtrees: Vec<(u8, Hash)>) -> Result<Frontier, FrontierError> {
         let levels: Vec<u8> = (0..64u8).rev().filter(|l| size >> l & 1 == 1).collect();
         let given: Vec<u8> = subtrees.iter().map(|(l, _)| *l).collect();
         if levels != given {
-            return Err(format!(
-                "subtree levels {given:?} do not describe a tree of {size} leaves (expected {levels:?})"
-            ));
+            return Err(FrontierError {
+                given,
+                size,
+                expected: levels,
+            });
         }
         Ok(Frontier {
             stack: subtrees,

@@ -148,8 +148,11 @@ impl AuditConfig {
 /// The open audit state over one store: the tree and the checkpointer.
 #[derive(Clone)]
 pub struct Audit {
+    /// The store the tree is built over.
     pub store: Store,
+    /// The persisted Merkle tree over the log.
     pub tree: MerkleTree,
+    /// Signs checkpoints and keeps their history.
     pub checkpointer: Checkpointer,
 }
 

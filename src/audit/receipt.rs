@@ -43,20 +43,30 @@ pub enum ReceiptError {
 /// A parsed (not yet verified) receipt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
+    /// The leaf index of the record (its seq - 1).
     pub index: u64,
+    /// The record, exactly as stored (sealed fields stay sealed).
     pub record: Vec<u8>,
+    /// The inclusion proof of the record's leaf in the checkpoint's tree.
     pub proof: Vec<Hash>,
+    /// The signed checkpoint note the proof leads to.
     pub checkpoint_note: String,
 }
 
 /// What a verified receipt proves.
 #[derive(Clone, Debug)]
 pub struct ReceiptReport {
+    /// The record's seq.
     pub seq: u64,
+    /// The checkpoint whose root the record is included in.
     pub checkpoint: Checkpoint,
+    /// The record's event type.
     pub event_type: String,
+    /// The record's stream (case) id.
     pub stream_id: String,
+    /// When the writer recorded it (Unix microseconds).
     pub recorded_at_us: i64,
+    /// Hashes in the inclusion proof.
     pub proof_len: usize,
 }
 

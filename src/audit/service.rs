@@ -18,34 +18,54 @@ use super::tree::spawn_follower;
 use super::{receipt, verify, Audit, AuditConfig, AuditError};
 use crate::api::pb;
 use crate::api::pb::audit_server::AuditServer;
-use crate::api::status::invalid_argument;
 use crate::limits::{
     AUDIT_GET_EVENTS_BYTES_MAX, AUDIT_GET_EVENTS_MAX, AUDIT_TAIL_BUFFER_EVENTS, AUDIT_TAIL_STREAMS_MAX,
-    AUDIT_VERIFY_RUNS_MAX, GRPC_MESSAGE_BYTES_MAX, GRPC_RESPONSE_BYTES_MAX,
+    AUDIT_VERIFY_PROGRESS_BUFFER, AUDIT_VERIFY_RUNS_MAX, GRPC_MESSAGE_BYTES_MAX, GRPC_RESPONSE_BYTES_MAX,
 };
 use crate::log::record::split_stored;
 use crate::log::{Head, Log, Store};
 
-impl From<AuditError> for Status {
-    fn from(e: AuditError) -> Status {
-        match e {
-            AuditError::InvalidArgument { field, reason } => invalid_argument(field, &reason),
-            AuditError::NotFound(m) => Status::not_found(m),
-            AuditError::FailedPrecondition(m) => Status::failed_precondition(m),
-            AuditError::Internal(m) => {
-                tracing::error!(error = %m, "audit service internal error");
-                Status::internal(m)
-            }
-        }
+/// Why an `Audit` call failed: the audit state's own errors and the
+/// service's (mapped to statuses in `api::status`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditServiceError {
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    /// `sign_now` asked by someone other than an admin.
+    #[error("only an admin may sign a checkpoint on demand (sign_now)")]
+    SignNowNotAdmin,
+    /// Every `VerifyLog` permit is taken.
+    #[error("too many VerifyLog runs at once")]
+    TooManyVerifyRuns,
+    /// Every `TailLog` permit is taken.
+    #[error("too many TailLog streams")]
+    TooManyTailStreams,
+    /// A request's blocking task panicked or was cancelled.
+    #[error("audit task failed: {0}")]
+    Task(tokio::task::JoinError),
+    /// A `TailLog` read's blocking task panicked or was cancelled.
+    #[error("{0}")]
+    TailTask(tokio::task::JoinError),
+    /// `TailLog` found no record at a seq below the published head.
+    #[error("no record at seq {0} below the head")]
+    TailMissing(u64),
+}
+
+impl AuditServiceError {
+    fn invalid(field: &'static str, reason: &str) -> AuditServiceError {
+        AuditServiceError::Audit(AuditError::InvalidArgument {
+            field,
+            reason: reason.to_string(),
+        })
     }
 }
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AuditError> + Send + 'static,
-) -> Result<T, Status> {
+) -> Result<T, AuditServiceError> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(Status::from),
-        Err(e) => Err(Status::internal(format!("audit task failed: {e}"))),
+        Ok(r) => Ok(r?),
+        Err(e) => Err(AuditServiceError::Task(e)),
     }
 }
 
@@ -68,7 +88,7 @@ pub struct AuditRuntime {
 /// Opens the audit state over the log (catching the tree up and signing a
 /// checkpoint if the tree grew since the last one), then starts the follower
 /// and the periodic checkpointer.
-pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, Box<dyn std::error::Error>> {
+pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, AuditError> {
     let store = log.store().clone();
     let interval = config.checkpoint_interval;
     let audit = tokio::task::spawn_blocking(move || -> Result<Audit, AuditError> {
@@ -81,7 +101,8 @@ pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, Box<d
         );
         Ok(audit)
     })
-    .await??;
+    .await
+    .map_err(|e| AuditError::Internal(e.to_string()))??;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (size_tx, size_rx) = watch::channel(audit.tree.size());
     let follower = spawn_follower(
@@ -211,12 +232,10 @@ impl pb::audit_server::Audit for AuditService {
         let principal = crate::auth::principal(&request)?;
         let req = request.into_inner();
         if req.sign_now && principal.role != crate::auth::Role::Admin {
-            return Err(Status::permission_denied(
-                "only an admin may sign a checkpoint on demand (sign_now)",
-            ));
+            return Err(AuditServiceError::SignNowNotAdmin.into());
         }
         if req.sign_now && req.tree_size.is_some() {
-            return Err(invalid_argument("sign_now", "cannot be combined with tree_size"));
+            return Err(AuditServiceError::invalid("sign_now", "cannot be combined with tree_size").into());
         }
         let audit = self.audit.clone();
         let cp = blocking(move || {
@@ -242,10 +261,10 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::InclusionProof>, Status> {
         let req = request.into_inner();
         if req.seq == 0 {
-            return Err(invalid_argument("seq", "must be at least 1"));
+            return Err(AuditServiceError::invalid("seq", "must be at least 1").into());
         }
         if req.tree_size != 0 && req.seq > req.tree_size {
-            return Err(invalid_argument("tree_size", "must be at least seq"));
+            return Err(AuditServiceError::invalid("tree_size", "must be at least seq").into());
         }
         let audit = self.audit.clone();
         let proof = blocking(move || {
@@ -276,7 +295,7 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
         let req = request.into_inner();
         if req.to_size != 0 && req.from_size > req.to_size {
-            return Err(invalid_argument("from_size", "must not exceed to_size"));
+            return Err(AuditServiceError::invalid("from_size", "must not exceed to_size").into());
         }
         let audit = self.audit.clone();
         let proof = blocking(move || {
@@ -309,10 +328,11 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::GetEventsResponse>, Status> {
         let req = request.into_inner();
         if req.from_seq == 0 {
-            return Err(invalid_argument("from_seq", "must be at least 1"));
+            return Err(AuditServiceError::invalid("from_seq", "must be at least 1").into());
         }
         if req.limit as usize > AUDIT_GET_EVENTS_MAX {
-            return Err(invalid_argument("limit", "must be at most 1000"));
+            let reason = format!("must be at most {AUDIT_GET_EVENTS_MAX}");
+            return Err(AuditServiceError::invalid("limit", &reason).into());
         }
         let limit = if req.limit == 0 {
             AUDIT_GET_EVENTS_MAX
@@ -342,8 +362,8 @@ impl pb::audit_server::Audit for AuditService {
             .verifies
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("too many VerifyLog runs at once"))?;
-        let (tx, rx) = mpsc::channel(16);
+            .map_err(|_| AuditServiceError::TooManyVerifyRuns)?;
+        let (tx, rx) = mpsc::channel(AUDIT_VERIFY_PROGRESS_BUFFER);
         let audit = self.audit.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -366,13 +386,13 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<Self::TailLogStream>, Status> {
         let req = request.into_inner();
         if req.from_seq == 0 {
-            return Err(invalid_argument("from_seq", "must be at least 1"));
+            return Err(AuditServiceError::invalid("from_seq", "must be at least 1").into());
         }
         let permit = self
             .tails
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("too many TailLog streams"))?;
+            .map_err(|_| AuditServiceError::TooManyTailStreams)?;
         let (tx, rx) = mpsc::channel(AUDIT_TAIL_BUFFER_EVENTS);
         let store = self.audit.store.clone();
         let mut head_rx = self.head_rx.clone();
@@ -390,20 +410,16 @@ impl pb::audit_server::Audit for AuditService {
                     let page = match page {
                         Ok(Ok(p)) => p,
                         Ok(Err(e)) => {
-                            let _ = tx.send(Err(Status::from(e))).await;
+                            let _ = tx.send(Err(AuditServiceError::from(e).into())).await;
                             return;
                         }
                         Err(e) => {
-                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                            let _ = tx.send(Err(AuditServiceError::TailTask(e).into())).await;
                             return;
                         }
                     };
                     if page.is_empty() {
-                        let _ = tx
-                            .send(Err(Status::internal(format!(
-                                "no record at seq {next} below the head"
-                            ))))
-                            .await;
+                        let _ = tx.send(Err(AuditServiceError::TailMissing(next).into())).await;
                         return;
                     }
                     for ev in page {
@@ -428,7 +444,7 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::AuditReceipt>, Status> {
         let req = request.into_inner();
         if req.seq == 0 {
-            return Err(invalid_argument("seq", "must be at least 1"));
+            return Err(AuditServiceError::invalid("seq", "must be at least 1").into());
         }
         let audit = self.audit.clone();
         let r = blocking(move || {

@@ -31,8 +31,11 @@ pub enum Mismatch {
 /// The roots differ: where, as precisely as the evidence allows.
 #[derive(Debug)]
 pub struct RootDiffers {
+    /// The checkpoint's tree size (events `1..=size` were hashed).
     pub size: u64,
+    /// The root recomputed from the log's records.
     pub computed: Hash,
+    /// The root the checkpoint commits to.
     pub expected: Hash,
     /// The first seq whose record no longer hashes to the leaf the persisted
     /// Merkle tree recorded when the checkpoint was signed (when that tree is
@@ -63,9 +66,13 @@ impl std::fmt::Display for RootDiffers {
 /// What a successful check covered.
 #[derive(Clone, Debug)]
 pub struct Matched {
+    /// The checkpoint's tree size.
     pub checkpoint_size: u64,
+    /// The log's size (head seq) when checked.
     pub log_size: u64,
+    /// The root both agree on.
     pub root: Hash,
+    /// Time the check took.
     pub elapsed: Duration,
 }
 
@@ -163,9 +170,13 @@ fn first_differing_leaf(store: &Store, tree: &MerkleTree, cp: &Checkpoint) -> Op
 /// What a full walk of a log prefix found.
 #[derive(Clone, Debug)]
 pub struct Walk {
+    /// Events walked.
     pub events: u64,
+    /// The chain hash of the last event walked.
     pub head_hash: Hash,
+    /// The Merkle root of the events walked.
     pub root: Hash,
+    /// Time the walk took.
     pub elapsed: Duration,
 }
 

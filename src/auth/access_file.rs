@@ -57,16 +57,25 @@ pub enum AccessError {
 /// One bearer token (its hash, never the token).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenEntry {
+    /// The token's public id (not secret): access events name it, revocation takes it.
     pub id: String,
+    /// BLAKE3 derive-key of the token, hex (the token itself is never stored).
     pub hash: String,
+    /// The principal the token authenticates (a code, never a name).
     pub principal: String,
+    /// The principal's role.
     pub role: Role,
+    /// The principal's office code.
     pub office: String,
+    /// DIVIPOLA department codes the principal may act in; empty = all.
     #[serde(default)]
     pub departments: Vec<u8>,
+    /// When the token was created (Unix seconds).
     pub created_at: u64,
+    /// When the token expires (Unix seconds); `None`: never.
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// When the token was revoked (Unix seconds); a revoked token stays listed.
     #[serde(default)]
     pub revoked_at: Option<u64>,
 }
@@ -74,10 +83,15 @@ pub struct TokenEntry {
 /// One client-certificate principal.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CertEntry {
+    /// The client certificate's subject CN or DNS SAN this principal matches.
     pub identity: String,
+    /// The principal the certificate authenticates.
     pub principal: String,
+    /// The principal's role.
     pub role: Role,
+    /// The principal's office code.
     pub office: String,
+    /// DIVIPOLA department codes the principal may act in; empty = all.
     #[serde(default)]
     pub departments: Vec<u8>,
 }
@@ -85,9 +99,12 @@ pub struct CertEntry {
 /// The whole file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessFile {
+    /// The file format version (1).
     pub version: u32,
+    /// Bearer tokens, revoked ones included.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// Client-certificate principals.
     #[serde(default)]
     pub certificates: Vec<CertEntry>,
 }
@@ -105,16 +122,22 @@ impl Default for AccessFile {
 /// A token just created: the secret is here and nowhere else.
 #[derive(Clone, Debug)]
 pub struct NewToken {
+    /// The token's public id.
     pub id: String,
+    /// The token itself (`rgt_` + 64 hex digits), shown once.
     pub token: String,
 }
 
 /// What a new token or certificate principal is.
 #[derive(Clone, Debug)]
 pub struct Grant {
+    /// The principal's id (a code, never a name).
     pub principal: String,
+    /// The principal's role.
     pub role: Role,
+    /// The principal's office code.
     pub office: String,
+    /// DIVIPOLA department codes the principal may act in; empty = all.
     pub departments: Vec<u8>,
     /// Unix seconds; None: no expiry.
     pub expires_at: Option<u64>,

@@ -89,12 +89,14 @@ pub enum Credential {
 pub struct Principal {
     /// User or service id (a code, never a name): written as the actor of every event.
     pub id: String,
+    /// The principal's role (what it may call).
     pub role: Role,
     /// Office code, written as the actor's office.
     pub office: String,
     /// Department codes (DIVIPOLA, two digits) the principal may act in;
     /// empty = every department.
     pub departments: Vec<u8>,
+    /// How the caller authenticated (recorded in access events).
     pub credential: Credential,
 }
 

@@ -28,14 +28,21 @@ use crate::pii::hex;
 /// What one `registry backup` wrote.
 #[derive(Debug, Clone)]
 pub struct BackupReport {
+    /// The generation's number (1 for the first).
     pub generation: u32,
+    /// Full or incremental.
     pub kind: Kind,
+    /// The first record the generation holds.
     pub first_seq: u64,
+    /// The last record it holds (the checkpoint's size).
     pub last_seq: u64,
+    /// Records written.
     pub records: u64,
+    /// Key entries written.
     pub keys: u64,
     /// Bytes of the generation's files.
     pub bytes: u64,
+    /// Time the backup took.
     pub elapsed: Duration,
     /// No new record and the same access file: nothing was written.
     pub up_to_date: bool,
@@ -189,7 +196,7 @@ pub async fn backup(
                         return Err(format!("the server sent seq {seq}, beyond its checkpoint"));
                     }
                     let (record, hash) = split_stored(entry).map_err(|e| format!("seq {seq}: {e}"))?;
-                    chain.push(seq, record, &hash)?;
+                    chain.push(seq, record, &hash).map_err(|e| e.to_string())?;
                     log.push(seq, record, &hash).map_err(|e| e.to_string())?;
                     records += 1;
                 }

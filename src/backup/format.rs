@@ -61,7 +61,9 @@ pub enum Kind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDigest {
+    /// The file's size.
     pub bytes: u64,
+    /// The file's BLAKE3, hex.
     pub blake3: String,
 }
 
@@ -69,7 +71,9 @@ pub struct FileDigest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subtree {
+    /// The subtree's height (it covers 2^level leaves).
     pub level: u8,
+    /// The subtree's hash, hex.
     pub hash: String,
 }
 
@@ -77,13 +81,17 @@ pub struct Subtree {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The backup format's name and version.
     pub format: String,
+    /// The generation's number (1 for the first).
     pub generation: u32,
+    /// Full or incremental.
     pub kind: Kind,
     /// When the client finished writing it (RFC 3339, UTC).
     pub created_at: String,
     /// The records held: `first_seq..=last_seq` (empty when first_seq > last_seq).
     pub first_seq: u64,
+    /// The last record held (the checkpoint's size).
     pub last_seq: u64,
     /// Chain hash of record `first_seq - 1` (zeros for a full backup).
     pub prev_hash: String,
@@ -91,6 +99,7 @@ pub struct Manifest {
     pub last_hash: String,
     /// The checkpoint in `checkpoint.txt` commits to `last_seq` records with this root.
     pub checkpoint_root: String,
+    /// The log's origin (the checkpoint's first line).
     pub origin: String,
     /// The audit verifier key trusted for this backup: the checkpoint
     /// verified with it, or with the key it handed over to through the notes
@@ -160,7 +169,9 @@ pub fn generation_dir(root: &Path, n: u32) -> PathBuf {
 /// A generation found in a backup directory.
 #[derive(Clone, Debug)]
 pub struct Generation {
+    /// The generation's directory.
     pub dir: PathBuf,
+    /// Its manifest.
     pub manifest: Manifest,
     /// BLAKE3 of its manifest file.
     pub manifest_digest: String,
@@ -299,9 +310,35 @@ pub fn check_file(g: &Generation, name: &str) -> Result<PathBuf, BackupError> {
 /// Follows a chain of records: each must come next, link to the one before
 /// and carry its own chain hash; the Merkle frontier grows with them.
 pub struct ChainFollower {
+    /// The last seq followed (0: none).
     pub seq: u64,
+    /// The chain hash of that record (the genesis hash when none).
     pub hash: Hash,
+    /// The Merkle frontier over the records followed.
     pub frontier: Frontier,
+}
+
+/// Why a record does not continue a [`ChainFollower`]'s chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// Not the next seq.
+    #[error("seq {seq} where {expected} was expected")]
+    OutOfOrder { seq: u64, expected: u64 },
+    /// The record's chain fields cannot be read.
+    #[error("seq {seq}: {source}")]
+    Undecodable {
+        seq: u64,
+        source: crate::log::record::DecodeError,
+    },
+    /// The record names another seq than its position.
+    #[error("seq {seq}: the record says seq {recorded}")]
+    SeqMismatch { seq: u64, recorded: u64 },
+    /// The record's previous hash is not the chain hash before it.
+    #[error("seq {seq}: previous-hash link mismatch (this record or the one before was altered)")]
+    LinkMismatch { seq: u64 },
+    /// The stored chain hash is not the one the record's bytes give.
+    #[error("seq {seq}: chain hash mismatch: the record bytes were altered")]
+    HashMismatch { seq: u64 },
 }
 
 impl ChainFollower {
@@ -310,24 +347,27 @@ impl ChainFollower {
         ChainFollower { seq, hash, frontier }
     }
 
-    pub fn push(&mut self, seq: u64, record: &[u8], stored: &Hash) -> Result<(), String> {
+    pub fn push(&mut self, seq: u64, record: &[u8], stored: &Hash) -> Result<(), ChainError> {
         if seq != self.seq + 1 {
-            return Err(format!("seq {seq} where {} was expected", self.seq + 1));
+            return Err(ChainError::OutOfOrder {
+                seq,
+                expected: self.seq + 1,
+            });
         }
-        let (seq_field, prev) = peek_chain_fields(record).map_err(|e| format!("seq {seq}: {e}"))?;
+        let (seq_field, prev) =
+            peek_chain_fields(record).map_err(|source| ChainError::Undecodable { seq, source })?;
         if seq_field != seq {
-            return Err(format!("seq {seq}: the record says seq {seq_field}"));
+            return Err(ChainError::SeqMismatch {
+                seq,
+                recorded: seq_field,
+            });
         }
         if prev != self.hash {
-            return Err(format!(
-                "seq {seq}: previous-hash link mismatch (this record or the one before was altered)"
-            ));
+            return Err(ChainError::LinkMismatch { seq });
         }
         let h = chain_hash(&self.hash, record);
         if &h != stored {
-            return Err(format!(
-                "seq {seq}: chain hash mismatch: the record bytes were altered"
-            ));
+            return Err(ChainError::HashMismatch { seq });
         }
         self.frontier.push(leaf_hash(record));
         self.seq = seq;

@@ -29,28 +29,40 @@ use crate::pii::{check_raw_entry, MasterKey, BLIND_INDEX_ID};
 /// What a restore (or a check) found and did.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreReport {
+    /// Generations verified (and restored).
     pub generations: u32,
+    /// The restored log's head (`None`: nothing restored).
     pub head: Option<Head>,
+    /// Records verified (and restored).
     pub records: u64,
     /// The last generation's checkpoint (the signed note).
     pub checkpoint: String,
+    /// Person keys restored.
     pub keys: u64,
     /// Active keys of cases without any event up to the checkpoint (keys of
     /// registrations still in flight when the backup was taken): not restored.
     pub keys_dropped: u64,
+    /// Case files written.
     pub case_files: u64,
+    /// Entries of the document index rebuilt.
     pub documents: u64,
+    /// Time spent verifying the generations.
     pub verify: Duration,
+    /// Time spent loading the log.
     pub load: Duration,
+    /// Time spent building the derived parts (index, tiles, projections).
     pub derive: Duration,
     /// The derived parts, each: (name, time), in the order they were built.
     pub derived: Vec<(&'static str, Duration)>,
+    /// Time the whole restore took.
     pub elapsed: Duration,
 }
 
 /// Where a restore writes, and with which master key.
 pub struct RestoreTarget<'a> {
+    /// The data directory to create (must not exist or be empty).
     pub dir: &'a Path,
+    /// The master key the restore works with (the key entries are wrapped by it).
     pub master: MasterKey,
 }
 

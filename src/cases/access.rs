@@ -17,13 +17,19 @@ pub const ACCESS_EVENT_TYPE: &str = "PersonalDataAccessed";
 /// `access:<case id>`), as the data subject's report shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessEntry {
+    /// The access event's seq in the log.
     pub seq: u64,
+    /// When it was recorded (Unix microseconds).
     pub recorded_at_us: i64,
     /// The principal who read: user id and office (staff, never the subject).
     pub user: String,
+    /// The reader's office.
     pub office: String,
+    /// The reader's role.
     pub role: String,
+    /// What was read: the RPC (`GetCase`, `FindCasesByDocument`, ...).
     pub operation: String,
+    /// The purpose the reader stated.
     pub purpose: String,
 }
 
@@ -52,8 +58,8 @@ impl Cases {
                 payload,
             }],
         };
-        let appended = self.inner.appender.append(request).await?;
-        (self.inner.access_events)
+        let appended = self.shared.appender.append(request).await?;
+        (self.shared.access_events)
             .get_or_create(&[("operation", record.operation)])
             .inc();
         Ok(appended)
@@ -68,7 +74,7 @@ impl Cases {
         loop {
             let from = out.len() as u64 + 1;
             let page = self
-                .inner
+                .shared
                 .store
                 .read_stream(&stream, from, crate::limits::READ_PAGE_EVENTS_MAX)?;
             if page.is_empty() {

@@ -14,10 +14,13 @@ use crate::log::{Actor, AppendError, AppendRequest, Appended, ExpectedVersion, N
 /// Who asks, under which idempotency key, on which case and version.
 #[derive(Clone, Debug)]
 pub struct CommandContext {
+    /// The idempotency key: a retry with the same key gets the original's answer.
     pub request_id: String,
     /// `None` for a registration (the case id is derived from the request id).
     pub case_id: Option<String>,
+    /// The case version the caller last read (0 for a registration); the append is refused if the case moved on.
     pub expected_version: u64,
+    /// The principal acting, recorded in every event.
     pub actor: Actor,
     /// The date the command is decided on (business dates may not be later).
     pub today: Date,
@@ -49,9 +52,13 @@ pub enum PendingCommand {
 /// What a command did.
 #[derive(Debug, Clone)]
 pub struct CommandOutcome {
+    /// The case acted on (assigned by a registration).
     pub case_id: String,
+    /// Where the events went in the log (seqs and the case's new version).
     pub appended: Appended,
+    /// The case after the command.
     pub state: CaseState,
+    /// The types of the events recorded, in order.
     pub event_types: Vec<&'static str>,
 }
 
@@ -63,9 +70,9 @@ impl Cases {
         ctx: CommandContext,
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
-        self.inner.appender.check_leader()?;
+        self.shared.appender.check_leader()?;
         if let Some(prepared) = self.prepare_cached(&ctx, &pending) {
-            let result = self.inner.appender.append(prepared.request.clone()).await;
+            let result = self.shared.appender.append(prepared.request.clone()).await;
             if let Some(answer) = self.finish_cached(prepared, result) {
                 return answer;
             }
@@ -74,7 +81,7 @@ impl Cases {
         let prepared = tokio::task::spawn_blocking(move || this.prepare(ctx, pending))
             .await
             .map_err(|e| CaseError::Internal(e.to_string()))??;
-        let result = self.inner.appender.append(prepared.request.clone()).await;
+        let result = self.shared.appender.append(prepared.request.clone()).await;
         if !prepared.finish_touches_storage(&result) {
             return self.finish(prepared, result);
         }
@@ -90,15 +97,15 @@ impl Cases {
         ctx: CommandContext,
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
-        self.inner.appender.check_leader()?;
+        self.shared.appender.check_leader()?;
         if let Some(prepared) = self.prepare_cached(&ctx, &pending) {
-            let result = self.inner.appender.append_blocking(prepared.request.clone());
+            let result = self.shared.appender.append_blocking(prepared.request.clone());
             if let Some(answer) = self.finish_cached(prepared, result) {
                 return answer;
             }
         }
         let prepared = self.prepare(ctx, pending)?;
-        let result = self.inner.appender.append_blocking(prepared.request.clone());
+        let result = self.shared.appender.append_blocking(prepared.request.clone());
         self.finish(prepared, result)
     }
 
@@ -127,7 +134,7 @@ impl Cases {
         if case_id.is_empty() || case_id.starts_with(ACCESS_STREAM_PREFIX) || ctx.expected_version == 0 {
             return None;
         }
-        let (version, cached) = self.inner.cache.get(case_id)?;
+        let (version, cached) = self.shared.cache.get(case_id)?;
         if version != ctx.expected_version {
             return None;
         }
@@ -167,12 +174,12 @@ impl Cases {
             Ok(a) if !a.deduplicated => Some(self.finish(prepared, Ok(a))),
             Err(e @ AppendError::VersionConflict { .. }) => {
                 // The cached state was behind the log.
-                self.inner.cache.forget(&prepared.case_id);
+                self.shared.cache.forget(&prepared.case_id);
                 Some(Err(e.into()))
             }
             Err(e @ AppendError::Unavailable(_)) => Some(Err(e.into())),
             Ok(_) | Err(_) => {
-                self.inner.cache.forget(&prepared.case_id);
+                self.shared.cache.forget(&prepared.case_id);
                 None
             }
         }
@@ -184,7 +191,12 @@ impl Cases {
         }
         // A registration: its case id comes from its request id, computed once.
         let case_id = case_id_for_request(&ctx.request_id);
-        let had_key = self.inner.keys.get(&case_id).map(|k| k.is_some()).unwrap_or(true);
+        let had_key = self
+            .shared
+            .keys
+            .get(&case_id)
+            .map(|k| k.is_some())
+            .unwrap_or(true);
         let result = self.prepare_inner(ctx, pending, Some(case_id.clone()));
         if result.is_err() && !had_key {
             self.discard_unused_key(&case_id);
@@ -199,7 +211,7 @@ impl Cases {
         pending: PendingCommand,
         registered: Option<String>,
     ) -> Result<Prepared, CaseError> {
-        let inner = &*self.inner;
+        let shared = &*self.shared;
         let registering = registered.is_some();
         let case_id = match (&ctx.case_id, registered) {
             (_, Some(id)) => id,
@@ -221,14 +233,14 @@ impl Cases {
         // another case is another request. The version is read before the
         // request id: a copy of this request committed between the two reads
         // is then found as a retry, never seen as a version conflict.
-        let current = inner.store.stream_version(&case_id)?;
-        let retry = inner.store.request_entry(&case_id, &ctx.request_id)?;
+        let current = shared.store.stream_version(&case_id)?;
+        let retry = shared.store.request_entry(&case_id, &ctx.request_id)?;
         let base_version = match retry {
             Some(entry) => {
                 // The original is durable; if its commit is not yet
                 // published (a copy racing it), wait the moment it takes.
-                if entry.first_seq > inner.store.head()?.seq
-                    && !inner
+                if entry.first_seq > shared.store.head()?.seq
+                    && !shared
                         .store
                         .wait_published(entry.first_seq, crate::limits::PUBLISH_WAIT)
                 {
@@ -264,7 +276,7 @@ impl Cases {
             PendingCommand::Plain(_) => None,
             PendingCommand::Register { .. } => Some(self.registration_key(&case_id)?),
             // None when erased: the domain refuses identity-bearing commands with the right reason.
-            _ => inner.keys.get(&case_id)?,
+            _ => shared.keys.get(&case_id)?,
         };
         let mut new_documents = Vec::new();
         let command = seal_pending(
@@ -278,7 +290,7 @@ impl Cases {
         // the policy stood for the original request (a retry decides as it did).
         let book = self.policy();
         let policy_seq = match &retry {
-            Some(entry) => match inner.store.get(entry.first_seq)? {
+            Some(entry) => match shared.store.get(entry.first_seq)? {
                 Some(ev) => codec::policy_citation(&ev.record.payload)?,
                 None => {
                     return Err(CaseError::Internal(
@@ -313,12 +325,12 @@ impl Cases {
         }
         let mut new_blind = Vec::with_capacity(new_documents.len());
         for d in &new_documents {
-            new_blind.push(inner.blind.index(&d.doc_type, &d.number)?);
+            new_blind.push(shared.blind.index(&d.doc_type, &d.number)?);
         }
         // Documents held before this command (rectification and erasure release them).
         let old_blind = match (&command, state.person().and_then(|p| p.identity.as_ref()), &key) {
             (Command::UpdatePersonalData { .. } | Command::ErasePerson { .. }, Some(sealed), _) => {
-                match inner.keys.get(&case_id)? {
+                match shared.keys.get(&case_id)? {
                     Some(k) => self.blind_of(&k, &case_id, sealed)?,
                     None => Vec::new(),
                 }
@@ -384,13 +396,13 @@ impl Cases {
             self.release_reservations(&p.case_id, &p.released);
         }
         if p.erasing {
-            self.inner.keys.erase(&p.case_id)?;
+            self.shared.keys.erase(&p.case_id)?;
         }
         let mut state = p.state;
         for e in &p.events {
             state.apply(e);
         }
-        self.inner
+        self.shared
             .cache
             .put(&p.case_id, appended.last_version, Arc::new(state.clone()));
         Ok(CommandOutcome {
@@ -405,7 +417,7 @@ impl Cases {
     /// same events (types and payloads) but another actor: the same request
     /// sent by another principal, not another request.
     pub(super) fn same_content_other_actor(&self, request: &AppendRequest) -> Result<bool, CaseError> {
-        let store = &self.inner.store;
+        let store = &self.shared.store;
         let Some(entry) = store.request_entry(&request.stream_id, &request.request_id)? else {
             return Ok(false);
         };

@@ -18,11 +18,11 @@ const RESERVATION_STALE_US: i64 = 60_000_000;
 impl Cases {
     /// The case holding a document, if any (erased persons hold none).
     pub fn find_by_document(&self, doc_type: &str, number: &str) -> Result<Option<String>, CaseError> {
-        let blind = self.inner.blind.index(doc_type, number)?;
-        match self.inner.documents.get(blind)? {
+        let blind = self.shared.blind.index(doc_type, number)?;
+        match self.shared.documents.get(blind)? {
             Some(held) => {
                 let case_id = String::from_utf8_lossy(owner(&held)).into_owned();
-                Ok((self.inner.store.stream_version(&case_id)? > 0).then_some(case_id))
+                Ok((self.shared.store.stream_version(&case_id)? > 0).then_some(case_id))
             }
             None => Ok(None),
         }
@@ -38,14 +38,14 @@ impl Cases {
         identity
             .documents
             .iter()
-            .map(|d| Ok(self.inner.blind.index(&d.doc_type, &d.number)?))
+            .map(|d| Ok(self.shared.blind.index(&d.doc_type, &d.number)?))
             .collect()
     }
 
     /// Reserves documents for a case; returns the ones this call newly took.
     /// A document held by another case refuses the whole reservation.
     pub(super) fn reserve(&self, case_id: &str, blind: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, CaseError> {
-        let docs = &self.inner.documents;
+        let docs = &self.shared.documents;
         let mut value = case_id.as_bytes().to_vec();
         value.extend_from_slice(&crate::clock::now_us().to_be_bytes());
         let mut taken = Vec::new();
@@ -84,15 +84,15 @@ impl Cases {
     fn is_stale(&self, held: &sled::IVec) -> Result<bool, CaseError> {
         let owner_id = std::str::from_utf8(owner(held)).unwrap_or("");
         let at = i64::from_be_bytes(held[held.len() - 8..].try_into().unwrap_or([0; 8]));
-        Ok(self.inner.store.stream_version(owner_id)? == 0
+        Ok(self.shared.store.stream_version(owner_id)? == 0
             && crate::clock::now_us() - at > RESERVATION_STALE_US)
     }
 
     pub(super) fn release_reservations(&self, case_id: &str, blind: &[[u8; 32]]) {
         for b in blind {
-            if let Ok(Some(held)) = self.inner.documents.get(b) {
+            if let Ok(Some(held)) = self.shared.documents.get(b) {
                 if owner(&held) == case_id.as_bytes() {
-                    let _ = self.inner.documents.compare_and_swap(b, Some(&held), None);
+                    let _ = self.shared.documents.compare_and_swap(b, Some(&held), None);
                 }
             }
         }

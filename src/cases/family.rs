@@ -26,15 +26,23 @@ use crate::log::{AppendError, AppendRequest, Appended};
 /// What a link command did: the case named in the header first, then the other.
 #[derive(Debug, Clone)]
 pub struct LinkOutcome {
+    /// The link's id (shared by both cases' events).
     pub link_id: String,
+    /// The case named in the header.
     pub case_id: String,
+    /// Where that case's events went in the log.
     pub appended: Appended,
+    /// That case after the command.
     pub state: CaseState,
+    /// The other case of the link.
     pub other_case_id: String,
+    /// Where the other case's events went in the log.
     pub other_appended: Appended,
+    /// The other case after the command.
     pub other_state: CaseState,
     /// Event types recorded on the case of the header, and on the other.
     pub event_types: Vec<&'static str>,
+    /// Event types recorded on the other case.
     pub other_event_types: Vec<&'static str>,
 }
 
@@ -68,7 +76,7 @@ impl Cases {
             tokio::task::spawn_blocking(move || this.prepare_link(&ctx, other_expected_version, command))
                 .await
                 .map_err(|e| CaseError::Internal(e.to_string()))??;
-        let result = self.inner.appender.append_many(prepared.requests.clone()).await;
+        let result = self.shared.appender.append_many(prepared.requests.clone()).await;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.finish_link(prepared, result))
             .await
@@ -84,7 +92,7 @@ impl Cases {
     ) -> Result<LinkOutcome, CaseError> {
         let prepared = self.prepare_link(&ctx, other_expected_version, command)?;
         let result = self
-            .inner
+            .shared
             .appender
             .append_many_blocking(prepared.requests.clone());
         self.finish_link(prepared, result)
@@ -93,7 +101,7 @@ impl Cases {
     /// A stream's version, then its request entry (in that order: a copy
     /// committed between the two reads is found as a retry).
     fn side(&self, case_id: &str, request_id: &str) -> Result<Side, CaseError> {
-        let store = &self.inner.store;
+        let store = &self.shared.store;
         let current = store.stream_version(case_id)?;
         let retry = store.request_entry(case_id, request_id)?;
         Ok(Side { current, retry })
@@ -103,7 +111,7 @@ impl Cases {
     /// (once the original is published), else the current one, which must
     /// be the expected one (`expected` 0: any).
     fn base_version(&self, side: &Side, expected: u64, missing: CaseError) -> Result<u64, CaseError> {
-        let store = &self.inner.store;
+        let store = &self.shared.store;
         match &side.retry {
             Some(entry) => {
                 if entry.first_seq > store.head()?.seq
@@ -205,7 +213,7 @@ impl Cases {
         }
         let book = self.policy();
         let policy_seq = match &mine.retry {
-            Some(entry) => match self.inner.store.get(entry.first_seq)? {
+            Some(entry) => match self.shared.store.get(entry.first_seq)? {
                 Some(ev) => crate::codec::policy_citation(&ev.record.payload)?,
                 None => {
                     return Err(CaseError::Internal(
@@ -254,7 +262,7 @@ impl Cases {
                 if let AppendError::VersionConflict { stream_id, .. } = &e {
                     for (id, ..) in &p.sides {
                         if id == stream_id {
-                            self.inner.cache.forget(id);
+                            self.shared.cache.forget(id);
                         }
                     }
                 }
@@ -274,7 +282,7 @@ impl Cases {
             for e in events {
                 state.apply(e);
             }
-            self.inner.cache.put(id, a.last_version, Arc::new(state.clone()));
+            self.shared.cache.put(id, a.last_version, Arc::new(state.clone()));
         }
         let event_types = mine.iter().map(Event::event_type).collect();
         let other_event_types = theirs.iter().map(Event::event_type).collect();
@@ -310,7 +318,7 @@ impl Cases {
         };
         for id in state.linked_case_ids(rule.role) {
             let mut events = Vec::new();
-            for ev in self.inner.store.read_stream(&id, 1, super::CASE_EVENTS_MAX)? {
+            for ev in self.shared.store.read_stream(&id, 1, super::CASE_EVENTS_MAX)? {
                 if ev.record.seq >= before_seq {
                     break;
                 }

@@ -20,6 +20,7 @@ pub const FIELD_VISA_NUMBER: &str = "visa_number";
 pub struct IdentityDocument {
     /// Stored code of the [`DocumentType`](crate::domain::DocumentType).
     pub doc_type: String,
+    /// The document number, normalized (`pii::normalize`).
     pub number: String,
 }
 
@@ -27,13 +28,19 @@ pub struct IdentityDocument {
 /// before it reaches the log; never logged (`Debug` is redacted).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Identity {
+    /// Given names, trimmed.
     pub given_names: String,
+    /// Family names, trimmed.
     pub family_names: String,
     /// ISO date.
     pub birth_date: String,
+    /// Identity documents presented (at least one, no two alike).
     pub documents: Vec<IdentityDocument>,
+    /// Phone number (may be empty).
     pub phone: String,
+    /// E-mail address (may be empty).
     pub email: String,
+    /// Postal address (may be empty).
     pub address: String,
 }
 
@@ -46,8 +53,8 @@ impl std::fmt::Debug for Identity {
 impl Cases {
     /// Removes the key of a registration that recorded nothing.
     pub(super) fn discard_unused_key(&self, case_id: &str) {
-        if matches!(self.inner.store.stream_version(case_id), Ok(0)) {
-            if let Err(e) = self.inner.keys.discard_unused(case_id) {
+        if matches!(self.shared.store.stream_version(case_id), Ok(0)) {
+            if let Err(e) = self.shared.keys.discard_unused(case_id) {
                 tracing::warn!(error = %e, "could not discard the key of a refused registration");
             }
         }
@@ -56,7 +63,7 @@ impl Cases {
     /// The key of a case being registered: created on first use; a retry (or a
     /// concurrent copy of the same request) finds it. An erased case's key never comes back.
     pub(super) fn registration_key(&self, case_id: &str) -> Result<DataKey, CaseError> {
-        let keys = &self.inner.keys;
+        let keys = &self.shared.keys;
         if let Some(k) = keys.get(case_id)? {
             return Ok(k);
         }

@@ -48,22 +48,30 @@ const CASE_EVENTS_MAX: usize = crate::limits::READ_PAGE_EVENTS_MAX;
 /// A case as read back: state, version, identity in clear (unless erased),
 /// and its events.
 pub struct CaseView {
+    /// The case id.
     pub case_id: String,
+    /// The case's version (events in its stream) when read.
     pub version: u64,
+    /// The case folded over every event read.
     pub state: CaseState,
+    /// The person's identifying data opened (`None` once erased, or before registration).
     pub identity: Option<Identity>,
+    /// The latest permit's number opened (`None` once erased, or without a permit).
     pub permit_number: Option<String>,
+    /// The visa's number opened (`None` once erased, or without a visa).
     pub visa_number: Option<String>,
+    /// The case's events: as stored, and decoded.
     pub events: Vec<(crate::log::StoredEvent, Event)>,
 }
 
 /// The case service. Cheap to clone; shared by every request handler.
 #[derive(Clone)]
 pub struct Cases {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
-struct Inner {
+/// What every clone of [`Cases`] shares.
+struct Shared {
     appender: Appender,
     store: Store,
     keys: KeyStore,
@@ -102,7 +110,7 @@ impl Cases {
         );
         let policy = load_policy(&store)?;
         Ok(Cases {
-            inner: Arc::new(Inner {
+            shared: Arc::new(Shared {
                 appender,
                 store,
                 keys,
@@ -120,14 +128,14 @@ impl Cases {
     /// [`KeyStore::rewrap_all`]); events are not touched. Returns how many
     /// keys were re-wrapped.
     pub fn rotate_master_key(&self, new_master: crate::pii::MasterKey) -> Result<usize, CaseError> {
-        let n = self.inner.keys.rewrap_all(new_master)?;
-        self.inner.keys.flush()?;
+        let n = self.shared.keys.rewrap_all(new_master)?;
+        self.shared.keys.flush()?;
         Ok(n)
     }
 
     /// Id of the master key in use (hex, not secret).
     pub fn master_key_id(&self) -> String {
-        self.inner.keys.master_key_id()
+        self.shared.keys.master_key_id()
     }
 
     /// The case-state cache's look-up counters (hits, misses) and the access
@@ -139,27 +147,27 @@ impl Cases {
         crate::metrics::Counter,
         crate::metrics::OperationCounter,
     ) {
-        let (hits, misses) = self.inner.cache.counters();
-        (hits, misses, self.inner.access_events.clone())
+        let (hits, misses) = self.shared.cache.counters();
+        (hits, misses, self.shared.access_events.clone())
     }
 
     /// The person keys (backups read their wrapped entries).
     pub fn keys(&self) -> &KeyStore {
-        &self.inner.keys
+        &self.shared.keys
     }
 
     /// The log's store (reads).
     pub fn store(&self) -> &Store {
-        &self.inner.store
+        &self.shared.store
     }
 
     /// Reads a case with its identifying data opened (unless erased).
     pub fn get_case(&self, case_id: &str) -> Result<CaseView, CaseError> {
-        let inner = &*self.inner;
+        let shared = &*self.shared;
         if case_id.starts_with(ACCESS_STREAM_PREFIX) {
             return Err(CaseError::invalid("case_id", "not a case id"));
         }
-        let stored = inner.store.read_stream(case_id, 1, CASE_EVENTS_MAX)?;
+        let stored = shared.store.read_stream(case_id, 1, CASE_EVENTS_MAX)?;
         if stored.is_empty() {
             return Err(CaseError::NotFound(case_id.to_string()));
         }
@@ -172,11 +180,11 @@ impl Cases {
         }
         let version = events.last().map(|(ev, _)| ev.record.stream_version).unwrap_or(0);
         // A caseworker usually reads a case and then acts on it.
-        inner.cache.put(case_id, version, Arc::new(state.clone()));
+        shared.cache.put(case_id, version, Arc::new(state.clone()));
         let key = if state.is_erased() {
             None
         } else {
-            inner.keys.get(case_id)?
+            shared.keys.get(case_id)?
         };
         let (mut identity, mut permit_number, mut visa_number) = (None, None, None);
         if let Some(key) = &key {
@@ -208,7 +216,7 @@ impl Cases {
     /// The department a case resides in, from its events alone (no sealed
     /// field is opened); `NotFound` for a case without events. For scope checks.
     pub fn department(&self, case_id: &str) -> Result<Option<crate::domain::Department>, CaseError> {
-        let version = self.inner.store.stream_version(case_id)?;
+        let version = self.shared.store.stream_version(case_id)?;
         if version == 0 {
             return Err(CaseError::NotFound(case_id.to_string()));
         }
@@ -220,13 +228,13 @@ impl Cases {
         if version == 0 {
             return Ok(CaseState::default());
         }
-        let (from, mut state) = match self.inner.cache.get(case_id) {
+        let (from, mut state) = match self.shared.cache.get(case_id) {
             Some((v, s)) if v == version => return Ok((*s).clone()),
             Some((v, s)) if v < version => (v, (*s).clone()),
             _ => (0, CaseState::default()),
         };
         for ev in self
-            .inner
+            .shared
             .store
             .read_stream(case_id, from + 1, (version - from) as usize)?
         {

@@ -12,14 +12,14 @@ use crate::log::{Actor, AppendRequest, Appended, ExpectedVersion, NewEvent, Stor
 impl Cases {
     /// The policy book as it stands.
     pub fn policy(&self) -> Arc<PolicyBook> {
-        let book = self.inner.policy.read().expect("policy lock").clone();
+        let book = self.shared.policy.read().expect("policy lock").clone();
         // On a cluster node the policy stream also grows by replication
         // (instruments recorded through another leader): fold it again then.
-        match self.inner.store.stream_version(POLICY_STREAM) {
-            Ok(v) if v != book.entries().len() as u64 => match load_policy(&self.inner.store) {
+        match self.shared.store.stream_version(POLICY_STREAM) {
+            Ok(v) if v != book.entries().len() as u64 => match load_policy(&self.shared.store) {
                 Ok(fresh) => {
                     let fresh = Arc::new(fresh);
-                    *self.inner.policy.write().expect("policy lock") = fresh.clone();
+                    *self.shared.policy.write().expect("policy lock") = fresh.clone();
                     fresh
                 }
                 Err(e) => {
@@ -40,7 +40,7 @@ impl Cases {
     /// store has no policy stream yet: a new store, or one from before the
     /// policy stream (whose earlier events cite no policy version). Blocking.
     pub fn ensure_policy_genesis(&self) -> Result<(), CaseError> {
-        if self.inner.store.stream_version(POLICY_STREAM)? != 0 {
+        if self.shared.store.stream_version(POLICY_STREAM)? != 0 {
             return Ok(());
         }
         let actor = Actor {
@@ -48,9 +48,9 @@ impl Cases {
             office: "genesis".into(),
         };
         let events = PolicyBook::genesis();
-        let _guard = self.inner.policy_writes.blocking_lock();
+        let _guard = self.shared.policy_writes.blocking_lock();
         let request = self.policy_request(POLICY_GENESIS_REQUEST, actor, &events)?;
-        let appended = self.inner.appender.append_blocking(request)?;
+        let appended = self.shared.appender.append_blocking(request)?;
         self.policy_applied(events, &appended);
         Ok(())
     }
@@ -65,11 +65,11 @@ impl Cases {
         actor: Actor,
         events: Vec<PolicyEvent>,
     ) -> Result<Appended, CaseError> {
-        let _guard = self.inner.policy_writes.lock().await;
+        let _guard = self.shared.policy_writes.lock().await;
         let request = self.policy_request(request_id, actor, &events)?;
         // A retry (its original in the log) is answered by the writer: the
         // original's seqs, or a refusal if its events differ.
-        let appended = self.inner.appender.append(request).await?;
+        let appended = self.shared.appender.append(request).await?;
         self.policy_applied(events, &appended);
         Ok(appended)
     }
@@ -92,9 +92,9 @@ impl Cases {
                 ),
             ));
         }
-        let version = self.inner.store.stream_version(POLICY_STREAM)?;
+        let version = self.shared.store.stream_version(POLICY_STREAM)?;
         if self
-            .inner
+            .shared
             .store
             .request_entry(POLICY_STREAM, request_id)?
             .is_none()
@@ -132,14 +132,14 @@ impl Cases {
         if appended.deduplicated {
             return;
         }
-        let mut next = (*self.inner.policy.read().expect("policy lock").clone()).clone();
+        let mut next = (*self.shared.policy.read().expect("policy lock").clone()).clone();
         if next.version() >= appended.first_seq {
             return; // already folded from the store by `policy`
         }
         for (i, e) in events.into_iter().enumerate() {
             next.apply(appended.first_seq + i as u64, e);
         }
-        *self.inner.policy.write().expect("policy lock") = Arc::new(next);
+        *self.shared.policy.write().expect("policy lock") = Arc::new(next);
     }
 }
 

@@ -33,6 +33,7 @@ pub enum ReportFormat {
 pub struct Problem {
     /// The key (`tls.cert`), or an environment variable's name.
     pub key: String,
+    /// What is wrong, and what to do.
     pub message: String,
 }
 
@@ -135,7 +136,7 @@ fn run_checks(loaded: &Loaded, store_files: bool) -> Report {
 
     if let Listen::On(addr) = s.metrics.listen {
         if let Err(e) = crate::metrics::cli::check_listen(addr, s.metrics.on_network) {
-            r.error("metrics.listen", e);
+            r.error("metrics.listen", e.to_string());
         }
         let same_ip =
             addr.ip() == s.listen.ip() || addr.ip().is_unspecified() || s.listen.ip().is_unspecified();

@@ -157,6 +157,7 @@ pub struct Settings {
     pub disk_reserve_mib: u64,
     /// sled's page cache, MiB.
     pub sled_cache_mib: u64,
+    /// Format of the server's log lines (`--log-format`).
     pub log_format: LogFormat,
     /// Master key file (64 hex digits); unset: `$REGISTRY_MASTER_KEY`, else
     /// the development key (if allowed).
@@ -173,8 +174,11 @@ pub struct Settings {
     pub cluster: Option<PathBuf>,
     /// Plaintext gRPC on a non-loopback address (never in production).
     pub insecure_plaintext_on_network: bool,
+    /// `[tls]`: the server's certificate and client CA.
     pub tls: TlsSettings,
+    /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsSettings,
+    /// `[audit]`: the signing key, origin and checkpoint interval.
     pub audit: AuditSettings,
 }
 
@@ -182,12 +186,16 @@ pub struct Settings {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
+    /// PEM certificate chain of the server; unset: plaintext.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
+    /// PEM private key of the server.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// PEM CA certificate(s) that sign client certificates; enables mutual TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ca: Option<PathBuf>,
+    /// With a client CA: whether a client certificate is required (else bearer tokens may be used instead).
     pub client_cert_required: bool,
 }
 
@@ -197,6 +205,7 @@ pub struct TlsSettings {
 pub struct MetricsSettings {
     /// An address, or `off`.
     pub listen: Listen,
+    /// Serve metrics (plain HTTP) on a non-loopback address too.
     pub on_network: bool,
 }
 
@@ -210,6 +219,7 @@ pub struct AuditSettings {
     /// Log origin (checkpoint origin line, name of a new key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Seconds between periodic checkpoints.
     pub checkpoint_interval_secs: u64,
 }
 
@@ -339,7 +349,9 @@ pub struct ServeArgs {
 /// The global flags that are settings too (`registry --log-format json serve`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GlobalArgs {
+    /// `--log-format`, if given.
     pub log_format: Option<LogFormat>,
+    /// `--sled-cache-mib`, if given.
     pub sled_cache_mib: Option<u64>,
 }
 
@@ -380,6 +392,7 @@ impl std::fmt::Display for Source {
 /// The layered configuration: the settings and where each came from.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The settings in force.
     pub settings: Settings,
     /// The config file, if one was given, and by what.
     pub file: Option<(PathBuf, FileOrigin)>,

@@ -87,11 +87,17 @@ pub const EXITED: &str = "EXITED";
 /// `Default` is the empty stream (no case).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CaseState {
+    /// The registered person (`None` before registration).
     pub(crate) person: Option<Person>,
+    /// Where the case stands ([`Stage`]).
     pub(crate) stage: Stage,
+    /// The current (latest) application, if one was made.
     pub(crate) application: Option<Application>,
+    /// The latest permit issued (possibly cancelled or expired).
     pub(crate) permit: Option<Permit>,
+    /// The visa that superseded the permit, if any.
     pub(crate) visa: Option<Visa>,
+    /// Certifications requested, in order of request.
     pub(crate) certifications: Vec<Certification>,
     /// Data subject requests (Ley 1581), in order of receipt.
     pub(crate) subject_requests: Vec<super::records::SubjectRequest>,
@@ -99,10 +105,15 @@ pub struct CaseState {
     pub(crate) links: Vec<super::family::FamilyLink>,
     /// Channels through which a permit was ever issued (once-only channels).
     pub(crate) permit_channels: Vec<ChannelCode>,
+    /// How the person left the caseload, once recorded.
     pub(crate) exit: Option<Exit>,
+    /// The date the person's identifying data was erased (then only closing steps remain).
     pub(crate) erased_on: Option<Date>,
+    /// The latest business date recorded; commands may not go before it.
     pub(crate) latest_on: Option<Date>,
+    /// Applications made so far (the last application id).
     pub(crate) applications: u32,
+    /// Events applied so far (the stream version this state reflects).
     pub(crate) events_applied: u64,
 }
 

@@ -217,7 +217,8 @@ impl FromStr for Date {
     type Err = DateParseError;
 
     fn from_str(text: &str) -> Result<Date, DateParseError> {
-        Date::parse(text).ok_or_else(|| DateParseError(text.chars().take(32).collect()))
+        Date::parse(text)
+            .ok_or_else(|| DateParseError(text.chars().take(crate::limits::ECHOED_DATE_CHARS_MAX).collect()))
     }
 }
 

@@ -21,7 +21,7 @@ use super::command::Command;
 use super::date::Date;
 use super::error::Rejection;
 use super::event::Event;
-use super::status::person_status;
+use super::person_status::person_status;
 use super::types::{code_enum, ADULT_AGE_YEARS};
 
 /// Most family links one case may record (ended ones included).

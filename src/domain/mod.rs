@@ -5,7 +5,7 @@
 //! One event stream is one person's case file. Callers load a stream's
 //! events, fold them with [`CaseState::apply`], ask [`CaseState::decide`]
 //! whether a [`Command`] is allowed on `today`, append the returned
-//! [`Event`]s atomically, and derive statistics with [`person_status`].
+//! [`Event`]s atomically, and derive statistics with [`person_status()`].
 //!
 //! Code map:
 //! - [`date`] — [`Date`], a civil date with Hinnant's day arithmetic.
@@ -22,7 +22,7 @@
 //! - [`case`], [`records`] — [`CaseState`], its stages and read-side parts.
 //! - `apply.rs` — `apply`, folding events into state ([`Stage::after`]).
 //! - `decide/` — `decide`, the transition rules.
-//! - [`status`] — [`person_status`].
+//! - [`person_status`](mod@person_status) — [`person_status()`](fn@person_status).
 //! - [`error`] — [`Rejection`], [`CatalogError`].
 //!
 //! Invariants:
@@ -49,10 +49,10 @@ pub mod error;
 pub mod event;
 pub mod family;
 pub mod next;
+pub mod person_status;
 pub mod policy;
 pub mod records;
 pub mod sealed;
-pub mod status;
 pub mod types;
 
 #[cfg(test)]
@@ -68,13 +68,13 @@ pub use divipola::{Department, Municipality, MunicipalityKind, DEPARTMENTS, DIVI
 pub use error::{CatalogError, Rejection};
 pub use event::{Event, EVENT_TYPES};
 pub use family::{FamilyLink, LinkEndReason, LinkEvidence, LinkRole, LinkedCases, FAMILY_LINKS_MAX};
+pub use person_status::person_status;
 pub use policy::{Instrument, InstrumentKind, PolicyBook, PolicyEvent, PolicyRules, POLICY_STREAM};
 pub use records::{
     AppealDecision, Application, Cancellation, CardState, Certification, CertificationStage, Denial, Exit,
     Interim, Milestones, Permit, Person, SubjectRequest, Survey, Visa,
 };
 pub use sealed::{BiometricRef, Sealed};
-pub use status::person_status;
 pub use types::{
     AgeBand, CancellationGround, CertificationRoute, DenialReason, DocumentSet, DocumentType, DuplicateCause,
     EligibilityBasis, ExitKind, PermitType, PersonStatus, Sector, Sex, SubjectRequestKind, ADULT_AGE_YEARS,

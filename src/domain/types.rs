@@ -59,7 +59,7 @@ macro_rules! code_enum {
                     serde::de::Error::custom(format!(
                         "unknown {} code {:?}",
                         stringify!($name),
-                        code.chars().take(40).collect::<String>()
+                        code.chars().take(crate::limits::ECHOED_VALUE_CHARS_MAX).collect::<String>()
                     ))
                 })
             }

@@ -137,9 +137,11 @@ pub struct Recorder {
     pub registered: AtomicU64,
     /// Look-ups (measured) that found at least one case / none.
     pub lookup_hits: AtomicU64,
+    /// Look-ups (measured) that found none.
     pub lookup_misses: AtomicU64,
     /// Proofs (measured) the tool checked and found valid / invalid.
     pub proofs_verified: AtomicU64,
+    /// Proofs (measured) the tool checked and found invalid.
     pub proofs_invalid: AtomicU64,
     /// Proof operations that found an empty tree (nothing to prove).
     pub proofs_empty_tree: AtomicU64,
@@ -239,23 +241,32 @@ impl Recorder {
 /// Latency figures in microseconds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Latency {
+    /// Median.
     pub p50: u64,
+    /// 99th percentile.
     pub p99: u64,
+    /// 99.9th percentile.
     pub p999: u64,
+    /// Largest.
     pub max: u64,
+    /// Mean.
     pub mean: f64,
 }
 
 /// One line of the report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Row {
+    /// The operation or RPC.
     pub name: String,
     /// Measured (after the warm-up, whatever the answer).
     pub count: u64,
+    /// Measured answers that were OK.
     pub ok: u64,
     /// Answers by gRPC code, OK included.
     pub codes: BTreeMap<String, u64>,
+    /// Measured answers per second.
     pub ops_per_s: f64,
+    /// Latencies of the measured answers, microseconds.
     pub latency_us: Latency,
 }
 
@@ -273,20 +284,26 @@ pub struct OpenLoop {
     /// Sent more than `late_threshold_ms` after their intended time (the
     /// tool's own lag; their latency counts from the intended time anyway).
     pub late: u64,
+    /// How late, in ms, a send counts as late.
     pub late_threshold_ms: u64,
 }
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The server measured.
     pub target: String,
     /// "closed" or "open".
     pub mode: &'static str,
+    /// Concurrent clients (closed loop) or the cap on outstanding operations (open loop).
     pub clients: usize,
     /// HTTP/2 connections per principal (caseworker, statistician, auditor).
     pub connections: usize,
+    /// The measured window, seconds.
     pub duration_s: f64,
+    /// The warm-up before it, seconds.
     pub warmup_s: f64,
+    /// The operation mix: weight by operation.
     pub mix: BTreeMap<String, u32>,
     /// What the existing cases are.
     pub cases: String,
@@ -294,10 +311,15 @@ pub struct Report {
     pub case_pool: u64,
     /// Set-up registrations (without --sim-*), and their duration.
     pub setup_registered: u64,
+    /// Seconds the set-up registrations took.
     pub setup_s: f64,
+    /// One row per operation.
     pub operations: Vec<Row>,
+    /// One row per RPC.
     pub rpcs: Vec<Row>,
+    /// Every operation together.
     pub total: Row,
+    /// Open loop: the scheduling figures.
     pub open_loop: Option<OpenLoop>,
     /// Events appended by the tool's acknowledged commands (set-up, warm-up
     /// and the end of the run included): the log head grew by this much
@@ -308,12 +330,19 @@ pub struct Report {
     pub access_events: u64,
     /// Cases the tool registered (set-up and warm-up included).
     pub registered_cases: u64,
+    /// Look-ups (measured) that found at least one case.
     pub lookup_hits: u64,
+    /// Look-ups (measured) that found none.
     pub lookup_misses: u64,
+    /// Proofs (measured) checked and found valid.
     pub proofs_verified: u64,
+    /// Proofs (measured) checked and found invalid.
     pub proofs_invalid: u64,
+    /// Proof operations that found an empty tree.
     pub proofs_empty_tree: u64,
+    /// Commands (measured) retried once after ABORTED (a version conflict).
     pub command_retries: u64,
+    /// Commands (measured) refused because the person has exited.
     pub commands_on_exited: u64,
 }
 

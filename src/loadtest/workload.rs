@@ -30,15 +30,21 @@ pub const OWN_CASES_MAX: usize = 1_000_000;
 /// One client connection per principal.
 #[derive(Clone)]
 pub struct Slot {
+    /// As a caseworker.
     pub caseworker: CaseworkerClient<AuthChannel>,
+    /// As a statistician.
     pub statistics: StatisticsClient<AuthChannel>,
+    /// As an auditor.
     pub audit: AuditClient<AuthChannel>,
 }
 
 /// A case the tool registered itself, with the document it was registered with.
 pub struct OwnCase {
+    /// The case id.
     pub case_id: String,
+    /// The document's type (wire value).
     pub doc_type: i32,
+    /// The document's number.
     pub number: String,
 }
 
@@ -135,12 +141,17 @@ impl CasePool {
 
 /// Everything the clients share.
 pub struct Ctx {
+    /// The connections, one slot per connection index.
     pub slots: Vec<Slot>,
+    /// The cases operations choose from.
     pub pool: CasePool,
+    /// Where every measured operation is recorded.
     pub rec: Recorder,
     /// Distinguishes this run's request ids and document numbers: 16 hex digits.
     pub run_id: String,
+    /// Deadline of each call.
     pub timeout: Duration,
+    /// The next request number (for request ids).
     pub next_request: AtomicU64,
 }
 

@@ -32,8 +32,11 @@ pub(crate) struct LogLoader {
 /// What a load wrote.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Loaded {
+    /// The head after the load.
     pub head: Head,
+    /// Chunks written.
     pub chunks: u64,
+    /// Case files written.
     pub case_files: u64,
 }
 

@@ -29,9 +29,11 @@ pub struct MigrateReport {
     pub case_files: u64,
     /// Other trees copied, and their entries.
     pub trees: usize,
+    /// Entries of those trees.
     pub tree_entries: u64,
     /// Other files of the data directory copied.
     pub files: usize,
+    /// Time the migration took.
     pub elapsed: Duration,
 }
 

@@ -96,20 +96,21 @@ pub struct Log {
 struct TailVerifier {
     store: Store,
     /// The verified position; the lock also serializes steps.
-    mark: Mutex<Head>,
+    verified: Mutex<Head>,
     broken: watch::Sender<Option<Broken>>,
 }
 
 impl TailVerifier {
-    /// Verifies from the mark to the published head and advances the mark.
-    /// The new mark reaches disk with the writer's next flush (or at close).
+    /// Verifies from the verified position to the published head and
+    /// advances it. The new position reaches disk with the writer's next
+    /// flush (or at close).
     fn step(&self) -> Result<verify::ChainReport, VerifyError> {
-        let mut mark = self.mark.lock().unwrap_or_else(|p| p.into_inner());
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = self.broken.borrow().clone() {
             return Err(b.into());
         }
         let head = self.store.head()?;
-        let from = *mark;
+        let from = *verified;
         if head.seq <= from.seq {
             return Ok(verify::ChainReport {
                 events: 0,
@@ -129,7 +130,7 @@ impl TailVerifier {
         match checked {
             Ok(report) => {
                 self.store.set_verified_unflushed(head)?;
-                *mark = head;
+                *verified = head;
                 Ok(report)
             }
             Err(VerifyError::Broken(b)) => {
@@ -218,10 +219,15 @@ impl Log {
             })
             .map_err(StoreError::Io)?;
         let (head_tx, head_rx) = watch::channel(report.head);
-        let (broken, halt) = watch::channel(None);
+        // One channel: the tail verifier announces a break on `broken`; the
+        // writer reads it as `Signals::halt` and refuses every later append.
+        let (broken, broken_rx) = watch::channel(None);
         let (failed_tx, writer_failed) = watch::channel(None);
         let (disk, disk_rx) = watch::channel(disk::DiskState::default());
-        let signals = writer::Signals { halt, disk: disk_rx };
+        let signals = writer::Signals {
+            halt: broken_rx,
+            disk: disk_rx,
+        };
         let applier = Arc::new(Mutex::new(Applier::new(
             store.clone(),
             config.sync,
@@ -240,7 +246,7 @@ impl Log {
         )?;
         let tail = Arc::new(TailVerifier {
             store: store.clone(),
-            mark: Mutex::new(report.head),
+            verified: Mutex::new(report.head),
             broken,
         });
         let verifier = match verify_every {
@@ -331,7 +337,7 @@ impl Log {
 
     /// The position up to which the log has been verified.
     pub fn verified(&self) -> Head {
-        *self.tail.mark.lock().unwrap_or_else(|p| p.into_inner())
+        *self.tail.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Announces the break the tail verifier found, if any (then appends stop).

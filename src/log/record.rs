@@ -183,17 +183,29 @@ impl Record {
 /// request and encoded without first copying its payloads into a [`Record`].
 #[derive(Clone, Copy, Debug)]
 pub struct RecordView<'a> {
+    /// Global position in the log; the first record is 1.
     pub seq: u64,
+    /// When the writer recorded it (Unix microseconds); non-decreasing along the log.
     pub recorded_at_us: i64,
+    /// The stream (case) the event belongs to.
     pub stream_id: &'a str,
+    /// Position inside its stream; the first event of a stream is 1.
     pub stream_version: u64,
+    /// Index of this event inside the request that appended it (0-based).
     pub part: u16,
+    /// Number of events the request appended (all or none are in the log).
     pub parts: u16,
+    /// Event type name, e.g. `PermitIssued`.
     pub event_type: &'a str,
+    /// The actor's user id.
     pub user_id: &'a str,
+    /// The actor's office.
     pub office: &'a str,
+    /// The idempotency key of the request that appended it.
     pub request_id: &'a str,
+    /// The prost-encoded event body; personal fields inside are already sealed.
     pub payload: &'a [u8],
+    /// Chain hash of the previous record ([`GENESIS_PREV_HASH`] for seq 1).
     pub prev_hash: Hash,
 }
 

@@ -137,9 +137,13 @@ pub(crate) fn chunk_first_seq(key: &[u8]) -> Option<u64> {
 /// The opened store: read access for everyone, write access for the writer only.
 #[derive(Clone)]
 pub struct Store {
+    /// The sled database (every tree of the store).
     pub(crate) db: sled::Db,
+    /// Tree `log`: chunks, head, case files and their position.
     pub(crate) log: sled::Tree,
+    /// Tree `meta`: format, verified position, open and close marks.
     pub(crate) meta: sled::Tree,
+    /// The case files of recent commits not yet written by the follower.
     pub(crate) case_files: Arc<CaseFiles>,
     /// The head readers may see: set at open from the head key, then by the
     /// writer after each commit is applied and durable. Every read is bounded by it.
@@ -775,6 +779,7 @@ pub const SLED_CACHE_MIB_DEFAULT: u64 = 256;
 /// sled writes its page-table snapshot when a store is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SledTuning {
+    /// sled's page cache, in MiB (`--sled-cache-mib`).
     pub cache_mib: u64,
 }
 
@@ -807,10 +812,12 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
             Err(sled::Error::Io(e))
                 if (e.kind() == std::io::ErrorKind::WouldBlock
                     || e.to_string().contains("could not acquire lock"))
-                    && attempts < 50 =>
+                    && attempts < crate::limits::STORE_LOCK_RETRIES =>
             {
                 attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(std::time::Duration::from_millis(
+                    crate::limits::STORE_LOCK_RETRY_MS,
+                ));
             }
             other => return Ok(other?),
         }
@@ -820,8 +827,11 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
 /// What [`copy_store`] copied.
 #[derive(Debug, Clone, Copy)]
 pub struct CopyReport {
+    /// Trees copied.
     pub trees: usize,
+    /// Entries copied, over every tree.
     pub entries: u64,
+    /// Other files of the data directory copied.
     pub files: usize,
     /// BLAKE3 over every tree's name and its keys and values in order: the
     /// same computed from the source while copying and from the copy after
@@ -1003,7 +1013,7 @@ fn copy_tree(
         digest_entry(&mut digest, &k, &v);
         batch.insert(k, v);
         in_batch += 1;
-        if in_batch == 10_000 {
+        if in_batch == crate::limits::COPY_STORE_BATCH_ENTRIES {
             dst.apply_batch(std::mem::take(&mut batch))?;
             counter.fetch_add(in_batch, Ordering::Relaxed);
             in_batch = 0;

@@ -59,6 +59,7 @@ pub struct ChainReport {
     pub events: u64,
     /// The head the walk ended at.
     pub head: Head,
+    /// Time the walk took.
     pub elapsed: Duration,
 }
 
@@ -71,6 +72,7 @@ pub struct IndexReport {
     pub stream_entries: u64,
     /// Request marks (one per request).
     pub request_entries: u64,
+    /// Time the check took.
     pub elapsed: Duration,
 }
 
@@ -741,7 +743,9 @@ const MERGE_TAIL_FRACTION: u64 = 16;
 /// replayed from the log after the position the persisted ones cover.
 #[derive(Debug)]
 pub struct Startup {
+    /// The chain check of the tail.
     pub report: ChainReport,
+    /// Case files replayed from the log after the persisted position, by stream.
     pub replayed: HashMap<String, CaseFile>,
 }
 

@@ -55,15 +55,11 @@ impl<'de> serde::Deserialize<'de> for Listen {
 }
 
 /// Refuses a non-loopback metrics address unless `on_network` is set.
-pub fn check_listen(addr: SocketAddr, on_network: bool) -> Result<(), String> {
+pub fn check_listen(addr: SocketAddr, on_network: bool) -> Result<(), super::MetricsError> {
     if crate::auth::tls::is_loopback(&addr) || on_network {
         return Ok(());
     }
-    Err(format!(
-        "refusing to serve metrics on {addr}, which is not a loopback address: \
-         set metrics.on_network (--metrics-on-network) to serve them there (plain HTTP), \
-         or metrics.listen = \"off\""
-    ))
+    Err(super::MetricsError::NotLoopback(addr))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use super::Metrics;
 
 /// A listening endpoint; [`Endpoint::stop`] ends it.
 pub(super) struct Endpoint {
+    /// The address it listens on (the port chosen, if 0 was asked).
     pub addr: std::net::SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,

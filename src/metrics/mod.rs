@@ -32,6 +32,39 @@ pub use rpc::{RpcLayer, RpcMetrics};
 
 use crate::log::{Broken, Store};
 
+/// Why the metrics endpoint cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// A non-loopback address without `metrics.on_network`.
+    #[error(
+        "refusing to serve metrics on {0}, which is not a loopback address: \
+         set metrics.on_network (--metrics-on-network) to serve them there (plain HTTP), \
+         or metrics.listen = \"off\""
+    )]
+    NotLoopback(std::net::SocketAddr),
+    /// The address could not be bound.
+    #[error("metrics endpoint: cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// The server's TLS certificate could not be read.
+    #[error("TLS certificate {}: {source}", path.display())]
+    CertificateUnreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The server's TLS certificate file holds no parsable certificate.
+    #[error("TLS certificate {}: no parsable certificate", path.display())]
+    CertificateUnparsable { path: std::path::PathBuf },
+    /// The worklist tree (read for the worklist gauges) could not be opened.
+    #[error(transparent)]
+    Store(#[from] sled::Error),
+    /// The HTTP endpoint could not start.
+    #[error(transparent)]
+    Serve(std::io::Error),
+}
+
 /// A counter by one fixed-word label (`operation`, `reason`).
 pub type LabelledCounter = Family<[(&'static str, &'static str); 1], Counter>;
 /// Access events recorded, by operation (`GetCase`, `FindCasesByDocument`).
@@ -47,6 +80,7 @@ pub const FOLLOWERS: [&str; 5] = ["tail_verifier", "case_files", "merkle", "stat
 
 /// What the scrape-time gauges are read from.
 pub struct Sources {
+    /// The store: head, trees and disk.
     pub store: Store,
     /// Why the writer stopped taking appends, once it has.
     pub writer_failed: watch::Receiver<Option<String>>,
@@ -206,11 +240,14 @@ impl Metrics {
 
     /// Registers the expiry (notAfter, Unix seconds) of the server's TLS
     /// certificate (the first of its PEM chain).
-    pub fn register_certificate(&mut self, cert_pem: &std::path::Path) -> Result<(), String> {
-        let pem =
-            std::fs::read(cert_pem).map_err(|e| format!("TLS certificate {}: {e}", cert_pem.display()))?;
-        let not_after = certificate_not_after(&pem)
-            .ok_or_else(|| format!("TLS certificate {}: no parsable certificate", cert_pem.display()))?;
+    pub fn register_certificate(&mut self, cert_pem: &std::path::Path) -> Result<(), MetricsError> {
+        let pem = std::fs::read(cert_pem).map_err(|source| MetricsError::CertificateUnreadable {
+            path: cert_pem.to_path_buf(),
+            source,
+        })?;
+        let not_after = certificate_not_after(&pem).ok_or_else(|| MetricsError::CertificateUnparsable {
+            path: cert_pem.to_path_buf(),
+        })?;
         self.gauges.cert_not_after.set(not_after);
         self.registry.register(
             "tls_certificate_not_after_seconds",
@@ -386,7 +423,7 @@ pub async fn start(
     audit: &crate::audit::Audit,
     statistics: Arc<crate::projection::engine::ProjectionSlot>,
     worklists: Arc<crate::worklist::FollowerStatus>,
-) -> Result<Running, Box<dyn std::error::Error>> {
+) -> Result<Running, MetricsError> {
     let listener = match config.metrics_listen {
         None => None,
         Some(addr) => {
@@ -394,7 +431,7 @@ pub async fn start(
             Some(
                 tokio::net::TcpListener::bind(addr)
                     .await
-                    .map_err(|e| format!("metrics endpoint: cannot listen on {addr}: {e}"))?,
+                    .map_err(|source| MetricsError::Listen { addr, source })?,
             )
         }
     };
@@ -412,7 +449,7 @@ pub async fn start(
     if let Some(tls) = &config.tls {
         metrics.register_certificate(&tls.cert)?;
     }
-    let running = Running::start(metrics, listener)?;
+    let running = Running::start(metrics, listener).map_err(MetricsError::Serve)?;
     if let Some(addr) = running.local_addr() {
         tracing::info!(%addr, "metrics endpoint: GET /metrics");
     }

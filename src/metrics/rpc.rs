@@ -29,7 +29,9 @@ fn seconds_histogram() -> Histogram {
 /// The RPC counters, shared by every clone of the layer.
 #[derive(Clone, Debug)]
 pub struct RpcMetrics {
+    /// Calls answered, by service, method and gRPC code.
     pub calls: Family<RpcLabels, Counter>,
+    /// Call durations, by service, method and gRPC code.
     pub seconds: Family<RpcLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -114,25 +116,31 @@ pub fn code_name(value: &[u8]) -> &'static str {
 mod descriptor {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct FileDescriptorSet {
+        /// The files of the set.
         #[prost(message, repeated, tag = "1")]
         pub file: Vec<FileDescriptorProto>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct FileDescriptorProto {
+        /// The file's protobuf package.
         #[prost(string, tag = "2")]
         pub package: String,
+        /// The services the file defines.
         #[prost(message, repeated, tag = "6")]
         pub service: Vec<ServiceDescriptorProto>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ServiceDescriptorProto {
+        /// The service's name.
         #[prost(string, tag = "1")]
         pub name: String,
+        /// The service's methods.
         #[prost(message, repeated, tag = "2")]
         pub method: Vec<MethodDescriptorProto>,
     }
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct MethodDescriptorProto {
+        /// The method's name.
         #[prost(string, tag = "1")]
         pub name: String,
     }

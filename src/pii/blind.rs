@@ -19,9 +19,9 @@ use super::error::{PiiError, Result};
 pub(super) const BLIND_INDEX_CONTEXT: &str = "migreg blind index v1";
 
 /// Longest normalized document number accepted.
-pub const MAX_DOCUMENT_NUMBER_LEN: usize = 32;
+pub const MAX_DOCUMENT_NUMBER_LEN: usize = crate::limits::DOCUMENT_NUMBER_CHARS_MAX;
 /// Longest document type accepted.
-pub const MAX_DOCUMENT_TYPE_LEN: usize = 32;
+pub const MAX_DOCUMENT_TYPE_LEN: usize = crate::limits::DOCUMENT_TYPE_CHARS_MAX;
 /// Longest raw input accepted before normalization (guards against huge input).
 const MAX_RAW_LEN: usize = 256;
 

@@ -92,17 +92,25 @@ pub struct StatsArgs {
 /// A checked `registry stats` question.
 #[derive(Clone, Debug)]
 pub struct Question {
+    /// The statistic asked for.
     pub kind: TableKind,
+    /// The date to count on (`None`: today, or the latest business date
+    /// applied if later).
     pub as_of: Option<Date>,
+    /// The log position to replay up to (`None`: no replay, the projection).
     pub as_of_seq: Option<u64>,
+    /// Caseload: the breakdown and filters.
     pub caseload: CaseloadQuery,
     /// Certifications: the breakdown, in the order route, sector, stage.
     /// Series: up to two dimensions, in the order asked.
     pub breakdown: Vec<&'static str>,
+    /// Series: the metric counted.
     pub metric: Option<Metric>,
     /// Month indexes and their text.
     pub from: Option<(u32, String)>,
+    /// The last month asked for (index and text).
     pub to: Option<(u32, String)>,
+    /// Apply disclosure control.
     pub published: bool,
 }
 
@@ -113,7 +121,9 @@ fn month_arg(flag: &str, text: &Option<String>) -> Result<Option<(u32, String)>,
         .ok_or_else(|| {
             format!(
                 "{flag}: expected YYYY-MM, got {:?}",
-                t.chars().take(40).collect::<String>()
+                t.chars()
+                    .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                    .collect::<String>()
             )
         })?;
     Ok(Some((super::month_index(d), t.clone())))
@@ -195,7 +205,9 @@ impl Question {
             (Some(m), TableKind::Series) => Some(Metric::parse(m).ok_or_else(|| {
                 format!(
                     "--metric: unknown metric {:?}",
-                    m.chars().take(40).collect::<String>()
+                    m.chars()
+                        .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                        .collect::<String>()
                 )
             })?),
             (None, TableKind::Series) => return Err("--metric: required for --table series".into()),

@@ -100,9 +100,13 @@ pub fn read_page(store: &Store, position: Position, max: usize) -> Result<Vec<St
 /// How far a catch-up went.
 #[derive(Clone, Copy, Debug)]
 pub struct CatchUp {
+    /// Events applied.
     pub events: u64,
+    /// Persisted batches (each one sled batch with its checkpoint).
     pub batches: u64,
+    /// Time the catch-up took.
     pub elapsed: Duration,
+    /// The log position reached.
     pub position: Position,
 }
 

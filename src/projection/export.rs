@@ -105,22 +105,28 @@ pub struct LongRow {
     pub values: Vec<String>,
     /// `None` when suppressed.
     pub count: Option<u64>,
+    /// Whether the count is published, suppressed or zero.
     pub obs_status: ObsStatus,
 }
 
 /// A statistic in long format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LongTable {
+    /// Which statistic the table holds.
     pub kind: TableKind,
     /// Column names of the dimensions.
     pub dims: Vec<String>,
+    /// The rows, one per combination of codes.
     pub rows: Vec<LongRow>,
     /// Caseload: persons matching the filters (`None`: withheld). Other tables: `None`.
     pub total: Option<u64>,
     /// Caseload: the date statuses and ages are counted on.
     pub as_of_date: Option<String>,
+    /// Log position reflected.
     pub seq: u64,
+    /// The chain hash at `seq`, hex.
     pub hash: String,
+    /// Whether disclosure control was applied.
     pub published: bool,
 }
 

@@ -23,8 +23,11 @@ pub const FACTS_BYTES: usize = 55;
 pub struct CaseFacts {
     /// A `PersonRegistered` was applied (only such cases are counted).
     pub registered: bool,
+    /// Sex recorded at registration.
     pub sex: Sex,
+    /// Year of birth (for age bands on the date asked).
     pub birth_year: u16,
+    /// Month of birth, 1..=12.
     pub birth_month: u8,
     /// Municipality of residence as its DIVIPOLA code (0: none; see
     /// [`CaseFacts::municipality`]).
@@ -36,23 +39,33 @@ pub struct CaseFacts {
     pub channel_code: ChannelCode,
     /// Whether a current application exists, and its id.
     pub has_app: bool,
+    /// The current application's id (0: none).
     pub app_id: u32,
     /// Funnel flags of the current application.
     pub biometrics: bool,
+    /// The current application was approved.
     pub approved: bool,
     /// Appeal deadline of the current application's denial.
     pub appeal_until: Option<Date>,
     /// The latest permit: type, the application it came from, validity end.
     pub permit_type: Option<PermitType>,
+    /// The application the latest permit came from.
     pub permit_app_id: u32,
+    /// The latest permit's validity end.
     pub permit_valid_until: Date,
+    /// The latest permit was cancelled.
     pub permit_cancelled: bool,
+    /// The latest permit was superseded by a visa.
     pub permit_superseded: bool,
+    /// The latest permit's card was printed.
     pub permit_printed: bool,
+    /// The latest permit's card was delivered.
     pub permit_delivered: bool,
     /// A visa: `Some(None)` is a visa without end.
     pub visa: Option<Option<Date>>,
+    /// How the person left the caseload, once recorded.
     pub exit: Option<ExitKind>,
+    /// The person's identifying data was erased.
     pub erased: bool,
     /// Nationality recorded at registration as [`country_value`] (0: none,
     /// before a registration; see [`CaseFacts::nationality`]).

@@ -15,6 +15,50 @@ use crate::domain::Date;
 
 pub use pb::statistics_server::StatisticsServer;
 
+/// Why a `Statistics` call failed (mapped to statuses in `api::status`).
+#[derive(Debug, thiserror::Error)]
+pub enum StatisticsError {
+    /// A request field out of range: INVALID_ARGUMENT with a BadRequest
+    /// naming `field`.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// The projection is still loading after start-up (UNAVAILABLE).
+    #[error("the statistics projection is still loading after start-up; retry shortly")]
+    Loading,
+    /// The projection could not be loaded (INTERNAL: not transient,
+    /// retrying will not help until an operator acts).
+    #[error("the statistics projection could not be loaded ({0}); an operator must run rebuild-projections")]
+    LoadFailed(String),
+    /// The projection is stale since its follower stopped (UNAVAILABLE: a
+    /// restart resumes it from its checkpoint).
+    #[error("the statistics projection stopped following the log ({0}); the service must be restarted")]
+    Stopped(String),
+    /// A point-in-time replay of the log failed (UNAVAILABLE).
+    #[error("{0}")]
+    Replay(String),
+    /// A blocking task panicked or was cancelled (INTERNAL).
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// `WorklistCounts` on a server without worklists (UNIMPLEMENTED).
+    #[error("this server counts no worklists")]
+    NoWorklists,
+    /// The worklist projection cannot answer.
+    #[error(transparent)]
+    Worklists(#[from] crate::worklist::grpc::WorklistServiceError),
+    /// Counting the worklists failed (INTERNAL).
+    #[error("{0}")]
+    WorklistCounts(super::ProjectionError),
+    /// `Release` on a server that builds none (UNIMPLEMENTED).
+    #[error("this server builds no statistics releases")]
+    NoReleases,
+    /// Another release is being built (RESOURCE_EXHAUSTED).
+    #[error("another statistics release is being built; retry when it is done")]
+    ReleaseBusy,
+    /// The release could not be built.
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+}
+
 /// The service over a shared projection (which may still be loading).
 #[derive(Clone)]
 pub struct StatisticsService {
@@ -58,20 +102,14 @@ impl StatisticsService {
         self
     }
 
-    fn shared(&self) -> Result<&Shared, Status> {
+    fn shared(&self) -> Result<&Shared, StatisticsError> {
         match self.slot.state() {
             SlotState::Ready(s) => Ok(s),
-            SlotState::Loading => Err(Status::unavailable(
-                "the statistics projection is still loading after start-up; retry shortly",
-            )),
+            SlotState::Loading => Err(StatisticsError::Loading),
             // Not transient: retrying will not help until an operator acts.
-            SlotState::Failed(e) => Err(Status::internal(format!(
-                "the statistics projection could not be loaded ({e}); an operator must run rebuild-projections"
-            ))),
+            SlotState::Failed(e) => Err(StatisticsError::LoadFailed(e.to_string())),
             // Stale since its follower stopped: a restart resumes it from its checkpoint.
-            SlotState::Stopped(e) => Err(Status::unavailable(format!(
-                "the statistics projection stopped following the log ({e}); the service must be restarted"
-            ))),
+            SlotState::Stopped(e) => Err(StatisticsError::Stopped(e.to_string())),
         }
     }
 
@@ -81,17 +119,20 @@ impl StatisticsService {
             .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
     }
 
-    fn with_state<T>(&self, f: impl FnOnce(&ProjectionState) -> T) -> Result<T, Status> {
+    fn with_state<T>(&self, f: impl FnOnce(&ProjectionState) -> T) -> Result<T, StatisticsError> {
         let e = self.shared()?.read().unwrap_or_else(|p| p.into_inner());
         Ok(f(e.state()))
     }
 }
 
-fn invalid(field: &str, msg: impl std::fmt::Display) -> Status {
-    crate::api::status::invalid_argument(field, &msg.to_string())
+fn invalid(field: &'static str, msg: impl std::fmt::Display) -> StatisticsError {
+    StatisticsError::Invalid {
+        field,
+        reason: msg.to_string(),
+    }
 }
 
-fn month(field: &str, text: &str) -> Result<Option<u32>, Status> {
+fn month(field: &'static str, text: &str) -> Result<Option<u32>, StatisticsError> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -131,7 +172,12 @@ impl pb::statistics_server::Statistics for StatisticsService {
             by.push(Dim::parse(d).ok_or_else(|| {
                 invalid(
                     "by",
-                    format!("unknown dimension {:?}", d.chars().take(40).collect::<String>()),
+                    format!(
+                        "unknown dimension {:?}",
+                        d.chars()
+                            .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                            .collect::<String>()
+                    ),
                 )
             })?);
         }
@@ -145,7 +191,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
                     values: f.values.clone(),
                 })
             })
-            .collect::<Result<Vec<_>, Status>>()?;
+            .collect::<Result<Vec<_>, StatisticsError>>()?;
         let q = CaseloadQuery {
             by,
             filters,
@@ -169,7 +215,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
         } else {
             let shared = self.shared()?.clone();
             let seq = r.as_of_seq;
-            tokio::task::spawn_blocking(move || -> Result<Result<_, String>, String> {
+            tokio::task::spawn_blocking(move || -> Result<Result<_, super::QueryError>, String> {
                 let state = if seq > 0 {
                     replay(&store, AsOf::Seq(seq, as_of)).map_err(|e| e.to_string())?
                 } else {
@@ -196,8 +242,8 @@ impl pb::statistics_server::Statistics for StatisticsService {
                 Ok(caseload(&state, &q, &rules))
             })
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::unavailable)?
+            .map_err(StatisticsError::Task)?
+            .map_err(StatisticsError::Replay)?
         }
         .map_err(|m| invalid("filters", m))?;
         Ok(Response::new(pb::CaseloadResponse {
@@ -280,17 +326,14 @@ impl pb::statistics_server::Statistics for StatisticsService {
         } else {
             Date::parse(&r.as_of_date).ok_or_else(|| invalid("as_of_date", "expected YYYY-MM-DD"))?
         };
-        let service = self
-            .worklists
-            .as_ref()
-            .ok_or_else(|| Status::unimplemented("this server counts no worklists"))?;
-        let lists = service.worklists()?.clone();
+        let service = self.worklists.as_ref().ok_or(StatisticsError::NoWorklists)?;
+        let lists = service.worklists().map_err(StatisticsError::from)?.clone();
         let (counts, position) = tokio::task::spawn_blocking(move || {
             crate::worklist::query::counts(&lists, reference, crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT)
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(StatisticsError::Task)?
+        .map_err(StatisticsError::WorklistCounts)?;
         // The table as published (disclosure control here, with this
         // server's thresholds); zero cells are the client's to fill in.
         let table = super::export::from_worklists(
@@ -327,26 +370,16 @@ impl pb::statistics_server::Statistics for StatisticsService {
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
         let r = request.into_inner();
-        let (audit, building) = self
-            .releases
-            .clone()
-            .ok_or_else(|| Status::unimplemented("this server builds no statistics releases"))?;
-        let _permit = building.try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted("another statistics release is being built; retry when it is done")
-        })?;
+        let (audit, building) = self.releases.clone().ok_or(StatisticsError::NoReleases)?;
+        let _permit = building
+            .try_acquire_owned()
+            .map_err(|_| StatisticsError::ReleaseBusy)?;
         let rules = self.rules;
         let as_of_seq = (r.as_of_seq > 0).then_some(r.as_of_seq);
         let release = tokio::task::spawn_blocking(move || crate::release::build(&audit, as_of_seq, &rules))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| {
-                use crate::release::ReleaseError as E;
-                match e {
-                    E::NoCheckpoint | E::NoCheckpointAt(_) => Status::not_found(e.to_string()),
-                    E::EarlierKey { .. } | E::Empty => Status::failed_precondition(e.to_string()),
-                    E::Internal(m) => Status::internal(m),
-                }
-            })?;
+            .map_err(StatisticsError::Task)?
+            .map_err(StatisticsError::Release)?;
         Ok(Response::new(pb::ReleaseResponse {
             seq: release.seq,
             files: release

@@ -39,13 +39,14 @@ pub use engine::{
     replay, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState, TREE,
 };
 pub use facts::CaseFacts;
-pub use query::{caseload, CaseloadQuery, Dim, Filter, Row, Table};
+pub use query::{caseload, CaseloadQuery, Dim, Filter, QueryError, Row, Table};
 pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState, SeriesCell};
 pub use suppress::SuppressionRules;
 
 /// A labelled count, for series, funnel, expiring permits and certifications.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Point {
+    /// The label of the count (a month, a stage, a route...).
     pub label: String,
     /// `None` when suppressed.
     pub count: Option<u64>,
@@ -54,10 +55,15 @@ pub struct Point {
 /// A list answer with the position it reflects.
 #[derive(Clone, Debug, Serialize)]
 pub struct Points {
+    /// What the points count.
     pub what: String,
+    /// The counts, in the order of their labels.
     pub points: Vec<Point>,
+    /// Log position reflected.
     pub seq: u64,
+    /// The chain hash at `seq`, hex.
     pub hash: String,
+    /// Date the statuses and ages are counted on.
     pub as_of_date: String,
 }
 
@@ -124,25 +130,24 @@ pub const SERIES_BREAKDOWN_DIMS_MAX: usize = 2;
 
 /// Checks a series breakdown: known dimensions, at most two, no repeats;
 /// the error names the problem (callers prefix the field).
-pub fn series_breakdown(by: &[String]) -> Result<Vec<&'static str>, String> {
+pub fn series_breakdown(by: &[String]) -> Result<Vec<&'static str>, QueryError> {
     let mut out: Vec<&'static str> = Vec::new();
     for d in by {
         let d = d.trim();
         let known = SERIES_DIMS.iter().find(|k| **k == d).ok_or_else(|| {
-            format!(
-                "{:?} is not a series dimension (department, sex, age_band, channel, status)",
-                d.chars().take(40).collect::<String>()
+            QueryError::NotASeriesDimension(
+                d.chars()
+                    .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                    .collect::<String>(),
             )
         })?;
         if out.contains(known) {
-            return Err(format!("{d} appears twice"));
+            return Err(QueryError::SeriesDimensionTwice(d.to_string()));
         }
         out.push(known);
     }
     if out.len() > SERIES_BREAKDOWN_DIMS_MAX {
-        return Err(format!(
-            "at most {SERIES_BREAKDOWN_DIMS_MAX} dimensions for a series"
-        ));
+        return Err(QueryError::TooManySeriesDimensions);
     }
     Ok(out)
 }

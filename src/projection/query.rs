@@ -13,6 +13,42 @@ use super::suppress::{suppress, SuppressionRules};
 use crate::domain::{AgeBand, CountryCode, Department, Municipality, PermitType, PersonStatus, Sex};
 use crate::limits::{STATS_BREAKDOWN_DIMS_MAX, STATS_FILTERS_MAX};
 
+/// Why a statistics question is refused; the message names the part of
+/// the question at fault (callers prefix the field or flag).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// More breakdown dimensions than [`STATS_BREAKDOWN_DIMS_MAX`].
+    #[error("by: at most {STATS_BREAKDOWN_DIMS_MAX} dimensions")]
+    TooManyDimensions,
+    /// More filters than [`STATS_FILTERS_MAX`].
+    #[error("filters: at most {STATS_FILTERS_MAX}")]
+    TooManyFilters,
+    /// A breakdown dimension given twice.
+    #[error("by: dimension {} repeated", .0.as_str())]
+    RepeatedDimension(Dim),
+    /// A filter value that is no code of its dimension (`text` as echoed:
+    /// its first [`crate::limits::ECHOED_VALUE_CHARS_MAX`] characters).
+    #[error("unknown {} value {text:?}", dim.as_str())]
+    UnknownValue { dim: Dim, text: String },
+    /// A filter that is not `DIM=VALUE[|VALUE..]`.
+    #[error("filter {0:?}: expected DIM=VALUE")]
+    FilterSyntax(String),
+    /// A filter naming no dimension.
+    #[error("unknown dimension {0:?}")]
+    UnknownDimension(String),
+    /// A series breakdown naming no series dimension (echoed like
+    /// [`QueryError::UnknownValue`]).
+    #[error("{0:?} is not a series dimension (department, sex, age_band, channel, status)")]
+    NotASeriesDimension(String),
+    /// A series breakdown dimension given twice.
+    #[error("{0} appears twice")]
+    SeriesDimensionTwice(String),
+    /// More series breakdown dimensions than
+    /// [`super::SERIES_BREAKDOWN_DIMS_MAX`].
+    #[error("at most {} dimensions for a series", super::SERIES_BREAKDOWN_DIMS_MAX)]
+    TooManySeriesDimensions,
+}
+
 /// A caseload dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Dim {
@@ -112,13 +148,13 @@ impl Dim {
     }
 
     /// Parses a value code into the numeric value (`None`: unknown code).
-    fn parse_value(self, text: &str, state: &ProjectionState) -> Result<Option<u32>, String> {
-        let bad = || {
-            format!(
-                "unknown {} value {:?}",
-                self.as_str(),
-                text.chars().take(40).collect::<String>()
-            )
+    fn parse_value(self, text: &str, state: &ProjectionState) -> Result<Option<u32>, QueryError> {
+        let bad = || QueryError::UnknownValue {
+            dim: self,
+            text: text
+                .chars()
+                .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
+                .collect::<String>(),
         };
         Ok(match self {
             Dim::Status => Some(PersonStatus::parse(text).ok_or_else(bad)? as u32),
@@ -161,17 +197,19 @@ pub const GUARDIAN_CODES: [&str; 2] = ["NONE", "LINKED"];
 /// A filter: the dimension must take one of the values (codes as shown).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Filter {
+    /// The dimension filtered on.
     pub dim: Dim,
+    /// The codes accepted (any of them).
     pub values: Vec<String>,
 }
 
 impl Filter {
     /// Parses `dim=value[|value..]`.
-    pub fn parse(text: &str) -> Result<Filter, String> {
+    pub fn parse(text: &str) -> Result<Filter, QueryError> {
         let (d, v) = text
             .split_once('=')
-            .ok_or_else(|| format!("filter {text:?}: expected DIM=VALUE"))?;
-        let dim = Dim::parse(d).ok_or_else(|| format!("unknown dimension {d:?}"))?;
+            .ok_or_else(|| QueryError::FilterSyntax(text.to_string()))?;
+        let dim = Dim::parse(d).ok_or_else(|| QueryError::UnknownDimension(d.to_string()))?;
         Ok(Filter {
             dim,
             values: v.split('|').map(|s| s.trim().to_string()).collect(),
@@ -182,7 +220,9 @@ impl Filter {
 /// A caseload question.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CaseloadQuery {
+    /// The breakdown dimensions, in the order of each row's values.
     pub by: Vec<Dim>,
+    /// Filters every counted person passes (all of them).
     pub filters: Vec<Filter>,
     /// Apply disclosure control.
     pub published: bool,
@@ -200,7 +240,9 @@ pub struct Row {
 /// A caseload answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Table {
+    /// The breakdown dimensions, in the order of each row's values.
     pub dims: Vec<Dim>,
+    /// One row per combination of values that has persons.
     pub rows: Vec<Row>,
     /// Persons matching the filters (`None` when suppressed).
     pub total: Option<u64>,
@@ -208,22 +250,25 @@ pub struct Table {
     pub as_of_date: String,
     /// Log position reflected.
     pub seq: u64,
+    /// The chain hash at `seq`, hex.
     pub hash: String,
+    /// Whether disclosure control was applied.
     pub published: bool,
+    /// Cells hidden by disclosure control.
     pub suppressed_cells: usize,
 }
 
 /// Validation errors name the field.
-pub fn validate(q: &CaseloadQuery) -> Result<(), String> {
+pub fn validate(q: &CaseloadQuery) -> Result<(), QueryError> {
     if q.by.len() > STATS_BREAKDOWN_DIMS_MAX {
-        return Err(format!("by: at most {STATS_BREAKDOWN_DIMS_MAX} dimensions"));
+        return Err(QueryError::TooManyDimensions);
     }
     if q.filters.len() > STATS_FILTERS_MAX {
-        return Err(format!("filters: at most {STATS_FILTERS_MAX}"));
+        return Err(QueryError::TooManyFilters);
     }
     for (i, d) in q.by.iter().enumerate() {
         if q.by[..i].contains(d) {
-            return Err(format!("by: dimension {} repeated", d.as_str()));
+            return Err(QueryError::RepeatedDimension(*d));
         }
     }
     Ok(())
@@ -234,7 +279,7 @@ pub fn caseload(
     state: &ProjectionState,
     q: &CaseloadQuery,
     rules: &SuppressionRules,
-) -> Result<Table, String> {
+) -> Result<Table, QueryError> {
     validate(q)?;
     let mut filters: Vec<(Dim, Vec<u32>)> = Vec::with_capacity(q.filters.len());
     for f in &q.filters {
@@ -377,7 +422,7 @@ mod tests {
             published: false,
         };
         let e = caseload(&s, &q, &SuppressionRules::default()).unwrap_err();
-        assert!(e.contains("unknown nationality value \"ZZZ\""), "{e}");
+        assert!(e.to_string().contains("unknown nationality value \"ZZZ\""), "{e}");
         for n in CountryCode::all() {
             assert_eq!(nationality_of(nationality_value(Some(n))), Some(n));
         }

@@ -51,7 +51,9 @@ pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 /// A position of the log: the last event applied and its chain hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {
+    /// The seq of the last event applied (0: none).
     pub seq: u64,
+    /// The chain hash of that event (the genesis hash when none).
     pub hash: Hash,
 }
 
@@ -135,12 +137,17 @@ impl Metric {
 /// on that date, all as they are right after the event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SeriesCell {
+    /// What the cell counts.
     pub metric: Metric,
+    /// The month of the event's business date ([`month_index`]).
     pub month: u32,
     /// DIVIPOLA department (0: none).
     pub department: u8,
+    /// Sex recorded at registration.
     pub sex: crate::domain::Sex,
+    /// Age band on the event's business date.
     pub age_band: crate::domain::AgeBand,
+    /// Derived status on the event's business date.
     pub status: PersonStatus,
     /// `None`: no current application.
     pub channel: Option<ChannelCode>,
@@ -225,18 +232,24 @@ pub fn month_label(m: u32) -> String {
 /// A certification as statistics see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CertFacts {
+    /// The certification's route.
     pub route: CertificationRoute,
+    /// The sector certified.
     pub sector: Sector,
+    /// Where the certification stands.
     pub stage: CertificationStage,
 }
 
 /// A cube cell: one combination of the caseload dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cell {
+    /// Derived status on the cube's reference date.
     pub status: PersonStatus,
     /// DIVIPOLA municipality code (0: unknown).
     pub municipality: u32,
+    /// Sex recorded at registration.
     pub sex: crate::domain::Sex,
+    /// Age band on the cube's reference date.
     pub age_band: crate::domain::AgeBand,
     /// Index in the channel table (0: no application).
     pub channel: u8,
@@ -300,6 +313,7 @@ impl Cell {
 #[derive(Clone, Debug, Default)]
 pub struct Cube {
     index: KeyMap<u128, u32>,
+    /// Packed cell keys and their counts (`index` finds a key's slot).
     pub(crate) cells: Vec<(u128, i64)>,
 }
 
@@ -339,18 +353,25 @@ struct Contribution {
 /// The projection's state in memory.
 #[derive(Clone, Debug)]
 pub struct ProjectionState {
+    /// Per-case facts, by case key.
     pub(crate) cases: KeyMap<CaseKey, CaseFacts>,
+    /// Per-certification facts, by case key and certification id.
     pub(crate) certs: KeyMap<(CaseKey, u32), CertFacts>,
     /// Reference date of the cube ("as of today").
     pub(crate) cube_date: Date,
+    /// Counts of registered persons by cell on `cube_date`.
     pub(crate) cube: Cube,
+    /// Funnel counts in step order (`funnel::STEPS`).
     pub(crate) funnel: [i64; 5],
+    /// Permits held, by the month their validity ends.
     pub(crate) expiring: BTreeMap<u32, i64>,
+    /// Monthly counts of each metric's events, by (metric, month).
     pub(crate) series: BTreeMap<(Metric, u32), u64>,
     /// The series broken down ([`SeriesCell`]); its sums are `series`.
     pub(crate) series_cells: BTreeMap<SeriesCell, u64>,
     /// (metric, month) whose cells changed since the last persist.
     pub(crate) dirty_series: std::collections::BTreeSet<(Metric, u32)>,
+    /// Certifications by route, sector and stage.
     pub(crate) cert_counts: BTreeMap<(CertificationRoute, Sector, CertificationStage), i64>,
     /// Channel codes by cube index (index 0 is "no application").
     pub(crate) channels: Vec<Option<ChannelCode>>,
@@ -361,8 +382,11 @@ pub struct ProjectionState {
     pub(crate) max_on: Option<Date>,
     /// Events applied since this state was created or loaded.
     pub(crate) events_applied: u64,
+    /// Cases whose facts changed since the last persist (when `track_dirty`).
     pub(crate) dirty: HashSet<CaseKey, BuildHasherDefault<KeyHasher>>,
+    /// Certifications whose facts changed since the last persist (when `track_dirty`).
     pub(crate) dirty_certs: HashSet<(CaseKey, u32), BuildHasherDefault<KeyHasher>>,
+    /// Whether changes are tracked for persisting (a followed projection).
     pub(crate) track_dirty: bool,
     /// Month-end snapshots (only when `snapshots_on`): month index -> the
     /// cube as of that month's last day D (each case folded over its events
@@ -370,7 +394,9 @@ pub struct ProjectionState {
     /// earliest business date applied to the month before the latest one
     /// (`max_on`). Later month-ends are answered from the facts.
     pub(crate) snapshots: BTreeMap<u32, Cube>,
+    /// Whether month-end snapshots are kept (persisted projections).
     pub(crate) snapshots_on: bool,
+    /// Months whose snapshot changed since the last persist.
     pub(crate) dirty_snapshots: BTreeSet<u32>,
     /// Cases changed since the snapshots were last brought up to date
     /// ([`ProjectionState::flush_snapshots`]): the facts the snapshots count
@@ -1023,10 +1049,15 @@ impl ProjectionState {
 /// Everything a state answers, in canonical order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateSummary {
+    /// The log position the state reflects.
     pub position: Position,
+    /// The cube's reference date.
     pub cube_date: Date,
+    /// Every case's facts, by case key.
     pub facts: Vec<(CaseKey, CaseFacts)>,
+    /// Every certification's facts, by case key and id.
     pub certs: Vec<((CaseKey, u32), CertFacts)>,
+    /// The cube's non-zero cells, with the channel as its code (not its index).
     #[allow(clippy::type_complexity)]
     pub cube: BTreeMap<
         (
@@ -1040,10 +1071,15 @@ pub struct StateSummary {
         ),
         u64,
     >,
+    /// Funnel counts in step order.
     pub funnel: [i64; 5],
+    /// Permits held, by the month their validity ends.
     pub expiring: BTreeMap<u32, i64>,
+    /// Monthly counts by (metric, month).
     pub series: BTreeMap<(Metric, u32), u64>,
+    /// The series broken down.
     pub series_cells: BTreeMap<SeriesCell, u64>,
+    /// Certifications by route, sector and stage.
     pub cert_counts: BTreeMap<(CertificationRoute, Sector, CertificationStage), i64>,
 }
 

@@ -20,7 +20,9 @@ use crate::limits::{STATS_MIN_CELL, STATS_MIN_CELL_SENSITIVE};
 /// Thresholds (configurable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SuppressionRules {
+    /// Smallest published cell.
     pub min_cell: u64,
+    /// Smallest published cell when it involves minors or a municipality.
     pub min_cell_sensitive: u64,
 }
 
@@ -47,6 +49,7 @@ impl SuppressionRules {
 /// Which cells to hide.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Suppression {
+    /// Per cell (in the order given): whether it is hidden.
     pub hidden: Vec<bool>,
     /// The table total must not be published either.
     pub hide_total: bool,

@@ -18,6 +18,7 @@ pub const SOURCES_JSON: &str = "sources.json";
 /// One regional total.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionalRow {
+    /// The status code.
     pub status: String,
     /// The exact sum, when every source published its cell.
     pub value: Option<u64>,
@@ -29,23 +30,41 @@ pub struct RegionalRow {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Why releases cannot be combined into a regional table.
+#[derive(Debug, thiserror::Error)]
+pub enum CombineError {
+    #[error("no release to combine")]
+    NoRelease,
+    /// Two releases of one origin (a region counts each registry once).
+    #[error("two releases come from origin {0:?}: a region counts each registry once")]
+    SameOrigin(String),
+    /// A release without the table combined.
+    #[error("the release of {0} has no CASELOAD_STATUS")]
+    NoCaseloadStatus(String),
+    /// A release whose statuses differ from the first release's.
+    #[error("the release of {origin} lists the statuses {statuses:?}, the release of {first_origin} {first_statuses:?}")]
+    OtherStatuses {
+        origin: String,
+        statuses: Vec<String>,
+        first_origin: String,
+        first_statuses: Vec<String>,
+    },
+}
+
 /// Sums `CASELOAD_STATUS` over the sources, status by status (the statuses
 /// of the first source, in its order; every source must list the same).
-pub fn regional(sources: &[Verified]) -> Result<Vec<RegionalRow>, String> {
-    let first = sources.first().ok_or("no release to combine")?;
+pub fn regional(sources: &[Verified]) -> Result<Vec<RegionalRow>, CombineError> {
+    let first = sources.first().ok_or(CombineError::NoRelease)?;
     let mut origins = std::collections::BTreeSet::new();
     for s in sources {
         if !origins.insert(&s.origin) {
-            return Err(format!(
-                "two releases come from origin {:?}: a region counts each registry once",
-                s.origin
-            ));
+            return Err(CombineError::SameOrigin(s.origin.clone()));
         }
     }
     let table = |s: &Verified| {
         s.table("CASELOAD_STATUS")
             .cloned()
-            .ok_or_else(|| format!("the release of {} has no CASELOAD_STATUS", s.origin))
+            .ok_or_else(|| CombineError::NoCaseloadStatus(s.origin.clone()))
     };
     let statuses: Vec<String> = table(first)?.rows.iter().map(|r| r.key[0].clone()).collect();
     let mut out: Vec<RegionalRow> = statuses
@@ -61,10 +80,12 @@ pub fn regional(sources: &[Verified]) -> Result<Vec<RegionalRow>, String> {
         let t = table(s)?;
         let codes: Vec<&String> = t.rows.iter().map(|r| &r.key[0]).collect();
         if codes.len() != statuses.len() || codes.iter().zip(&statuses).any(|(a, b)| *a != b) {
-            return Err(format!(
-                "the release of {} lists the statuses {codes:?}, the release of {} {statuses:?}",
-                s.origin, first.origin
-            ));
+            return Err(CombineError::OtherStatuses {
+                origin: s.origin.clone(),
+                statuses: codes.into_iter().cloned().collect(),
+                first_origin: first.origin.clone(),
+                first_statuses: statuses,
+            });
         }
         for (row, cell) in out.iter_mut().zip(&t.rows) {
             match cell.value {

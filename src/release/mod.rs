@@ -59,7 +59,9 @@ fn internal(e: impl std::fmt::Display) -> ReleaseError {
 /// A release: its files (sorted by name) and the position it reflects.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Release {
+    /// The log position the release reflects (its checkpoint's size).
     pub seq: u64,
+    /// Its files (name, content), sorted by name.
     pub files: Vec<(String, Vec<u8>)>,
 }
 
@@ -199,21 +201,48 @@ pub const RELEASE_RULE: &str = "Each table is suppressed on its own (disclosure_
 no identity of the release may have exactly one suppressed cell: where one has, the smallest published non-zero \
 term (else the total) is suppressed too, until none has. A suppressed cell always holds at least 1.";
 
+/// Why [`write_dir`] wrote no release (or only part of one).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteDirError {
+    /// The output directory cannot be read or created.
+    #[error("--out {}: {source}", dir.display())]
+    Directory {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The output directory holds files already.
+    #[error("--out {}: the directory is not empty", .0.display())]
+    NotEmpty(std::path::PathBuf),
+    /// A release file name that is not a plain file name.
+    #[error("refusing the file name {0:?}: not a plain file name")]
+    FileName(String),
+    /// A release file cannot be written.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Writes a release into `dir`, which must not exist or be empty.
-pub fn write_dir(release: &Release, dir: &std::path::Path) -> Result<(), String> {
+pub fn write_dir(release: &Release, dir: &std::path::Path) -> Result<(), WriteDirError> {
+    let directory = |source| WriteDirError::Directory {
+        dir: dir.to_path_buf(),
+        source,
+    };
     if dir.exists() {
-        let mut entries = std::fs::read_dir(dir).map_err(|e| format!("--out {}: {e}", dir.display()))?;
+        let mut entries = std::fs::read_dir(dir).map_err(directory)?;
         if entries.next().is_some() {
-            return Err(format!("--out {}: the directory is not empty", dir.display()));
+            return Err(WriteDirError::NotEmpty(dir.to_path_buf()));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("--out {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(directory)?;
     for (name, bytes) in &release.files {
         if name.contains('/') || name.contains('\\') || name.starts_with('.') || name.is_empty() {
-            return Err(format!("refusing the file name {name:?}: not a plain file name"));
+            return Err(WriteDirError::FileName(name.clone()));
         }
-        let p = dir.join(name);
-        std::fs::write(&p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|source| WriteDirError::File { path, source })?;
     }
     Ok(())
 }

@@ -308,8 +308,11 @@ pub fn structure(t: &DataTable, codebook: &Value, prepared: &str) -> Value {
 /// dimension ids in column order, and each coded dimension's codes.
 #[derive(Debug)]
 pub struct ParsedStructure {
+    /// The dataflow id.
     pub dataflow: String,
+    /// The dimension ids, in column order.
     pub dims: Vec<String>,
+    /// Each coded dimension's codes, by dimension id.
     pub codes: BTreeMap<String, Vec<String>>,
 }
 

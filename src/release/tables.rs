@@ -22,6 +22,7 @@ pub struct TableSpec {
     pub id: &'static str,
     /// File stem: `<stem>.csv`, `<stem>.structure.json`.
     pub stem: &'static str,
+    /// What the table counts, in words.
     pub description: &'static str,
     /// Dimensions in column order: (SDMX id, codebook dimension).
     pub dims: &'static [(&'static str, &'static str)],
@@ -69,6 +70,7 @@ pub fn spec(id: &str) -> Option<&'static TableSpec> {
 /// One observation: its dimension codes and its published value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataRow {
+    /// The dimension codes, in column order.
     pub key: Vec<String>,
     /// `None`: suppressed.
     pub value: Option<u64>,
@@ -87,7 +89,9 @@ impl DataRow {
 /// A table as published.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataTable {
+    /// Which table.
     pub spec: &'static TableSpec,
+    /// Its observations, in order.
     pub rows: Vec<DataRow>,
 }
 
@@ -189,15 +193,20 @@ pub fn build(
 /// A cell of a release: table index and row index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CellRef {
+    /// Index of the table in the release.
     pub table: usize,
+    /// Index of the row in that table.
     pub row: usize,
 }
 
 /// `total = sum of terms`, an identity every release holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
+    /// The identity's name.
     pub name: String,
+    /// The cell that is the total.
     pub total: CellRef,
+    /// The cells that sum to it.
     pub terms: Vec<CellRef>,
 }
 

@@ -18,10 +18,15 @@ use crate::projection::export::ObsStatus;
 /// A verified release: what `combine` cites and sums.
 #[derive(Clone, Debug)]
 pub struct Verified {
+    /// The registry (log origin) the release comes from.
     pub origin: String,
+    /// The audit key that signed it (vkey).
     pub verifier_key: String,
+    /// The log position the release reflects (its checkpoint's size).
     pub seq: u64,
+    /// The chain hash at `seq`, hex.
     pub log_hash: String,
+    /// The date the release counts on.
     pub reference_date: String,
     /// The signed checkpoint text.
     pub checkpoint: String,
@@ -29,8 +34,11 @@ pub struct Verified {
     pub note: String,
     /// BLAKE3 of manifest.json, hex.
     pub manifest_blake3: String,
+    /// The tables, as read back.
     pub tables: Vec<DataTable>,
+    /// Files of the release: those the manifest lists, the manifest and the note.
     pub files: usize,
+    /// Identities between tables checked.
     pub identities: usize,
 }
 

@@ -55,11 +55,15 @@ const REJECTIONS_KEPT: usize = 10;
 /// What to simulate, and where.
 #[derive(Clone, Debug)]
 pub struct SimulateOptions {
+    /// Persons to simulate (indexes `0..persons`).
     pub persons: u64,
+    /// The seed: the same seed and persons give the same caseload.
     pub seed: u64,
+    /// The store to write into (created if missing).
     pub data_dir: PathBuf,
     /// Worker threads (each runs one person's case at a time).
     pub threads: usize,
+    /// How group commits reach disk.
     pub sync: SyncMode,
     /// Master key file; default as `registry serve` (`$REGISTRY_MASTER_KEY`,
     /// else the development key in `DATA_DIR/master.key`).
@@ -87,17 +91,24 @@ impl SimulateOptions {
 /// including the wait for the group commit).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CommandTiming {
+    /// The command's name.
     pub command: String,
+    /// Commands of that kind executed.
     pub count: u64,
+    /// Their total time.
     pub total: Duration,
 }
 
 /// What a run did.
 #[derive(Clone, Debug)]
 pub struct SimulateReport {
+    /// Persons simulated.
     pub persons: u64,
+    /// The seed.
     pub seed: u64,
+    /// Worker threads used.
     pub threads: usize,
+    /// How group commits reached disk.
     pub sync: SyncMode,
     /// The caseload's counts (deterministic for a seed and a number of persons).
     pub tally: Tally,
@@ -107,6 +118,7 @@ pub struct SimulateReport {
     pub deduplicated_commands: u64,
     /// The log's head sequence after the run.
     pub head_seq: u64,
+    /// Time the run took.
     pub elapsed: Duration,
     /// Time in the case service by command, most expensive first.
     pub timings: Vec<CommandTiming>,

@@ -31,6 +31,7 @@ pub struct Tally {
     pub status_by_department: BTreeMap<String, BTreeMap<String, u64>>,
     /// Persons by department of residence (after residence updates).
     pub department: BTreeMap<String, u64>,
+    /// Persons by sex.
     pub sex: BTreeMap<String, u64>,
     /// Age band on the simulation date.
     pub age_band: BTreeMap<String, u64>,

@@ -79,7 +79,7 @@ pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) 
         });
     }
     let header = Some(header);
-    let simple = |header| pb::SimpleStepRequest { header };
+    let header_only = |header| pb::SimpleStepRequest { header };
     Ok(match command {
         Command::RegisterPerson {
             sex,
@@ -125,7 +125,7 @@ pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) 
             appointment_on: date(*appointment_on),
             site: site.clone(),
         }),
-        Command::RecordMissedAppointment { .. } => Cmd::RecordMissedAppointment(simple(header)),
+        Command::RecordMissedAppointment { .. } => Cmd::RecordMissedAppointment(header_only(header)),
         Command::RecordBiometricCapture {
             site,
             operator,
@@ -143,26 +143,26 @@ pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) 
                 reason: reason.clone(),
             })
         }
-        Command::ReceiveInformation { .. } => Cmd::ReceiveInformation(simple(header)),
-        Command::Approve { .. } => Cmd::Approve(simple(header)),
+        Command::ReceiveInformation { .. } => Cmd::ReceiveInformation(header_only(header)),
+        Command::Approve { .. } => Cmd::Approve(header_only(header)),
         Command::Deny { reason, .. } => Cmd::Deny(pb::DenyRequest {
             header,
             reason: wire("DENIAL_REASON_", reason.as_str(), pb::DenialReason::from_str_name)?,
         }),
-        Command::FileAppeal { .. } => Cmd::FileAppeal(simple(header)),
+        Command::FileAppeal { .. } => Cmd::FileAppeal(header_only(header)),
         Command::DecideAppeal { upheld, .. } => Cmd::DecideAppeal(pb::DecideAppealRequest {
             header,
             upheld: *upheld,
         }),
-        Command::Withdraw { .. } => Cmd::Withdraw(simple(header)),
+        Command::Withdraw { .. } => Cmd::Withdraw(header_only(header)),
         Command::IssuePermit { valid_until, .. } => Cmd::IssuePermit(pb::IssuePermitRequest {
             header,
             permit_number: plan.permit_number.clone(),
             valid_until: optional_date(*valid_until),
         }),
-        Command::PrintCard { .. } => Cmd::PrintCard(simple(header)),
-        Command::DeliverCard { .. } => Cmd::DeliverCard(simple(header)),
-        Command::AbandonCard { .. } => Cmd::AbandonCard(simple(header)),
+        Command::PrintCard { .. } => Cmd::PrintCard(header_only(header)),
+        Command::DeliverCard { .. } => Cmd::DeliverCard(header_only(header)),
+        Command::AbandonCard { .. } => Cmd::AbandonCard(header_only(header)),
         Command::IssueInterimCertificate { valid_until, .. } => {
             Cmd::IssueInterimCertificate(pb::InterimCertificateRequest {
                 header,
@@ -183,7 +183,7 @@ pub fn request(command: &Command, plan: &PersonPlan, header: pb::CommandHeader) 
                 pb::DuplicateCause::from_str_name,
             )?,
         }),
-        Command::IssueDuplicate { .. } => Cmd::IssueDuplicate(simple(header)),
+        Command::IssueDuplicate { .. } => Cmd::IssueDuplicate(header_only(header)),
         Command::ExtendValidity { valid_until, .. } => Cmd::ExtendValidity(pb::ExtendValidityRequest {
             header,
             valid_until: date(*valid_until),

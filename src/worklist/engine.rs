@@ -55,6 +55,7 @@ pub struct Preview {
     /// Channels taking adults' applications today under the instrument and
     /// not without it, and the reverse.
     pub channels_opening: Vec<String>,
+    /// Channels taking adults' applications today without the instrument and not under it.
     pub channels_closing: Vec<String>,
 }
 

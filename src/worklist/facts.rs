@@ -83,8 +83,11 @@ pub(crate) const AWAITING_CARD: [Stage; 4] = [
 pub struct WorkFacts {
     /// The case id (the stream id).
     pub case_id: String,
+    /// A `PersonRegistered` was applied.
     pub registered: bool,
+    /// The person left the caseload.
     pub exited: bool,
+    /// The person's identifying data was erased.
     pub erased: bool,
     /// DIVIPOLA department of residence (0 before registration).
     pub department: u8,
@@ -92,30 +95,39 @@ pub struct WorkFacts {
     pub municipality: u32,
     /// Office of the actor of the latest case event.
     pub office: String,
+    /// The application stage.
     pub stage: Stage,
     /// Channel of the current application.
     pub channel: Option<ChannelCode>,
     /// Latest appointment: when it was given, its date, its site.
     pub scheduled_on: Option<Date>,
+    /// The latest appointment's date.
     pub appointment_on: Option<Date>,
+    /// The latest appointment's site.
     pub site: String,
     /// When the latest miss was recorded.
     pub missed_on: Option<Date>,
     /// Review start (biometric capture) and the legal decision date.
     pub review_since: Option<Date>,
+    /// The date the application should be decided by.
     pub decision_due: Option<Date>,
     /// The denial and its appeal deadline.
     pub denied_on: Option<Date>,
+    /// The denial's appeal deadline.
     pub appeal_until: Option<Date>,
+    /// When an appeal of the denial was filed.
     pub appeal_filed_on: Option<Date>,
     /// Interim certificate: last issue or extension, end of validity.
     pub interim_since: Option<Date>,
+    /// The interim certificate's end of validity.
     pub interim_until: Option<Date>,
     /// Latest permit: issue or last extension, end of validity.
     pub permit_since: Option<Date>,
+    /// The latest permit's end of validity.
     pub permit_until: Option<Date>,
     /// Latest print (or duplicate), and the day the card may be declared abandoned.
     pub printed_on: Option<Date>,
+    /// The day the printed card may be declared abandoned.
     pub abandon_on: Option<Date>,
     /// Certifications awaiting assessment: (id, request date).
     pub certifications: Vec<(u32, Date)>,
@@ -127,13 +139,16 @@ pub struct WorkFacts {
 /// and the value's dates; the rest of the item comes from the facts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The list.
     pub kind: Kind,
     /// The list date (orders the list).
     pub date: Date,
     /// The certification (certification list) or the subject request
     /// (subject request list); 0 on the other lists.
     pub certification: u32,
+    /// The item's due date, where the list has one.
     pub due_on: Option<Date>,
+    /// The date the item's state began (review start, issue...), where the list has one.
     pub since: Option<Date>,
     /// Whether the item shows the appointment site.
     pub with_site: bool,

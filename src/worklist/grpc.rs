@@ -12,7 +12,6 @@ use super::facts::Kind;
 use super::index::{Item, Suffix, SUFFIX_LEN};
 use super::query::{page, Query};
 use crate::api::pb;
-use crate::api::status::invalid_argument;
 use crate::domain::{Date, Department, Municipality, Stage, DEPARTMENTS};
 use crate::limits::{
     WORKLIST_HORIZON_DAYS_DEFAULT, WORKLIST_HORIZON_DAYS_MAX, WORKLIST_PAGE_SIZE_DEFAULT,
@@ -20,6 +19,41 @@ use crate::limits::{
 };
 
 pub use pb::worklists_server::WorklistsServer;
+
+/// Why a `Worklists` call failed (mapped to statuses in `api::status`).
+#[derive(Debug, thiserror::Error)]
+pub enum WorklistServiceError {
+    /// A request field out of range: INVALID_ARGUMENT with a BadRequest
+    /// naming `field`.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// The department asked for is outside the caller's scope
+    /// (PERMISSION_DENIED).
+    #[error("the department asked for is not within the departments of your scope")]
+    OutOfScope,
+    /// The projection's follower stopped (INTERNAL).
+    #[error("the worklist projection stopped ({0}); an operator must run rebuild-projections")]
+    Stopped(String),
+    /// The projection is still catching up after start-up (UNAVAILABLE).
+    #[error("the worklist projection is still catching up after start-up; retry shortly")]
+    CatchingUp,
+    /// The projection could not be opened (INTERNAL).
+    #[error("the worklist projection could not be opened")]
+    NotOpened,
+    /// The query's blocking task panicked or was cancelled (INTERNAL).
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The query failed (INTERNAL; logged, not told to the caller).
+    #[error("the worklist query failed")]
+    Query(#[source] crate::projection::ProjectionError),
+}
+
+fn invalid_argument(field: &'static str, reason: &str) -> WorklistServiceError {
+    WorklistServiceError::Invalid {
+        field,
+        reason: reason.to_string(),
+    }
+}
 
 /// The service over the worklist projection and its follower's status.
 #[derive(Clone)]
@@ -43,18 +77,14 @@ impl WorklistService {
 
     /// The projection, or why it cannot answer (UNAVAILABLE while it
     /// catches up, INTERNAL once stopped or unopened).
-    pub(crate) fn worklists(&self) -> Result<&Arc<Worklists>, Status> {
+    pub(crate) fn worklists(&self) -> Result<&Arc<Worklists>, WorklistServiceError> {
         if let Some(e) = self.status.failed() {
-            return Err(Status::internal(format!(
-                "the worklist projection stopped ({e}); an operator must run rebuild-projections"
-            )));
+            return Err(WorklistServiceError::Stopped(e.to_string()));
         }
         match &self.worklists {
             Some(w) if self.status.ready() => Ok(w),
-            Some(_) => Err(Status::unavailable(
-                "the worklist projection is still catching up after start-up; retry shortly",
-            )),
-            None => Err(Status::internal("the worklist projection could not be opened")),
+            Some(_) => Err(WorklistServiceError::CatchingUp),
+            None => Err(WorklistServiceError::NotOpened),
         }
     }
 }
@@ -133,7 +163,7 @@ fn fingerprint(r: &pb::ListWorklistRequest) -> [u8; 8] {
     h.finalize().as_bytes()[..8].try_into().expect("8")
 }
 
-fn date_field(field: &str, text: &str) -> Result<Option<Date>, Status> {
+fn date_field(field: &'static str, text: &str) -> Result<Option<Date>, WorklistServiceError> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -142,7 +172,7 @@ fn date_field(field: &str, text: &str) -> Result<Option<Date>, Status> {
         .ok_or_else(|| invalid_argument(field, "expected a date YYYY-MM-DD"))
 }
 
-fn code_field(field: &str, text: &str) -> Result<Option<String>, Status> {
+fn code_field(field: &'static str, text: &str) -> Result<Option<String>, WorklistServiceError> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -183,7 +213,7 @@ fn intersect(
     (from, to)
 }
 
-fn stage_of(value: i32) -> Result<Option<Stage>, Status> {
+fn stage_of(value: i32) -> Result<Option<Stage>, WorklistServiceError> {
     let stage = pb::CaseStage::try_from(value).map_err(|_| invalid_argument("stage", "unknown stage"))?;
     if stage == pb::CaseStage::Unspecified {
         return Ok(None);
@@ -229,7 +259,10 @@ pub fn item_to_pb(item: &Item) -> pb::WorklistItem {
 
 /// The departments a query scans: the filter's, within the caller's
 /// scope (`scope` empty: every department).
-fn departments(r: &pb::ListWorklistRequest, scope: &[u8]) -> Result<(Vec<u8>, Option<u32>), Status> {
+fn departments(
+    r: &pb::ListWorklistRequest,
+    scope: &[u8],
+) -> Result<(Vec<u8>, Option<u32>), WorklistServiceError> {
     let department = match r.department.as_str() {
         "" => None,
         d => Some(
@@ -262,9 +295,7 @@ fn departments(r: &pb::ListWorklistRequest, scope: &[u8]) -> Result<(Vec<u8>, Op
     let in_scope = |d: u8| scope.is_empty() || scope.contains(&d);
     let list = match wanted {
         Some(d) if !in_scope(d) => {
-            return Err(Status::permission_denied(
-                "the department asked for is not within the departments of your scope",
-            ));
+            return Err(WorklistServiceError::OutOfScope);
         }
         Some(d) => vec![d],
         None if scope.is_empty() => DEPARTMENTS.iter().map(|&(c, _)| c).collect(),
@@ -293,7 +324,7 @@ impl pb::worklists_server::Worklists for WorklistService {
         let date_to = date_field("date_to", &r.date_to)?;
         if let (Some(f), Some(t)) = (date_from, date_to) {
             if t < f {
-                return Err(invalid_argument("date_to", "before date_from"));
+                return Err(invalid_argument("date_to", "before date_from").into());
             }
         }
         let reference = date_field("reference_date", &r.reference_date)?.unwrap_or_else(crate::clock::today);
@@ -302,7 +333,7 @@ impl pb::worklists_server::Worklists for WorklistService {
             h if h <= WORKLIST_HORIZON_DAYS_MAX => h,
             _ => {
                 let reason = format!("at most {WORKLIST_HORIZON_DAYS_MAX} days");
-                return Err(invalid_argument("horizon_days", &reason));
+                return Err(invalid_argument("horizon_days", &reason).into());
             }
         };
         let page_size = match r.page_size {
@@ -310,7 +341,7 @@ impl pb::worklists_server::Worklists for WorklistService {
             n if n <= WORKLIST_PAGE_SIZE_MAX => n,
             _ => {
                 let reason = format!("1..={WORKLIST_PAGE_SIZE_MAX} (0: {WORKLIST_PAGE_SIZE_DEFAULT})");
-                return Err(invalid_argument("page_size", &reason));
+                return Err(invalid_argument("page_size", &reason).into());
             }
         };
         let fp = fingerprint(&r);
@@ -326,7 +357,8 @@ impl pb::worklists_server::Worklists for WorklistService {
                 return Err(invalid_argument(
                     "page_token",
                     "issued for another list or other filters; repeat the request that returned it",
-                ));
+                )
+                .into());
             }
             ((t.from, t.to), Some(t.after))
         };
@@ -349,11 +381,8 @@ impl pb::worklists_server::Worklists for WorklistService {
             Ok::<_, crate::projection::ProjectionError>((p, head))
         })
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "worklist query failed");
-            Status::internal("the worklist query failed")
-        })?;
+        .map_err(WorklistServiceError::Task)?
+        .map_err(WorklistServiceError::Query)?;
         let next_page_token = p
             .next
             .map(|after| {

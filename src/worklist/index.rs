@@ -70,17 +70,29 @@ pub fn date_floor(date: Date) -> Suffix {
 /// One item of a list, as stored (key and value decoded).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
+    /// The list.
     pub kind: Kind,
+    /// DIVIPOLA department of residence.
     pub department: u8,
+    /// The list date (orders the list).
     pub date: Date,
+    /// The certification or subject request (0 on the other lists).
     pub certification: u32,
+    /// The case id.
     pub case_id: String,
+    /// The application stage.
     pub stage: Stage,
+    /// The item's due date, where the list has one.
     pub due_on: Option<Date>,
+    /// The date the item's state began (review start, issue...), where the list has one.
     pub since: Option<Date>,
+    /// DIVIPOLA municipality of residence.
     pub municipality: u32,
+    /// Office of the actor of the latest case event.
     pub office: String,
+    /// The appointment site, on the lists that show it (else empty).
     pub site: String,
+    /// Channel of the current application.
     pub channel: Option<ChannelCode>,
 }
 

@@ -22,29 +22,38 @@ use crate::projection::{Position, ProjectionError};
 /// A list query, validated.
 #[derive(Clone, Debug)]
 pub struct Query {
+    /// The list.
     pub kind: Kind,
     /// Departments to scan (DIVIPOLA codes), in any order.
     pub departments: Vec<u8>,
+    /// Only this DIVIPOLA municipality.
     pub municipality: Option<u32>,
+    /// Only this office.
     pub office: Option<String>,
+    /// Only this stage.
     pub stage: Option<Stage>,
+    /// Only this appointment site.
     pub site: Option<String>,
     /// The window on the list date, inclusive.
     pub from: Option<Date>,
+    /// The window's last list date (inclusive).
     pub to: Option<Date>,
     /// Start strictly after this position (from a page token).
     pub after: Option<Suffix>,
+    /// Items per page at most.
     pub page_size: usize,
 }
 
 /// One page and where the next one starts.
 #[derive(Clone, Debug)]
 pub struct Page {
+    /// The items, in list order.
     pub items: Vec<Item>,
     /// `None` when the list is exhausted.
     pub next: Option<Suffix>,
     /// Entries examined.
     pub examined: usize,
+    /// The log position the worklists reflect.
     pub position: Position,
 }
 

@@ -7,11 +7,11 @@ mod family;
 mod lifecycle;
 mod next_steps;
 mod person;
+mod person_status;
 mod props;
 mod refused_application;
 mod refused_permit;
 mod refused_person;
-mod status;
 
 use super::*;
 
@@ -63,9 +63,13 @@ pub(crate) fn register_born(on: Date, birth_year: u16, birth_month: u8) -> Comma
 /// A case under test: its state, its log, the builtin catalog, and the
 /// `today` its commands are decided on.
 pub(crate) struct Case {
+    /// The state after every event of `log`.
     pub state: CaseState,
+    /// The events recorded so far, in order.
     pub log: Vec<Event>,
+    /// The channel rules commands are decided with (the builtin catalog).
     pub catalog: ChannelCatalog,
+    /// The date commands are decided on.
     pub today: Date,
 }
 

@@ -258,12 +258,14 @@ pub struct PlannedCommand {
     /// The command; its sealed fields are placeholders the case service
     /// replaces by sealing the plan's clear values.
     pub command: Command,
+    /// Who the command is recorded as acting.
     pub actor: Actor,
 }
 
 /// One synthetic person and their case, start to finish.
 #[derive(Clone, Debug)]
 pub struct PersonPlan {
+    /// The person's index in the run.
     pub index: u64,
     /// Clear identity (fictitious), sealed by the case service.
     pub identity: Identity,
@@ -271,9 +273,11 @@ pub struct PersonPlan {
     pub permit_number: String,
     /// Clear visa number, if a visa is recorded.
     pub visa_number: String,
+    /// The path the case takes.
     pub path: Path,
     /// The status the generator intends on [`TODAY`] (exits included).
     pub intended: PersonStatus,
+    /// The commands, in the order they are sent.
     pub commands: Vec<PlannedCommand>,
 }
 

@@ -78,7 +78,9 @@ pub const DEFAULT_ACTOR: (&str, &str) = ("sim-caseworker", "SIM-REMOTE");
 /// What to send, and where.
 #[derive(Clone, Debug)]
 pub struct RemoteOptions {
+    /// Persons to send (indexes `0..persons`).
     pub persons: u64,
+    /// The seed: the same seed and persons give the same caseload.
     pub seed: u64,
     /// Target and credentials of the caseworker (and import) calls.
     pub client: ClientOptions,

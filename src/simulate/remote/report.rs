@@ -13,6 +13,7 @@ use crate::simulate::{SimulateError, Tally, TODAY};
 /// Refusals counted by gRPC code, with the first few messages.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Rejections {
+    /// Refusals, all codes.
     pub total: u64,
     /// Code name (`INVALID_ARGUMENT` ...) -> count.
     pub by_code: BTreeMap<String, u64>,
@@ -41,11 +42,17 @@ impl Rejections {
 /// What a run through gRPC did.
 #[derive(Clone, Debug)]
 pub struct RemoteReport {
+    /// Persons sent.
     pub persons: u64,
+    /// The seed.
     pub seed: u64,
+    /// The server asked.
     pub target: String,
+    /// Whether the import mode was used (else one RPC per command).
     pub import: bool,
+    /// Concurrent clients.
     pub clients: usize,
+    /// gRPC connections they shared.
     pub connections: usize,
     /// The generator's tally (decided locally; independent of the server).
     pub tally: Tally,
@@ -61,7 +68,9 @@ pub struct RemoteReport {
     pub retries: u64,
     /// The highest log position any answer named.
     pub last_seq: u64,
+    /// Time the run took.
     pub elapsed: Duration,
+    /// Commands the server refused.
     pub rejections: Rejections,
     /// RPC mode: answers whose event types differ from the local decision
     /// (counted by command name in `by_code`).

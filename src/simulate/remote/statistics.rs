@@ -22,6 +22,7 @@ pub struct StatisticsCheck {
     pub position_seq: u64,
     /// The position the run waited for (its last seq).
     pub waited_for_seq: u64,
+    /// Seconds waited for the statistics to reach it.
     pub waited_secs: f64,
     /// One line per differing count; empty when everything matches.
     pub differences: Vec<String>,
