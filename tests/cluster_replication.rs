@@ -366,6 +366,35 @@ async fn register_until_acked(
     }
 }
 
+/// Starts every node of `cluster` and waits for a leader; returns its index
+/// and a supervisor's client that follows the leader.
+async fn start_all(cluster: &mut Cluster) -> (usize, pb::caseworker_client::CaseworkerClient<AuthChannel>) {
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let leader = cluster.leader(Duration::from_secs(30)).await;
+    let client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    (leader, client)
+}
+
+/// Registers persons `range` under `tag`, each until acknowledged; their case ids and given names.
+async fn register_all(
+    client: &mut pb::caseworker_client::CaseworkerClient<AuthChannel>,
+    tag: &str,
+    range: std::ops::Range<u64>,
+) -> Vec<(String, String)> {
+    let mut acked = Vec::new();
+    for n in range {
+        let (request, given) = registration(tag, n);
+        let a = register_until_acked(client, &request, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|s| panic!("registration {tag}/{n}: {:?} {}", s.code(), s.message()));
+        acked.push((a.case_id, given));
+    }
+    acked
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let kills: usize = std::env::var("CLUSTER_KILLS")
@@ -864,18 +893,8 @@ async fn a_stopped_follower_catches_up_when_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tampered_follower_stops_and_is_replaced_by_an_empty_store() {
     let mut cluster = Cluster::new();
-    for i in 0..NODES {
-        cluster.start(i);
-    }
-    let leader = cluster.leader(Duration::from_secs(30)).await;
-    let mut client =
-        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
-    for n in 0..10 {
-        let (request, _) = registration("tamper", n);
-        register_until_acked(&mut client, &request, Duration::from_secs(30))
-            .await
-            .expect("registered");
-    }
+    let (leader, mut client) = start_all(&mut cluster).await;
+    register_all(&mut client, "tamper", 0..10).await;
     cluster.converged(Duration::from_secs(30)).await;
     // A follower's store is altered while it is stopped: the hash of its head.
     let victim = (leader + 1) % NODES;
@@ -946,18 +965,8 @@ async fn a_tampered_follower_stops_and_is_replaced_by_an_empty_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joins_through_the_admin_api_and_a_member_leaves() {
     let mut cluster = Cluster::with_spares(1);
-    for i in 0..NODES {
-        cluster.start(i);
-    }
-    cluster.leader(Duration::from_secs(30)).await;
-    let mut client =
-        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
-    for n in 0..10 {
-        let (request, _) = registration("join", n);
-        register_until_acked(&mut client, &request, Duration::from_secs(30))
-            .await
-            .expect("registered");
-    }
+    let (_, mut client) = start_all(&mut cluster).await;
+    register_all(&mut client, "join", 0..10).await;
     // Node 4 starts empty; it is not a member until the leader adds it.
     cluster.start(NODES);
     let targets: Vec<String> = cluster.nodes[..NODES]
@@ -1081,18 +1090,8 @@ async fn nodes_talk_over_mutual_tls_and_refuse_a_peer_without_a_certificate() {
     let pki = tempfile::tempdir().unwrap();
     let tls = node_pki(pki.path());
     let mut cluster = Cluster::build(0, &tls);
-    for i in 0..NODES {
-        cluster.start(i);
-    }
-    cluster.leader(Duration::from_secs(30)).await;
-    let mut client =
-        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
-    for n in 0..5 {
-        let (request, _) = registration("mtls", n);
-        register_until_acked(&mut client, &request, Duration::from_secs(30))
-            .await
-            .expect("registered over mTLS replication");
-    }
+    let (_, mut client) = start_all(&mut cluster).await;
+    register_all(&mut client, "mtls", 0..5).await;
     let (head, _) = cluster.converged(Duration::from_secs(30)).await;
     assert!(head >= 5);
     // The Raft port speaks TLS only, and only to a peer with a certificate of the cluster's CA.
@@ -1146,18 +1145,8 @@ async fn nodes_talk_over_mutual_tls_and_refuse_a_peer_without_a_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_leaders_checkpoints_carry_every_followers_cosignature() {
     let mut cluster = Cluster::new();
-    for i in 0..NODES {
-        cluster.start(i);
-    }
-    let leader = cluster.leader(Duration::from_secs(30)).await;
-    let mut client =
-        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
-    for n in 0..5 {
-        let (request, _) = registration("cosign", n);
-        register_until_acked(&mut client, &request, Duration::from_secs(30))
-            .await
-            .expect("registered");
-    }
+    let (leader, mut client) = start_all(&mut cluster).await;
+    register_all(&mut client, "cosign", 0..5).await;
     let (head, _) = cluster.converged(Duration::from_secs(30)).await;
     // Each follower's cosigner key, as its ClusterStatus publishes it.
     let mut cosigners = Vec::new();
