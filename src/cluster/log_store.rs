@@ -1,5 +1,5 @@
 //! The Raft log in the node's own sled store: tree `raft_log` (entry index,
-//! big-endian -> bincode entry) and tree `raft_meta` (vote, committed,
+//! big-endian -> postcard entry) and tree `raft_meta` (vote, committed,
 //! last purged). sled keeps one log for every tree, so one flush makes an
 //! append durable together with everything applied before it.
 

@@ -1,5 +1,5 @@
 //! Node-to-node Raft traffic over tonic: service `regularization.cluster.v1.Raft`
-//! (proto/regularization/cluster/v1/raft.proto), each message a bincode body.
+//! (proto/regularization/cluster/v1/raft.proto), each message a postcard body.
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};

@@ -80,12 +80,13 @@ pub type LogId = openraft::LogId<NodeId>;
 /// A Raft storage error.
 pub type StorageError = openraft::StorageError<NodeId>;
 
-/// bincode, the encoding of the Raft log's entries and of node-to-node messages.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::Error> {
-    bincode::serialize(value)
+/// postcard (serde's compact binary format), the encoding of the Raft
+/// log's entries and of node-to-node messages.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(value)
 }
 
 /// Decodes what [`encode`] wrote.
-pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, bincode::Error> {
-    bincode::deserialize(bytes)
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
 }
