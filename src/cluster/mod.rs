@@ -341,11 +341,16 @@ struct ClusterProposer {
 
 impl Proposer for ClusterProposer {
     fn leader(&self) -> Result<(), AppendError> {
-        let status = status_of(&self.raft);
-        match status.leader {
+        // On every command: read the metrics in place, and look the
+        // leader's address up only when refusing.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        match m.current_leader {
             Some(l) if l == self.me => Ok(()),
-            _ => Err(AppendError::NotLeader {
-                leader: status.leader_api,
+            leader => Err(AppendError::NotLeader {
+                leader: leader
+                    .and_then(|l| m.membership_config.membership().get_node(&l))
+                    .map(|n| n.api.clone()),
             }),
         }
     }
