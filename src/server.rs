@@ -333,6 +333,7 @@ async fn run(
     let (cosign_task, cosigner_vkey) = match &cluster {
         Some(c) => {
             let checkpointer = audit.audit().checkpointer.clone();
+            let _ = c.checkpointer.set(checkpointer.clone());
             let cosigner = std::sync::Arc::new(crate::cluster::cosign::NodeCosigner::new(
                 checkpointer.clone(),
                 c.me,

@@ -19,6 +19,13 @@
 //!   (its catch-up rate is printed).
 //! - A node whose data directory was lost starts empty and receives the
 //!   whole log, person keys included, from the others.
+//! - With snapshots every few entries, a follower stopped while the
+//!   leader purged the entries it lacks installs the leader's snapshot
+//!   (verified against the checkpoint it carries) and then follows the
+//!   log; its person keys and document index equal the leader's. A
+//!   snapshot file with one byte changed, or pinned to another key, does
+//!   not verify. A tampered follower replaced by an empty store is rebuilt
+//!   from a snapshot.
 //! - Writes sent to a follower are refused with UNAVAILABLE, ErrorInfo
 //!   NOT_LEADER and the leader's address in `x-registry-leader`, and create
 //!   nothing; the client that follows the leader then succeeds.
@@ -79,8 +86,15 @@ impl Cluster {
         Cluster::build(spares, "")
     }
 
-    /// Like [`Cluster::new`], each cluster file with `tls` (a `[tls]` section).
-    fn build(spares: usize, tls: &str) -> Cluster {
+    /// Snapshots every `every` Raft entries, keeping `keep` entries before them.
+    fn with_snapshots(every: u64, keep: u64) -> Cluster {
+        Cluster::build(0, &format!("[snapshots]\nevery = {every}\nkeep = {keep}\n"))
+    }
+
+    /// Like [`Cluster::new`], each cluster file with `extra` (a `[tls]` or
+    /// `[snapshots]` section).
+    fn build(spares: usize, extra: &str) -> Cluster {
+        let tls = extra;
         let root_dir = tempfile::tempdir().unwrap();
         let root = root_dir.path().to_path_buf();
         let master = root.join("master.key");
@@ -892,7 +906,9 @@ async fn a_stopped_follower_catches_up_when_resumed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tampered_follower_stops_and_is_replaced_by_an_empty_store() {
-    let mut cluster = Cluster::new();
+    // Snapshots every 10 entries: the log before the last one is purged, so
+    // the replacement store must be rebuilt from a snapshot.
+    let mut cluster = Cluster::with_snapshots(10, 2);
     let (leader, mut client) = start_all(&mut cluster).await;
     register_all(&mut client, "tamper", 0..10).await;
     cluster.converged(Duration::from_secs(30)).await;
@@ -952,14 +968,169 @@ async fn a_tampered_follower_stops_and_is_replaced_by_an_empty_store() {
         eprintln!("the tampered node: {line}");
     }
     cluster.nodes[victim].child = None;
-    // Replaced by an empty store, it receives the log again and agrees.
+    // Replaced by an empty store, it receives a snapshot (the leader's log
+    // before it is purged) and then the log, and agrees.
+    let purged = cluster.status(leader).await.unwrap().purged_index;
+    assert!(purged > 0, "the leader purged its log");
     std::fs::remove_dir_all(&cluster.nodes[victim].dir).unwrap();
     cluster.start(victim);
     cluster.converged(Duration::from_secs(60)).await;
+    let installed = std::fs::read_to_string(&cluster.nodes[victim].log).unwrap();
+    assert!(
+        installed.contains("snapshot verified and installed"),
+        "the replacement installed a snapshot: {}",
+        cluster.tail(victim)
+    );
     for i in 0..NODES {
         cluster.stop(i);
     }
     cluster.verify_store(victim);
+    assert_side_trees_equal(&cluster, leader, victim);
+}
+
+/// Opens a stopped node's store.
+fn open_stopped(cluster: &Cluster, i: usize) -> sled::Db {
+    let dir = cluster.nodes[i].dir.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match registry::log::store::sled_config(&dir).open() {
+            Ok(db) => return db,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot open the stopped store: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// The person keys and the document index of two stopped nodes are equal,
+/// entry for entry (but the reserved `__` ids, which each node wraps itself).
+fn assert_side_trees_equal(cluster: &Cluster, a: usize, b: usize) {
+    let (da, db) = (open_stopped(cluster, a), open_stopped(cluster, b));
+    for tree in registry::cluster::trees::REPLICATED_TREES {
+        let read = |d: &sled::Db| -> Vec<(Vec<u8>, Vec<u8>)> {
+            d.open_tree(tree)
+                .unwrap()
+                .iter()
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .filter(|(k, _)| !k.starts_with(b"__"))
+                .collect()
+        };
+        let (ea, eb) = (read(&da), read(&db));
+        assert!(!ea.is_empty(), "tree {tree} is empty on node {}", a + 1);
+        assert_eq!(
+            ea,
+            eb,
+            "tree {tree} differs between nodes {} and {}",
+            a + 1,
+            b + 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_behind_the_purged_log_installs_a_verified_snapshot() {
+    let mut cluster = Cluster::with_snapshots(20, 5);
+    let (leader, mut client) = start_all(&mut cluster).await;
+    register_all(&mut client, "snap", 0..5).await;
+    cluster.converged(Duration::from_secs(30)).await;
+    let follower = (leader + 1) % NODES;
+    let applied_before = cluster.status(follower).await.unwrap().last_applied_index;
+    cluster.signal(follower, libc::SIGSTOP);
+    // Each registration is three entries (person key, document, records).
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let mut c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..20 {
+                let (request, _) = registration(&format!("snap{t}"), n);
+                register_until_acked(&mut c, &request, Duration::from_secs(30))
+                    .await
+                    .expect("acknowledged by two of three");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The leader purges entries only once no request to a peer holds them:
+    // the one to the stopped follower times out first. Writes go on until
+    // the purge passes what the follower applied.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    loop {
+        let status = cluster.status(leader).await.unwrap();
+        if status.purged_index > applied_before {
+            assert!(status.snapshot_index > status.purged_index);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not purge past the follower (purged {}, follower applied {applied_before})",
+            status.purged_index
+        );
+        n += 1;
+        let (request, _) = registration("snap-wait", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("acknowledged by two of three");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let resumed = Instant::now();
+    cluster.signal(follower, libc::SIGCONT);
+    let (head, _) = cluster.converged(Duration::from_secs(120)).await;
+    eprintln!(
+        "the follower installed a snapshot and caught up to seq {head} in {:.2} s",
+        resumed.elapsed().as_secs_f64()
+    );
+    let follower_status = cluster.status(follower).await.unwrap();
+    assert!(
+        follower_status.snapshot_index > applied_before,
+        "{follower_status:?}"
+    );
+    let log = std::fs::read_to_string(&cluster.nodes[follower].log).unwrap();
+    assert!(
+        log.contains("snapshot verified and installed"),
+        "{}",
+        cluster.tail(follower)
+    );
+    // It follows the log after the snapshot.
+    let (request, _) = registration("snap-after", 1);
+    register_until_acked(&mut client, &request, Duration::from_secs(30))
+        .await
+        .expect("a write after the install");
+    cluster.converged(Duration::from_secs(30)).await;
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+    cluster.verify_store(follower);
+    assert_side_trees_equal(&cluster, leader, follower);
+
+    // The snapshot file verifies as it is, and not with one byte changed
+    // or under a pinned key that is not its signer's.
+    let dir = cluster.nodes[leader].dir.join("snapshots");
+    let current = dir.join(registry::cluster::snapshot::CURRENT_FILE);
+    let none = std::collections::BTreeMap::new();
+    let verified =
+        registry::cluster::snapshot::verify(&current, &none).expect("the leader's snapshot verifies");
+    assert!(
+        verified.records > 0 && verified.checkpoint_size > 0,
+        "{verified:?}"
+    );
+    let mut bytes = std::fs::read(&current).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    let tampered = cluster.root.join("tampered.snap");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let e = registry::cluster::snapshot::verify(&tampered, &none).unwrap_err();
+    eprintln!("a snapshot with one byte changed: {e}");
+    let other = registry::audit::checkpoint::NoteSigner::generate("other").unwrap();
+    let pinned: std::collections::BTreeMap<u64, String> =
+        [(verified.header.built_by, other.verifier().vkey())]
+            .into_iter()
+            .collect();
+    let e = registry::cluster::snapshot::verify(&current, &pinned).unwrap_err();
+    assert!(e.to_string().contains("pins"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -331,6 +331,8 @@ impl pb::admin_server::Admin for AdminService {
             head_seq: head.seq,
             head_hash: head.hash.to_vec(),
             cosigner_vkey: self.cosigner_vkey.clone().unwrap_or_default(),
+            snapshot_index: s.snapshot_index.unwrap_or(0),
+            purged_index: s.purged_index.unwrap_or(0),
         }))
     }
 

@@ -181,6 +181,8 @@ fn print_status(s: &pb::ClusterStatusResponse, json: bool) -> Result<(), Box<dyn
             "head_seq": s.head_seq,
             "head_hash": head_hash,
             "cosigner_vkey": s.cosigner_vkey,
+            "snapshot_index": s.snapshot_index,
+            "purged_index": s.purged_index,
             "members": members,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -194,6 +196,10 @@ fn print_status(s: &pb::ClusterStatusResponse, json: bool) -> Result<(), Box<dyn
     println!(
         "raft: last log index {}, last applied {}",
         s.last_log_index, s.last_applied_index
+    );
+    println!(
+        "snapshot: entry {}, log purged up to entry {}",
+        s.snapshot_index, s.purged_index
     );
     println!("log head: seq {} hash {head_hash}", s.head_seq);
     println!("cosigner key: {}", s.cosigner_vkey);

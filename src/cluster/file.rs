@@ -27,6 +27,15 @@ use crate::auth::tls::{is_loopback, ClientTls, ServerTls};
 
 /// Most members a cluster file may list.
 pub const MEMBERS_MAX: usize = 7;
+/// Default Raft entries between two snapshots (`[snapshots] every`).
+pub const SNAPSHOT_EVERY_DEFAULT: u64 = 10_000;
+/// Default Raft entries kept before a snapshot's index when the log is
+/// purged (`[snapshots] keep`), so a follower briefly behind still catches
+/// up from the log rather than by a snapshot.
+pub const SNAPSHOT_KEEP_DEFAULT: u64 = 1_000;
+/// Bounds of `[snapshots] every` and `keep`.
+pub const SNAPSHOT_EVERY_RANGE: std::ops::RangeInclusive<u64> = 10..=10_000_000;
+pub const SNAPSHOT_KEEP_MAX: u64 = 10_000_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +44,18 @@ struct Raw {
     node_id: Option<NodeId>,
     #[serde(default)]
     tls: Option<RawTls>,
+    #[serde(default)]
+    snapshots: Option<RawSnapshots>,
     members: Vec<RawMember>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshots {
+    #[serde(default)]
+    every: Option<u64>,
+    #[serde(default)]
+    keep: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +72,8 @@ struct RawMember {
     id: NodeId,
     raft: String,
     api: String,
+    #[serde(default)]
+    audit_vkey: Option<String>,
 }
 
 /// `host:port` with a port number and a host.
@@ -95,6 +117,13 @@ pub struct ClusterFile {
     pub members: BTreeMap<NodeId, Member>,
     /// This node's certificate, key and the cluster CA, relative paths resolved against the file's folder.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Raft entries between two snapshots.
+    pub snapshot_every: u64,
+    /// Raft entries kept before a snapshot's index when the log is purged.
+    pub snapshot_keep: u64,
+    /// Members' audit verifier keys where the file pins them: a snapshot
+    /// built by such a member must carry a checkpoint signed with it.
+    pub audit_vkeys: BTreeMap<NodeId, String>,
 }
 
 impl ClusterFile {
@@ -112,6 +141,7 @@ impl ClusterFile {
             return Err(format!("members: 1 to {MEMBERS_MAX} members are allowed"));
         }
         let mut members = BTreeMap::new();
+        let mut audit_vkeys = BTreeMap::new();
         for m in raw.members {
             if m.id == 0 {
                 return Err("members.id: ids start at 1".into());
@@ -123,6 +153,11 @@ impl ClusterFile {
                     "members.raft: {} is not a loopback address: nodes talk over mutual TLS off loopback; add a [tls] section",
                     m.raft
                 ));
+            }
+            if let Some(vkey) = &m.audit_vkey {
+                crate::audit::checkpoint::Verifier::parse(vkey)
+                    .map_err(|e| format!("members.audit_vkey: member {}: {e}", m.id))?;
+                audit_vkeys.insert(m.id, vkey.trim().to_string());
             }
             if members
                 .insert(
@@ -144,11 +179,32 @@ impl ClusterFile {
         if !members.contains_key(&node_id) {
             return Err(format!("node_id: {node_id} is not among the members"));
         }
+        let snapshots = raw.snapshots.unwrap_or(RawSnapshots {
+            every: None,
+            keep: None,
+        });
+        let snapshot_every = snapshots.every.unwrap_or(SNAPSHOT_EVERY_DEFAULT);
+        if !SNAPSHOT_EVERY_RANGE.contains(&snapshot_every) {
+            return Err(format!(
+                "snapshots.every: {snapshot_every} is outside {}..={}",
+                SNAPSHOT_EVERY_RANGE.start(),
+                SNAPSHOT_EVERY_RANGE.end()
+            ));
+        }
+        let snapshot_keep = snapshots.keep.unwrap_or(SNAPSHOT_KEEP_DEFAULT);
+        if snapshot_keep > SNAPSHOT_KEEP_MAX {
+            return Err(format!(
+                "snapshots.keep: {snapshot_keep} is more than {SNAPSHOT_KEEP_MAX}"
+            ));
+        }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(ClusterFile {
             node_id,
             members,
             tls: raw.tls.map(|t| (resolve(t.cert), resolve(t.key), resolve(t.ca))),
+            snapshot_every,
+            snapshot_keep,
+            audit_vkeys,
         })
     }
 
@@ -241,6 +297,12 @@ mod tests {
                 "members.id:",
             ),
             ("node_id = 1\n".to_string(), "missing field"),
+            (format!("node_id = 1\n[snapshots]\nevery = 1\n{MEMBERS}"), "snapshots.every:"),
+            (
+                "node_id = 1\n[[members]]\nid = 1\nraft = \"127.0.0.1:1\"\napi = \"127.0.0.1:2\"\naudit_vkey = \"x\"\n"
+                    .to_string(),
+                "members.audit_vkey:",
+            ),
         ];
         for (text, field) in cases {
             let e = ClusterFile::parse(&text, Path::new(".")).unwrap_err();

@@ -12,6 +12,7 @@ pub mod cosign;
 pub mod file;
 pub mod log_store;
 pub mod network;
+pub mod snapshot;
 pub mod state_machine;
 pub mod trees;
 pub mod types;
@@ -39,6 +40,11 @@ pub const READY_WAIT_MS: u64 = 2_000;
 pub const HEARTBEAT_MS: u64 = 100;
 pub const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1_000;
+/// How long one snapshot chunk may take, the last one including the
+/// receiver's verification and install of the whole snapshot.
+pub const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 30 * 60 * 1_000;
+/// Bytes per snapshot chunk (under the Raft service's message limit).
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
 
 /// Why a cluster node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +65,8 @@ pub struct Cluster {
     pub me: NodeId,
     /// Where the Raft service finds this node's cosigner (set once audit runs).
     pub cosigner: network::CosignerSlot,
+    /// Where the snapshot builder finds this node's checkpointer (set once audit runs).
+    pub checkpointer: state_machine::CheckpointerSlot,
     /// The peers' client TLS (cosignature requests).
     pub peer_tls: Option<tonic::transport::ClientTlsConfig>,
     server: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
@@ -74,6 +82,10 @@ pub struct NodeStatus {
     pub leader_api: Option<String>,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
+    /// The entry of this node's current snapshot.
+    pub snapshot_index: Option<u64>,
+    /// The last entry purged from its Raft log.
+    pub purged_index: Option<u64>,
     pub members: BTreeMap<NodeId, Member>,
 }
 
@@ -105,14 +117,24 @@ impl Cluster {
                 head.seq
             )));
         }
-        let sm = state_machine::StateMachine::open(db, applier)
+        let checkpointer = state_machine::CheckpointerSlot::default();
+        let snapshots = state_machine::SnapshotConfig {
+            dir: snapshot::dir_of(log.store().dir()),
+            me,
+            pinned: file.audit_vkeys.clone(),
+            checkpointer: checkpointer.clone(),
+        };
+        let sm = state_machine::StateMachine::open(db, applier, snapshots)
             .map_err(|e| ClusterError::Storage(e.to_string()))?;
         let config = openraft::Config {
             cluster_name: "migreg".into(),
             heartbeat_interval: HEARTBEAT_MS,
             election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
-            snapshot_policy: openraft::SnapshotPolicy::Never,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(file.snapshot_every),
+            max_in_snapshot_log_to_keep: file.snapshot_keep,
+            install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             max_payload_entries: 64,
             ..Default::default()
         }
@@ -163,6 +185,7 @@ impl Cluster {
             raft,
             me,
             cosigner,
+            checkpointer,
             peer_tls: file.tls_configs().map_err(ClusterError::File)?.1,
             server: Some((stop, server)),
         })
@@ -266,6 +289,8 @@ pub fn status_of(raft: &Raft) -> NodeStatus {
         leader_api,
         last_log_index: m.last_log_index,
         last_applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        purged_index: m.purged.map(|l| l.index),
         members,
     }
 }

@@ -20,6 +20,8 @@ use pb::RaftMessage;
 
 /// Largest node-to-node message, either way (a batch of Raft entries).
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 << 20;
+/// How long a snapshot chunk other than the last may take.
+pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 20_000;
 
 /// Makes a client per peer.
 #[derive(Clone)]
@@ -64,7 +66,7 @@ impl Peer {
         &mut self,
         which: &'static str,
         req: &Req,
-        option: &RPCOption,
+        timeout: std::time::Duration,
     ) -> Result<Resp, RpcErr<E>>
     where
         Req: serde::Serialize,
@@ -77,7 +79,7 @@ impl Peer {
         };
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = Request::new(RaftMessage { body });
-        request.set_timeout(option.hard_ttl());
+        request.set_timeout(timeout);
         let answer = match which {
             "append" => client.append_entries(request).await,
             "vote" => client.vote(request).await,
@@ -99,7 +101,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call("append", &rpc, &option).await
+        self.call("append", &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -107,7 +109,16 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.call("snapshot", &rpc, &option).await
+        // A chunk is written to a file; only the last one waits for the
+        // receiver to verify and install the whole snapshot.
+        let timeout = if rpc.done {
+            option.hard_ttl()
+        } else {
+            option
+                .hard_ttl()
+                .min(std::time::Duration::from_millis(SNAPSHOT_CHUNK_TIMEOUT_MS))
+        };
+        self.call("snapshot", &rpc, timeout).await
     }
 
     async fn vote(
@@ -115,7 +126,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call("vote", &rpc, &option).await
+        self.call("vote", &rpc, option.hard_ttl()).await
     }
 }
 

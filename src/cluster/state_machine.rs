@@ -9,8 +9,9 @@
 // openraft's StorageError (224 bytes) is what its storage traits return.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -18,9 +19,29 @@ use openraft::{
     StoredMembership,
 };
 
+use super::snapshot::{self, SnapshotError};
 use super::trees;
 use super::types::{decode, encode, Applied, Command, LogId, Member, NodeId, StorageError, TypeConfig};
+use crate::audit::checkpoint::Checkpointer;
 use crate::log::{Applier, ApplyError, Head};
+
+/// Where the snapshot builder finds this node's checkpointer once audit runs.
+pub type CheckpointerSlot = Arc<OnceLock<Checkpointer>>;
+
+/// How long a snapshot build waits for this node's audit to start.
+pub const BUILD_WAIT_AUDIT_MS: u64 = 60_000;
+
+/// What the state machine needs for snapshots.
+#[derive(Clone)]
+pub struct SnapshotConfig {
+    /// This node's snapshot directory (`<data-dir>/snapshots`).
+    pub dir: PathBuf,
+    /// This node's id (the builder named in its snapshots).
+    pub me: NodeId,
+    /// The members' audit verifier keys the cluster file pins.
+    pub pinned: BTreeMap<NodeId, String>,
+    pub checkpointer: CheckpointerSlot,
+}
 
 /// Key of the applied Raft position in the `log` tree.
 pub const APPLIED_KEY: &[u8] = b"r";
@@ -34,6 +55,9 @@ pub struct StateMachine {
     db: sled::Db,
     last_applied: Option<LogId>,
     membership: Membership,
+    snapshots: SnapshotConfig,
+    /// The file a snapshot being received is written to.
+    incoming: Option<PathBuf>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -46,7 +70,12 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 }
 
 impl StateMachine {
-    pub fn open(db: sled::Db, applier: Arc<Mutex<Applier>>) -> Result<StateMachine, StorageError> {
+    pub fn open(
+        db: sled::Db,
+        applier: Arc<Mutex<Applier>>,
+        snapshots: SnapshotConfig,
+    ) -> Result<StateMachine, StorageError> {
+        snapshot::clean(&snapshots.dir).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let stored = {
             let a = applier.lock().unwrap_or_else(|p| p.into_inner());
             a.get_extra(APPLIED_KEY).map_err(|e| sm_err(ErrorVerb::Read, e))?
@@ -60,6 +89,8 @@ impl StateMachine {
             db,
             last_applied,
             membership,
+            snapshots,
+            incoming: None,
         })
     }
 
@@ -102,6 +133,23 @@ impl StateMachine {
                 // Durable through the Raft log: after a crash the entries
                 // after the stored position are applied again.
                 let mut applier = self.applier();
+                let records = match not_yet_applied(&applier, &records, expected) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        applier
+                            .put_extra(&[(APPLIED_KEY, pos)])
+                            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                        return Ok(Applied::Appended { head_seq });
+                    }
+                    Err(reason) => {
+                        let reason = ApplyError::Diverged(reason);
+                        applier.fail(format!(
+                            "this node's store does not continue the cluster's log at Raft entry {}: {reason}; replace its store from a healthy node (docs/CLUSTER.md)",
+                            entry.log_id.index
+                        ));
+                        return Err(sm_err(ErrorVerb::Write, reason));
+                    }
+                };
                 match applier.apply_records(&records, expected, &[(APPLIED_KEY, pos)], false) {
                     Ok(head) => Ok(Applied::Appended { head_seq: head.seq }),
                     Err(ApplyError::Diverged(reason)) => {
@@ -125,12 +173,131 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Builds a snapshot file and makes it the current one (blocking).
+    fn build_blocking(
+        applier: Arc<Mutex<Applier>>,
+        db: sled::Db,
+        cfg: SnapshotConfig,
+    ) -> Result<(snapshot::Header, std::fs::File), SnapshotError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BUILD_WAIT_AUDIT_MS);
+        let checkpointer = loop {
+            if let Some(c) = cfg.checkpointer.get() {
+                break c.clone();
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(SnapshotError::Store(
+                    "this node's audit (its checkpoints) has not started".into(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let partial = snapshot::partial_path(&cfg.dir, "build");
+        let built = snapshot::build(&applier, &db, &checkpointer, cfg.me, &partial);
+        let header = match built {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        };
+        snapshot::publish(&cfg.dir, &partial, &header)?;
+        let (header, file) = snapshot::open_current(&cfg.dir)?
+            .ok_or_else(|| SnapshotError::Store("the snapshot just published is gone".into()))?;
+        tracing::info!(
+            index = header.last_log_id.map(|l| l.index),
+            head_seq = header.head_seq,
+            "snapshot built"
+        );
+        Ok((header, file))
+    }
+
+    /// Verifies and installs a received snapshot (blocking).
+    fn install_blocking(
+        applier: Arc<Mutex<Applier>>,
+        db: sled::Db,
+        cfg: SnapshotConfig,
+        path: PathBuf,
+        meta: SnapshotMeta<NodeId, Member>,
+    ) -> Result<snapshot::Header, SnapshotError> {
+        let started = std::time::Instant::now();
+        let verified = snapshot::verify(&path, &cfg.pinned)?;
+        let header = verified.header;
+        if header.last_log_id != meta.last_log_id || header.membership != meta.last_membership {
+            return Err(SnapshotError::Invalid {
+                path: path.clone(),
+                reason: "its header is not of the entry the leader announced".into(),
+            });
+        }
+        let position = encode(&(header.last_log_id, &header.membership))
+            .map_err(|e| SnapshotError::Store(e.to_string()))?;
+        snapshot::install(&path, &applier, &db, (APPLIED_KEY, position))?;
+        snapshot::publish(&cfg.dir, &path, &header)?;
+        tracing::info!(
+            index = header.last_log_id.map(|l| l.index),
+            head_seq = header.head_seq,
+            records = verified.records,
+            checkpoint_size = verified.checkpoint_size,
+            built_by = header.built_by,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot verified and installed"
+        );
+        Ok(header)
+    }
+}
+
+/// The part of a replicated batch this node does not hold yet: all of it
+/// (the usual case), none (`None`: every record is here already, which
+/// only an install interrupted by a crash leaves), or its tail. Records
+/// this node holds are matched by the chain: the first record it lacks
+/// must link to its head (checked by the applier), and a batch it holds
+/// entirely must end at the hash of its own record at that seq.
+fn not_yet_applied(applier: &Applier, records: &[u8], expected: Head) -> Result<Option<Vec<u8>>, String> {
+    let ours = applier.head();
+    let list = crate::log::split_records(records).map_err(|e| e.to_string())?;
+    let Some(first) = list.first() else {
+        return Ok(Some(records.to_vec()));
+    };
+    let (first_seq, _) = crate::log::record::peek_chain_fields(first).map_err(|e| e.to_string())?;
+    if first_seq > ours.seq {
+        return Ok(Some(records.to_vec()));
+    }
+    if expected.seq <= ours.seq {
+        let stored = applier
+            .store()
+            .raw_get(expected.seq)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("record {} is missing here", expected.seq))?;
+        let (_, hash) = crate::log::record::split_stored(&stored).map_err(|e| e.to_string())?;
+        if hash != expected.hash {
+            return Err(format!(
+                "this node's record {} differs from the leader's",
+                expected.seq
+            ));
+        }
+        return Ok(None);
+    }
+    let mut tail = Vec::new();
+    for r in list.into_iter().skip((ours.seq + 1 - first_seq) as usize) {
+        crate::log::push_record(&mut tail, r);
+    }
+    Ok(Some(tail))
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        Err(sm_err(
-            ErrorVerb::Read,
-            "snapshots are not built yet: a new or lagging node replays the Raft log",
-        ))
+        let (applier, db, cfg) = (self.applier.clone(), self.db.clone(), self.snapshots.clone());
+        let built = tokio::task::spawn_blocking(move || StateMachine::build_blocking(applier, db, cfg))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let (header, file) = built.map_err(|e| {
+            tracing::error!(error = %e, "building a snapshot failed");
+            sm_err(ErrorVerb::Write, e)
+        })?;
+        Ok(Snapshot {
+            meta: header.meta(),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
     }
 }
 
@@ -157,25 +324,70 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Err(sm_err(
-            ErrorVerb::Write,
-            "this node does not install snapshots yet",
-        ))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        if let Some(stale) = self.incoming.take() {
+            let _ = std::fs::remove_file(stale);
+        }
+        let path = snapshot::partial_path(&self.snapshots.dir, "incoming");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.incoming = Some(path);
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
-        _meta: &SnapshotMeta<NodeId, Member>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapshotMeta<NodeId, Member>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        Err(sm_err(
-            ErrorVerb::Write,
-            "this node does not install snapshots yet",
-        ))
+        use tokio::io::AsyncWriteExt;
+        let mut file = snapshot;
+        file.flush().await.map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        file.sync_all().await.map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        drop(file);
+        let path = self
+            .incoming
+            .take()
+            .ok_or_else(|| sm_err(ErrorVerb::Write, "no snapshot is being received"))?;
+        let (applier, db, cfg, meta) = (
+            self.applier.clone(),
+            self.db.clone(),
+            self.snapshots.clone(),
+            meta.clone(),
+        );
+        let installed =
+            tokio::task::spawn_blocking(move || StateMachine::install_blocking(applier, db, cfg, path, meta))
+                .await
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        match installed {
+            Ok(header) => {
+                self.last_applied = header.last_log_id;
+                self.membership = header.membership;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a received snapshot was refused; this node stops");
+                self.applier().fail(format!(
+                    "a snapshot received from the leader was refused: {e}; replace this node's store from a healthy node (docs/CLUSTER.md)"
+                ));
+                Err(sm_err(ErrorVerb::Write, e))
+            }
+        }
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(None)
+        let dir = self.snapshots.dir.clone();
+        let current = tokio::task::spawn_blocking(move || snapshot::open_current(&dir))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        Ok(current.map(|(header, file)| Snapshot {
+            meta: header.meta(),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        }))
     }
 }

@@ -72,6 +72,11 @@ impl Applier {
         })
     }
 
+    /// The store this applier writes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The head of the last commit.
     pub fn head(&self) -> Head {
         self.head
@@ -246,7 +251,8 @@ pub fn push_record(out: &mut Vec<u8>, record: &[u8]) {
     out.extend_from_slice(record);
 }
 
-fn split_records(mut bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
+/// Splits a replicated batch into its records' bytes (see [`push_record`]).
+pub fn split_records(mut bytes: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         if bytes.len() < 4 {

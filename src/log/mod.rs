@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use apply::{Applier, ApplyError};
+pub use apply::{push_record, split_records, Applier, ApplyError};
 pub use record::{Actor, Hash, Record};
 pub use store::{Head, Store, StoreError, StoredEvent, SyncMode};
 pub use verify::{Broken, VerifyError};

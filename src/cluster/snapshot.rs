@@ -1,0 +1,701 @@
+//! Snapshots of a cluster node's state machine (docs/CLUSTER.md,
+//! "Snapshots"): one file, `migreg-snapshot/1`, holding the store as of a
+//! Raft log index: every record up to the head at that index, the
+//! replicated side trees (person keys, document index) at that index, the
+//! Raft position and membership, and the building node's latest signed
+//! checkpoint. Once a snapshot exists the Raft log before it is purged, so
+//! records are no longer held twice, and a new or lagging node whose
+//! entries were purged receives the file instead.
+//!
+//! Layout: `MIGREGSN`, the format version (u32, big-endian), then frames
+//! (a u32 big-endian length and a postcard [`Frame`]): one `Header`, every
+//! side-tree entry, the records in batches, one `End`; then the BLAKE3 of
+//! every byte before it (32 bytes).
+//!
+//! A received file is used only after it verified as a whole
+//! ([`verify`]): its BLAKE3; every record linked to the one before from
+//! the genesis, with the seq after it; the last one hashing to the head the
+//! header names; the checkpoint's signature (under the key the cluster file
+//! pins for the building member, or else the key the header names) and its
+//! Merkle root equal to the root of the records up to its size. Installing
+//! ([`install`]) then appends to this node's store only the records after
+//! its own head, through the same chain check as replicated entries, and
+//! fails if its head is not in the snapshot's chain.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::trees::REPLICATED_TREES;
+use super::types::{decode, encode, LogId, Member, NodeId};
+use crate::audit::checkpoint::{Checkpointer, Verifier};
+use crate::audit::merkle::{leaf_hash, Frontier};
+use crate::log::record::{chain_hash, peek_chain_fields, split_stored, GENESIS_PREV_HASH};
+use crate::log::{Applier, Head};
+
+/// The magic bytes a snapshot file starts with.
+pub const MAGIC: &[u8; 8] = b"MIGREGSN";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// The node's current snapshot, in the snapshot directory.
+pub const CURRENT_FILE: &str = "current.snap";
+/// The snapshot directory inside a node's data directory.
+pub const DIR: &str = "snapshots";
+/// The largest frame a reader accepts.
+pub const FRAME_MAX: usize = 16 * 1024 * 1024;
+/// Records per `Records` frame and per batch applied while installing.
+pub const RECORDS_PER_FRAME: usize = 4_096;
+/// Bytes of records per frame (a frame is closed at whichever comes first).
+pub const RECORD_BYTES_PER_FRAME: usize = 4 * 1024 * 1024;
+
+/// The Raft membership a snapshot carries.
+pub type Membership = openraft::StoredMembership<NodeId, Member>;
+
+/// Why a snapshot could not be built, read, verified or installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot i/o on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The file is not a valid snapshot, or does not verify; the message says where.
+    #[error("snapshot {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    /// This node's store does not continue into the snapshot's chain.
+    #[error("this node's store is not a prefix of the snapshot's log: {0}")]
+    Diverged(String),
+    #[error("snapshot: {0}")]
+    Store(String),
+}
+
+/// The first frame: what the snapshot is of.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The Raft entry the snapshot reflects (everything up to it applied).
+    pub last_log_id: Option<LogId>,
+    /// The membership as of that entry.
+    pub membership: Membership,
+    /// The store's head at that entry.
+    pub head_seq: u64,
+    pub head_hash: [u8; 32],
+    /// The node that built the snapshot.
+    pub built_by: NodeId,
+    /// Its latest signed checkpoint (a C2SP signed note) when it built the
+    /// snapshot; its size is at most `head_seq`.
+    pub checkpoint: String,
+    /// The verifier key the checkpoint is signed with.
+    pub signed_by: String,
+}
+
+impl Header {
+    /// The snapshot's id in openraft's metadata.
+    pub fn id(&self) -> String {
+        let (term, index) = self.last_log_id.map_or((0, 0), |l| (l.leader_id.term, l.index));
+        format!("{term}-{index}-{}", self.head_seq)
+    }
+
+    /// openraft's metadata of the snapshot.
+    pub fn meta(&self) -> openraft::SnapshotMeta<NodeId, Member> {
+        openraft::SnapshotMeta {
+            last_log_id: self.last_log_id,
+            last_membership: self.membership.clone(),
+            snapshot_id: self.id(),
+        }
+    }
+}
+
+/// One frame of a snapshot file.
+#[derive(Debug, Serialize, Deserialize)]
+enum Frame {
+    Header(Header),
+    /// A side-tree entry: the tree's index in [`REPLICATED_TREES`], key, value.
+    Tree {
+        tree: u8,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Consecutive records, each length-prefixed (u32 big-endian).
+    Records(Vec<u8>),
+    /// The end: how many tree entries and records came before.
+    End {
+        tree_entries: u64,
+        records: u64,
+    },
+}
+
+/// Whether a side-tree entry belongs to this node alone and never travels
+/// in a snapshot: the reserved `__` ids of the person-key tree (the
+/// blind-index key, wrapped under this node's master key with its own nonce).
+pub fn node_local(tree: usize, key: &[u8]) -> bool {
+    REPLICATED_TREES.get(tree) == Some(&crate::pii::keystore::TREE_NAME) && key.starts_with(b"__")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn invalid(path: &Path, reason: impl Into<String>) -> SnapshotError {
+    SnapshotError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError::Store(e.to_string())
+}
+
+/// Writes frames, hashing every byte.
+struct FrameWriter {
+    w: BufWriter<std::fs::File>,
+    hasher: blake3::Hasher,
+    path: PathBuf,
+}
+
+impl FrameWriter {
+    fn create(path: &Path) -> Result<FrameWriter, SnapshotError> {
+        let file = std::fs::File::create(path).map_err(io(path))?;
+        let mut w = FrameWriter {
+            w: BufWriter::with_capacity(1 << 20, file),
+            hasher: blake3::Hasher::new(),
+            path: path.to_path_buf(),
+        };
+        w.raw(MAGIC)?;
+        w.raw(&VERSION.to_be_bytes())?;
+        Ok(w)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        self.hasher.update(bytes);
+        self.w.write_all(bytes).map_err(io(&self.path))
+    }
+
+    fn frame(&mut self, frame: &Frame) -> Result<(), SnapshotError> {
+        let bytes = encode(frame).map_err(|e| invalid(&self.path, e.to_string()))?;
+        if bytes.len() > FRAME_MAX {
+            return Err(invalid(&self.path, "a frame is larger than the frame limit"));
+        }
+        self.raw(&(bytes.len() as u32).to_be_bytes())?;
+        self.raw(&bytes)
+    }
+
+    /// Writes the trailer, syncs and closes the file.
+    fn finish(mut self) -> Result<(), SnapshotError> {
+        let digest = self.hasher.finalize();
+        self.w.write_all(digest.as_bytes()).map_err(io(&self.path))?;
+        let file = self.w.into_inner().map_err(|e| io(&self.path)(e.into_error()))?;
+        file.sync_all().map_err(io(&self.path))
+    }
+}
+
+/// Reads frames, hashing every byte; checks the trailer at the end.
+struct FrameReader {
+    r: BufReader<std::fs::File>,
+    hasher: blake3::Hasher,
+    path: PathBuf,
+}
+
+impl FrameReader {
+    fn open(path: &Path) -> Result<FrameReader, SnapshotError> {
+        let file = std::fs::File::open(path).map_err(io(path))?;
+        FrameReader::from_file(file, path)
+    }
+
+    fn from_file(file: std::fs::File, path: &Path) -> Result<FrameReader, SnapshotError> {
+        let mut r = FrameReader {
+            r: BufReader::with_capacity(1 << 20, file),
+            hasher: blake3::Hasher::new(),
+            path: path.to_path_buf(),
+        };
+        let mut magic = [0u8; 12];
+        r.exact(&mut magic)?;
+        if &magic[..8] != MAGIC {
+            return Err(invalid(path, "not a snapshot file (magic)"));
+        }
+        let version = u32::from_be_bytes(magic[8..].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(invalid(
+                path,
+                format!("format version {version}, this build reads {VERSION}"),
+            ));
+        }
+        Ok(r)
+    }
+
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), SnapshotError> {
+        self.r.read_exact(buf).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                invalid(&self.path, "the file is truncated")
+            } else {
+                io(&self.path)(e)
+            }
+        })?;
+        self.hasher.update(buf);
+        Ok(())
+    }
+
+    fn frame(&mut self) -> Result<Frame, SnapshotError> {
+        let mut len = [0u8; 4];
+        self.exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len > FRAME_MAX {
+            return Err(invalid(
+                &self.path,
+                format!("a frame of {len} bytes is over the limit"),
+            ));
+        }
+        let mut buf = vec![0u8; len];
+        self.exact(&mut buf)?;
+        decode(&buf).map_err(|e| invalid(&self.path, format!("an undecodable frame: {e}")))
+    }
+
+    /// Reads the trailer and checks it is the BLAKE3 of everything before, and the end of the file.
+    fn finish(mut self) -> Result<(), SnapshotError> {
+        let expected = self.hasher.finalize();
+        let mut trailer = [0u8; 32];
+        self.r.read_exact(&mut trailer).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                invalid(&self.path, "the file is truncated (no trailer)")
+            } else {
+                io(&self.path)(e)
+            }
+        })?;
+        if &trailer != expected.as_bytes() {
+            return Err(invalid(
+                &self.path,
+                "the file's BLAKE3 does not match its trailer",
+            ));
+        }
+        let mut rest = [0u8; 1];
+        match self.r.read(&mut rest).map_err(io(&self.path))? {
+            0 => Ok(()),
+            _ => Err(invalid(&self.path, "bytes after the trailer")),
+        }
+    }
+}
+
+/// Reads a snapshot's header (the first frame) without verifying the rest.
+pub fn read_header(path: &Path) -> Result<Header, SnapshotError> {
+    header_of(FrameReader::open(path)?)
+}
+
+fn header_of(mut r: FrameReader) -> Result<Header, SnapshotError> {
+    match r.frame()? {
+        Frame::Header(h) => Ok(h),
+        _ => Err(invalid(&r.path, "the first frame is not the header")),
+    }
+}
+
+/// Opens the node's current snapshot, if it has one: its header and the
+/// file (positioned at its start), read from the same open file so a
+/// snapshot published meanwhile cannot mix with it.
+pub fn open_current(dir: &Path) -> Result<Option<(Header, std::fs::File)>, SnapshotError> {
+    let path = dir.join(CURRENT_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let reader = file.try_clone().map_err(io(&path))?;
+    let header = header_of(FrameReader::from_file(reader, &path)?)?;
+    use std::io::Seek;
+    let mut file = file;
+    file.seek(std::io::SeekFrom::Start(0)).map_err(io(&path))?;
+    Ok(Some((header, file)))
+}
+
+/// Makes the finished snapshot at `path` the node's current one (a rename
+/// in the snapshot directory, synced), unless the current one is of a later
+/// Raft entry already (then `path` is removed). Returns the current header.
+pub fn publish(dir: &Path, path: &Path, header: &Header) -> Result<Header, SnapshotError> {
+    static PUBLISH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = PUBLISH.lock().unwrap_or_else(|p| p.into_inner());
+    let current = dir.join(CURRENT_FILE);
+    if current.exists() {
+        if let Ok(existing) = read_header(&current) {
+            if existing.last_log_id >= header.last_log_id {
+                let _ = std::fs::remove_file(path);
+                return Ok(existing);
+            }
+        }
+    }
+    std::fs::rename(path, &current).map_err(io(&current))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(header.clone())
+}
+
+/// Removes what an interrupted build or transfer left in the snapshot directory.
+pub fn clean(dir: &Path) -> Result<(), SnapshotError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".partial") {
+            std::fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A fresh file name in the snapshot directory (`<what>-<time>.partial`).
+pub fn partial_path(dir: &Path, what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!("{what}-{}-{n}.partial", crate::clock::now_us()))
+}
+
+/// Builds a snapshot of the node's state into `path` (synced). Holds the
+/// applier while it reads the position, head, checkpoint and side trees,
+/// so they are of one Raft index; the records up to that head never change
+/// and are read after it is released.
+pub fn build(
+    applier: &std::sync::Mutex<Applier>,
+    db: &sled::Db,
+    checkpointer: &Checkpointer,
+    built_by: NodeId,
+    path: &Path,
+) -> Result<Header, SnapshotError> {
+    let mut w = FrameWriter::create(path)?;
+    let header;
+    let mut tree_entries = 0u64;
+    {
+        let a = applier.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = a.failed() {
+            return Err(SnapshotError::Store(format!("this node has stopped: {reason}")));
+        }
+        let position = a
+            .get_extra(super::state_machine::APPLIED_KEY)
+            .map_err(store_err)?
+            .ok_or_else(|| SnapshotError::Store("nothing applied yet".into()))?;
+        let (last_log_id, membership): (Option<LogId>, Membership) = decode(&position).map_err(store_err)?;
+        let head = a.head();
+        let signed = checkpointer.checkpoint_now().map_err(store_err)?;
+        if signed.checkpoint.size > head.seq {
+            return Err(SnapshotError::Store(format!(
+                "the checkpoint (size {}) is past the head (seq {})",
+                signed.checkpoint.size, head.seq
+            )));
+        }
+        header = Header {
+            last_log_id,
+            membership,
+            head_seq: head.seq,
+            head_hash: head.hash,
+            built_by,
+            checkpoint: signed.note,
+            signed_by: signed.signed_by,
+        };
+        w.frame(&Frame::Header(header.clone()))?;
+        for (i, name) in REPLICATED_TREES.iter().enumerate() {
+            let tree = db.open_tree(name).map_err(store_err)?;
+            for kv in tree.iter() {
+                let (k, v) = kv.map_err(store_err)?;
+                if node_local(i, &k) {
+                    continue;
+                }
+                w.frame(&Frame::Tree {
+                    tree: i as u8,
+                    key: k.to_vec(),
+                    value: v.to_vec(),
+                })?;
+                tree_entries += 1;
+            }
+        }
+    }
+    let store = applier.lock().unwrap_or_else(|p| p.into_inner()).store().clone();
+    let mut batch = Vec::new();
+    let mut in_batch = 0usize;
+    let mut records = 0u64;
+    for kv in store.raw_range(1, header.head_seq) {
+        let (seq, entry) = kv.map_err(store_err)?;
+        let (record, _) =
+            split_stored(&entry).map_err(|e| SnapshotError::Store(format!("record {seq}: {e}")))?;
+        if seq != records + 1 {
+            return Err(SnapshotError::Store(format!(
+                "the store is missing record {}",
+                records + 1
+            )));
+        }
+        crate::log::push_record(&mut batch, record);
+        in_batch += 1;
+        records += 1;
+        if in_batch >= RECORDS_PER_FRAME || batch.len() >= RECORD_BYTES_PER_FRAME {
+            w.frame(&Frame::Records(std::mem::take(&mut batch)))?;
+            in_batch = 0;
+        }
+    }
+    if !batch.is_empty() {
+        w.frame(&Frame::Records(batch))?;
+    }
+    if records != header.head_seq {
+        return Err(SnapshotError::Store(format!(
+            "the store holds {records} records, its head is at {}",
+            header.head_seq
+        )));
+    }
+    w.frame(&Frame::End {
+        tree_entries,
+        records,
+    })?;
+    w.finish()?;
+    Ok(header)
+}
+
+/// What [`verify`] found.
+#[derive(Debug)]
+pub struct Verified {
+    pub header: Header,
+    /// The size of the checkpoint the records were checked against.
+    pub checkpoint_size: u64,
+    pub records: u64,
+    pub tree_entries: u64,
+}
+
+fn split_records<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, SnapshotError> {
+    crate::log::split_records(bytes).map_err(|e| invalid(path, e))
+}
+
+/// Verifies a whole snapshot file (see the module doc). `pinned` is the
+/// cluster file's `audit_vkey` per member: when it names the building
+/// member, the checkpoint must be signed with that key.
+pub fn verify(path: &Path, pinned: &BTreeMap<NodeId, String>) -> Result<Verified, SnapshotError> {
+    let mut r = FrameReader::open(path)?;
+    let header = match r.frame()? {
+        Frame::Header(h) => h,
+        _ => return Err(invalid(path, "the first frame is not the header")),
+    };
+    if let Some(vkey) = pinned.get(&header.built_by) {
+        if vkey.trim() != header.signed_by.trim() {
+            return Err(invalid(
+                path,
+                format!(
+                    "its checkpoint is signed with {}, the cluster file pins {vkey} for node {}",
+                    header.signed_by, header.built_by
+                ),
+            ));
+        }
+    }
+    let verifier = Verifier::parse(&header.signed_by)
+        .map_err(|e| invalid(path, format!("the checkpoint's verifier key: {e}")))?;
+    let checkpoint = verifier
+        .verify_checkpoint(&header.checkpoint)
+        .map_err(|e| invalid(path, format!("the checkpoint does not verify: {e}")))?;
+    if checkpoint.size > header.head_seq {
+        return Err(invalid(path, "the checkpoint is past the snapshot's head"));
+    }
+    let mut frontier = Frontier::new();
+    let mut head = Head {
+        seq: 0,
+        hash: GENESIS_PREV_HASH,
+    };
+    let mut tree_entries = 0u64;
+    let mut root_checked = checkpoint.size == 0;
+    if checkpoint.size == 0 && checkpoint.root != frontier.root() {
+        return Err(invalid(
+            path,
+            "the empty checkpoint's root is not the empty tree's",
+        ));
+    }
+    let end = loop {
+        match r.frame()? {
+            Frame::Header(_) => return Err(invalid(path, "a second header")),
+            Frame::Tree { tree, key, .. } => {
+                if head.seq > 0
+                    || usize::from(tree) >= REPLICATED_TREES.len()
+                    || node_local(usize::from(tree), &key)
+                {
+                    return Err(invalid(
+                        path,
+                        "a tree entry out of place, of an unknown tree, or of a node-local key",
+                    ));
+                }
+                tree_entries += 1;
+            }
+            Frame::Records(bytes) => {
+                for record in split_records(path, &bytes)? {
+                    let (seq, prev) = peek_chain_fields(record)
+                        .map_err(|e| invalid(path, format!("record {}: {e}", head.seq + 1)))?;
+                    if seq != head.seq + 1 {
+                        return Err(invalid(
+                            path,
+                            format!("record seq {seq} follows seq {}", head.seq),
+                        ));
+                    }
+                    if prev != head.hash {
+                        return Err(invalid(
+                            path,
+                            format!("record {seq} does not link to record {}", head.seq),
+                        ));
+                    }
+                    head = Head {
+                        seq,
+                        hash: chain_hash(&head.hash, record),
+                    };
+                    if seq <= checkpoint.size {
+                        frontier.push(leaf_hash(record));
+                        if seq == checkpoint.size {
+                            if frontier.root() != checkpoint.root {
+                                return Err(invalid(
+                                    path,
+                                    format!("the records' Merkle root at size {seq} is not the checkpoint's"),
+                                ));
+                            }
+                            root_checked = true;
+                        }
+                    }
+                }
+            }
+            Frame::End {
+                tree_entries: t,
+                records,
+            } => break (t, records),
+        }
+    };
+    if end != (tree_entries, head.seq) {
+        return Err(invalid(path, "the end frame's counts do not match the content"));
+    }
+    if !root_checked {
+        return Err(invalid(path, "the records end before the checkpoint's size"));
+    }
+    if head.seq != header.head_seq || head.hash != header.head_hash {
+        return Err(invalid(
+            path,
+            format!(
+                "the records end at seq {} with another hash than the header's head (seq {})",
+                head.seq, header.head_seq
+            ),
+        ));
+    }
+    r.finish()?;
+    Ok(Verified {
+        header,
+        checkpoint_size: checkpoint.size,
+        records: head.seq,
+        tree_entries,
+    })
+}
+
+/// Installs a verified snapshot into this node's store: appends the
+/// records after this node's head through the applier's chain check (the
+/// record at this node's head must be this node's), replaces the side
+/// trees, and writes the Raft position last (`position`: the key and value
+/// of the applied position). A crash part-way leaves records beyond the
+/// applied position, which the next install (or the entries that follow)
+/// skips as already present.
+pub fn install(
+    path: &Path,
+    applier: &std::sync::Mutex<Applier>,
+    db: &sled::Db,
+    position: (&[u8], Vec<u8>),
+) -> Result<Header, SnapshotError> {
+    let mut r = FrameReader::open(path)?;
+    let header = match r.frame()? {
+        Frame::Header(h) => h,
+        _ => return Err(invalid(path, "the first frame is not the header")),
+    };
+    let mut a = applier.lock().unwrap_or_else(|p| p.into_inner());
+    let ours = a.head();
+    if ours.seq > header.head_seq {
+        return Err(SnapshotError::Diverged(format!(
+            "this node holds {} records, the snapshot {}",
+            ours.seq, header.head_seq
+        )));
+    }
+    // The side trees are replaced as their entries are read (the position,
+    // written last, is what makes the install count); node-local entries stay.
+    let trees: Vec<sled::Tree> = REPLICATED_TREES
+        .iter()
+        .map(|name| db.open_tree(name))
+        .collect::<Result<_, _>>()
+        .map_err(store_err)?;
+    for (i, tree) in trees.iter().enumerate() {
+        for key in tree.iter().keys() {
+            let key = key.map_err(store_err)?;
+            if !node_local(i, &key) {
+                tree.remove(key).map_err(store_err)?;
+            }
+        }
+    }
+    let mut head = Head {
+        seq: 0,
+        hash: GENESIS_PREV_HASH,
+    };
+    loop {
+        match r.frame()? {
+            Frame::Header(_) => return Err(invalid(path, "a second header")),
+            Frame::Tree { tree, key, value } => {
+                if node_local(usize::from(tree), &key) {
+                    return Err(invalid(path, "a node-local key in the snapshot"));
+                }
+                trees
+                    .get(usize::from(tree))
+                    .ok_or_else(|| invalid(path, "a tree entry of an unknown tree"))?
+                    .insert(key, value)
+                    .map_err(store_err)?;
+            }
+            Frame::Records(bytes) => {
+                let mut pending = Vec::new();
+                let mut pending_head = head;
+                for record in split_records(path, &bytes)? {
+                    let (seq, _) = peek_chain_fields(record).map_err(|e| invalid(path, e.to_string()))?;
+                    let hash = chain_hash(&head.hash, record);
+                    head = Head { seq, hash };
+                    if seq < ours.seq {
+                        continue;
+                    }
+                    if seq == ours.seq {
+                        if hash != ours.hash {
+                            return Err(SnapshotError::Diverged(format!(
+                                "this node's record {seq} differs from the snapshot's"
+                            )));
+                        }
+                        continue;
+                    }
+                    crate::log::push_record(&mut pending, record);
+                    pending_head = head;
+                }
+                if !pending.is_empty() {
+                    a.apply_records(&pending, pending_head, &[], false)
+                        .map_err(|e| match e {
+                            crate::log::ApplyError::Diverged(m) => SnapshotError::Diverged(m),
+                            other => store_err(other),
+                        })?;
+                }
+            }
+            Frame::End { .. } => break,
+        }
+    }
+    if head.seq != header.head_seq || head.hash != header.head_hash {
+        return Err(invalid(path, "the records do not end at the header's head"));
+    }
+    r.finish()?;
+    a.put_extra(&[(position.0, position.1)]).map_err(store_err)?;
+    a.sync().map_err(store_err)?;
+    Ok(header)
+}
+
+/// The snapshot directory of a store.
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join(DIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_split_and_refuse_truncation() {
+        let mut b = Vec::new();
+        crate::log::push_record(&mut b, b"abc");
+        crate::log::push_record(&mut b, b"");
+        let p = Path::new("x");
+        assert_eq!(split_records(p, &b).unwrap(), vec![&b"abc"[..], &b""[..]]);
+        assert!(split_records(p, &b[..5]).is_err());
+    }
+}
