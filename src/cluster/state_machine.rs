@@ -239,6 +239,7 @@ impl StateMachine {
             records = verified.records,
             checkpoint_size = verified.checkpoint_size,
             built_by = header.built_by,
+            checkpoint_key = %header.signed_by,
             ms = started.elapsed().as_millis() as u64,
             "snapshot verified and installed"
         );
