@@ -133,7 +133,7 @@ impl StateMachine {
                 // Durable through the Raft log: after a crash the entries
                 // after the stored position are applied again.
                 let mut applier = self.applier();
-                let records = match not_yet_applied(&applier, &records, expected) {
+                let records = match applier.not_yet_applied(&records, expected) {
                     Ok(Some(r)) => r,
                     Ok(None) => {
                         applier
@@ -245,44 +245,6 @@ impl StateMachine {
         );
         Ok(header)
     }
-}
-
-/// The part of a replicated batch this node does not hold yet: all of it
-/// (the usual case), none (`None`: every record is here already, which
-/// only an install interrupted by a crash leaves), or its tail. Records
-/// this node holds are matched by the chain: the first record it lacks
-/// must link to its head (checked by the applier), and a batch it holds
-/// entirely must end at the hash of its own record at that seq.
-fn not_yet_applied(applier: &Applier, records: &[u8], expected: Head) -> Result<Option<Vec<u8>>, String> {
-    let ours = applier.head();
-    let list = crate::log::split_records(records).map_err(|e| e.to_string())?;
-    let Some(first) = list.first() else {
-        return Ok(Some(records.to_vec()));
-    };
-    let (first_seq, _) = crate::log::record::peek_chain_fields(first).map_err(|e| e.to_string())?;
-    if first_seq > ours.seq {
-        return Ok(Some(records.to_vec()));
-    }
-    if expected.seq <= ours.seq {
-        let stored = applier
-            .store()
-            .raw_get(expected.seq)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("record {} is missing here", expected.seq))?;
-        let (_, hash) = crate::log::record::split_stored(&stored).map_err(|e| e.to_string())?;
-        if hash != expected.hash {
-            return Err(format!(
-                "this node's record {} differs from the leader's",
-                expected.seq
-            ));
-        }
-        return Ok(None);
-    }
-    let mut tail = Vec::new();
-    for r in list.into_iter().skip((ours.seq + 1 - first_seq) as usize) {
-        crate::log::push_record(&mut tail, r);
-    }
-    Ok(Some(tail))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {

@@ -224,6 +224,45 @@ impl Applier {
         Ok(head)
     }
 
+    /// The part of a replicated batch this store does not hold yet: all of
+    /// it (the usual case), none (`None`: every record is here already,
+    /// which only a snapshot install interrupted by a crash leaves), or its
+    /// tail. Records held here are matched by the chain: the first record
+    /// kept must link to this head (checked by [`Applier::apply_records`]),
+    /// and a batch held entirely must end at the hash of this store's
+    /// record at that seq. An error means the store differs from the batch.
+    pub fn not_yet_applied(&self, records: &[u8], expected: Head) -> Result<Option<Vec<u8>>, String> {
+        let ours = self.head;
+        let list = split_records(records).map_err(|e| e.to_string())?;
+        let Some(first) = list.first() else {
+            return Ok(Some(records.to_vec()));
+        };
+        let first_seq = RecordView::parse(first).map_err(|e| e.to_string())?.seq;
+        if first_seq > ours.seq {
+            return Ok(Some(records.to_vec()));
+        }
+        if expected.seq <= ours.seq {
+            let stored = self
+                .store
+                .raw_get(expected.seq)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("record {} is missing here", expected.seq))?;
+            let (_, hash) = super::record::split_stored(&stored).map_err(|e| e.to_string())?;
+            if hash != expected.hash {
+                return Err(format!(
+                    "this node's record {} differs from the leader's",
+                    expected.seq
+                ));
+            }
+            return Ok(None);
+        }
+        let mut tail = Vec::new();
+        for r in list.into_iter().skip((ours.seq + 1 - first_seq) as usize) {
+            push_record(&mut tail, r);
+        }
+        Ok(Some(tail))
+    }
+
     /// Writes `extra` pairs of the `log` tree alone (a Raft entry that carries no records).
     pub fn put_extra(&self, extra: &[(&[u8], Vec<u8>)]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
@@ -321,6 +360,36 @@ mod tests {
         )
         .unwrap();
         (dir, log)
+    }
+
+    #[test]
+    fn records_already_held_are_skipped_and_a_different_one_is_refused() {
+        let (_dir, log) = open();
+        let applier = log.applier();
+        let mut a = applier.lock().unwrap();
+        let start = a.head();
+        let (first, mid) = batch(start, &[("case-a", 1), ("case-b", 1)]);
+        a.apply_records(&first, mid, &[], false).unwrap();
+        // A batch held entirely: nothing to apply.
+        assert_eq!(a.not_yet_applied(&first, mid).unwrap(), None);
+        // A batch overlapping the head: only its tail, which then applies.
+        let (second, end) = batch(mid, &[("case-a", 2)]);
+        let mut overlapping = first.clone();
+        overlapping.extend_from_slice(&second);
+        let tail = a.not_yet_applied(&overlapping, end).unwrap().unwrap();
+        assert_eq!(tail, second);
+        a.apply_records(&tail, end, &[], false).unwrap();
+        assert_eq!(a.head(), end);
+        // A batch after the head is kept whole.
+        let (third, _) = batch(end, &[("case-b", 2)]);
+        assert_eq!(a.not_yet_applied(&third, end).unwrap(), Some(third.clone()));
+        // A held batch whose last hash differs from this store's record: refused.
+        let forged = Head {
+            seq: mid.seq,
+            hash: [7u8; 32],
+        };
+        let e = a.not_yet_applied(&first, forged).unwrap_err();
+        assert!(e.contains("differs"), "{e}");
     }
 
     #[test]
