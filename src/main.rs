@@ -218,6 +218,14 @@ enum BenchCommand {
     Worklists(registry::worklist::cli::BenchWorklistsArgs),
     /// sled key layouts of the log side by side: events/s, ratio to raw, disk, RSS, p99 commit.
     Layouts(registry::bench_layouts::BenchLayoutsArgs),
+    /// A cluster snapshot of a stopped store: build, verify, install into an empty store, vs. a raw scan.
+    Snapshot {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Scratch directory (deleted and recreated): the snapshot file and the installed store.
+        #[arg(long, default_value = "./bench-snapshot")]
+        scratch: PathBuf,
+    },
     /// A stopped store's full verification vs. one sequential scan + BLAKE3 of the same records.
     Verify {
         #[arg(long)]
@@ -362,6 +370,9 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::RebuildProjections(args) => registry::projection::cli::rebuild(&args)
             .and_then(|()| registry::worklist::cli::rebuild(&args.data_dir))
             .map(|()| ExitCode::SUCCESS),
+        Command::Bench {
+            what: BenchCommand::Snapshot { data_dir, scratch },
+        } => registry::cluster::bench::run(&data_dir, &scratch).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             what: BenchCommand::Verify { data_dir },
         } => registry::bench::run_verify_bench(&data_dir).map(|()| ExitCode::SUCCESS),

@@ -7,6 +7,7 @@
 //! reads; writes sent to a follower are refused with UNAVAILABLE naming
 //! the leader's client address (`NOT_LEADER`).
 
+pub mod bench;
 pub mod cli;
 pub mod cosign;
 pub mod file;

@@ -353,13 +353,15 @@ pub fn partial_path(dir: &Path, what: &str) -> PathBuf {
 /// Builds a snapshot of the node's state into `path` (synced). Holds the
 /// applier while it reads the position, head, checkpoint and side trees,
 /// so they are of one Raft index; the records up to that head never change
-/// and are read after it is released.
+/// and are read after it is released. `position` is the Raft position to
+/// record; `None` reads the store's applied position (a cluster node).
 pub fn build(
     applier: &std::sync::Mutex<Applier>,
     db: &sled::Db,
     checkpointer: &Checkpointer,
     built_by: NodeId,
     path: &Path,
+    position: Option<(Option<LogId>, Membership)>,
 ) -> Result<Header, SnapshotError> {
     let mut w = FrameWriter::create(path)?;
     let header;
@@ -369,12 +371,20 @@ pub fn build(
         if let Some(reason) = a.failed() {
             return Err(SnapshotError::Store(format!("this node has stopped: {reason}")));
         }
-        let position = a
-            .get_extra(super::state_machine::APPLIED_KEY)
-            .map_err(store_err)?
-            .ok_or_else(|| SnapshotError::Store("nothing applied yet".into()))?;
-        let (last_log_id, membership): (Option<LogId>, Membership) = decode(&position).map_err(store_err)?;
+        let (last_log_id, membership) = match position {
+            Some(p) => p,
+            None => {
+                let stored = a
+                    .get_extra(super::state_machine::APPLIED_KEY)
+                    .map_err(store_err)?
+                    .ok_or_else(|| SnapshotError::Store("nothing applied yet".into()))?;
+                decode::<(Option<LogId>, Membership)>(&stored).map_err(store_err)?
+            }
+        };
         let head = a.head();
+        // The position the snapshot reflects is durable before the
+        // snapshot exists, so no purge behind it can outrun it in a crash.
+        a.sync().map_err(store_err)?;
         let signed = checkpointer.checkpoint_now().map_err(store_err)?;
         if signed.checkpoint.size > head.seq {
             return Err(SnapshotError::Store(format!(

@@ -193,7 +193,7 @@ impl StateMachine {
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
         let partial = snapshot::partial_path(&cfg.dir, "build");
-        let built = snapshot::build(&applier, &db, &checkpointer, cfg.me, &partial);
+        let built = snapshot::build(&applier, &db, &checkpointer, cfg.me, &partial, None);
         let header = match built {
             Ok(h) => h,
             Err(e) => {
