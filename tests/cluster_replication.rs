@@ -1137,9 +1137,16 @@ async fn a_follower_behind_the_purged_log_installs_a_verified_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_joins_through_the_admin_api_and_a_member_leaves() {
-    let mut cluster = Cluster::with_spares(1);
-    let (_, mut client) = start_all(&mut cluster).await;
+    // Snapshots every 10 entries: the leader purges its log, so the new
+    // node receives a snapshot before it follows the log.
+    let mut cluster = Cluster::build(1, "[snapshots]\nevery = 10\nkeep = 2\n");
+    let (leader, mut client) = start_all(&mut cluster).await;
     register_all(&mut client, "join", 0..10).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.status(leader).await.unwrap().purged_index == 0 {
+        assert!(Instant::now() < deadline, "the leader never purged its log");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Node 4 starts empty; it is not a member until the leader adds it.
     cluster.start(NODES);
     let targets: Vec<String> = cluster.nodes[..NODES]
@@ -1204,6 +1211,12 @@ async fn a_node_joins_through_the_admin_api_and_a_member_leaves() {
         cluster.status(NODES).await.unwrap().head_seq,
         head,
         "the new node holds the log"
+    );
+    let joined = std::fs::read_to_string(&cluster.nodes[NODES].log).unwrap();
+    assert!(
+        joined.contains("snapshot verified and installed"),
+        "the new node installed a snapshot: {}",
+        cluster.tail(NODES)
     );
     // Node 1 leaves; the other three go on.
     let mut removed = None;
