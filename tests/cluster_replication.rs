@@ -26,6 +26,10 @@
 //!   snapshot file with one byte changed, or pinned to another key, does
 //!   not verify. A tampered follower replaced by an empty store is rebuilt
 //!   from a snapshot.
+//! - An existing single-node store seeds a new cluster (`seed = true`):
+//!   the two empty nodes receive it as a snapshot, and every node holds
+//!   its records and the ones written after; without `seed`, the store is
+//!   refused.
 //! - Writes sent to a follower are refused with UNAVAILABLE, ErrorInfo
 //!   NOT_LEADER and the leader's address in `x-registry-leader`, and create
 //!   nothing; the client that follows the leader then succeeds.
@@ -1385,4 +1389,101 @@ async fn the_leaders_checkpoints_carry_every_followers_cosignature() {
     for i in 0..NODES {
         cluster.stop(i);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_existing_single_node_store_seeds_a_new_cluster() {
+    let mut cluster = Cluster::new();
+    // A single node's store with registrations, stopped.
+    let server = common::TestServer::start_on(&cluster.nodes[0].dir).await;
+    let mut single = server.client().await;
+    for n in 0..12u64 {
+        let (request, _) = registration("seed", n);
+        single
+            .register_person(common::as_role("supervisor", request))
+            .await
+            .expect("registered on the single node");
+    }
+    drop(single);
+    server.stop().await;
+    let single_head = common::open_store(&cluster.nodes[0].dir).head().unwrap();
+    assert!(single_head.seq >= 12);
+
+    // Without `seed`, a store with events is refused.
+    cluster.start(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = cluster.nodes[0].child.as_mut().unwrap().try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store was not refused: {}",
+            cluster.tail(0)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    assert!(cluster.tail(0).contains("seed = true"), "{}", cluster.tail(0));
+    cluster.nodes[0].child = None;
+
+    // With `seed = true` in node 1's file it starts a cluster of itself and
+    // adds the others, which receive its store as a snapshot.
+    let config = std::fs::read_to_string(&cluster.nodes[0].config).unwrap();
+    std::fs::write(&cluster.nodes[0].config, format!("seed = true\n{config}")).unwrap();
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let (head, hash) = cluster.converged(Duration::from_secs(60)).await;
+    assert!(head >= single_head.seq, "head {head}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = cluster.status(0).await.unwrap();
+        if s.members.len() == NODES {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 1..NODES {
+        let log = std::fs::read_to_string(&cluster.nodes[i].log).unwrap();
+        assert!(
+            log.contains("snapshot verified and installed"),
+            "node {} installed the seed's snapshot: {}",
+            i + 1,
+            cluster.tail(i)
+        );
+    }
+    // The seed's chain goes on: the cluster's head at the seed's seq is the
+    // single node's, and writes continue with three voters.
+    let mut client =
+        pb::caseworker_client::CaseworkerClient::new(cluster.client("supervisor", &cluster.targets()).await);
+    for n in 12..16 {
+        let (request, _) = registration("seed", n);
+        register_until_acked(&mut client, &request, Duration::from_secs(30))
+            .await
+            .expect("registered on the seeded cluster");
+    }
+    let (after, _) = cluster.converged(Duration::from_secs(60)).await;
+    assert!(after > head && hash.len() == 32);
+    for i in 0..NODES {
+        cluster.stop(i);
+    }
+    for i in 0..NODES {
+        cluster.verify_store(i);
+        let store = common::open_store(&cluster.nodes[i].dir);
+        let at = store
+            .get(single_head.seq)
+            .unwrap()
+            .expect("the seed's last record");
+        assert_eq!(
+            at.hash,
+            single_head.hash,
+            "node {} continues the seed's chain",
+            i + 1
+        );
+        drop(store);
+    }
+    assert_side_trees_equal(&cluster, 0, 1);
+    assert_side_trees_equal(&cluster, 0, 2);
 }

@@ -23,9 +23,13 @@ pub fn run(data_dir: &Path, scratch: &Path) -> Result<(), Box<dyn std::error::Er
     let config = WriterConfig {
         sync: SyncMode::Flush,
     };
-    let source = Log::open_replicated(data_dir, config.clone())?;
+    let source = Log::open_replicated(data_dir, config)?;
     let head = source.store().head()?;
-    println!("source: {} events, store {} bytes", head.seq, source.store().size_on_disk()?);
+    println!(
+        "source: {} events, store {} bytes",
+        head.seq,
+        source.store().size_on_disk()?
+    );
 
     let started = Instant::now();
     let mut n = 0u64;
@@ -86,7 +90,12 @@ pub fn run(data_dir: &Path, scratch: &Path) -> Result<(), Box<dyn std::error::Er
     let target = Log::open_replicated(&target_dir, config)?;
     let position = encode(&(header.last_log_id, &header.membership))?;
     let started = Instant::now();
-    snapshot::install(&file, &target.applier(), target.store().db(), (APPLIED_KEY, position))?;
+    snapshot::install(
+        &file,
+        &target.applier(),
+        target.store().db(),
+        (APPLIED_KEY, position),
+    )?;
     let install_s = started.elapsed().as_secs_f64();
     let installed = target.store().head()?;
     println!(

@@ -2,6 +2,10 @@
 //!
 //! ```toml
 //! node_id = 1                      # this node (optional: see below)
+//! seed = false                     # true: this (lowest-id) node's existing store seeds a new cluster
+//! [snapshots]                      # optional
+//! every = 10000                    # Raft entries between two snapshots
+//! keep = 1000                      # entries kept before a snapshot's index
 //! [tls]                            # mutual TLS between nodes (required off loopback)
 //! cert = "node1.pem"               # this node's certificate (client and server)
 //! key = "node1.key"
@@ -10,6 +14,7 @@
 //! id = 1
 //! raft = "10.0.0.1:7100"           # node-to-node Raft traffic
 //! api = "10.0.0.1:50051"           # clients (what a follower names as the leader)
+//! audit_vkey = "..."               # optional: pins the member's audit verifier key
 //! ```
 //!
 //! Addresses are `host:port` (an IP or a DNS name). Without `node_id` the
@@ -46,6 +51,8 @@ struct Raw {
     tls: Option<RawTls>,
     #[serde(default)]
     snapshots: Option<RawSnapshots>,
+    #[serde(default)]
+    seed: bool,
     members: Vec<RawMember>,
 }
 
@@ -121,6 +128,9 @@ pub struct ClusterFile {
     pub snapshot_every: u64,
     /// Raft entries kept before a snapshot's index when the log is purged.
     pub snapshot_keep: u64,
+    /// This node's existing single-node store seeds a new cluster (only
+    /// the lowest id, only while its Raft state is empty): docs/CLUSTER.md.
+    pub seed: bool,
     /// Members' audit verifier keys where the file pins them: a snapshot
     /// built by such a member must carry a checkpoint signed with it.
     pub audit_vkeys: BTreeMap<NodeId, String>,
@@ -179,6 +189,11 @@ impl ClusterFile {
         if !members.contains_key(&node_id) {
             return Err(format!("node_id: {node_id} is not among the members"));
         }
+        if raw.seed && members.keys().next() != Some(&node_id) {
+            return Err(format!(
+                "seed: only the member with the lowest id seeds a cluster, not node {node_id}"
+            ));
+        }
         let snapshots = raw.snapshots.unwrap_or(RawSnapshots {
             every: None,
             keep: None,
@@ -205,6 +220,7 @@ impl ClusterFile {
             snapshot_every,
             snapshot_keep,
             audit_vkeys,
+            seed: raw.seed,
         })
     }
 

@@ -112,9 +112,10 @@ impl Cluster {
             .store()
             .head()
             .map_err(|e| ClusterError::Storage(e.to_string()))?;
-        if pristine && head.seq > 0 {
+        let seeding = pristine && head.seq > 0;
+        if seeding && !file.seed {
             return Err(ClusterError::Refused(format!(
-                "this store holds {} events but never belonged to a cluster: a node starts from an empty data directory and receives the log from the cluster (docs/CLUSTER.md)",
+                "this store holds {} events but never belonged to a cluster: a node starts from an empty data directory and receives the log from the cluster, or seeds a new cluster with `seed = true` in its cluster file (docs/CLUSTER.md)",
                 head.seq
             )));
         }
@@ -167,7 +168,20 @@ impl Cluster {
             }
         });
         if pristine && file.members.keys().next() == Some(&me) {
-            let members: BTreeMap<NodeId, Member> = file.members.clone();
+            // A seed starts a cluster of itself alone; the others join
+            // through snapshots of its store (see `seed_members`).
+            let members: BTreeMap<NodeId, Member> = if seeding {
+                [(me, file.me().clone())].into_iter().collect()
+            } else {
+                file.members.clone()
+            };
+            if seeding {
+                tracing::info!(
+                    node = me,
+                    events = head.seq,
+                    "seeding a new cluster from this store"
+                );
+            }
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(node = me, "initialized a new cluster"),
                 Err(RaftError::APIError(e)) => tracing::info!(error = %e, "cluster already initialized"),
@@ -181,6 +195,9 @@ impl Cluster {
         });
         log.store().side_slot().set(proposer.clone());
         log.set_proposer(proposer);
+        if file.seed {
+            tokio::spawn(seed_members(raft.clone(), me, file.members.clone()));
+        }
         tracing::info!(node = me, members = file.members.len(), "cluster node started");
         Ok(Cluster {
             raft,
@@ -205,6 +222,94 @@ impl Cluster {
         if let Some((stop, server)) = self.server.take() {
             let _ = stop.send(());
             let _ = server.await;
+        }
+    }
+}
+
+/// How often the seed retries adding a member that is not reachable yet.
+pub const SEED_RETRY_MS: u64 = 2_000;
+
+/// On the node whose cluster file says `seed = true`: once it leads,
+/// takes a snapshot of its store and purges its Raft log behind it (so
+/// every other node must receive the store as a snapshot, never as
+/// entries its empty store cannot continue), then adds every member of
+/// the file that is not a member yet, one at a time, each as a learner
+/// that installs the snapshot and then as a voter. Safe to run again after
+/// a restart: it only adds what is missing.
+async fn seed_members(raft: Raft, me: NodeId, wanted: BTreeMap<NodeId, Member>) {
+    loop {
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader == Some(me) && m.state.is_leader() && m.last_applied.is_some() {
+            break;
+        }
+        if m.current_leader.is_some() && m.current_leader != Some(me) {
+            // Another node leads: the cluster exists already.
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = raft.metrics().borrow().clone();
+    if m.purged.is_none() {
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        if let Err(e) = raft.trigger().snapshot().await {
+            tracing::error!(error = %e, "seed: the snapshot could not be triggered");
+            return;
+        }
+        let mut rx = raft.metrics();
+        let snapshot = rx
+            .wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied))
+            .await
+            .map(|m| m.snapshot);
+        let Ok(Some(snapshot)) = snapshot else {
+            tracing::error!("seed: the snapshot was not built");
+            return;
+        };
+        if let Err(e) = raft.trigger().purge_log(snapshot.index).await {
+            tracing::error!(error = %e, "seed: the log could not be purged");
+            return;
+        }
+        tracing::info!(
+            index = snapshot.index,
+            "seed: snapshot taken; members join through it"
+        );
+    }
+    for (id, member) in wanted {
+        loop {
+            let m = raft.metrics().borrow().clone();
+            if m.current_leader != Some(me) {
+                return;
+            }
+            let membership = m.membership_config.membership();
+            if membership.voter_ids().any(|v| v == id) {
+                break;
+            }
+            let step = if membership.get_node(&id).is_none() {
+                // A learner first; it receives the snapshot, then the log.
+                raft.add_learner(id, member.clone(), false)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .map(|l| l.index);
+                if matched.is_some() && matched >= m.last_applied.map(|l| l.index) {
+                    let voters = openraft::ChangeMembers::AddVoterIds([id].into_iter().collect());
+                    raft.change_membership(voters, false)
+                        .await
+                        .map(|_| tracing::info!(node = id, "seed: member joined as a voter"))
+                        .map_err(|e| e.to_string())
+                } else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(())
+                }
+            };
+            if let Err(e) = step {
+                tracing::warn!(node = id, error = %e, "seed: adding a member failed; retrying");
+                tokio::time::sleep(Duration::from_millis(SEED_RETRY_MS)).await;
+            }
         }
     }
 }
