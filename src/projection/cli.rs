@@ -587,7 +587,11 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
     let started = Instant::now();
     let mut with = ProjectionState::with_snapshots(crate::simulate::TODAY);
     loop {
-        let page = super::engine::read_page(&store, with.position(), crate::limits::READ_PAGE_EVENTS_MAX)?;
+        let page = crate::log::follow::read_page(
+            &store,
+            with.position().into(),
+            crate::limits::READ_PAGE_EVENTS_MAX,
+        )?;
         if page.is_empty() {
             break;
         }
