@@ -10,7 +10,8 @@
 //! - [`receipt`]: per-event receipts (C2SP tlog-proof).
 //! - [`export`]: binary exports and their offline verification.
 //! - [`verify`]: a log against a checkpoint (truncation, rewritten tails).
-//! - [`service`]: the `regularization.v1.Audit` gRPC service.
+//! - [`runtime`]: the follower and the periodic checkpointer of `registry serve`
+//!   (the `Audit` gRPC service is `api::audit`).
 //! - [`cli`]: `registry audit ...`, `registry export`, `registry bench audit`.
 //! - [`bench`]: `registry bench audit`.
 
@@ -22,7 +23,7 @@ pub mod export;
 pub mod handover;
 pub mod merkle;
 pub mod receipt;
-pub mod service;
+pub mod runtime;
 pub mod tree;
 pub mod verify;
 

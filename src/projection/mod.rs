@@ -16,7 +16,6 @@
 //! - [`remote`]: `registry stats --target`, the same question asked of a
 //!   running server's Statistics service.
 //! - [`cli`]: `registry stats`, `registry rebuild-projections`, `registry bench stats`.
-//! - [`grpc`]: the `Statistics` gRPC service.
 //!
 //! Invariants: the projection never skips a position (a gap, a reordering
 //! or a broken link stops it with the seq named); every answer names the
@@ -27,7 +26,6 @@ pub mod cli;
 pub mod engine;
 pub mod export;
 pub mod facts;
-pub mod grpc;
 pub mod query;
 pub mod remote;
 pub mod state;
@@ -292,7 +290,7 @@ pub fn certifications(
 
 /// The statistics projection as `registry serve` runs it: loaded and caught
 /// up by its follower thread while the server already serves cases, then
-/// followed; served by [`grpc::StatisticsService`], which answers
+/// followed; served by `api::statistics::StatisticsService`, which answers
 /// UNAVAILABLE until the projection is loaded.
 pub struct Running {
     slot: std::sync::Arc<ProjectionSlot>,
@@ -311,25 +309,6 @@ pub fn start(log: &crate::log::Log) -> std::io::Result<Running> {
 }
 
 impl Running {
-    /// The gRPC service.
-    pub fn server(&self) -> grpc::StatisticsServer<grpc::StatisticsService> {
-        grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default()).into_server()
-    }
-
-    /// The gRPC service, answering `Release` with releases built from
-    /// `audit`'s store and signed with its key, and `WorklistCounts` from
-    /// the worklist projection.
-    pub fn server_with_releases(
-        &self,
-        audit: crate::audit::Audit,
-        worklists: crate::worklist::grpc::WorklistService,
-    ) -> grpc::StatisticsServer<grpc::StatisticsService> {
-        grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default())
-            .with_releases(audit)
-            .with_worklists(worklists)
-            .into_server()
-    }
-
     /// Where loading is.
     pub fn slot(&self) -> std::sync::Arc<ProjectionSlot> {
         self.slot.clone()

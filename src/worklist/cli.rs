@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::engine::Worklists;
 use super::facts::Kind;
-use super::grpc::own_window;
 use super::index::TREE;
-use super::query::{page, Query};
+use super::query::{own_window, page, Query};
 use crate::domain::DEPARTMENTS;
 use crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT;
 use crate::log::Store;
