@@ -12,12 +12,10 @@
 //! - [`verify`]: a log against a checkpoint (truncation, rewritten tails).
 //! - [`runtime`]: the follower and the periodic checkpointer of `registry serve`
 //!   (the `Audit` gRPC service is `api::audit`).
-//! - [`cli`]: `registry audit ...`, `registry export`, `registry bench audit`.
 //! - [`bench`]: `registry bench audit`.
 
 pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod cosign;
 pub mod export;
 pub mod handover;

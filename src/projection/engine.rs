@@ -964,6 +964,24 @@ pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, Projectio
     Ok(!page.is_empty())
 }
 
+/// Drops the projection of `store` and rebuilds it from the empty state;
+/// returns the catch-up figures and the engine.
+pub fn rebuild_store(store: &Store) -> Result<(CatchUp, Engine), ProjectionError> {
+    rebuild_store_reporting(store, &mut |_| {})
+}
+
+/// [`rebuild_store`], calling `progress` with the seq reached after every
+/// persisted batch.
+pub fn rebuild_store_reporting(
+    store: &Store,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(CatchUp, Engine), ProjectionError> {
+    Engine::drop_tree(store, TREE)?;
+    let mut engine = Engine::open(store, TREE, crate::clock::today())?;
+    let c = engine.catch_up_reporting(progress)?;
+    Ok((c, engine))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

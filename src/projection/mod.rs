@@ -13,29 +13,32 @@
 //! - [`export`]: every statistic in long format (dimension columns, `count`,
 //!   `obs_status`, zero cells), as CSV with a Frictionless Table Schema or
 //!   JSON, and the codebook that goes with an export.
-//! - [`remote`]: `registry stats --target`, the same question asked of a
-//!   running server's Statistics service.
-//! - [`cli`]: `registry stats`, `registry rebuild-projections`, `registry bench stats`.
 //!
 //! Invariants: the projection never skips a position (a gap, a reordering
 //! or a broken link stops it with the seq named); every answer names the
 //! log position (seq and hash) it reflects; facts hold codes, dates and
 //! flags only.
 
-pub mod cli;
 pub mod engine;
 pub mod export;
 pub mod facts;
 pub mod query;
-pub mod remote;
 pub mod state;
 pub mod suppress;
 
 use serde::Serialize;
 
 pub use engine::{
-    replay, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState, TREE,
+    rebuild_store, rebuild_store_reporting, replay, AsOf, CatchUp, Engine, Follower, ProjectionError,
+    ProjectionSlot, Shared, SlotState, TREE,
 };
+
+/// The path `backup/restore.rs` names for [`rebuild_store_reporting`]
+/// (the commands that were here are `cli::stats` now).
+#[doc(hidden)]
+pub mod cli {
+    pub use super::rebuild_store_reporting;
+}
 pub use facts::CaseFacts;
 pub use query::{caseload, CaseloadQuery, Dim, Filter, QueryError, Row, Table};
 pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState, SeriesCell};

@@ -511,3 +511,11 @@ impl Drop for Follower {
         self.stop_inner();
     }
 }
+
+/// Drops the worklists of `store` and rebuilds them from the log (and the
+/// policy stream in it).
+pub fn rebuild_store(store: &Store, progress: &mut dyn FnMut(u64)) -> Result<CatchUp, ProjectionError> {
+    Worklists::drop_tree(store)?;
+    let w = Worklists::open(store)?;
+    w.catch_up(None, progress)
+}

@@ -9,7 +9,6 @@
 //! - [`engine`]: the projection ([`Worklists`]): one batch per step (index
 //!   changes, facts, checkpoint), the follower thread.
 //! - [`query`]: one page of one list (range scans merged across departments).
-//! - [`cli`]: `registry bench worklists`, the rebuild.
 //!
 //! Invariants: the projection applies every position in order (a gap or a
 //! broken link stops it, with the seq named); it can always be dropped and
@@ -17,7 +16,6 @@
 //! entries hold no personal data (names come through `GetCase`, which
 //! records the access).
 
-pub mod cli;
 pub mod engine;
 pub mod facts;
 pub mod index;
@@ -25,7 +23,14 @@ pub mod query;
 
 use std::sync::Arc;
 
-pub use engine::{Follower, FollowerStatus, Worklists};
+pub use engine::{rebuild_store, Follower, FollowerStatus, Worklists};
+
+/// The path `backup/restore.rs` names for [`rebuild_store`] (the commands
+/// that were here are `cli::worklists` now).
+#[doc(hidden)]
+pub mod cli {
+    pub use super::rebuild_store;
+}
 pub use facts::{Kind, WorkFacts};
 pub use index::TREE;
 
