@@ -5,6 +5,7 @@
 //! - [`serve`]: `registry serve` and `registry config check`.
 //! - [`store`]: `registry verify`, `copy-store`, `migrate-store`.
 //! - [`access`]: `registry access` and `registry keys`.
+//! - [`cluster`]: `registry cluster`.
 //! - [`audit`]: `registry audit`, `registry export`, `registry verify --checkpoint`.
 //! - [`stats`]: `registry stats` (with `--target`: [`stats::remote`]),
 //!   `registry rebuild-projections`.
@@ -17,8 +18,7 @@
 //! Elsewhere, for now: the flags of `serve` and `config check`
 //! (`config::ServeArgs`, `config::check::CheckArgs`, layered with the
 //! settings), `registry backup` and `restore` (`backup/`), `registry
-//! load-test` (`loadtest/`), `registry bench layouts` (`bench_layouts.rs`),
-//! and `registry cluster` (`cluster/cli.rs`).
+//! load-test` (`loadtest/`) and `registry bench layouts` (`bench_layouts.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +31,7 @@ use crate::log::SyncMode;
 pub mod access;
 pub mod audit;
 pub mod bench;
+pub mod cluster;
 pub mod health;
 pub mod policy;
 pub mod release;
@@ -147,7 +148,7 @@ enum Command {
     /// A replicated cluster's state as one node sees it (docs/CLUSTER.md).
     Cluster {
         #[command(subcommand)]
-        what: crate::cluster::cli::ClusterCommand,
+        what: cluster::ClusterCommand,
     },
     /// Auditors: checkpoints, receipts, offline verification (docs/AUDIT.md).
     Audit {
@@ -276,9 +277,7 @@ fn run(command: Command) -> CliResult {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime
-                .block_on(crate::cluster::cli::run(what))
-                .map(|()| ExitCode::SUCCESS)
+            runtime.block_on(cluster::run(what)).map(|()| ExitCode::SUCCESS)
         }
         Command::Audit { what } => audit::run_audit(what),
         Command::Export(args) => audit::run_export(args),

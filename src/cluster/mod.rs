@@ -7,7 +7,6 @@
 //! reads; writes sent to a follower are refused with UNAVAILABLE naming
 //! the leader's client address (`NOT_LEADER`).
 
-pub mod cli;
 pub mod cosign;
 pub mod file;
 pub mod log_store;
