@@ -19,6 +19,7 @@
 //! - [`auth`]: principals, roles, department scopes, TLS; the access file.
 //! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
 //! - [`bench`]: the `registry bench` measurements.
+//! - [`cli`]: the `registry` command: arguments and handlers, one file per command family.
 //! - [`server`]: the gRPC service (`registry serve`).
 //! - [`config`]: the settings of `registry serve`: defaults < TOML file <
 //!   `REGISTRY_*` variables < flags (figment); `registry config check`.
@@ -37,6 +38,7 @@ pub mod bench;
 pub mod bench_layouts;
 pub mod case_cache;
 pub mod cases;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod cluster;
@@ -49,7 +51,6 @@ pub mod loadtest;
 pub mod log;
 pub mod metrics;
 pub mod pii;
-pub mod policy_cli;
 pub mod progress;
 pub mod projection;
 pub mod release;

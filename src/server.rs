@@ -327,7 +327,7 @@ async fn run(
         }
     };
     // Audit: catch the Merkle tree up, sign a checkpoint, start the follower and the checkpointer.
-    let audit = crate::audit::service::start(&opened.log, config.audit.clone()).await?;
+    let audit = crate::audit::runtime::start(&opened.log, config.audit.clone()).await?;
     // A cluster node cosigns the leader's checkpoints, and collects
     // cosignatures on its own while it leads (docs/AUDIT.md §2b).
     let (cosign_task, cosigner_vkey) = match &cluster {
@@ -385,15 +385,15 @@ async fn run(
         .set_serving::<crate::api::import::ImportServer<crate::api::import::ImportService>>()
         .await;
     health_reporter
-        .set_serving::<crate::api::pb::audit_server::AuditServer<crate::audit::service::AuditService>>()
+        .set_serving::<crate::api::pb::audit_server::AuditServer<crate::api::audit::AuditService>>()
         .await;
-    type StatsServer = crate::projection::grpc::StatisticsServer<crate::projection::grpc::StatisticsService>;
+    type StatsServer = crate::api::statistics::StatisticsServer<crate::api::statistics::StatisticsService>;
     if stats_loaded {
         health_reporter.set_serving::<StatsServer>().await;
     } else {
         health_reporter.set_not_serving::<StatsServer>().await;
     }
-    type WorklistsServer = crate::worklist::grpc::WorklistsServer<crate::worklist::grpc::WorklistService>;
+    type WorklistsServer = crate::api::worklists::WorklistsServer<crate::api::worklists::WorklistService>;
     health_reporter.set_not_serving::<WorklistsServer>().await;
     // From now on the statuses follow the writer, the disk and the
     // statistics and worklist followers.
@@ -443,9 +443,26 @@ async fn run(
             crate::api::policy::PolicyService::new(opened.cases.clone(), worklists.projection())
                 .into_server(),
         )
-        .add_service(audit.server())
-        .add_service(stats.server_with_releases(audit.audit().clone(), worklists.service()))
-        .add_service(worklists.server())
+        .add_service(
+            crate::api::audit::AuditService::new(audit.audit().clone(), opened.log.subscribe_head())
+                .into_server(),
+        )
+        .add_service(
+            crate::api::statistics::StatisticsService::with_slot(
+                stats.slot(),
+                crate::projection::SuppressionRules::default(),
+            )
+            .with_releases(audit.audit().clone())
+            .with_worklists(crate::api::worklists::WorklistService::new(
+                worklists.projection(),
+                worklists.status(),
+            ))
+            .into_server(),
+        )
+        .add_service(
+            crate::api::worklists::WorklistService::new(worklists.projection(), worklists.status())
+                .into_server(),
+        )
         .add_service(
             crate::api::admin::AdminService::new(
                 access,
@@ -529,8 +546,8 @@ async fn keep_health_true(
     use tonic_health::ServingStatus::{NotServing, Serving};
     type Cases = crate::api::pb::caseworker_server::CaseworkerServer<CaseworkerService>;
     type Import = crate::api::import::ImportServer<crate::api::import::ImportService>;
-    type Stats = crate::projection::grpc::StatisticsServer<crate::projection::grpc::StatisticsService>;
-    type Lists = crate::worklist::grpc::WorklistsServer<crate::worklist::grpc::WorklistService>;
+    type Stats = crate::api::statistics::StatisticsServer<crate::api::statistics::StatisticsService>;
+    type Lists = crate::api::worklists::WorklistsServer<crate::api::worklists::WorklistService>;
     let name = |n: &str| n.to_string();
     let names = [
         name(""),

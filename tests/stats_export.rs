@@ -366,7 +366,7 @@ async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strin
         "every list x department, zero cells included"
     );
     {
-        use registry::worklist::{grpc::own_window, query, Kind, Worklists};
+        use registry::worklist::{query, query::own_window, Kind, Worklists};
         let store = registry::log::Store::open(&data).unwrap();
         let lists = Worklists::open(&store).unwrap();
         let reference = registry::domain::Date::parse(AS_OF).unwrap();

@@ -106,7 +106,7 @@ async fn caseload_by_status_counts_the_recorded_cases_and_states_its_log_positio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_projection_loads_statistics_answer_unavailable() {
     use pb::statistics_server::Statistics;
-    let svc = registry::projection::grpc::StatisticsService::with_slot(
+    let svc = registry::api::statistics::StatisticsService::with_slot(
         std::sync::Arc::new(registry::projection::ProjectionSlot::default()),
         registry::projection::SuppressionRules::default(),
     );

@@ -133,7 +133,7 @@ fn steps_with_restarts_equal_a_rebuild_and_the_domain_fold() {
     assert!(steps as u64 >= head / 997, "{steps} steps");
     let incremental = snapshot(&store);
 
-    let c = registry::worklist::cli::rebuild_store(&store, &mut |_| {}).unwrap();
+    let c = registry::worklist::rebuild_store(&store, &mut |_| {}).unwrap();
     assert_eq!(c.events, head);
     assert_eq!(c.position.seq, head);
     assert_eq!(
@@ -305,7 +305,7 @@ async fn a_restart_keeps_the_projection_which_catches_up_on_events_appended_mean
 
     // A rebuild from the log answers the same.
     let store = open_store(&data_dir);
-    registry::worklist::cli::rebuild_store(&store, &mut |_| {}).unwrap();
+    registry::worklist::rebuild_store(&store, &mut |_| {}).unwrap();
     drop(store);
     std::thread::sleep(Duration::from_millis(200));
     let server = TestServer::start_on(&data_dir).await;

@@ -2,12 +2,15 @@
 //! mapping of errors to statuses. Prost types do not go past this module.
 
 pub mod admin;
+pub mod audit;
 mod convert;
 mod family;
 pub mod import;
+pub mod statistics;
 pub mod status;
 pub mod subject;
 pub mod wire_errors;
+pub mod worklists;
 
 use tonic::{Request, Response, Status};
 

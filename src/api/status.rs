@@ -26,13 +26,13 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::audit::service::AuditServiceError;
+use super::audit::AuditServiceError;
+use super::statistics::StatisticsError;
+use super::worklists::WorklistServiceError;
 use crate::audit::AuditError;
 use crate::cases::CaseError;
 use crate::domain::Rejection;
-use crate::projection::grpc::StatisticsError;
 use crate::release::ReleaseError;
-use crate::worklist::grpc::WorklistServiceError;
 
 /// `ErrorInfo.domain` of every error this service describes.
 pub const ERROR_DOMAIN: &str = "regularization.v1";

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::checkpoint::Checkpoint;
-use super::cli::BenchAuditArgs;
 use super::export::{verify_export, EXPORT_MAGIC, EXPORT_VERSION};
 use super::merkle::{self, leaf_hash, Frontier};
 use super::tree::{spawn_follower, MerkleTree};
+use crate::cli::audit::BenchAuditArgs;
 use crate::limits::AUDIT_FOLLOW_BATCH_EVENTS;
 use crate::log::record::{chain_hash, Record, GENESIS_PREV_HASH};
 use crate::log::{Actor, AppendRequest, ExpectedVersion, Log, NewEvent, SyncMode, WriterConfig};

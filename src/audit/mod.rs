@@ -10,19 +10,18 @@
 //! - [`receipt`]: per-event receipts (C2SP tlog-proof).
 //! - [`export`]: binary exports and their offline verification.
 //! - [`verify`]: a log against a checkpoint (truncation, rewritten tails).
-//! - [`service`]: the `regularization.v1.Audit` gRPC service.
-//! - [`cli`]: `registry audit ...`, `registry export`, `registry bench audit`.
+//! - [`runtime`]: the follower and the periodic checkpointer of `registry serve`
+//!   (the `Audit` gRPC service is `api::audit`).
 //! - [`bench`]: `registry bench audit`.
 
 pub mod bench;
 pub mod checkpoint;
-pub mod cli;
 pub mod cosign;
 pub mod export;
 pub mod handover;
 pub mod merkle;
 pub mod receipt;
-pub mod service;
+pub mod runtime;
 pub mod tree;
 pub mod verify;
 

@@ -29,8 +29,9 @@
 //! before stay valid); the old tree is dropped by a background thread.
 //!
 //! The follower ([`MerkleTree::catch_up`], [`spawn_follower`]) reads the log's
-//! records in order from `size + 1` to the committed head, proving it sees
-//! every seq with no gap and that each record links to the previous one.
+//! records in order from `size + 1` to the committed head through the
+//! verified reader of `log/follow.rs`, proving it sees every seq with no gap
+//! and that each record links to the previous one.
 
 use std::sync::{Arc, Mutex};
 
@@ -38,8 +39,9 @@ use sled::Transactional;
 
 use super::merkle::{self, empty_root, leaf_hash, node_hash, Hash, NodeSource, ProofError};
 use crate::limits::{AUDIT_FOLLOW_BATCH_EVENTS, AUDIT_FOLLOW_PAUSE_MS};
-use crate::log::record::{chain_hash, peek_chain_fields, split_stored, GENESIS_PREV_HASH};
-use crate::log::Store;
+use crate::log::follow::{self, Break, RawError};
+use crate::log::record::{chain_hash, split_stored, GENESIS_PREV_HASH};
+use crate::log::{Head, Store};
 
 pub const TREE_MERKLE_TILES: &str = "merkle_tiles";
 /// The earlier layout (one sled entry per node), dropped at open.
@@ -70,6 +72,29 @@ pub enum TreeError {
     ConcurrentWriter { expected: u64, found: u64 },
     #[error(transparent)]
     Proof(#[from] ProofError),
+}
+
+/// A break the shared reader found, in the follower's own words.
+impl From<RawError> for TreeError {
+    fn from(e: RawError) -> TreeError {
+        match e {
+            RawError::Break(Break::Gap { expected, found }) => TreeError::Gap { expected, found },
+            RawError::Break(Break::Link { seq, .. }) => TreeError::BadRecord {
+                seq,
+                reason: "previous-hash link mismatch".into(),
+            },
+            RawError::Short { expected, to } => TreeError::Gap {
+                expected,
+                found: to + 1,
+            },
+            RawError::Malformed { seq, reason } => TreeError::BadRecord { seq, reason },
+            RawError::SeqField { seq, field } => TreeError::BadRecord {
+                seq,
+                reason: format!("record says seq {field}"),
+            },
+            RawError::Store(e) => TreeError::Store(e),
+        }
+    }
 }
 
 fn tile_key(stratum: u8, tile: u64) -> [u8; 9] {
@@ -387,7 +412,7 @@ impl MerkleTree {
         if head == size {
             return Ok(size);
         }
-        let mut prev = if size == 0 {
+        let prev = if size == 0 {
             GENESIS_PREV_HASH
         } else {
             match store.raw_get(size)? {
@@ -408,39 +433,27 @@ impl MerkleTree {
             }
         };
         let mut leaves = Vec::with_capacity(AUDIT_FOLLOW_BATCH_EVENTS);
-        let mut expected = size + 1;
-        for kv in store.raw_range(expected, head) {
-            let (seq, v) = kv?;
-
-            if seq != expected {
-                return Err(TreeError::Gap { expected, found: seq });
+        for taken in follow::raw_records(
+            store,
+            Head {
+                seq: size,
+                hash: prev,
+            },
+            head,
+        ) {
+            let r = taken?;
+            if chain_hash(&r.prev_hash, r.record()) != r.hash {
+                return Err(TreeError::BadRecord {
+                    seq: r.seq,
+                    reason: "chain hash mismatch".into(),
+                });
             }
-            let bad = |reason: String| TreeError::BadRecord { seq, reason };
-            let (record, stored_hash) = split_stored(&v).map_err(|e| bad(e.to_string()))?;
-            let (seq_field, prev_field) = peek_chain_fields(record).map_err(|e| bad(e.to_string()))?;
-            if seq_field != seq {
-                return Err(bad(format!("record says seq {seq_field}")));
-            }
-            if prev_field != prev {
-                return Err(bad("previous-hash link mismatch".into()));
-            }
-            if chain_hash(&prev, record) != stored_hash {
-                return Err(bad("chain hash mismatch".into()));
-            }
-            prev = stored_hash;
-            leaves.push(leaf_hash(record));
-            expected += 1;
+            leaves.push(leaf_hash(r.record()));
             if leaves.len() == AUDIT_FOLLOW_BATCH_EVENTS {
                 size = self.append_leaves(&leaves)?;
                 leaves.clear();
                 progress(size);
             }
-        }
-        if expected != head + 1 {
-            return Err(TreeError::Gap {
-                expected,
-                found: head + 1,
-            });
         }
         if !leaves.is_empty() {
             size = self.append_leaves(&leaves)?;

@@ -15,7 +15,6 @@
 //! existing and a missing case (scope), so neither reveals whether a case exists.
 
 pub mod access_file;
-pub mod cli;
 pub mod layer;
 pub mod policy;
 pub mod tls;

@@ -82,6 +82,8 @@ pub const CASE_WORK_METHODS: &[&str] = &[
 ];
 
 /// The methods of the other services, each listed (fail closed likewise).
+const HEALTH_METHODS: &[&str] = &["Check", "Watch"];
+const REFLECTION_METHODS: &[&str] = &["ServerReflectionInfo"];
 const IMPORT_METHODS: &[&str] = &["ImportCases"];
 const STATISTICS_METHODS: &[&str] = &[
     "Caseload",
@@ -121,8 +123,10 @@ pub fn access(path: &str) -> Access {
         return Access::Unknown;
     };
     match service {
-        "grpc.health.v1.Health" => Access::Public,
-        "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" => {
+        "grpc.health.v1.Health" if HEALTH_METHODS.contains(&method) => Access::Public,
+        "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection"
+            if REFLECTION_METHODS.contains(&method) =>
+        {
             Access::Authenticated
         }
         "regularization.v1.Caseworker" if SUPERVISOR_METHODS.contains(&method) => Access::Roles(DECISIONS),
@@ -164,6 +168,22 @@ mod tests {
     }
 
     #[test]
+    fn health_is_public_and_reflection_needs_credentials() {
+        for m in HEALTH_METHODS {
+            assert_eq!(access(&format!("/grpc.health.v1.Health/{m}")), Access::Public);
+        }
+        for s in [
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert_eq!(
+                access(&format!("/{s}/ServerReflectionInfo")),
+                Access::Authenticated
+            );
+        }
+    }
+
+    #[test]
     fn unknown_paths_are_refused() {
         for p in [
             "",
@@ -177,6 +197,9 @@ mod tests {
             "/regularization.v1.Audit/Nope",
             "/regularization.v1.Statistics/Nope",
             "/regularization.v1.Policy/Nope",
+            "/grpc.health.v1.Health/Nope",
+            "/grpc.reflection.v1.ServerReflection/Nope",
+            "/grpc.reflection.v1alpha.ServerReflection/Nope",
         ] {
             assert_eq!(access(p), Access::Unknown, "{p}");
         }

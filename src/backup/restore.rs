@@ -302,10 +302,10 @@ fn write_store(
     tree.catch_up_with(&store, &mut |n| progress("merkle", n))
         .map_err(|e| invalid(format!("Merkle tree: {e}")))?;
     done(report, "merkle");
-    crate::projection::cli::rebuild_store_reporting(&store, &mut |n| progress("statistics", n))
+    crate::projection::rebuild_store_reporting(&store, &mut |n| progress("statistics", n))
         .map_err(|e| invalid(format!("statistics: {e}")))?;
     done(report, "statistics");
-    crate::worklist::cli::rebuild_store(&store, &mut |n| progress("worklists", n))
+    crate::worklist::rebuild_store(&store, &mut |n| progress("worklists", n))
         .map_err(|e| invalid(format!("worklists: {e}")))?;
     done(report, "worklists");
     // Read back what was written and check it against the last checkpoint.

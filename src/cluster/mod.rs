@@ -8,7 +8,6 @@
 //! the leader's client address (`NOT_LEADER`).
 
 pub mod bench;
-pub mod cli;
 pub mod cosign;
 pub mod file;
 pub mod log_store;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::{GlobalArgs, Loaded, ServeArgs, Source, KEYS};
-use crate::metrics::cli::Listen;
+use crate::metrics::listen::Listen;
 
 /// `registry config check`
 #[derive(clap::Args, Debug, Clone)]
@@ -135,7 +135,7 @@ fn run_checks(loaded: &Loaded, store_files: bool) -> Report {
     }
 
     if let Listen::On(addr) = s.metrics.listen {
-        if let Err(e) = crate::metrics::cli::check_listen(addr, s.metrics.on_network) {
+        if let Err(e) = crate::metrics::listen::check_listen(addr, s.metrics.on_network) {
             r.error("metrics.listen", e.to_string());
         }
         let same_ip =

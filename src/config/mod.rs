@@ -31,7 +31,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::log::SyncMode;
-use crate::metrics::cli::Listen;
+use crate::metrics::listen::Listen;
 
 /// Environment variable naming the config file (below `--config`).
 pub const CONFIG_ENV: &str = "REGISTRY_CONFIG";
@@ -248,7 +248,7 @@ impl Default for MetricsSettings {
     fn default() -> Self {
         MetricsSettings {
             listen: Listen::On(
-                crate::metrics::cli::DEFAULT_LISTEN
+                crate::metrics::listen::DEFAULT_LISTEN
                     .parse()
                     .expect("the default metrics address parses"),
             ),
@@ -284,7 +284,7 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     /// How an acknowledged append is made durable [default: fdatasync].
     #[arg(long, value_enum)]
-    pub sync: Option<SyncMode>,
+    pub sync: Option<crate::cli::SyncArg>,
     /// Free disk space (MiB) kept in reserve on the store's filesystem:
     /// below it appends are refused (UNAVAILABLE, nothing written) and
     /// Caseworker/Import report NOT_SERVING, until space is freed. 0: no
@@ -328,7 +328,7 @@ pub struct ServeArgs {
     pub tls_client_cert_required: Option<bool>,
     /// Address of the Prometheus endpoint (`GET /metrics`, plain HTTP), or
     /// `off`. A non-loopback address needs --metrics-on-network [default: 127.0.0.1:9464].
-    #[arg(long, value_name = "ADDR|off", value_parser = crate::metrics::cli::parse_listen)]
+    #[arg(long, value_name = "ADDR|off", value_parser = crate::metrics::listen::parse_listen)]
     pub metrics_listen: Option<Listen>,
     /// Serve the metrics endpoint on a non-loopback address (plain HTTP: put
     /// it on a private network; metrics carry no personal data).
@@ -569,7 +569,7 @@ fn flag_layer(args: &ServeArgs, globals: &GlobalArgs) -> Result<Dict, ConfigErro
         v.push(("listen", Value::from(a.to_string())));
     }
     if let Some(s) = args.sync {
-        v.push(("sync", serialize(&s)));
+        v.push(("sync", serialize(&SyncMode::from(s))));
     }
     if let Some(n) = args.disk_reserve_mib {
         v.push(("disk_reserve_mib", Value::from(n)));

@@ -18,6 +18,7 @@ pub mod apply;
 pub mod casefile;
 pub mod chunk;
 pub mod disk;
+pub mod follow;
 pub mod load;
 pub mod migrate;
 pub mod record;

@@ -36,7 +36,7 @@ pub(crate) const META_CLOSED: &[u8] = b"closed";
 pub const STORE_FORMAT: u32 = 2;
 
 /// How an acknowledged append is made durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     /// sled `flush()` and then `fdatasync` of sled's data file: survives power

@@ -15,8 +15,8 @@
 //! nothing from a request (case id, request id, principal, token, purpose)
 //! is ever a label or a value. Every metric name is listed in README.md ("Metrics").
 
-pub mod cli;
 mod http;
+pub mod listen;
 pub mod log;
 pub mod rpc;
 
@@ -427,7 +427,7 @@ pub async fn start(
     let listener = match config.metrics_listen {
         None => None,
         Some(addr) => {
-            cli::check_listen(addr, config.metrics_on_network)?;
+            listen::check_listen(addr, config.metrics_on_network)?;
             Some(
                 tokio::net::TcpListener::bind(addr)
                     .await

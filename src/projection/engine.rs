@@ -24,7 +24,9 @@
 //!
 //! Continuity: every event must have seq = checkpoint + 1 and prev_hash =
 //! the checkpoint's hash; a page that ends before the head is a gap. Any of
-//! these stops the projection with an error naming the seq.
+//! these stops the projection with an error naming the seq. The checks are
+//! the shared reader's (`log/follow.rs`: [`read_page`], and
+//! [`check_next`](crate::log::follow::check_next) for each event).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,6 +40,7 @@ use crate::limits::{
     PROJECTION_BATCH_EVENTS, PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_LOAD_CHUNK, PROJECTION_LOAD_THREADS,
     PROJECTION_PERSIST_INTERVAL_MS, PROJECTION_STOP_CATCH_UP_MS, READ_PAGE_EVENTS_MAX,
 };
+use crate::log::follow::{read_page, PageError};
 use crate::log::{Head, Store, StoreError, StoredEvent};
 
 /// Default tree of the statistics projection.
@@ -72,29 +75,17 @@ pub enum ProjectionError {
     Stopped,
 }
 
-/// Reads the page after `position`, checking that it starts right after it
-/// when the head is past it (an empty page before the head is a gap).
-pub fn read_page(store: &Store, position: Position, max: usize) -> Result<Vec<StoredEvent>, ProjectionError> {
-    // The head is read before the page: the writer publishes a new head at
-    // any moment, and a head read after an empty page may already be past
-    // it (a false gap). The page reads up to a head at least this one.
-    let head = store.head()?.seq;
-    let page = store.read_all(position.seq + 1, max)?;
-    if page.is_empty() {
-        if head > position.seq {
-            return Err(ProjectionError::Missing {
-                expected: position.seq + 1,
+impl From<PageError> for ProjectionError {
+    fn from(e: PageError) -> ProjectionError {
+        match e {
+            PageError::Missing { expected, head } => ProjectionError::Missing { expected, head },
+            PageError::Ahead { position, head } => ProjectionError::Ahead {
+                checkpoint: position,
                 head,
-            });
-        }
-        if head < position.seq {
-            return Err(ProjectionError::Ahead {
-                checkpoint: position.seq,
-                head,
-            });
+            },
+            PageError::Store(e) => ProjectionError::Store(e),
         }
     }
-    Ok(page)
 }
 
 /// How far a catch-up went.
@@ -465,7 +456,7 @@ impl Engine {
                 if room == 0 {
                     break;
                 }
-                let page = read_page(&self.store, pos, room as usize)?;
+                let page = read_page(&self.store, pos.into(), room as usize)?;
                 if page.is_empty() {
                     break;
                 }
@@ -665,7 +656,7 @@ pub fn replay(store: &Store, as_of: AsOf) -> Result<ProjectionState, ProjectionE
         if room == 0 {
             break;
         }
-        let page = read_page(store, pos, room as usize)?;
+        let page = read_page(store, pos.into(), room as usize)?;
         if page.is_empty() {
             break;
         }
@@ -953,7 +944,7 @@ pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, Projectio
         let e = shared.read().unwrap_or_else(|p| p.into_inner());
         (e.store.clone(), e.state.position)
     };
-    let page = read_page(&store, pos, PROJECTION_BATCH_EVENTS)?;
+    let page = read_page(&store, pos.into(), PROJECTION_BATCH_EVENTS)?;
     let persist = {
         let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
         if page.is_empty() {
@@ -971,6 +962,24 @@ pub fn follow_step(shared: &Shared, track_today: bool) -> Result<bool, Projectio
         p.apply()?;
     }
     Ok(!page.is_empty())
+}
+
+/// Drops the projection of `store` and rebuilds it from the empty state;
+/// returns the catch-up figures and the engine.
+pub fn rebuild_store(store: &Store) -> Result<(CatchUp, Engine), ProjectionError> {
+    rebuild_store_reporting(store, &mut |_| {})
+}
+
+/// [`rebuild_store`], calling `progress` with the seq reached after every
+/// persisted batch.
+pub fn rebuild_store_reporting(
+    store: &Store,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(CatchUp, Engine), ProjectionError> {
+    Engine::drop_tree(store, TREE)?;
+    let mut engine = Engine::open(store, TREE, crate::clock::today())?;
+    let c = engine.catch_up_reporting(progress)?;
+    Ok((c, engine))
 }
 
 #[cfg(test)]

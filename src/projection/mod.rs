@@ -13,31 +13,26 @@
 //! - [`export`]: every statistic in long format (dimension columns, `count`,
 //!   `obs_status`, zero cells), as CSV with a Frictionless Table Schema or
 //!   JSON, and the codebook that goes with an export.
-//! - [`remote`]: `registry stats --target`, the same question asked of a
-//!   running server's Statistics service.
-//! - [`cli`]: `registry stats`, `registry rebuild-projections`, `registry bench stats`.
-//! - [`grpc`]: the `Statistics` gRPC service.
 //!
 //! Invariants: the projection never skips a position (a gap, a reordering
 //! or a broken link stops it with the seq named); every answer names the
 //! log position (seq and hash) it reflects; facts hold codes, dates and
 //! flags only.
 
-pub mod cli;
 pub mod engine;
 pub mod export;
 pub mod facts;
-pub mod grpc;
 pub mod query;
-pub mod remote;
 pub mod state;
 pub mod suppress;
 
 use serde::Serialize;
 
 pub use engine::{
-    replay, AsOf, CatchUp, Engine, Follower, ProjectionError, ProjectionSlot, Shared, SlotState, TREE,
+    rebuild_store, rebuild_store_reporting, replay, AsOf, CatchUp, Engine, Follower, ProjectionError,
+    ProjectionSlot, Shared, SlotState, TREE,
 };
+
 pub use facts::CaseFacts;
 pub use query::{caseload, CaseloadQuery, Dim, Filter, QueryError, Row, Table};
 pub use state::{case_key, month_index, month_label, Metric, Position, ProjectionState, SeriesCell};
@@ -292,7 +287,7 @@ pub fn certifications(
 
 /// The statistics projection as `registry serve` runs it: loaded and caught
 /// up by its follower thread while the server already serves cases, then
-/// followed; served by [`grpc::StatisticsService`], which answers
+/// followed; served by `api::statistics::StatisticsService`, which answers
 /// UNAVAILABLE until the projection is loaded.
 pub struct Running {
     slot: std::sync::Arc<ProjectionSlot>,
@@ -311,25 +306,6 @@ pub fn start(log: &crate::log::Log) -> std::io::Result<Running> {
 }
 
 impl Running {
-    /// The gRPC service.
-    pub fn server(&self) -> grpc::StatisticsServer<grpc::StatisticsService> {
-        grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default()).into_server()
-    }
-
-    /// The gRPC service, answering `Release` with releases built from
-    /// `audit`'s store and signed with its key, and `WorklistCounts` from
-    /// the worklist projection.
-    pub fn server_with_releases(
-        &self,
-        audit: crate::audit::Audit,
-        worklists: crate::worklist::grpc::WorklistService,
-    ) -> grpc::StatisticsServer<grpc::StatisticsService> {
-        grpc::StatisticsService::with_slot(self.slot.clone(), SuppressionRules::default())
-            .with_releases(audit)
-            .with_worklists(worklists)
-            .into_server()
-    }
-
     /// Where loading is.
     pub fn slot(&self) -> std::sync::Arc<ProjectionSlot> {
         self.slot.clone()

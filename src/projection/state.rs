@@ -13,6 +13,7 @@ use super::facts::{funnel, CaseFacts};
 use crate::domain::{
     CertificationRoute, CertificationStage, ChannelCode, Date, Event, PermitType, PersonStatus, Sector,
 };
+use crate::log::follow::{check_next, Break};
 use crate::log::Hash;
 
 /// A case's key in the projection: the first 16 bytes of BLAKE3(stream id).
@@ -65,6 +66,15 @@ impl Position {
     /// The hash in hex.
     pub fn hash_hex(&self) -> String {
         crate::hex::encode(&self.hash)
+    }
+}
+
+impl From<Position> for crate::log::Head {
+    fn from(p: Position) -> crate::log::Head {
+        crate::log::Head {
+            seq: p.seq,
+            hash: p.hash,
+        }
     }
 }
 
@@ -414,27 +424,6 @@ struct PendingCase {
     steps: Vec<(Date, CaseFacts)>,
 }
 
-/// Checks that `ev` comes right after `position`: the next seq, linked to
-/// the position's hash. Every follower of the log applies only events that
-/// pass (statistics, worklists): a gap or a broken link stops it.
-pub fn check_next(position: Position, ev: &crate::log::StoredEvent) -> Result<(), ApplyError> {
-    let r = &ev.record;
-    let expected = position.seq + 1;
-    if r.seq != expected {
-        return Err(ApplyError::Gap {
-            expected,
-            found: r.seq,
-        });
-    }
-    if r.prev_hash != position.hash {
-        return Err(ApplyError::Chain {
-            seq: r.seq,
-            prev: position.seq,
-        });
-    }
-    Ok(())
-}
-
 /// Why an event could not be applied: the projection stops (never skips).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
@@ -444,6 +433,15 @@ pub enum ApplyError {
     Chain { seq: u64, prev: u64 },
     #[error("event at seq {seq} cannot be decoded: {reason}")]
     Decode { seq: u64, reason: String },
+}
+
+impl From<Break> for ApplyError {
+    fn from(b: Break) -> ApplyError {
+        match b {
+            Break::Gap { expected, found } => ApplyError::Gap { expected, found },
+            Break::Link { seq, prev } => ApplyError::Chain { seq, prev },
+        }
+    }
 }
 
 impl ProjectionState {
@@ -778,7 +776,7 @@ impl ProjectionState {
         keep: impl Fn(&Event) -> bool,
     ) -> Result<(), ApplyError> {
         let r = &ev.record;
-        check_next(self.position, ev)?;
+        check_next(self.position.into(), r.seq, &r.prev_hash)?;
         if r.event_type == crate::cases::ACCESS_EVENT_TYPE || crate::codec::is_policy_event(&r.event_type) {
             // Reads of personal data are audit records, and policy events
             // set the rules, not a case: statistics skip them.

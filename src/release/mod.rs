@@ -9,7 +9,6 @@
 //! - [`sdmx`]: the data and structure files, written and read back.
 //! - [`verify`]: `registry release verify`.
 //! - [`combine`]: `registry release combine` (regional totals).
-//! - [`cli`]: `registry publish`, `registry release ...`.
 //!
 //! Invariants: only [`build`] signs, and only a release it built itself at
 //! a checkpoint the store signed (never a hash given by a caller); the
@@ -17,7 +16,6 @@
 //! the one time written, `prepared`, is the recorded time of the release's
 //! last event), so a release is reproduced byte for byte from its seq.
 
-pub mod cli;
 pub mod combine;
 pub mod sdmx;
 pub mod tables;

@@ -7,7 +7,8 @@
 //! between each case's entries before and after. Memory is bounded by one
 //! step ([`WORKLIST_BATCH_EVENTS`]), whatever the caseload.
 //!
-//! Continuity is the statistics projection's ([`check_next`], [`read_page`]):
+//! Continuity is checked by the reader the followers share (`log/follow.rs`:
+//! [`read_page`], [`check_next`]), as for statistics:
 //! every event must follow the position (seq and chain link); a gap, a
 //! reordering or a broken link stops the projection with the seq named. A
 //! crash loses nothing: sled applies a batch whole or not at all, and the
@@ -26,9 +27,9 @@ use crate::domain::PolicyBook;
 use crate::limits::{
     PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_STOP_CATCH_UP_MS, READ_PAGE_EVENTS_MAX, WORKLIST_BATCH_EVENTS,
 };
+use crate::log::follow::{check_next, read_page};
 use crate::log::{Head, Store};
-use crate::projection::engine::read_page;
-use crate::projection::state::{case_key, check_next, ApplyError, CaseKey, KeyMap, Position};
+use crate::projection::state::{case_key, ApplyError, CaseKey, KeyMap, Position};
 use crate::projection::{CatchUp, ProjectionError};
 
 /// A case touched by a step: its entries as they were before the step, and
@@ -151,13 +152,13 @@ impl Worklists {
             if room == 0 {
                 break;
             }
-            let page = read_page(&self.store, pos, room as usize)?;
+            let page = read_page(&self.store, pos.into(), room as usize)?;
             if page.is_empty() {
                 break;
             }
             for ev in &page {
-                check_next(pos, ev)?;
                 let r = &ev.record;
+                check_next(pos.into(), r.seq, &r.prev_hash).map_err(ApplyError::from)?;
                 // Reads of personal data are audit records, not case events;
                 // policy events change the rules later events were decided under.
                 if crate::codec::is_policy_event(&r.event_type) {
@@ -509,4 +510,12 @@ impl Drop for Follower {
     fn drop(&mut self) {
         self.stop_inner();
     }
+}
+
+/// Drops the worklists of `store` and rebuilds them from the log (and the
+/// policy stream in it).
+pub fn rebuild_store(store: &Store, progress: &mut dyn FnMut(u64)) -> Result<CatchUp, ProjectionError> {
+    Worklists::drop_tree(store)?;
+    let w = Worklists::open(store)?;
+    w.catch_up(None, progress)
 }

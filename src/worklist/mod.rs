@@ -9,8 +9,6 @@
 //! - [`engine`]: the projection ([`Worklists`]): one batch per step (index
 //!   changes, facts, checkpoint), the follower thread.
 //! - [`query`]: one page of one list (range scans merged across departments).
-//! - [`grpc`]: the `Worklists` gRPC service (filters, scope, page tokens).
-//! - [`cli`]: `registry bench worklists`, the rebuild.
 //!
 //! Invariants: the projection applies every position in order (a gap or a
 //! broken link stops it, with the seq named); it can always be dropped and
@@ -18,16 +16,15 @@
 //! entries hold no personal data (names come through `GetCase`, which
 //! records the access).
 
-pub mod cli;
 pub mod engine;
 pub mod facts;
-pub mod grpc;
 pub mod index;
 pub mod query;
 
 use std::sync::Arc;
 
-pub use engine::{Follower, FollowerStatus, Worklists};
+pub use engine::{rebuild_store, Follower, FollowerStatus, Worklists};
+
 pub use facts::{Kind, WorkFacts};
 pub use index::TREE;
 
@@ -67,16 +64,6 @@ pub fn start(log: &crate::log::Log) -> std::io::Result<Running> {
 }
 
 impl Running {
-    /// The gRPC service.
-    pub fn server(&self) -> grpc::WorklistsServer<grpc::WorklistService> {
-        self.service().into_server()
-    }
-
-    /// The service value (also what `Statistics.WorklistCounts` reads).
-    pub fn service(&self) -> grpc::WorklistService {
-        grpc::WorklistService::new(self.worklists.clone(), self.status.clone())
-    }
-
     /// The projection, if it opened (the policy dry run reads its facts).
     pub fn projection(&self) -> Option<Arc<Worklists>> {
         self.worklists.clone()

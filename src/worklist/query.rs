@@ -152,7 +152,7 @@ pub fn page(worklists: &Worklists, q: &Query) -> Result<Page, ProjectionError> {
 pub type ListCount = (Kind, u8, u64);
 
 /// How many entries each list holds per department, each list within its
-/// own window (`grpc::own_window`) on `reference` with `horizon_days`:
+/// own window ([`own_window`]) on `reference` with `horizon_days`:
 /// `(list, department, count)` for every non-empty pair, in list then
 /// department order, and the position counted. One scan of the index keys
 /// (no entry is decoded beyond its key).
@@ -164,7 +164,7 @@ pub fn counts(
     worklists.read(|tree, position| {
         let mut out = Vec::new();
         for kind in Kind::ALL {
-            let (from, to) = super::grpc::own_window(kind, reference, horizon_days);
+            let (from, to) = own_window(kind, reference, horizon_days);
             let mut per_department = std::collections::BTreeMap::<u8, u64>::new();
             for k in tree.scan_prefix([b'i', kind as u8]).keys() {
                 let k = k?;
@@ -180,4 +180,16 @@ pub fn counts(
         }
         Ok((out, position))
     })
+}
+
+/// The list's own window (WorklistKind in the proto) on `reference`.
+pub fn own_window(kind: Kind, reference: Date, horizon_days: u32) -> (Option<Date>, Option<Date>) {
+    let ahead = reference.add_days(i64::from(horizon_days));
+    match kind {
+        Kind::DecisionOverdue => (None, Some(reference.add_days(-1))),
+        Kind::AppealableDenials => (Some(reference), None),
+        Kind::CardsNearAbandonment => (None, Some(ahead)),
+        Kind::InterimExpiring | Kind::PermitsExpiring => (Some(reference), Some(ahead)),
+        _ => (None, None),
+    }
 }

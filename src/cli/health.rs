@@ -28,7 +28,7 @@ pub struct HealthArgs {
     #[arg(long, default_value = "")]
     pub service: String,
     #[command(flatten)]
-    pub tls: registry::client::TlsArgs,
+    pub tls: crate::client::TlsArgs,
     /// Seconds allowed for connecting and answering, in all.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
@@ -68,14 +68,14 @@ fn fail(message: &str) -> ExitCode {
 /// One `Health/Check` call; a service the server does not know (NOT_FOUND) is SERVICE_UNKNOWN.
 async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
     let tls = args.tls.for_target(&args.target)?;
-    let options = registry::client::ClientOptions {
+    let options = crate::client::ClientOptions {
         target: args.target.clone(),
         token: None,
         actor: None,
         tls,
     };
     // One attempt: a probe that waits for the server would hide that it is down.
-    let channel = registry::client::connect(&options, Duration::ZERO).await?;
+    let channel = crate::client::connect(&options, Duration::ZERO).await?;
     let request = HealthCheckRequest {
         service: args.service.clone(),
     };

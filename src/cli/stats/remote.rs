@@ -2,18 +2,17 @@
 //! Statistics service, its answer turned into the same [`LongTable`] as the
 //! offline command's.
 
+use crate::cli::BoxError;
 use std::time::Duration;
 
-use super::cli::Question;
-use super::export::{self, LongTable, TableKind};
-use super::query::{Dim, Row, Table};
-use super::{Point, Points};
+use super::Question;
 use crate::api::pb;
 use crate::api::pb::statistics_client::StatisticsClient;
 use crate::client::ClientOptions;
 use crate::domain::Date;
-
-type BoxError = Box<dyn std::error::Error>;
+use crate::projection::export::{self, LongTable, TableKind};
+use crate::projection::query::{Dim, Row, Table};
+use crate::projection::{Point, Points};
 
 /// How long to keep trying to connect.
 const CONNECT_WAIT: Duration = Duration::from_secs(5);

@@ -5,13 +5,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::engine::{replay, AsOf, ProjectionSlot, Shared, SlotState};
-use super::query::{caseload, CaseloadQuery, Dim, Filter};
-use super::state::{Metric, ProjectionState};
-use super::suppress::SuppressionRules;
-use super::Points;
-use crate::api::pb;
+use super::pb;
 use crate::domain::Date;
+use crate::projection::engine::{replay, AsOf, ProjectionSlot, Shared, SlotState};
+use crate::projection::query::{caseload, CaseloadQuery, Dim, Filter};
+use crate::projection::state::{Metric, ProjectionState};
+use crate::projection::suppress::SuppressionRules;
+use crate::projection::Points;
 
 pub use pb::statistics_server::StatisticsServer;
 
@@ -44,10 +44,10 @@ pub enum StatisticsError {
     NoWorklists,
     /// The worklist projection cannot answer.
     #[error(transparent)]
-    Worklists(#[from] crate::worklist::grpc::WorklistServiceError),
+    Worklists(#[from] super::worklists::WorklistServiceError),
     /// Counting the worklists failed (INTERNAL).
     #[error("{0}")]
-    WorklistCounts(super::ProjectionError),
+    WorklistCounts(crate::projection::ProjectionError),
     /// `Release` on a server that builds none (UNIMPLEMENTED).
     #[error("this server builds no statistics releases")]
     NoReleases,
@@ -65,7 +65,7 @@ pub struct StatisticsService {
     slot: std::sync::Arc<ProjectionSlot>,
     /// The worklist projection and its follower, for `WorklistCounts`
     /// (none: UNIMPLEMENTED).
-    worklists: Option<crate::worklist::grpc::WorklistService>,
+    worklists: Option<super::worklists::WorklistService>,
     rules: SuppressionRules,
     /// The store and its audit signer, for `Release` (none: UNIMPLEMENTED),
     /// and the one permit to build: a release replays the log up to its
@@ -97,7 +97,7 @@ impl StatisticsService {
     }
 
     /// Answers `WorklistCounts` from this worklist service's projection.
-    pub fn with_worklists(mut self, worklists: crate::worklist::grpc::WorklistService) -> StatisticsService {
+    pub fn with_worklists(mut self, worklists: super::worklists::WorklistService) -> StatisticsService {
         self.worklists = Some(worklists);
         self
     }
@@ -137,7 +137,7 @@ fn month(field: &'static str, text: &str) -> Result<Option<u32>, StatisticsError
         return Ok(None);
     }
     let d = Date::parse(&format!("{text}-01")).ok_or_else(|| invalid(field, "expected YYYY-MM"))?;
-    Ok(Some(super::month_index(d)))
+    Ok(Some(crate::projection::month_index(d)))
 }
 
 fn position(seq: u64, hash: String) -> Option<pb::LogPosition> {
@@ -197,7 +197,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
             filters,
             published: r.published,
         };
-        super::query::validate(&q).map_err(|m| invalid("by/filters", m))?;
+        crate::projection::query::validate(&q).map_err(|m| invalid("by/filters", m))?;
         let as_of = if r.as_of_date.is_empty() {
             None
         } else {
@@ -215,32 +215,34 @@ impl pb::statistics_server::Statistics for StatisticsService {
         } else {
             let shared = self.shared()?.clone();
             let seq = r.as_of_seq;
-            tokio::task::spawn_blocking(move || -> Result<Result<_, super::QueryError>, String> {
-                let state = if seq > 0 {
-                    replay(&store, AsOf::Seq(seq, as_of)).map_err(|e| e.to_string())?
-                } else {
-                    let d = as_of.expect("date");
-                    if max_on.is_some_and(|m| d < m) {
-                        // A past month-end: its snapshot; another past date: a replay.
-                        let snapshot = shared
-                            .read()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .state()
-                            .month_end_state(d);
-                        match snapshot {
-                            Some(state) => state,
-                            None => replay(&store, AsOf::Date(d)).map_err(|e| e.to_string())?,
-                        }
+            tokio::task::spawn_blocking(
+                move || -> Result<Result<_, crate::projection::QueryError>, String> {
+                    let state = if seq > 0 {
+                        replay(&store, AsOf::Seq(seq, as_of)).map_err(|e| e.to_string())?
                     } else {
-                        shared
-                            .read()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .state()
-                            .cube_only_at(d)
-                    }
-                };
-                Ok(caseload(&state, &q, &rules))
-            })
+                        let d = as_of.expect("date");
+                        if max_on.is_some_and(|m| d < m) {
+                            // A past month-end: its snapshot; another past date: a replay.
+                            let snapshot = shared
+                                .read()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .state()
+                                .month_end_state(d);
+                            match snapshot {
+                                Some(state) => state,
+                                None => replay(&store, AsOf::Date(d)).map_err(|e| e.to_string())?,
+                            }
+                        } else {
+                            shared
+                                .read()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .state()
+                                .cube_only_at(d)
+                        }
+                    };
+                    Ok(caseload(&state, &q, &rules))
+                },
+            )
             .await
             .map_err(StatisticsError::Task)?
             .map_err(StatisticsError::Replay)?
@@ -274,9 +276,10 @@ impl pb::statistics_server::Statistics for StatisticsService {
             month("from_month", &r.from_month)?,
             month("to_month", &r.to_month)?,
         );
-        let by = super::series_breakdown(&r.by).map_err(|e| invalid("by", e))?;
+        let by = crate::projection::series_breakdown(&r.by).map_err(|e| invalid("by", e))?;
         let rules = self.rules;
-        let p = self.with_state(|s| super::series_by(s, metric, &by, from, to, r.published, &rules))?;
+        let p =
+            self.with_state(|s| crate::projection::series_by(s, metric, &by, from, to, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
     }
 
@@ -286,7 +289,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
     ) -> Result<Response<pb::PointsResponse>, Status> {
         let r = request.into_inner();
         let rules = self.rules;
-        let p = self.with_state(|s| super::funnel(s, r.published, &rules))?;
+        let p = self.with_state(|s| crate::projection::funnel(s, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
     }
 
@@ -297,7 +300,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
         let r = request.into_inner();
         let rules = self.rules;
         let p = self.with_state(|s| {
-            super::certifications(s, r.by_route, r.by_sector, r.by_stage, r.published, &rules)
+            crate::projection::certifications(s, r.by_route, r.by_sector, r.by_stage, r.published, &rules)
         })?;
         Ok(Response::new(points_response(p)))
     }
@@ -312,7 +315,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
             month("to_month", &r.to_month)?,
         );
         let rules = self.rules;
-        let p = self.with_state(|s| super::expiring(s, from, to, r.published, &rules))?;
+        let p = self.with_state(|s| crate::projection::expiring(s, from, to, r.published, &rules))?;
         Ok(Response::new(points_response(p)))
     }
 
@@ -336,7 +339,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
         .map_err(StatisticsError::WorklistCounts)?;
         // The table as published (disclosure control here, with this
         // server's thresholds); zero cells are the client's to fill in.
-        let table = super::export::from_worklists(
+        let table = crate::projection::export::from_worklists(
             &counts,
             reference,
             position.seq,
@@ -347,7 +350,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
         let cells = table
             .rows
             .into_iter()
-            .filter(|row| row.obs_status != super::export::ObsStatus::Zero)
+            .filter(|row| row.obs_status != crate::projection::export::ObsStatus::Zero)
             .map(|row| {
                 let mut values = row.values.into_iter();
                 pb::WorklistCount {

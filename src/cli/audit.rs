@@ -7,17 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::checkpoint::{stored_handovers, NoteError, NoteSigner, Verifier, KEY_FILE_NAME};
-use super::export::{verify_export_with_heads, write_export, ExportError};
-use super::handover::{now_utc, split_notes, KeyChain};
-use super::receipt::Receipt;
-use super::tree::MerkleTree;
-use super::verify::check_log_against_checkpoint;
-use super::{Audit, AuditConfig, AuditError};
+use crate::audit::checkpoint::{stored_handovers, NoteError, NoteSigner, Verifier, KEY_FILE_NAME};
+use crate::audit::export::{verify_export_with_heads, write_export, ExportError};
+use crate::audit::handover::{now_utc, split_notes, KeyChain};
+use crate::audit::receipt::Receipt;
+use crate::audit::tree::MerkleTree;
+use crate::audit::verify::check_log_against_checkpoint;
+use crate::audit::{Audit, AuditConfig, AuditError};
 use crate::hex::encode as hex;
 use crate::log::Store;
 
-type CliResult = Result<ExitCode, Box<dyn std::error::Error>>;
+use super::CliResult;
 
 /// Which signing key and origin (for commands that sign).
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -109,7 +109,7 @@ pub enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
         /// Key name = log origin; it must be the log's origin to take over a log.
-        #[arg(long, default_value = super::checkpoint::DEFAULT_ORIGIN)]
+        #[arg(long, default_value = crate::audit::checkpoint::DEFAULT_ORIGIN)]
         origin: String,
     },
     /// Hand the log's checkpoints over to a new signing key (service
@@ -277,8 +277,8 @@ pub fn run_audit(cmd: AuditCommand) -> CliResult {
                 Some(cp) if cp.checkpoint.size >= seq => cp,
                 _ => audit.checkpointer.checkpoint_now().map_err(|e| e.to_string())?,
             };
-            let receipt =
-                super::receipt::build(&audit.store, &audit.tree, seq, &cp).map_err(|e| e.to_string())?;
+            let receipt = crate::audit::receipt::build(&audit.store, &audit.tree, seq, &cp)
+                .map_err(|e| e.to_string())?;
             let text = receipt.to_text();
             match out {
                 Some(path) => {
@@ -430,7 +430,7 @@ pub fn run_audit(cmd: AuditCommand) -> CliResult {
             let store = open_store(&data_dir)?;
             let notes = stored_handovers(store.db()).map_err(|e| e.to_string())?;
             // Verified under both keys, from the first one's old key.
-            let chain = super::checkpoint::handover_chain(&notes)
+            let chain = crate::audit::checkpoint::handover_chain(&notes)
                 .map_err(|e| format!("the store's hand-overs do not verify: {e}"))?;
             let text: String = notes.concat();
             match out {
@@ -569,8 +569,8 @@ pub fn verify_checkpoint(
                     );
                     return Ok(ExitCode::from(1));
                 }
-                let root =
-                    super::verify::recompute_root(&store, h.size, &mut |_| {}).map_err(|e| e.to_string())?;
+                let root = crate::audit::verify::recompute_root(&store, h.size, &mut |_| {})
+                    .map_err(|e| e.to_string())?;
                 if root != h.root {
                     println!(
                         "key hand-over #{} REJECTED: the log's root at size {} is {}, the hand-over names {}",
@@ -609,6 +609,6 @@ pub fn verify_checkpoint(
 
 /// Runs `registry bench audit`.
 pub fn run_bench(args: BenchAuditArgs) -> CliResult {
-    super::bench::run(&args)?;
+    crate::audit::bench::run(&args)?;
     Ok(ExitCode::SUCCESS)
 }

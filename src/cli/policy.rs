@@ -14,6 +14,7 @@
 //! channels (either form) can be pasted into it, which is how a catalogue
 //! file is imported.
 
+use super::BoxError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,8 +23,6 @@ use serde::Deserialize;
 
 use crate::api::pb;
 use crate::api::pb::policy_client::PolicyClient;
-
-type BoxError = Box<dyn std::error::Error>;
 
 /// Largest instrument file read.
 const INSTRUMENT_FILE_BYTES_MAX: u64 = 256 * 1024;
@@ -35,7 +34,7 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub target: String,
     #[command(flatten)]
-    pub remote: crate::projection::cli::RemoteArgs,
+    pub remote: super::stats::RemoteArgs,
     #[command(subcommand)]
     pub what: PolicyCommand,
 }

@@ -1,17 +1,16 @@
 //! `registry publish`, `registry release verify`, `registry release combine`:
-//! the clap arguments and handlers (main.rs only dispatches).
+//! the clap arguments and handlers.
 
+use super::BoxError;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::verify::{verify_dir, Verified};
-use super::Release;
 use crate::api::pb;
 use crate::audit::checkpoint::Verifier;
 use crate::projection::SuppressionRules;
-
-type BoxError = Box<dyn std::error::Error>;
+use crate::release::verify::{verify_dir, Verified};
+use crate::release::Release;
 
 /// `registry publish`: a statistics release from a running server (its
 /// Statistics.Release RPC, a statistician's token) or a stopped store and
@@ -28,7 +27,7 @@ pub struct PublishArgs {
     #[arg(long, requires = "data_dir")]
     pub audit_key_file: Option<PathBuf>,
     #[command(flatten)]
-    pub remote: crate::projection::cli::RemoteArgs,
+    pub remote: super::stats::RemoteArgs,
     /// Build the release at this log position: the tree size of a signed
     /// checkpoint (default: the latest checkpoint). The same seq always
     /// gives the same bytes.
@@ -91,7 +90,7 @@ pub fn publish(args: &PublishArgs) -> Result<ExitCode, BoxError> {
         (None, Some(dir)) => offline(dir, args.audit_key_file.as_ref(), args.as_of_seq)?,
         (None, None) => return Err("--target or --data-dir: one is required".into()),
     };
-    super::write_dir(&release, &args.out)?;
+    crate::release::write_dir(&release, &args.out)?;
     println!(
         "wrote release at seq {} ({} files) into {}",
         release.seq,
@@ -148,11 +147,15 @@ fn offline(dir: &Path, key_file: Option<&PathBuf>, as_of_seq: Option<u64>) -> Re
         ..Default::default()
     };
     let audit = crate::audit::Audit::open(&store, &config, false)?;
-    Ok(super::build(&audit, as_of_seq, &SuppressionRules::default())?)
+    Ok(crate::release::build(
+        &audit,
+        as_of_seq,
+        &SuppressionRules::default(),
+    )?)
 }
 
 fn load_key(key: &str) -> Result<Verifier, String> {
-    crate::audit::cli::load_verifier(key).map_err(|e| format!("--key: {e}"))
+    super::audit::load_verifier(key).map_err(|e| format!("--key: {e}"))
 }
 
 fn verify_cli(dir: &Path, key: &str) -> Result<ExitCode, BoxError> {
@@ -221,8 +224,8 @@ pub fn run(command: &ReleaseCommand) -> Result<ExitCode, BoxError> {
                     }
                 }
             }
-            let files = super::combine::files(&sources).map_err(|e| e.to_string())?;
-            super::write_dir(
+            let files = crate::release::combine::files(&sources).map_err(|e| e.to_string())?;
+            crate::release::write_dir(
                 &Release {
                     seq: 0,
                     files: files.clone(),
@@ -241,11 +244,12 @@ pub fn run(command: &ReleaseCommand) -> Result<ExitCode, BoxError> {
 /// Verifies a source with the trusted key named as the release note's
 /// origin (the note's first line).
 fn verify_source(dir: &Path, trusted: &[Verifier]) -> Result<Verified, String> {
-    let note = std::fs::read_to_string(dir.join(super::NOTE)).map_err(|e| format!("{}: {e}", super::NOTE))?;
+    let note = std::fs::read_to_string(dir.join(crate::release::NOTE))
+        .map_err(|e| format!("{}: {e}", crate::release::NOTE))?;
     let origin = note.lines().next().unwrap_or_default();
     let key = trusted
         .iter()
         .find(|k| k.name == origin)
-        .ok_or_else(|| format!("{}: no trusted key is named {origin:?}", super::NOTE))?;
+        .ok_or_else(|| format!("{}: no trusted key is named {origin:?}", crate::release::NOTE))?;
     verify_dir(dir, key)
 }

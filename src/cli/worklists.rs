@@ -1,20 +1,18 @@
 //! `registry bench worklists` (build rate, list sizes, query latency) and
-//! the worklists' part of `registry rebuild-projections`.
+//! the worklists' part of `registry rebuild-projections` (the rebuild
+//! itself is `worklist::rebuild_store`).
 
+use super::BoxError;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::engine::Worklists;
-use super::facts::Kind;
-use super::grpc::own_window;
-use super::index::TREE;
-use super::query::{page, Query};
 use crate::domain::DEPARTMENTS;
 use crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT;
 use crate::log::Store;
-use crate::projection::CatchUp;
-
-type BoxError = Box<dyn std::error::Error>;
+use crate::worklist::engine::Worklists;
+use crate::worklist::facts::Kind;
+use crate::worklist::index::TREE;
+use crate::worklist::query::{own_window, page, Query};
 
 /// `registry bench worklists`.
 #[derive(Clone, Debug, clap::Args)]
@@ -40,7 +38,7 @@ pub struct BenchWorklistsArgs {
 /// the log (and the policy stream in it); prints the figures.
 pub fn rebuild(data_dir: &Path) -> Result<(), BoxError> {
     let store = Store::open(data_dir)?;
-    let c = rebuild_store(&store, &mut |_| {})?;
+    let c = crate::worklist::rebuild_store(&store, &mut |_| {})?;
     println!(
         "rebuilt worklists: {} events in {:.2}s ({:.0} events/s), {} batches, position seq {} hash {}",
         c.events,
@@ -51,13 +49,6 @@ pub fn rebuild(data_dir: &Path) -> Result<(), BoxError> {
         c.position.hash_hex()
     );
     Ok(())
-}
-
-/// Drops and rebuilds the worklists of `store`.
-pub fn rebuild_store(store: &Store, progress: &mut dyn FnMut(u64)) -> Result<CatchUp, BoxError> {
-    Worklists::drop_tree(store)?;
-    let w = Worklists::open(store)?;
-    Ok(w.catch_up(None, progress)?)
 }
 
 fn vm_rss_mib() -> f64 {
@@ -101,7 +92,7 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     }
     let store = Store::open(&args.data_dir)?;
     let rss_before = vm_rss_mib();
-    let c = rebuild_store(&store, &mut |_| {})?;
+    let c = crate::worklist::rebuild_store(&store, &mut |_| {})?;
     println!(
         "build: {} events in {:.2}s = {:.0} events/s ({} batches of <= {} events); VmRSS {:.0} MiB before, {:.0} MiB after",
         c.events,

@@ -1,17 +1,21 @@
 //! `registry stats`, `registry rebuild-projections` and `registry bench stats`:
-//! the clap arguments and handlers (main.rs only dispatches).
+//! the clap arguments and handlers. With `--target`, [`remote`] asks a
+//! running server.
 
+pub mod remote;
+
+use super::BoxError;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::engine::{replay, AsOf, Engine, TREE};
-use super::export::{self, LongTable, TableKind};
-use super::query::{caseload, CaseloadQuery, Dim, Filter};
-use super::state::Metric;
-use super::state::ProjectionState;
-use super::suppress::SuppressionRules;
 use crate::domain::Date;
 use crate::log::Store;
+use crate::projection::engine::{replay, AsOf, Engine, TREE};
+use crate::projection::export::{self, LongTable, TableKind};
+use crate::projection::query::{caseload, CaseloadQuery, Dim, Filter};
+use crate::projection::state::Metric;
+use crate::projection::state::ProjectionState;
+use crate::projection::suppress::SuppressionRules;
 
 /// Output formats of `registry stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -126,7 +130,7 @@ fn month_arg(flag: &str, text: &Option<String>) -> Result<Option<(u32, String)>,
                     .collect::<String>()
             )
         })?;
-    Ok(Some((super::month_index(d), t.clone())))
+    Ok(Some((crate::projection::month_index(d), t.clone())))
 }
 
 impl Question {
@@ -185,8 +189,10 @@ impl Question {
                     .collect();
             }
             TableKind::Series => {
-                breakdown = super::series_breakdown(&by.iter().map(|d| d.to_string()).collect::<Vec<_>>())
-                    .map_err(|e| format!("--by: {e}"))?;
+                breakdown = crate::projection::series_breakdown(
+                    &by.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                )
+                .map_err(|e| format!("--by: {e}"))?;
             }
             _ if !by.is_empty() => {
                 return Err(format!(
@@ -225,7 +231,7 @@ impl Question {
             filters,
             published: args.published,
         };
-        super::query::validate(&caseload).map_err(|e| format!("--{e}"))?;
+        crate::projection::query::validate(&caseload).map_err(|e| format!("--{e}"))?;
         if args.target.is_some()
             && (args.min_cell != crate::limits::STATS_MIN_CELL
                 || args.min_cell_sensitive != crate::limits::STATS_MIN_CELL_SENSITIVE)
@@ -282,8 +288,6 @@ pub struct BenchStatsArgs {
     #[arg(long)]
     pub no_lag: bool,
 }
-
-type BoxError = Box<dyn std::error::Error>;
 
 fn open_store(dir: &Path) -> Result<Store, BoxError> {
     if !dir.join("db").exists() {
@@ -379,7 +383,7 @@ pub fn stats(args: &StatsArgs) -> Result<(), BoxError> {
     let table = match (&args.target, &args.data_dir) {
         (Some(target), _) => {
             let options = args.remote.options(target)?;
-            super::remote::fetch(&options, &q)?
+            remote::fetch(&options, &q)?
         }
         (None, Some(dir)) => offline(dir, &q, &rules)?,
         (None, None) => return Err("--data-dir or --target: one is required".into()),
@@ -462,13 +466,13 @@ pub fn offline(dir: &Path, q: &Question, rules: &SuppressionRules) -> Result<Lon
     let points = match q.kind {
         TableKind::Series => {
             let metric = q.metric.ok_or("--metric: required for --table series")?;
-            super::series_by(&state, metric, &q.breakdown, from, to, p, rules)
+            crate::projection::series_by(&state, metric, &q.breakdown, from, to, p, rules)
         }
-        TableKind::Funnel => super::funnel(&state, p, rules),
-        TableKind::ExpiringPermits => super::expiring(&state, from, to, p, rules),
+        TableKind::Funnel => crate::projection::funnel(&state, p, rules),
+        TableKind::ExpiringPermits => crate::projection::expiring(&state, from, to, p, rules),
         _ => {
             let has = |d: &str| q.breakdown.contains(&d);
-            super::certifications(&state, has("route"), has("sector"), has("stage"), p, rules)
+            crate::projection::certifications(&state, has("route"), has("sector"), has("stage"), p, rules)
         }
     };
     Ok(export::from_points(q.kind, &points, &q.breakdown, from, to, p))
@@ -484,7 +488,7 @@ pub fn rebuild(args: &RebuildArgs) -> Result<(), BoxError> {
             .progress_chars("=> "),
     );
     let progress = crate::progress::Progress::new(bar, "rebuild-projections events");
-    let c = rebuild_store_reporting(&store, &mut |seq| progress.bar().set_position(seq))?;
+    let c = crate::projection::rebuild_store_reporting(&store, &mut |seq| progress.bar().set_position(seq))?;
     drop(progress);
     println!(
         "rebuilt statistics projection: {} events in {:.2}s ({:.0} events/s), {} batches, position seq {} hash {}",
@@ -496,23 +500,6 @@ pub fn rebuild(args: &RebuildArgs) -> Result<(), BoxError> {
         c.0.position.hash_hex()
     );
     Ok(())
-}
-
-/// Drops and rebuilds; returns the catch-up figures and the engine.
-pub fn rebuild_store(store: &Store) -> Result<(super::CatchUp, Engine), BoxError> {
-    rebuild_store_reporting(store, &mut |_| {})
-}
-
-/// [`rebuild_store`], calling `progress` with the seq reached after every
-/// persisted batch.
-pub fn rebuild_store_reporting(
-    store: &Store,
-    progress: &mut dyn FnMut(u64),
-) -> Result<(super::CatchUp, Engine), BoxError> {
-    Engine::drop_tree(store, TREE)?;
-    let mut engine = Engine::open(store, TREE, crate::clock::today())?;
-    let c = engine.catch_up_reporting(progress)?;
-    Ok((c, engine))
 }
 
 fn vm_rss_kib() -> Option<u64> {
@@ -560,7 +547,7 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
     }
     let store = open_store_retrying(&args.data_dir)?;
     let rss_before = vm_rss_kib().unwrap_or(0);
-    let (c, mut engine) = rebuild_store(&store)?;
+    let (c, mut engine) = crate::projection::rebuild_store(&store)?;
     let rss_after = vm_rss_kib().unwrap_or(0);
     let cases = engine.state().cases();
     println!(
@@ -587,7 +574,11 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
     let started = Instant::now();
     let mut with = ProjectionState::with_snapshots(crate::simulate::TODAY);
     loop {
-        let page = super::engine::read_page(&store, with.position(), crate::limits::READ_PAGE_EVENTS_MAX)?;
+        let page = crate::log::follow::read_page(
+            &store,
+            with.position().into(),
+            crate::limits::READ_PAGE_EVENTS_MAX,
+        )?;
         if page.is_empty() {
             break;
         }
@@ -666,7 +657,7 @@ pub fn bench(args: &BenchStatsArgs) -> Result<(), BoxError> {
     println!(
         "series broken down: {series_cells} cells (metric, month, department, sex, age band, channel, status) \
          for {events_counted} events counted: ~{:.1} MiB in memory, {:.1} MiB stored",
-        (series_cells * super::state::SERIES_CELL_BYTES) as f64 / 1048576.0,
+        (series_cells * crate::projection::state::SERIES_CELL_BYTES) as f64 / 1048576.0,
         stored as f64 / 1048576.0
     );
     let est = state.memory_bytes();
@@ -701,7 +692,7 @@ fn bench_month_ends(store: &Store, state: &ProjectionState, queries: usize) -> R
         .iter()
         .map(|m| {
             state
-                .month_end_state(super::state::month_end(*m))
+                .month_end_state(crate::projection::state::month_end(*m))
                 .map_or(0, |s| s.cube().len())
         })
         .sum();
@@ -714,7 +705,7 @@ fn bench_month_ends(store: &Store, state: &ProjectionState, queries: usize) -> R
     let Some(&mid) = months.get(months.len() / 2) else {
         return Ok(());
     };
-    let d = super::state::month_end(mid);
+    let d = crate::projection::state::month_end(mid);
     let rules = SuppressionRules::default();
     let q = CaseloadQuery {
         by: vec![Dim::Department, Dim::Status],
@@ -778,9 +769,13 @@ fn measure_lag(source: &Store, dir: &Path, appenders: usize) -> Result<(), BoxEr
             sync: crate::log::SyncMode::Fdatasync,
         },
     )?;
-    let engine = Engine::open(log.store(), super::engine::TREE, crate::clock::today())?;
-    let shared: super::engine::Shared = std::sync::Arc::new(std::sync::RwLock::new(engine));
-    let follower = super::engine::Follower::spawn(shared.clone(), log.subscribe_head(), false)?;
+    let engine = Engine::open(
+        log.store(),
+        crate::projection::engine::TREE,
+        crate::clock::today(),
+    )?;
+    let shared: crate::projection::engine::Shared = std::sync::Arc::new(std::sync::RwLock::new(engine));
+    let follower = crate::projection::engine::Follower::spawn(shared.clone(), log.subscribe_head(), false)?;
     let started = Instant::now();
     let threads: Vec<_> = work
         .into_iter()

@@ -1,29 +1,26 @@
-//! The `regularization.v1.Audit` gRPC service (proto/regularization/v1/audit.proto),
-//! the tree follower and the periodic checkpointer of `registry serve`.
+//! The `regularization.v1.Audit` gRPC service (proto/regularization/v1/audit.proto)
+//! over the audit state that `audit::runtime` keeps up to date.
 //!
 //! Every sled access runs on the blocking pool. Records are returned exactly
 //! as stored: sealed personal fields stay sealed.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Semaphore};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::checkpoint::SignedCheckpoint;
-use super::merkle;
-use super::tree::spawn_follower;
-use super::{receipt, verify, Audit, AuditConfig, AuditError};
-use crate::api::pb;
-use crate::api::pb::audit_server::AuditServer;
+use super::pb;
+use super::pb::audit_server::AuditServer;
+use crate::audit::checkpoint::SignedCheckpoint;
+use crate::audit::{merkle, receipt, verify, Audit, AuditError};
 use crate::limits::{
     AUDIT_GET_EVENTS_BYTES_MAX, AUDIT_GET_EVENTS_MAX, AUDIT_TAIL_BUFFER_EVENTS, AUDIT_TAIL_STREAMS_MAX,
     AUDIT_VERIFY_PROGRESS_BUFFER, AUDIT_VERIFY_RUNS_MAX, GRPC_MESSAGE_BYTES_MAX, GRPC_RESPONSE_BYTES_MAX,
 };
 use crate::log::record::split_stored;
-use crate::log::{Head, Log, Store};
+use crate::log::{Head, Store};
 
 /// Why an `Audit` call failed: the audit state's own errors and the
 /// service's (mapped to statuses in `api::status`).
@@ -78,120 +75,18 @@ pub struct AuditService {
     verifies: Arc<Semaphore>,
 }
 
-/// The audit part of a running server: the service, the follower and the checkpointer.
-pub struct AuditRuntime {
-    service: AuditService,
-    stop_tx: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Opens the audit state over the log (catching the tree up and signing a
-/// checkpoint if the tree grew since the last one), then starts the follower
-/// and the periodic checkpointer.
-pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, AuditError> {
-    let store = log.store().clone();
-    let interval = config.checkpoint_interval;
-    let audit = tokio::task::spawn_blocking(move || -> Result<Audit, AuditError> {
-        let audit = Audit::open(&store, &config, true)?;
-        let cp = audit.checkpointer.checkpoint_now()?;
-        tracing::info!(
-            tree_size = cp.checkpoint.size,
-            vkey = %audit.checkpointer.signer().verifier().vkey(),
-            "audit: merkle tree caught up, checkpoint signed"
-        );
-        Ok(audit)
-    })
-    .await
-    .map_err(|e| AuditError::Internal(e.to_string()))??;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (size_tx, size_rx) = watch::channel(audit.tree.size());
-    let follower = spawn_follower(
-        audit.tree.clone(),
-        audit.store.clone(),
-        log.subscribe_head(),
-        size_tx,
-        stop_rx.clone(),
-    );
-    let checkpointer = spawn_checkpointer(audit.clone(), interval, size_rx, stop_rx);
-    Ok(AuditRuntime {
-        service: AuditService {
+impl AuditService {
+    /// The service over `audit`; `TailLog` follows the heads of `head_rx`.
+    pub fn new(audit: Audit, head_rx: watch::Receiver<Head>) -> AuditService {
+        AuditService {
             audit,
-            head_rx: log.subscribe_head(),
+            head_rx,
             tails: Arc::new(Semaphore::new(AUDIT_TAIL_STREAMS_MAX)),
             verifies: Arc::new(Semaphore::new(AUDIT_VERIFY_RUNS_MAX)),
-        },
-        stop_tx,
-        tasks: vec![follower, checkpointer],
-    })
-}
-
-fn spawn_checkpointer(
-    audit: Audit,
-    interval: Duration,
-    size_rx: watch::Receiver<u64>,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
-            }
-            let size = *size_rx.borrow();
-            let a = audit.clone();
-            let r = tokio::task::spawn_blocking(move || -> Result<Option<u64>, AuditError> {
-                let latest = a.checkpointer.latest()?.map(|c| c.checkpoint.size);
-                if latest.is_some_and(|l| l >= size) {
-                    return Ok(None);
-                }
-                Ok(Some(a.checkpointer.checkpoint_now()?.checkpoint.size))
-            })
-            .await;
-            match r {
-                Ok(Ok(Some(size))) => tracing::info!(tree_size = size, "audit: periodic checkpoint signed"),
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "audit: periodic checkpoint failed"),
-                Err(e) => tracing::error!(error = %e, "audit: checkpoint task failed"),
-            }
-        }
-    })
-}
-
-impl AuditRuntime {
-    /// The tonic service to mount.
-    pub fn server(&self) -> AuditServer<AuditService> {
-        self.service.clone().into_server()
-    }
-
-    pub fn audit(&self) -> &Audit {
-        &self.service.audit
-    }
-
-    /// Stops the follower and the checkpointer, catches the tree up one last
-    /// time and signs a final checkpoint if the tree grew.
-    pub async fn shutdown(self) {
-        let _ = self.stop_tx.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let audit = self.service.audit.clone();
-        let r = tokio::task::spawn_blocking(move || -> Result<u64, AuditError> {
-            audit.tree.catch_up(&audit.store)?;
-            Ok(audit.checkpointer.checkpoint_now()?.checkpoint.size)
-        })
-        .await;
-        match r {
-            Ok(Ok(size)) => tracing::info!(tree_size = size, "audit: final checkpoint"),
-            Ok(Err(e)) => tracing::error!(error = %e, "audit: final checkpoint failed"),
-            Err(e) => tracing::error!(error = %e, "audit: final checkpoint task failed"),
         }
     }
-}
 
-impl AuditService {
+    /// Wraps the service for tonic.
     pub fn into_server(self) -> AuditServer<AuditService> {
         AuditServer::new(self)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)

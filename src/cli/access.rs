@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::access_file::{self, AccessFile, Grant};
-use super::Role;
+use crate::auth::access_file::{self, AccessFile, Grant};
+use crate::auth::Role;
 
 /// Where the access file is: `--access-file`, else `DATA_DIR/access.json`.
 #[derive(Args, Debug, Clone)]

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use base64::Engine as _;
 use tonic::{Request, Response, Status};
 
-use super::engine::{FollowerStatus, Worklists};
-use super::facts::Kind;
-use super::index::{Item, Suffix, SUFFIX_LEN};
-use super::query::{page, Query};
-use crate::api::pb;
+use super::pb;
 use crate::domain::{Date, Department, Municipality, Stage, DEPARTMENTS};
 use crate::limits::{
     WORKLIST_HORIZON_DAYS_DEFAULT, WORKLIST_HORIZON_DAYS_MAX, WORKLIST_PAGE_SIZE_DEFAULT,
     WORKLIST_PAGE_SIZE_MAX,
 };
+use crate::worklist::engine::{FollowerStatus, Worklists};
+use crate::worklist::facts::Kind;
+use crate::worklist::index::{Item, Suffix, SUFFIX_LEN};
+use crate::worklist::query::{own_window, page, Query};
 
 pub use pb::worklists_server::WorklistsServer;
 
@@ -183,18 +183,6 @@ fn code_field(field: &'static str, text: &str) -> Result<Option<String>, Worklis
         ));
     }
     Ok(Some(text.to_string()))
-}
-
-/// The list's own window (WorklistKind in the proto) on `reference`.
-pub fn own_window(kind: Kind, reference: Date, horizon_days: u32) -> (Option<Date>, Option<Date>) {
-    let ahead = reference.add_days(i64::from(horizon_days));
-    match kind {
-        Kind::DecisionOverdue => (None, Some(reference.add_days(-1))),
-        Kind::AppealableDenials => (Some(reference), None),
-        Kind::CardsNearAbandonment => (None, Some(ahead)),
-        Kind::InterimExpiring | Kind::PermitsExpiring => (Some(reference), Some(ahead)),
-        _ => (None, None),
-    }
 }
 
 /// The intersection of two windows.
