@@ -1137,6 +1137,20 @@ async fn a_follower_behind_the_purged_log_installs_a_verified_snapshot() {
             .collect();
     let e = registry::cluster::snapshot::verify(&current, &pinned).unwrap_err();
     assert!(e.to_string().contains("pins"), "{e}");
+    // The same checks offline, as an operator runs them.
+    let cli = |file: &std::path::Path, key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_registry"));
+        c.args(["cluster", "verify-snapshot", "--file"]).arg(file);
+        if let Some(k) = key {
+            c.args(["--key", k]);
+        }
+        c.output().unwrap()
+    };
+    let ok = cli(&current, Some(&verified.header.signed_by));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("snapshot verified"));
+    assert!(!cli(&tampered, None).status.success());
+    assert!(!cli(&current, Some(&other.verifier().vkey())).status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

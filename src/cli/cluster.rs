@@ -40,6 +40,19 @@ pub enum ClusterCommand {
         #[arg(long = "cosigner", required = true)]
         cosigners: Vec<String>,
     },
+    /// Verify a snapshot file (`DATA_DIR/snapshots/current.snap`) as a
+    /// receiving node does before it uses one: its BLAKE3, every chain link
+    /// from the genesis, the Merkle root against its signed checkpoint, the
+    /// head (docs/CLUSTER.md, "Snapshots"). Works offline; exit 0 only if it verifies.
+    VerifySnapshot {
+        /// The snapshot file.
+        #[arg(long)]
+        file: PathBuf,
+        /// The audit verifier key the snapshot's checkpoint must be signed
+        /// with (as `audit_vkey` pins it in a cluster file); without it, the key the snapshot names.
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Remove a node from the voters and the members (Admin/ClusterRemoveMember).
     Remove {
         #[command(flatten)]
@@ -91,6 +104,24 @@ pub async fn run(command: ClusterCommand) -> Result<(), Box<dyn std::error::Erro
             } else {
                 Err(format!("not cosigned: {}", failed.join("; ")).into())
             }
+        }
+        ClusterCommand::VerifySnapshot { file, key } => {
+            let header = crate::cluster::snapshot::read_header(&file)?;
+            let pinned = key
+                .map(|k| [(header.built_by, k)].into_iter().collect())
+                .unwrap_or_default();
+            let v = crate::cluster::snapshot::verify(&file, &pinned)?;
+            println!(
+                "snapshot verified: Raft entry {}, built by node {}, {} records (head hash {}), {} side-tree entries, checkpoint size {} signed by {}",
+                v.header.last_log_id.map_or(0, |l| l.index),
+                v.header.built_by,
+                v.records,
+                crate::hex::encode(&v.header.head_hash),
+                v.tree_entries,
+                v.checkpoint_size,
+                v.header.signed_by
+            );
+            Ok(())
         }
         ClusterCommand::Status(args) => {
             let mut admin = admin(&args).await?;
