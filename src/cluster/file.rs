@@ -3,6 +3,10 @@
 //! ```toml
 //! node_id = 1                      # this node (optional: see below)
 //! seed = false                     # true: this (lowest-id) node's existing store seeds a new cluster
+//! [raft]                           # optional: timing (defaults 100, 500, 1000)
+//! heartbeat_ms = 100
+//! election_min_ms = 500
+//! election_max_ms = 1000
 //! [snapshots]                      # optional
 //! every = 10000                    # Raft entries between two snapshots
 //! keep = 1000                      # entries kept before a snapshot's index
@@ -53,8 +57,47 @@ struct Raw {
     snapshots: Option<RawSnapshots>,
     #[serde(default)]
     seed: bool,
+    #[serde(default)]
+    raft: Option<RawRaft>,
     members: Vec<RawMember>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRaft {
+    #[serde(default)]
+    heartbeat_ms: Option<u64>,
+    #[serde(default)]
+    election_min_ms: Option<u64>,
+    #[serde(default)]
+    election_max_ms: Option<u64>,
+}
+
+/// Raft timing of a cluster (`[raft]` in the cluster file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// Between two heartbeats; also how long openraft lets one
+    /// AppendEntries request take before it counts as lost.
+    pub heartbeat_ms: u64,
+    /// A follower that heard no leader for a random time in this range stands for election.
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> RaftTiming {
+        RaftTiming {
+            heartbeat_ms: super::HEARTBEAT_MS,
+            election_min_ms: super::ELECTION_TIMEOUT_MIN_MS,
+            election_max_ms: super::ELECTION_TIMEOUT_MAX_MS,
+        }
+    }
+}
+
+/// Bounds of `[raft] heartbeat_ms`; the election timeouts are at least
+/// three heartbeats and at most [`ELECTION_MAX_MS`].
+pub const HEARTBEAT_RANGE_MS: std::ops::RangeInclusive<u64> = 20..=10_000;
+pub const ELECTION_MAX_MS: u64 = 60_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +171,8 @@ pub struct ClusterFile {
     pub snapshot_every: u64,
     /// Raft entries kept before a snapshot's index when the log is purged.
     pub snapshot_keep: u64,
+    /// Heartbeat and election timeouts.
+    pub timing: RaftTiming,
     /// This node's existing single-node store seeds a new cluster (only
     /// the lowest id, only while its Raft state is empty): docs/CLUSTER.md.
     pub seed: bool,
@@ -212,8 +257,39 @@ impl ClusterFile {
                 "snapshots.keep: {snapshot_keep} is more than {SNAPSHOT_KEEP_MAX}"
             ));
         }
+        let defaults = RaftTiming::default();
+        let timing = match raw.raft {
+            None => defaults,
+            Some(r) => RaftTiming {
+                heartbeat_ms: r.heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
+                election_min_ms: r.election_min_ms.unwrap_or(defaults.election_min_ms),
+                election_max_ms: r.election_max_ms.unwrap_or(defaults.election_max_ms),
+            },
+        };
+        if !HEARTBEAT_RANGE_MS.contains(&timing.heartbeat_ms) {
+            return Err(format!(
+                "raft.heartbeat_ms: {} is outside {}..={}",
+                timing.heartbeat_ms,
+                HEARTBEAT_RANGE_MS.start(),
+                HEARTBEAT_RANGE_MS.end()
+            ));
+        }
+        if timing.election_min_ms < 3 * timing.heartbeat_ms {
+            return Err(format!(
+                "raft.election_min_ms: {} is less than three heartbeats ({} ms)",
+                timing.election_min_ms,
+                3 * timing.heartbeat_ms
+            ));
+        }
+        if timing.election_max_ms <= timing.election_min_ms || timing.election_max_ms > ELECTION_MAX_MS {
+            return Err(format!(
+                "raft.election_max_ms: {} must be above election_min_ms ({}) and at most {ELECTION_MAX_MS}",
+                timing.election_max_ms, timing.election_min_ms
+            ));
+        }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(ClusterFile {
+            timing,
             node_id,
             members,
             tls: raw.tls.map(|t| (resolve(t.cert), resolve(t.key), resolve(t.ca))),
@@ -314,6 +390,12 @@ mod tests {
             ),
             ("node_id = 1\n".to_string(), "missing field"),
             (format!("node_id = 1\n[snapshots]\nevery = 1\n{MEMBERS}"), "snapshots.every:"),
+            (format!("node_id = 1\n[raft]\nheartbeat_ms = 200\n{MEMBERS}"), "raft.election_min_ms:"),
+            (
+                format!("node_id = 1\n[raft]\nelection_min_ms = 900\nelection_max_ms = 800\n{MEMBERS}"),
+                "raft.election_max_ms:",
+            ),
+            (format!("node_id = 1\n[raft]\nheartbeat_ms = 5\n{MEMBERS}"), "raft.heartbeat_ms:"),
             (
                 "node_id = 1\n[[members]]\nid = 1\nraft = \"127.0.0.1:1\"\napi = \"127.0.0.1:2\"\naudit_vkey = \"x\"\n"
                     .to_string(),

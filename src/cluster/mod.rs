@@ -36,7 +36,8 @@ pub const PROPOSE_TIMEOUT_MS: u64 = 5_000;
 /// How long the writer waits for this node to be ready to chain (leading,
 /// everything in its Raft log applied) before answering.
 pub const READY_WAIT_MS: u64 = 2_000;
-/// Raft timing: heartbeats and the election timeout range (docs/CLUSTER.md).
+/// Raft timing by default: heartbeats and the election timeout range
+/// (`[raft]` in the cluster file; docs/CLUSTER.md).
 pub const HEARTBEAT_MS: u64 = 100;
 pub const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1_000;
@@ -129,9 +130,9 @@ impl Cluster {
             .map_err(|e| ClusterError::Storage(e.to_string()))?;
         let config = openraft::Config {
             cluster_name: "migreg".into(),
-            heartbeat_interval: HEARTBEAT_MS,
-            election_timeout_min: ELECTION_TIMEOUT_MIN_MS,
-            election_timeout_max: ELECTION_TIMEOUT_MAX_MS,
+            heartbeat_interval: file.timing.heartbeat_ms,
+            election_timeout_min: file.timing.election_min_ms,
+            election_timeout_max: file.timing.election_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(file.snapshot_every),
             max_in_snapshot_log_to_keep: file.snapshot_keep,
             install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
