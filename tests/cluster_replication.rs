@@ -484,14 +484,24 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
             leader + 1
         );
         cluster.start(leader);
-        // The next kill comes once the restarted node follows a leader again:
-        // killing the leader while the third node is still starting would
-        // leave no majority, and measure the start-up, not the failover.
+        // The next kill comes once the restarted node follows a leader again
+        // and has caught up with it (as an operator waits before the next
+        // disruption): killing the leader while the third node is still
+        // starting, or still receiving a snapshot, would leave no caught-up
+        // majority, and measure its start-up or catch-up, not the failover.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(s) = cluster.status(leader).await {
-                // Back as a follower, or already elected again.
-                if (s.state == "FOLLOWER" || s.state == "LEADER") && s.leader_id != 0 {
+                // Back as a follower, or already elected again, and applied
+                // what the leader had when it answered.
+                let caught_up = match s.leader_id {
+                    0 => false,
+                    id => match cluster.status(id as usize - 1).await {
+                        Some(l) => s.last_applied_index + 5 >= l.last_applied_index,
+                        None => false,
+                    },
+                };
+                if (s.state == "FOLLOWER" || s.state == "LEADER") && caught_up {
                     break;
                 }
             }
