@@ -143,28 +143,30 @@ impl CaseworkerService {
             other: Some(result(o.other_case_id, o.other_appended, &o.other_state, theirs)),
         }))
     }
+}
 
-    pub(super) async fn record_family_link_rpc(
-        &self,
-        r: Request<pb::RecordFamilyLinkRequest>,
-    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
-            record(&m, on)
-        })
-        .await
-    }
+/// The `RecordFamilyLink` handler (a command of two cases).
+pub(super) async fn record_family_link(
+    svc: &CaseworkerService,
+    r: Request<pb::RecordFamilyLinkRequest>,
+) -> Result<Response<pb::FamilyLinkResult>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    svc.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
+        record(&m, on)
+    })
+    .await
+}
 
-    pub(super) async fn end_family_link_rpc(
-        &self,
-        r: Request<pb::EndFamilyLinkRequest>,
-    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
-            end(&m, on)
-        })
-        .await
-    }
+/// The `EndFamilyLink` handler (a command of two cases).
+pub(super) async fn end_family_link(
+    svc: &CaseworkerService,
+    r: Request<pb::EndFamilyLinkRequest>,
+) -> Result<Response<pb::FamilyLinkResult>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    svc.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
+        end(&m, on)
+    })
+    .await
 }

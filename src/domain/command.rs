@@ -29,8 +29,8 @@ macro_rules! define_commands {
             $group:ident {
                 $(
                     $(#[$meta:meta])*
-                    $name:ident { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
-                    => $rpc:ident ($request:ident) by $role:ident $(, $trait_:ident)* ;
+                    $name:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
+                    { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
                 )*
             }
         )*
@@ -70,7 +70,7 @@ macro_rules! define_commands {
     };
 }
 
-super::vocabulary::command_table!(define_commands);
+super::vocabulary::command_table!(rows => define_commands);
 
 /// What a row of the command table says of its command besides its fields.
 #[derive(Clone, Copy)]

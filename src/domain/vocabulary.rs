@@ -21,340 +21,369 @@
 //! through the `Stored` conversions of each field type). A stored name or
 //! field never changes (the log is hash-chained): a row is only ever added.
 //!
-//! A table is used as `command_table!(expander)` or
-//! `command_table!(expander { extra tokens })`: it calls `expander!` with
-//! the extra tokens in braces (empty if none) followed by its rows. The
-//! tables hold tokens only: the domain's expansion ignores the wire columns,
-//! so the domain still does not depend on prost.
+//! `event_table!(expander)` calls `expander!` with the rows. The command
+//! table has two views: `command_table!(rows => expander)` passes the rows
+//! as written (the domain's enum), `command_table!(wire => expander)` one
+//! `(Name rpc_method RequestMessage Who)` a command, grouped as
+//! `one_case [...] two_cases [...]` (the API, import, auth and simulator
+//! expansions). Either may carry extra tokens for the expander,
+//! `command_table!(wire => expander { ... })`; they come first, in braces
+//! (empty if none). The tables hold tokens only: the domain's expansion
+//! ignores the wire columns, so the domain still does not depend on prost.
 //!
 //! Row order is the order of the Caseworker service's RPCs (commands) and of
 //! [`EVENT_TYPES`](super::EVENT_TYPES) (events).
 
 /// Every command (see the module documentation). A row:
-/// `Name { fields } => rpc_method(RequestMessage) by Role, trait, ...;`
-/// where `Role` is `CaseWork` (caseworkers and supervisors) or
+/// `Name via rpc_method(RequestMessage) by Who, trait, ... { fields }`
+/// where `Who` is `CaseWork` (caseworkers and supervisors) or
 /// `Supervisor`, and a request message `SimpleStepRequest` means the command
-/// carries nothing but its date.
+/// carries nothing but its date. Adding a command: a row here (under
+/// `one_case` unless it is decided on two cases), its RPC in
+/// `caseworker.proto` (and its `ImportCommand` field in `import.proto`), its
+/// rule in `domain/decide`, and, when its request carries more than the
+/// date, its converter `api/convert.rs::<rpc_method>`.
 macro_rules! command_table {
-    ($expand:ident) => {
-        $crate::domain::vocabulary::command_table! { $expand {} }
+    ($view:ident => $expand:ident) => {
+        $crate::domain::vocabulary::command_table! { $view => $expand {} }
     };
-    ($expand:ident { $($extra:tt)* }) => {
-        $expand! {
-        { $($extra)* }
-        one_case {
-
-            /// Open a case for a person. `identity` is sealed; the rest is statistical.
-            RegisterPerson {
-                /// Business date of the registration.
-                on: Date,
-                /// Sealed names, document numbers and contact data.
-                identity: Sealed,
-                /// Sex as in the document.
-                sex: Sex,
-                /// Year of birth (with the month, enough for age bands and minor rules).
-                birth_year: u16,
-                /// Month of birth, 1..=12.
-                birth_month: u8,
-                /// ISO 3166 alpha-3 nationality.
-                nationality: CountryCode,
-                /// Department of residence.
-                department: Department,
-                /// Municipality of residence, inside `department`.
-                municipality: Municipality,
-                /// Kinds of document presented (at least one).
-                documents: Vec<DocumentType>,
-            } => register_person(RegisterPersonRequest) by CaseWork, personal_data;
-            /// Open an application through `channel` on `basis`.
-            PreRegister {
-                /// Application date, checked against the channel's window.
-                on: Date,
-                /// A channel code of the catalog.
-                channel: ChannelCode,
-                /// The eligibility basis claimed; the channel must accept it.
-                basis: EligibilityBasis,
-            } => pre_register(PreRegisterRequest) by CaseWork;
-            /// Record the characterization survey (once per application).
-            CompleteSurvey {
-                /// Date answered.
-                on: Date,
-                /// People in the household, 1..=30.
-                household_size: u8,
-                /// Whether the person works.
-                employed: bool,
-                /// Sector of work, only when employed.
-                sector: Option<Sector>,
-            } => complete_survey(CompleteSurveyRequest) by CaseWork;
-            /// Give (or re-give) a biometric appointment.
-            ScheduleBiometrics {
-                /// Date the appointment was given.
-                on: Date,
-                /// Date of the appointment, on or after `on`.
-                appointment_on: Date,
-                /// Site code.
-                site: String,
-            } => schedule_biometrics(ScheduleBiometricsRequest) by CaseWork;
-            /// The person missed the appointment.
-            RecordMissedAppointment {
-                /// Date recorded, on or after the appointment date.
-                on: Date,
-            } => record_missed_appointment(SimpleStepRequest) by CaseWork;
-            /// Biometrics were captured; starts the review.
-            RecordBiometricCapture {
-                /// Capture date.
-                on: Date,
-                /// Site code.
-                site: String,
-                /// Operator code.
-                operator: String,
-                /// Reference to the enrolment (not all zero).
-                biometric_ref: BiometricRef,
-            } => record_biometric_capture(RecordBiometricCaptureRequest) by CaseWork;
-            /// Ask the applicant to fix an inconsistency.
-            RequestInformation {
-                /// Date asked.
-                on: Date,
-                /// Reason code.
-                reason: String,
-            } => request_information(RequestInformationRequest) by CaseWork;
-            /// The applicant supplied what was asked.
-            ReceiveInformation {
-                /// Date received.
-                on: Date,
-            } => receive_information(SimpleStepRequest) by CaseWork;
-            /// Approve the application (supervisor).
-            Approve {
-                /// Decision date.
-                on: Date,
-            } => approve(SimpleStepRequest) by Supervisor;
-            /// Deny the application (supervisor).
-            Deny {
-                /// Decision date.
-                on: Date,
-                /// Reason code.
-                reason: DenialReason,
-            } => deny(DenyRequest) by Supervisor;
-            /// Appeal a denial, within the channel's appeal window.
-            FileAppeal {
-                /// Filing date.
-                on: Date,
-            } => file_appeal(SimpleStepRequest) by CaseWork;
-            /// Decide the appeal; `upheld` approves the application.
-            DecideAppeal {
-                /// Decision date.
-                on: Date,
-                /// Whether the appeal succeeds.
-                upheld: bool,
-            } => decide_appeal(DecideAppealRequest) by Supervisor;
-            /// Withdraw (or close as abandoned) an application not yet decided.
-            Withdraw {
-                /// Date withdrawn.
-                on: Date,
-            } => withdraw(SimpleStepRequest) by CaseWork, after_erasure;
-            /// Issue the permit of an approved application.
-            IssuePermit {
-                /// Issue date.
-                on: Date,
-                /// Sealed permit number.
-                permit_number: Sealed,
-                /// Validity end; `None` takes the channel's default, a date must be
-                /// after `on` and not beyond the default.
-                valid_until: Option<Date>,
-            } => issue_permit(IssuePermitRequest) by CaseWork, personal_data;
-            /// The card was printed.
-            PrintCard {
-                /// Print date.
-                on: Date,
-            } => print_card(SimpleStepRequest) by CaseWork;
-            /// The card was handed over.
-            DeliverCard {
-                /// Delivery date.
-                on: Date,
-            } => deliver_card(SimpleStepRequest) by CaseWork;
-            /// Declare an uncollected card abandoned; also cancels the permit.
-            AbandonCard {
-                /// Date declared, at least the channel's days after printing.
-                on: Date,
-            } => abandon_card(SimpleStepRequest) by Supervisor, after_erasure;
-            /// Issue an interim certificate while the card is awaited.
-            IssueInterimCertificate {
-                /// Issue date.
-                on: Date,
-                /// End of validity, after `on`.
-                valid_until: Date,
-            } => issue_interim_certificate(InterimCertificateRequest) by CaseWork;
-            /// Extend the interim certificate.
-            ExtendInterimCertificate {
-                /// Date extended.
-                on: Date,
-                /// New end, after the current one.
-                valid_until: Date,
-            } => extend_interim_certificate(InterimCertificateRequest) by CaseWork;
-            /// Ask for a duplicate of a delivered card.
-            RequestDuplicate {
-                /// Request date.
-                on: Date,
-                /// Why.
-                cause: DuplicateCause,
-            } => request_duplicate(RequestDuplicateRequest) by CaseWork;
-            /// Issue (reprint) the requested duplicate.
-            IssueDuplicate {
-                /// Issue date.
-                on: Date,
-            } => issue_duplicate(SimpleStepRequest) by CaseWork;
-            /// Extend the permit's validity, where the channel allows it.
-            ExtendValidity {
-                /// Date extended.
-                on: Date,
-                /// New end, after the current one and within one validity period.
-                valid_until: Date,
-            } => extend_validity(ExtendValidityRequest) by CaseWork;
-            /// Cancel an active permit (supervisor).
-            CancelPermit {
-                /// Cancellation date.
-                on: Date,
-                /// Ground; `UNCOLLECTED_CARD` only through `AbandonCard`.
-                ground: CancellationGround,
-            } => cancel_permit(CancelPermitRequest) by Supervisor, after_erasure;
-            /// Record that regular status now rests on a visa.
-            SupersedeByVisa {
-                /// Date of the visa.
-                on: Date,
-                /// Sealed visa number.
-                visa_number: Sealed,
-                /// Visa end, if any (after `on`).
-                valid_until: Option<Date>,
-            } => supersede_by_visa(SupersedeByVisaRequest) by CaseWork, personal_data;
-            /// Rectify identity data (allowed after an exit, refused after erasure).
-            UpdatePersonalData {
-                /// Date rectified.
-                on: Date,
-                /// The new sealed identity.
-                identity: Sealed,
-                /// The kinds of document now held (at least one).
-                documents: Vec<DocumentType>,
-            } => update_personal_data(UpdatePersonalDataRequest) by CaseWork, personal_data;
-            /// Record a move.
-            UpdateResidence {
-                /// Date of the move.
-                on: Date,
-                /// New department.
-                department: Department,
-                /// New municipality, inside `department`.
-                municipality: Municipality,
-            } => update_residence(UpdateResidenceRequest) by CaseWork;
-            /// Request a worker certification (adults only).
-            RequestCertification {
-                /// Request date.
-                on: Date,
-                /// Recognition route.
-                route: CertificationRoute,
-                /// Sector of the skill.
-                sector: Sector,
-            } => request_certification(RequestCertificationRequest) by CaseWork;
-            /// Record the assessment of a requested certification.
-            AssessCertification {
-                /// The certification, as allocated by `RequestCertification`.
-                certification_id: u32,
-                /// Assessment date.
-                on: Date,
-                /// Whether the person passed.
-                passed: bool,
-            } => assess_certification(AssessCertificationRequest) by CaseWork;
-            /// Award a certification whose assessment was passed.
-            AwardCertification {
-                /// The certification.
-                certification_id: u32,
-                /// Award date.
-                on: Date,
-                /// Occupational standard code.
-                standard_code: String,
-                /// Issuing body code (SENA, a council ...).
-                issuing_body: String,
-            } => award_certification(AwardCertificationRequest) by Supervisor;
-            /// Deny a requested or failed certification.
-            DenyCertification {
-                /// The certification.
-                certification_id: u32,
-                /// Denial date.
-                on: Date,
-                /// Reason code.
-                reason: String,
-            } => deny_certification(DenyCertificationRequest) by Supervisor, after_erasure;
-            /// Record that the person left the caseload (terminal).
-            RecordExit {
-                /// Exit date.
-                on: Date,
-                /// How.
-                kind: ExitKind,
-                /// Destination country of a departure, if known (DEPARTED only).
-                #[serde(default, skip_serializing_if = "Option::is_none")]
-                destination: Option<CountryCode>,
-            } => record_exit(RecordExitRequest) by CaseWork, after_erasure;
-            /// Make the person's identifying data unrecoverable.
-            ErasePerson {
-                /// Erasure date.
-                on: Date,
-                /// Code of the legal basis (e.g. `LEY_1581_2012_ART_8`).
-                legal_basis: String,
-            } => erase_person(ErasePersonRequest) by Supervisor;
-            /// Record a data subject's query or claim (Ley 1581 de 2012 arts.
-            /// 14-15); `decide` fixes its answer deadline in business days.
-            ReceiveSubjectRequest {
-                /// Date received.
-                on: Date,
-                /// Query or claim.
-                kind: SubjectRequestKind,
-            } => receive_subject_request(ReceiveSubjectRequestRequest) by CaseWork, subject_request;
-            /// Extend an open subject request's deadline, once, on or before it.
-            ExtendSubjectRequest {
-                /// The request, as allocated by `ReceiveSubjectRequest`.
-                subject_request_id: u32,
-                /// Date the person was told of the delay.
-                on: Date,
-                /// Reason code of the delay (the law requires the motive).
-                reason: String,
-            } => extend_subject_request(ExtendSubjectRequestRequest) by Supervisor, subject_request;
-            /// Record the answer to an open subject request (late answers too).
-            AnswerSubjectRequest {
-                /// The request.
-                subject_request_id: u32,
-                /// Date answered.
-                on: Date,
-                /// Outcome code (e.g. `REPORT_DELIVERED`, `RECTIFIED`, `REFUSED_LEGAL_DUTY`).
-                outcome: String,
-            } => answer_subject_request(AnswerSubjectRequestRequest) by Supervisor, subject_request;
-        }
-        two_cases {
-            /// Link this case to another (both record it: see
-            /// [`CaseState::decide_link`](super::CaseState::decide_link)).
-            RecordFamilyLink {
-                /// Date the link was established from the evidence.
-                on: Date,
-                /// The link id, assigned by the case service from the request id
-                /// ([`link_id_for_request`](super::family::link_id_for_request)).
-                link_id: String,
-                /// What this case's person is to the other (the other records the inverse).
-                role: LinkRole,
-                /// The other case.
-                other_case_id: String,
-                /// The document that proves it.
-                evidence: LinkEvidence,
-            } => record_family_link(RecordFamilyLinkRequest) by CaseWork;
-            /// End an active link (on both cases).
-            EndFamilyLink {
-                /// Date ended.
-                on: Date,
-                /// The link.
-                link_id: String,
-                /// Why.
-                reason: LinkEndReason,
-            } => end_family_link(EndFamilyLinkRequest) by CaseWork, after_erasure;
-        }
+    ($view:ident => $expand:ident { $($extra:tt)* }) => {
+        $crate::domain::vocabulary::command_view! {
+            $view $expand { $($extra)* }
+            one_case {
+                /// Open a case for a person. `identity` is sealed; the rest is statistical.
+                RegisterPerson via register_person(RegisterPersonRequest) by CaseWork, personal_data {
+                    /// Business date of the registration.
+                    on: Date,
+                    /// Sealed names, document numbers and contact data.
+                    identity: Sealed,
+                    /// Sex as in the document.
+                    sex: Sex,
+                    /// Year of birth (with the month, enough for age bands and minor rules).
+                    birth_year: u16,
+                    /// Month of birth, 1..=12.
+                    birth_month: u8,
+                    /// ISO 3166 alpha-3 nationality.
+                    nationality: CountryCode,
+                    /// Department of residence.
+                    department: Department,
+                    /// Municipality of residence, inside `department`.
+                    municipality: Municipality,
+                    /// Kinds of document presented (at least one).
+                    documents: Vec<DocumentType>,
+                }
+                /// Open an application through `channel` on `basis`.
+                PreRegister via pre_register(PreRegisterRequest) by CaseWork {
+                    /// Application date, checked against the channel's window.
+                    on: Date,
+                    /// A channel code of the catalog.
+                    channel: ChannelCode,
+                    /// The eligibility basis claimed; the channel must accept it.
+                    basis: EligibilityBasis,
+                }
+                /// Record the characterization survey (once per application).
+                CompleteSurvey via complete_survey(CompleteSurveyRequest) by CaseWork {
+                    /// Date answered.
+                    on: Date,
+                    /// People in the household, 1..=30.
+                    household_size: u8,
+                    /// Whether the person works.
+                    employed: bool,
+                    /// Sector of work, only when employed.
+                    sector: Option<Sector>,
+                }
+                /// Give (or re-give) a biometric appointment.
+                ScheduleBiometrics via schedule_biometrics(ScheduleBiometricsRequest) by CaseWork {
+                    /// Date the appointment was given.
+                    on: Date,
+                    /// Date of the appointment, on or after `on`.
+                    appointment_on: Date,
+                    /// Site code.
+                    site: String,
+                }
+                /// The person missed the appointment.
+                RecordMissedAppointment via record_missed_appointment(SimpleStepRequest) by CaseWork {
+                    /// Date recorded, on or after the appointment date.
+                    on: Date,
+                }
+                /// Biometrics were captured; starts the review.
+                RecordBiometricCapture via record_biometric_capture(RecordBiometricCaptureRequest) by CaseWork {
+                    /// Capture date.
+                    on: Date,
+                    /// Site code.
+                    site: String,
+                    /// Operator code.
+                    operator: String,
+                    /// Reference to the enrolment (not all zero).
+                    biometric_ref: BiometricRef,
+                }
+                /// Ask the applicant to fix an inconsistency.
+                RequestInformation via request_information(RequestInformationRequest) by CaseWork {
+                    /// Date asked.
+                    on: Date,
+                    /// Reason code.
+                    reason: String,
+                }
+                /// The applicant supplied what was asked.
+                ReceiveInformation via receive_information(SimpleStepRequest) by CaseWork {
+                    /// Date received.
+                    on: Date,
+                }
+                /// Approve the application (supervisor).
+                Approve via approve(SimpleStepRequest) by Supervisor {
+                    /// Decision date.
+                    on: Date,
+                }
+                /// Deny the application (supervisor).
+                Deny via deny(DenyRequest) by Supervisor {
+                    /// Decision date.
+                    on: Date,
+                    /// Reason code.
+                    reason: DenialReason,
+                }
+                /// Appeal a denial, within the channel's appeal window.
+                FileAppeal via file_appeal(SimpleStepRequest) by CaseWork {
+                    /// Filing date.
+                    on: Date,
+                }
+                /// Decide the appeal; `upheld` approves the application.
+                DecideAppeal via decide_appeal(DecideAppealRequest) by Supervisor {
+                    /// Decision date.
+                    on: Date,
+                    /// Whether the appeal succeeds.
+                    upheld: bool,
+                }
+                /// Withdraw (or close as abandoned) an application not yet decided.
+                Withdraw via withdraw(SimpleStepRequest) by CaseWork, after_erasure {
+                    /// Date withdrawn.
+                    on: Date,
+                }
+                /// Issue the permit of an approved application.
+                IssuePermit via issue_permit(IssuePermitRequest) by CaseWork, personal_data {
+                    /// Issue date.
+                    on: Date,
+                    /// Sealed permit number.
+                    permit_number: Sealed,
+                    /// Validity end; `None` takes the channel's default, a date must be
+                    /// after `on` and not beyond the default.
+                    valid_until: Option<Date>,
+                }
+                /// The card was printed.
+                PrintCard via print_card(SimpleStepRequest) by CaseWork {
+                    /// Print date.
+                    on: Date,
+                }
+                /// The card was handed over.
+                DeliverCard via deliver_card(SimpleStepRequest) by CaseWork {
+                    /// Delivery date.
+                    on: Date,
+                }
+                /// Declare an uncollected card abandoned; also cancels the permit.
+                AbandonCard via abandon_card(SimpleStepRequest) by Supervisor, after_erasure {
+                    /// Date declared, at least the channel's days after printing.
+                    on: Date,
+                }
+                /// Issue an interim certificate while the card is awaited.
+                IssueInterimCertificate via issue_interim_certificate(InterimCertificateRequest) by CaseWork {
+                    /// Issue date.
+                    on: Date,
+                    /// End of validity, after `on`.
+                    valid_until: Date,
+                }
+                /// Extend the interim certificate.
+                ExtendInterimCertificate via extend_interim_certificate(InterimCertificateRequest) by CaseWork {
+                    /// Date extended.
+                    on: Date,
+                    /// New end, after the current one.
+                    valid_until: Date,
+                }
+                /// Ask for a duplicate of a delivered card.
+                RequestDuplicate via request_duplicate(RequestDuplicateRequest) by CaseWork {
+                    /// Request date.
+                    on: Date,
+                    /// Why.
+                    cause: DuplicateCause,
+                }
+                /// Issue (reprint) the requested duplicate.
+                IssueDuplicate via issue_duplicate(SimpleStepRequest) by CaseWork {
+                    /// Issue date.
+                    on: Date,
+                }
+                /// Extend the permit's validity, where the channel allows it.
+                ExtendValidity via extend_validity(ExtendValidityRequest) by CaseWork {
+                    /// Date extended.
+                    on: Date,
+                    /// New end, after the current one and within one validity period.
+                    valid_until: Date,
+                }
+                /// Cancel an active permit (supervisor).
+                CancelPermit via cancel_permit(CancelPermitRequest) by Supervisor, after_erasure {
+                    /// Cancellation date.
+                    on: Date,
+                    /// Ground; `UNCOLLECTED_CARD` only through `AbandonCard`.
+                    ground: CancellationGround,
+                }
+                /// Record that regular status now rests on a visa.
+                SupersedeByVisa via supersede_by_visa(SupersedeByVisaRequest) by CaseWork, personal_data {
+                    /// Date of the visa.
+                    on: Date,
+                    /// Sealed visa number.
+                    visa_number: Sealed,
+                    /// Visa end, if any (after `on`).
+                    valid_until: Option<Date>,
+                }
+                /// Rectify identity data (allowed after an exit, refused after erasure).
+                UpdatePersonalData via update_personal_data(UpdatePersonalDataRequest) by CaseWork, personal_data {
+                    /// Date rectified.
+                    on: Date,
+                    /// The new sealed identity.
+                    identity: Sealed,
+                    /// The kinds of document now held (at least one).
+                    documents: Vec<DocumentType>,
+                }
+                /// Record a move.
+                UpdateResidence via update_residence(UpdateResidenceRequest) by CaseWork {
+                    /// Date of the move.
+                    on: Date,
+                    /// New department.
+                    department: Department,
+                    /// New municipality, inside `department`.
+                    municipality: Municipality,
+                }
+                /// Request a worker certification (adults only).
+                RequestCertification via request_certification(RequestCertificationRequest) by CaseWork {
+                    /// Request date.
+                    on: Date,
+                    /// Recognition route.
+                    route: CertificationRoute,
+                    /// Sector of the skill.
+                    sector: Sector,
+                }
+                /// Record the assessment of a requested certification.
+                AssessCertification via assess_certification(AssessCertificationRequest) by CaseWork {
+                    /// The certification, as allocated by `RequestCertification`.
+                    certification_id: u32,
+                    /// Assessment date.
+                    on: Date,
+                    /// Whether the person passed.
+                    passed: bool,
+                }
+                /// Award a certification whose assessment was passed.
+                AwardCertification via award_certification(AwardCertificationRequest) by Supervisor {
+                    /// The certification.
+                    certification_id: u32,
+                    /// Award date.
+                    on: Date,
+                    /// Occupational standard code.
+                    standard_code: String,
+                    /// Issuing body code (SENA, a council ...).
+                    issuing_body: String,
+                }
+                /// Deny a requested or failed certification.
+                DenyCertification via deny_certification(DenyCertificationRequest) by Supervisor, after_erasure {
+                    /// The certification.
+                    certification_id: u32,
+                    /// Denial date.
+                    on: Date,
+                    /// Reason code.
+                    reason: String,
+                }
+                /// Record that the person left the caseload (terminal).
+                RecordExit via record_exit(RecordExitRequest) by CaseWork, after_erasure {
+                    /// Exit date.
+                    on: Date,
+                    /// How.
+                    kind: ExitKind,
+                    /// Destination country of a departure, if known (DEPARTED only).
+                    #[serde(default, skip_serializing_if = "Option::is_none")]
+                    destination: Option<CountryCode>,
+                }
+                /// Make the person's identifying data unrecoverable.
+                ErasePerson via erase_person(ErasePersonRequest) by Supervisor {
+                    /// Erasure date.
+                    on: Date,
+                    /// Code of the legal basis (e.g. `LEY_1581_2012_ART_8`).
+                    legal_basis: String,
+                }
+                /// Record a data subject's query or claim (Ley 1581 de 2012 arts.
+                /// 14-15); `decide` fixes its answer deadline in business days.
+                ReceiveSubjectRequest via receive_subject_request(ReceiveSubjectRequestRequest) by CaseWork, subject_request {
+                    /// Date received.
+                    on: Date,
+                    /// Query or claim.
+                    kind: SubjectRequestKind,
+                }
+                /// Extend an open subject request's deadline, once, on or before it.
+                ExtendSubjectRequest via extend_subject_request(ExtendSubjectRequestRequest) by Supervisor, subject_request {
+                    /// The request, as allocated by `ReceiveSubjectRequest`.
+                    subject_request_id: u32,
+                    /// Date the person was told of the delay.
+                    on: Date,
+                    /// Reason code of the delay (the law requires the motive).
+                    reason: String,
+                }
+                /// Record the answer to an open subject request (late answers too).
+                AnswerSubjectRequest via answer_subject_request(AnswerSubjectRequestRequest) by Supervisor, subject_request {
+                    /// The request.
+                    subject_request_id: u32,
+                    /// Date answered.
+                    on: Date,
+                    /// Outcome code (e.g. `REPORT_DELIVERED`, `RECTIFIED`, `REFUSED_LEGAL_DUTY`).
+                    outcome: String,
+                }
+            }
+            two_cases {
+                /// Link this case to another (both record it: see
+                /// [`CaseState::decide_link`](super::CaseState::decide_link)).
+                RecordFamilyLink via record_family_link(RecordFamilyLinkRequest) by CaseWork {
+                    /// Date the link was established from the evidence.
+                    on: Date,
+                    /// The link id, assigned by the case service from the request id
+                    /// ([`link_id_for_request`](super::family::link_id_for_request)).
+                    link_id: String,
+                    /// What this case's person is to the other (the other records the inverse).
+                    role: LinkRole,
+                    /// The other case.
+                    other_case_id: String,
+                    /// The document that proves it.
+                    evidence: LinkEvidence,
+                }
+                /// End an active link (on both cases).
+                EndFamilyLink via end_family_link(EndFamilyLinkRequest) by CaseWork, after_erasure {
+                    /// Date ended.
+                    on: Date,
+                    /// The link.
+                    link_id: String,
+                    /// Why.
+                    reason: LinkEndReason,
+                }
+            }
         }
     };
 }
 pub(crate) use command_table;
+
+/// The views of [`command_table!`]: `rows` as written, `wire` the columns
+/// the gRPC side reads.
+macro_rules! command_view {
+    (rows $expand:ident $extra:tt $($rows:tt)*) => {
+        $expand! { $extra $($rows)* }
+    };
+    (
+        wire $expand:ident $extra:tt
+        $(
+            $group:ident {
+                $(
+                    $(#[$meta:meta])*
+                    $name:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)* { $($fields:tt)* }
+                )*
+            }
+        )*
+    ) => {
+        $expand! { $extra $( $group [ $( ($name $rpc $request $who) )* ] )* }
+    };
+}
+pub(crate) use command_view;
 
 /// Every event of a case stream (see the module documentation). A row:
 /// `Name (business date field) { field: Type => stored_field, ... }`.
