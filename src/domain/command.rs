@@ -29,7 +29,7 @@ macro_rules! define_commands {
             $group:ident {
                 $(
                     $(#[$meta:meta])*
-                    $name:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
+                    $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
                     { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
                 )*
             }
@@ -60,6 +60,13 @@ macro_rules! define_commands {
                 }
             }
 
+            /// The `decide` module that holds the command's rule.
+            pub fn rules(&self) -> Rules {
+                match self {
+                    $($(Command::$name { .. } => Rules::$rules,)*)*
+                }
+            }
+
             /// The traits of the command's row.
             fn traits(&self) -> Traits {
                 match self {
@@ -72,6 +79,26 @@ macro_rules! define_commands {
 
 super::vocabulary::command_table!(rows => define_commands);
 
+/// Where the rule of a command is (the table's `in` column): which part of
+/// [`decide`](super::CaseState::decide) decides it once the checks common to
+/// every command passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    /// The person: registration, rectification, residence, exit, erasure
+    /// (`decide/mod.rs`).
+    Person,
+    /// The application up to its decision and appeal (`decide/application.rs`).
+    Application,
+    /// The permit, its card, interim certificate and visa (`decide/permit.rs`).
+    Permit,
+    /// Worker certifications (`decide/certification.rs`).
+    Certification,
+    /// A data subject's requests, Ley 1581 (`decide/subject.rs`).
+    Subject,
+    /// Family links, decided on both cases (`domain/family.rs`).
+    Family,
+}
+
 /// What a row of the command table says of its command besides its fields.
 #[derive(Clone, Copy)]
 struct Traits {
@@ -79,15 +106,12 @@ struct Traits {
     personal_data: bool,
     /// `after_erasure`: one of the closing steps of an erased case.
     after_erasure: bool,
-    /// `subject_request`: one of a data subject's requests (Ley 1581).
-    subject_request: bool,
 }
 
 impl Traits {
     const NONE: Traits = Traits {
         personal_data: false,
         after_erasure: false,
-        subject_request: false,
     };
 }
 
@@ -108,7 +132,7 @@ impl Command {
     /// Whether the command is one of a data subject's requests (Ley 1581):
     /// accepted in every stage, after an exit and after erasure.
     pub fn is_subject_request(&self) -> bool {
-        self.traits().subject_request
+        self.rules() == Rules::Subject
     }
 
     /// Whether the command carries sealed personal data (never allowed

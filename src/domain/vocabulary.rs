@@ -2,16 +2,18 @@
 //! expands with a macro of its own (the "X-macro" pattern), so that a command
 //! or an event is spelled in one row here and nowhere else by enumeration.
 //!
-//! [`command_table!`] lists every [`Command`](super::Command): its fields (the
-//! domain enum is generated from them), the Caseworker RPC that takes it (its
-//! snake-case method name, which is also its `ImportCommand` field, and its
-//! request message), the role that may call it, and its traits
-//! (`personal_data`, `after_erasure`, `subject_request`). Commands of one case
-//! are under `one_case`; the family-link commands, decided on two cases and
-//! answered with a `FamilyLinkResult`, under `two_cases`. Its expansions:
-//! `domain/command.rs` (the enum, `name`, `on`, the traits), `api/mod.rs`
-//! (the Caseworker handlers), `api/import.rs` (import dispatch),
-//! `auth/policy.rs` (roles) and `simulate/wire.rs` (the client call).
+//! [`command_table!`] lists every [`Command`](super::Command): its fields
+//! (the domain enum is generated from them), the `decide` module that holds
+//! its rule, the Caseworker RPC that takes it (its snake-case method name,
+//! which is also its `ImportCommand` field, and its request message), the
+//! role that may call it, and its traits (`personal_data`, `after_erasure`).
+//! Commands of one case are under `one_case`; the family-link commands,
+//! decided on two cases and answered with a `FamilyLinkResult`, under
+//! `two_cases`. Its expansions: `domain/command.rs` (the enum, `name`, `on`,
+//! `rules`, the traits), `api/mod.rs` (the Caseworker handlers),
+//! `api/import.rs` (import dispatch), `auth/policy.rs` (roles) and
+//! `simulate/wire.rs` (the client call). How to add a command:
+//! ARCHITECTURE.md, "Adding a command".
 //!
 //! [`event_table!`] lists every [`Event`](super::Event): its business-date
 //! field and its fields, each with the field of the stored protobuf message
@@ -35,14 +37,12 @@
 //! [`EVENT_TYPES`](super::EVENT_TYPES) (events).
 
 /// Every command (see the module documentation). A row:
-/// `Name via rpc_method(RequestMessage) by Who, trait, ... { fields }`
-/// where `Who` is `CaseWork` (caseworkers and supervisors) or
-/// `Supervisor`, and a request message `SimpleStepRequest` means the command
-/// carries nothing but its date. Adding a command: a row here (under
-/// `one_case` unless it is decided on two cases), its RPC in
-/// `caseworker.proto` (and its `ImportCommand` field in `import.proto`), its
-/// rule in `domain/decide`, and, when its request carries more than the
-/// date, its converter `api/convert.rs::<rpc_method>`.
+/// `Name in Rules via rpc_method(RequestMessage) by Who, trait, ... { fields }`
+/// where `Rules` names the `decide` module that holds its rule
+/// ([`Rules`](super::command::Rules)), `Who` is `CaseWork` (caseworkers and
+/// supervisors) or `Supervisor`, and a request message `SimpleStepRequest`
+/// means the command carries nothing but its date (any other has its
+/// converter `api/convert.rs::<rpc_method>`).
 macro_rules! command_table {
     ($view:ident => $expand:ident) => {
         $crate::domain::vocabulary::command_table! { $view => $expand {} }
@@ -52,7 +52,7 @@ macro_rules! command_table {
             $view $expand { $($extra)* }
             one_case {
                 /// Open a case for a person. `identity` is sealed; the rest is statistical.
-                RegisterPerson via register_person(RegisterPersonRequest) by CaseWork, personal_data {
+                RegisterPerson in Person via register_person(RegisterPersonRequest) by CaseWork, personal_data {
                     /// Business date of the registration.
                     on: Date,
                     /// Sealed names, document numbers and contact data.
@@ -73,7 +73,7 @@ macro_rules! command_table {
                     documents: Vec<DocumentType>,
                 }
                 /// Open an application through `channel` on `basis`.
-                PreRegister via pre_register(PreRegisterRequest) by CaseWork {
+                PreRegister in Application via pre_register(PreRegisterRequest) by CaseWork {
                     /// Application date, checked against the channel's window.
                     on: Date,
                     /// A channel code of the catalog.
@@ -82,7 +82,7 @@ macro_rules! command_table {
                     basis: EligibilityBasis,
                 }
                 /// Record the characterization survey (once per application).
-                CompleteSurvey via complete_survey(CompleteSurveyRequest) by CaseWork {
+                CompleteSurvey in Application via complete_survey(CompleteSurveyRequest) by CaseWork {
                     /// Date answered.
                     on: Date,
                     /// People in the household, 1..=30.
@@ -93,7 +93,7 @@ macro_rules! command_table {
                     sector: Option<Sector>,
                 }
                 /// Give (or re-give) a biometric appointment.
-                ScheduleBiometrics via schedule_biometrics(ScheduleBiometricsRequest) by CaseWork {
+                ScheduleBiometrics in Application via schedule_biometrics(ScheduleBiometricsRequest) by CaseWork {
                     /// Date the appointment was given.
                     on: Date,
                     /// Date of the appointment, on or after `on`.
@@ -102,12 +102,12 @@ macro_rules! command_table {
                     site: String,
                 }
                 /// The person missed the appointment.
-                RecordMissedAppointment via record_missed_appointment(SimpleStepRequest) by CaseWork {
+                RecordMissedAppointment in Application via record_missed_appointment(SimpleStepRequest) by CaseWork {
                     /// Date recorded, on or after the appointment date.
                     on: Date,
                 }
                 /// Biometrics were captured; starts the review.
-                RecordBiometricCapture via record_biometric_capture(RecordBiometricCaptureRequest) by CaseWork {
+                RecordBiometricCapture in Application via record_biometric_capture(RecordBiometricCaptureRequest) by CaseWork {
                     /// Capture date.
                     on: Date,
                     /// Site code.
@@ -118,48 +118,48 @@ macro_rules! command_table {
                     biometric_ref: BiometricRef,
                 }
                 /// Ask the applicant to fix an inconsistency.
-                RequestInformation via request_information(RequestInformationRequest) by CaseWork {
+                RequestInformation in Application via request_information(RequestInformationRequest) by CaseWork {
                     /// Date asked.
                     on: Date,
                     /// Reason code.
                     reason: String,
                 }
                 /// The applicant supplied what was asked.
-                ReceiveInformation via receive_information(SimpleStepRequest) by CaseWork {
+                ReceiveInformation in Application via receive_information(SimpleStepRequest) by CaseWork {
                     /// Date received.
                     on: Date,
                 }
                 /// Approve the application (supervisor).
-                Approve via approve(SimpleStepRequest) by Supervisor {
+                Approve in Application via approve(SimpleStepRequest) by Supervisor {
                     /// Decision date.
                     on: Date,
                 }
                 /// Deny the application (supervisor).
-                Deny via deny(DenyRequest) by Supervisor {
+                Deny in Application via deny(DenyRequest) by Supervisor {
                     /// Decision date.
                     on: Date,
                     /// Reason code.
                     reason: DenialReason,
                 }
                 /// Appeal a denial, within the channel's appeal window.
-                FileAppeal via file_appeal(SimpleStepRequest) by CaseWork {
+                FileAppeal in Application via file_appeal(SimpleStepRequest) by CaseWork {
                     /// Filing date.
                     on: Date,
                 }
                 /// Decide the appeal; `upheld` approves the application.
-                DecideAppeal via decide_appeal(DecideAppealRequest) by Supervisor {
+                DecideAppeal in Application via decide_appeal(DecideAppealRequest) by Supervisor {
                     /// Decision date.
                     on: Date,
                     /// Whether the appeal succeeds.
                     upheld: bool,
                 }
                 /// Withdraw (or close as abandoned) an application not yet decided.
-                Withdraw via withdraw(SimpleStepRequest) by CaseWork, after_erasure {
+                Withdraw in Application via withdraw(SimpleStepRequest) by CaseWork, after_erasure {
                     /// Date withdrawn.
                     on: Date,
                 }
                 /// Issue the permit of an approved application.
-                IssuePermit via issue_permit(IssuePermitRequest) by CaseWork, personal_data {
+                IssuePermit in Permit via issue_permit(IssuePermitRequest) by CaseWork, personal_data {
                     /// Issue date.
                     on: Date,
                     /// Sealed permit number.
@@ -169,62 +169,62 @@ macro_rules! command_table {
                     valid_until: Option<Date>,
                 }
                 /// The card was printed.
-                PrintCard via print_card(SimpleStepRequest) by CaseWork {
+                PrintCard in Permit via print_card(SimpleStepRequest) by CaseWork {
                     /// Print date.
                     on: Date,
                 }
                 /// The card was handed over.
-                DeliverCard via deliver_card(SimpleStepRequest) by CaseWork {
+                DeliverCard in Permit via deliver_card(SimpleStepRequest) by CaseWork {
                     /// Delivery date.
                     on: Date,
                 }
                 /// Declare an uncollected card abandoned; also cancels the permit.
-                AbandonCard via abandon_card(SimpleStepRequest) by Supervisor, after_erasure {
+                AbandonCard in Permit via abandon_card(SimpleStepRequest) by Supervisor, after_erasure {
                     /// Date declared, at least the channel's days after printing.
                     on: Date,
                 }
                 /// Issue an interim certificate while the card is awaited.
-                IssueInterimCertificate via issue_interim_certificate(InterimCertificateRequest) by CaseWork {
+                IssueInterimCertificate in Permit via issue_interim_certificate(InterimCertificateRequest) by CaseWork {
                     /// Issue date.
                     on: Date,
                     /// End of validity, after `on`.
                     valid_until: Date,
                 }
                 /// Extend the interim certificate.
-                ExtendInterimCertificate via extend_interim_certificate(InterimCertificateRequest) by CaseWork {
+                ExtendInterimCertificate in Permit via extend_interim_certificate(InterimCertificateRequest) by CaseWork {
                     /// Date extended.
                     on: Date,
                     /// New end, after the current one.
                     valid_until: Date,
                 }
                 /// Ask for a duplicate of a delivered card.
-                RequestDuplicate via request_duplicate(RequestDuplicateRequest) by CaseWork {
+                RequestDuplicate in Permit via request_duplicate(RequestDuplicateRequest) by CaseWork {
                     /// Request date.
                     on: Date,
                     /// Why.
                     cause: DuplicateCause,
                 }
                 /// Issue (reprint) the requested duplicate.
-                IssueDuplicate via issue_duplicate(SimpleStepRequest) by CaseWork {
+                IssueDuplicate in Permit via issue_duplicate(SimpleStepRequest) by CaseWork {
                     /// Issue date.
                     on: Date,
                 }
                 /// Extend the permit's validity, where the channel allows it.
-                ExtendValidity via extend_validity(ExtendValidityRequest) by CaseWork {
+                ExtendValidity in Permit via extend_validity(ExtendValidityRequest) by CaseWork {
                     /// Date extended.
                     on: Date,
                     /// New end, after the current one and within one validity period.
                     valid_until: Date,
                 }
                 /// Cancel an active permit (supervisor).
-                CancelPermit via cancel_permit(CancelPermitRequest) by Supervisor, after_erasure {
+                CancelPermit in Permit via cancel_permit(CancelPermitRequest) by Supervisor, after_erasure {
                     /// Cancellation date.
                     on: Date,
                     /// Ground; `UNCOLLECTED_CARD` only through `AbandonCard`.
                     ground: CancellationGround,
                 }
                 /// Record that regular status now rests on a visa.
-                SupersedeByVisa via supersede_by_visa(SupersedeByVisaRequest) by CaseWork, personal_data {
+                SupersedeByVisa in Permit via supersede_by_visa(SupersedeByVisaRequest) by CaseWork, personal_data {
                     /// Date of the visa.
                     on: Date,
                     /// Sealed visa number.
@@ -233,7 +233,7 @@ macro_rules! command_table {
                     valid_until: Option<Date>,
                 }
                 /// Rectify identity data (allowed after an exit, refused after erasure).
-                UpdatePersonalData via update_personal_data(UpdatePersonalDataRequest) by CaseWork, personal_data {
+                UpdatePersonalData in Person via update_personal_data(UpdatePersonalDataRequest) by CaseWork, personal_data {
                     /// Date rectified.
                     on: Date,
                     /// The new sealed identity.
@@ -242,7 +242,7 @@ macro_rules! command_table {
                     documents: Vec<DocumentType>,
                 }
                 /// Record a move.
-                UpdateResidence via update_residence(UpdateResidenceRequest) by CaseWork {
+                UpdateResidence in Person via update_residence(UpdateResidenceRequest) by CaseWork {
                     /// Date of the move.
                     on: Date,
                     /// New department.
@@ -251,7 +251,7 @@ macro_rules! command_table {
                     municipality: Municipality,
                 }
                 /// Request a worker certification (adults only).
-                RequestCertification via request_certification(RequestCertificationRequest) by CaseWork {
+                RequestCertification in Certification via request_certification(RequestCertificationRequest) by CaseWork {
                     /// Request date.
                     on: Date,
                     /// Recognition route.
@@ -260,7 +260,7 @@ macro_rules! command_table {
                     sector: Sector,
                 }
                 /// Record the assessment of a requested certification.
-                AssessCertification via assess_certification(AssessCertificationRequest) by CaseWork {
+                AssessCertification in Certification via assess_certification(AssessCertificationRequest) by CaseWork {
                     /// The certification, as allocated by `RequestCertification`.
                     certification_id: u32,
                     /// Assessment date.
@@ -269,7 +269,7 @@ macro_rules! command_table {
                     passed: bool,
                 }
                 /// Award a certification whose assessment was passed.
-                AwardCertification via award_certification(AwardCertificationRequest) by Supervisor {
+                AwardCertification in Certification via award_certification(AwardCertificationRequest) by Supervisor {
                     /// The certification.
                     certification_id: u32,
                     /// Award date.
@@ -280,7 +280,7 @@ macro_rules! command_table {
                     issuing_body: String,
                 }
                 /// Deny a requested or failed certification.
-                DenyCertification via deny_certification(DenyCertificationRequest) by Supervisor, after_erasure {
+                DenyCertification in Certification via deny_certification(DenyCertificationRequest) by Supervisor, after_erasure {
                     /// The certification.
                     certification_id: u32,
                     /// Denial date.
@@ -289,7 +289,7 @@ macro_rules! command_table {
                     reason: String,
                 }
                 /// Record that the person left the caseload (terminal).
-                RecordExit via record_exit(RecordExitRequest) by CaseWork, after_erasure {
+                RecordExit in Person via record_exit(RecordExitRequest) by CaseWork, after_erasure {
                     /// Exit date.
                     on: Date,
                     /// How.
@@ -299,7 +299,7 @@ macro_rules! command_table {
                     destination: Option<CountryCode>,
                 }
                 /// Make the person's identifying data unrecoverable.
-                ErasePerson via erase_person(ErasePersonRequest) by Supervisor {
+                ErasePerson in Person via erase_person(ErasePersonRequest) by Supervisor {
                     /// Erasure date.
                     on: Date,
                     /// Code of the legal basis (e.g. `LEY_1581_2012_ART_8`).
@@ -307,14 +307,14 @@ macro_rules! command_table {
                 }
                 /// Record a data subject's query or claim (Ley 1581 de 2012 arts.
                 /// 14-15); `decide` fixes its answer deadline in business days.
-                ReceiveSubjectRequest via receive_subject_request(ReceiveSubjectRequestRequest) by CaseWork, subject_request {
+                ReceiveSubjectRequest in Subject via receive_subject_request(ReceiveSubjectRequestRequest) by CaseWork {
                     /// Date received.
                     on: Date,
                     /// Query or claim.
                     kind: SubjectRequestKind,
                 }
                 /// Extend an open subject request's deadline, once, on or before it.
-                ExtendSubjectRequest via extend_subject_request(ExtendSubjectRequestRequest) by Supervisor, subject_request {
+                ExtendSubjectRequest in Subject via extend_subject_request(ExtendSubjectRequestRequest) by Supervisor {
                     /// The request, as allocated by `ReceiveSubjectRequest`.
                     subject_request_id: u32,
                     /// Date the person was told of the delay.
@@ -323,7 +323,7 @@ macro_rules! command_table {
                     reason: String,
                 }
                 /// Record the answer to an open subject request (late answers too).
-                AnswerSubjectRequest via answer_subject_request(AnswerSubjectRequestRequest) by Supervisor, subject_request {
+                AnswerSubjectRequest in Subject via answer_subject_request(AnswerSubjectRequestRequest) by Supervisor {
                     /// The request.
                     subject_request_id: u32,
                     /// Date answered.
@@ -335,7 +335,7 @@ macro_rules! command_table {
             two_cases {
                 /// Link this case to another (both record it: see
                 /// [`CaseState::decide_link`](super::CaseState::decide_link)).
-                RecordFamilyLink via record_family_link(RecordFamilyLinkRequest) by CaseWork {
+                RecordFamilyLink in Family via record_family_link(RecordFamilyLinkRequest) by CaseWork {
                     /// Date the link was established from the evidence.
                     on: Date,
                     /// The link id, assigned by the case service from the request id
@@ -349,7 +349,7 @@ macro_rules! command_table {
                     evidence: LinkEvidence,
                 }
                 /// End an active link (on both cases).
-                EndFamilyLink via end_family_link(EndFamilyLinkRequest) by CaseWork, after_erasure {
+                EndFamilyLink in Family via end_family_link(EndFamilyLinkRequest) by CaseWork, after_erasure {
                     /// Date ended.
                     on: Date,
                     /// The link.
@@ -375,7 +375,7 @@ macro_rules! command_view {
             $group:ident {
                 $(
                     $(#[$meta:meta])*
-                    $name:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)* { $($fields:tt)* }
+                    $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)* { $($fields:tt)* }
                 )*
             }
         )*
