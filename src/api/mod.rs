@@ -64,34 +64,40 @@ impl CaseworkerService {
     ) -> Result<Response<pb::CommandResult>, Status> {
         let principal = crate::auth::principal(&request)?;
         let message = request.into_inner();
-        let header = header(&message)
-            .cloned()
-            .ok_or_else(|| status::invalid_argument("header", "required"))?;
-        check_request_id(&header.request_id)?;
-        let today = today();
-        let on = convert::business_date(&header.on, today)?;
+        let (ctx, on) = command_context(&principal, header(&message).cloned())?;
+        let today = ctx.today;
         let pending = build(message, on, today)?;
-        let ctx = CommandContext {
-            request_id: header.request_id,
-            case_id: (!header.case_id.is_empty()).then_some(header.case_id),
-            expected_version: header.expected_version,
-            actor: principal.actor(),
-            today,
-            departments: principal.departments.clone(),
-        };
         let outcome = self.cases.execute(ctx, pending).await?;
-        Ok(Response::new(pb::CommandResult {
-            case_id: outcome.case_id,
-            version: outcome.appended.last_version,
-            first_seq: outcome.appended.first_seq,
-            last_seq: outcome.appended.last_seq,
-            recorded_at_us: outcome.appended.recorded_at_us,
-            deduplicated: outcome.appended.deduplicated,
-            stage: outcome.state.state_name().to_string(),
-            status: convert::status(crate::domain::person_status(&outcome.state, today)),
-            event_types: outcome.event_types.iter().map(|t| t.to_string()).collect(),
-            stage_code: convert::stage_code(&outcome.state),
-        }))
+        Ok(Response::new(command_result(
+            outcome.case_id,
+            &outcome.appended,
+            &outcome.state,
+            &outcome.event_types,
+            today,
+        )))
+    }
+
+    /// A read of one case's personal data by `principal` for `purpose`
+    /// (both as sent): the case read in scope, then its access recorded
+    /// (durably) before anything of it is answered.
+    async fn read_personal(
+        &self,
+        principal: &crate::auth::Principal,
+        purpose: &str,
+        case_id: &str,
+        operation: &'static str,
+    ) -> Result<(crate::cases::CaseView, crate::log::Appended), Status> {
+        let purpose = convert::purpose(purpose)?;
+        let case_id = case_id_field(case_id)?;
+        let view = self.read_in_scope(principal, &case_id).await?;
+        let appended = self
+            .cases
+            .record_access(
+                principal.actor(),
+                access_record(principal, case_id, operation, purpose),
+            )
+            .await?;
+        Ok((view, appended))
     }
 
     /// Reads a case (identity opened) for `principal`: a scoped caller
@@ -183,19 +189,13 @@ async fn get_subject_report(
 ) -> Result<Response<pb::SubjectReport>, Status> {
     let principal = crate::auth::principal(&r)?;
     let m = r.into_inner();
-    let purpose = convert::purpose(&m.purpose)?;
-    let case_id = case_id_field(&m.case_id)?;
-    let view = svc.read_in_scope(&principal, &case_id).await?;
     // The report opens personal data: its access is recorded (durably)
     // first, and is then part of the access log it shows.
-    let appended = svc
-        .cases
-        .record_access(
-            principal.actor(),
-            access_record(&principal, case_id.clone(), "GetSubjectReport", purpose),
-        )
+    let (view, appended) = svc
+        .read_personal(&principal, &m.purpose, &m.case_id, "GetSubjectReport")
         .await?;
     let cases = svc.cases.clone();
+    let case_id = view.case_id.clone();
     let accesses = tokio::task::spawn_blocking(move || cases.access_log(&case_id))
         .await
         .map_err(|_| Status::internal("internal error"))??;
@@ -232,15 +232,9 @@ async fn get_case(
 ) -> Result<Response<pb::Case>, Status> {
     let principal = crate::auth::principal(&r)?;
     let m = r.into_inner();
-    let purpose = convert::purpose(&m.purpose)?;
-    let case_id = case_id_field(&m.case_id)?;
-    let view = svc.read_in_scope(&principal, &case_id).await?;
     // The read of personal data is recorded (durably) before the data leaves.
-    svc.cases
-        .record_access(
-            principal.actor(),
-            access_record(&principal, case_id, "GetCase", purpose),
-        )
+    let (view, _) = svc
+        .read_personal(&principal, &m.purpose, &m.case_id, "GetCase")
         .await?;
     Ok(Response::new(convert::case(view, today(), &svc.cases.policy())))
 }
@@ -327,6 +321,50 @@ async fn list_case_events(
         0
     };
     Ok(Response::new(pb::ListCaseEventsResponse { events, next_version }))
+}
+
+/// The checks of a command's header, in order (present, request id,
+/// business date): the command's context and its business date.
+fn command_context(
+    principal: &crate::auth::Principal,
+    header: Option<pb::CommandHeader>,
+) -> Result<(CommandContext, Date), Status> {
+    let header = header.ok_or_else(|| status::invalid_argument("header", "required"))?;
+    check_request_id(&header.request_id)?;
+    let today = today();
+    let on = convert::business_date(&header.on, today)?;
+    let ctx = CommandContext {
+        request_id: header.request_id,
+        case_id: (!header.case_id.is_empty()).then_some(header.case_id),
+        expected_version: header.expected_version,
+        actor: principal.actor(),
+        today,
+        departments: principal.departments.clone(),
+    };
+    Ok((ctx, on))
+}
+
+/// The answer of a command on one case: where its events went and the
+/// case after them.
+fn command_result(
+    case_id: String,
+    appended: &crate::log::Appended,
+    state: &crate::domain::CaseState,
+    event_types: &[&str],
+    today: Date,
+) -> pb::CommandResult {
+    pb::CommandResult {
+        case_id,
+        version: appended.last_version,
+        first_seq: appended.first_seq,
+        last_seq: appended.last_seq,
+        recorded_at_us: appended.recorded_at_us,
+        deduplicated: appended.deduplicated,
+        stage: state.state_name().to_string(),
+        status: convert::status(crate::domain::person_status(state, today)),
+        event_types: event_types.iter().map(|t| t.to_string()).collect(),
+        stage_code: convert::stage_code(state),
+    }
 }
 
 /// The access event of a personal-data read by `principal`.
