@@ -13,7 +13,7 @@ use super::codes::{ChannelCode, CountryCode};
 use super::date::Date;
 use super::divipola::{Department, Municipality};
 use super::family::{LinkEndReason, LinkEvidence, LinkRole};
-use super::sealed::{BiometricRef, Sealed};
+use super::sealed::{BiometricRef, Field, Sealed};
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
     ExitKind, Sector, Sex, SubjectRequestKind,
@@ -67,7 +67,15 @@ macro_rules! define_commands {
                 }
             }
 
-            /// The traits of the command's row.
+            /// Whether the command has a field of type [`Sealed`].
+            fn has_sealed_field(&self) -> bool {
+                match self {
+                    $($(Command::$name { $($field),* } => false $(|| Field::as_sealed($field).is_some())*,)*)*
+                }
+            }
+
+            /// The traits of the command's row (a row names only those it has).
+            #[allow(clippy::needless_update)]
             fn traits(&self) -> Traits {
                 match self {
                     $($(Command::$name { .. } => Traits { $($trait_: true,)* ..Traits::NONE },)*)*
@@ -102,17 +110,12 @@ pub enum Rules {
 /// What a row of the command table says of its command besides its fields.
 #[derive(Clone, Copy)]
 struct Traits {
-    /// `personal_data`: carries sealed personal data.
-    personal_data: bool,
     /// `after_erasure`: one of the closing steps of an erased case.
     after_erasure: bool,
 }
 
 impl Traits {
-    const NONE: Traits = Traits {
-        personal_data: false,
-        after_erasure: false,
-    };
+    const NONE: Traits = Traits { after_erasure: false };
 }
 
 impl Command {
@@ -138,6 +141,6 @@ impl Command {
     /// Whether the command carries sealed personal data (never allowed
     /// once the person is erased: it would make them identifiable again).
     pub fn carries_personal_data(&self) -> bool {
-        self.traits().personal_data
+        self.has_sealed_field()
     }
 }

@@ -16,7 +16,7 @@ use super::codes::{ChannelCode, CountryCode};
 use super::date::Date;
 use super::divipola::{Department, Municipality};
 use super::family::{LinkEndReason, LinkEvidence, LinkRole};
-use super::sealed::{BiometricRef, Sealed};
+use super::sealed::{BiometricRef, Field, Sealed};
 use super::types::{
     CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
     ExitKind, PermitType, Sector, Sex, SubjectRequestKind,
@@ -59,23 +59,19 @@ macro_rules! define_events {
                     $(Event::$name { $date, .. } => *$date,)*
                 }
             }
+
+            /// The sealed personal data the event carries, if any (its field
+            /// of type [`Sealed`]): what the `pii` module must have sealed,
+            /// and what erasure makes unreadable.
+            pub fn sealed(&self) -> Option<&Sealed> {
+                match self {
+                    $(Event::$name { $($field),* } => None$(.or(Field::as_sealed($field)))*,)*
+                }
+            }
         }
     };
 }
 
 super::vocabulary::event_table!(define_events);
 
-impl Event {
-    /// The sealed personal data the event carries, if any: what the `pii`
-    /// module must have sealed, and what erasure makes unreadable.
-    pub fn sealed(&self) -> Option<&Sealed> {
-        match self {
-            Event::PersonRegistered { identity, .. } | Event::PersonalDataUpdated { identity, .. } => {
-                Some(identity)
-            }
-            Event::PermitIssued { permit_number, .. } => Some(permit_number),
-            Event::SupersededByVisa { visa_number, .. } => Some(visa_number),
-            _ => None,
-        }
-    }
-}
+impl Event {}

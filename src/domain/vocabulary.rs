@@ -6,7 +6,7 @@
 //! (the domain enum is generated from them), the `decide` module that holds
 //! its rule, the Caseworker RPC that takes it (its snake-case method name,
 //! which is also its `ImportCommand` field, and its request message), the
-//! role that may call it, and its traits (`personal_data`, `after_erasure`).
+//! role that may call it, and its traits (`after_erasure`).
 //! Commands of one case are under `one_case`; the family-link commands,
 //! decided on two cases and answered with a `FamilyLinkResult`, under
 //! `two_cases`. Its expansions: `domain/command.rs` (the enum, `name`, `on`,
@@ -52,7 +52,7 @@ macro_rules! command_table {
             $view $expand { $($extra)* }
             one_case {
                 /// Open a case for a person. `identity` is sealed; the rest is statistical.
-                RegisterPerson in Person via register_person(RegisterPersonRequest) by CaseWork, personal_data {
+                RegisterPerson in Person via register_person(RegisterPersonRequest) by CaseWork {
                     /// Business date of the registration.
                     on: Date,
                     /// Sealed names, document numbers and contact data.
@@ -159,7 +159,7 @@ macro_rules! command_table {
                     on: Date,
                 }
                 /// Issue the permit of an approved application.
-                IssuePermit in Permit via issue_permit(IssuePermitRequest) by CaseWork, personal_data {
+                IssuePermit in Permit via issue_permit(IssuePermitRequest) by CaseWork {
                     /// Issue date.
                     on: Date,
                     /// Sealed permit number.
@@ -224,7 +224,7 @@ macro_rules! command_table {
                     ground: CancellationGround,
                 }
                 /// Record that regular status now rests on a visa.
-                SupersedeByVisa in Permit via supersede_by_visa(SupersedeByVisaRequest) by CaseWork, personal_data {
+                SupersedeByVisa in Permit via supersede_by_visa(SupersedeByVisaRequest) by CaseWork {
                     /// Date of the visa.
                     on: Date,
                     /// Sealed visa number.
@@ -233,7 +233,7 @@ macro_rules! command_table {
                     valid_until: Option<Date>,
                 }
                 /// Rectify identity data (allowed after an exit, refused after erasure).
-                UpdatePersonalData in Person via update_personal_data(UpdatePersonalDataRequest) by CaseWork, personal_data {
+                UpdatePersonalData in Person via update_personal_data(UpdatePersonalDataRequest) by CaseWork {
                     /// Date rectified.
                     on: Date,
                     /// The new sealed identity.
