@@ -1,5 +1,10 @@
 //! Wire <-> domain conversions, by hand, with validation that names the wire
 //! field. Prost types stop here.
+//!
+//! Every command of one case that carries more than its date has its
+//! converter here, named after its RPC: `fn <rpc>(message, on, today) ->
+//! Result<PendingCommand, CaseError>` (`on` is the header's validated business
+//! date). The Caseworker handler generated from the command table calls it.
 
 use super::pb;
 use crate::cases::{CaseError, CaseView, Identity, IdentityDocument, PendingCommand};
@@ -256,7 +261,7 @@ fn document_types(identity: &Identity) -> Vec<DocumentType> {
         .collect()
 }
 
-pub(super) fn register(
+pub(super) fn register_person(
     m: pb::RegisterPersonRequest,
     on: Date,
     today: Date,
@@ -277,6 +282,8 @@ pub(super) fn register(
     Ok(PendingCommand::Register { identity, command })
 }
 
+pub(super) use super::subject::{answer_subject_request, extend_subject_request, receive_subject_request};
+
 pub(super) fn update_personal_data(
     m: pb::UpdatePersonalDataRequest,
     on: Date,
@@ -291,7 +298,11 @@ pub(super) fn update_personal_data(
     Ok(PendingCommand::UpdatePersonalData { identity, command })
 }
 
-pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn pre_register(
+    m: pb::PreRegisterRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::PreRegister {
         on,
         channel: {
@@ -309,7 +320,11 @@ pub(super) fn pre_register(m: pb::PreRegisterRequest, on: Date) -> Result<Pendin
     }))
 }
 
-pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn complete_survey(
+    m: pb::CompleteSurveyRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
     if !(1..=HOUSEHOLD_SIZE_MAX).contains(&m.household_size) {
         return Err(CaseError::invalid(
             "household_size",
@@ -332,6 +347,7 @@ pub(super) fn complete_survey(m: pb::CompleteSurveyRequest, on: Date) -> Result<
 pub(super) fn schedule_biometrics(
     m: pb::ScheduleBiometricsRequest,
     on: Date,
+    _today: Date,
 ) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::ScheduleBiometrics {
         on,
@@ -340,9 +356,10 @@ pub(super) fn schedule_biometrics(
     }))
 }
 
-pub(super) fn biometric_capture(
+pub(super) fn record_biometric_capture(
     m: pb::RecordBiometricCaptureRequest,
     on: Date,
+    _today: Date,
 ) -> Result<PendingCommand, CaseError> {
     let biometric_ref: [u8; 32] = m
         .biometric_ref
@@ -360,6 +377,7 @@ pub(super) fn biometric_capture(
 pub(super) fn request_information(
     m: pb::RequestInformationRequest,
     on: Date,
+    _today: Date,
 ) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::RequestInformation {
         on,
@@ -367,7 +385,18 @@ pub(super) fn request_information(
     }))
 }
 
-pub(super) fn deny(m: pb::DenyRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn decide_appeal(
+    m: pb::DecideAppealRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::DecideAppeal {
+        on,
+        upheld: m.upheld,
+    }))
+}
+
+pub(super) fn deny(m: pb::DenyRequest, on: Date, _today: Date) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::Deny {
         on,
         reason: from_wire!(
@@ -380,7 +409,11 @@ pub(super) fn deny(m: pb::DenyRequest, on: Date) -> Result<PendingCommand, CaseE
     }))
 }
 
-pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn issue_permit(
+    m: pb::IssuePermitRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
     displayable(&m.permit_number, "permit_number")?;
     let permit_number = crate::pii::normalize("PPT", &m.permit_number)
         .map_err(|_| CaseError::invalid("permit_number", document_number_rule()))?;
@@ -397,6 +430,7 @@ pub(super) fn issue_permit(m: pb::IssuePermitRequest, on: Date) -> Result<Pendin
 pub(super) fn supersede_by_visa(
     m: pb::SupersedeByVisaRequest,
     on: Date,
+    _today: Date,
 ) -> Result<PendingCommand, CaseError> {
     displayable(&m.visa_number, "visa_number")?;
     let visa_number = crate::pii::normalize("VISA", &m.visa_number)
@@ -411,31 +445,76 @@ pub(super) fn supersede_by_visa(
     })
 }
 
-pub(super) fn interim(m: &pb::InterimCertificateRequest) -> Result<Date, CaseError> {
-    date(&m.valid_until, "valid_until")
+pub(super) fn issue_interim_certificate(
+    m: pb::InterimCertificateRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::IssueInterimCertificate {
+        on,
+        valid_until: date(&m.valid_until, "valid_until")?,
+    }))
 }
 
-pub(super) fn duplicate_cause(m: &pb::RequestDuplicateRequest) -> Result<DuplicateCause, CaseError> {
-    Ok(from_wire!(
-        pb::DuplicateCause,
-        DuplicateCause,
-        "DUPLICATE_CAUSE_",
-        m.cause,
-        "cause"
-    ))
+pub(super) fn extend_interim_certificate(
+    m: pb::InterimCertificateRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::ExtendInterimCertificate {
+        on,
+        valid_until: date(&m.valid_until, "valid_until")?,
+    }))
 }
 
-pub(super) fn cancellation_ground(m: &pb::CancelPermitRequest) -> Result<CancellationGround, CaseError> {
-    Ok(from_wire!(
-        pb::CancellationGround,
-        CancellationGround,
-        "CANCELLATION_GROUND_",
-        m.ground,
-        "ground"
-    ))
+pub(super) fn request_duplicate(
+    m: pb::RequestDuplicateRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::RequestDuplicate {
+        on,
+        cause: from_wire!(
+            pb::DuplicateCause,
+            DuplicateCause,
+            "DUPLICATE_CAUSE_",
+            m.cause,
+            "cause"
+        ),
+    }))
 }
 
-pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn extend_validity(
+    m: pb::ExtendValidityRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    let valid_until = date(&m.valid_until, "valid_until")?;
+    Ok(PendingCommand::Plain(Command::ExtendValidity { on, valid_until }))
+}
+
+pub(super) fn cancel_permit(
+    m: pb::CancelPermitRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::CancelPermit {
+        on,
+        ground: from_wire!(
+            pb::CancellationGround,
+            CancellationGround,
+            "CANCELLATION_GROUND_",
+            m.ground,
+            "ground"
+        ),
+    }))
+}
+
+pub(super) fn update_residence(
+    m: pb::UpdateResidenceRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
     let dept = department(&m.department, "department")?;
     Ok(PendingCommand::Plain(Command::UpdateResidence {
         on,
@@ -447,6 +526,7 @@ pub(super) fn update_residence(m: pb::UpdateResidenceRequest, on: Date) -> Resul
 pub(super) fn request_certification(
     m: pb::RequestCertificationRequest,
     on: Date,
+    _today: Date,
 ) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::RequestCertification {
         on,
@@ -461,7 +541,19 @@ pub(super) fn request_certification(
     }))
 }
 
-pub(super) fn certification_id(id: u32) -> Result<u32, CaseError> {
+pub(super) fn assess_certification(
+    m: pb::AssessCertificationRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::AssessCertification {
+        certification_id: certification_id(m.certification_id)?,
+        on,
+        passed: m.passed,
+    }))
+}
+
+fn certification_id(id: u32) -> Result<u32, CaseError> {
     if id == 0 {
         return Err(CaseError::invalid("certification_id", "required"));
     }
@@ -471,6 +563,7 @@ pub(super) fn certification_id(id: u32) -> Result<u32, CaseError> {
 pub(super) fn award_certification(
     m: pb::AwardCertificationRequest,
     on: Date,
+    _today: Date,
 ) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::AwardCertification {
         certification_id: certification_id(m.certification_id)?,
@@ -483,6 +576,7 @@ pub(super) fn award_certification(
 pub(super) fn deny_certification(
     m: pb::DenyCertificationRequest,
     on: Date,
+    _today: Date,
 ) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::DenyCertification {
         certification_id: certification_id(m.certification_id)?,
@@ -491,13 +585,21 @@ pub(super) fn deny_certification(
     }))
 }
 
-pub(super) fn exit_kind(m: &pb::RecordExitRequest) -> Result<ExitKind, CaseError> {
-    Ok(from_wire!(pb::ExitKind, ExitKind, "EXIT_KIND_", m.kind, "kind"))
+pub(super) fn record_exit(
+    m: pb::RecordExitRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::RecordExit {
+        on,
+        kind: from_wire!(pb::ExitKind, ExitKind, "EXIT_KIND_", m.kind, "kind"),
+        destination: exit_destination(&m)?,
+    }))
 }
 
 /// The destination of a departure: empty (not known) or an assigned ISO
 /// 3166-1 alpha-3 code (the ICAO nationality codes are not countries).
-pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> Result<Option<CountryCode>, CaseError> {
+fn exit_destination(m: &pb::RecordExitRequest) -> Result<Option<CountryCode>, CaseError> {
     if m.destination.is_empty() {
         return Ok(None);
     }
@@ -512,8 +614,15 @@ pub(super) fn exit_destination(m: &pb::RecordExitRequest) -> Result<Option<Count
         })
 }
 
-pub(super) fn legal_basis(m: &pb::ErasePersonRequest) -> Result<String, CaseError> {
-    code(&m.legal_basis, "legal_basis")
+pub(super) fn erase_person(
+    m: pb::ErasePersonRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
+    Ok(PendingCommand::Plain(Command::ErasePerson {
+        on,
+        legal_basis: code(&m.legal_basis, "legal_basis")?,
+    }))
 }
 
 pub(super) fn document_query(d: Option<pb::IdentityDocument>) -> Result<(String, String), CaseError> {
@@ -870,11 +979,11 @@ mod fuzz_tests {
                 department: department.clone(),
                 municipality: municipality.clone(),
             };
-            if let Err(e) = register(m, today(), today()) {
+            if let Err(e) = register_person(m, today(), today()) {
                 prop_assert!(named_field(&e), "{e:?}");
             }
             let m = pb::UpdateResidenceRequest { header: None, department, municipality };
-            if let Err(e) = update_residence(m, today()) {
+            if let Err(e) = update_residence(m, today(), today()) {
                 prop_assert!(named_field(&e), "{e:?}");
             }
         }
@@ -883,12 +992,12 @@ mod fuzz_tests {
         fn steps_take_any_values(a in text(), b in text(), n in any::<i32>(), bytes in prop::collection::vec(any::<u8>(), 0..40)) {
             let on = today();
             let results = [
-                pre_register(pb::PreRegisterRequest { header: None, channel: a.clone(), basis: n }, on).err(),
-                schedule_biometrics(pb::ScheduleBiometricsRequest { header: None, appointment_on: a.clone(), site: b.clone() }, on).err(),
-                biometric_capture(pb::RecordBiometricCaptureRequest { header: None, site: a.clone(), operator: b.clone(), biometric_ref: bytes }, on).err(),
-                issue_permit(pb::IssuePermitRequest { header: None, permit_number: a.clone(), valid_until: b.clone() }, on).err(),
-                supersede_by_visa(pb::SupersedeByVisaRequest { header: None, visa_number: a.clone(), valid_until: b.clone() }, on).err(),
-                award_certification(pb::AwardCertificationRequest { header: None, certification_id: n as u32, standard_code: a.clone(), issuing_body: b.clone() }, on).err(),
+                pre_register(pb::PreRegisterRequest { header: None, channel: a.clone(), basis: n }, on, on).err(),
+                schedule_biometrics(pb::ScheduleBiometricsRequest { header: None, appointment_on: a.clone(), site: b.clone() }, on, on).err(),
+                record_biometric_capture(pb::RecordBiometricCaptureRequest { header: None, site: a.clone(), operator: b.clone(), biometric_ref: bytes }, on, on).err(),
+                issue_permit(pb::IssuePermitRequest { header: None, permit_number: a.clone(), valid_until: b.clone() }, on, on).err(),
+                supersede_by_visa(pb::SupersedeByVisaRequest { header: None, visa_number: a.clone(), valid_until: b.clone() }, on, on).err(),
+                award_certification(pb::AwardCertificationRequest { header: None, certification_id: n as u32, standard_code: a.clone(), issuing_body: b.clone() }, on, on).err(),
                 date(&a, "header.on").err(),
                 purpose(&b).err(),
             ];

@@ -5,9 +5,8 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{convert, pb, status, CaseworkerService};
-use crate::cases::{CaseError, CommandContext, LinkOutcome};
-use crate::clock::today;
+use super::{pb, CaseworkerService};
+use crate::cases::{CaseError, LinkOutcome};
 use crate::domain::{Command, Date, FamilyLink, LinkEndReason, LinkEvidence, LinkRole};
 
 /// Maps a prost enum value to the domain code with the same name.
@@ -104,67 +103,46 @@ impl CaseworkerService {
         other_expected_version: u64,
         build: impl FnOnce(Date) -> Result<Command, CaseError>,
     ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-        let header = header.ok_or_else(|| status::invalid_argument("header", "required"))?;
-        super::check_request_id(&header.request_id)?;
-        let today = today();
-        let on = convert::business_date(&header.on, today)?;
+        let (ctx, on) = super::command_context(&principal, header)?;
+        let today = ctx.today;
         let command = build(on)?;
-        let ctx = CommandContext {
-            request_id: header.request_id,
-            case_id: (!header.case_id.is_empty()).then_some(header.case_id),
-            expected_version: header.expected_version,
-            actor: principal.actor(),
-            today,
-            departments: principal.departments.clone(),
-        };
         let o: LinkOutcome = self
             .cases
             .execute_link(ctx, other_expected_version, command)
             .await?;
         let result =
-            |case_id: String, a: crate::log::Appended, state: &crate::domain::CaseState, types: &[&str]| {
-                pb::CommandResult {
-                    case_id,
-                    version: a.last_version,
-                    first_seq: a.first_seq,
-                    last_seq: a.last_seq,
-                    recorded_at_us: a.recorded_at_us,
-                    deduplicated: a.deduplicated,
-                    stage: state.state_name().to_string(),
-                    status: convert::status(crate::domain::person_status(state, today)),
-                    event_types: types.iter().map(|t| t.to_string()).collect(),
-                    stage_code: convert::stage_code(state),
-                }
-            };
+            |case_id, a, state, types: &[&str]| super::command_result(case_id, a, state, types, today);
         let (mine, theirs) = (&o.event_types, &o.other_event_types);
         Ok(Response::new(pb::FamilyLinkResult {
             link_id: o.link_id,
-            result: Some(result(o.case_id, o.appended, &o.state, mine)),
-            other: Some(result(o.other_case_id, o.other_appended, &o.other_state, theirs)),
+            result: Some(result(o.case_id, &o.appended, &o.state, mine)),
+            other: Some(result(o.other_case_id, &o.other_appended, &o.other_state, theirs)),
         }))
     }
+}
 
-    pub(super) async fn record_family_link_rpc(
-        &self,
-        r: Request<pb::RecordFamilyLinkRequest>,
-    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
-            record(&m, on)
-        })
-        .await
-    }
+/// The `RecordFamilyLink` handler (a command of two cases).
+pub(super) async fn record_family_link(
+    svc: &CaseworkerService,
+    r: Request<pb::RecordFamilyLinkRequest>,
+) -> Result<Response<pb::FamilyLinkResult>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    svc.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
+        record(&m, on)
+    })
+    .await
+}
 
-    pub(super) async fn end_family_link_rpc(
-        &self,
-        r: Request<pb::EndFamilyLinkRequest>,
-    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        self.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
-            end(&m, on)
-        })
-        .await
-    }
+/// The `EndFamilyLink` handler (a command of two cases).
+pub(super) async fn end_family_link(
+    svc: &CaseworkerService,
+    r: Request<pb::EndFamilyLinkRequest>,
+) -> Result<Response<pb::FamilyLinkResult>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    svc.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
+        end(&m, on)
+    })
+    .await
 }

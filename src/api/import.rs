@@ -50,86 +50,35 @@ impl ImportService {
     }
 }
 
-/// The name of a command as in `ImportCommand` (used in rejections).
-pub fn command_name(c: &Cmd) -> &'static str {
-    match c {
-        Cmd::RegisterPerson(_) => "register_person",
-        Cmd::PreRegister(_) => "pre_register",
-        Cmd::CompleteSurvey(_) => "complete_survey",
-        Cmd::ScheduleBiometrics(_) => "schedule_biometrics",
-        Cmd::RecordMissedAppointment(_) => "record_missed_appointment",
-        Cmd::RecordBiometricCapture(_) => "record_biometric_capture",
-        Cmd::RequestInformation(_) => "request_information",
-        Cmd::ReceiveInformation(_) => "receive_information",
-        Cmd::Approve(_) => "approve",
-        Cmd::Deny(_) => "deny",
-        Cmd::FileAppeal(_) => "file_appeal",
-        Cmd::DecideAppeal(_) => "decide_appeal",
-        Cmd::Withdraw(_) => "withdraw",
-        Cmd::IssuePermit(_) => "issue_permit",
-        Cmd::PrintCard(_) => "print_card",
-        Cmd::DeliverCard(_) => "deliver_card",
-        Cmd::AbandonCard(_) => "abandon_card",
-        Cmd::IssueInterimCertificate(_) => "issue_interim_certificate",
-        Cmd::ExtendInterimCertificate(_) => "extend_interim_certificate",
-        Cmd::RequestDuplicate(_) => "request_duplicate",
-        Cmd::IssueDuplicate(_) => "issue_duplicate",
-        Cmd::ExtendValidity(_) => "extend_validity",
-        Cmd::CancelPermit(_) => "cancel_permit",
-        Cmd::SupersedeByVisa(_) => "supersede_by_visa",
-        Cmd::UpdatePersonalData(_) => "update_personal_data",
-        Cmd::UpdateResidence(_) => "update_residence",
-        Cmd::RequestCertification(_) => "request_certification",
-        Cmd::AssessCertification(_) => "assess_certification",
-        Cmd::AwardCertification(_) => "award_certification",
-        Cmd::DenyCertification(_) => "deny_certification",
-        Cmd::RecordExit(_) => "record_exit",
-        Cmd::ErasePerson(_) => "erase_person",
-        Cmd::ReceiveSubjectRequest(_) => "receive_subject_request",
-        Cmd::ExtendSubjectRequest(_) => "extend_subject_request",
-        Cmd::AnswerSubjectRequest(_) => "answer_subject_request",
-    }
+/// [`command_name`], [`header_mut`] and [`dispatch`] from the command
+/// table: every command of one case is an `ImportCommand` field named after
+/// its RPC, whose request message it carries.
+macro_rules! import_commands {
+    ({} one_case [$(($name:ident $rpc:ident $request:ident $who:ident))*] two_cases $two:tt) => {
+        /// The name of a command as in `ImportCommand` (used in rejections).
+        pub fn command_name(c: &Cmd) -> &'static str {
+            match c {
+                $(Cmd::$name(_) => stringify!($rpc),)*
+            }
+        }
+
+        /// The header slot of a command's request message.
+        pub fn header_mut(c: &mut Cmd) -> &mut Option<pb::CommandHeader> {
+            match c {
+                $(Cmd::$name(m) => &mut m.header,)*
+            }
+        }
+
+        /// Runs one command through the handler of its single RPC.
+        async fn dispatch(svc: &CaseworkerService, caller: &Caller, c: Cmd) -> Result<pb::CommandResult, Status> {
+            match c {
+                $(Cmd::$name(m) => svc.$rpc(caller.request(m)).await.map(Response::into_inner),)*
+            }
+        }
+    };
 }
 
-/// The header slot of a command's request message.
-pub fn header_mut(c: &mut Cmd) -> &mut Option<pb::CommandHeader> {
-    match c {
-        Cmd::RegisterPerson(m) => &mut m.header,
-        Cmd::PreRegister(m) => &mut m.header,
-        Cmd::CompleteSurvey(m) => &mut m.header,
-        Cmd::ScheduleBiometrics(m) => &mut m.header,
-        Cmd::RecordMissedAppointment(m)
-        | Cmd::ReceiveInformation(m)
-        | Cmd::Approve(m)
-        | Cmd::FileAppeal(m)
-        | Cmd::Withdraw(m)
-        | Cmd::PrintCard(m)
-        | Cmd::DeliverCard(m)
-        | Cmd::AbandonCard(m)
-        | Cmd::IssueDuplicate(m) => &mut m.header,
-        Cmd::RecordBiometricCapture(m) => &mut m.header,
-        Cmd::RequestInformation(m) => &mut m.header,
-        Cmd::Deny(m) => &mut m.header,
-        Cmd::DecideAppeal(m) => &mut m.header,
-        Cmd::IssuePermit(m) => &mut m.header,
-        Cmd::IssueInterimCertificate(m) | Cmd::ExtendInterimCertificate(m) => &mut m.header,
-        Cmd::RequestDuplicate(m) => &mut m.header,
-        Cmd::ExtendValidity(m) => &mut m.header,
-        Cmd::CancelPermit(m) => &mut m.header,
-        Cmd::SupersedeByVisa(m) => &mut m.header,
-        Cmd::UpdatePersonalData(m) => &mut m.header,
-        Cmd::UpdateResidence(m) => &mut m.header,
-        Cmd::RequestCertification(m) => &mut m.header,
-        Cmd::AssessCertification(m) => &mut m.header,
-        Cmd::AwardCertification(m) => &mut m.header,
-        Cmd::DenyCertification(m) => &mut m.header,
-        Cmd::RecordExit(m) => &mut m.header,
-        Cmd::ErasePerson(m) => &mut m.header,
-        Cmd::ReceiveSubjectRequest(m) => &mut m.header,
-        Cmd::ExtendSubjectRequest(m) => &mut m.header,
-        Cmd::AnswerSubjectRequest(m) => &mut m.header,
-    }
-}
+crate::domain::vocabulary::command_table!(wire => import_commands);
 
 /// The stream's request metadata and extensions, given to every inner request.
 struct Caller {
@@ -140,54 +89,6 @@ struct Caller {
 impl Caller {
     fn request<M>(&self, message: M) -> Request<M> {
         Request::from_parts(self.metadata.clone(), self.extensions.clone(), message)
-    }
-}
-
-/// Runs one command through the handler of its single RPC.
-async fn dispatch(svc: &CaseworkerService, caller: &Caller, c: Cmd) -> Result<pb::CommandResult, Status> {
-    macro_rules! call {
-        ($method:ident, $m:expr) => {
-            svc.$method(caller.request($m))
-                .await
-                .map(Response::into_inner)
-        };
-    }
-    match c {
-        Cmd::RegisterPerson(m) => call!(register_person, m),
-        Cmd::PreRegister(m) => call!(pre_register, m),
-        Cmd::CompleteSurvey(m) => call!(complete_survey, m),
-        Cmd::ScheduleBiometrics(m) => call!(schedule_biometrics, m),
-        Cmd::RecordMissedAppointment(m) => call!(record_missed_appointment, m),
-        Cmd::RecordBiometricCapture(m) => call!(record_biometric_capture, m),
-        Cmd::RequestInformation(m) => call!(request_information, m),
-        Cmd::ReceiveInformation(m) => call!(receive_information, m),
-        Cmd::Approve(m) => call!(approve, m),
-        Cmd::Deny(m) => call!(deny, m),
-        Cmd::FileAppeal(m) => call!(file_appeal, m),
-        Cmd::DecideAppeal(m) => call!(decide_appeal, m),
-        Cmd::Withdraw(m) => call!(withdraw, m),
-        Cmd::IssuePermit(m) => call!(issue_permit, m),
-        Cmd::PrintCard(m) => call!(print_card, m),
-        Cmd::DeliverCard(m) => call!(deliver_card, m),
-        Cmd::AbandonCard(m) => call!(abandon_card, m),
-        Cmd::IssueInterimCertificate(m) => call!(issue_interim_certificate, m),
-        Cmd::ExtendInterimCertificate(m) => call!(extend_interim_certificate, m),
-        Cmd::RequestDuplicate(m) => call!(request_duplicate, m),
-        Cmd::IssueDuplicate(m) => call!(issue_duplicate, m),
-        Cmd::ExtendValidity(m) => call!(extend_validity, m),
-        Cmd::CancelPermit(m) => call!(cancel_permit, m),
-        Cmd::SupersedeByVisa(m) => call!(supersede_by_visa, m),
-        Cmd::UpdatePersonalData(m) => call!(update_personal_data, m),
-        Cmd::UpdateResidence(m) => call!(update_residence, m),
-        Cmd::RequestCertification(m) => call!(request_certification, m),
-        Cmd::AssessCertification(m) => call!(assess_certification, m),
-        Cmd::AwardCertification(m) => call!(award_certification, m),
-        Cmd::DenyCertification(m) => call!(deny_certification, m),
-        Cmd::RecordExit(m) => call!(record_exit, m),
-        Cmd::ErasePerson(m) => call!(erase_person, m),
-        Cmd::ReceiveSubjectRequest(m) => call!(receive_subject_request, m),
-        Cmd::ExtendSubjectRequest(m) => call!(extend_subject_request, m),
-        Cmd::AnswerSubjectRequest(m) => call!(answer_subject_request, m),
     }
 }
 

@@ -53,44 +53,51 @@ impl CaseworkerService {
             .max_encoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX)
     }
 
-    /// Runs a command whose request carries a header: `build` turns the
-    /// message (and its validated business date) into a pending command.
-    async fn command<M: HasHeader>(
+    /// Runs a command whose request carries a header (`header` reads it):
+    /// `build` turns the message, its validated business date and today
+    /// into a pending command.
+    async fn command<M: Send + 'static>(
         &self,
         request: Request<M>,
+        header: fn(&M) -> Option<&pb::CommandHeader>,
         build: impl FnOnce(M, Date, Date) -> Result<PendingCommand, CaseError>,
     ) -> Result<Response<pb::CommandResult>, Status> {
         let principal = crate::auth::principal(&request)?;
         let message = request.into_inner();
-        let header = message
-            .header()
-            .cloned()
-            .ok_or_else(|| status::invalid_argument("header", "required"))?;
-        check_request_id(&header.request_id)?;
-        let today = today();
-        let on = convert::business_date(&header.on, today)?;
+        let (ctx, on) = command_context(&principal, header(&message).cloned())?;
+        let today = ctx.today;
         let pending = build(message, on, today)?;
-        let ctx = CommandContext {
-            request_id: header.request_id,
-            case_id: (!header.case_id.is_empty()).then_some(header.case_id),
-            expected_version: header.expected_version,
-            actor: principal.actor(),
-            today,
-            departments: principal.departments.clone(),
-        };
         let outcome = self.cases.execute(ctx, pending).await?;
-        Ok(Response::new(pb::CommandResult {
-            case_id: outcome.case_id,
-            version: outcome.appended.last_version,
-            first_seq: outcome.appended.first_seq,
-            last_seq: outcome.appended.last_seq,
-            recorded_at_us: outcome.appended.recorded_at_us,
-            deduplicated: outcome.appended.deduplicated,
-            stage: outcome.state.state_name().to_string(),
-            status: convert::status(crate::domain::person_status(&outcome.state, today)),
-            event_types: outcome.event_types.iter().map(|t| t.to_string()).collect(),
-            stage_code: convert::stage_code(&outcome.state),
-        }))
+        Ok(Response::new(command_result(
+            outcome.case_id,
+            &outcome.appended,
+            &outcome.state,
+            &outcome.event_types,
+            today,
+        )))
+    }
+
+    /// A read of one case's personal data by `principal` for `purpose`
+    /// (both as sent): the case read in scope, then its access recorded
+    /// (durably) before anything of it is answered.
+    async fn read_personal(
+        &self,
+        principal: &crate::auth::Principal,
+        purpose: &str,
+        case_id: &str,
+        operation: &'static str,
+    ) -> Result<(crate::cases::CaseView, crate::log::Appended), Status> {
+        let purpose = convert::purpose(purpose)?;
+        let case_id = case_id_field(case_id)?;
+        let view = self.read_in_scope(principal, &case_id).await?;
+        let appended = self
+            .cases
+            .record_access(
+                principal.actor(),
+                access_record(principal, case_id, operation, purpose),
+            )
+            .await?;
+        Ok((view, appended))
     }
 
     /// Reads a case (identity opened) for `principal`: a scoped caller
@@ -119,397 +126,244 @@ impl CaseworkerService {
         }
         Ok(view)
     }
-
-    /// A command that carries nothing beyond its header and date.
-    async fn simple(
-        &self,
-        request: Request<pb::SimpleStepRequest>,
-        make: fn(Date) -> Command,
-    ) -> Result<Response<pb::CommandResult>, Status> {
-        self.command(request, |_, on, _| Ok(PendingCommand::Plain(make(on))))
-            .await
-    }
 }
 
-/// Requests that carry a [`pb::CommandHeader`].
-trait HasHeader: Send + 'static {
-    fn header(&self) -> Option<&pb::CommandHeader>;
-}
-
-macro_rules! has_header {
-    ($($t:ty),* $(,)?) => {
-        $(impl HasHeader for $t {
-            fn header(&self) -> Option<&pb::CommandHeader> {
-                self.header.as_ref()
-            }
-        })*
+/// The Caseworker handler of every command, generated from the command
+/// table: a command of one case runs through [`CaseworkerService::command`]
+/// with its converter (`convert::<rpc>`; a `SimpleStepRequest` carries only
+/// the date), a command of two cases through its `family::<rpc>`. The other
+/// RPCs, given in braces as `(method Request Response)`, run the function of
+/// the same name below.
+macro_rules! caseworker_service {
+    (
+        { $(($read:ident $read_request:ident $read_response:ident))* }
+        one_case [$(($name:ident $rpc:ident $request:ident $who:ident))*]
+        two_cases [$(($name2:ident $rpc2:ident $request2:ident $who2:ident))*]
+    ) => {
+        #[tonic::async_trait]
+        impl pb::caseworker_server::Caseworker for CaseworkerService {
+            $(
+                async fn $rpc(&self, r: Request<pb::$request>) -> CommandResponse {
+                    self.command(r, |m| m.header.as_ref(), converter!($request, $name, $rpc)).await
+                }
+            )*
+            $(
+                async fn $rpc2(&self, r: Request<pb::$request2>) -> Result<Response<pb::FamilyLinkResult>, Status> {
+                    family::$rpc2(self, r).await
+                }
+            )*
+            $(
+                async fn $read(&self, r: Request<pb::$read_request>) -> Result<Response<pb::$read_response>, Status> {
+                    $read(self, r).await
+                }
+            )*
+        }
     };
 }
 
-has_header!(
-    pb::SimpleStepRequest,
-    pb::RegisterPersonRequest,
-    pb::PreRegisterRequest,
-    pb::CompleteSurveyRequest,
-    pb::ScheduleBiometricsRequest,
-    pb::RecordBiometricCaptureRequest,
-    pb::RequestInformationRequest,
-    pb::DenyRequest,
-    pb::DecideAppealRequest,
-    pb::IssuePermitRequest,
-    pb::InterimCertificateRequest,
-    pb::RequestDuplicateRequest,
-    pb::ExtendValidityRequest,
-    pb::CancelPermitRequest,
-    pb::SupersedeByVisaRequest,
-    pb::UpdatePersonalDataRequest,
-    pb::UpdateResidenceRequest,
-    pb::RequestCertificationRequest,
-    pb::AssessCertificationRequest,
-    pb::AwardCertificationRequest,
-    pb::DenyCertificationRequest,
-    pb::RecordExitRequest,
-    pb::ErasePersonRequest,
-    pb::ReceiveSubjectRequestRequest,
-    pb::ExtendSubjectRequestRequest,
-    pb::AnswerSubjectRequestRequest,
-);
+/// The converter of a command of one case (see [`caseworker_service!`]).
+macro_rules! converter {
+    (SimpleStepRequest, $name:ident, $rpc:ident) => {
+        |_, on, _| Ok(PendingCommand::Plain(Command::$name { on }))
+    };
+    ($request:ident, $name:ident, $rpc:ident) => {
+        convert::$rpc
+    };
+}
 
 type CommandResponse = Result<Response<pb::CommandResult>, Status>;
 
-#[tonic::async_trait]
-impl pb::caseworker_server::Caseworker for CaseworkerService {
-    async fn register_person(&self, r: Request<pb::RegisterPersonRequest>) -> CommandResponse {
-        self.command(r, convert::register).await
-    }
-    async fn pre_register(&self, r: Request<pb::PreRegisterRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::pre_register(m, on)).await
-    }
-    async fn complete_survey(&self, r: Request<pb::CompleteSurveyRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::complete_survey(m, on)).await
-    }
-    async fn schedule_biometrics(&self, r: Request<pb::ScheduleBiometricsRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::schedule_biometrics(m, on))
-            .await
-    }
-    async fn record_missed_appointment(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::RecordMissedAppointment { on }).await
-    }
-    async fn record_biometric_capture(
-        &self,
-        r: Request<pb::RecordBiometricCaptureRequest>,
-    ) -> CommandResponse {
-        self.command(r, |m, on, _| convert::biometric_capture(m, on))
-            .await
-    }
-    async fn request_information(&self, r: Request<pb::RequestInformationRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::request_information(m, on))
-            .await
-    }
-    async fn receive_information(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::ReceiveInformation { on }).await
-    }
-    async fn approve(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::Approve { on }).await
-    }
-    async fn deny(&self, r: Request<pb::DenyRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::deny(m, on)).await
-    }
-    async fn file_appeal(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::FileAppeal { on }).await
-    }
-    async fn decide_appeal(&self, r: Request<pb::DecideAppealRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::DecideAppeal {
-                on,
-                upheld: m.upheld,
-            }))
-        })
-        .await
-    }
-    async fn withdraw(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::Withdraw { on }).await
-    }
-    async fn issue_permit(&self, r: Request<pb::IssuePermitRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::issue_permit(m, on)).await
-    }
-    async fn print_card(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::PrintCard { on }).await
-    }
-    async fn deliver_card(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::DeliverCard { on }).await
-    }
-    async fn abandon_card(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::AbandonCard { on }).await
-    }
-    async fn issue_interim_certificate(&self, r: Request<pb::InterimCertificateRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::IssueInterimCertificate {
-                on,
-                valid_until: convert::interim(&m)?,
-            }))
-        })
-        .await
-    }
-    async fn extend_interim_certificate(&self, r: Request<pb::InterimCertificateRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::ExtendInterimCertificate {
-                on,
-                valid_until: convert::interim(&m)?,
-            }))
-        })
-        .await
-    }
-    async fn request_duplicate(&self, r: Request<pb::RequestDuplicateRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::RequestDuplicate {
-                on,
-                cause: convert::duplicate_cause(&m)?,
-            }))
-        })
-        .await
-    }
-    async fn issue_duplicate(&self, r: Request<pb::SimpleStepRequest>) -> CommandResponse {
-        self.simple(r, |on| Command::IssueDuplicate { on }).await
-    }
-    async fn extend_validity(&self, r: Request<pb::ExtendValidityRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            let valid_until = convert::date(&m.valid_until, "valid_until")?;
-            Ok(PendingCommand::Plain(Command::ExtendValidity { on, valid_until }))
-        })
-        .await
-    }
-    async fn cancel_permit(&self, r: Request<pb::CancelPermitRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::CancelPermit {
-                on,
-                ground: convert::cancellation_ground(&m)?,
-            }))
-        })
-        .await
-    }
-    async fn supersede_by_visa(&self, r: Request<pb::SupersedeByVisaRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::supersede_by_visa(m, on))
-            .await
-    }
-    async fn update_personal_data(&self, r: Request<pb::UpdatePersonalDataRequest>) -> CommandResponse {
-        self.command(r, convert::update_personal_data).await
-    }
-    async fn update_residence(&self, r: Request<pb::UpdateResidenceRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::update_residence(m, on)).await
-    }
-    async fn request_certification(&self, r: Request<pb::RequestCertificationRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::request_certification(m, on))
-            .await
-    }
-    async fn assess_certification(&self, r: Request<pb::AssessCertificationRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::AssessCertification {
-                certification_id: convert::certification_id(m.certification_id)?,
-                on,
-                passed: m.passed,
-            }))
-        })
-        .await
-    }
-    async fn award_certification(&self, r: Request<pb::AwardCertificationRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::award_certification(m, on))
-            .await
-    }
-    async fn deny_certification(&self, r: Request<pb::DenyCertificationRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| convert::deny_certification(m, on))
-            .await
-    }
-    async fn record_exit(&self, r: Request<pb::RecordExitRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::RecordExit {
-                on,
-                kind: convert::exit_kind(&m)?,
-                destination: convert::exit_destination(&m)?,
-            }))
-        })
-        .await
-    }
-    async fn erase_person(&self, r: Request<pb::ErasePersonRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| {
-            Ok(PendingCommand::Plain(Command::ErasePerson {
-                on,
-                legal_basis: convert::legal_basis(&m)?,
-            }))
-        })
-        .await
-    }
+crate::domain::vocabulary::command_table!(wire => caseworker_service {
+    (get_subject_report GetSubjectReportRequest SubjectReport)
+    (list_channels ListChannelsRequest ListChannelsResponse)
+    (get_case GetCaseRequest Case)
+    (find_cases_by_document FindCasesByDocumentRequest FindCasesByDocumentResponse)
+    (list_case_events ListCaseEventsRequest ListCaseEventsResponse)
+});
 
-    async fn receive_subject_request(&self, r: Request<pb::ReceiveSubjectRequestRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| subject::receive(m, on)).await
-    }
-    async fn extend_subject_request(&self, r: Request<pb::ExtendSubjectRequestRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| subject::extend(m, on)).await
-    }
-    async fn answer_subject_request(&self, r: Request<pb::AnswerSubjectRequestRequest>) -> CommandResponse {
-        self.command(r, |m, on, _| subject::answer(m, on)).await
-    }
+// The Caseworker RPCs that are not commands: reads and the subject report.
 
-    async fn record_family_link(
-        &self,
-        r: Request<pb::RecordFamilyLinkRequest>,
-    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-        self.record_family_link_rpc(r).await
-    }
-    async fn end_family_link(
-        &self,
-        r: Request<pb::EndFamilyLinkRequest>,
-    ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-        self.end_family_link_rpc(r).await
-    }
-
-    async fn get_subject_report(
-        &self,
-        r: Request<pb::GetSubjectReportRequest>,
-    ) -> Result<Response<pb::SubjectReport>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        let purpose = convert::purpose(&m.purpose)?;
-        let case_id = case_id_field(&m.case_id)?;
-        let view = self.read_in_scope(&principal, &case_id).await?;
-        // The report opens personal data: its access is recorded (durably)
-        // first, and is then part of the access log it shows.
-        let appended = self
-            .cases
-            .record_access(
-                principal.actor(),
-                access_record(&principal, case_id.clone(), "GetSubjectReport", purpose),
-            )
-            .await?;
-        let cases = self.cases.clone();
-        let accesses = tokio::task::spawn_blocking(move || cases.access_log(&case_id))
-            .await
-            .map_err(|_| Status::internal("internal error"))??;
-        Ok(Response::new(subject::report(
-            view,
-            accesses,
-            appended.last_seq,
-            today(),
-        )))
-    }
-
-    async fn list_channels(
-        &self,
-        r: Request<pb::ListChannelsRequest>,
-    ) -> Result<Response<pb::ListChannelsResponse>, Status> {
-        let m = r.into_inner();
-        let on = match m.on.as_str() {
-            "" => today(),
-            text => convert::date(text, "on").map_err(Status::from)?,
-        };
-        let channels = self
-            .cases
-            .catalog_on(on)
-            .channels()
-            .iter()
-            .map(|c| convert::channel(c, on))
-            .collect();
-        Ok(Response::new(pb::ListChannelsResponse { channels }))
-    }
-
-    async fn get_case(&self, r: Request<pb::GetCaseRequest>) -> Result<Response<pb::Case>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        let purpose = convert::purpose(&m.purpose)?;
-        let case_id = case_id_field(&m.case_id)?;
-        let view = self.read_in_scope(&principal, &case_id).await?;
-        // The read of personal data is recorded (durably) before the data leaves.
-        self.cases
-            .record_access(
-                principal.actor(),
-                access_record(&principal, case_id, "GetCase", purpose),
-            )
-            .await?;
-        Ok(Response::new(convert::case(view, today(), &self.cases.policy())))
-    }
-
-    async fn find_cases_by_document(
-        &self,
-        r: Request<pb::FindCasesByDocumentRequest>,
-    ) -> Result<Response<pb::FindCasesByDocumentResponse>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        let purpose = convert::purpose(&m.purpose)?;
-        let (doc_type, number) = convert::document_query(m.document)?;
-        let cases = self.cases.clone();
-        let departments = principal.departments.clone();
-        let found = tokio::task::spawn_blocking(move || -> Result<Option<String>, CaseError> {
-            let Some(case_id) = cases.find_by_document(&doc_type, &number)? else {
-                return Ok(None);
-            };
-            if departments.is_empty() {
-                return Ok(Some(case_id));
-            }
-            // A scoped caller sees only cases inside its departments.
-            Ok(crate::cases::in_scope(&departments, cases.department(&case_id)?).then_some(case_id))
-        })
+async fn get_subject_report(
+    svc: &CaseworkerService,
+    r: Request<pb::GetSubjectReportRequest>,
+) -> Result<Response<pb::SubjectReport>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    // The report opens personal data: its access is recorded (durably)
+    // first, and is then part of the access log it shows.
+    let (view, appended) = svc
+        .read_personal(&principal, &m.purpose, &m.case_id, "GetSubjectReport")
+        .await?;
+    let cases = svc.cases.clone();
+    let case_id = view.case_id.clone();
+    let accesses = tokio::task::spawn_blocking(move || cases.access_log(&case_id))
         .await
         .map_err(|_| Status::internal("internal error"))??;
-        // A look-up by document is a read of personal data, found or not.
-        let case_id = found.clone().unwrap_or_default();
-        self.cases
-            .record_access(
-                principal.actor(),
-                access_record(&principal, case_id, "FindCasesByDocument", purpose),
-            )
-            .await?;
-        Ok(Response::new(pb::FindCasesByDocumentResponse {
-            case_ids: found.into_iter().collect(),
-        }))
-    }
+    Ok(Response::new(subject::report(
+        view,
+        accesses,
+        appended.last_seq,
+        today(),
+    )))
+}
 
-    async fn list_case_events(
-        &self,
-        r: Request<pb::ListCaseEventsRequest>,
-    ) -> Result<Response<pb::ListCaseEventsResponse>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
-        let case_id = case_id_field(&m.case_id)?;
-        let limit = match m.limit {
-            0 => CASE_EVENTS_PAGE_DEFAULT,
-            1..=CASE_EVENTS_PAGE_MAX => m.limit as usize,
-            _ => {
-                let reason = format!("must be 1..{CASE_EVENTS_PAGE_MAX}");
-                return Err(status::invalid_argument("limit", &reason));
-            }
+async fn list_channels(
+    svc: &CaseworkerService,
+    r: Request<pb::ListChannelsRequest>,
+) -> Result<Response<pb::ListChannelsResponse>, Status> {
+    let m = r.into_inner();
+    let on = match m.on.as_str() {
+        "" => today(),
+        text => convert::date(text, "on").map_err(Status::from)?,
+    };
+    let channels = svc
+        .cases
+        .catalog_on(on)
+        .channels()
+        .iter()
+        .map(|c| convert::channel(c, on))
+        .collect();
+    Ok(Response::new(pb::ListChannelsResponse { channels }))
+}
+
+async fn get_case(
+    svc: &CaseworkerService,
+    r: Request<pb::GetCaseRequest>,
+) -> Result<Response<pb::Case>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    // The read of personal data is recorded (durably) before the data leaves.
+    let (view, _) = svc
+        .read_personal(&principal, &m.purpose, &m.case_id, "GetCase")
+        .await?;
+    Ok(Response::new(convert::case(view, today(), &svc.cases.policy())))
+}
+
+async fn find_cases_by_document(
+    svc: &CaseworkerService,
+    r: Request<pb::FindCasesByDocumentRequest>,
+) -> Result<Response<pb::FindCasesByDocumentResponse>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    let purpose = convert::purpose(&m.purpose)?;
+    let (doc_type, number) = convert::document_query(m.document)?;
+    let cases = svc.cases.clone();
+    let departments = principal.departments.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<Option<String>, CaseError> {
+        let Some(case_id) = cases.find_by_document(&doc_type, &number)? else {
+            return Ok(None);
         };
-        let from = m.from_version.max(1);
-        let cases = self.cases.clone();
-        let departments = principal.departments.clone();
-        let page = tokio::task::spawn_blocking(move || -> Result<_, CaseError> {
-            let store = cases.store();
-            if store.stream_version(&case_id)? == 0 {
-                return Err(if departments.is_empty() {
-                    CaseError::NotFound(case_id)
-                } else {
-                    CaseError::OutOfScope
-                });
-            }
-            if !departments.is_empty() && !crate::cases::in_scope(&departments, cases.department(&case_id)?) {
-                return Err(CaseError::OutOfScope);
-            }
-            let events = store.read_stream(&case_id, from, limit + 1)?;
-            let mut out = Vec::with_capacity(events.len());
-            for ev in events {
-                let e = crate::codec::decode(&ev.record.event_type, &ev.record.payload)?;
-                out.push(convert::event_summary(&ev, &e));
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|_| Status::internal("internal error"))??;
-        let mut events = page;
-        let next_version = if events.len() > limit {
-            events.pop().map(|e| e.version).unwrap_or(0)
-        } else {
-            0
-        };
-        Ok(Response::new(pb::ListCaseEventsResponse { events, next_version }))
+        if departments.is_empty() {
+            return Ok(Some(case_id));
+        }
+        // A scoped caller sees only cases inside its departments.
+        Ok(crate::cases::in_scope(&departments, cases.department(&case_id)?).then_some(case_id))
+    })
+    .await
+    .map_err(|_| Status::internal("internal error"))??;
+    // A look-up by document is a read of personal data, found or not.
+    let case_id = found.clone().unwrap_or_default();
+    svc.cases
+        .record_access(
+            principal.actor(),
+            access_record(&principal, case_id, "FindCasesByDocument", purpose),
+        )
+        .await?;
+    Ok(Response::new(pb::FindCasesByDocumentResponse {
+        case_ids: found.into_iter().collect(),
+    }))
+}
+
+async fn list_case_events(
+    svc: &CaseworkerService,
+    r: Request<pb::ListCaseEventsRequest>,
+) -> Result<Response<pb::ListCaseEventsResponse>, Status> {
+    let principal = crate::auth::principal(&r)?;
+    let m = r.into_inner();
+    let case_id = case_id_field(&m.case_id)?;
+    let limit = match m.limit {
+        0 => CASE_EVENTS_PAGE_DEFAULT,
+        1..=CASE_EVENTS_PAGE_MAX => m.limit as usize,
+        _ => {
+            let reason = format!("must be 1..{CASE_EVENTS_PAGE_MAX}");
+            return Err(status::invalid_argument("limit", &reason));
+        }
+    };
+    let from = m.from_version.max(1);
+    let cases = svc.cases.clone();
+    let departments = principal.departments.clone();
+    let page = tokio::task::spawn_blocking(move || -> Result<_, CaseError> {
+        let store = cases.store();
+        if store.stream_version(&case_id)? == 0 {
+            return Err(if departments.is_empty() {
+                CaseError::NotFound(case_id)
+            } else {
+                CaseError::OutOfScope
+            });
+        }
+        if !departments.is_empty() && !crate::cases::in_scope(&departments, cases.department(&case_id)?) {
+            return Err(CaseError::OutOfScope);
+        }
+        let events = store.read_stream(&case_id, from, limit + 1)?;
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            let e = crate::codec::decode(&ev.record.event_type, &ev.record.payload)?;
+            out.push(convert::event_summary(&ev, &e));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|_| Status::internal("internal error"))??;
+    let mut events = page;
+    let next_version = if events.len() > limit {
+        events.pop().map(|e| e.version).unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(Response::new(pb::ListCaseEventsResponse { events, next_version }))
+}
+
+/// The checks of a command's header, in order (present, request id,
+/// business date): the command's context and its business date.
+fn command_context(
+    principal: &crate::auth::Principal,
+    header: Option<pb::CommandHeader>,
+) -> Result<(CommandContext, Date), Status> {
+    let header = header.ok_or_else(|| status::invalid_argument("header", "required"))?;
+    check_request_id(&header.request_id)?;
+    let today = today();
+    let on = convert::business_date(&header.on, today)?;
+    let ctx = CommandContext {
+        request_id: header.request_id,
+        case_id: (!header.case_id.is_empty()).then_some(header.case_id),
+        expected_version: header.expected_version,
+        actor: principal.actor(),
+        today,
+        departments: principal.departments.clone(),
+    };
+    Ok((ctx, on))
+}
+
+/// The answer of a command on one case: where its events went and the
+/// case after them.
+fn command_result(
+    case_id: String,
+    appended: &crate::log::Appended,
+    state: &crate::domain::CaseState,
+    event_types: &[&str],
+    today: Date,
+) -> pb::CommandResult {
+    pb::CommandResult {
+        case_id,
+        version: appended.last_version,
+        first_seq: appended.first_seq,
+        last_seq: appended.last_seq,
+        recorded_at_us: appended.recorded_at_us,
+        deduplicated: appended.deduplicated,
+        stage: state.state_name().to_string(),
+        status: convert::status(crate::domain::person_status(state, today)),
+        event_types: event_types.iter().map(|t| t.to_string()).collect(),
+        stage_code: convert::stage_code(state),
     }
 }
 

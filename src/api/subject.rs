@@ -18,7 +18,11 @@ pub const SEALED_FIELD_VALUE: &str = "SEALED";
 /// Event fields that hold sealed personal data.
 const SEALED_FIELDS: [&str; 3] = ["identity", "permit_number", "visa_number"];
 
-pub(super) fn receive(m: pb::ReceiveSubjectRequestRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn receive_subject_request(
+    m: pb::ReceiveSubjectRequestRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
     let kind = pb::SubjectRequestKind::try_from(m.kind)
         .ok()
         .and_then(|k| SubjectRequestKind::parse(k.as_str_name().trim_start_matches("SUBJECT_REQUEST_KIND_")))
@@ -26,7 +30,11 @@ pub(super) fn receive(m: pb::ReceiveSubjectRequestRequest, on: Date) -> Result<P
     Ok(PendingCommand::Plain(Command::ReceiveSubjectRequest { on, kind }))
 }
 
-pub(super) fn extend(m: pb::ExtendSubjectRequestRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn extend_subject_request(
+    m: pb::ExtendSubjectRequestRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::ExtendSubjectRequest {
         subject_request_id: request_id(m.subject_request_id)?,
         on,
@@ -34,7 +42,11 @@ pub(super) fn extend(m: pb::ExtendSubjectRequestRequest, on: Date) -> Result<Pen
     }))
 }
 
-pub(super) fn answer(m: pb::AnswerSubjectRequestRequest, on: Date) -> Result<PendingCommand, CaseError> {
+pub(super) fn answer_subject_request(
+    m: pb::AnswerSubjectRequestRequest,
+    on: Date,
+    _today: Date,
+) -> Result<PendingCommand, CaseError> {
     Ok(PendingCommand::Plain(Command::AnswerSubjectRequest {
         subject_request_id: request_id(m.subject_request_id)?,
         on,

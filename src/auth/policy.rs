@@ -25,61 +25,78 @@ const AUDIT: &[Role] = &[Auditor, Admin];
 const AUDIT_ONLY: &[Role] = &[Auditor];
 const ADMIN: &[Role] = &[Admin];
 
-/// Caseworker methods reserved to supervisors: decisions, cancellations,
-/// appeals, certification awards, erasure; extending and answering a data
-/// subject's request and the subject report (it opens the person's data and
-/// every access to it for handing over).
-pub const SUPERVISOR_METHODS: &[&str] = &[
-    "Approve",
-    "Deny",
-    "DecideAppeal",
-    "CancelPermit",
-    "AbandonCard",
-    "AwardCertification",
-    "DenyCertification",
-    "ErasePerson",
-    "ExtendSubjectRequest",
-    "AnswerSubjectRequest",
-    "GetSubjectReport",
-];
+/// Who may call a command, as the command table says (`by CaseWork` or
+/// `by Supervisor`).
+#[derive(Clone, Copy)]
+enum Who {
+    CaseWork,
+    Supervisor,
+}
 
-/// Caseworker methods open to caseworkers and supervisors. Every method of
-/// the service is in this list or in [`SUPERVISOR_METHODS`]: a method added
-/// to the proto and to neither is refused to everyone (fail closed), and
-/// the access-matrix test, which reads the served descriptors, says which.
-pub const CASE_WORK_METHODS: &[&str] = &[
-    "RegisterPerson",
-    "PreRegister",
-    "CompleteSurvey",
-    "ScheduleBiometrics",
-    "RecordMissedAppointment",
-    "RecordBiometricCapture",
-    "RequestInformation",
-    "ReceiveInformation",
-    "FileAppeal",
-    "Withdraw",
-    "IssuePermit",
-    "PrintCard",
-    "DeliverCard",
-    "IssueInterimCertificate",
-    "ExtendInterimCertificate",
-    "RequestDuplicate",
-    "IssueDuplicate",
-    "ExtendValidity",
-    "SupersedeByVisa",
-    "UpdatePersonalData",
-    "UpdateResidence",
-    "RequestCertification",
-    "AssessCertification",
-    "RecordExit",
-    "GetCase",
-    "FindCasesByDocument",
-    "ListCaseEvents",
-    "ListChannels",
-    "ReceiveSubjectRequest",
-    "RecordFamilyLink",
-    "EndFamilyLink",
-];
+/// Every command's RPC with who may call it, from the command table.
+macro_rules! command_methods {
+    ({} $($group:ident [$(($name:ident $rpc:ident $request:ident $who:ident))*])*) => {
+        const COMMAND_METHODS: &[(&str, Who)] = &[$($((stringify!($name), Who::$who),)*)*];
+    };
+}
+
+crate::domain::vocabulary::command_table!(wire => command_methods);
+
+/// How many command RPCs `who` may call, plus `extra`.
+const fn count(who: Who, extra: usize) -> usize {
+    let mut n = extra;
+    let mut i = 0;
+    while i < COMMAND_METHODS.len() {
+        if COMMAND_METHODS[i].1 as u8 == who as u8 {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+/// `extra`, then the command RPCs `who` may call (`N` is their [`count`]).
+const fn methods<const N: usize>(who: Who, extra: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut n = 0;
+    while n < extra.len() {
+        out[n] = extra[n];
+        n += 1;
+    }
+    let mut i = 0;
+    while i < COMMAND_METHODS.len() {
+        if COMMAND_METHODS[i].1 as u8 == who as u8 {
+            out[n] = COMMAND_METHODS[i].0;
+            n += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The Caseworker methods that are not commands and are reserved to
+/// supervisors: the subject report (it opens the person's data and every
+/// access to it for handing over).
+const SUPERVISOR_READS: &[&str] = &["GetSubjectReport"];
+
+/// Caseworker methods reserved to supervisors: the commands the command
+/// table gives `by Supervisor` (decisions, cancellations, appeals,
+/// certification awards, erasure; extending and answering a data subject's
+/// request), and [`SUPERVISOR_READS`].
+pub const SUPERVISOR_METHODS: &[&str] =
+    &methods::<{ count(Who::Supervisor, SUPERVISOR_READS.len()) }>(Who::Supervisor, SUPERVISOR_READS);
+
+/// The Caseworker methods that are not commands and are open to
+/// caseworkers and supervisors.
+const CASE_WORK_READS: &[&str] = &["GetCase", "FindCasesByDocument", "ListCaseEvents", "ListChannels"];
+
+/// Caseworker methods open to caseworkers and supervisors: the commands the
+/// command table gives `by CaseWork`, and [`CASE_WORK_READS`]. Every method
+/// of the service is in this list or in [`SUPERVISOR_METHODS`]: a method
+/// added to the proto and to neither is refused to everyone (fail closed),
+/// and the access-matrix test, which reads the served descriptors, says which.
+pub const CASE_WORK_METHODS: &[&str] =
+    &methods::<{ count(Who::CaseWork, CASE_WORK_READS.len()) }>(Who::CaseWork, CASE_WORK_READS);
 
 /// The methods of the other services, each listed (fail closed likewise).
 const HEALTH_METHODS: &[&str] = &["Check", "Watch"];

@@ -41,24 +41,23 @@
 //! Unknown protobuf fields are ignored, as protobuf requires. Decoding never
 //! panics, whatever the bytes.
 //!
-//! The module is split by event family (`person`, `application`,
-//! `biometrics`, `decisions`, `permits`, `certification`,
-//! `subject_requests`, `family`); [`encode`] and [`decode`] send each
-//! event type to its family. The policy stream's events are in `policy`,
-//! access events in `access`.
+//! [`encode`] and [`decode`] are generated from the event table
+//! ([`event_table!`](crate::domain::vocabulary::event_table)), which names
+//! each event field's proto field; the value itself is converted by the
+//! field type's [`Stored`](stored::Stored) implementation (`stored.rs`).
+//! Fields are decoded in the row's order, so the first invalid one is the
+//! one named. The policy stream's events are in `policy`, access events in
+//! `access`.
+
+use prost::Message;
 
 use crate::domain::{Date, Department, DocumentType, Event, Municipality};
+use stored::Stored;
 
 mod access;
-mod application;
-mod biometrics;
-mod certification;
-mod decisions;
-mod family;
-mod permits;
-mod person;
 mod policy;
-mod subject_requests;
+mod stored;
+
 #[cfg(test)]
 mod tests;
 
@@ -95,87 +94,43 @@ pub enum CodecError {
     },
 }
 
-/// Encodes `event` for the log: its type name and its protobuf payload.
-pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
-    use Event as E;
-    let payload = match event {
-        E::PersonRegistered { .. }
-        | E::PersonalDataUpdated { .. }
-        | E::ResidenceUpdated { .. }
-        | E::ExitRecorded { .. }
-        | E::PersonErased { .. } => person::encode(event),
-        E::PreRegistered { .. }
-        | E::SurveyCompleted { .. }
-        | E::InformationRequested { .. }
-        | E::InformationReceived { .. }
-        | E::Withdrawn { .. } => application::encode(event),
-        E::BiometricAppointmentScheduled { .. }
-        | E::BiometricAppointmentMissed { .. }
-        | E::BiometricsCaptured { .. } => biometrics::encode(event),
-        E::Approved { .. } | E::Denied { .. } | E::AppealFiled { .. } | E::AppealDecided { .. } => {
-            decisions::encode(event)
+/// Generates [`encode`] and [`decode`] from the rows of the event table:
+/// each event is the message of its name, each field the proto field its
+/// row names.
+macro_rules! define_codec {
+    ($(
+        $(#[$meta:meta])*
+        $name:ident ($date:ident) { $( $(#[$fmeta:meta])* $field:ident : $ty:ty => $stored:ident ),* $(,)? }
+    )*) => {
+        /// Encodes `event` for the log: its type name and its protobuf payload.
+        pub fn encode(event: &Event) -> (&'static str, Vec<u8>) {
+            let payload = match event {
+                $(Event::$name { $($field),* } => pb::$name {
+                    $($stored: Stored::store($field)),*
+                }
+                .encode_to_vec(),)*
+            };
+            (event.event_type(), payload)
         }
-        E::PermitIssued { .. }
-        | E::CardPrinted { .. }
-        | E::CardDelivered { .. }
-        | E::CardAbandoned { .. }
-        | E::InterimCertificateIssued { .. }
-        | E::InterimCertificateExtended { .. }
-        | E::DuplicateRequested { .. }
-        | E::DuplicateIssued { .. }
-        | E::ValidityExtended { .. }
-        | E::PermitCancelled { .. }
-        | E::SupersededByVisa { .. } => permits::encode(event),
-        E::CertificationRequested { .. }
-        | E::CertificationAssessed { .. }
-        | E::CertificationAwarded { .. }
-        | E::CertificationDenied { .. } => certification::encode(event),
-        E::SubjectRequestReceived { .. }
-        | E::SubjectRequestExtended { .. }
-        | E::SubjectRequestAnswered { .. } => subject_requests::encode(event),
-        E::FamilyLinkRecorded { .. } | E::FamilyLinkEnded { .. } => family::encode(event),
+
+        /// Decodes a stored event from its type name and protobuf payload, checking
+        /// every field (see the module documentation). Never panics.
+        pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
+            match event_type {
+                $(stringify!($name) => {
+                    let m = pb::$name::decode(payload)?;
+                    let f = Fields(stringify!($name));
+                    Ok(Event::$name {
+                        $($field: Stored::load(f, stringify!($stored), m.$stored)?),*
+                    })
+                })*
+                unknown => Err(unknown_event_type(unknown)),
+            }
+        }
     };
-    (event.event_type(), payload)
 }
 
-/// Decodes a stored event from its type name and protobuf payload, checking
-/// every field (see the module documentation). Never panics.
-pub fn decode(event_type: &str, payload: &[u8]) -> Result<Event, CodecError> {
-    match event_type {
-        "PersonRegistered" | "PersonalDataUpdated" | "ResidenceUpdated" | "ExitRecorded" | "PersonErased" => {
-            person::decode(event_type, payload)
-        }
-        "PreRegistered"
-        | "SurveyCompleted"
-        | "InformationRequested"
-        | "InformationReceived"
-        | "Withdrawn" => application::decode(event_type, payload),
-        "BiometricAppointmentScheduled" | "BiometricAppointmentMissed" | "BiometricsCaptured" => {
-            biometrics::decode(event_type, payload)
-        }
-        "Approved" | "Denied" | "AppealFiled" | "AppealDecided" => decisions::decode(event_type, payload),
-        "PermitIssued"
-        | "CardPrinted"
-        | "CardDelivered"
-        | "CardAbandoned"
-        | "InterimCertificateIssued"
-        | "InterimCertificateExtended"
-        | "DuplicateRequested"
-        | "DuplicateIssued"
-        | "ValidityExtended"
-        | "PermitCancelled"
-        | "SupersededByVisa" => permits::decode(event_type, payload),
-        "CertificationRequested"
-        | "CertificationAssessed"
-        | "CertificationAwarded"
-        | "CertificationDenied" => certification::decode(event_type, payload),
-        "SubjectRequestReceived" | "SubjectRequestExtended" | "SubjectRequestAnswered" => {
-            subject_requests::decode(event_type, payload)
-        }
-        "FamilyLinkRecorded" | "FamilyLinkEnded" => family::decode(event_type, payload),
-        unknown => Err(unknown_event_type(unknown)),
-    }
-}
+crate::domain::vocabulary::event_table!(define_codec);
 
 /// The error for an event type this version does not know (its name
 /// truncated to [`EVENT_TYPE_CHARS_MAX`] characters).

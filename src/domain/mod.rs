@@ -54,6 +54,7 @@ pub mod policy;
 pub mod records;
 pub mod sealed;
 pub mod types;
+pub(crate) mod vocabulary;
 
 #[cfg(test)]
 mod tests;

@@ -44,6 +44,59 @@ impl fmt::Debug for Sealed {
     }
 }
 
+/// What a field of a command or event is, for the generated
+/// [`Event::sealed`](super::Event::sealed) and
+/// [`Command::carries_personal_data`](super::Command::carries_personal_data):
+/// sealed personal data is exactly a field of type [`Sealed`], so a new
+/// command or event with one is recognised as personal without being listed.
+pub(crate) trait Field {
+    /// The field's sealed personal data, if it holds any.
+    fn as_sealed(&self) -> Option<&Sealed> {
+        None
+    }
+}
+
+impl Field for Sealed {
+    fn as_sealed(&self) -> Option<&Sealed> {
+        Some(self)
+    }
+}
+
+/// The field types that hold no personal data.
+macro_rules! plain_fields {
+    ($($t:ty),* $(,)?) => {$(impl Field for $t {})*};
+}
+plain_fields!(
+    u8,
+    u16,
+    u32,
+    bool,
+    String,
+    BiometricRef,
+    super::Date,
+    Option<super::Date>,
+    super::CountryCode,
+    Option<super::CountryCode>,
+    super::ChannelCode,
+    super::Department,
+    super::Municipality,
+    Vec<super::DocumentType>,
+    super::Sex,
+    super::EligibilityBasis,
+    super::Sector,
+    Option<super::Sector>,
+    super::DenialReason,
+    super::PermitType,
+    super::DuplicateCause,
+    super::CancellationGround,
+    super::CertificationRoute,
+    super::ExitKind,
+    super::SubjectRequestKind,
+    super::LinkRole,
+    super::LinkEvidence,
+    super::LinkEndReason,
+);
+
 /// A 32-byte reference to a biometric enrolment (a digest or handle in the
 /// biometric system), never a template.
 pub type BiometricRef = [u8; 32];

@@ -30,7 +30,7 @@ pub use subject::SUBJECT_REQUESTS_MAX;
 use super::case::{CaseState, Stage};
 use super::channels::{ChannelCatalog, ChannelRules};
 use super::codes::check_code;
-use super::command::Command;
+use super::command::{Command, Rules};
 use super::date::{age_on, Date};
 use super::divipola::{Department, Municipality};
 use super::error::Rejection;
@@ -109,12 +109,26 @@ impl CaseState {
         self.decide_command(command, catalog, linked)
     }
 
+    /// The command's own rules, in the module its row names.
     fn decide_command(
         &self,
         command: &Command,
         catalog: &ChannelCatalog,
         linked: &LinkedCases,
     ) -> Result<Vec<Event>, Rejection> {
+        match command.rules() {
+            Rules::Person => self.decide_person(command),
+            Rules::Application => self.decide_application(command, catalog, linked),
+            Rules::Permit => self.decide_permit(command, catalog),
+            Rules::Certification => self.decide_certification(command),
+            Rules::Subject => self.decide_subject_request(command),
+            Rules::Family => self.decide_family(command),
+        }
+    }
+
+    /// The person's commands after registration: rectification, residence,
+    /// exit and erasure.
+    fn decide_person(&self, command: &Command) -> Result<Vec<Event>, Rejection> {
         let name = command.name();
         match command {
             Command::UpdatePersonalData {
@@ -174,26 +188,7 @@ impl CaseState {
                     legal_basis: legal_basis.clone(),
                 }])
             }
-            Command::ReceiveSubjectRequest { .. }
-            | Command::ExtendSubjectRequest { .. }
-            | Command::AnswerSubjectRequest { .. } => self.decide_subject_request(command),
-            Command::RecordFamilyLink { .. } | Command::EndFamilyLink { .. } => self.decide_family(command),
-            Command::RequestCertification { .. }
-            | Command::AssessCertification { .. }
-            | Command::AwardCertification { .. }
-            | Command::DenyCertification { .. } => self.decide_certification(command),
-            Command::IssuePermit { .. }
-            | Command::PrintCard { .. }
-            | Command::DeliverCard { .. }
-            | Command::AbandonCard { .. }
-            | Command::IssueInterimCertificate { .. }
-            | Command::ExtendInterimCertificate { .. }
-            | Command::RequestDuplicate { .. }
-            | Command::IssueDuplicate { .. }
-            | Command::ExtendValidity { .. }
-            | Command::CancelPermit { .. }
-            | Command::SupersedeByVisa { .. } => self.decide_permit(command, catalog),
-            _ => self.decide_application(command, catalog, linked),
+            _ => Err(self.illegal(name, "not a person command")),
         }
     }
 
