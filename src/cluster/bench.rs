@@ -61,6 +61,7 @@ pub fn run(data_dir: &Path, scratch: &Path) -> Result<(), Box<dyn std::error::Er
         1,
         &file,
         Some((None, Membership::default())),
+        &snapshot::Capture::default(),
     )?;
     let build_s = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&file)?.len();

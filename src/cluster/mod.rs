@@ -125,6 +125,7 @@ impl Cluster {
             me,
             pinned: file.audit_vkeys.clone(),
             checkpointer: checkpointer.clone(),
+            capture: snapshot::Capture::default(),
         };
         let sm = state_machine::StateMachine::open(db, applier, snapshots)
             .map_err(|e| ClusterError::Storage(e.to_string()))?;

@@ -22,9 +22,10 @@
 //! its own head, through the same chain check as replicated entries, and
 //! fails if its head is not in the snapshot's chain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +122,119 @@ enum Frame {
         tree_entries: u64,
         records: u64,
     },
+}
+
+/// What a snapshot build needs while it reads the side trees without
+/// holding the applier: every tree write records the entry's value before
+/// its first change since the build began (`before_write`, called by
+/// src/cluster/trees.rs before it writes), so the build emits the trees as
+/// they were at its Raft entry while entries keep being applied.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Option<CaptureState>>>);
+
+/// An entry's value before its first change during a build (`None`:
+/// absent), whether the build had read past its key by then, and whether
+/// the build emitted this value.
+type BeforeImage = (Option<Vec<u8>>, bool, bool);
+
+#[derive(Default)]
+struct CaptureState {
+    /// Per tree, the last key the build has read, and whether it finished the tree.
+    cursor: Vec<Option<Vec<u8>>>,
+    done: Vec<bool>,
+    /// (tree, key) -> the value before the first change since the build
+    /// began, whether the build had read past that key by then, and
+    /// whether the build emitted this value.
+    before: HashMap<(usize, Vec<u8>), BeforeImage>,
+    /// Set when the trees were replaced wholesale (a snapshot installed):
+    /// the build starts again.
+    invalid: bool,
+}
+
+impl Capture {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<CaptureState>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `key`'s current value (read by `current`) if a build is
+    /// reading the trees and this is the key's first change since it began.
+    pub fn before_write<E>(
+        &self,
+        tree: usize,
+        key: &[u8],
+        current: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+    ) -> Result<(), E> {
+        let mut guard = self.lock();
+        let Some(state) = guard.as_mut() else {
+            return Ok(());
+        };
+        if state.before.contains_key(&(tree, key.to_vec())) {
+            return Ok(());
+        }
+        let passed = state.done.get(tree).copied().unwrap_or(false)
+            || state
+                .cursor
+                .get(tree)
+                .and_then(|c| c.as_deref())
+                .is_some_and(|c| key <= c);
+        let value = current()?;
+        state.before.insert((tree, key.to_vec()), (value, passed, false));
+        Ok(())
+    }
+
+    /// The trees are being replaced (a snapshot install): a build in progress starts again.
+    pub fn invalidate(&self) {
+        if let Some(state) = self.lock().as_mut() {
+            state.invalid = true;
+        }
+    }
+
+    fn begin(&self) {
+        *self.lock() = Some(CaptureState {
+            cursor: vec![None; REPLICATED_TREES.len()],
+            done: vec![false; REPLICATED_TREES.len()],
+            ..CaptureState::default()
+        });
+    }
+
+    fn end(&self) {
+        *self.lock() = None;
+    }
+
+    /// The value to emit for `key` read as `live` from tree `tree` (its
+    /// value at the build's entry), advancing the build's cursor.
+    fn at_start(&self, tree: usize, key: &[u8], live: Vec<u8>) -> Option<Vec<u8>> {
+        let mut guard = self.lock();
+        let state = guard.as_mut().expect("a build is capturing");
+        state.cursor[tree] = Some(key.to_vec());
+        match state.before.get_mut(&(tree, key.to_vec())) {
+            Some((value, _, emitted)) => {
+                *emitted = true;
+                value.clone()
+            }
+            None => Some(live),
+        }
+    }
+
+    /// Finishes tree `tree`: the entries it held at the build's entry that
+    /// were removed before the build read them.
+    fn finish_tree(&self, tree: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut guard = self.lock();
+        let state = guard.as_mut().expect("a build is capturing");
+        state.done[tree] = true;
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = state
+            .before
+            .iter()
+            .filter(|((t, _), (value, passed, emitted))| *t == tree && value.is_some() && !passed && !emitted)
+            .map(|((_, k), (value, _, _))| (k.clone(), value.clone().expect("filtered")))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn invalid(&self) -> bool {
+        self.lock().as_ref().is_some_and(|s| s.invalid)
+    }
 }
 
 /// Whether a side-tree entry belongs to this node alone and never travels
@@ -350,11 +464,14 @@ pub fn partial_path(dir: &Path, what: &str) -> PathBuf {
     dir.join(format!("{what}-{}-{n}.partial", crate::clock::now_us()))
 }
 
-/// Builds a snapshot of the node's state into `path` (synced). Holds the
-/// applier while it reads the position, head, checkpoint and side trees,
-/// so they are of one Raft index; the records up to that head never change
-/// and are read after it is released. `position` is the Raft position to
-/// record; `None` reads the store's applied position (a cluster node).
+/// Builds a snapshot of the node's state into `path` (synced). It holds
+/// the applier only while it reads the position, head and checkpoint and
+/// starts `capture`; it then reads the side trees while entries keep being
+/// applied, taking each changed entry's value as it was at the snapshot's
+/// entry from `capture`. The records up to the head never change. If the
+/// trees were replaced meanwhile (a snapshot installed), it starts again.
+/// `position` is the Raft position to record; `None` reads the store's
+/// applied position (a cluster node).
 pub fn build(
     applier: &std::sync::Mutex<Applier>,
     db: &sled::Db,
@@ -362,12 +479,46 @@ pub fn build(
     built_by: NodeId,
     path: &Path,
     position: Option<(Option<LogId>, Membership)>,
+    capture: &Capture,
+) -> Result<Header, SnapshotError> {
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let built = build_once(
+            applier,
+            db,
+            checkpointer,
+            built_by,
+            path,
+            position.clone(),
+            capture,
+        );
+        capture.end();
+        match built {
+            Err(SnapshotError::Store(reason)) if reason == TREES_REPLACED && attempt < ATTEMPTS => {
+                tracing::info!("snapshot: the side trees were replaced during the build; building again");
+            }
+            other => return other,
+        }
+    }
+    Err(SnapshotError::Store(TREES_REPLACED.into()))
+}
+
+const TREES_REPLACED: &str = "the side trees were replaced during the build";
+
+fn build_once(
+    applier: &std::sync::Mutex<Applier>,
+    db: &sled::Db,
+    checkpointer: &Checkpointer,
+    built_by: NodeId,
+    path: &Path,
+    position: Option<(Option<LogId>, Membership)>,
+    capture: &Capture,
 ) -> Result<Header, SnapshotError> {
     let mut w = FrameWriter::create(path)?;
     let header;
-    let mut tree_entries = 0u64;
     {
         let a = applier.lock().unwrap_or_else(|p| p.into_inner());
+        let locked_at = std::time::Instant::now();
         if let Some(reason) = a.failed() {
             return Err(SnapshotError::Store(format!("this node has stopped: {reason}")));
         }
@@ -401,23 +552,47 @@ pub fn build(
             checkpoint: signed.note,
             signed_by: signed.signed_by,
         };
-        w.frame(&Frame::Header(header.clone()))?;
-        for (i, name) in REPLICATED_TREES.iter().enumerate() {
-            let tree = db.open_tree(name).map_err(store_err)?;
-            for kv in tree.iter() {
-                let (k, v) = kv.map_err(store_err)?;
-                if node_local(i, &k) {
-                    continue;
-                }
+        // From here on every tree write records what it replaces.
+        capture.begin();
+        tracing::info!(
+            paused_ms = locked_at.elapsed().as_millis() as u64,
+            "snapshot: position and checkpoint read; applying resumes while the side trees are read"
+        );
+    }
+    w.frame(&Frame::Header(header.clone()))?;
+    let mut tree_entries = 0u64;
+    for (i, name) in REPLICATED_TREES.iter().enumerate() {
+        let tree = db.open_tree(name).map_err(store_err)?;
+        for kv in tree.iter() {
+            let (k, v) = kv.map_err(store_err)?;
+            if node_local(i, &k) {
+                continue;
+            }
+            if let Some(value) = capture.at_start(i, &k, v.to_vec()) {
                 w.frame(&Frame::Tree {
                     tree: i as u8,
                     key: k.to_vec(),
-                    value: v.to_vec(),
+                    value,
                 })?;
                 tree_entries += 1;
             }
         }
+        for (key, value) in capture.finish_tree(i) {
+            if node_local(i, &key) {
+                continue;
+            }
+            w.frame(&Frame::Tree {
+                tree: i as u8,
+                key,
+                value,
+            })?;
+            tree_entries += 1;
+        }
     }
+    if capture.invalid() {
+        return Err(SnapshotError::Store(TREES_REPLACED.into()));
+    }
+    capture.end();
     let store = applier.lock().unwrap_or_else(|p| p.into_inner()).store().clone();
     let mut batch = Vec::new();
     let mut in_batch = 0usize;
@@ -698,6 +873,87 @@ pub fn dir_of(data_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads tree 0 the way `build_once` does, while `change` runs after
+    /// the `after`-th entry read, and returns what the build emits.
+    fn read_with_changes(
+        tree: &sled::Tree,
+        capture: &Capture,
+        after: usize,
+        change: impl FnOnce(),
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut change = Some(change);
+        for (n, kv) in tree.iter().enumerate() {
+            if n == after {
+                (change.take().unwrap())();
+            }
+            let (k, v) = kv.unwrap();
+            if let Some(value) = capture.at_start(0, &k, v.to_vec()) {
+                out.push((k.to_vec(), value));
+            }
+        }
+        out.extend(capture.finish_tree(0));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_trees_are_read_as_they_were_when_the_build_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("t").unwrap();
+        for k in ["a", "b", "c", "e"] {
+            tree.insert(k, k.to_uppercase().as_bytes()).unwrap();
+        }
+        let at_start: Vec<(Vec<u8>, Vec<u8>)> = tree
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect();
+        let capture = Capture::default();
+        capture.begin();
+        // Tree writes as trees::apply makes them: the before-image first.
+        let write = |key: &str, value: Option<&str>| {
+            capture
+                .before_write(0, key.as_bytes(), || tree.get(key).map(|v| v.map(|v| v.to_vec())))
+                .unwrap();
+            match value {
+                Some(v) => tree.insert(key, v.as_bytes()).map(|_| ()).unwrap(),
+                None => tree.remove(key).map(|_| ()).unwrap(),
+            }
+        };
+        let emitted = read_with_changes(&tree, &capture, 1, || {
+            write("a", Some("a2")); // already read
+            write("b", Some("b2")); // not read yet: changed
+            write("c", None); // not read yet: removed
+            write("d", Some("d1")); // not there at the start: inserted
+            write("e", Some("e2"));
+            write("e", None); // changed, then removed
+        });
+        capture.end();
+        assert_eq!(emitted, at_start);
+        // And the live tree moved on.
+        assert_eq!(tree.get("b").unwrap().unwrap().as_ref(), b"b2");
+        assert!(tree.get("c").unwrap().is_none() && tree.get("d").unwrap().is_some());
+    }
+
+    #[test]
+    fn an_install_during_a_build_makes_it_start_again() {
+        let capture = Capture::default();
+        capture.begin();
+        assert!(!capture.invalid());
+        capture.invalidate();
+        assert!(capture.invalid());
+        capture.end();
+        // Without a build, nothing is recorded.
+        capture.invalidate();
+        assert!(!capture.invalid());
+        capture
+            .before_write(0, b"k", || -> Result<_, ()> {
+                panic!("no build: nothing is read")
+            })
+            .unwrap();
+    }
 
     #[test]
     fn records_split_and_refuse_truncation() {

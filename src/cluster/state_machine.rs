@@ -41,6 +41,8 @@ pub struct SnapshotConfig {
     /// The members' audit verifier keys the cluster file pins.
     pub pinned: BTreeMap<NodeId, String>,
     pub checkpointer: CheckpointerSlot,
+    /// Before-images of side-tree entries changed while a snapshot reads the trees.
+    pub capture: snapshot::Capture,
 }
 
 /// Key of the applied Raft position in the `log` tree.
@@ -165,7 +167,7 @@ impl StateMachine {
             }
             EntryPayload::Normal(Command::Trees(write)) => {
                 let pos = self.position()?;
-                let result = trees::apply(&self.db, &write, (APPLIED_KEY, pos))
+                let result = trees::apply(&self.db, &write, (APPLIED_KEY, pos), &self.snapshots.capture)
                     .map_err(|e| sm_err(ErrorVerb::Write, e))?;
                 Ok(Applied::Trees(result))
             }
@@ -193,7 +195,7 @@ impl StateMachine {
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
         let partial = snapshot::partial_path(&cfg.dir, "build");
-        let built = snapshot::build(&applier, &db, &checkpointer, cfg.me, &partial, None);
+        let built = snapshot::build(&applier, &db, &checkpointer, cfg.me, &partial, None, &cfg.capture);
         let header = match built {
             Ok(h) => h,
             Err(e) => {
@@ -231,7 +233,10 @@ impl StateMachine {
         }
         let position = encode(&(header.last_log_id, &header.membership))
             .map_err(|e| SnapshotError::Store(e.to_string()))?;
+        // A build reading the trees meanwhile starts again.
+        cfg.capture.invalidate();
         snapshot::install(&path, &applier, &db, (APPLIED_KEY, position))?;
+        cfg.capture.invalidate();
         snapshot::publish(&cfg.dir, &path, &header)?;
         tracing::info!(
             index = header.last_log_id.map(|l| l.index),

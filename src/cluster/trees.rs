@@ -4,6 +4,7 @@
 //! all or none, only if each of its conditions holds; the answer is the
 //! same on every node, since every node applied the same entries before it.
 
+use super::snapshot::Capture;
 use super::types::TreeWrite;
 use crate::log::store::TREE_LOG;
 
@@ -32,7 +33,15 @@ pub fn check(write: &TreeWrite) -> Result<(), String> {
 /// crash in between applies the entry again after the restart: its writes
 /// are then already there, and only the answer (to a client gone with the
 /// crash) can differ.
-pub fn apply(db: &sled::Db, write: &TreeWrite, extra: (&[u8], Vec<u8>)) -> Result<Result<(), usize>, String> {
+///
+/// While a snapshot reads the trees, each entry's value before its first
+/// change is handed to `capture` first (see [`Capture`]).
+pub fn apply(
+    db: &sled::Db,
+    write: &TreeWrite,
+    extra: (&[u8], Vec<u8>),
+    capture: &Capture,
+) -> Result<Result<(), usize>, String> {
     check(write)?;
     let e = |e: sled::Error| e.to_string();
     let log = db.open_tree(TREE_LOG).map_err(e)?;
@@ -53,7 +62,13 @@ pub fn apply(db: &sled::Db, write: &TreeWrite, extra: (&[u8], Vec<u8>)) -> Resul
     if outcome.is_ok() {
         let mut batches = [sled::Batch::default(), sled::Batch::default()];
         for (tree, key, value) in &write.set {
-            let b = &mut batches[index_of(tree).expect("checked")];
+            let i = index_of(tree).expect("checked");
+            capture
+                .before_write(i, key, || {
+                    trees[i].get(key.as_slice()).map(|v| v.map(|v| v.to_vec()))
+                })
+                .map_err(e)?;
+            let b = &mut batches[i];
             match value {
                 Some(v) => b.insert(key.as_slice(), v.as_slice()),
                 None => b.remove(key.as_slice()),
