@@ -282,6 +282,20 @@ impl Cluster {
     }
 
     /// Waits until every running node applied the same head; returns it.
+    /// Whether node `i`'s log contains `text` within 10 s.
+    async fn log_says(&self, i: usize, text: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if std::fs::read_to_string(&self.nodes[i].log).is_ok_and(|l| l.contains(text)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn converged(&self, wait: Duration) -> (u64, Vec<u8>) {
         let deadline = Instant::now() + wait;
         loop {
@@ -991,9 +1005,9 @@ async fn a_tampered_follower_stops_and_is_replaced_by_an_empty_store() {
     std::fs::remove_dir_all(&cluster.nodes[victim].dir).unwrap();
     cluster.start(victim);
     cluster.converged(Duration::from_secs(60)).await;
-    let installed = std::fs::read_to_string(&cluster.nodes[victim].log).unwrap();
+    // (The head is published while the snapshot installs; the line follows.)
     assert!(
-        installed.contains("snapshot verified and installed"),
+        cluster.log_says(victim, "snapshot verified and installed").await,
         "the replacement installed a snapshot: {}",
         cluster.tail(victim)
     );
@@ -1104,9 +1118,10 @@ async fn a_follower_behind_the_purged_log_installs_a_verified_snapshot() {
         follower_status.snapshot_index > applied_before,
         "{follower_status:?}"
     );
-    let log = std::fs::read_to_string(&cluster.nodes[follower].log).unwrap();
     assert!(
-        log.contains("snapshot verified and installed"),
+        cluster
+            .log_says(follower, "snapshot verified and installed")
+            .await,
         "{}",
         cluster.tail(follower)
     );
@@ -1240,9 +1255,8 @@ async fn a_node_joins_through_the_admin_api_and_a_member_leaves() {
         head,
         "the new node holds the log"
     );
-    let joined = std::fs::read_to_string(&cluster.nodes[NODES].log).unwrap();
     assert!(
-        joined.contains("snapshot verified and installed"),
+        cluster.log_says(NODES, "snapshot verified and installed").await,
         "the new node installed a snapshot: {}",
         cluster.tail(NODES)
     );
@@ -1469,14 +1483,28 @@ async fn an_existing_single_node_store_seeds_a_new_cluster() {
         assert!(Instant::now() < deadline, "members: {s:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Members join one at a time (a learner first, which installs the
+    // snapshot, then a voter): wait until each has installed it and
+    // caught up with the seed.
     for i in 1..NODES {
-        let log = std::fs::read_to_string(&cluster.nodes[i].log).unwrap();
-        assert!(
-            log.contains("snapshot verified and installed"),
-            "node {} installed the seed's snapshot: {}",
-            i + 1,
-            cluster.tail(i)
-        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = std::fs::read_to_string(&cluster.nodes[i].log).unwrap();
+            let caught_up = match (cluster.status(i).await, cluster.status(0).await) {
+                (Some(n), Some(seed)) => n.head_seq == seed.head_seq,
+                _ => false,
+            };
+            if log.contains("snapshot verified and installed") && caught_up {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} installed the seed's snapshot: {}",
+                i + 1,
+                cluster.tail(i)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     // The seed's chain goes on: the cluster's head at the seed's seq is the
     // single node's, and writes continue with three voters.

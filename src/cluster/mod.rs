@@ -126,6 +126,7 @@ impl Cluster {
             pinned: file.audit_vkeys.clone(),
             checkpointer: checkpointer.clone(),
             capture: snapshot::Capture::default(),
+            failed_at: Default::default(),
         };
         let sm = state_machine::StateMachine::open(db, applier, snapshots)
             .map_err(|e| ClusterError::Storage(e.to_string()))?;
@@ -199,6 +200,7 @@ impl Cluster {
         if file.seed {
             tokio::spawn(seed_members(raft.clone(), me, file.members.clone()));
         }
+        tokio::spawn(stop_on_fatal(raft.clone(), log.applier()));
         tracing::info!(node = me, members = file.members.len(), "cluster node started");
         Ok(Cluster {
             raft,
@@ -223,6 +225,30 @@ impl Cluster {
         if let Some((stop, server)) = self.server.take() {
             let _ = stop.send(());
             let _ = server.await;
+        }
+    }
+}
+
+/// Stops the node (fail-stop, as a failed chain check does) when its Raft
+/// stops on an error: a storage error, a panic. A node whose Raft stopped
+/// would otherwise keep answering reads while it neither leads nor follows.
+async fn stop_on_fatal(raft: Raft, applier: std::sync::Arc<std::sync::Mutex<crate::log::Applier>>) {
+    let mut rx = raft.metrics();
+    loop {
+        let fatal = match &rx.borrow().running_state {
+            Err(openraft::error::Fatal::Stopped) => return,
+            Err(e) => Some(e.to_string()),
+            Ok(()) => None,
+        };
+        if let Some(reason) = fatal {
+            tracing::error!(%reason, "Raft stopped on an error; this node stops");
+            applier.lock().unwrap_or_else(|p| p.into_inner()).fail(format!(
+                "this node's Raft stopped: {reason}; restart it (docs/CLUSTER.md)"
+            ));
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -43,7 +43,13 @@ pub struct SnapshotConfig {
     pub checkpointer: CheckpointerSlot,
     /// Before-images of side-tree entries changed while a snapshot reads the trees.
     pub capture: snapshot::Capture,
+    /// When a build last failed: the next waits [`BUILD_RETRY_MS`].
+    pub failed_at: Arc<Mutex<Option<std::time::Instant>>>,
 }
+
+/// How long after a failed snapshot build the next one waits (openraft
+/// asks again with every entry applied).
+pub const BUILD_RETRY_MS: u64 = 60_000;
 
 /// Key of the applied Raft position in the `log` tree.
 pub const APPLIED_KEY: &[u8] = b"r";
@@ -255,13 +261,43 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (applier, db, cfg) = (self.applier.clone(), self.db.clone(), self.snapshots.clone());
-        let built = tokio::task::spawn_blocking(move || StateMachine::build_blocking(applier, db, cfg))
-            .await
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        let (header, file) = built.map_err(|e| {
-            tracing::error!(error = %e, "building a snapshot failed");
-            sm_err(ErrorVerb::Write, e)
-        })?;
+        let backing_off = cfg
+            .failed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(BUILD_RETRY_MS));
+        let built = if backing_off {
+            Err(SnapshotError::Store(
+                "the last build failed less than a minute ago".into(),
+            ))
+        } else {
+            let failed_at = cfg.failed_at.clone();
+            let built = tokio::task::spawn_blocking(move || StateMachine::build_blocking(applier, db, cfg))
+                .await
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            if built.is_err() {
+                *failed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+            }
+            built
+        };
+        let (header, file) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                // Keep serving with the snapshot this node has (openraft
+                // ignores one no newer than its current); the next build
+                // comes with the next entries. Without any snapshot the
+                // error is fatal: Raft stops and the node stops with it.
+                if !backing_off {
+                    tracing::error!(error = %e, "building a snapshot failed; the previous snapshot stays current, the next build comes in a minute");
+                }
+                let dir = self.snapshots.dir.clone();
+                let previous = tokio::task::spawn_blocking(move || snapshot::open_current(&dir))
+                    .await
+                    .map_err(|je| sm_err(ErrorVerb::Read, je))?
+                    .map_err(|pe| sm_err(ErrorVerb::Read, pe))?;
+                previous.ok_or_else(|| sm_err(ErrorVerb::Write, e))?
+            }
+        };
         Ok(Snapshot {
             meta: header.meta(),
             snapshot: Box::new(tokio::fs::File::from_std(file)),
