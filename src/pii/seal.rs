@@ -86,16 +86,26 @@ fn field_aad(case_id: &str, field_context: &str) -> Vec<u8> {
 /// # Panics
 /// If the operating system's random source fails.
 pub fn seal(key: &DataKey, case_id: &str, field_context: &str, plaintext: &[u8]) -> Vec<u8> {
-    let nonce = crypto::random_nonce();
+    seal_with_nonce(key, case_id, field_context, &crypto::random_nonce(), plaintext)
+}
+
+/// The sealed blob: version, nonce, ciphertext (AAD binds case and field).
+fn seal_with_nonce(
+    key: &DataKey,
+    case_id: &str,
+    field_context: &str,
+    nonce: &[u8; NONCE_LEN],
+    plaintext: &[u8],
+) -> Vec<u8> {
     let ct = crypto::encrypt(
         key.as_bytes(),
-        &nonce,
+        nonce,
         &field_aad(case_id, field_context),
         plaintext,
     );
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
     out.push(SEALED_VERSION);
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(&ct);
     out
 }
@@ -125,17 +135,7 @@ pub fn seal_for_request(
     }
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&h.finalize().as_bytes()[..NONCE_LEN]);
-    let ct = crypto::encrypt(
-        key.as_bytes(),
-        &nonce,
-        &field_aad(case_id, field_context),
-        plaintext,
-    );
-    let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
-    out.push(SEALED_VERSION);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out
+    seal_with_nonce(key, case_id, field_context, &nonce, plaintext)
 }
 
 /// Opens a blob made by [`seal`] for the same key, case id and field context.

@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::super::seal::SEALED_OVERHEAD;
-use super::super::{open, open_json, seal, seal_json, DataKey, PiiError};
+use super::super::{open, open_json, seal, seal_for_request, seal_json, DataKey, PiiError};
 
 #[test]
 fn round_trip_various_sizes() {
@@ -13,6 +13,33 @@ fn round_trip_various_sizes() {
         assert_eq!(sealed[0], 1, "version byte");
         assert_eq!(open(&key, "case-000123", "person.name", &sealed).unwrap(), pt);
     }
+}
+
+#[test]
+fn a_request_seals_to_the_same_bytes_and_opens_only_in_its_place() {
+    let key = DataKey::generate();
+    let pt = b"Maria Perez";
+    let sealed = seal_for_request(&key, "case-000123", "person.name", "rq-1", pt);
+    assert_eq!(sealed.len(), pt.len() + SEALED_OVERHEAD);
+    // A retry of the request seals to the same bytes (the writer's idempotency check).
+    assert_eq!(
+        sealed,
+        seal_for_request(&key, "case-000123", "person.name", "rq-1", pt)
+    );
+    // Another request, field, case, value or key: another nonce and ciphertext.
+    for other in [
+        seal_for_request(&key, "case-000123", "person.name", "rq-2", pt),
+        seal_for_request(&key, "case-000123", "person.alias", "rq-1", pt),
+        seal_for_request(&key, "case-000124", "person.name", "rq-1", pt),
+        seal_for_request(&key, "case-000123", "person.name", "rq-1", b"Maria Perez "),
+        seal_for_request(&DataKey::generate(), "case-000123", "person.name", "rq-1", pt),
+    ] {
+        assert_ne!(other[1..25], sealed[1..25], "nonce");
+    }
+    assert_eq!(open(&key, "case-000123", "person.name", &sealed).unwrap(), pt);
+    assert!(open(&key, "case-000124", "person.name", &sealed).is_err());
+    assert!(open(&key, "case-000123", "person.alias", &sealed).is_err());
+    assert!(open(&DataKey::generate(), "case-000123", "person.name", &sealed).is_err());
 }
 
 #[test]
