@@ -99,6 +99,18 @@ fn points(
     }
 }
 
+/// The (month index, count) pairs between two months (inclusive), labelled `YYYY-MM`.
+fn labelled_months(
+    counts: impl Iterator<Item = (u32, u64)>,
+    from: Option<u32>,
+    to: Option<u32>,
+) -> Vec<(String, u64)> {
+    counts
+        .filter(|(m, _)| from.is_none_or(|f| *m >= f) && to.is_none_or(|t| *m <= t))
+        .map(|(m, n)| (month_label(m), n))
+        .collect()
+}
+
 /// Monthly counts of `metric` between two months (inclusive, month indexes).
 pub fn series(
     state: &ProjectionState,
@@ -108,11 +120,7 @@ pub fn series(
     published: bool,
     rules: &SuppressionRules,
 ) -> Points {
-    let pts = state
-        .series(metric)
-        .filter(|(m, _)| from.is_none_or(|f| *m >= f) && to.is_none_or(|t| *m <= t))
-        .map(|(m, n)| (month_label(m), n))
-        .collect();
+    let pts = labelled_months(state.series(metric), from, to);
     points(state, metric.as_str().to_string(), pts, published, rules)
 }
 
@@ -240,11 +248,7 @@ pub fn expiring(
     published: bool,
     rules: &SuppressionRules,
 ) -> Points {
-    let pts = state
-        .expiring()
-        .filter(|(m, _)| from.is_none_or(|f| *m >= f) && to.is_none_or(|t| *m <= t))
-        .map(|(m, n)| (month_label(m), n))
-        .collect();
+    let pts = labelled_months(state.expiring(), from, to);
     points(state, "PERMITS_EXPIRING".into(), pts, published, rules)
 }
 
