@@ -339,16 +339,29 @@ impl FrameReader {
         Ok(r)
     }
 
-    fn exact(&mut self, buf: &mut [u8]) -> Result<(), SnapshotError> {
+    /// Reads `buf` whole; an early end of file is `truncated` (what the error says).
+    fn read_whole(&mut self, buf: &mut [u8], truncated: &str) -> Result<(), SnapshotError> {
         self.r.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                invalid(&self.path, "the file is truncated")
+                invalid(&self.path, truncated)
             } else {
                 io(&self.path)(e)
             }
-        })?;
+        })
+    }
+
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), SnapshotError> {
+        self.read_whole(buf, "the file is truncated")?;
         self.hasher.update(buf);
         Ok(())
+    }
+
+    /// The first frame, which must be the header.
+    fn header(&mut self) -> Result<Header, SnapshotError> {
+        match self.frame()? {
+            Frame::Header(h) => Ok(h),
+            _ => Err(invalid(&self.path, "the first frame is not the header")),
+        }
     }
 
     fn frame(&mut self) -> Result<Frame, SnapshotError> {
@@ -370,13 +383,7 @@ impl FrameReader {
     fn finish(mut self) -> Result<(), SnapshotError> {
         let expected = self.hasher.finalize();
         let mut trailer = [0u8; 32];
-        self.r.read_exact(&mut trailer).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                invalid(&self.path, "the file is truncated (no trailer)")
-            } else {
-                io(&self.path)(e)
-            }
-        })?;
+        self.read_whole(&mut trailer, "the file is truncated (no trailer)")?;
         if &trailer != expected.as_bytes() {
             return Err(invalid(
                 &self.path,
@@ -397,10 +404,7 @@ pub fn read_header(path: &Path) -> Result<Header, SnapshotError> {
 }
 
 fn header_of(mut r: FrameReader) -> Result<Header, SnapshotError> {
-    match r.frame()? {
-        Frame::Header(h) => Ok(h),
-        _ => Err(invalid(&r.path, "the first frame is not the header")),
-    }
+    r.header()
 }
 
 /// Opens the node's current snapshot, if it has one: its header and the
@@ -651,10 +655,7 @@ fn split_records<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, Snap
 /// member, the checkpoint must be signed with that key.
 pub fn verify(path: &Path, pinned: &BTreeMap<NodeId, String>) -> Result<Verified, SnapshotError> {
     let mut r = FrameReader::open(path)?;
-    let header = match r.frame()? {
-        Frame::Header(h) => h,
-        _ => return Err(invalid(path, "the first frame is not the header")),
-    };
+    let header = r.header()?;
     if let Some(vkey) = pinned.get(&header.built_by) {
         if vkey.trim() != header.signed_by.trim() {
             return Err(invalid(
@@ -780,10 +781,7 @@ pub fn install(
     position: (&[u8], Vec<u8>),
 ) -> Result<Header, SnapshotError> {
     let mut r = FrameReader::open(path)?;
-    let header = match r.frame()? {
-        Frame::Header(h) => h,
-        _ => return Err(invalid(path, "the first frame is not the header")),
-    };
+    let header = r.header()?;
     let mut a = applier.lock().unwrap_or_else(|p| p.into_inner());
     let ours = a.head();
     if ours.seq > header.head_seq {
