@@ -41,6 +41,9 @@ pub const CODE_BYTES_MAX: usize = 32;
 pub const ACCESS_PURPOSE_BYTES_MAX: usize = 64;
 /// Identity documents one person may present.
 pub const PERSON_DOCUMENTS_MAX: usize = 8;
+/// Most side writes one append carries: a new person key and a reservation
+/// per document.
+pub const APPEND_SIDE_WRITES_MAX: usize = 1 + PERSON_DOCUMENTS_MAX;
 /// Given names, and separately family names, in characters (after trimming).
 pub const PERSON_NAMES_CHARS_MAX: usize = 100;
 /// A phone number, in characters (after trimming).

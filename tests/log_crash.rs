@@ -3,6 +3,8 @@
 //! after reopening, no request may be half-written, and the log must verify.
 //! Every fifth request covers two streams (`Appender::append_many`, as a
 //! family link does): after the kill both streams hold it or neither does.
+//! The others each reserve a document (a side write, as a registration
+//! does): every acknowledged one's reservation is there after the kill.
 //!
 //! The test binary re-executes itself: `crash_child` does the appending when
 //! `LOG_CRASH_CHILD_DIR` is set and returns at once otherwise.
@@ -16,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use registry::log::verify::verify_full;
 use registry::log::{
-    Actor, AppendRequest, ExpectedVersion, Log, NewEvent, Store, StoredEvent, SyncMode, WriterConfig,
+    Actor, AppendRequest, ExpectedVersion, Log, NewEvent, Side, SideWrite, Store, StoredEvent, SyncMode,
+    WriterConfig,
 };
 
 #[path = "support/retry.rs"]
@@ -112,7 +115,9 @@ fn crash_child() {
                             })
                             .collect::<String>()
                     } else {
-                        let a = app.append_blocking(req.clone()).expect("append");
+                        let a = app
+                            .append_with_blocking(req.clone(), vec![reservation(&req.request_id)])
+                            .expect("append");
                         format!(
                             "\nACK {} {} {} {}\n",
                             req.request_id,
@@ -131,6 +136,16 @@ fn crash_child() {
         .collect();
     for t in threads {
         t.join().unwrap();
+    }
+}
+
+/// The side write of a single-stream request: its own document.
+fn reservation(request_id: &str) -> SideWrite {
+    SideWrite {
+        tree: Side::Documents,
+        key: format!("doc-{request_id}").into_bytes(),
+        expect: None,
+        value: request_id.as_bytes().to_vec(),
     }
 }
 
@@ -217,9 +232,19 @@ fn run_and_kill(dir: &Path, iteration: usize, rng: &mut XorShift) -> Vec<Ack> {
     acks
 }
 
-/// Every acknowledged request is in the log with its events, as acknowledged.
+/// Every acknowledged request is in the log with its events, as
+/// acknowledged, and a single-stream one's reservation with them.
 fn assert_acks_present(log: &Log, acks: &[Ack], iteration: usize) {
+    let documents = log.store().db().open_tree(Side::Documents.tree_name()).unwrap();
     for ack in acks {
+        if !ack.request_id.ends_with(PAIR_SUFFIX) {
+            let w = reservation(&ack.request_id);
+            assert_eq!(
+                documents.get(&w.key).unwrap().as_deref(),
+                Some(w.value.as_slice()),
+                "iteration {iteration}: the reservation of acknowledged {ack:?} is missing"
+            );
+        }
         let entry = log
             .store()
             .request_entry(&ack.stream_id, &ack.request_id)

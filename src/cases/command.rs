@@ -1,15 +1,20 @@
 //! Command preparation: from a pending command to the append of its events,
 //! and from the writer's answer to the outcome (or error) the caller gets.
 //! A fast path decides on a cached case state without reading storage; the
-//! full path reads the case, handles retries, seals, reserves documents.
+//! full path reads the case, handles retries, seals, and makes the side
+//! writes that go with the events (a registration's key, the documents it
+//! reserves): the writer stages them with the events or refuses both, and a
+//! side conflict (a concurrent command took the key or a document first)
+//! sends the command through the full path again.
 
 use std::sync::Arc;
 
-use super::identity::seal_pending;
+use super::identity::{seal_pending, RegistrationKey};
 use super::{case_id_for_request, CaseError, Cases, Identity, ACCESS_STREAM_PREFIX};
 use crate::codec;
 use crate::domain::{CaseState, Command, Date, Event, POLICY_STREAM};
-use crate::log::{Actor, AppendError, AppendRequest, Appended, ExpectedVersion, NewEvent};
+use crate::log::{Actor, AppendError, AppendRequest, Appended, ExpectedVersion, NewEvent, Side, SideWrite};
+use crate::pii::NewKey;
 
 /// Who asks, under which idempotency key, on which case and version.
 #[derive(Clone, Debug)]
@@ -36,6 +41,7 @@ pub fn in_scope(departments: &[u8], department: Option<crate::domain::Department
 }
 
 /// A command before sealing: its personal fields still in clear.
+#[derive(Clone)]
 pub enum PendingCommand {
     /// A command without personal data.
     Plain(Command),
@@ -63,8 +69,9 @@ pub struct CommandOutcome {
 }
 
 impl Cases {
-    /// Runs one command. Blocking sled reads run on the blocking pool; a
-    /// command decided on a cached case state needs none and runs inline.
+    /// Runs one command. A command decided on a cached case state needs no
+    /// storage read and runs inline; the full path (sled reads) runs on the
+    /// blocking pool.
     pub async fn execute(
         &self,
         ctx: CommandContext,
@@ -78,15 +85,7 @@ impl Cases {
             }
         }
         let this = self.clone();
-        let prepared = tokio::task::spawn_blocking(move || this.prepare(ctx, pending))
-            .await
-            .map_err(|e| CaseError::Internal(e.to_string()))??;
-        let result = self.shared.appender.append(prepared.request.clone()).await;
-        if !prepared.finish_touches_storage(&result) {
-            return self.finish(prepared, result);
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.finish(prepared, result))
+        tokio::task::spawn_blocking(move || this.execute_full(ctx, pending))
             .await
             .map_err(|e| CaseError::Internal(e.to_string()))?
     }
@@ -104,9 +103,33 @@ impl Cases {
                 return answer;
             }
         }
-        let prepared = self.prepare(ctx, pending)?;
-        let result = self.shared.appender.append_blocking(prepared.request.clone());
-        self.finish(prepared, result)
+        self.execute_full(ctx, pending)
+    }
+
+    /// The full path (blocking): prepare, append with the side writes,
+    /// finish; prepared again after a side conflict, at most
+    /// [`PREPARE_ATTEMPTS`] times (the conflict is answered once the
+    /// command that won is durable, so the next attempt reads it).
+    fn execute_full(
+        &self,
+        ctx: CommandContext,
+        pending: PendingCommand,
+    ) -> Result<CommandOutcome, CaseError> {
+        let mut attempt = 1;
+        loop {
+            let prepared = self.prepare(ctx.clone(), pending.clone())?;
+            let result = self
+                .shared
+                .appender
+                .append_with_blocking(prepared.request.clone(), prepared.side.clone());
+            match result {
+                Err(AppendError::SideConflict { index }) if attempt < PREPARE_ATTEMPTS => {
+                    tracing::debug!(index, attempt, "side conflict; preparing the command again");
+                    attempt += 1;
+                }
+                result => return self.finish(prepared, result),
+            }
+        }
     }
 
     /// The fast path of a command without personal data on a case whose
@@ -155,10 +178,10 @@ impl Cases {
             state: (*cached).clone(),
             events,
             request,
-            reserved: Vec::new(),
+            side: Vec::new(),
+            new_key: None,
             released: Vec::new(),
             erasing: false,
-            new_key: false,
         })
     }
 
@@ -186,32 +209,10 @@ impl Cases {
     }
 
     fn prepare(&self, ctx: CommandContext, pending: PendingCommand) -> Result<Prepared, CaseError> {
-        if !matches!(pending, PendingCommand::Register { .. }) {
-            return self.prepare_inner(ctx, pending, None);
-        }
-        // A registration: its case id comes from its request id, computed once.
-        let case_id = case_id_for_request(&ctx.request_id);
-        let had_key = self
-            .shared
-            .keys
-            .get(&case_id)
-            .map(|k| k.is_some())
-            .unwrap_or(true);
-        let result = self.prepare_inner(ctx, pending, Some(case_id.clone()));
-        if result.is_err() && !had_key {
-            self.discard_unused_key(&case_id);
-        }
-        result
-    }
-
-    /// `registered`: the case id of a registration (from its request id).
-    fn prepare_inner(
-        &self,
-        ctx: CommandContext,
-        pending: PendingCommand,
-        registered: Option<String>,
-    ) -> Result<Prepared, CaseError> {
         let shared = &*self.shared;
+        // A registration's case id comes from its request id.
+        let registered =
+            matches!(pending, PendingCommand::Register { .. }).then(|| case_id_for_request(&ctx.request_id));
         let registering = registered.is_some();
         let case_id = match (&ctx.case_id, registered) {
             (_, Some(id)) => id,
@@ -272,20 +273,17 @@ impl Cases {
         if scoped && !registering && !in_scope(&ctx.departments, state.department()) {
             return Err(CaseError::OutOfScope);
         }
-        let key = match &pending {
-            PendingCommand::Plain(_) => None,
-            PendingCommand::Register { .. } => Some(self.registration_key(&case_id)?),
+        let (key, registration_key) = match &pending {
+            PendingCommand::Plain(_) => (None, None),
+            PendingCommand::Register { .. } => (None, Some(self.registration_key(&case_id)?)),
             // None when erased: the domain refuses identity-bearing commands with the right reason.
-            _ => shared.keys.get(&case_id)?,
+            _ => (shared.keys.get(&case_id)?, None),
         };
+        let key = key
+            .as_ref()
+            .or(registration_key.as_ref().map(RegistrationKey::key));
         let mut new_documents = Vec::new();
-        let command = seal_pending(
-            pending,
-            key.as_ref(),
-            &case_id,
-            &ctx.request_id,
-            &mut new_documents,
-        )?;
+        let command = seal_pending(pending, key, &case_id, &ctx.request_id, &mut new_documents)?;
         // Decided under the rules in force on the command's business date, as
         // the policy stood for the original request (a retry decides as it did).
         let book = self.policy();
@@ -328,7 +326,7 @@ impl Cases {
             new_blind.push(shared.blind.index(&d.doc_type, &d.number)?);
         }
         // Documents held before this command (rectification and erasure release them).
-        let old_blind = match (&command, state.person().and_then(|p| p.identity.as_ref()), &key) {
+        let old_blind = match (&command, state.person().and_then(|p| p.identity.as_ref()), key) {
             (Command::UpdatePersonalData { .. } | Command::ErasePerson { .. }, Some(sealed), _) => {
                 match shared.keys.get(&case_id)? {
                     Some(k) => self.blind_of(&k, &case_id, sealed)?,
@@ -342,26 +340,40 @@ impl Cases {
         // original did that, and the case may hold other documents since.
         // Only an erasure is completed again (its release and key
         // destruction are idempotent and must happen once the event is in).
-        let reserved = if retry.is_none() {
-            self.reserve(&case_id, &new_blind)?
+        let mut side = if retry.is_none() {
+            self.reservations(&case_id, &new_blind)?
         } else {
             Vec::new()
+        };
+        let new_key = match registration_key {
+            Some(RegistrationKey::New(n)) if retry.is_none() => {
+                side.insert(
+                    0,
+                    SideWrite {
+                        tree: Side::PersonKeys,
+                        key: case_id.as_bytes().to_vec(),
+                        expect: None,
+                        value: n.entry.clone(),
+                    },
+                );
+                Some(n)
+            }
+            _ => None,
         };
         let request = append_request(&case_id, base_version, &ctx, &events, policy_seq);
         let released: Vec<[u8; 32]> = old_blind
             .into_iter()
             .filter(|b| erasing || (retry.is_none() && !new_blind.contains(b)))
             .collect();
-        let new_key = registering && base_version == 0 && retry.is_none();
         Ok(Prepared {
             case_id,
             state,
             events,
             request,
-            reserved,
+            side,
+            new_key,
             released,
             erasing,
-            new_key,
         })
     }
 
@@ -370,13 +382,13 @@ impl Cases {
         p: Prepared,
         result: Result<Appended, AppendError>,
     ) -> Result<CommandOutcome, CaseError> {
+        // A new key's entry is in the tree now, or will never be: a
+        // rotation may go on (see `NewKey`).
+        drop(p.new_key);
         let appended = match result {
             Ok(a) => a,
             Err(e) => {
-                self.release_reservations(&p.case_id, &p.reserved);
-                if p.new_key {
-                    self.discard_unused_key(&p.case_id);
-                }
+                // Nothing of a refused append is written, side writes included.
                 if matches!(e, AppendError::IdempotencyMismatch { .. })
                     && self.same_content_other_actor(&p.request)?
                 {
@@ -388,11 +400,8 @@ impl Cases {
         // Durable now: release documents the case no longer holds; finish an erasure
         // (also on a retry, so an erasure interrupted after its event completes).
         // A copy that raced its original (the writer answered it as a
-        // duplicate) keeps nothing it reserved and releases nothing: the
-        // original's own completion does that.
-        if appended.deduplicated && !p.erasing {
-            self.release_reservations(&p.case_id, &p.reserved);
-        } else {
+        // duplicate) releases nothing: the original's own completion does that.
+        if !appended.deduplicated || p.erasing {
             self.release_reservations(&p.case_id, &p.released);
         }
         if p.erasing {
@@ -443,26 +452,23 @@ fn is_link_command(command: &Command) -> bool {
     )
 }
 
+/// How many times the full path prepares a command whose side writes
+/// conflict (a copy racing its original needs two).
+const PREPARE_ATTEMPTS: usize = 3;
+
 struct Prepared {
     case_id: String,
     state: CaseState,
     events: Vec<Event>,
     request: AppendRequest,
-    reserved: Vec<[u8; 32]>,
+    /// Written with the events: a registration's new key first, then the
+    /// documents it reserves.
+    side: Vec<SideWrite>,
+    /// A registration's new key, held until the append is answered.
+    new_key: Option<NewKey>,
+    /// Documents to release once the events are durable.
     released: Vec<[u8; 32]>,
     erasing: bool,
-    /// A registration that created its key: discard the key if the append fails.
-    new_key: bool,
-}
-
-impl Prepared {
-    /// Whether finishing after `result` reads or writes sled (documents, keys).
-    fn finish_touches_storage(&self, result: &Result<Appended, AppendError>) -> bool {
-        match result {
-            Ok(_) => !self.released.is_empty() || self.erasing,
-            Err(_) => !self.reserved.is_empty() || self.new_key,
-        }
-    }
 }
 
 /// Whether the case, after `events`, resides inside `departments` (empty =

@@ -5,7 +5,7 @@
 use super::{CaseError, Cases, Identity, FIELD_IDENTITY};
 use crate::codec;
 use crate::domain::{Event, Sealed};
-use crate::log::Store;
+use crate::log::{Side, SideWrite, Store};
 use crate::pii::{self, DataKey, KeyStore};
 
 /// Sled tree of the document look-up index: blind index (32 bytes) ->
@@ -42,42 +42,37 @@ impl Cases {
             .collect()
     }
 
-    /// Reserves documents for a case; returns the ones this call newly took.
-    /// A document held by another case refuses the whole reservation.
-    pub(super) fn reserve(&self, case_id: &str, blind: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, CaseError> {
-        let docs = &self.shared.documents;
+    /// The side writes that reserve documents for a case, made with its
+    /// events (see [`crate::log::SideWrite`]): a document no case holds, or
+    /// held by a stale reservation, is taken; one this case holds stays. A
+    /// document another case holds refuses the command. The writer checks
+    /// each condition again against the appends staged before this one.
+    pub(super) fn reservations(
+        &self,
+        case_id: &str,
+        blind: &[[u8; 32]],
+    ) -> Result<Vec<SideWrite>, CaseError> {
         let mut value = case_id.as_bytes().to_vec();
         value.extend_from_slice(&crate::clock::now_us().to_be_bytes());
-        let mut taken = Vec::new();
+        let mut writes: Vec<SideWrite> = Vec::with_capacity(blind.len());
         for b in blind {
-            let mut current = docs.get(b)?;
-            loop {
-                match current {
-                    None => match docs.compare_and_swap(b, None, Some(value.clone()))? {
-                        Ok(()) => {
-                            taken.push(*b);
-                            break;
-                        }
-                        Err(e) => current = e.current,
-                    },
-                    Some(ref held) if owner(held) == case_id.as_bytes() => break,
-                    Some(ref held) if self.is_stale(held)? => {
-                        match docs.compare_and_swap(b, Some(held), Some(value.clone()))? {
-                            Ok(()) => {
-                                taken.push(*b);
-                                break;
-                            }
-                            Err(e) => current = e.current,
-                        }
-                    }
-                    Some(_) => {
-                        self.release_reservations(case_id, &taken);
-                        return Err(CaseError::DocumentTaken);
-                    }
-                }
+            if writes.iter().any(|w| w.key == b[..]) {
+                continue;
             }
+            let expect = match self.shared.documents.get(b)? {
+                None => None,
+                Some(held) if owner(&held) == case_id.as_bytes() => continue,
+                Some(held) if self.is_stale(&held)? => Some(held.to_vec()),
+                Some(_) => return Err(CaseError::DocumentTaken),
+            };
+            writes.push(SideWrite {
+                tree: Side::Documents,
+                key: b.to_vec(),
+                expect,
+                value: value.clone(),
+            });
         }
-        Ok(taken)
+        Ok(writes)
     }
 
     /// A reservation whose case never got an event, older than a minute.

@@ -65,6 +65,12 @@ impl From<AppendError> for CaseError {
             AppendError::StreamFull { limit, .. } => CaseError::TooLarge { field: "case", limit },
             AppendError::Unavailable(m) => CaseError::Unavailable(m),
             AppendError::NotLeader { leader } => CaseError::NotLeader { leader },
+            // Cases prepares again on a side conflict; one left after that
+            // (racing commands, again and again) asks the caller to retry.
+            AppendError::SideConflict { .. } => CaseError::Unavailable(
+                "concurrent commands changed this case's documents or key; retry with the same request id"
+                    .into(),
+            ),
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CaseError, Cases, PendingCommand};
 use crate::domain::{Command, Sealed};
-use crate::pii::{self, DataKey, PiiError};
+use crate::pii::{self, DataKey, NewKey, PiiError};
 
 /// Field context of the sealed identity.
 pub const FIELD_IDENTITY: &str = "identity";
@@ -50,28 +50,42 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-impl Cases {
-    /// Removes the key of a registration that recorded nothing.
-    pub(super) fn discard_unused_key(&self, case_id: &str) {
-        if matches!(self.shared.store.stream_version(case_id), Ok(0)) {
-            if let Err(e) = self.shared.keys.discard_unused(case_id) {
-                tracing::warn!(error = %e, "could not discard the key of a refused registration");
-            }
+/// The key a registration seals with.
+pub(super) enum RegistrationKey {
+    /// Stored already: a retry, or an earlier attempt's key no event used.
+    Held(DataKey),
+    /// Made for this attempt: stored with its events (a side write), or never.
+    New(NewKey),
+}
+
+impl RegistrationKey {
+    pub(super) fn key(&self) -> &DataKey {
+        match self {
+            RegistrationKey::Held(k) => k,
+            RegistrationKey::New(n) => &n.key,
         }
     }
+}
 
-    /// The key of a case being registered: created on first use; a retry (or a
-    /// concurrent copy of the same request) finds it. An erased case's key never comes back.
-    pub(super) fn registration_key(&self, case_id: &str) -> Result<DataKey, CaseError> {
+impl Cases {
+    /// The key of a case being registered: made for the first attempt and
+    /// stored with its events, so a refused registration leaves no key; a
+    /// retry (or a copy racing the original, told so by the writer) finds
+    /// it. An erased case's key never comes back.
+    pub(super) fn registration_key(&self, case_id: &str) -> Result<RegistrationKey, CaseError> {
         let keys = &self.shared.keys;
         if let Some(k) = keys.get(case_id)? {
-            return Ok(k);
+            return Ok(RegistrationKey::Held(k));
         }
-        match keys.create(case_id) {
-            Ok(k) => Ok(k),
-            Err(PiiError::AlreadyExists) => keys.get(case_id)?.ok_or(CaseError::RegistrationErased {
-                case_id: case_id.to_string(),
-            }),
+        match keys.new_key(case_id) {
+            Ok(n) => Ok(RegistrationKey::New(n)),
+            Err(PiiError::AlreadyExists) => {
+                keys.get(case_id)?
+                    .map(RegistrationKey::Held)
+                    .ok_or(CaseError::RegistrationErased {
+                        case_id: case_id.to_string(),
+                    })
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -555,6 +555,7 @@ impl Proposer for ClusterProposer {
             records: batch.records,
             head_seq: batch.head.seq,
             head_hash: batch.head.hash,
+            side: batch.side,
         };
         // Handed to Raft's core in the writer's order (one thread, one
         // channel): the entries reach the log in the order they chain.

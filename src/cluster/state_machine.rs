@@ -23,6 +23,7 @@ use super::snapshot::{self, SnapshotError};
 use super::trees;
 use super::types::{decode, encode, Applied, Command, LogId, Member, NodeId, StorageError, TypeConfig};
 use crate::audit::checkpoint::Checkpointer;
+use crate::log::side::SideTrees;
 use crate::log::{Applier, ApplyError, Head};
 
 /// Where the snapshot builder finds this node's checkpointer once audit runs.
@@ -61,6 +62,7 @@ type Membership = StoredMembership<NodeId, Member>;
 pub struct StateMachine {
     applier: Arc<Mutex<Applier>>,
     db: sled::Db,
+    side_trees: SideTrees,
     last_applied: Option<LogId>,
     membership: Membership,
     snapshots: SnapshotConfig,
@@ -94,6 +96,7 @@ impl StateMachine {
         };
         Ok(StateMachine {
             applier,
+            side_trees: SideTrees::open(&db).map_err(|e| sm_err(ErrorVerb::Read, e))?,
             db,
             last_applied,
             membership,
@@ -132,6 +135,7 @@ impl StateMachine {
                 records,
                 head_seq,
                 head_hash,
+                side,
             }) => {
                 let pos = self.position()?;
                 let expected = Head {
@@ -139,8 +143,17 @@ impl StateMachine {
                     hash: head_hash,
                 };
                 // Durable through the Raft log: after a crash the entries
-                // after the stored position are applied again.
+                // after the stored position are applied again (the side
+                // writes set the same values again). Under the applier, so
+                // a snapshot build sees the entry wholly before its position
+                // or wholly after it (through its capture).
                 let mut applier = self.applier();
+                let capture = &self.snapshots.capture;
+                self.side_trees
+                    .apply(&side, |i, tree, key| {
+                        capture.before_write(i, key, || tree.get(key).map(|v| v.map(|v| v.to_vec())))
+                    })
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
                 let records = match applier.not_yet_applied(&records, expected) {
                     Ok(Some(r)) => r,
                     Ok(None) => {
@@ -173,6 +186,8 @@ impl StateMachine {
             }
             EntryPayload::Normal(Command::Trees(write)) => {
                 let pos = self.position()?;
+                // Under the applier, as an append's side writes (above).
+                let _applier = self.applier();
                 let result = trees::apply(&self.db, &write, (APPLIED_KEY, pos), &self.snapshots.capture)
                     .map_err(|e| sm_err(ErrorVerb::Write, e))?;
                 Ok(Applied::Trees(result))

@@ -6,10 +6,12 @@
 
 use super::snapshot::Capture;
 use super::types::TreeWrite;
+use crate::log::side::Side;
 use crate::log::store::TREE_LOG;
 
 /// The trees a [`TreeWrite`] may name.
-pub const REPLICATED_TREES: [&str; 2] = [crate::pii::keystore::TREE_NAME, crate::cases::TREE_DOCUMENTS];
+/// In the order of [`crate::log::side::Side::ALL`] (snapshots name a tree by its index here).
+pub const REPLICATED_TREES: [&str; 2] = [Side::PersonKeys.tree_name(), Side::Documents.tree_name()];
 
 fn index_of(tree: &str) -> Option<usize> {
     REPLICATED_TREES.iter().position(|t| *t == tree)

@@ -28,11 +28,15 @@ impl fmt::Display for Member {
 pub enum Command {
     /// A group commit chained by the leader's writer: each record's bytes,
     /// length-prefixed, and the head after them. Every node checks the
-    /// chain links against its own head before applying.
+    /// chain links against its own head before applying. `side`: the side
+    /// writes its appends make (a registration's person key, reserved
+    /// documents), decided by the leader's writer and applied on every
+    /// node with the records.
     Append {
         records: Vec<u8>,
         head_seq: u64,
         head_hash: [u8; 32],
+        side: Vec<crate::log::SideSet>,
     },
     /// Writes to the replicated side trees (person keys, document index),
     /// all or none: applied only if every condition holds.

@@ -35,6 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use apply::{push_record, split_records, Applier, ApplyError};
 pub use record::{Actor, Hash, Record};
+pub use side::{Side, SideSet, SideWrite};
 pub use store::{Head, Store, StoreError, StoredEvent, SyncMode};
 pub use verify::{Broken, VerifyError};
 pub use writer::{
@@ -430,15 +431,35 @@ impl Appender {
     /// Appends and waits until the events are durable (or refused).
     /// Waits for queue space when the writer is saturated (back-pressure).
     pub async fn append(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        let result = self.send(vec![req]).await.map(first);
-        self.metrics.append_done(&result);
-        result
+        self.append_with(req, Vec::new()).await
     }
 
     /// Like [`Appender::append`], for threads outside the async runtime.
     /// Panics if called from inside an async context.
     pub fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        let result = self.send_blocking(vec![req]).map(first);
+        self.append_with_blocking(req, Vec::new())
+    }
+
+    /// Appends with side writes (a registration's person key, the documents
+    /// a command reserves), written with the events or not at all; refused
+    /// with [`AppendError::SideConflict`] when one's condition fails.
+    pub async fn append_with(
+        &self,
+        req: AppendRequest,
+        side: Vec<SideWrite>,
+    ) -> Result<Appended, AppendError> {
+        let result = self.send(vec![req], side).await.map(first);
+        self.metrics.append_done(&result);
+        result
+    }
+
+    /// Like [`Appender::append_with`], for threads outside the async runtime.
+    pub fn append_with_blocking(
+        &self,
+        req: AppendRequest,
+        side: Vec<SideWrite>,
+    ) -> Result<Appended, AppendError> {
+        let result = self.send_blocking(vec![req], side).map(first);
         self.metrics.append_done(&result);
         result
     }
@@ -451,33 +472,41 @@ impl Appender {
     /// the request, and a request id held by only some of them is refused
     /// ([`AppendError::IdempotencyMismatch`]).
     pub async fn append_many(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
-        let result = self.send(reqs).await;
+        let result = self.send(reqs, Vec::new()).await;
         self.metrics.append_done(&spanned(&result));
         result
     }
 
     /// Like [`Appender::append_many`], for threads outside the async runtime.
     pub fn append_many_blocking(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
-        let result = self.send_blocking(reqs);
+        let result = self.send_blocking(reqs, Vec::new());
         self.metrics.append_done(&spanned(&result));
         result
     }
 
-    async fn send(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
+    async fn send(
+        &self,
+        reqs: Vec<AppendRequest>,
+        side: Vec<SideWrite>,
+    ) -> Result<Vec<Appended>, AppendError> {
         writer::validate_parts(&reqs)?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(writer::Job { reqs, reply })
+            .send(writer::Job { reqs, side, reply })
             .await
             .map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
-    fn send_blocking(&self, reqs: Vec<AppendRequest>) -> Result<Vec<Appended>, AppendError> {
+    fn send_blocking(
+        &self,
+        reqs: Vec<AppendRequest>,
+        side: Vec<SideWrite>,
+    ) -> Result<Vec<Appended>, AppendError> {
         writer::validate_parts(&reqs)?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .blocking_send(writer::Job { reqs, reply })
+            .blocking_send(writer::Job { reqs, side, reply })
             .map_err(|_| closed())?;
         rx.blocking_recv().map_err(|_| closed())?
     }

@@ -4,6 +4,14 @@
 //! conditional tree write proposed to the cluster (src/cluster/trees.rs),
 //! applied on every node in log order, so a promoted node holds every key
 //! and reservation. Reads are always local.
+//!
+//! The writes a command makes with its events (a registration's new person
+//! key, the documents it reserves) do not go through a [`SideTree`]: they
+//! travel with the append as [`SideWrite`]s, decided by the writer against
+//! the trees and the batches in flight, and land with the records, in the
+//! same group commit (single node) or the same Raft entry (cluster). A
+//! [`SideTree`] write is for what happens after the events (releases,
+//! erasure) and for offline tools.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -13,6 +21,93 @@ use sled::{CompareAndSwapError, IVec};
 /// One conditional write: `(key, the value it must hold, the new value)`;
 /// `None` means absent (as a condition) or remove (as a new value).
 pub type CasOp = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A side tree that appends may write with their events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Side {
+    /// `person_keys`: each case's data key, wrapped by the master key.
+    PersonKeys,
+    /// `documents`: the document look-up index (blind index -> case).
+    Documents,
+}
+
+impl Side {
+    /// The sled tree it names.
+    pub const fn tree_name(self) -> &'static str {
+        match self {
+            Side::PersonKeys => crate::pii::keystore::TREE_NAME,
+            Side::Documents => crate::cases::TREE_DOCUMENTS,
+        }
+    }
+
+    /// Both, in the order [`SideTrees`] holds them.
+    pub const ALL: [Side; 2] = [Side::PersonKeys, Side::Documents];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A write an append makes with its events: `key` of `tree` is set to
+/// `value` if it holds `expect` (`None`: absent) when the writer stages the
+/// append, counting the appends staged before it; otherwise the append is
+/// refused with [`super::AppendError::SideConflict`] and nothing is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SideWrite {
+    pub tree: Side,
+    pub key: Vec<u8>,
+    pub expect: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+/// A write decided by the leader's writer, as the cluster's log carries it:
+/// every node applies it with the entry's records, unconditionally (the
+/// condition held at that point of the log, which every node reaches the same).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SideSet {
+    pub tree: Side,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// The side trees of a store, opened once.
+#[derive(Clone)]
+pub struct SideTrees([sled::Tree; 2]);
+
+impl SideTrees {
+    pub fn open(db: &sled::Db) -> sled::Result<SideTrees> {
+        Ok(SideTrees([
+            db.open_tree(Side::PersonKeys.tree_name())?,
+            db.open_tree(Side::Documents.tree_name())?,
+        ]))
+    }
+
+    pub fn tree(&self, side: Side) -> &sled::Tree {
+        &self.0[side.index()]
+    }
+
+    /// Writes `sets`, one `apply_batch` per tree. `before` is called with
+    /// each key first (a snapshot being built records the value it replaces).
+    pub fn apply(
+        &self,
+        sets: &[SideSet],
+        mut before: impl FnMut(usize, &sled::Tree, &[u8]) -> sled::Result<()>,
+    ) -> sled::Result<()> {
+        if sets.is_empty() {
+            return Ok(());
+        }
+        let mut batches = [sled::Batch::default(), sled::Batch::default()];
+        for set in sets {
+            let i = set.tree.index();
+            before(i, &self.0[i], &set.key)?;
+            batches[i].insert(set.key.as_slice(), set.value.as_slice());
+        }
+        for (tree, batch) in self.0.iter().zip(batches) {
+            tree.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+}
 
 /// The cluster's side of the replicated trees (implemented in src/cluster/).
 pub trait TreeReplicator: Send + Sync {

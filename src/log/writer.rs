@@ -21,6 +21,7 @@ use super::apply::{push_record, Applier};
 use super::casefile::CaseFile;
 use super::chunk::ChunkBuilder;
 use super::record::{chain_hash, Actor, Hash, RecordView};
+use super::side::{Side, SideSet, SideTrees, SideWrite};
 use super::store::{Head, Store, StoreError, StoredEvent, SyncMode};
 use crate::limits::*;
 
@@ -98,6 +99,12 @@ pub enum AppendError {
     },
     #[error("request id {request_id} was already used for a different request")]
     IdempotencyMismatch { request_id: String },
+    /// A [`SideWrite`]'s condition did not hold (the key holds another
+    /// value, counting the appends staged before): `index` into the
+    /// append's side writes. Answered once the batches it was decided
+    /// against are durable, so a caller that reads again sees why.
+    #[error("side write {index} of the append found its key changed")]
+    SideConflict { index: usize },
     #[error("stream {stream_id} holds the most events a stream may hold ({limit})")]
     StreamFull { stream_id: String, limit: usize },
     #[error("the log writer is unavailable: {0}")]
@@ -218,6 +225,9 @@ pub fn content_fingerprint<'a>(actor: &Actor, events: impl Iterator<Item = (&'a 
 /// request order.
 pub(crate) struct Job {
     pub reqs: Vec<AppendRequest>,
+    /// Written with the events, all or none (see [`SideWrite`]); a retry
+    /// of a request already in the log writes none.
+    pub side: Vec<SideWrite>,
     pub reply: Reply,
 }
 
@@ -280,6 +290,8 @@ pub struct ProposedBatch {
     pub records: Vec<u8>,
     /// The head after the batch.
     pub head: Head,
+    /// The side writes its appends make, in order.
+    pub side: Vec<SideSet>,
 }
 
 /// The cluster's side of a replicated writer (implemented in src/cluster/).
@@ -350,8 +362,11 @@ pub(crate) fn spawn(
         None => 0,
     };
     let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
+    let side_trees = SideTrees::open(store.db())?;
     let mut writer = Writer {
         store,
+        side_trees,
+        side_overlay: HashMap::new(),
         head,
         last_recorded_at_us,
         applier,
@@ -372,6 +387,11 @@ pub(crate) fn spawn(
 
 struct Writer {
     store: Store,
+    /// The trees side writes go to (see [`SideWrite`]).
+    side_trees: SideTrees,
+    /// The side values the batches in flight write (with the number of the
+    /// batch that last wrote each): side conditions read these first.
+    side_overlay: HashMap<(Side, Vec<u8>), (Vec<u8>, u64)>,
     /// The head this writer chains onto (a replicated writer re-reads it
     /// from the store before each batch: the cluster may have moved it).
     head: Head,
@@ -411,6 +431,10 @@ struct Staged {
     /// fingerprint and result.
     request_ids: HashMap<(String, String), (Hash, Appended)>,
     event_count: usize,
+    /// The side writes of the staged appends, in order.
+    side: Vec<SideSet>,
+    /// The side values they leave, for the conditions of later appends.
+    side_values: HashMap<(Side, Vec<u8>), Vec<u8>>,
 }
 
 /// What the writer decided about one request of a batch.
@@ -491,6 +515,7 @@ impl Writer {
         proposer.ready()?;
         self.need_ready = false;
         self.overlay.clear();
+        self.side_overlay.clear();
         let head = self.applier().head();
         if head != self.head {
             self.head = head;
@@ -534,6 +559,7 @@ impl Writer {
             self.inflight_ids.remove(id);
         }
         self.overlay.retain(|_, (_, no)| *no != done.no);
+        self.side_overlay.retain(|_, (_, no)| *no != done.no);
         match result {
             Ok(()) => {
                 self.store
@@ -554,6 +580,7 @@ impl Writer {
                 // has applied its whole Raft log (then the head is re-read).
                 self.need_ready = true;
                 self.overlay.clear();
+                self.side_overlay.clear();
                 for reply in done
                     .replies
                     .into_iter()
@@ -627,7 +654,7 @@ impl Writer {
         };
         let mut conflicts = Vec::new();
         for job in jobs {
-            match self.stage(job.reqs, recorded_at_us, &mut staged) {
+            match self.stage(job.reqs, job.side, recorded_at_us, &mut staged) {
                 Outcome::Staged(appended) => staged.replies.push((job.reply, appended)),
                 Outcome::Conflict(conflict) => conflicts.push((job.reply, conflict)),
                 Outcome::Answer(result) => {
@@ -658,6 +685,8 @@ impl Writer {
             files,
             event_count,
             request_ids,
+            side,
+            side_values,
         } = staged;
         let started = std::time::Instant::now();
         let committed = match (&proposer, records) {
@@ -665,6 +694,7 @@ impl Writer {
                 let batch = ProposedBatch {
                     records,
                     head: self.head,
+                    side,
                 };
                 match proposer.propose(batch) {
                     Ok(pending) => {
@@ -672,6 +702,9 @@ impl Writer {
                         let no = self.batch_no;
                         for (stream, file) in files {
                             self.overlay.insert(stream, (file, no));
+                        }
+                        for (key, value) in side_values {
+                            self.side_overlay.insert(key, (value, no));
                         }
                         let ids: Vec<(String, String)> = request_ids.into_keys().collect();
                         self.inflight_ids.extend(ids.iter().cloned());
@@ -699,8 +732,18 @@ impl Writer {
             }
             _ => {
                 let head = self.head;
-                self.applier()
-                    .commit(head, chunks, files, &[], true)
+                // The side writes first: a crash before the records' commit
+                // leaves a key or reservation no event uses, which the next
+                // registration of that case (or document, once stale) takes over.
+                let side_written = self.side_trees.apply(&side, |_, _, _| Ok(()));
+                if let Err(e) = &side_written {
+                    tracing::error!(error = %e, "writing an append's side writes failed; writes stop");
+                    self.applier()
+                        .fail("a storage error stopped the log writer; restart the service".into());
+                }
+                side_written
+                    .map_err(StoreError::from)
+                    .and_then(|()| self.applier().commit(head, chunks, files, &[], true))
                     .map_err(|_| {
                         AppendError::Unavailable(
                             "a storage error stopped the log writer; restart the service".into(),
@@ -749,7 +792,13 @@ impl Writer {
     /// Checks one append (one stream, or one request on several streams)
     /// and, if every part is accepted, stages the events of all of them;
     /// otherwise stages nothing.
-    fn stage(&mut self, reqs: Vec<AppendRequest>, recorded_at_us: i64, staged: &mut Staged) -> Outcome {
+    fn stage(
+        &mut self,
+        reqs: Vec<AppendRequest>,
+        side: Vec<SideWrite>,
+        recorded_at_us: i64,
+        staged: &mut Staged,
+    ) -> Outcome {
         if let Err(e) = validate_parts(&reqs) {
             return Outcome::Answer(Err(e));
         }
@@ -758,10 +807,26 @@ impl Writer {
                 request_id: req.request_id.clone(),
             }))
         };
+        if side.len() > APPEND_SIDE_WRITES_MAX {
+            return Outcome::Answer(Err(AppendError::TooLarge {
+                field: "side writes",
+                limit: APPEND_SIDE_WRITES_MAX,
+            }));
+        }
         let mut parts = Vec::with_capacity(reqs.len());
         for req in &reqs {
             match self.examine(req, staged) {
-                Ok(Part::Seen(fp, _, _)) if fp != req.fingerprint() => return mismatch(req),
+                Ok(Part::Seen(fp, _, _)) if fp != req.fingerprint() => {
+                    // A copy of a registration racing its original sealed
+                    // with a key of its own: its key's condition fails, and
+                    // the caller, told so once the original is durable,
+                    // seals again with the original's key.
+                    return match self.side_conflict(&side, staged) {
+                        Ok(Some(conflict)) => Outcome::Conflict(conflict),
+                        Ok(None) => mismatch(req),
+                        Err(outcome) => outcome,
+                    };
+                }
                 Ok(part) => parts.push(part),
                 Err(outcome) => return outcome,
             }
@@ -802,6 +867,21 @@ impl Writer {
                 }));
             }
         }
+        match self.side_conflict(&side, staged) {
+            Ok(None) => {}
+            Ok(Some(conflict)) => return Outcome::Conflict(conflict),
+            Err(outcome) => return outcome,
+        }
+        for w in side {
+            staged
+                .side_values
+                .insert((w.tree, w.key.clone()), w.value.clone());
+            staged.side.push(SideSet {
+                tree: w.tree,
+                key: w.key,
+                value: w.value,
+            });
+        }
         let mut answers = Vec::with_capacity(reqs.len());
         for (req, part) in reqs.into_iter().zip(parts) {
             let Part::Fresh(file, current) = part else {
@@ -810,6 +890,34 @@ impl Writer {
             answers.push(self.write_part(req, file, current, recorded_at_us, staged));
         }
         Outcome::Staged(answers)
+    }
+
+    /// The first of `side` whose condition does not hold against the trees
+    /// as the batches in flight and this one leave them.
+    fn side_conflict(&self, side: &[SideWrite], staged: &Staged) -> Result<Option<AppendError>, Outcome> {
+        for (index, w) in side.iter().enumerate() {
+            let key = (w.tree, w.key.clone());
+            let holds = match staged
+                .side_values
+                .get(&key)
+                .or_else(|| self.side_overlay.get(&key).map(|(v, _)| v))
+            {
+                Some(v) => w.expect.as_deref() == Some(v.as_slice()),
+                None => match self.side_trees.tree(w.tree).get(&w.key) {
+                    Ok(v) => v.as_deref() == w.expect.as_deref(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a side tree while staging an append");
+                        return Err(Outcome::Answer(Err(AppendError::Unavailable(
+                            "storage read failed".into(),
+                        ))));
+                    }
+                },
+            };
+            if !holds {
+                return Ok(Some(AppendError::SideConflict { index }));
+            }
+        }
+        Ok(None)
     }
 
     /// Where one part stands: a request id the stream (or the batch) already

@@ -79,6 +79,7 @@ impl LogMetrics {
             Err(AppendError::StreamFull { .. }) => "stream_full",
             Err(AppendError::Unavailable(_)) => "unavailable",
             Err(AppendError::NotLeader { .. }) => "not_leader",
+            Err(AppendError::SideConflict { .. }) => "side_conflict",
         };
         self.appends.get_or_create(&[("result", label)]).inc();
     }

@@ -21,7 +21,7 @@
 //! and the old master key destroyed.
 
 use std::convert::Infallible;
-use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use zeroize::Zeroize;
@@ -102,6 +102,67 @@ pub struct KeyStore {
     masters: RwLock<Masters>,
     /// Serializes rotations.
     rotation: Mutex<()>,
+    /// New keys made but not yet stored, by the master that wrapped them.
+    pending: Arc<PendingWraps>,
+}
+
+/// How long a rotation waits for the new keys wrapped by the old master
+/// (registrations in progress) to be stored or dropped.
+const ROTATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Counts the [`NewKey`]s alive per wrapping master key.
+#[derive(Default)]
+struct PendingWraps {
+    counts: Mutex<std::collections::HashMap<[u8; KEY_ID_LEN], usize>>,
+    changed: std::sync::Condvar,
+}
+
+impl PendingWraps {
+    fn counts(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; KEY_ID_LEN], usize>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until no new key wrapped by `master` is alive; false on timeout.
+    fn wait_none(&self, master: &[u8; KEY_ID_LEN], timeout: std::time::Duration) -> bool {
+        let counts = self.counts();
+        let (_counts, waited) = self
+            .changed
+            .wait_timeout_while(counts, timeout, |c| c.get(master).is_some_and(|n| *n > 0))
+            .unwrap_or_else(|p| p.into_inner());
+        !waited.timed_out()
+    }
+}
+
+/// A data key made for a case being registered, not stored yet: `entry`
+/// (the key wrapped by the current master) goes into `person_keys` with the
+/// registration's events, as a side write. While it lives, a master key
+/// rotation waits before it re-wraps, so an entry stored late is still
+/// re-wrapped; drop it once the append is answered.
+pub struct NewKey {
+    pub key: DataKey,
+    pub entry: Vec<u8>,
+    pub hold: WrapHold,
+}
+
+/// A [`NewKey`]'s place in the count a rotation waits on.
+pub struct WrapHold {
+    pending: Arc<PendingWraps>,
+    master: [u8; KEY_ID_LEN],
+}
+
+impl Drop for WrapHold {
+    fn drop(&mut self) {
+        let (pending, master) = (&self.pending, &self.master);
+        let mut counts = pending.counts();
+        if let Some(n) = counts.get_mut(master) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(master);
+            }
+        }
+        drop(counts);
+        pending.changed.notify_all();
+    }
 }
 
 /// Where a parsed entry stands.
@@ -234,6 +295,7 @@ impl KeyStore {
                 previous: None,
             }),
             rotation: Mutex::new(()),
+            pending: Default::default(),
         };
         store.ensure_blind_index_key()?;
         Ok(store)
@@ -312,21 +374,46 @@ impl KeyStore {
     /// Fails with [`PiiError::AlreadyExists`] if the id has a key or was
     /// erased (an erased id is never reused).
     pub fn create(&self, case_id: &str) -> Result<DataKey> {
-        validate_case_id(case_id)?;
-        let id = case_id.as_bytes();
-        let key = DataKey::generate();
-        let inserted = {
-            // Hold the read guard until the entry is in the tree: a rotation
-            // switches keys under the write lock and only then scans the tree,
-            // so it either sees this entry or this entry uses the new key.
-            let masters = self.masters();
-            let wrapped = wrap(&masters.current, id, key.as_bytes());
-            self.writes.compare_and_swap(id, None, Some(wrapped))?
-        };
-        match inserted {
+        // The hold lives until the entry is in the tree: a rotation waits
+        // for it before it scans.
+        let NewKey {
+            key,
+            entry,
+            hold: _hold,
+        } = self.new_key(case_id)?;
+        match self
+            .writes
+            .compare_and_swap(case_id.as_bytes(), None, Some(entry))?
+        {
             Ok(()) => Ok(key),
             Err(_) => Err(PiiError::AlreadyExists),
         }
+    }
+
+    /// Makes a data key for `case_id` without storing it (see [`NewKey`]).
+    /// Fails with [`PiiError::AlreadyExists`] if the id has a key or was erased.
+    pub fn new_key(&self, case_id: &str) -> Result<NewKey> {
+        validate_case_id(case_id)?;
+        let id = case_id.as_bytes();
+        if self.tree.get(id)?.is_some() {
+            return Err(PiiError::AlreadyExists);
+        }
+        let key = DataKey::generate();
+        // Counted under the masters' read guard: a rotation switches masters
+        // under the write guard, then waits until no key wrapped by the old
+        // one is pending, and only then scans the tree.
+        let masters = self.masters();
+        let master = masters.current.key_id();
+        let entry = wrap(&masters.current, id, key.as_bytes());
+        *self.pending.counts().entry(master).or_insert(0) += 1;
+        Ok(NewKey {
+            key,
+            entry,
+            hold: WrapHold {
+                pending: self.pending.clone(),
+                master,
+            },
+        })
     }
 
     /// The entry of `id` exactly as stored (wrapped key or tombstone), for
@@ -401,22 +488,6 @@ impl KeyStore {
         }
     }
 
-    /// Removes a key that never sealed anything durable (a registration that
-    /// was refused after its key was created), so that refused registrations
-    /// leave no keys behind. Unlike [`erase`](Self::erase) it leaves no
-    /// tombstone: the case id stays free. Only an active entry is removed.
-    pub fn discard_unused(&self, case_id: &str) -> Result<()> {
-        validate_case_id(case_id)?;
-        if let Some(value) = self.tree.get(case_id.as_bytes())? {
-            if matches!(parse_entry(&value), Ok(Entry::Wrapped { .. })) {
-                let _ = self
-                    .writes
-                    .compare_and_swap(case_id.as_bytes(), Some(&value), None)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Re-wraps every active key (and the blind-index key) under
     /// `new_master`, in atomic batches of [`REWRAP_BATCH`], flushing after
     /// each. Returns how many person keys were re-wrapped (the blind-index
@@ -466,8 +537,24 @@ impl KeyStore {
                 masters.previous = Some(old);
             }
         }
-        let new_id = self.masters().current.key_id();
+        let (new_id, old_id) = {
+            let masters = self.masters();
+            (
+                masters.current.key_id(),
+                masters.previous.as_ref().map(MasterKey::key_id),
+            )
+        };
         tracing::info!(new_master_key_id = %hex::encode(&new_id), "master key rotation started");
+        // New keys wrapped by the old master and not stored yet (registrations
+        // in progress) must be in the tree before it is scanned.
+        if let Some(old) = old_id {
+            if !self.pending.wait_none(&old, ROTATION_WAIT) {
+                tracing::warn!(
+                    "master key rotation: registrations in progress did not finish; retry the rotation"
+                );
+                return Err(PiiError::RotationInProgress);
+            }
+        }
 
         let mut done = 0usize;
         let mut batches = 0usize;

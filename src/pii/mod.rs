@@ -30,6 +30,6 @@ pub use blind::{
     normalize, normalize_doc_type, BlindIndexer, MAX_DOCUMENT_NUMBER_LEN, MAX_DOCUMENT_TYPE_LEN,
 };
 pub use error::{PiiError, Result};
-pub use keystore::{check_raw_entry, validate_case_id, KeyStatus, KeyStore, BLIND_INDEX_ID};
+pub use keystore::{check_raw_entry, validate_case_id, KeyStatus, KeyStore, NewKey, BLIND_INDEX_ID};
 pub use master::{MasterKey, KEY_ID_LEN};
 pub use seal::{open, open_json, seal, seal_for_request, seal_json, DataKey};

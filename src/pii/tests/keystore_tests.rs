@@ -369,3 +369,61 @@ fn concurrent_create_erase_during_rotation() {
         assert!(store.get(&case(1000 + i)).unwrap().is_some());
     }
 }
+
+/// A key made for a registration and stored later (with its events) is
+/// re-wrapped by a rotation that started meanwhile: the rotation waits for
+/// it, so the new master alone opens it afterwards.
+#[test]
+fn a_rotation_waits_for_new_keys_wrapped_by_the_old_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path());
+    let store = std::sync::Arc::new(open_store(&db, 1));
+    let new = store.new_key("case-late").unwrap();
+    assert!(
+        store.tree.get("case-late").unwrap().is_none(),
+        "not stored by new_key"
+    );
+    assert!(matches!(
+        store.new_key(BLIND_INDEX_ID),
+        Err(PiiError::InvalidCaseId { .. })
+    ));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let rotation = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let result = store.rewrap_all(master(2));
+            done_tx.send(()).unwrap();
+            result
+        })
+    };
+    assert!(
+        done_rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "the rotation went on while a key wrapped by the old master was pending"
+    );
+    // The registration's append stores the entry (as the writer does), then is answered.
+    store.tree.insert("case-late", new.entry.clone()).unwrap();
+    let sealed = seal(&new.key, "case-late", "identity", b"LATE REGISTRATION");
+    drop(new);
+    rotation.join().unwrap().unwrap();
+    assert_eq!(stored_key_id(&store, "case-late"), master(2).key_id().to_vec());
+    drop(store);
+    let store = open_store(&db, 2);
+    let key = store.get("case-late").unwrap().expect("active key");
+    assert_eq!(
+        open(&key, "case-late", "identity", &sealed).unwrap(),
+        b"LATE REGISTRATION"
+    );
+}
+
+#[test]
+fn a_new_key_is_refused_for_an_id_that_has_one_or_was_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path());
+    let store = open_store(&db, 1);
+    store.create("case-1").unwrap();
+    store.erase("case-2").unwrap();
+    assert!(matches!(store.new_key("case-1"), Err(PiiError::AlreadyExists)));
+    assert!(matches!(store.new_key("case-2"), Err(PiiError::AlreadyExists)));
+}
