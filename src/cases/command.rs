@@ -85,7 +85,7 @@ impl Cases {
             }
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.execute_full(ctx, pending))
+        tokio::task::spawn_blocking(move || this.execute_full(ctx, pending, false))
             .await
             .map_err(|e| CaseError::Internal(e.to_string()))?
     }
@@ -97,24 +97,29 @@ impl Cases {
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
         self.shared.appender.check_leader()?;
-        if let Some(prepared) = self.prepare_cached(&ctx, &pending) {
-            let result = self.shared.appender.append_blocking(prepared.request.clone());
-            if let Some(answer) = self.finish_cached(prepared, result) {
-                return answer;
-            }
-        }
-        self.execute_full(ctx, pending)
+        self.execute_full(ctx, pending, true)
     }
 
     /// The full path (blocking): prepare, append with the side writes,
     /// finish; prepared again after a side conflict, at most
     /// [`PREPARE_ATTEMPTS`] times (the conflict is answered once the
     /// command that won is durable, so the next attempt reads it).
+    /// With `cached_first`, the fast path is tried first.
     fn execute_full(
         &self,
         ctx: CommandContext,
         pending: PendingCommand,
+        cached_first: bool,
     ) -> Result<CommandOutcome, CaseError> {
+        let cached = cached_first
+            .then(|| self.prepare_cached(&ctx, &pending))
+            .flatten();
+        if let Some(answer) = cached.and_then(|prepared| {
+            let result = self.shared.appender.append_blocking(prepared.request.clone());
+            self.finish_cached(prepared, result)
+        }) {
+            return answer;
+        }
         let mut attempt = 1;
         loop {
             let prepared = self.prepare(ctx.clone(), pending.clone())?;

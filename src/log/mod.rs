@@ -489,13 +489,9 @@ impl Appender {
         reqs: Vec<AppendRequest>,
         side: Vec<SideWrite>,
     ) -> Result<Vec<Appended>, AppendError> {
-        writer::validate_parts(&reqs)?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(writer::Job { reqs, side, reply })
-            .await
-            .map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        let (job, answer) = job(reqs, side)?;
+        self.tx.send(job).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     fn send_blocking(
@@ -503,13 +499,20 @@ impl Appender {
         reqs: Vec<AppendRequest>,
         side: Vec<SideWrite>,
     ) -> Result<Vec<Appended>, AppendError> {
-        writer::validate_parts(&reqs)?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(writer::Job { reqs, side, reply })
-            .map_err(|_| closed())?;
-        rx.blocking_recv().map_err(|_| closed())?
+        let (job, answer) = job(reqs, side)?;
+        self.tx.blocking_send(job).map_err(|_| closed())?;
+        answer.blocking_recv().map_err(|_| closed())?
     }
+}
+
+/// A checked job for the writer and where its answer will come.
+fn job(
+    reqs: Vec<AppendRequest>,
+    side: Vec<SideWrite>,
+) -> Result<(writer::Job, oneshot::Receiver<Result<Vec<Appended>, AppendError>>), AppendError> {
+    writer::validate_parts(&reqs)?;
+    let (reply, answer) = oneshot::channel();
+    Ok((writer::Job { reqs, side, reply }, answer))
 }
 
 /// A multi-stream answer as one span of seqs, for the metrics (the parts
