@@ -251,5 +251,5 @@ fn verify_source(dir: &Path, trusted: &[Verifier]) -> Result<Verified, String> {
         .iter()
         .find(|k| k.name == origin)
         .ok_or_else(|| format!("{}: no trusted key is named {origin:?}", crate::release::NOTE))?;
-    verify_dir(dir, key)
+    verify_dir(dir, key).map_err(|e| e.to_string())
 }
