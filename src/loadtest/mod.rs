@@ -199,8 +199,10 @@ impl LoadTestArgs {
 pub enum LoadTestError {
     #[error("invalid option: {0}")]
     Invalid(String),
+    #[error("invalid option: {0}")]
+    Options(#[source] crate::client::ClientError),
     #[error("{0}")]
-    Connect(String),
+    Connect(#[source] crate::client::ClientError),
     #[error("set-up: {0}")]
     Setup(String),
 }
@@ -228,7 +230,7 @@ pub async fn run(args: &LoadTestArgs) -> Result<Report, LoadTestError> {
     let connections = args.validate().map_err(LoadTestError::Invalid)?;
     let options = |file: Option<&PathBuf>| -> Result<ClientOptions, LoadTestError> {
         let mut o =
-            ClientOptions::new(&args.target, file.map(PathBuf::as_path)).map_err(LoadTestError::Invalid)?;
+            ClientOptions::new(&args.target, file.map(PathBuf::as_path)).map_err(LoadTestError::Options)?;
         o.actor = Some((ACTOR.0.into(), ACTOR.1.into()));
         Ok(o)
     };
