@@ -115,7 +115,7 @@ fn run_checks(loaded: &Loaded, store_files: bool) -> Report {
                 ),
             ),
             Ok(_) => {}
-            Err(e) => r.error("listen", e),
+            Err(e) => r.error("listen", e.to_string()),
         }
     }
 
@@ -426,7 +426,7 @@ fn check_master_key(r: &mut Report, loaded: &Loaded) {
     } else {
         r.master_key = "none".to_string();
         if let Err(e) = crate::server::check_master_key_source(&loaded.serve_config()) {
-            r.error("master_key_file", e);
+            r.error("master_key_file", e.to_string());
         }
     }
 }
