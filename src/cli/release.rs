@@ -224,7 +224,7 @@ pub fn run(command: &ReleaseCommand) -> Result<ExitCode, BoxError> {
                     }
                 }
             }
-            let files = crate::release::combine::files(&sources).map_err(|e| e.to_string())?;
+            let files = crate::release::combine::files(&sources)?;
             crate::release::write_dir(
                 &Release {
                     seq: 0,

@@ -118,16 +118,14 @@ fn rows_of(t: &LongTable) -> Vec<DataRow> {
         .collect()
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The published tables at the state's position, protected across tables,
 /// and the caseload table by department and status in long format (for the
 /// codebook, whose department codes it completes).
 pub fn build(
     state: &ProjectionState,
     rules: &SuppressionRules,
-) -> Result<(Vec<DataTable>, LongTable), BoxError> {
-    let by = |dims: Vec<Dim>| -> Result<LongTable, BoxError> {
+) -> Result<(Vec<DataTable>, LongTable), TablesError> {
+    let by = |dims: Vec<Dim>| -> Result<LongTable, TablesError> {
         let q = CaseloadQuery {
             by: dims,
             filters: Vec::new(),
@@ -210,9 +208,13 @@ pub struct Identity {
     pub terms: Vec<CellRef>,
 }
 
-/// Why the tables of a release do not make up its identities, or break one.
+/// Why the tables of a release cannot be built, do not make up its
+/// identities, or break one.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TablesError {
+    /// A caseload question of the release refused by the projection.
+    #[error(transparent)]
+    Query(#[from] crate::projection::QueryError),
     #[error("table {0} is missing")]
     Missing(&'static str),
     #[error("CASELOAD_STATUS has no STATUS={TOTAL_CODE} row")]
