@@ -5,7 +5,7 @@
 //! Credentials: a bearer token sent as `authorization: Bearer <token>` on
 //! every call, and/or a client certificate (mutual TLS) for `https://` targets.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,40 @@ use tonic::{Request, Status};
 
 /// Environment variable a tool reads its bearer token from when no token file is named.
 pub const TOKEN_ENV: &str = "REGISTRY_TOKEN";
+
+/// Why a client could not be set up or connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read token file {}: {source}", path.display())]
+    TokenFile { path: PathBuf, source: std::io::Error },
+    #[error("token file {} is empty", .0.display())]
+    EmptyTokenFile(PathBuf),
+    #[error("target: no address given")]
+    NoTarget,
+    #[error("target {target}: {source}")]
+    Target {
+        target: String,
+        source: tonic::transport::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::auth::tls::TlsError),
+    #[error("TLS configuration: {0}")]
+    TlsConfig(#[source] tonic::transport::Error),
+    #[error("{0} is an https target: name the CA that signs its certificate with --tls-ca")]
+    HttpsWithoutCa(String),
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the token holds characters not allowed in metadata")]
+    TokenMetadata(#[source] tonic::metadata::errors::InvalidMetadataValue),
+    #[error("actor {0}: not valid metadata")]
+    ActorMetadata(
+        &'static str,
+        #[source] tonic::metadata::errors::InvalidMetadataValue,
+    ),
+}
 
 /// Where and how to connect.
 #[derive(Clone, Debug, Default)]
@@ -34,7 +68,7 @@ pub struct ClientOptions {
 
 impl ClientOptions {
     /// Options for `target`, with the token from `token_file`, else `$REGISTRY_TOKEN`.
-    pub fn new(target: &str, token_file: Option<&Path>) -> Result<ClientOptions, String> {
+    pub fn new(target: &str, token_file: Option<&Path>) -> Result<ClientOptions, ClientError> {
         let token = match token_file {
             Some(path) => Some(read_token_file(path)?),
             None => std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()),
@@ -49,12 +83,14 @@ impl ClientOptions {
 }
 
 /// Reads a token file (the token on its first line).
-pub fn read_token_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+pub fn read_token_file(path: &Path) -> Result<String, ClientError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClientError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.is_empty() {
-        return Err(format!("token file {} is empty", path.display()));
+        return Err(ClientError::EmptyTokenFile(path.to_path_buf()));
     }
     Ok(token)
 }
@@ -196,15 +232,16 @@ impl tower::Service<http::Request<tonic::body::Body>> for LeaderChannel {
     }
 }
 
-fn endpoint(options: &ClientOptions, target: &str) -> Result<Endpoint, String> {
+fn endpoint(options: &ClientOptions, target: &str) -> Result<Endpoint, ClientError> {
     let endpoint = Endpoint::from_shared(target.to_string())
-        .map_err(|e| format!("target {target}: {e}"))?
+        .map_err(|source| ClientError::Target {
+            target: target.to_string(),
+            source,
+        })?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
     match &options.tls {
-        Some(tls) => endpoint
-            .tls_config(tls.config()?)
-            .map_err(|e| format!("TLS configuration: {e}")),
+        Some(tls) => endpoint.tls_config(tls.config()?).map_err(ClientError::TlsConfig),
         None => Ok(endpoint),
     }
 }
@@ -212,12 +249,9 @@ fn endpoint(options: &ClientOptions, target: &str) -> Result<Endpoint, String> {
 /// Connects (retrying for up to `wait` while the server starts) and returns
 /// a channel that adds the credentials to every call and follows a
 /// cluster's leader ([`LeaderChannel`]).
-pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChannel, String> {
+pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChannel, ClientError> {
     let nodes = targets(&options.target);
-    let first = nodes
-        .first()
-        .ok_or_else(|| "target: no address given".to_string())?
-        .clone();
+    let first = nodes.first().ok_or(ClientError::NoTarget)?.clone();
     let endpoints: Vec<(String, Endpoint)> = nodes
         .iter()
         .map(|n| endpoint(options, n).map(|e| (n.clone(), e)))
@@ -234,7 +268,12 @@ pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChan
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
             }
-            Err(e) => return Err(format!("cannot connect to {first}: {e}")),
+            Err(source) => {
+                return Err(ClientError::Connect {
+                    target: first,
+                    source,
+                })
+            }
         }
     };
     let leader = LeaderChannel {
@@ -245,22 +284,21 @@ pub async fn connect(options: &ClientOptions, wait: Duration) -> Result<AuthChan
 }
 
 /// The interceptor for `options`.
-pub fn credentials(options: &ClientOptions) -> Result<Credentials, String> {
+pub fn credentials(options: &ClientOptions) -> Result<Credentials, ClientError> {
     let authorization = match &options.token {
         Some(token) => Some(
             format!("Bearer {token}")
                 .parse()
-                .map_err(|_| "the token holds characters not allowed in metadata".to_string())?,
+                .map_err(ClientError::TokenMetadata)?,
         ),
         None => None,
     };
     let actor = match &options.actor {
         Some((user, office)) => Some((
-            user.parse()
-                .map_err(|_| "actor user: not valid metadata".to_string())?,
+            user.parse().map_err(|e| ClientError::ActorMetadata("user", e))?,
             office
                 .parse()
-                .map_err(|_| "actor office: not valid metadata".to_string())?,
+                .map_err(|e| ClientError::ActorMetadata("office", e))?,
         )),
         None => None,
     };
@@ -289,11 +327,9 @@ pub struct TlsArgs {
 impl TlsArgs {
     /// The client TLS settings for `target`: none for `http://`; an
     /// `https://` target needs --tls-ca.
-    pub fn for_target(&self, target: &str) -> Result<Option<crate::auth::tls::ClientTls>, String> {
+    pub fn for_target(&self, target: &str) -> Result<Option<crate::auth::tls::ClientTls>, ClientError> {
         if target.starts_with("https://") && self.tls_ca.is_none() {
-            return Err(format!(
-                "{target} is an https target: name the CA that signs its certificate with --tls-ca"
-            ));
+            return Err(ClientError::HttpsWithoutCa(target.to_string()));
         }
         Ok(self.tls_ca.as_ref().map(|ca| crate::auth::tls::ClientTls {
             ca: Some(ca.clone()),

@@ -17,6 +17,64 @@ use crate::pii::{KeyStore, MasterKey};
 /// Environment variable holding the master key (64 hex digits).
 pub const MASTER_KEY_ENV: &str = "REGISTRY_MASTER_KEY";
 
+/// Why the server refused to start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to serve plaintext on {0}, which is not a loopback address: \
+         give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), \
+         or --insecure-plaintext-on-network to force it \
+         (config file: tls.cert and tls.key, or insecure_plaintext_on_network = true)"
+    )]
+    PlaintextOffLoopback(SocketAddr),
+    #[error(
+        "no master key: set master_key_file (--master-key-file, REGISTRY_MASTER_KEY_FILE) \
+         or {MASTER_KEY_ENV} (64 hex digits); allow_development_master_key is false, so no \
+         development key is created (create a key with: registry keys generate --out master.key)"
+    )]
+    NoMasterKey,
+    #[error("binding the Raft address {address}: {source}")]
+    RaftBind { address: String, source: std::io::Error },
+    #[error("stopped serving: the log failed verification while open: {0}")]
+    BrokenWhileOpen(crate::log::Broken),
+    #[error("stopped serving: the log writer stopped taking appends: {0}")]
+    WriterStopped(String),
+    /// A fail-stop, after which closing the store failed too.
+    #[error("{stop} (closing the store also failed: {close})")]
+    StoppedAndCloseFailed {
+        stop: Box<ServeError>,
+        close: crate::log::StoreError,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::auth::tls::TlsError),
+    #[error(transparent)]
+    Access(#[from] crate::auth::access_file::AccessError),
+    #[error(transparent)]
+    MasterKey(#[from] crate::pii::PiiError),
+    #[error(transparent)]
+    Open(#[from] crate::log::OpenError),
+    #[error(transparent)]
+    Close(#[from] crate::log::StoreError),
+    #[error(transparent)]
+    Cases(#[from] crate::cases::CaseError),
+    #[error(transparent)]
+    ClusterFile(#[from] crate::cluster::file::ClusterFileError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// What `registry serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -91,7 +149,7 @@ pub enum Transport {
 }
 
 /// The transport `config` gives on `listen`, or why it is refused.
-pub fn transport_policy(config: &ServeConfig, listen: SocketAddr) -> Result<Transport, String> {
+pub fn transport_policy(config: &ServeConfig, listen: SocketAddr) -> Result<Transport, ServeError> {
     if config.tls.is_some() {
         return Ok(Transport::Tls);
     }
@@ -101,16 +159,11 @@ pub fn transport_policy(config: &ServeConfig, listen: SocketAddr) -> Result<Tran
     if config.insecure_plaintext {
         return Ok(Transport::PlaintextForced);
     }
-    Err(format!(
-        "refusing to serve plaintext on {listen}, which is not a loopback address: \
-         give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), \
-         or --insecure-plaintext-on-network to force it \
-         (config file: tls.cert and tls.key, or insecure_plaintext_on_network = true)"
-    ))
+    Err(ServeError::PlaintextOffLoopback(listen))
 }
 
 /// Refuses plaintext on a non-loopback address unless forced; warns about plaintext.
-pub fn check_transport(config: &ServeConfig, listen: SocketAddr) -> Result<(), String> {
+pub fn check_transport(config: &ServeConfig, listen: SocketAddr) -> Result<(), ServeError> {
     match transport_policy(config, listen)? {
         Transport::Tls => {}
         Transport::PlaintextLoopback => {
@@ -124,22 +177,18 @@ pub fn check_transport(config: &ServeConfig, listen: SocketAddr) -> Result<(), S
 }
 
 /// Refuses to start without a master key when the development key is not allowed.
-pub fn check_master_key_source(config: &ServeConfig) -> Result<(), String> {
+pub fn check_master_key_source(config: &ServeConfig) -> Result<(), ServeError> {
     if config.master_key_file.is_some()
         || std::env::var_os(MASTER_KEY_ENV).is_some()
         || config.allow_development_master_key
     {
         return Ok(());
     }
-    Err(format!(
-        "no master key: set master_key_file (--master-key-file, REGISTRY_MASTER_KEY_FILE) \
-         or {MASTER_KEY_ENV} (64 hex digits); allow_development_master_key is false, so no \
-         development key is created (create a key with: registry keys generate --out master.key)"
-    ))
+    Err(ServeError::NoMasterKey)
 }
 
 /// Opens the access file, creating it with a bootstrap admin token on first start.
-pub fn open_access(config: &ServeConfig) -> Result<crate::auth::AccessControl, Box<dyn std::error::Error>> {
+pub fn open_access(config: &ServeConfig) -> Result<crate::auth::AccessControl, ServeError> {
     let path = config.access_file();
     let token_out = config.data_dir.join("admin.token");
     if crate::auth::access_file::bootstrap(&path, &token_out)? {
@@ -164,10 +213,7 @@ pub struct Opened {
 }
 
 /// Loads the master key: a named file, the environment, or a development key.
-pub fn load_master_key(
-    file: Option<&PathBuf>,
-    data_dir: &std::path::Path,
-) -> Result<MasterKey, Box<dyn std::error::Error>> {
+pub fn load_master_key(file: Option<&PathBuf>, data_dir: &std::path::Path) -> Result<MasterKey, ServeError> {
     if let Some(path) = file {
         return Ok(MasterKey::load(path)?);
     }
@@ -191,11 +237,7 @@ pub fn load_master_key(
 /// Opens the log (verifying its tail) and the case service, and records the
 /// genesis policy instruments in a store without a policy stream. Blocking
 /// (not on a runtime thread).
-pub fn open(
-    data_dir: &std::path::Path,
-    sync: SyncMode,
-    master: MasterKey,
-) -> Result<Opened, Box<dyn std::error::Error>> {
+pub fn open(data_dir: &std::path::Path, sync: SyncMode, master: MasterKey) -> Result<Opened, ServeError> {
     let log = Log::open(data_dir, WriterConfig { sync })?;
     let keys = KeyStore::open(log.store().db(), master)?;
     let cases = Cases::new(log.appender(), log.store().clone(), keys)?;
@@ -210,7 +252,7 @@ pub fn open_cluster_node(
     data_dir: &std::path::Path,
     sync: SyncMode,
     master: MasterKey,
-) -> Result<Opened, Box<dyn std::error::Error>> {
+) -> Result<Opened, ServeError> {
     let log = Log::open_replicated(data_dir, WriterConfig { sync })?;
     // Person keys and the document index write through the cluster once it runs.
     log.store().side_slot().expect_replication();
@@ -240,7 +282,7 @@ async fn record_genesis_when_leading(cases: Cases) {
 }
 
 /// Runs the service until SIGINT or SIGTERM.
-pub async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // serve_on checks the transport (plaintext only on loopback) before anything else.
     let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
@@ -252,26 +294,24 @@ pub async fn serve_on(
     config: ServeConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), ServeError> {
     check_transport(&config, listener.local_addr()?)?;
     let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
     check_master_key_source(&config)?;
     let master = load_master_key(config.master_key_file.as_ref(), &config.data_dir)?;
     let (data_dir, sync) = (config.data_dir.clone(), config.sync);
     let Some(cluster_file) = &config.cluster else {
-        let opened =
-            tokio::task::spawn_blocking(move || open(&data_dir, sync, master).map_err(|e| e.to_string()))
-                .await??;
+        let opened = tokio::task::spawn_blocking(move || open(&data_dir, sync, master)).await??;
         return run(config, listener, opened, tls, None, shutdown).await;
     };
     let file = crate::cluster::ClusterFile::load(cluster_file)?;
     let raft_listener = tokio::net::TcpListener::bind(&file.me().raft)
         .await
-        .map_err(|e| format!("binding the Raft address {}: {e}", file.me().raft))?;
-    let opened = tokio::task::spawn_blocking(move || {
-        open_cluster_node(&data_dir, sync, master).map_err(|e| e.to_string())
-    })
-    .await??;
+        .map_err(|source| ServeError::RaftBind {
+            address: file.me().raft.clone(),
+            source,
+        })?;
+    let opened = tokio::task::spawn_blocking(move || open_cluster_node(&data_dir, sync, master)).await??;
     let cluster = crate::cluster::Cluster::start(&opened.log, &file, raft_listener).await?;
     tokio::spawn(record_genesis_when_leading(opened.cases.clone()));
     run(config, listener, opened, tls, Some(cluster), shutdown).await
@@ -288,7 +328,7 @@ pub async fn serve_opened(
     listener: tokio::net::TcpListener,
     opened: Opened,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), ServeError> {
     check_transport(&config, listener.local_addr()?)?;
     let tls = config.tls.as_ref().map(|t| t.config()).transpose()?;
     run(config, listener, opened, tls, None, shutdown).await
@@ -301,7 +341,7 @@ async fn run(
     tls: Option<tonic::transport::ServerTlsConfig>,
     cluster: Option<crate::cluster::Cluster>,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), ServeError> {
     let access = std::sync::Arc::new(open_access(&config)?);
     let cluster_raft = cluster.as_ref().map(|c| c.raft.clone());
     let mut opened = opened;
@@ -505,17 +545,16 @@ async fn run(
         broken.borrow_and_update().clone(),
         writer_failed.borrow_and_update().clone(),
     ) {
-        (Some(b), _) => Some(format!(
-            "stopped serving: the log failed verification while open: {b}"
-        )),
-        (None, Some(reason)) => Some(format!(
-            "stopped serving: the log writer stopped taking appends: {reason}"
-        )),
+        (Some(b), _) => Some(ServeError::BrokenWhileOpen(b)),
+        (None, Some(reason)) => Some(ServeError::WriterStopped(reason)),
         (None, None) => None,
     };
     match (fail_stop, closed) {
-        (Some(stop), Ok(())) => Err(stop.into()),
-        (Some(stop), Err(e)) => Err(format!("{stop} (closing the store also failed: {e})").into()),
+        (Some(stop), Ok(())) => Err(stop),
+        (Some(stop), Err(close)) => Err(ServeError::StoppedAndCloseFailed {
+            stop: Box::new(stop),
+            close,
+        }),
         (None, closed) => Ok(closed?),
     }
 }

@@ -270,9 +270,9 @@ impl pb::admin_server::Admin for AdminService {
             return Err(invalid_argument("id", "node ids start at 1"));
         }
         crate::cluster::file::check_host_port("raft_address", &m.raft_address)
-            .map_err(|e| invalid_argument("raft_address", &e))?;
+            .map_err(|e| invalid_argument("raft_address", &e.to_string()))?;
         crate::cluster::file::check_host_port("api_address", &m.api_address)
-            .map_err(|e| invalid_argument("api_address", &e))?;
+            .map_err(|e| invalid_argument("api_address", &e.to_string()))?;
         let member = crate::cluster::types::Member {
             raft: m.raft_address,
             api: m.api_address,

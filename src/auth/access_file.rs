@@ -54,6 +54,35 @@ pub enum AccessError {
     Full { limit: usize },
 }
 
+/// Why a grant (principal, office, departments) is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrantError {
+    #[error("principal: 1..64 printable characters without spaces")]
+    Principal,
+    #[error("office: 1..64 printable characters without spaces")]
+    Office,
+    #[error("departments: {0:02} is not a DIVIPOLA department code")]
+    Department(u8),
+}
+
+/// Why [`AccessFile::validate`] refuses a file: the first bad entry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error("version {0} is not supported (expected 1)")]
+    Version(u32),
+    #[error("more than {ACCESS_TOKENS_MAX} tokens or certificates")]
+    TooMany,
+    /// `entry` names it: `tokens[i]` or `certificates[i]`.
+    #[error("{entry}: {source}")]
+    Grant { entry: String, source: GrantError },
+    #[error("tokens[{0}].hash: expected 64 hex digits")]
+    TokenHash(usize),
+    #[error("tokens[{0}].id: not a code")]
+    TokenId(usize),
+    #[error("certificates[{0}].identity: 1..64 printable characters")]
+    CertificateIdentity(usize),
+}
+
 /// One bearer token (its hash, never the token).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenEntry {
@@ -164,34 +193,35 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 
 impl AccessFile {
     /// Checks every entry; names the first bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), EntryError> {
         if self.version != 1 {
-            return Err(format!("version {} is not supported (expected 1)", self.version));
+            return Err(EntryError::Version(self.version));
         }
         if self.tokens.len() > ACCESS_TOKENS_MAX || self.certificates.len() > ACCESS_TOKENS_MAX {
-            return Err(format!("more than {ACCESS_TOKENS_MAX} tokens or certificates"));
+            return Err(EntryError::TooMany);
         }
-        let check = |what: &str, principal: &str, office: &str, departments: &[u8]| -> Result<(), String> {
-            validate_grant(principal, office, departments).map_err(|e| format!("{what}: {e}"))
+        let check = |entry: String, principal: &str, office: &str, departments: &[u8]| {
+            validate_grant(principal, office, departments)
+                .map_err(|source| EntryError::Grant { entry, source })
         };
         for (i, t) in self.tokens.iter().enumerate() {
-            check(&format!("tokens[{i}]"), &t.principal, &t.office, &t.departments)?;
+            check(format!("tokens[{i}]"), &t.principal, &t.office, &t.departments)?;
             if crate::hex::decode_32_owned(&t.hash).is_none() {
-                return Err(format!("tokens[{i}].hash: expected 64 hex digits"));
+                return Err(EntryError::TokenHash(i));
             }
             if !valid_code(&t.id) {
-                return Err(format!("tokens[{i}].id: not a code"));
+                return Err(EntryError::TokenId(i));
             }
         }
         for (i, c) in self.certificates.iter().enumerate() {
             check(
-                &format!("certificates[{i}]"),
+                format!("certificates[{i}]"),
                 &c.principal,
                 &c.office,
                 &c.departments,
             )?;
             if !valid_code(&c.identity) {
-                return Err(format!("certificates[{i}].identity: 1..64 printable characters"));
+                return Err(EntryError::CertificateIdentity(i));
             }
         }
         Ok(())
@@ -215,25 +245,25 @@ impl AccessFile {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        file.validate().map_err(|reason| AccessError::Invalid {
+        file.validate().map_err(|e| AccessError::Invalid {
             path: path.display().to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
         Ok(file)
     }
 }
 
 /// Checks a principal id, office and department list.
-pub fn validate_grant(principal: &str, office: &str, departments: &[u8]) -> Result<(), String> {
+pub fn validate_grant(principal: &str, office: &str, departments: &[u8]) -> Result<(), GrantError> {
     if !valid_code(principal) {
-        return Err("principal: 1..64 printable characters without spaces".into());
+        return Err(GrantError::Principal);
     }
     if !valid_code(office) {
-        return Err("office: 1..64 printable characters without spaces".into());
+        return Err(GrantError::Office);
     }
     for d in departments {
         if crate::domain::Department::new(*d).is_none() {
-            return Err(format!("departments: {d:02} is not a DIVIPOLA department code"));
+            return Err(GrantError::Department(*d));
         }
     }
     Ok(())
@@ -263,7 +293,8 @@ pub fn modify<R>(
         AccessFile::default()
     };
     let out = change(&mut file)?;
-    file.validate().map_err(AccessError::Rejected)?;
+    file.validate()
+        .map_err(|e| AccessError::Rejected(e.to_string()))?;
     write_atomically(path, &serde_json::to_vec_pretty(&file).expect("serializable")).map_err(io)?;
     drop(lock);
     Ok(out)
@@ -309,7 +340,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Adds a token; returns it (the only time it is shown).
 pub fn add_token(path: &Path, grant: &Grant) -> Result<NewToken, AccessError> {
-    validate_grant(&grant.principal, &grant.office, &grant.departments).map_err(AccessError::Rejected)?;
+    validate_grant(&grant.principal, &grant.office, &grant.departments)
+        .map_err(|e| AccessError::Rejected(e.to_string()))?;
     let token = format!("{TOKEN_PREFIX}{}", crate::hex::encode(&random_bytes::<32>()));
     let id = format!("tok-{}", crate::hex::encode(&random_bytes::<6>()));
     let entry = TokenEntry {
@@ -349,7 +381,8 @@ pub fn revoke_token(path: &Path, id: &str) -> Result<bool, AccessError> {
 
 /// Adds (or replaces) the principal of a certificate identity.
 pub fn add_certificate(path: &Path, identity: &str, grant: &Grant) -> Result<(), AccessError> {
-    validate_grant(&grant.principal, &grant.office, &grant.departments).map_err(AccessError::Rejected)?;
+    validate_grant(&grant.principal, &grant.office, &grant.departments)
+        .map_err(|e| AccessError::Rejected(e.to_string()))?;
     if !valid_code(identity) {
         return Err(AccessError::Rejected(
             "identity: 1..64 printable characters".into(),

@@ -23,13 +23,29 @@ pub struct ServerTls {
     pub client_cert_required: bool,
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read.
+    #[error("{what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl ServerTls {
     /// The tonic server TLS configuration.
-    pub fn config(&self) -> Result<ServerTlsConfig, String> {
+    pub fn config(&self) -> Result<ServerTlsConfig, TlsError> {
         let identity = Identity::from_pem(read(&self.cert, "TLS certificate")?, read(&self.key, "TLS key")?);
         let mut config = ServerTlsConfig::new().identity(identity);
         if let Some(ca) = &self.client_ca {
@@ -54,7 +70,7 @@ pub struct ClientTls {
 
 impl ClientTls {
     /// The tonic client TLS configuration.
-    pub fn config(&self) -> Result<ClientTlsConfig, String> {
+    pub fn config(&self) -> Result<ClientTlsConfig, TlsError> {
         let mut config = ClientTlsConfig::new();
         if let Some(ca) = &self.ca {
             config = config.ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?));

@@ -87,7 +87,9 @@ pub async fn backup(
         ),
         None => (0, GENESIS_PREV_HASH, Frontier::new()),
     };
-    let channel = connect(options, Duration::from_secs(5)).await?;
+    let channel = connect(options, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
     let mut client = pb::admin_client::AdminClient::new(channel)
         .max_decoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX);
     let request = pb::BackupRequest {

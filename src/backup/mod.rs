@@ -71,8 +71,9 @@ fn read_key(path: &Option<PathBuf>) -> Result<Option<String>, String> {
 pub fn run_backup(args: BackupArgs) -> ExitCode {
     let result = (|| -> Result<client::BackupReport, String> {
         let pinned = read_key(&args.key)?;
-        let mut options = crate::client::ClientOptions::new(&args.target, args.token_file.as_deref())?;
-        options.tls = args.tls.for_target(&args.target)?;
+        let mut options = crate::client::ClientOptions::new(&args.target, args.token_file.as_deref())
+            .map_err(|e| e.to_string())?;
+        options.tls = args.tls.for_target(&args.target).map_err(|e| e.to_string())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

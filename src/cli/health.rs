@@ -67,7 +67,7 @@ fn fail(message: &str) -> ExitCode {
 
 /// One `Health/Check` call; a service the server does not know (NOT_FOUND) is SERVICE_UNKNOWN.
 async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
-    let tls = args.tls.for_target(&args.target)?;
+    let tls = args.tls.for_target(&args.target).map_err(|e| e.to_string())?;
     let options = crate::client::ClientOptions {
         target: args.target.clone(),
         token: None,
@@ -75,7 +75,9 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
         tls,
     };
     // One attempt: a probe that waits for the server would hide that it is down.
-    let channel = crate::client::connect(&options, Duration::ZERO).await?;
+    let channel = crate::client::connect(&options, Duration::ZERO)
+        .await
+        .map_err(|e| e.to_string())?;
     let request = HealthCheckRequest {
         service: args.service.clone(),
     };

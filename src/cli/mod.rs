@@ -281,7 +281,7 @@ fn run(command: Command) -> CliResult {
         }
         Command::Audit { what } => audit::run_audit(what),
         Command::Export(args) => audit::run_export(args),
-        Command::LoadTest(args) => crate::loadtest::run_cli(args),
+        Command::LoadTest(args) => Ok(crate::loadtest::run_cli(args)?),
         Command::Health(args) => Ok(health::run(args)),
         Command::Backup(args) => Ok(crate::backup::run_backup(args)),
         Command::Restore(args) => Ok(crate::backup::run_restore(args)),

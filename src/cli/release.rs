@@ -224,7 +224,7 @@ pub fn run(command: &ReleaseCommand) -> Result<ExitCode, BoxError> {
                     }
                 }
             }
-            let files = crate::release::combine::files(&sources).map_err(|e| e.to_string())?;
+            let files = crate::release::combine::files(&sources)?;
             crate::release::write_dir(
                 &Release {
                     seq: 0,
@@ -251,5 +251,5 @@ fn verify_source(dir: &Path, trusted: &[Verifier]) -> Result<Verified, String> {
         .iter()
         .find(|k| k.name == origin)
         .ok_or_else(|| format!("{}: no trusted key is named {origin:?}", crate::release::NOTE))?;
-    verify_dir(dir, key)
+    verify_dir(dir, key).map_err(|e| e.to_string())
 }

@@ -126,11 +126,65 @@ struct RawMember {
     audit_vkey: Option<String>,
 }
 
+/// Why a cluster file cannot be used: it could not be read, or a field is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterFileError {
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Invalid { path: PathBuf, source: FieldError },
+}
+
+/// What is wrong in the text of a cluster file; the message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("members: 1 to {MEMBERS_MAX} members are allowed")]
+    MemberCount,
+    #[error("members.id: ids start at 1")]
+    ZeroId,
+    #[error("members.id: {0} appears twice")]
+    DuplicateId(NodeId),
+    #[error("{field}: {value} is not host:port")]
+    HostPort { field: String, value: String },
+    #[error(
+        "members.raft: {0} is not a loopback address: nodes talk over mutual TLS off loopback; add a [tls] section"
+    )]
+    RaftOffLoopback(String),
+    #[error("members.audit_vkey: member {member}: {source}")]
+    AuditVkey {
+        member: NodeId,
+        source: crate::audit::checkpoint::NoteError,
+    },
+    #[error("node_id: not set, and the host name {0:?} does not end in a StatefulSet ordinal (-N)")]
+    NoOrdinal(String),
+    #[error("node_id: {0} is not among the members")]
+    NotMember(NodeId),
+    #[error("seed: only the member with the lowest id seeds a cluster, not node {0}")]
+    Seed(NodeId),
+    #[error("snapshots.every: {0} is outside {start}..={end}", start = SNAPSHOT_EVERY_RANGE.start(), end = SNAPSHOT_EVERY_RANGE.end())]
+    SnapshotEvery(u64),
+    #[error("snapshots.keep: {0} is more than {SNAPSHOT_KEEP_MAX}")]
+    SnapshotKeep(u64),
+    #[error("raft.heartbeat_ms: {0} is outside {start}..={end}", start = HEARTBEAT_RANGE_MS.start(), end = HEARTBEAT_RANGE_MS.end())]
+    Heartbeat(u64),
+    #[error("raft.election_min_ms: {min} is less than three heartbeats ({three_heartbeats} ms)")]
+    ElectionMin { min: u64, three_heartbeats: u64 },
+    #[error(
+        "raft.election_max_ms: {max} must be above election_min_ms ({min}) and at most {ELECTION_MAX_MS}"
+    )]
+    ElectionMax { max: u64, min: u64 },
+}
+
 /// `host:port` with a port number and a host.
-pub fn check_host_port(field: &str, value: &str) -> Result<(), String> {
+pub fn check_host_port(field: &str, value: &str) -> Result<(), FieldError> {
     match value.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() && value.len() <= 255 => Ok(()),
-        _ => Err(format!("{field}: {value} is not host:port")),
+        _ => Err(FieldError::HostPort {
+            field: field.to_string(),
+            value: value.to_string(),
+        }),
     }
 }
 
@@ -145,7 +199,7 @@ fn on_loopback(value: &str) -> bool {
 }
 
 /// Node id from a StatefulSet pod's host name: its ordinal (`name-N`) plus one.
-fn ordinal_node_id() -> Result<NodeId, String> {
+fn ordinal_node_id() -> Result<NodeId, FieldError> {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
@@ -154,9 +208,7 @@ fn ordinal_node_id() -> Result<NodeId, String> {
     host.rsplit_once('-')
         .and_then(|(_, n)| n.parse::<NodeId>().ok())
         .map(|n| n + 1)
-        .ok_or_else(|| {
-            format!("node_id: not set, and the host name {host:?} does not end in a StatefulSet ordinal (-N)")
-        })
+        .ok_or_else(|| FieldError::NoOrdinal(host.to_string()))
 }
 
 /// A checked cluster file.
@@ -183,35 +235,38 @@ pub struct ClusterFile {
 
 impl ClusterFile {
     /// Reads and checks a cluster file; errors name the field.
-    pub fn load(path: &Path) -> Result<ClusterFile, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<ClusterFile, ClusterFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ClusterFileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        ClusterFile::parse(&text, base).map_err(|e| format!("{}: {e}", path.display()))
+        ClusterFile::parse(&text, base).map_err(|source| ClusterFileError::Invalid {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Parses the text of a cluster file (paths relative to `base`).
-    pub fn parse(text: &str, base: &Path) -> Result<ClusterFile, String> {
-        let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str, base: &Path) -> Result<ClusterFile, FieldError> {
+        let raw: Raw = toml::from_str(text)?;
         if raw.members.is_empty() || raw.members.len() > MEMBERS_MAX {
-            return Err(format!("members: 1 to {MEMBERS_MAX} members are allowed"));
+            return Err(FieldError::MemberCount);
         }
         let mut members = BTreeMap::new();
         let mut audit_vkeys = BTreeMap::new();
         for m in raw.members {
             if m.id == 0 {
-                return Err("members.id: ids start at 1".into());
+                return Err(FieldError::ZeroId);
             }
             check_host_port("members.raft", &m.raft)?;
             check_host_port("members.api", &m.api)?;
             if raw.tls.is_none() && !on_loopback(&m.raft) {
-                return Err(format!(
-                    "members.raft: {} is not a loopback address: nodes talk over mutual TLS off loopback; add a [tls] section",
-                    m.raft
-                ));
+                return Err(FieldError::RaftOffLoopback(m.raft));
             }
             if let Some(vkey) = &m.audit_vkey {
                 crate::audit::checkpoint::Verifier::parse(vkey)
-                    .map_err(|e| format!("members.audit_vkey: member {}: {e}", m.id))?;
+                    .map_err(|source| FieldError::AuditVkey { member: m.id, source })?;
                 audit_vkeys.insert(m.id, vkey.trim().to_string());
             }
             if members
@@ -224,7 +279,7 @@ impl ClusterFile {
                 )
                 .is_some()
             {
-                return Err(format!("members.id: {} appears twice", m.id));
+                return Err(FieldError::DuplicateId(m.id));
             }
         }
         let node_id = match raw.node_id {
@@ -232,12 +287,10 @@ impl ClusterFile {
             None => ordinal_node_id()?,
         };
         if !members.contains_key(&node_id) {
-            return Err(format!("node_id: {node_id} is not among the members"));
+            return Err(FieldError::NotMember(node_id));
         }
         if raw.seed && members.keys().next() != Some(&node_id) {
-            return Err(format!(
-                "seed: only the member with the lowest id seeds a cluster, not node {node_id}"
-            ));
+            return Err(FieldError::Seed(node_id));
         }
         let snapshots = raw.snapshots.unwrap_or(RawSnapshots {
             every: None,
@@ -245,17 +298,11 @@ impl ClusterFile {
         });
         let snapshot_every = snapshots.every.unwrap_or(SNAPSHOT_EVERY_DEFAULT);
         if !SNAPSHOT_EVERY_RANGE.contains(&snapshot_every) {
-            return Err(format!(
-                "snapshots.every: {snapshot_every} is outside {}..={}",
-                SNAPSHOT_EVERY_RANGE.start(),
-                SNAPSHOT_EVERY_RANGE.end()
-            ));
+            return Err(FieldError::SnapshotEvery(snapshot_every));
         }
         let snapshot_keep = snapshots.keep.unwrap_or(SNAPSHOT_KEEP_DEFAULT);
         if snapshot_keep > SNAPSHOT_KEEP_MAX {
-            return Err(format!(
-                "snapshots.keep: {snapshot_keep} is more than {SNAPSHOT_KEEP_MAX}"
-            ));
+            return Err(FieldError::SnapshotKeep(snapshot_keep));
         }
         let defaults = RaftTiming::default();
         let timing = match raw.raft {
@@ -267,25 +314,19 @@ impl ClusterFile {
             },
         };
         if !HEARTBEAT_RANGE_MS.contains(&timing.heartbeat_ms) {
-            return Err(format!(
-                "raft.heartbeat_ms: {} is outside {}..={}",
-                timing.heartbeat_ms,
-                HEARTBEAT_RANGE_MS.start(),
-                HEARTBEAT_RANGE_MS.end()
-            ));
+            return Err(FieldError::Heartbeat(timing.heartbeat_ms));
         }
         if timing.election_min_ms < 3 * timing.heartbeat_ms {
-            return Err(format!(
-                "raft.election_min_ms: {} is less than three heartbeats ({} ms)",
-                timing.election_min_ms,
-                3 * timing.heartbeat_ms
-            ));
+            return Err(FieldError::ElectionMin {
+                min: timing.election_min_ms,
+                three_heartbeats: 3 * timing.heartbeat_ms,
+            });
         }
         if timing.election_max_ms <= timing.election_min_ms || timing.election_max_ms > ELECTION_MAX_MS {
-            return Err(format!(
-                "raft.election_max_ms: {} must be above election_min_ms ({}) and at most {ELECTION_MAX_MS}",
-                timing.election_max_ms, timing.election_min_ms
-            ));
+            return Err(FieldError::ElectionMax {
+                max: timing.election_max_ms,
+                min: timing.election_min_ms,
+            });
         }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(ClusterFile {
@@ -325,13 +366,15 @@ impl ClusterFile {
             client_ca: Some(ca.clone()),
             client_cert_required: true,
         }
-        .config()?;
+        .config()
+        .map_err(|e| e.to_string())?;
         let client = ClientTls {
             ca: Some(ca.clone()),
             identity: Some((cert.clone(), key.clone())),
             domain: None,
         }
-        .config()?;
+        .config()
+        .map_err(|e| e.to_string())?;
         Ok((Some(server), Some(client)))
     }
 }
@@ -354,7 +397,9 @@ mod tests {
     #[test]
     fn off_loopback_nodes_need_tls_and_relative_paths_resolve() {
         let members = "[[members]]\nid = 1\nraft = \"registry-0.registry-headless:7100\"\napi = \"registry-0.registry-headless:50051\"\n";
-        let e = ClusterFile::parse(&format!("node_id = 1\n{members}"), Path::new("/etc")).unwrap_err();
+        let e = ClusterFile::parse(&format!("node_id = 1\n{members}"), Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("members.raft:"), "{e}");
         let text =
             format!("node_id = 1\n[tls]\ncert = \"n.pem\"\nkey = \"n.key\"\nca = \"/ca.pem\"\n{members}");
@@ -403,7 +448,7 @@ mod tests {
             ),
         ];
         for (text, field) in cases {
-            let e = ClusterFile::parse(&text, Path::new(".")).unwrap_err();
+            let e = ClusterFile::parse(&text, Path::new(".")).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");
         }
     }

@@ -115,7 +115,7 @@ fn run_checks(loaded: &Loaded, store_files: bool) -> Report {
                 ),
             ),
             Ok(_) => {}
-            Err(e) => r.error("listen", e),
+            Err(e) => r.error("listen", e.to_string()),
         }
     }
 
@@ -123,7 +123,7 @@ fn run_checks(loaded: &Loaded, store_files: bool) -> Report {
 
     if let Some(path) = &s.cluster {
         if let Err(e) = crate::cluster::ClusterFile::load(path) {
-            r.error("cluster", e);
+            r.error("cluster", e.to_string());
         }
     }
 
@@ -349,7 +349,7 @@ fn check_tls(r: &mut Report, s: &super::Settings) {
         client_ca: t.client_ca.clone(),
         client_cert_required: t.client_cert_required,
     };
-    let result = tls.config().and_then(|c| {
+    let result = tls.config().map_err(|e| e.to_string()).and_then(|c| {
         tonic::transport::Server::builder()
             .tls_config(c)
             .map(|_| ())
@@ -426,7 +426,7 @@ fn check_master_key(r: &mut Report, loaded: &Loaded) {
     } else {
         r.master_key = "none".to_string();
         if let Err(e) = crate::server::check_master_key_source(&loaded.serve_config()) {
-            r.error("master_key_file", e);
+            r.error("master_key_file", e.to_string());
         }
     }
 }

@@ -59,10 +59,39 @@ pub fn rules() -> &'static [HolidayRule] {
     RULES.get_or_init(|| parse_rules(HOLIDAYS_TSV).expect("src/domain/holidays_co.tsv is valid"))
 }
 
+/// Why [`parse_rules`] refuses a holiday table; names the line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    /// The first line that is not a comment is not the header.
+    #[error("line {0}: expected the header line")]
+    Header(usize),
+    /// A rule line without exactly five columns.
+    #[error("line {0}: expected 5 tab-separated columns")]
+    Columns(usize),
+    /// A code that is not `A-Z` and `_`.
+    #[error("line {0}: code {1:?} is not A-Z and _")]
+    Code(usize, String),
+    /// An anchor that is neither `MM-DD` nor `easter±N`.
+    #[error("line {0}: bad anchor {1:?}")]
+    Anchor(usize, String),
+    /// A `moves` column other than `MONDAY` or `FIXED`.
+    #[error("line {0}: moves must be MONDAY or FIXED")]
+    Moves(usize),
+    /// A `from_year` that is not a year.
+    #[error("line {0}: bad from_year")]
+    FromYear(usize),
+    /// A `to_year` that is not `-` or a year from `from_year` on.
+    #[error("line {0}: bad to_year")]
+    ToYear(usize),
+    /// No header line at all.
+    #[error("no header line")]
+    NoHeader,
+}
+
 /// Parses a holiday table (the format of `holidays_co.tsv`): `#` comments,
 /// one header line, then `code anchor moves from_year to_year`, tab-separated.
 /// The error names the line.
-pub fn parse_rules(text: &str) -> Result<Vec<HolidayRule>, String> {
+pub fn parse_rules(text: &str) -> Result<Vec<HolidayRule>, CalendarError> {
     let mut out = Vec::new();
     let mut header_seen = false;
     for (i, line) in text.lines().enumerate() {
@@ -73,31 +102,31 @@ pub fn parse_rules(text: &str) -> Result<Vec<HolidayRule>, String> {
         let cols: Vec<&str> = line.split('\t').collect();
         if !header_seen {
             if cols != ["code", "anchor", "moves", "from_year", "to_year"] {
-                return Err(format!("line {n}: expected the header line"));
+                return Err(CalendarError::Header(n));
             }
             header_seen = true;
             continue;
         }
         let [code, anchor, moves, from, to] = cols[..] else {
-            return Err(format!("line {n}: expected 5 tab-separated columns"));
+            return Err(CalendarError::Columns(n));
         };
         if code.is_empty() || !code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
-            return Err(format!("line {n}: code {code:?} is not A-Z and _"));
+            return Err(CalendarError::Code(n, code.to_string()));
         }
-        let anchor = parse_anchor(anchor).ok_or_else(|| format!("line {n}: bad anchor {anchor:?}"))?;
+        let anchor = parse_anchor(anchor).ok_or_else(|| CalendarError::Anchor(n, anchor.to_string()))?;
         let moves_to_monday = match moves {
             "MONDAY" => true,
             "FIXED" => false,
-            _ => return Err(format!("line {n}: moves must be MONDAY or FIXED")),
+            _ => return Err(CalendarError::Moves(n)),
         };
         let year = |s: &str| s.parse::<u16>().ok().filter(|y| (1..=9999).contains(y));
-        let from_year = year(from).ok_or_else(|| format!("line {n}: bad from_year"))?;
+        let from_year = year(from).ok_or(CalendarError::FromYear(n))?;
         let to_year = match to {
             "-" => None,
             s => Some(
                 year(s)
                     .filter(|y| *y >= from_year)
-                    .ok_or_else(|| format!("line {n}: bad to_year"))?,
+                    .ok_or(CalendarError::ToYear(n))?,
             ),
         };
         out.push(HolidayRule {
@@ -109,7 +138,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<HolidayRule>, String> {
         });
     }
     if !header_seen {
-        return Err("no header line".into());
+        return Err(CalendarError::NoHeader);
     }
     Ok(out)
 }
@@ -234,7 +263,7 @@ mod tests {
             ("X\t01-01\tFIXED\t1984\t1983\n", 2),
             ("# c\nX\t01-01\tFIXED\n", 3),
         ] {
-            let err = parse_rules(&format!("{head}{body}")).unwrap_err();
+            let err = parse_rules(&format!("{head}{body}")).unwrap_err().to_string();
             assert!(err.starts_with(&format!("line {line}:")), "{body:?}: {err}");
         }
         assert!(parse_rules("X\t01-01\tFIXED\t1984\t-\n").is_err(), "no header");

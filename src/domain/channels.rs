@@ -119,6 +119,55 @@ impl Window {
     }
 }
 
+/// Why [`ChannelRules::check_window`] refuses an application date.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// The channel was repealed by the instrument `by` from `on`.
+    #[error("{channel} was repealed by {by} from {on}")]
+    Repealed {
+        /// The channel applied to.
+        channel: ChannelCode,
+        /// The repealing instrument.
+        by: String,
+        /// The first day it no longer applies.
+        on: Date,
+    },
+    /// The window closed, for minors too.
+    #[error("{channel} closed on {closes}, and for minors on {minors_close}")]
+    ClosedForMinors {
+        /// The channel applied to.
+        channel: ChannelCode,
+        /// The last day for adults.
+        closes: Date,
+        /// The last day for minors.
+        minors_close: Date,
+    },
+    /// The window closed.
+    #[error("{channel} closed on {closes}")]
+    Closed {
+        /// The channel applied to.
+        channel: ChannelCode,
+        /// The window's last day.
+        closes: Date,
+    },
+    /// No window has opened yet.
+    #[error("{channel} opens on {opens}")]
+    NotYetOpen {
+        /// The channel applied to.
+        channel: ChannelCode,
+        /// The first window's first day.
+        opens: Date,
+    },
+    /// No window admits the date, and none is found before it.
+    #[error("{channel} is not open on {on}")]
+    NotOpen {
+        /// The channel applied to.
+        channel: ChannelCode,
+        /// The date of the application.
+        on: Date,
+    },
+}
+
 /// Everything the rules need to know about one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "ChannelRulesDocument")]
@@ -300,10 +349,14 @@ impl ChannelRules {
     /// Whether an application on `applied_on` is inside one of the channel's
     /// windows (with the minors' extension) and the channel is not repealed
     /// by then; `Err` says why not.
-    pub fn check_window(&self, applied_on: Date, is_minor: bool) -> Result<(), String> {
+    pub fn check_window(&self, applied_on: Date, is_minor: bool) -> Result<(), WindowError> {
         if let Some((on, by)) = self.in_force.as_ref().and_then(|f| f.repealed.as_ref()) {
             if applied_on >= *on {
-                return Err(format!("{} was repealed by {by} from {on}", self.code));
+                return Err(WindowError::Repealed {
+                    channel: self.code,
+                    by: by.clone(),
+                    on: *on,
+                });
             }
         }
         if self.windows.iter().any(|w| w.admits(applied_on, is_minor)) {
@@ -320,17 +373,28 @@ impl ChannelRules {
             .iter()
             .rev()
             .find(|w| w.opens_on.is_none_or(|opens| opens <= applied_on));
+        let not_open = WindowError::NotOpen {
+            channel: self.code,
+            on: applied_on,
+        };
         match (before, after) {
             (Some(w), _) => match (w.closes_on, w.minors_close_on) {
-                (Some(closes), Some(minors_close)) if is_minor => Err(format!(
-                    "{} closed on {closes}, and for minors on {minors_close}",
-                    self.code
-                )),
-                (Some(closes), _) => Err(format!("{} closed on {closes}", self.code)),
-                (None, _) => Err(format!("{} is not open on {applied_on}", self.code)),
+                (Some(closes), Some(minors_close)) if is_minor => Err(WindowError::ClosedForMinors {
+                    channel: self.code,
+                    closes,
+                    minors_close,
+                }),
+                (Some(closes), _) => Err(WindowError::Closed {
+                    channel: self.code,
+                    closes,
+                }),
+                (None, _) => Err(not_open),
             },
-            (None, Some(opens)) => Err(format!("{} opens on {opens}", self.code)),
-            (None, None) => Err(format!("{} is not open on {applied_on}", self.code)),
+            (None, Some(opens)) => Err(WindowError::NotYetOpen {
+                channel: self.code,
+                opens,
+            }),
+            (None, None) => Err(not_open),
         }
     }
 
@@ -551,7 +615,8 @@ mod tests {
         assert!(etpv.check_window(d("2021-05-05"), false).is_ok());
         assert!(etpv.check_window(d("2023-11-24"), false).is_ok());
         assert_eq!(
-            etpv.check_window(d("2023-11-25"), false),
+            etpv.check_window(d("2023-11-25"), false)
+                .map_err(|e| e.to_string()),
             Err("ETPV closed on 2023-11-24".into())
         );
         assert!(etpv.check_window(d("2025-03-01"), true).is_ok());
@@ -576,12 +641,14 @@ mod tests {
         ChannelCatalog::new(vec![visa.clone()]).unwrap();
         assert!(visa.check_window(d("2025-06-30"), false).is_ok());
         assert_eq!(
-            visa.check_window(d("2025-07-01"), false),
+            visa.check_window(d("2025-07-01"), false)
+                .map_err(|e| e.to_string()),
             Err("VISA_V closed on 2025-06-30".into())
         );
         assert!(visa.check_window(d("2026-02-01"), false).is_ok());
         assert_eq!(
-            visa.check_window(d("2024-01-01"), false),
+            visa.check_window(d("2024-01-01"), false)
+                .map_err(|e| e.to_string()),
             Err("VISA_V opens on 2024-12-04".into())
         );
         assert_eq!(

@@ -183,18 +183,32 @@ impl<'de> Deserialize<'de> for CountryCode {
 /// Checks a free code carried in the clear (reason, site, operator, standard
 /// code, issuing body, legal basis): 1..=64 ASCII letters, digits or one of
 /// `_ - . / :`. No spaces, so no names or sentences reach the clear log.
-pub fn check_code(text: &str) -> Result<(), String> {
+pub fn check_code(text: &str) -> Result<(), CodeError> {
     if text.is_empty() {
-        return Err("must not be empty".to_owned());
+        return Err(CodeError::Empty);
     }
     if text.len() > CODE_BYTES_MAX {
-        return Err(format!("longer than {CODE_BYTES_MAX} bytes"));
+        return Err(CodeError::TooLong);
     }
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':');
     if !text.chars().all(allowed) {
-        return Err("must be a code of ASCII letters, digits and _-./: (no free text)".to_owned());
+        return Err(CodeError::NotACode);
     }
     Ok(())
+}
+
+/// Why [`check_code`] refuses a free code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    /// The empty string.
+    #[error("must not be empty")]
+    Empty,
+    /// More than [`CODE_BYTES_MAX`] bytes.
+    #[error("longer than {CODE_BYTES_MAX} bytes")]
+    TooLong,
+    /// A character other than ASCII letters, digits and `_ - . / :`.
+    #[error("must be a code of ASCII letters, digits and _-./: (no free text)")]
+    NotACode,
 }
 
 #[cfg(test)]

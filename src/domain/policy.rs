@@ -770,7 +770,8 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(
-            visa.check_window(d("2026-03-01"), false),
+            visa.check_window(d("2026-03-01"), false)
+                .map_err(|e| e.to_string()),
             Err("VISA_V was repealed by RES-5000-2026 from 2026-02-01".into())
         );
         assert!(visa.check_window(d("2026-01-31"), false).is_ok());

@@ -128,67 +128,94 @@ pub struct LoadTestArgs {
     pub json: bool,
 }
 
+/// Why an option of `registry load-test` is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("{text:?}: expected a number and a unit (ms, s, m, h)")]
+    NotANumber {
+        text: String,
+        source: std::num::ParseFloatError,
+    },
+    #[error("{text:?}: unknown unit {unit:?} (ms, s, m, h)")]
+    Unit { text: String, unit: String },
+    #[error("{0:?}: out of range")]
+    OutOfRange(String),
+    /// A flag outside its bounds (`bound` reads after "must be").
+    #[error("{flag} must be {bound}")]
+    Bound { flag: &'static str, bound: String },
+}
+
+fn bound(flag: &'static str, bound: String) -> ArgError {
+    ArgError::Bound { flag, bound }
+}
+
 /// Parses `500ms`, `3s`, `2m`, `1h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ArgError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number and a unit (ms, s, m, h)"))?;
+    let value: f64 = number.parse().map_err(|source| ArgError::NotANumber {
+        text: text.to_string(),
+        source,
+    })?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m, h)")),
+        _ => {
+            return Err(ArgError::Unit {
+                text: text.to_string(),
+                unit: unit.to_string(),
+            })
+        }
     };
     if !seconds.is_finite() || seconds > 366.0 * 86_400.0 {
-        return Err(format!("{text:?}: out of range"));
+        return Err(ArgError::OutOfRange(text.to_string()));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
 
 impl LoadTestArgs {
     /// Checks every bound; returns the connection count.
-    pub fn validate(&self) -> Result<usize, String> {
+    pub fn validate(&self) -> Result<usize, ArgError> {
         if self.clients == 0 || self.clients > CLIENTS_MAX {
-            return Err(format!("--clients must be 1..={CLIENTS_MAX}"));
+            return Err(bound("--clients", format!("1..={CLIENTS_MAX}")));
         }
         if self.duration < Duration::from_millis(100) || self.duration > DURATION_MAX {
-            return Err(format!(
-                "--duration must be 100ms..={}h",
-                DURATION_MAX.as_secs() / 3600
+            return Err(bound(
+                "--duration",
+                format!("100ms..={}h", DURATION_MAX.as_secs() / 3600),
             ));
         }
         if self.warmup > WARMUP_MAX {
-            return Err(format!("--warmup must be at most {}s", WARMUP_MAX.as_secs()));
+            return Err(bound("--warmup", format!("at most {}s", WARMUP_MAX.as_secs())));
         }
         if let Some(rate) = self.rate {
             if !(rate.is_finite() && rate > 0.0 && rate <= RATE_MAX) {
-                return Err(format!("--rate must be in (0, {RATE_MAX}]"));
+                return Err(bound("--rate", format!("in (0, {RATE_MAX}]")));
             }
         }
         if self.timeout < Duration::from_millis(10) || self.timeout > TIMEOUT_MAX {
-            return Err(format!("--timeout must be 10ms..={}s", TIMEOUT_MAX.as_secs()));
+            return Err(bound("--timeout", format!("10ms..={}s", TIMEOUT_MAX.as_secs())));
         }
         if let Some(n) = self.sim_persons {
             if n == 0 || n > crate::simulate::generator::PERSONS_MAX {
-                return Err(format!(
-                    "--sim-persons must be 1..={}",
-                    crate::simulate::generator::PERSONS_MAX
+                return Err(bound(
+                    "--sim-persons",
+                    format!("1..={}", crate::simulate::generator::PERSONS_MAX),
                 ));
             }
         } else if self.working_set == 0 || self.working_set > WORKING_SET_MAX {
-            return Err(format!("--working-set must be 1..={WORKING_SET_MAX}"));
+            return Err(bound("--working-set", format!("1..={WORKING_SET_MAX}")));
         }
         let connections = self
             .connections
             .unwrap_or_else(|| self.clients.div_ceil(CLIENTS_PER_CONNECTION));
         if connections == 0 || connections > CONNECTIONS_MAX {
-            return Err(format!("--connections must be 1..={CONNECTIONS_MAX}"));
+            return Err(bound("--connections", format!("1..={CONNECTIONS_MAX}")));
         }
         Ok(connections.min(self.clients))
     }
@@ -198,17 +225,23 @@ impl LoadTestArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadTestError {
     #[error("invalid option: {0}")]
-    Invalid(String),
+    Invalid(#[source] ArgError),
+    #[error("invalid option: {0}")]
+    Options(#[source] crate::client::ClientError),
     #[error("{0}")]
-    Connect(String),
+    Connect(#[source] crate::client::ClientError),
     #[error("set-up: {0}")]
     Setup(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 /// Runs `registry load-test` from the command line: prints the report;
 /// exit 1 when the server answered INTERNAL, UNKNOWN or DATA_LOSS or a
 /// proof did not verify.
-pub fn run_cli(args: LoadTestArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub fn run_cli(args: LoadTestArgs) -> Result<ExitCode, LoadTestError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(run(&args))?;
     if args.json {
@@ -228,7 +261,7 @@ pub async fn run(args: &LoadTestArgs) -> Result<Report, LoadTestError> {
     let connections = args.validate().map_err(LoadTestError::Invalid)?;
     let options = |file: Option<&PathBuf>| -> Result<ClientOptions, LoadTestError> {
         let mut o =
-            ClientOptions::new(&args.target, file.map(PathBuf::as_path)).map_err(LoadTestError::Invalid)?;
+            ClientOptions::new(&args.target, file.map(PathBuf::as_path)).map_err(LoadTestError::Options)?;
         o.actor = Some((ACTOR.0.into(), ACTOR.1.into()));
         Ok(o)
     };

@@ -13,14 +13,17 @@ pub enum Listen {
     On(SocketAddr),
 }
 
+/// Why a metrics address was refused by [`parse_listen`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("expected an address (host:port) or `off`: {0}")]
+pub struct ListenError(#[from] std::net::AddrParseError);
+
 /// Parses `off` or `host:port`.
-pub fn parse_listen(s: &str) -> Result<Listen, String> {
+pub fn parse_listen(s: &str) -> Result<Listen, ListenError> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(Listen::Off);
     }
-    s.parse()
-        .map(Listen::On)
-        .map_err(|e| format!("expected an address (host:port) or `off`: {e}"))
+    Ok(Listen::On(s.parse()?))
 }
 
 impl std::fmt::Display for Listen {

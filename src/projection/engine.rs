@@ -737,16 +737,21 @@ impl ProjectionSlot {
 /// message: a follower that dies on a bug is then reported like one that
 /// stopped on an error (its service NOT_SERVING), not silently gone while
 /// its last state is still served. (The release profile unwinds.)
-pub fn catch_panic(body: impl FnOnce()) -> Result<(), String> {
+pub fn catch_panic(body: impl FnOnce()) -> Result<(), FollowerPanic> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).map_err(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".into());
-        format!("the follower thread panicked: {what}")
+        FollowerPanic(what)
     })
 }
+
+/// A follower thread's panic, with the panic's message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the follower thread panicked: {0}")]
+pub struct FollowerPanic(pub String);
 
 /// The thread that keeps a shared projection at the head.
 pub struct Follower {
@@ -901,7 +906,7 @@ impl Follower {
                 });
                 if let Err(e) = ended {
                     tracing::error!(error = %e, "statistics projection stopped");
-                    fail(e);
+                    fail(e.to_string());
                 }
             })?;
         Ok(Follower {
@@ -989,9 +994,11 @@ mod tests {
     #[test]
     fn catch_panic_turns_a_panic_into_its_message() {
         assert_eq!(catch_panic(|| {}), Ok(()));
-        let e = catch_panic(|| panic!("boom {}", 7)).unwrap_err();
+        let e = catch_panic(|| panic!("boom {}", 7)).unwrap_err().to_string();
         assert_eq!(e, "the follower thread panicked: boom 7");
-        let e = catch_panic(|| std::panic::panic_any(42u8)).unwrap_err();
+        let e = catch_panic(|| std::panic::panic_any(42u8))
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "the follower thread panicked: a panic without a message");
     }
 

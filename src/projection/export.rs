@@ -557,7 +557,19 @@ pub fn from_points(
     }
 }
 
-type BoxError = Box<dyn std::error::Error>;
+/// Why a table could not be written as CSV or Parquet.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// The table's `as_of_date` is not an ISO date.
+    #[error("as_of_date {0:?} is not a date")]
+    AsOfDate(String),
+}
 
 /// The metadata columns after `count` and `obs_status`.
 fn meta_columns(t: &LongTable) -> Vec<&'static str> {
@@ -584,7 +596,7 @@ fn written_rows(t: &LongTable) -> Vec<LongRow> {
 
 /// CSV: UTF-8, a header row (`dims.., count, obs_status, [as_of_date,]
 /// log_seq, log_hash`), one row per cell; a suppressed count is empty.
-pub fn to_csv(t: &LongTable) -> Result<Vec<u8>, BoxError> {
+pub fn to_csv(t: &LongTable) -> Result<Vec<u8>, ExportError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<&str> = t.dims.iter().map(String::as_str).collect();
     header.extend(["count", "obs_status"]);
@@ -602,7 +614,7 @@ pub fn to_csv(t: &LongTable) -> Result<Vec<u8>, BoxError> {
         rec.push(t.hash.clone());
         w.write_record(&rec)?;
     }
-    Ok(w.into_inner().map_err(|e| e.to_string())?)
+    Ok(w.into_inner().map_err(|e| e.into_error())?)
 }
 
 /// The `created_by` of every Parquet file (fixed, so that a table gives the
@@ -633,7 +645,7 @@ pub fn parquet_schema(t: &LongTable) -> String {
 /// columns of the CSV in the same order, uncompressed, written by the
 /// `parquet` crate's column writer. Deterministic: no timestamps, a fixed
 /// `created_by` ([`PARQUET_CREATED_BY`]).
-pub fn to_parquet(t: &LongTable) -> Result<Vec<u8>, BoxError> {
+pub fn to_parquet(t: &LongTable) -> Result<Vec<u8>, ExportError> {
     use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
     use parquet::file::properties::WriterProperties;
     use parquet::file::writer::SerializedFileWriter;
@@ -649,7 +661,7 @@ pub fn to_parquet(t: &LongTable) -> Result<Vec<u8>, BoxError> {
     let as_of_days: Option<i32> = match &t.as_of_date {
         Some(d) => Some(
             Date::parse(d)
-                .ok_or_else(|| format!("as_of_date {d:?} is not a date"))?
+                .ok_or_else(|| ExportError::AsOfDate(d.clone()))?
                 .days_since_epoch() as i32,
         ),
         None => None,

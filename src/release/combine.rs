@@ -28,8 +28,6 @@ pub struct RegionalRow {
     pub suppressed_in: Vec<String>,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Why releases cannot be combined into a regional table.
 #[derive(Debug, thiserror::Error)]
 pub enum CombineError {
@@ -49,6 +47,13 @@ pub enum CombineError {
         first_origin: String,
         first_statuses: Vec<String>,
     },
+    /// Writing a file of the combination.
+    #[error(transparent)]
+    Csv(#[from] csv::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 /// Sums `CASELOAD_STATUS` over the sources, status by status (the statuses
@@ -106,7 +111,7 @@ pub fn regional(sources: &[Verified]) -> Result<Vec<RegionalRow>, CombineError> 
 
 /// The files of a combination: the regional table, every source's cells,
 /// and the citations.
-pub fn files(sources: &[Verified]) -> Result<Vec<(String, Vec<u8>)>, BoxError> {
+pub fn files(sources: &[Verified]) -> Result<Vec<(String, Vec<u8>)>, CombineError> {
     let rows = regional(sources)?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
@@ -138,13 +143,16 @@ pub fn files(sources: &[Verified]) -> Result<Vec<(String, Vec<u8>)>, BoxError> {
             &r.suppressed_in.join(" "),
         ])?;
     }
-    let regional = w.into_inner().map_err(|e| e.to_string())?;
+    let regional = w.into_inner().map_err(|e| e.into_error())?;
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
     w.write_record(["SOURCE", "STATUS", "OBS_VALUE", "OBS_STATUS"])?;
     for s in sources {
-        for r in &s.table("CASELOAD_STATUS").ok_or("CASELOAD_STATUS missing")?.rows {
+        let caseload = s
+            .table("CASELOAD_STATUS")
+            .ok_or_else(|| CombineError::NoCaseloadStatus(s.origin.clone()))?;
+        for r in &caseload.rows {
             w.write_record([
                 s.origin.as_str(),
                 &r.key[0],
@@ -153,7 +161,7 @@ pub fn files(sources: &[Verified]) -> Result<Vec<(String, Vec<u8>)>, BoxError> {
             ])?;
         }
     }
-    let per_source = w.into_inner().map_err(|e| e.to_string())?;
+    let per_source = w.into_inner().map_err(|e| e.into_error())?;
     let cited = json!({
         "sources": sources.iter().map(|s| json!({
             "origin": s.origin,

@@ -38,10 +38,8 @@ pub fn header(spec: &TableSpec) -> Vec<String> {
         .collect()
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The SDMX-CSV 2.0 bytes of a table (RFC 4180, `\n` line ends, UTF-8).
-pub fn write_csv(t: &DataTable) -> Result<Vec<u8>, BoxError> {
+pub fn write_csv(t: &DataTable) -> Result<Vec<u8>, SdmxError> {
     let mut w = csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
@@ -54,29 +52,93 @@ pub fn write_csv(t: &DataTable) -> Result<Vec<u8>, BoxError> {
         rec.push(r.obs_status().as_str().to_string());
         w.write_record(&rec)?;
     }
-    Ok(w.into_inner().map_err(|e| e.to_string())?)
+    w.into_inner().map_err(|e| SdmxError::Flush(e.into_error()))
 }
 
 fn obs_status(code: &str) -> Option<ObsStatus> {
     ObsStatus::ALL.into_iter().find(|s| s.as_str() == code)
 }
 
+/// Why a data file could not be written, or a data or structure file does
+/// not read back; a data file's errors name its row (1 is the header) and
+/// the column.
+#[derive(Debug, thiserror::Error)]
+pub enum SdmxError {
+    #[error(transparent)]
+    Write(#[from] csv::Error),
+    #[error(transparent)]
+    Flush(std::io::Error),
+    #[error("empty file: no header row")]
+    Empty,
+    #[error("row {row}: {source}")]
+    Csv { row: usize, source: csv::Error },
+    #[error("row 1: header is {found:?}, expected {expected:?}")]
+    Header {
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error("row {row}: {found} fields, expected {expected}")]
+    FieldCount {
+        row: usize,
+        found: usize,
+        expected: usize,
+    },
+    #[error("row {row}: STRUCTURE,STRUCTURE_ID,ACTION are {},{},{}; expected dataflow,{structure_id},I", found[0], found[1], found[2])]
+    Structure {
+        row: usize,
+        found: [String; 3],
+        structure_id: String,
+    },
+    #[error("row {row}: OBS_VALUE {value} does not fit in 64 bits")]
+    ValueTooLarge {
+        row: usize,
+        value: String,
+        source: std::num::ParseIntError,
+    },
+    #[error("row {row}: OBS_VALUE {value:?} is not a count")]
+    NotACount { row: usize, value: String },
+    #[error("row {row}: OBS_STATUS {value:?} is not observed, suppressed or zero")]
+    Status { row: usize, value: String },
+    #[error("row {row}: OBS_STATUS {status} does not match OBS_VALUE {value:?}")]
+    StatusMismatch {
+        row: usize,
+        status: &'static str,
+        value: String,
+    },
+    #[error("row {row}: the key {key:?} appears twice")]
+    DuplicateKey { row: usize, key: Vec<String> },
+    #[error("not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A part of the structure file that is missing (the message names it).
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("dimension {0} has no position")]
+    NoPosition(String),
+    #[error("dimension {0} has no codelist")]
+    NoCodelist(String),
+    #[error("dimension {dimension}: codelist URN {urn:?} not understood")]
+    CodelistUrn { dimension: String, urn: String },
+    #[error("codelist {codelist} of dimension {dimension} is missing")]
+    CodelistMissing { codelist: String, dimension: String },
+    #[error("codelist {0} has no codes")]
+    NoCodes(String),
+}
+
 /// Reads a table's data file back, checking every row; errors name the
 /// file's row (1 is the header) and the column.
-pub fn read_csv(spec: &'static TableSpec, bytes: &[u8]) -> Result<DataTable, String> {
+pub fn read_csv(spec: &'static TableSpec, bytes: &[u8]) -> Result<DataTable, SdmxError> {
     let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes);
     let mut records = r.records();
     let head = records
         .next()
-        .ok_or("empty file: no header row")?
-        .map_err(|e| format!("row 1: {e}"))?;
+        .ok_or(SdmxError::Empty)?
+        .map_err(|source| SdmxError::Csv { row: 1, source })?;
     let want = header(spec);
     if head.iter().ne(want.iter().map(String::as_str)) {
-        return Err(format!(
-            "row 1: header is {:?}, expected {:?}",
-            head.iter().collect::<Vec<_>>(),
-            want
-        ));
+        return Err(SdmxError::Header {
+            found: head.iter().map(String::from).collect(),
+            expected: want,
+        });
     }
     let sid = structure_id(spec);
     let n = spec.dims.len();
@@ -84,42 +146,56 @@ pub fn read_csv(spec: &'static TableSpec, bytes: &[u8]) -> Result<DataTable, Str
     let mut seen = std::collections::HashSet::new();
     for (i, rec) in records.enumerate() {
         let line = i + 2;
-        let rec = rec.map_err(|e| format!("row {line}: {e}"))?;
+        let rec = rec.map_err(|source| SdmxError::Csv { row: line, source })?;
         let f: Vec<&str> = rec.iter().collect();
         if f.len() != want.len() {
-            return Err(format!("row {line}: {} fields, expected {}", f.len(), want.len()));
+            return Err(SdmxError::FieldCount {
+                row: line,
+                found: f.len(),
+                expected: want.len(),
+            });
         }
         if f[0] != "dataflow" || f[1] != sid || f[2] != "I" {
-            return Err(format!(
-                "row {line}: STRUCTURE,STRUCTURE_ID,ACTION are {},{},{}; expected dataflow,{sid},I",
-                f[0], f[1], f[2]
-            ));
+            return Err(SdmxError::Structure {
+                row: line,
+                found: [f[0].into(), f[1].into(), f[2].into()],
+                structure_id: sid.clone(),
+            });
         }
         let key: Vec<String> = f[3..3 + n].iter().map(|s| s.to_string()).collect();
         let value = match f[3 + n] {
             "" => None,
-            v if v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0')) => Some(
-                v.parse::<u64>()
-                    .map_err(|_| format!("row {line}: OBS_VALUE {v} does not fit in 64 bits"))?,
-            ),
-            v => return Err(format!("row {line}: OBS_VALUE {v:?} is not a count")),
+            v if v.bytes().all(|b| b.is_ascii_digit()) && (v == "0" || !v.starts_with('0')) => {
+                Some(v.parse::<u64>().map_err(|source| SdmxError::ValueTooLarge {
+                    row: line,
+                    value: v.into(),
+                    source,
+                })?)
+            }
+            v => {
+                return Err(SdmxError::NotACount {
+                    row: line,
+                    value: v.into(),
+                })
+            }
         };
-        let status = obs_status(f[4 + n]).ok_or_else(|| {
-            format!(
-                "row {line}: OBS_STATUS {:?} is not observed, suppressed or zero",
-                f[4 + n]
-            )
+        let status = obs_status(f[4 + n]).ok_or_else(|| SdmxError::Status {
+            row: line,
+            value: f[4 + n].into(),
         })?;
         let row = DataRow { key, value };
         if row.obs_status() != status {
-            return Err(format!(
-                "row {line}: OBS_STATUS {} does not match OBS_VALUE {:?}",
-                status.as_str(),
-                f[3 + n]
-            ));
+            return Err(SdmxError::StatusMismatch {
+                row: line,
+                status: status.as_str(),
+                value: f[3 + n].into(),
+            });
         }
         if !seen.insert(row.key.clone()) {
-            return Err(format!("row {line}: the key {:?} appears twice", row.key));
+            return Err(SdmxError::DuplicateKey {
+                row: line,
+                key: row.key,
+            });
         }
         rows.push(row);
     }
@@ -317,39 +393,48 @@ pub struct ParsedStructure {
 }
 
 /// Reads a structure file back (the parts [`ParsedStructure`] names).
-pub fn read_structure(bytes: &[u8]) -> Result<ParsedStructure, String> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+pub fn read_structure(bytes: &[u8]) -> Result<ParsedStructure, SdmxError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(SdmxError::Json)?;
     let data = &v["data"];
     let dataflow = data["dataflows"][0]["id"]
         .as_str()
-        .ok_or("data.dataflows[0].id is missing")?
+        .ok_or(SdmxError::Missing("data.dataflows[0].id is missing"))?
         .to_string();
     let comps = &data["dataStructures"][0]["dataStructureComponents"]["dimensionList"];
     let mut dims: Vec<(u64, String)> = Vec::new();
     let mut codes = BTreeMap::new();
     for d in comps["dimensions"]
         .as_array()
-        .ok_or("dimensionList.dimensions is missing")?
+        .ok_or(SdmxError::Missing("dimensionList.dimensions is missing"))?
     {
-        let id = d["id"].as_str().ok_or("a dimension has no id")?.to_string();
+        let id = d["id"]
+            .as_str()
+            .ok_or(SdmxError::Missing("a dimension has no id"))?
+            .to_string();
         let pos = d["position"]
             .as_u64()
-            .ok_or_else(|| format!("dimension {id} has no position"))?;
+            .ok_or_else(|| SdmxError::NoPosition(id.clone()))?;
         let urn = d["localRepresentation"]["enumeration"]
             .as_str()
-            .ok_or_else(|| format!("dimension {id} has no codelist"))?;
+            .ok_or_else(|| SdmxError::NoCodelist(id.clone()))?;
         let cl_id = urn
             .rsplit_once(':')
             .and_then(|(_, rest)| rest.split_once('('))
             .map(|(id, _)| id)
-            .ok_or_else(|| format!("dimension {id}: codelist URN {urn:?} not understood"))?;
+            .ok_or_else(|| SdmxError::CodelistUrn {
+                dimension: id.clone(),
+                urn: urn.into(),
+            })?;
         let cl = data["codelists"]
             .as_array()
             .and_then(|a| a.iter().find(|c| c["id"] == cl_id))
-            .ok_or_else(|| format!("codelist {cl_id} of dimension {id} is missing"))?;
+            .ok_or_else(|| SdmxError::CodelistMissing {
+                codelist: cl_id.into(),
+                dimension: id.clone(),
+            })?;
         let list: Vec<String> = cl["codes"]
             .as_array()
-            .ok_or_else(|| format!("codelist {cl_id} has no codes"))?
+            .ok_or_else(|| SdmxError::NoCodes(cl_id.into()))?
             .iter()
             .filter_map(|c| c["id"].as_str().map(String::from))
             .collect();
@@ -357,8 +442,13 @@ pub fn read_structure(bytes: &[u8]) -> Result<ParsedStructure, String> {
         dims.push((pos, id));
     }
     if let Some(t) = comps.get("timeDimension") {
-        let id = t["id"].as_str().ok_or("timeDimension has no id")?.to_string();
-        let pos = t["position"].as_u64().ok_or("timeDimension has no position")?;
+        let id = t["id"]
+            .as_str()
+            .ok_or(SdmxError::Missing("timeDimension has no id"))?
+            .to_string();
+        let pos = t["position"]
+            .as_u64()
+            .ok_or(SdmxError::Missing("timeDimension has no position"))?;
         dims.push((pos, id));
     }
     dims.sort();
@@ -404,11 +494,12 @@ mod tests {
         );
         assert_eq!(read_csv(&TABLES[1], &bytes).unwrap(), t);
         let bad = text.replace("12,observed", "12,zero");
-        let e = read_csv(&TABLES[1], bad.as_bytes()).unwrap_err();
+        let e = read_csv(&TABLES[1], bad.as_bytes()).unwrap_err().to_string();
         assert!(e.starts_with("row 2: OBS_STATUS zero"), "{e}");
         let bad = text.replace(",,suppressed", ",007,observed");
         assert!(read_csv(&TABLES[1], bad.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("not a count"));
     }
 }

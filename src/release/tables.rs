@@ -118,16 +118,14 @@ fn rows_of(t: &LongTable) -> Vec<DataRow> {
         .collect()
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The published tables at the state's position, protected across tables,
 /// and the caseload table by department and status in long format (for the
 /// codebook, whose department codes it completes).
 pub fn build(
     state: &ProjectionState,
     rules: &SuppressionRules,
-) -> Result<(Vec<DataTable>, LongTable), BoxError> {
-    let by = |dims: Vec<Dim>| -> Result<LongTable, BoxError> {
+) -> Result<(Vec<DataTable>, LongTable), TablesError> {
+    let by = |dims: Vec<Dim>| -> Result<LongTable, TablesError> {
         let q = CaseloadQuery {
             by: dims,
             filters: Vec::new(),
@@ -210,25 +208,57 @@ pub struct Identity {
     pub terms: Vec<CellRef>,
 }
 
-fn table_index(tables: &[DataTable], id: &str) -> Result<usize, String> {
+/// Why the tables of a release cannot be built, do not make up its
+/// identities, or break one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TablesError {
+    /// A caseload question of the release refused by the projection.
+    #[error(transparent)]
+    Query(#[from] crate::projection::QueryError),
+    #[error("table {0} is missing")]
+    Missing(&'static str),
+    #[error("CASELOAD_STATUS has no STATUS={TOTAL_CODE} row")]
+    NoTotal,
+    /// A row of `table` (described) whose status the parent does not list.
+    #[error("{table} row ({row}) has a status that CASELOAD_STATUS does not list")]
+    UnknownStatus { table: &'static str, row: String },
+    #[error("identity {identity} does not hold: the total is {total}, the terms add up to {published}")]
+    Sum {
+        identity: String,
+        total: u64,
+        published: u64,
+    },
+    #[error(
+        "identity {identity} does not hold: the total is {total}, but the published terms add up to \
+         {published} and {hidden} hidden term(s) hold at least 1 each"
+    )]
+    Bound {
+        identity: String,
+        total: u64,
+        published: u64,
+        hidden: u64,
+    },
+}
+
+fn table_index(tables: &[DataTable], id: &'static str) -> Result<usize, TablesError> {
     tables
         .iter()
         .position(|t| t.spec.id == id)
-        .ok_or_else(|| format!("table {id} is missing"))
+        .ok_or(TablesError::Missing(id))
 }
 
 /// The identities (docs/RELEASES.md §5):
 /// - `CASELOAD_STATUS[_T]` = the sum of `CASELOAD_STATUS` over every other status;
 /// - for each status `s` other than `_T`: `CASELOAD_STATUS[s]` = the sum of
 ///   `CASELOAD_DEPARTMENT_STATUS[*, s]`, and = the sum of `CASELOAD_SEX_STATUS[*, s]`.
-pub fn identities(tables: &[DataTable]) -> Result<Vec<Identity>, String> {
+pub fn identities(tables: &[DataTable]) -> Result<Vec<Identity>, TablesError> {
     let status = table_index(tables, "CASELOAD_STATUS")?;
     let mut out = Vec::new();
     let rows = &tables[status].rows;
     let total_row = rows
         .iter()
         .position(|r| r.key == [TOTAL_CODE])
-        .ok_or_else(|| format!("CASELOAD_STATUS has no STATUS={TOTAL_CODE} row"))?;
+        .ok_or(TablesError::NoTotal)?;
     out.push(Identity {
         name: format!("CASELOAD_STATUS[STATUS={TOTAL_CODE}] = sum of CASELOAD_STATUS[STATUS=*]"),
         total: CellRef {
@@ -266,10 +296,10 @@ pub fn identities(tables: &[DataTable]) -> Result<Vec<Identity>, String> {
             .iter()
             .position(|c| !rows.iter().any(|p| Some(&p.key[0]) == c.key.get(1)))
         {
-            return Err(format!(
-                "{child_id} row ({}) has a status that CASELOAD_STATUS does not list",
-                tables[child].describe(i)
-            ));
+            return Err(TablesError::UnknownStatus {
+                table: child_id,
+                row: tables[child].describe(i),
+            });
         }
     }
     Ok(out)
@@ -317,7 +347,7 @@ pub fn protect(tables: &mut [DataTable], ids: &[Identity]) {
 /// the total equals the sum; with the total published and k terms hidden,
 /// the total minus the published terms is at least k (each hidden cell
 /// holds at least 1). Names the identity and the numbers on failure.
-pub fn check_identities(tables: &[DataTable], ids: &[Identity]) -> Result<(), String> {
+pub fn check_identities(tables: &[DataTable], ids: &[Identity]) -> Result<(), TablesError> {
     for id in ids {
         let Some(total) = value(tables, id.total) else {
             continue;
@@ -325,17 +355,19 @@ pub fn check_identities(tables: &[DataTable], ids: &[Identity]) -> Result<(), St
         let published: u64 = id.terms.iter().filter_map(|&c| value(tables, c)).sum();
         let hidden = id.terms.iter().filter(|&&c| value(tables, c).is_none()).count() as u64;
         if hidden == 0 && published != total {
-            return Err(format!(
-                "identity {} does not hold: the total is {total}, the terms add up to {published}",
-                id.name
-            ));
+            return Err(TablesError::Sum {
+                identity: id.name.clone(),
+                total,
+                published,
+            });
         }
         if hidden > 0 && total < published + hidden {
-            return Err(format!(
-                "identity {} does not hold: the total is {total}, but the published terms add up to \
-                 {published} and {hidden} hidden term(s) hold at least 1 each",
-                id.name
-            ));
+            return Err(TablesError::Bound {
+                identity: id.name.clone(),
+                total,
+                published,
+                hidden,
+            });
         }
     }
     Ok(())
@@ -419,7 +451,7 @@ mod tests {
             &[(&["F", "IRREGULAR"], Some(10))],
         );
         let ids = identities(&r).unwrap();
-        let e = check_identities(&r, &ids).unwrap_err();
+        let e = check_identities(&r, &ids).unwrap_err().to_string();
         assert!(
             e.contains("CASELOAD_DEPARTMENT_STATUS") && e.contains("add up to 11"),
             "{e}"
@@ -433,7 +465,9 @@ mod tests {
             ],
             &[(&["F", "IRREGULAR"], Some(7))],
         );
-        let e = check_identities(&r, &identities(&r).unwrap()).unwrap_err();
+        let e = check_identities(&r, &identities(&r).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("2 hidden term(s)"), "{e}");
     }
 }

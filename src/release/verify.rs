@@ -6,13 +6,13 @@
 //! the file and, for a table, its row and cell.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::tables::{self, DataTable, TABLES};
 use super::{sdmx, FORMAT, MANIFEST, NOTE, NOTE_TAG};
-use crate::audit::checkpoint::Verifier;
+use crate::audit::checkpoint::{NoteError, Verifier};
 use crate::projection::export::ObsStatus;
 
 /// A verified release: what `combine` cites and sums.
@@ -48,8 +48,46 @@ impl Verified {
     }
 }
 
-fn read(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(dir.join(name)).map_err(|e| format!("{name}: cannot read: {e}"))
+/// Why a release does not verify: the first failure, naming the file and,
+/// for a table, its row and cell.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{name}: cannot read: {source}")]
+    Read { name: String, source: std::io::Error },
+    #[error("{name}: listed in {MANIFEST} but cannot be read: {source}")]
+    ReadListed { name: String, source: std::io::Error },
+    #[error("{}: {source}", dir.display())]
+    Dir { dir: PathBuf, source: std::io::Error },
+    #[error("{NOTE}: {0}")]
+    Note(#[source] NoteError),
+    #[error("{MANIFEST}: not JSON: {0}")]
+    ManifestJson(#[source] serde_json::Error),
+    #[error("{MANIFEST}: checkpoint: {0}")]
+    Checkpoint(#[source] NoteError),
+    /// A table's data or structure file that does not read back.
+    #[error("{file}: {source}")]
+    Table {
+        file: String,
+        source: Box<sdmx::SdmxError>,
+    },
+    #[error("tables: {0}")]
+    Tables(#[from] tables::TablesError),
+    /// A check that failed; the message names the file (and row, cell).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for VerifyError {
+    fn from(message: String) -> VerifyError {
+        VerifyError::Refused(message)
+    }
+}
+
+fn read(dir: &Path, name: &str) -> Result<Vec<u8>, VerifyError> {
+    std::fs::read(dir.join(name)).map_err(|source| VerifyError::Read {
+        name: name.to_string(),
+        source,
+    })
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {
@@ -94,39 +132,35 @@ fn parse_body(body: &str) -> Result<(String, u64, String), String> {
 }
 
 /// Verifies the release in `dir` with the verifier key `key`.
-pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, String> {
+pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, VerifyError> {
     // 1. The note: signed by the key, a release body.
     let note_bytes = read(dir, NOTE)?;
     let note = String::from_utf8(note_bytes).map_err(|_| format!("{NOTE}: not UTF-8"))?;
-    let body = key.open_note(&note).map_err(|e| format!("{NOTE}: {e}"))?;
+    let body = key.open_note(&note).map_err(VerifyError::Note)?;
     let (origin, seq, manifest_hash) = parse_body(body)?;
     if origin != key.name {
         return Err(format!(
             "{NOTE}: the origin line is {origin:?}, but the key is named {:?}",
             key.name
-        ));
+        )
+        .into());
     }
     // 2. The manifest it signs.
     let manifest_bytes = read(dir, MANIFEST)?;
     let actual = blake3::hash(&manifest_bytes).to_hex().to_string();
     if actual != manifest_hash {
-        return Err(format!(
-            "{MANIFEST}: BLAKE3 is {actual}, but {NOTE} signs {manifest_hash}"
-        ));
+        return Err(format!("{MANIFEST}: BLAKE3 is {actual}, but {NOTE} signs {manifest_hash}").into());
     }
-    let m: Value =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| format!("{MANIFEST}: not JSON: {e}"))?;
+    let m: Value = serde_json::from_slice(&manifest_bytes).map_err(VerifyError::ManifestJson)?;
     if str_field(&m, "format")? != FORMAT {
-        return Err(format!("{MANIFEST}: format is not {FORMAT:?}"));
+        return Err(format!("{MANIFEST}: format is not {FORMAT:?}").into());
     }
     if str_field(&m, "origin")? != origin {
-        return Err(format!("{MANIFEST}: origin differs from {NOTE}'s"));
+        return Err(format!("{MANIFEST}: origin differs from {NOTE}'s").into());
     }
     let position = field(&m, "log_position")?;
     if position["seq"].as_u64() != Some(seq) {
-        return Err(format!(
-            "{MANIFEST}: log_position.seq differs from {NOTE}'s seq {seq}"
-        ));
+        return Err(format!("{MANIFEST}: log_position.seq differs from {NOTE}'s seq {seq}").into());
     }
     let log_hash = position["hash"]
         .as_str()
@@ -136,12 +170,13 @@ pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, String> {
     let checkpoint = str_field(&m, "checkpoint")?.to_string();
     let cp = key
         .verify_checkpoint(&checkpoint)
-        .map_err(|e| format!("{MANIFEST}: checkpoint: {e}"))?;
+        .map_err(VerifyError::Checkpoint)?;
     if cp.size != seq {
         return Err(format!(
             "{MANIFEST}: the checkpoint's tree size is {}, but the release is at seq {seq}",
             cp.size
-        ));
+        )
+        .into());
     }
     // 4. Files: each listed one present with its size and digest; nothing else.
     let files = field(&m, "files")?
@@ -154,35 +189,32 @@ pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, String> {
             .filter(|n| !n.is_empty() && !n.contains('/') && !n.contains('\\') && !n.starts_with('.'))
             .ok_or_else(|| format!("{MANIFEST}: a file entry has no plain name"))?;
         if name == MANIFEST || name == NOTE || !listed.insert(name.to_string()) {
-            return Err(format!(
-                "{MANIFEST}: {name} is listed twice or is the manifest or note"
-            ));
+            return Err(format!("{MANIFEST}: {name} is listed twice or is the manifest or note").into());
         }
-        let bytes = std::fs::read(dir.join(name))
-            .map_err(|e| format!("{name}: listed in {MANIFEST} but cannot be read: {e}"))?;
+        let bytes = std::fs::read(dir.join(name)).map_err(|source| VerifyError::ReadListed {
+            name: name.to_string(),
+            source,
+        })?;
         if f["size"].as_u64() != Some(bytes.len() as u64) {
-            return Err(format!(
-                "{name}: {} bytes, the manifest says {}",
-                bytes.len(),
-                f["size"]
-            ));
+            return Err(format!("{name}: {} bytes, the manifest says {}", bytes.len(), f["size"]).into());
         }
         let digest = blake3::hash(&bytes).to_hex().to_string();
         if f["blake3"].as_str() != Some(digest.as_str()) {
-            return Err(format!(
-                "{name}: BLAKE3 is {digest}, the manifest says {}",
-                f["blake3"]
-            ));
+            return Err(format!("{name}: BLAKE3 is {digest}, the manifest says {}", f["blake3"]).into());
         }
     }
     let mut present = BTreeSet::new();
-    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir_error = |source| VerifyError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    for e in std::fs::read_dir(dir).map_err(dir_error)? {
+        let e = e.map_err(dir_error)?;
         present.insert(e.file_name().to_string_lossy().into_owned());
     }
     for name in &present {
         if name != MANIFEST && name != NOTE && !listed.contains(name) {
-            return Err(format!("{name}: in the directory but not listed in {MANIFEST}"));
+            return Err(format!("{name}: in the directory but not listed in {MANIFEST}").into());
         }
     }
     // 5. Tables: exactly the release's, each read back against its structure.
@@ -192,7 +224,7 @@ pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, String> {
     let ids: Vec<&str> = listed_tables.iter().filter_map(|t| t["id"].as_str()).collect();
     let expected: Vec<&str> = TABLES.iter().map(|t| t.id).collect();
     if ids != expected {
-        return Err(format!("{MANIFEST}: tables are {ids:?}, expected {expected:?}"));
+        return Err(format!("{MANIFEST}: tables are {ids:?}, expected {expected:?}").into());
     }
     let min_cell = field(&m, "disclosure_control")?["min_cell"]
         .as_u64()
@@ -206,24 +238,32 @@ pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, String> {
                 return Err(format!(
                     "{MANIFEST}: table {} names {name:?}, which is not a listed file",
                     spec.id
-                ));
+                )
+                .into());
             }
         }
-        let st = sdmx::read_structure(&read(dir, structure)?).map_err(|e| format!("{structure}: {e}"))?;
+        let st = sdmx::read_structure(&read(dir, structure)?).map_err(|e| VerifyError::Table {
+            file: structure.to_string(),
+            source: Box::new(e),
+        })?;
         let dims: Vec<&str> = spec.dims.iter().map(|(d, _)| *d).collect();
         if st.dataflow != spec.id || st.dims != dims {
             return Err(format!(
                 "{structure}: dataflow {} with dimensions {:?}, expected {} with {dims:?}",
                 st.dataflow, st.dims, spec.id
-            ));
+            )
+            .into());
         }
-        let t = sdmx::read_csv(spec, &read(dir, data)?).map_err(|e| format!("{data}: {e}"))?;
+        let t = sdmx::read_csv(spec, &read(dir, data)?).map_err(|e| VerifyError::Table {
+            file: data.to_string(),
+            source: Box::new(e),
+        })?;
         check_table(&t, &st, min_cell).map_err(|e| format!("{data}: {e}"))?;
         tables_read.push(t);
     }
     // 6. Identities and the disclosure rule across tables.
-    let identities = tables::identities(&tables_read).map_err(|e| format!("tables: {e}"))?;
-    tables::check_identities(&tables_read, &identities).map_err(|e| format!("tables: {e}"))?;
+    let identities = tables::identities(&tables_read)?;
+    tables::check_identities(&tables_read, &identities)?;
     if let Some((c, name)) = tables::first_recoverable(&tables_read, &identities) {
         let t = &tables_read[c.table];
         return Err(format!(
@@ -231,7 +271,7 @@ pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, String> {
             t.spec.stem,
             c.row + 2,
             t.describe(c.row)
-        ));
+        ).into());
     }
     Ok(Verified {
         origin,

@@ -140,7 +140,7 @@ pub enum SimulateError {
     #[error("closing the store: {0}")]
     Close(String),
     #[error("connecting: {0}")]
-    Connect(String),
+    Connect(#[source] crate::client::ClientError),
     #[error("checking the statistics: {0}")]
     Statistics(String),
     #[error("writing {path}: {reason}")]

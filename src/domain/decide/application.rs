@@ -215,7 +215,7 @@ impl CaseState {
         let age = self.age_on(on).unwrap_or(0);
         rules
             .check_window(on, age < ADULT_AGE_YEARS)
-            .map_err(|reason| self.rule(name, "CHANNEL_WINDOW", "on", reason))?;
+            .map_err(|reason| self.rule(name, "CHANNEL_WINDOW", "on", reason.to_string()))?;
         if rules.once_per_person && self.permit_channels.contains(&channel) {
             let reason = format!("a {channel} permit is granted once per person and was already held");
             return Err(self.rule(name, "ONCE_PER_PERSON", "channel", reason));

@@ -356,5 +356,5 @@ fn check_documents(documents: &[DocumentType]) -> Result<(), Rejection> {
 
 /// Refuses a free code that is not a code.
 pub(crate) fn require_code(field: &'static str, text: &str) -> Result<(), Rejection> {
-    check_code(text).map_err(|reason| Rejection::invalid(field, reason))
+    check_code(text).map_err(|reason| Rejection::invalid(field, reason.to_string()))
 }
