@@ -505,11 +505,11 @@ impl Appender {
     }
 }
 
+/// Where a job's answer comes (one entry per stream, in request order).
+type JobAnswer = oneshot::Receiver<Result<Vec<Appended>, AppendError>>;
+
 /// A checked job for the writer and where its answer will come.
-fn job(
-    reqs: Vec<AppendRequest>,
-    side: Vec<SideWrite>,
-) -> Result<(writer::Job, oneshot::Receiver<Result<Vec<Appended>, AppendError>>), AppendError> {
+fn job(reqs: Vec<AppendRequest>, side: Vec<SideWrite>) -> Result<(writer::Job, JobAnswer), AppendError> {
     writer::validate_parts(&reqs)?;
     let (reply, answer) = oneshot::channel();
     Ok((writer::Job { reqs, side, reply }, answer))
