@@ -12,7 +12,7 @@ use crate::log::Store;
 use crate::worklist::engine::Worklists;
 use crate::worklist::facts::Kind;
 use crate::worklist::index::TREE;
-use crate::worklist::query::{own_window, page, Query};
+use crate::worklist::query::{page, Query};
 
 /// `registry bench worklists`.
 #[derive(Clone, Debug, clap::Args)]
@@ -73,24 +73,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs `registry bench worklists`.
-/// The query of the whole list `kind` in `departments`: its own window on
-/// `reference` (default horizon), no other filter, from the start.
-fn whole_list(kind: Kind, departments: Vec<u8>, reference: Date, page_size: usize) -> Query {
-    let (from, to) = own_window(kind, reference, WORKLIST_HORIZON_DAYS_DEFAULT);
-    Query {
-        kind,
-        departments,
-        municipality: None,
-        office: None,
-        stage: None,
-        site: None,
-        from,
-        to,
-        after: None,
-        page_size,
-    }
-}
-
 /// The window of `q`, `from .. to` (an open end empty).
 fn window(q: &Query) -> String {
     let date = |d: Option<Date>| d.map(|d| d.to_string()).unwrap_or_default();
@@ -157,7 +139,7 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
             Kind::PermitsExpiring => Date::new(2031, 5, 15).expect("a date"),
             _ => reference,
         };
-        let base = whole_list(kind, all.clone(), reference, args.page_size);
+        let base = Query::whole_list(kind, all.clone(), reference, args.page_size);
         let office = page(&w, &base)?.items.first().map(|i| i.office.clone());
         let variants = [
             ("all departments", base.clone()),
@@ -212,7 +194,7 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     }
     // The cost of walking a whole list page by page (every item once).
     let kind = Kind::AwaitingDecision;
-    let mut q = whole_list(kind, all, reference, 1000);
+    let mut q = Query::whole_list(kind, all, reference, 1000);
     let t = Instant::now();
     let (mut pages, mut items) = (0u64, 0u64);
     loop {
