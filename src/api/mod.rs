@@ -423,18 +423,7 @@ fn case_id_field_named(id: &str, field: &'static str) -> Result<String, CaseErro
     Ok(id.to_string())
 }
 
+/// A case id given in the request's `case_id` field.
 fn case_id_field(id: &str) -> Result<String, Status> {
-    if id.is_empty() {
-        return Err(status::invalid_argument("case_id", "required"));
-    }
-    if id.len() > crate::limits::STREAM_ID_BYTES_MAX
-        || id.starts_with(crate::cases::ACCESS_STREAM_PREFIX)
-        || id == crate::domain::POLICY_STREAM
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-    {
-        return Err(status::invalid_argument("case_id", "not a case id"));
-    }
-    Ok(id.to_string())
+    case_id_field_named(id, "case_id").map_err(Status::from)
 }
