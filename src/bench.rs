@@ -163,6 +163,29 @@ fn raw_scan_rate(store: &crate::log::Store) -> Result<(f64, u64), Box<dyn std::e
     Ok((n as f64 / started.elapsed().as_secs_f64(), n))
 }
 
+/// The `n`th append of a benchmark: one `BenchEvent` carrying `payload` to
+/// `stream`, now at `version` (0: not created yet).
+pub(crate) fn bench_append(stream: &str, version: u64, n: u64, payload: Vec<u8>) -> AppendRequest {
+    let expected = if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    };
+    AppendRequest {
+        stream_id: stream.to_string(),
+        expected,
+        request_id: format!("{stream}-{n}"),
+        actor: Actor {
+            user_id: "bench".into(),
+            office: "BENCH".into(),
+        },
+        events: vec![NewEvent {
+            event_type: "BenchEvent".into(),
+            payload,
+        }],
+    }
+}
+
 fn append_level(
     dir: &Path,
     appenders: usize,
@@ -187,24 +210,7 @@ fn append_level(
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let expected = if version == 0 {
-                    ExpectedVersion::NoStream
-                } else {
-                    ExpectedVersion::Exact(version)
-                };
-                let req = AppendRequest {
-                    stream_id: stream.clone(),
-                    expected,
-                    request_id: format!("{stream}-{n}"),
-                    actor: Actor {
-                        user_id: "bench".into(),
-                        office: "BENCH".into(),
-                    },
-                    events: vec![NewEvent {
-                        event_type: "BenchEvent".into(),
-                        payload: payload.clone(),
-                    }],
-                };
+                let req = bench_append(&stream, version, n, payload.clone());
                 let started = Instant::now();
                 let res = appender.append(req).await.expect("bench append");
                 hist.saturating_record(started.elapsed().as_micros() as u64);

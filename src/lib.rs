@@ -50,6 +50,7 @@ pub mod limits;
 pub mod loadtest;
 pub mod log;
 pub mod metrics;
+pub mod middleware;
 pub mod pii;
 pub mod progress;
 pub mod projection;

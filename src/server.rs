@@ -469,8 +469,8 @@ async fn run(
     builder
         .concurrency_limit_per_connection(GRPC_CONCURRENCY_PER_CONNECTION)
         .layer(metrics.rpc_layer())
-        .layer(crate::api::wire_errors::WireErrorLayer)
-        .layer(crate::auth::AuthLayer::new(access.clone()))
+        .layer(crate::api::wire_errors::WireErrorLayer::default())
+        .layer(crate::auth::AuthLayer::access(access.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

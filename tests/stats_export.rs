@@ -366,28 +366,19 @@ async fn target_output_equals_the_offline_output_and_pandas_keeps_codes_as_strin
         "every list x department, zero cells included"
     );
     {
-        use registry::worklist::{query, query::own_window, Kind, Worklists};
+        use registry::worklist::{query, Kind, Worklists};
         let store = registry::log::Store::open(&data).unwrap();
         let lists = Worklists::open(&store).unwrap();
         let reference = registry::domain::Date::parse(AS_OF).unwrap();
         let mut paged: std::collections::BTreeMap<(String, String), u64> = Default::default();
         for kind in Kind::ALL {
-            let (from, to) = own_window(kind, reference, registry::limits::WORKLIST_HORIZON_DAYS_DEFAULT);
             let mut after = None;
             loop {
                 let page = query::page(
                     &lists,
                     &query::Query {
-                        kind,
-                        departments: (0..=99).collect(),
-                        municipality: None,
-                        office: None,
-                        stage: None,
-                        site: None,
-                        from,
-                        to,
                         after,
-                        page_size: 1000,
+                        ..query::Query::whole_list(kind, (0..=99).collect(), reference, 1000)
                     },
                 )
                 .unwrap();

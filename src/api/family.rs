@@ -126,8 +126,7 @@ pub(super) async fn record_family_link(
     svc: &CaseworkerService,
     r: Request<pb::RecordFamilyLinkRequest>,
 ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-    let principal = crate::auth::principal(&r)?;
-    let m = r.into_inner();
+    let (principal, m) = crate::auth::caller(r)?;
     svc.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
         record(&m, on)
     })
@@ -139,8 +138,7 @@ pub(super) async fn end_family_link(
     svc: &CaseworkerService,
     r: Request<pb::EndFamilyLinkRequest>,
 ) -> Result<Response<pb::FamilyLinkResult>, Status> {
-    let principal = crate::auth::principal(&r)?;
-    let m = r.into_inner();
+    let (principal, m) = crate::auth::caller(r)?;
     svc.link_command(principal, m.header.clone(), m.other_expected_version, |on| {
         end(&m, on)
     })

@@ -77,24 +77,24 @@ impl CaseworkerService {
         )))
     }
 
-    /// A read of one case's personal data by `principal` for `purpose`
-    /// (both as sent): the case read in scope, then its access recorded
-    /// (durably) before anything of it is answered.
-    async fn read_personal(
+    /// A read of one case's personal data by the caller of `r`, for the
+    /// purpose and of the case its message names: the case read in scope,
+    /// then its access recorded (durably) before anything of it is answered.
+    async fn read_personal<M: PersonalRead>(
         &self,
-        principal: &crate::auth::Principal,
-        purpose: &str,
-        case_id: &str,
+        r: Request<M>,
         operation: &'static str,
     ) -> Result<(crate::cases::CaseView, crate::log::Appended), Status> {
+        let (principal, m) = crate::auth::caller(r)?;
+        let (purpose, case_id) = m.purpose_and_case();
         let purpose = convert::purpose(purpose)?;
         let case_id = case_id_field(case_id)?;
-        let view = self.read_in_scope(principal, &case_id).await?;
+        let view = self.read_in_scope(&principal, &case_id).await?;
         let appended = self
             .cases
             .record_access(
                 principal.actor(),
-                access_record(principal, case_id, operation, purpose),
+                access_record(&principal, case_id, operation, purpose),
             )
             .await?;
         Ok((view, appended))
@@ -183,17 +183,34 @@ crate::domain::vocabulary::command_table!(wire => caseworker_service {
 
 // The Caseworker RPCs that are not commands: reads and the subject report.
 
+/// A request for one case's personal data (see
+/// [`CaseworkerService::read_personal`]).
+trait PersonalRead: Send {
+    /// The purpose and the case it names, as sent.
+    fn purpose_and_case(&self) -> (&str, &str);
+}
+
+macro_rules! personal_read {
+    ($($request:ident)*) => {
+        $(
+            impl PersonalRead for pb::$request {
+                fn purpose_and_case(&self) -> (&str, &str) {
+                    (&self.purpose, &self.case_id)
+                }
+            }
+        )*
+    };
+}
+
+personal_read!(GetSubjectReportRequest GetCaseRequest);
+
 async fn get_subject_report(
     svc: &CaseworkerService,
     r: Request<pb::GetSubjectReportRequest>,
 ) -> Result<Response<pb::SubjectReport>, Status> {
-    let principal = crate::auth::principal(&r)?;
-    let m = r.into_inner();
     // The report opens personal data: its access is recorded (durably)
     // first, and is then part of the access log it shows.
-    let (view, appended) = svc
-        .read_personal(&principal, &m.purpose, &m.case_id, "GetSubjectReport")
-        .await?;
+    let (view, appended) = svc.read_personal(r, "GetSubjectReport").await?;
     let cases = svc.cases.clone();
     let case_id = view.case_id.clone();
     let accesses = tokio::task::spawn_blocking(move || cases.access_log(&case_id))
@@ -230,12 +247,8 @@ async fn get_case(
     svc: &CaseworkerService,
     r: Request<pb::GetCaseRequest>,
 ) -> Result<Response<pb::Case>, Status> {
-    let principal = crate::auth::principal(&r)?;
-    let m = r.into_inner();
     // The read of personal data is recorded (durably) before the data leaves.
-    let (view, _) = svc
-        .read_personal(&principal, &m.purpose, &m.case_id, "GetCase")
-        .await?;
+    let (view, _) = svc.read_personal(r, "GetCase").await?;
     Ok(Response::new(convert::case(view, today(), &svc.cases.policy())))
 }
 
@@ -243,8 +256,7 @@ async fn find_cases_by_document(
     svc: &CaseworkerService,
     r: Request<pb::FindCasesByDocumentRequest>,
 ) -> Result<Response<pb::FindCasesByDocumentResponse>, Status> {
-    let principal = crate::auth::principal(&r)?;
-    let m = r.into_inner();
+    let (principal, m) = crate::auth::caller(r)?;
     let purpose = convert::purpose(&m.purpose)?;
     let (doc_type, number) = convert::document_query(m.document)?;
     let cases = svc.cases.clone();
@@ -278,8 +290,7 @@ async fn list_case_events(
     svc: &CaseworkerService,
     r: Request<pb::ListCaseEventsRequest>,
 ) -> Result<Response<pb::ListCaseEventsResponse>, Status> {
-    let principal = crate::auth::principal(&r)?;
-    let m = r.into_inner();
+    let (principal, m) = crate::auth::caller(r)?;
     let case_id = case_id_field(&m.case_id)?;
     let limit = match m.limit {
         0 => CASE_EVENTS_PAGE_DEFAULT,
@@ -412,18 +423,7 @@ fn case_id_field_named(id: &str, field: &'static str) -> Result<String, CaseErro
     Ok(id.to_string())
 }
 
+/// A case id given in the request's `case_id` field.
 fn case_id_field(id: &str) -> Result<String, Status> {
-    if id.is_empty() {
-        return Err(status::invalid_argument("case_id", "required"));
-    }
-    if id.len() > crate::limits::STREAM_ID_BYTES_MAX
-        || id.starts_with(crate::cases::ACCESS_STREAM_PREFIX)
-        || id == crate::domain::POLICY_STREAM
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-    {
-        return Err(status::invalid_argument("case_id", "not a case id"));
-    }
-    Ok(id.to_string())
+    case_id_field_named(id, "case_id").map_err(Status::from)
 }

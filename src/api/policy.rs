@@ -132,8 +132,7 @@ impl pb::policy_server::Policy for PolicyService {
         &self,
         r: Request<pb::RecordPolicyRequest>,
     ) -> Result<Response<pb::RecordPolicyResponse>, Status> {
-        let principal = crate::auth::principal(&r)?;
-        let m = r.into_inner();
+        let (principal, m) = crate::auth::caller(r)?;
         let event = event(&m)?;
         let hash = event
             .rules()

@@ -14,53 +14,29 @@
 //! how tonic answers a call refused before its handler runs; the layer
 //! replaces such a response and lets every other one through untouched.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use tonic::{Code, Status};
 
 use super::status::{invalid_argument, limit_exceeded};
 use crate::limits::GRPC_MESSAGE_BYTES_MAX;
+use crate::middleware::{BoxFuture, GrpcResponse, Inner, Middleware};
 
 const DECODE_ERROR_PREFIX: &str = "failed to decode Protobuf message";
 const TOO_LARGE_PREFIX: &str = "Error, decoded message length too large";
 
-/// Installs [`WireErrorService`] in front of the services.
-#[derive(Clone, Copy, Default)]
-pub struct WireErrorLayer;
-
-impl<S> tower::Layer<S> for WireErrorLayer {
-    type Service = WireErrorService<S>;
-    fn layer(&self, inner: S) -> WireErrorService<S> {
-        WireErrorService { inner }
-    }
-}
+/// Installs [`WireErrors`] in front of the services.
+pub type WireErrorLayer = crate::middleware::Layer<WireErrors>;
 
 /// See the module documentation.
-#[derive(Clone)]
-pub struct WireErrorService<S> {
-    inner: S,
-}
+#[derive(Clone, Copy, Default)]
+pub struct WireErrors;
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, B> tower::Service<http::Request<B>> for WireErrorService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let call = self.inner.call(request);
+impl Middleware for WireErrors {
+    fn call<S: Inner<B>, B: Send + 'static>(
+        &self,
+        inner: &mut S,
+        request: http::Request<B>,
+    ) -> BoxFuture<Result<GrpcResponse, S::Error>> {
+        let call = inner.call(request);
         Box::pin(async move {
             let response = call.await?;
             Ok(match restate(response.headers()) {

@@ -25,7 +25,7 @@ use super::tree::{spawn_follower, MerkleTree};
 use crate::cli::audit::BenchAuditArgs;
 use crate::limits::AUDIT_FOLLOW_BATCH_EVENTS;
 use crate::log::record::{chain_hash, Record, GENESIS_PREV_HASH};
-use crate::log::{Actor, AppendRequest, ExpectedVersion, Log, NewEvent, SyncMode, WriterConfig};
+use crate::log::{Actor, Log, SyncMode, WriterConfig};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -42,6 +42,37 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+}
+
+/// Times `samples` proofs and prints `what` with the mean, p99 and maximum
+/// time and the longest proof: `prove` (the part timed) makes the proof of
+/// the case `pick` draws, `check` verifies it once the clock has stopped.
+fn time_proofs(
+    what: &str,
+    samples: usize,
+    mut pick: impl FnMut() -> u64,
+    prove: impl Fn(u64) -> BenchResult<Vec<merkle::Hash>>,
+    check: impl Fn(u64, &[merkle::Hash]) -> BenchResult<()>,
+) -> BenchResult<()> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let (mut max_len, mut total) = (0usize, 0f64);
+    for _ in 0..samples {
+        let case = pick();
+        let t = Instant::now();
+        let p = prove(case)?;
+        let ns = t.elapsed().as_nanos() as u64;
+        hist.saturating_record(ns);
+        total += ns as f64;
+        max_len = max_len.max(p.len());
+        check(case, &p)?;
+    }
+    println!(
+        "{what}: mean {:.1} us, p99 {:.1} us, max {:.1} us, proof length max {max_len} hashes ({samples} samples)",
+        total / samples as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        hist.max() as f64 / 1000.0,
+    );
+    Ok(())
 }
 
 pub fn run(args: &BenchAuditArgs) -> BenchResult<()> {
@@ -98,45 +129,28 @@ pub fn run(args: &BenchAuditArgs) -> BenchResult<()> {
     for _ in 0..100.min(args.samples) {
         tree.inclusion_proof(rng.below(n), n)?;
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let mut max_len = 0usize;
-    let mut total = 0f64;
-    for _ in 0..args.samples {
-        let i = rng.below(n);
-        let t = Instant::now();
-        let p = tree.inclusion_proof(i, n)?;
-        let ns = t.elapsed().as_nanos() as u64;
-        hist.saturating_record(ns);
-        total += ns as f64;
-        max_len = max_len.max(p.len());
-        merkle::verify_inclusion(&leaf_hash(&i.to_be_bytes()), i, n, &p, &root)?;
-    }
-    println!(
-        "inclusion proof (tree of {n}): mean {:.1} us, p99 {:.1} us, max {:.1} us, proof length max {max_len} hashes ({} samples)",
-        total / args.samples as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
-        hist.max() as f64 / 1000.0,
-        args.samples
-    );
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let (mut max_len, mut total) = (0usize, 0f64);
-    let samples = args.samples.min(2_000);
-    for _ in 0..samples {
-        let old = 1 + rng.below(n - 1);
-        let t = Instant::now();
-        let p = tree.consistency_proof(old, n)?;
-        let ns = t.elapsed().as_nanos() as u64;
-        hist.saturating_record(ns);
-        total += ns as f64;
-        max_len = max_len.max(p.len());
-        merkle::verify_consistency(old, n, &tree.root(old)?, &root, &p)?;
-    }
-    println!(
-        "consistency proof (old size random, new {n}): mean {:.1} us, p99 {:.1} us, max {:.1} us, proof length max {max_len} hashes ({samples} samples)",
-        total / samples as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
-        hist.max() as f64 / 1000.0,
-    );
+    time_proofs(
+        &format!("inclusion proof (tree of {n})"),
+        args.samples,
+        || rng.below(n),
+        |i| Ok(tree.inclusion_proof(i, n)?),
+        |i, p| {
+            Ok(merkle::verify_inclusion(
+                &leaf_hash(&i.to_be_bytes()),
+                i,
+                n,
+                p,
+                &root,
+            )?)
+        },
+    )?;
+    time_proofs(
+        &format!("consistency proof (old size random, new {n})"),
+        args.samples.min(2_000),
+        || 1 + rng.below(n - 1),
+        |old| Ok(tree.consistency_proof(old, n)?),
+        |old, p| Ok(merkle::verify_consistency(old, n, &tree.root(old)?, &root, p)?),
+    )?;
     let t = Instant::now();
     let reps = 1000;
     for _ in 0..reps {
@@ -294,24 +308,7 @@ fn append_rate(dir: &std::path::Path, secs: Duration, follower: bool) -> BenchRe
         tasks.push(runtime.spawn(async move {
             let (mut version, mut n) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
-                let expected = if version == 0 {
-                    ExpectedVersion::NoStream
-                } else {
-                    ExpectedVersion::Exact(version)
-                };
-                let req = AppendRequest {
-                    stream_id: stream.clone(),
-                    expected,
-                    request_id: format!("{stream}-{n}"),
-                    actor: Actor {
-                        user_id: "bench".into(),
-                        office: "BENCH".into(),
-                    },
-                    events: vec![NewEvent {
-                        event_type: "BenchEvent".into(),
-                        payload: vec![0x5A; 300],
-                    }],
-                };
+                let req = crate::bench::bench_append(&stream, version, n, vec![0x5A; 300]);
                 version = appender.append(req).await.expect("bench append").last_version;
                 n += 1;
             }

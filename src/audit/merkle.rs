@@ -141,21 +141,48 @@ pub fn inclusion_proof<S: NodeSource + ?Sized>(
     }
     // Walk down from the root, collecting siblings; reverse at the end.
     let mut out = Vec::with_capacity(64);
-    let (mut start, mut n, mut m) = (0u64, size, index);
-    while n > 1 {
-        let k = split_point(n);
-        if m < k {
-            out.push(range_hash(src, start + k, n - k)?);
-            n = k;
-        } else {
-            out.push(range_hash(src, start, k)?);
-            start += k;
-            m -= k;
-            n -= k;
-        }
+    let mut at = Subtree {
+        start: 0,
+        n: size,
+        m: index,
+    };
+    while at.n > 1 {
+        let k = split_point(at.n);
+        let left = at.m < k;
+        descend(src, &mut out, &mut at, k, left)?;
     }
     out.reverse();
     Ok(out)
+}
+
+/// Where a proof's walk down the tree is: the subtree `D[start:start+n]`,
+/// and `m` (the leaf index, or the old size) counted from its start.
+struct Subtree {
+    start: u64,
+    n: u64,
+    m: u64,
+}
+
+/// One step of a proof's walk down (RFC 9162 §2.1.3.1 and §2.1.4.1): into
+/// the left subtree of `at` (its first `k` leaves) when `left`, else into
+/// the right one, pushing the hash of the subtree not entered.
+fn descend<S: NodeSource + ?Sized>(
+    src: &S,
+    out: &mut Vec<Hash>,
+    at: &mut Subtree,
+    k: u64,
+    left: bool,
+) -> Result<(), ProofError> {
+    if left {
+        out.push(range_hash(src, at.start + k, at.n - k)?);
+        at.n = k;
+    } else {
+        out.push(range_hash(src, at.start, k)?);
+        at.start += k;
+        at.m -= k;
+        at.n -= k;
+    }
+    Ok(())
 }
 
 /// RFC 9162 §2.1.4.1 `PROOF(old, D[0:new])`; empty when `old == 0` or `old == new`.
@@ -172,25 +199,24 @@ pub fn consistency_proof<S: NodeSource + ?Sized>(
     }
     // SUBPROOF(m, D[start:start+n], b), iteratively; hashes come out root-first.
     let mut out = Vec::with_capacity(64);
-    let (mut start, mut n, mut m, mut b) = (0u64, new, old, true);
+    let mut at = Subtree {
+        start: 0,
+        n: new,
+        m: old,
+    };
+    let mut b = true;
     loop {
-        if m == n {
+        if at.m == at.n {
             if !b {
-                out.push(range_hash(src, start, n)?);
+                out.push(range_hash(src, at.start, at.n)?);
             }
             break;
         }
-        let k = split_point(n);
-        if m <= k {
-            out.push(range_hash(src, start + k, n - k)?);
-            n = k;
-        } else {
-            out.push(range_hash(src, start, k)?);
-            start += k;
-            m -= k;
-            n -= k;
-            b = false;
-        }
+        let k = split_point(at.n);
+        let left = at.m <= k;
+        descend(src, &mut out, &mut at, k, left)?;
+        // b: the subtree is still on the left edge of the tree.
+        b &= left;
     }
     out.reverse();
     Ok(out)
@@ -221,25 +247,39 @@ pub fn root_from_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash]) -
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
-    let (mut fnode, mut snode) = (index, size - 1);
     let mut r = *leaf;
-    for (i, p) in proof.iter().enumerate() {
+    walk(index, size - 1, proof, 0, |p, left| {
+        r = if left { node_hash(p, &r) } else { node_hash(&r, p) };
+    })?;
+    Ok(r)
+}
+
+/// The walk up the tree both proofs make (RFC 9162 §2.1.3.2 step 4 and
+/// §2.1.4.2 step 6, with the length checks): from the nodes `fnode` and
+/// `snode`, over the hashes `proof[first..]`, calling `step(hash, left)`
+/// for each, `left` when the hash is the sibling on the left. A proof
+/// longer or shorter than the path is refused.
+fn walk(
+    mut fnode: u64,
+    mut snode: u64,
+    proof: &[Hash],
+    first: usize,
+    mut step: impl FnMut(&Hash, bool),
+) -> Result<(), ProofError> {
+    for (i, p) in proof.iter().enumerate().skip(first) {
         if snode == 0 {
             return Err(ProofError::TooLong {
                 at: i,
                 extra: proof.len() - i,
             });
         }
-        if fnode & 1 == 1 || fnode == snode {
-            r = node_hash(p, &r);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
+        let left = fnode & 1 == 1 || fnode == snode;
+        step(p, left);
+        if left && fnode & 1 == 0 {
+            while fnode & 1 == 0 && fnode != 0 {
+                fnode >>= 1;
+                snode >>= 1;
             }
-        } else {
-            r = node_hash(&r, p);
         }
         fnode >>= 1;
         snode >>= 1;
@@ -247,7 +287,7 @@ pub fn root_from_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash]) -
     if snode != 0 {
         return Err(ProofError::TooShort);
     }
-    Ok(r)
+    Ok(())
 }
 
 /// RFC 9162 §2.1.4.2: verifies that the tree of `new` leaves with root
@@ -290,13 +330,13 @@ pub fn verify_consistency(
     if proof.is_empty() {
         return Err(ProofError::Empty);
     }
-    // Step 2: if old is an exact power of two, prepend old_root.
-    let mut path: Vec<&Hash> = Vec::with_capacity(proof.len() + 1);
-    if old.is_power_of_two() {
-        path.push(old_root);
-    }
-    path.extend(proof.iter());
-    let offset = if old.is_power_of_two() { 1 } else { 0 };
+    // Step 2: if old is an exact power of two, the path starts with
+    // old_root, else with the proof's first hash.
+    let (start, first) = if old.is_power_of_two() {
+        (old_root, 0)
+    } else {
+        (&proof[0], 1)
+    };
     // Step 3.
     let (mut fnode, mut snode) = (old - 1, new - 1);
     // Step 4.
@@ -305,35 +345,17 @@ pub fn verify_consistency(
         snode >>= 1;
     }
     // Step 5.
-    let mut fr = *path[0];
-    let mut sr = *path[0];
-    // Step 6.
-    for (i, c) in path.iter().enumerate().skip(1) {
-        if snode == 0 {
-            return Err(ProofError::TooLong {
-                at: i - offset,
-                extra: path.len() - i,
-            });
-        }
-        if fnode & 1 == 1 || fnode == snode {
+    let mut fr = *start;
+    let mut sr = *start;
+    // Steps 6 and 7 (snode reaches 0).
+    walk(fnode, snode, proof, first, |c, left| {
+        if left {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if fnode & 1 == 0 {
-                while fnode & 1 == 0 && fnode != 0 {
-                    fnode >>= 1;
-                    snode >>= 1;
-                }
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fnode >>= 1;
-        snode >>= 1;
-    }
-    // Step 7.
-    if snode != 0 {
-        return Err(ProofError::TooShort);
-    }
+    })?;
     if &fr != old_root {
         return Err(ProofError::OldRootMismatch {
             expected: crate::hex::encode(old_root),

@@ -10,10 +10,7 @@
 //! and concurrency limits bound them instead. (tonic's `Server::timeout`
 //! applies one limit to every call, which is why it is not used.)
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::Status;
@@ -22,67 +19,40 @@ use super::access_file::TokenRefusal;
 use super::policy::{access, Access};
 use super::{AccessControl, Principal};
 use crate::limits::{AUTHORIZATION_BYTES_MAX, GRPC_DEFAULT_TIMEOUT_MS};
+use crate::middleware::{BoxFuture, GrpcResponse, Inner, Middleware};
 
 /// Client-streaming methods: not bound by the per-call time limit.
 const CLIENT_STREAMING_METHODS: &[&str] = &["/regularization.v1.Import/ImportCases"];
 
 /// Installs authentication and authorization in front of the services.
-#[derive(Clone)]
-pub struct AuthLayer {
-    access: Arc<AccessControl>,
-}
+pub type AuthLayer = crate::middleware::Layer<Auth>;
 
 impl AuthLayer {
-    pub fn new(access: Arc<AccessControl>) -> AuthLayer {
-        AuthLayer { access }
+    pub fn access(access: Arc<AccessControl>) -> AuthLayer {
+        AuthLayer::new(Auth { access })
     }
 }
 
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-    fn layer(&self, inner: S) -> AuthService<S> {
-        AuthService {
-            inner,
-            access: self.access.clone(),
-        }
-    }
-}
-
-/// See [`AuthLayer`].
+/// The middleware of [`AuthLayer`].
 #[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
+pub struct Auth {
     access: Arc<AccessControl>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl Middleware for Auth {
+    fn call<S: Inner<B>, B: Send + 'static>(
+        &self,
+        inner: &mut S,
+        mut request: http::Request<B>,
+    ) -> BoxFuture<Result<GrpcResponse, S::Error>> {
         match check(&self.access, &request) {
             Ok(principal) => {
                 if let Some(p) = principal {
                     request.extensions_mut().insert(p);
                 }
                 // The ready service is the one to call; keep a fresh clone for the next call.
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let clone = inner.clone();
+                let mut inner = std::mem::replace(inner, clone);
                 if CLIENT_STREAMING_METHODS.contains(&request.uri().path()) {
                     return Box::pin(inner.call(request));
                 }

@@ -120,6 +120,12 @@ pub fn principal<T>(request: &tonic::Request<T>) -> Result<Principal, Status> {
         .ok_or_else(|| Status::unauthenticated("credentials required"))
 }
 
+/// The authenticated caller of `request` (as [`principal`]) and its message.
+pub fn caller<T>(request: tonic::Request<T>) -> Result<(Principal, T), Status> {
+    let principal = principal(&request)?;
+    Ok((principal, request.into_inner()))
+}
+
 /// The PERMISSION_DENIED answer for a case outside the caller's scope; the
 /// same for a case that does not exist, so existence is not revealed.
 pub fn out_of_scope() -> Status {

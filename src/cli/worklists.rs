@@ -6,13 +6,13 @@ use super::BoxError;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::domain::DEPARTMENTS;
+use crate::domain::{Date, DEPARTMENTS};
 use crate::limits::WORKLIST_HORIZON_DAYS_DEFAULT;
 use crate::log::Store;
 use crate::worklist::engine::Worklists;
 use crate::worklist::facts::Kind;
 use crate::worklist::index::TREE;
-use crate::worklist::query::{own_window, page, Query};
+use crate::worklist::query::{page, Query};
 
 /// `registry bench worklists`.
 #[derive(Clone, Debug, clap::Args)]
@@ -73,6 +73,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Runs `registry bench worklists`.
+/// The window of `q`, `from .. to` (an open end empty).
+fn window(q: &Query) -> String {
+    let date = |d: Option<Date>| d.map(|d| d.to_string()).unwrap_or_default();
+    format!("{} .. {}", date(q.from), date(q.to))
+}
+
 pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     let has_events = args.data_dir.join("db").exists() && Store::open(&args.data_dir)?.head()?.seq > 0;
     if !has_events {
@@ -130,22 +136,10 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     for kind in Kind::ALL {
         // Every PPT ends on 2031-05-30: permits are measured in the month before.
         let reference = match kind {
-            Kind::PermitsExpiring => crate::domain::Date::new(2031, 5, 15).expect("a date"),
+            Kind::PermitsExpiring => Date::new(2031, 5, 15).expect("a date"),
             _ => reference,
         };
-        let (from, to) = own_window(kind, reference, WORKLIST_HORIZON_DAYS_DEFAULT);
-        let base = Query {
-            kind,
-            departments: all.clone(),
-            municipality: None,
-            office: None,
-            stage: None,
-            site: None,
-            from,
-            to,
-            after: None,
-            page_size: args.page_size,
-        };
+        let base = Query::whole_list(kind, all.clone(), reference, args.page_size);
         let office = page(&w, &base)?.items.first().map(|i| i.office.clone());
         let variants = [
             ("all departments", base.clone()),
@@ -173,11 +167,10 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
             ),
         ];
         println!(
-            "  {} ({} entries, reference {reference}, window {} .. {})",
+            "  {} ({} entries, reference {reference}, window {})",
             kind.as_str(),
             sizes[kind as usize],
-            from.map(|d| d.to_string()).unwrap_or_default(),
-            to.map(|d| d.to_string()).unwrap_or_default()
+            window(&base)
         );
         for (name, q) in &variants {
             let mut times = Vec::with_capacity(args.queries);
@@ -201,19 +194,7 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     }
     // The cost of walking a whole list page by page (every item once).
     let kind = Kind::AwaitingDecision;
-    let (from, to) = own_window(kind, reference, WORKLIST_HORIZON_DAYS_DEFAULT);
-    let mut q = Query {
-        kind,
-        departments: all,
-        municipality: None,
-        office: None,
-        stage: None,
-        site: None,
-        from,
-        to,
-        after: None,
-        page_size: 1000,
-    };
+    let mut q = Query::whole_list(kind, all, reference, 1000);
     let t = Instant::now();
     let (mut pages, mut items) = (0u64, 0u64);
     loop {
@@ -227,10 +208,9 @@ pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "walk: {} over {} .. {}: {items} items in {pages} pages of 1000 in {:.2}s ({:.0} us per page)",
+        "walk: {} over {}: {items} items in {pages} pages of 1000 in {:.2}s ({:.0} us per page)",
         kind.as_str(),
-        from.map(|d| d.to_string()).unwrap_or_default(),
-        to.map(|d| d.to_string()).unwrap_or_default(),
+        window(&q),
         secs,
         secs * 1e6 / pages.max(1) as f64
     );

@@ -262,21 +262,31 @@ fn store_err(e: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::Store(e.to_string())
 }
 
-/// Writes frames, hashing every byte.
-struct FrameWriter {
-    w: BufWriter<std::fs::File>,
+/// A snapshot file being read or written (`io`), with the hash of every
+/// byte through it so far.
+struct Hashed<T> {
+    io: T,
     hasher: blake3::Hasher,
     path: PathBuf,
 }
 
+impl<T> Hashed<T> {
+    fn new(io: T, path: &Path) -> Hashed<T> {
+        Hashed {
+            io,
+            hasher: blake3::Hasher::new(),
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+/// Writes frames, hashing every byte.
+type FrameWriter = Hashed<BufWriter<std::fs::File>>;
+
 impl FrameWriter {
     fn create(path: &Path) -> Result<FrameWriter, SnapshotError> {
         let file = std::fs::File::create(path).map_err(io(path))?;
-        let mut w = FrameWriter {
-            w: BufWriter::with_capacity(1 << 20, file),
-            hasher: blake3::Hasher::new(),
-            path: path.to_path_buf(),
-        };
+        let mut w = FrameWriter::new(BufWriter::with_capacity(1 << 20, file), path);
         w.raw(MAGIC)?;
         w.raw(&VERSION.to_be_bytes())?;
         Ok(w)
@@ -284,7 +294,7 @@ impl FrameWriter {
 
     fn raw(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
         self.hasher.update(bytes);
-        self.w.write_all(bytes).map_err(io(&self.path))
+        self.io.write_all(bytes).map_err(io(&self.path))
     }
 
     fn frame(&mut self, frame: &Frame) -> Result<(), SnapshotError> {
@@ -299,18 +309,14 @@ impl FrameWriter {
     /// Writes the trailer, syncs and closes the file.
     fn finish(mut self) -> Result<(), SnapshotError> {
         let digest = self.hasher.finalize();
-        self.w.write_all(digest.as_bytes()).map_err(io(&self.path))?;
-        let file = self.w.into_inner().map_err(|e| io(&self.path)(e.into_error()))?;
+        self.io.write_all(digest.as_bytes()).map_err(io(&self.path))?;
+        let file = self.io.into_inner().map_err(|e| io(&self.path)(e.into_error()))?;
         file.sync_all().map_err(io(&self.path))
     }
 }
 
 /// Reads frames, hashing every byte; checks the trailer at the end.
-struct FrameReader {
-    r: BufReader<std::fs::File>,
-    hasher: blake3::Hasher,
-    path: PathBuf,
-}
+type FrameReader = Hashed<BufReader<std::fs::File>>;
 
 impl FrameReader {
     fn open(path: &Path) -> Result<FrameReader, SnapshotError> {
@@ -319,11 +325,7 @@ impl FrameReader {
     }
 
     fn from_file(file: std::fs::File, path: &Path) -> Result<FrameReader, SnapshotError> {
-        let mut r = FrameReader {
-            r: BufReader::with_capacity(1 << 20, file),
-            hasher: blake3::Hasher::new(),
-            path: path.to_path_buf(),
-        };
+        let mut r = FrameReader::new(BufReader::with_capacity(1 << 20, file), path);
         let mut magic = [0u8; 12];
         r.exact(&mut magic)?;
         if &magic[..8] != MAGIC {
@@ -341,7 +343,7 @@ impl FrameReader {
 
     /// Reads `buf` whole; an early end of file is `truncated` (what the error says).
     fn read_whole(&mut self, buf: &mut [u8], truncated: &str) -> Result<(), SnapshotError> {
-        self.r.read_exact(buf).map_err(|e| {
+        self.io.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 invalid(&self.path, truncated)
             } else {
@@ -391,7 +393,7 @@ impl FrameReader {
             ));
         }
         let mut rest = [0u8; 1];
-        match self.r.read(&mut rest).map_err(io(&self.path))? {
+        match self.io.read(&mut rest).map_err(io(&self.path))? {
             0 => Ok(()),
             _ => Err(invalid(&self.path, "bytes after the trailer")),
         }

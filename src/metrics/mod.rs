@@ -204,7 +204,9 @@ impl Metrics {
 
     /// The RPC layer to install (outermost) on the gRPC server.
     pub fn rpc_layer(&self) -> RpcLayer {
-        RpcLayer::new(self.rpc.clone())
+        RpcLayer::new(rpc::Rpc {
+            metrics: self.rpc.clone(),
+        })
     }
 
     /// Registers the case service's counters: cache look-ups and access events.

@@ -9,11 +9,12 @@
 //! dropped before its trailers (the client went away) counts as `CANCELLED`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+use crate::middleware::{BoxFuture, GrpcResponse, Inner, Middleware};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -147,51 +148,20 @@ mod descriptor {
 }
 
 /// See the module documentation.
+pub type RpcLayer = crate::middleware::Layer<Rpc>;
+
+/// The middleware of [`RpcLayer`].
 #[derive(Clone)]
-pub struct RpcLayer {
-    metrics: RpcMetrics,
+pub struct Rpc {
+    pub(super) metrics: RpcMetrics,
 }
 
-impl RpcLayer {
-    pub fn new(metrics: RpcMetrics) -> RpcLayer {
-        RpcLayer { metrics }
-    }
-}
-
-impl<S> tower::Layer<S> for RpcLayer {
-    type Service = RpcService<S>;
-    fn layer(&self, inner: S) -> RpcService<S> {
-        RpcService {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// See [`RpcLayer`].
-#[derive(Clone)]
-pub struct RpcService<S> {
-    inner: S,
-    metrics: RpcMetrics,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, B> tower::Service<http::Request<B>> for RpcService<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl Middleware for Rpc {
+    fn call<S: Inner<B>, B: Send + 'static>(
+        &self,
+        inner: &mut S,
+        request: http::Request<B>,
+    ) -> BoxFuture<Result<GrpcResponse, S::Error>> {
         let (service, method) = labels_of(request.uri().path());
         let mut call = Call {
             metrics: self.metrics.clone(),
@@ -201,7 +171,7 @@ where
             code: None,
             done: false,
         };
-        let answer = self.inner.call(request);
+        let answer = inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
             call.code = response

@@ -450,16 +450,7 @@ impl Engine {
                 u.saturating_sub(start).min(batch_events as u64)
             });
             let mut applied = 0u64;
-            loop {
-                let pos = self.state.position;
-                let room = (batch_room - applied).min(READ_PAGE_EVENTS_MAX as u64);
-                if room == 0 {
-                    break;
-                }
-                let page = read_page(&self.store, pos.into(), room as usize)?;
-                if page.is_empty() {
-                    break;
-                }
+            while let Some(page) = next_page(&self.store, self.state.position.into(), batch_room - applied)? {
                 for ev in &page {
                     self.state.apply_stored(ev)?;
                 }
@@ -642,6 +633,22 @@ pub enum AsOf {
     Seq(u64, Option<Date>),
 }
 
+/// The next page after `pos` for a reader with `room` events left to read:
+/// at most [`READ_PAGE_EVENTS_MAX`] of them; `None` when no room is left or
+/// nothing follows.
+pub(crate) fn next_page(
+    store: &Store,
+    pos: Head,
+    room: u64,
+) -> Result<Option<Vec<StoredEvent>>, ProjectionError> {
+    let room = room.min(READ_PAGE_EVENTS_MAX as u64);
+    if room == 0 {
+        return Ok(None);
+    }
+    let page = read_page(store, pos, room as usize)?;
+    Ok((!page.is_empty()).then_some(page))
+}
+
 /// Builds a temporary, in-memory projection by replaying the log with the
 /// same apply code (cost: one read of the log up to the position).
 pub fn replay(store: &Store, as_of: AsOf) -> Result<ProjectionState, ProjectionError> {
@@ -650,16 +657,11 @@ pub fn replay(store: &Store, as_of: AsOf) -> Result<ProjectionState, ProjectionE
         AsOf::Seq(p, on) => (p.min(store.head()?.seq), on.unwrap_or(Date::MIN), None),
     };
     let mut state = ProjectionState::new(cube_date);
-    loop {
-        let pos = state.position;
-        let room = limit.saturating_sub(pos.seq).min(READ_PAGE_EVENTS_MAX as u64);
-        if room == 0 {
-            break;
-        }
-        let page = read_page(store, pos.into(), room as usize)?;
-        if page.is_empty() {
-            break;
-        }
+    while let Some(page) = next_page(
+        store,
+        state.position.into(),
+        limit.saturating_sub(state.position.seq),
+    )? {
         for ev in &page {
             match date_filter {
                 None => state.apply_stored(ev)?,
@@ -753,11 +755,49 @@ pub fn catch_panic(body: impl FnOnce()) -> Result<(), FollowerPanic> {
 #[error("the follower thread panicked: {0}")]
 pub struct FollowerPanic(pub String);
 
+/// A thread that runs until its stop flag is raised: by [`stop`](Self::stop),
+/// which then waits for it, or when dropped (likewise).
+pub struct StoppableThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StoppableThread {
+    /// Starts `run` on a thread named `name`; `run` is given the stop flag.
+    pub fn spawn(
+        name: &str,
+        run: impl FnOnce(&AtomicBool) + Send + 'static,
+    ) -> std::io::Result<StoppableThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(&flag))?;
+        Ok(StoppableThread {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for StoppableThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The thread that keeps a shared projection at the head.
 pub struct Follower {
-    stop: Arc<AtomicBool>,
     error: Arc<Mutex<Option<String>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: StoppableThread,
 }
 
 impl Follower {
@@ -832,88 +872,81 @@ impl Follower {
         track_today: bool,
         slot: Option<Arc<ProjectionSlot>>,
     ) -> std::io::Result<Follower> {
-        let stop = Arc::new(AtomicBool::new(false));
         let error = Arc::new(Mutex::new(None));
-        let (stop2, error2) = (stop.clone(), error.clone());
-        let thread = std::thread::Builder::new()
-            .name("projection-follower".into())
-            .spawn(move || {
-                let fail = |e: String| {
-                    // A projection that stopped following is stale: not
-                    // served. One that never loaded says why.
-                    if let Some(slot) = slot.as_ref() {
-                        if slot.ready.get().is_some() {
-                            let _ = slot.stopped.set(e.clone());
-                        } else {
-                            let _ = slot.failed.set(e.clone());
-                        }
+        let error2 = error.clone();
+        let thread = StoppableThread::spawn("projection-follower", move |stop| {
+            let fail = |e: String| {
+                // A projection that stopped following is stale: not
+                // served. One that never loaded says why.
+                if let Some(slot) = slot.as_ref() {
+                    if slot.ready.get().is_some() {
+                        let _ = slot.stopped.set(e.clone());
+                    } else {
+                        let _ = slot.failed.set(e.clone());
                     }
-                    *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e)
+                }
+                *error2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e)
+            };
+            let fail = &fail;
+            // A panic ends the thread like an error: the slot says so,
+            // never "ready" over a projection nobody follows any more.
+            let ended = catch_panic(move || {
+                let shared = match load(stop) {
+                    Ok(shared) => shared,
+                    Err(ProjectionError::Stopped) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "statistics projection could not be loaded; Statistics answers INTERNAL (run `registry rebuild-projections` on the stopped store)");
+                        return fail(e.to_string());
+                    }
                 };
-                let fail = &fail;
-                // A panic ends the thread like an error: the slot says so,
-                // never "ready" over a projection nobody follows any more.
-                let ended = catch_panic(move || {
-                    let shared = match load(&stop2) {
-                        Ok(shared) => shared,
-                        Err(ProjectionError::Stopped) => return,
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return fail(e.to_string()),
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    match follow_step(&shared, track_today) {
+                        Ok(true) => continue,
+                        Ok(false) => {}
                         Err(e) => {
-                            tracing::error!(error = %e, "statistics projection could not be loaded; Statistics answers INTERNAL (run `registry rebuild-projections` on the stopped store)");
+                            tracing::error!(error = %e, "statistics projection stopped");
                             return fail(e.to_string());
                         }
-                    };
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
-                        .build()
-                    {
-                        Ok(rt) => rt,
-                        Err(e) => return fail(e.to_string()),
-                    };
-                    while !stop2.load(Ordering::Relaxed) {
-                        match follow_step(&shared, track_today) {
-                            Ok(true) => continue,
-                            Ok(false) => {}
-                            Err(e) => {
-                                tracing::error!(error = %e, "statistics projection stopped");
-                                return fail(e.to_string());
-                            }
-                        }
-                        rt.block_on(async {
-                            let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
-                        });
-                        // Let a few group commits gather into the next page.
-                        std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
                     }
-                    // Stopping: apply what was appended since the last wake-up
-                    // (the server stops the follower after its gRPC server has
-                    // drained), so the next start re-applies nothing; bounded, so
-                    // a follower far behind does not hold up the stop.
-                    let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
-                    while Instant::now() < until {
-                        match follow_step(&shared, false) {
-                            Ok(true) => continue,
-                            Ok(false) => break,
-                            Err(e) => {
-                                tracing::error!(error = %e, "statistics projection stopped");
-                                return fail(e.to_string());
-                            }
-                        }
-                    }
-                    let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
-                    if let Err(err) = e.persist_if_needed() {
-                        tracing::error!(error = %err, "statistics projection: persisting at stop failed; the next start re-applies from the last checkpoint");
-                    }
-                });
-                if let Err(e) = ended {
-                    tracing::error!(error = %e, "statistics projection stopped");
-                    fail(e.to_string());
+                    rt.block_on(async {
+                        let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
+                    });
+                    // Let a few group commits gather into the next page.
+                    std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
                 }
-            })?;
-        Ok(Follower {
-            stop,
-            error,
-            thread: Some(thread),
-        })
+                // Stopping: apply what was appended since the last wake-up
+                // (the server stops the follower after its gRPC server has
+                // drained), so the next start re-applies nothing; bounded, so
+                // a follower far behind does not hold up the stop.
+                let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
+                while Instant::now() < until {
+                    match follow_step(&shared, false) {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "statistics projection stopped");
+                            return fail(e.to_string());
+                        }
+                    }
+                }
+                let mut e = shared.write().unwrap_or_else(|p| p.into_inner());
+                if let Err(err) = e.persist_if_needed() {
+                    tracing::error!(error = %err, "statistics projection: persisting at stop failed; the next start re-applies from the last checkpoint");
+                }
+            });
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "statistics projection stopped");
+                fail(e.to_string());
+            }
+        })?;
+        Ok(Follower { error, thread })
     }
 
     /// The error that stopped the follower, if any.
@@ -922,21 +955,8 @@ impl Follower {
     }
 
     /// Stops the thread and waits for it.
-    pub fn stop(mut self) {
-        self.stop_inner();
-    }
-
-    fn stop_inner(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.stop_inner();
+    pub fn stop(self) {
+        self.thread.stop();
     }
 }
 
@@ -1039,6 +1059,22 @@ mod tests {
 
     /// The thread dies after publishing its projection (a bug, as a panic
     /// in a follow step would be): the slot must stop saying Ready.
+    /// Starts a follower on `slot` that loads with `load` and dies, and waits
+    /// (at most 10 s) until it reports its death.
+    fn follow_to_death(
+        load: impl FnOnce(&AtomicBool) -> Result<Shared, ProjectionError> + Send + 'static,
+        slot: &Arc<ProjectionSlot>,
+    ) -> Follower {
+        let (_head_tx, head_rx) = tokio::sync::watch::channel(Head::EMPTY);
+        let follower = Follower::spawn_with(load, head_rx, false, Some(slot.clone())).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while follower.error().is_none() {
+            assert!(Instant::now() < deadline, "the follower's death was not reported");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        follower
+    }
+
     #[test]
     fn a_follower_thread_that_panics_after_loading_leaves_its_slot_stopped() {
         let dir = tempfile::tempdir().unwrap();
@@ -1046,22 +1082,13 @@ mod tests {
         let shared: Shared = Arc::new(RwLock::new(Engine::open(&store, TREE, today()).unwrap()));
         let slot = Arc::new(ProjectionSlot::default());
         let publish = slot.clone();
-        let (_head_tx, head_rx) = tokio::sync::watch::channel(Head::EMPTY);
-        let follower = Follower::spawn_with(
+        let follower = follow_to_death(
             move |_| {
                 let _ = publish.ready.set(shared);
                 panic!("injected by the test");
             },
-            head_rx,
-            false,
-            Some(slot.clone()),
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while follower.error().is_none() {
-            assert!(Instant::now() < deadline, "the follower's death was not reported");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            &slot,
+        );
         match slot.state() {
             SlotState::Stopped(e) => assert!(e.contains("panicked: injected by the test"), "{e}"),
             SlotState::Ready(_) => panic!("a dead follower's projection is still Ready"),
@@ -1075,19 +1102,7 @@ mod tests {
     #[test]
     fn a_follower_thread_that_panics_while_loading_leaves_its_slot_failed() {
         let slot = Arc::new(ProjectionSlot::default());
-        let (_head_tx, head_rx) = tokio::sync::watch::channel(Head::EMPTY);
-        let follower = Follower::spawn_with(
-            |_| panic!("injected while loading"),
-            head_rx,
-            false,
-            Some(slot.clone()),
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while follower.error().is_none() {
-            assert!(Instant::now() < deadline, "the follower's death was not reported");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let follower = follow_to_death(|_| panic!("injected while loading"), &slot);
         assert!(matches!(slot.state(), SlotState::Failed(e) if e.contains("injected while loading")));
         follower.stop();
     }

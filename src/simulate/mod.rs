@@ -171,25 +171,16 @@ pub fn run(opts: &SimulateOptions) -> Result<SimulateReport, SimulateError> {
         )));
     }
     let Opened { log, cases } = open_retrying(opts)?;
-    let progress = progress_bar(opts);
-    let bar = progress.bar().clone();
+    let progress = progress_bar(opts.progress, opts.persons);
     let shared = Shared {
         cases,
-        seed: opts.seed,
-        persons: opts.persons,
-        next: AtomicU64::new(0),
-        events: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        fatal: Mutex::new(None),
-        bar: bar.clone(),
+        run: Run::new(opts.seed, opts.persons, progress.bar().clone()),
     };
     let started = Instant::now();
     let outputs: Vec<WorkerOutput> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..opts.threads).map(|_| s.spawn(|| worker(&shared))).collect();
         while !handles.iter().all(|h| h.is_finished()) {
-            let events = shared.events.load(Ordering::Relaxed);
-            let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!("{events} events  {rate:.0} events/s"));
+            shared.run.show_rate(started);
             std::thread::sleep(Duration::from_millis(200));
         }
         handles
@@ -199,7 +190,7 @@ pub fn run(opts: &SimulateOptions) -> Result<SimulateReport, SimulateError> {
     });
     let elapsed = started.elapsed();
     drop(progress);
-    let Shared { cases, fatal, .. } = shared;
+    let Shared { cases, run } = shared;
     drop(cases);
     let head_seq = log
         .store()
@@ -207,7 +198,7 @@ pub fn run(opts: &SimulateOptions) -> Result<SimulateReport, SimulateError> {
         .map_err(|e| SimulateError::Close(e.to_string()))?
         .seq;
     log.shutdown().map_err(|e| SimulateError::Close(e.to_string()))?;
-    if let Some(message) = fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    if let Some(message) = run.take_fatal() {
         return Err(SimulateError::Service(message));
     }
 
@@ -272,11 +263,13 @@ fn open_retrying(opts: &SimulateOptions) -> Result<Opened, SimulateError> {
     }
 }
 
-fn progress_bar(opts: &SimulateOptions) -> Progress {
-    if !opts.progress {
+/// The progress bar of a run of `persons` persons (direct or remote), or
+/// none when `shown` is false.
+fn progress_bar(shown: bool, persons: u64) -> Progress {
+    if !shown {
         return Progress::off();
     }
-    let bar = indicatif::ProgressBar::new(opts.persons);
+    let bar = indicatif::ProgressBar::new(persons);
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "{elapsed_precise} [{bar:30}] {pos}/{len} persons  {msg}  eta {eta}",
     ) {
@@ -287,13 +280,64 @@ fn progress_bar(opts: &SimulateOptions) -> Progress {
 
 struct Shared {
     cases: Cases,
+    run: Run,
+}
+
+/// What the workers of a run (direct or remote) share: the persons still to
+/// take, the events appended, the progress bar, and the failure that
+/// stopped the run, if any.
+struct Run {
     seed: u64,
     persons: u64,
     next: AtomicU64,
+    /// Events appended so far (progress only).
     events: AtomicU64,
     stop: AtomicBool,
     fatal: Mutex<Option<String>>,
     bar: indicatif::ProgressBar,
+}
+
+impl Run {
+    fn new(seed: u64, persons: u64, bar: indicatif::ProgressBar) -> Run {
+        Run {
+            seed,
+            persons,
+            next: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            bar,
+        }
+    }
+
+    /// The next person to run, or `None` when all are taken or the run stops.
+    fn take(&self) -> Option<u64> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        (index < self.persons).then_some(index)
+    }
+
+    /// Stops the run on a failure of the service; the first one is kept.
+    fn fail(&self, message: String) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        fatal.get_or_insert(message);
+    }
+
+    /// The failure that stopped the run, if any.
+    fn take_fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Shows the events appended since `started`, and their rate.
+    fn show_rate(&self, started: Instant) {
+        let events = self.events.load(Ordering::Relaxed);
+        let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        self.bar
+            .set_message(format!("{events} events  {rate:.0} events/s"));
+    }
 }
 
 #[derive(Default)]
@@ -308,18 +352,12 @@ struct WorkerOutput {
 
 fn worker(shared: &Shared) -> WorkerOutput {
     let mut out = WorkerOutput::default();
-    while !shared.stop.load(Ordering::Relaxed) {
-        let index = shared.next.fetch_add(1, Ordering::Relaxed);
-        if index >= shared.persons {
-            break;
-        }
+    while let Some(index) = shared.run.take() {
         if let Err(message) = run_person(shared, index, &mut out) {
-            shared.stop.store(true, Ordering::Relaxed);
-            let mut fatal = shared.fatal.lock().unwrap_or_else(|p| p.into_inner());
-            fatal.get_or_insert(message);
+            shared.run.fail(message);
             break;
         }
-        shared.bar.inc(1);
+        shared.run.bar.inc(1);
     }
     out
 }
@@ -328,7 +366,7 @@ fn worker(shared: &Shared) -> WorkerOutput {
 /// (store unavailable, internal error), which stops the simulation.
 fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(), String> {
     let planned_at = Instant::now();
-    let mut plan = plan_person(shared.seed, index);
+    let mut plan = plan_person(shared.run.seed, index);
     out.planning += planned_at.elapsed();
     let mut case_id: Option<String> = None;
     let mut version = 0;
@@ -337,7 +375,7 @@ fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(),
     for (step, PlannedCommand { command, actor }) in commands.into_iter().enumerate() {
         let name = command.name();
         let ctx = CommandContext {
-            request_id: request_id(shared.seed, index, step),
+            request_id: request_id(shared.run.seed, index, step),
             case_id: case_id.clone(),
             expected_version: version,
             actor,
@@ -377,6 +415,7 @@ fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(),
                     out.appended += a.last_seq - a.first_seq + 1;
                 }
                 shared
+                    .run
                     .events
                     .fetch_add(outcome.event_types.len() as u64, Ordering::Relaxed);
                 out.tally.count_events(outcome.event_types.iter().copied());

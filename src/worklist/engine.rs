@@ -8,7 +8,7 @@
 //! step ([`WORKLIST_BATCH_EVENTS`]), whatever the caseload.
 //!
 //! Continuity is checked by the reader the followers share (`log/follow.rs`:
-//! [`read_page`], [`check_next`]), as for statistics:
+//! [`read_page`](crate::log::follow::read_page), [`check_next`]), as for statistics:
 //! every event must follow the position (seq and chain link); a gap, a
 //! reordering or a broken link stops the projection with the seq named. A
 //! crash loses nothing: sled applies a batch whole or not at all, and the
@@ -24,11 +24,10 @@ use super::index::{
     encode_entry, facts_key, FORMAT_VERSION, INDEX_KEY_LEN, KEY_CHECKPOINT, KEY_VERSION, TREE,
 };
 use crate::domain::PolicyBook;
-use crate::limits::{
-    PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_STOP_CATCH_UP_MS, READ_PAGE_EVENTS_MAX, WORKLIST_BATCH_EVENTS,
-};
-use crate::log::follow::{check_next, read_page};
+use crate::limits::{PROJECTION_FOLLOW_PAUSE_MS, PROJECTION_STOP_CATCH_UP_MS, WORKLIST_BATCH_EVENTS};
+use crate::log::follow::check_next;
 use crate::log::{Head, Store};
+use crate::projection::engine::{catch_panic, next_page, StoppableThread};
 use crate::projection::state::{case_key, ApplyError, CaseKey, KeyMap, Position};
 use crate::projection::{CatchUp, ProjectionError};
 
@@ -146,16 +145,10 @@ impl Worklists {
         let mut applied = 0u64;
         loop {
             let limit = up_to.map_or(u64::MAX, |u| u.saturating_sub(pos.seq));
-            let room = (max_events as u64 - applied)
-                .min(limit)
-                .min(READ_PAGE_EVENTS_MAX as u64);
-            if room == 0 {
+            let room = (max_events as u64 - applied).min(limit);
+            let Some(page) = next_page(&self.store, pos.into(), room)? else {
                 break;
-            }
-            let page = read_page(&self.store, pos.into(), room as usize)?;
-            if page.is_empty() {
-                break;
-            }
+            };
             for ev in &page {
                 let r = &ev.record;
                 check_next(pos.into(), r.seq, &r.prev_hash).map_err(ApplyError::from)?;
@@ -410,8 +403,7 @@ impl FollowerStatus {
 
 /// The thread that keeps the worklists at the head of the log.
 pub struct Follower {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: StoppableThread,
 }
 
 impl Follower {
@@ -423,92 +415,72 @@ impl Follower {
         status: Arc<FollowerStatus>,
         mut head_rx: tokio::sync::watch::Receiver<crate::log::Head>,
     ) -> std::io::Result<Follower> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("worklist-follower".into())
-            .spawn(move || {
-                let status = &status;
-                // A panic ends the thread like an error: Worklists is then
-                // NOT_SERVING and answers INTERNAL, never a list nobody follows.
-                let ended = crate::projection::engine::catch_panic(move || {
-                    let target = head_rx.borrow().seq;
-                    let started = Instant::now();
-                    let from = worklists.position().seq;
-                    while worklists.position().seq < target {
-                        if stop2.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        match worklists.step(WORKLIST_BATCH_EVENTS, Some(target)) {
-                            Ok(0) => break,
-                            Ok(_) => {}
-                            Err(e) => return status.fail(e),
-                        }
+        let thread = StoppableThread::spawn("worklist-follower", move |stop| {
+            let status = &status;
+            // A panic ends the thread like an error: Worklists is then
+            // NOT_SERVING and answers INTERNAL, never a list nobody follows.
+            let ended = catch_panic(move || {
+                let target = head_rx.borrow().seq;
+                let started = Instant::now();
+                let from = worklists.position().seq;
+                while worklists.position().seq < target {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
                     }
-                    status.ready.store(true, Ordering::Release);
-                    tracing::info!(
-                        seq = worklists.position().seq,
-                        applied = worklists.position().seq - from,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "worklist projection caught up; Worklists is serving"
-                    );
-                    let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
-                        .build()
-                    {
-                        Ok(rt) => rt,
+                    match worklists.step(WORKLIST_BATCH_EVENTS, Some(target)) {
+                        Ok(0) => break,
+                        Ok(_) => {}
                         Err(e) => return status.fail(e),
-                    };
-                    while !stop2.load(Ordering::Relaxed) {
-                        match worklists.step(WORKLIST_BATCH_EVENTS, None) {
-                            Ok(0) => {}
-                            Ok(_) => continue,
-                            Err(e) => return status.fail(e),
-                        }
-                        rt.block_on(async {
-                            let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
-                        });
-                        // Let a few group commits gather into the next batch.
-                        std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
                     }
-                    // Stopping (after the gRPC server drained): apply what was
-                    // appended since, bounded so a follower far behind does not
-                    // hold up the stop; the next start resumes from the checkpoint.
-                    let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
-                    while Instant::now() < until {
-                        match worklists.step(WORKLIST_BATCH_EVENTS, None) {
-                            Ok(0) => break,
-                            Ok(_) => {}
-                            Err(e) => return status.fail(e),
-                        }
-                    }
-                });
-                if let Err(e) = ended {
-                    status.fail(e);
                 }
-            })?;
-        Ok(Follower {
-            stop,
-            thread: Some(thread),
-        })
+                status.ready.store(true, Ordering::Release);
+                tracing::info!(
+                    seq = worklists.position().seq,
+                    applied = worklists.position().seq - from,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "worklist projection caught up; Worklists is serving"
+                );
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return status.fail(e),
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    match worklists.step(WORKLIST_BATCH_EVENTS, None) {
+                        Ok(0) => {}
+                        Ok(_) => continue,
+                        Err(e) => return status.fail(e),
+                    }
+                    rt.block_on(async {
+                        let _ = tokio::time::timeout(Duration::from_millis(250), head_rx.changed()).await;
+                    });
+                    // Let a few group commits gather into the next batch.
+                    std::thread::sleep(Duration::from_millis(PROJECTION_FOLLOW_PAUSE_MS));
+                }
+                // Stopping (after the gRPC server drained): apply what was
+                // appended since, bounded so a follower far behind does not
+                // hold up the stop; the next start resumes from the checkpoint.
+                let until = Instant::now() + Duration::from_millis(PROJECTION_STOP_CATCH_UP_MS);
+                while Instant::now() < until {
+                    match worklists.step(WORKLIST_BATCH_EVENTS, None) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => return status.fail(e),
+                    }
+                }
+            });
+            if let Err(e) = ended {
+                status.fail(e);
+            }
+        })?;
+        Ok(Follower { thread })
     }
 
     /// Stops the thread and waits for it.
-    pub fn stop(mut self) {
-        self.stop_inner();
-    }
-
-    fn stop_inner(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.stop_inner();
+    pub fn stop(self) {
+        self.thread.stop();
     }
 }
 

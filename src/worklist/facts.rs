@@ -9,63 +9,51 @@
 use crate::domain::{ChannelCatalog, ChannelCode, Date, Event, Stage};
 use crate::limits::APPEAL_DECISION_MONTHS;
 
-/// The worklists. The discriminants are the wire values of `WorklistKind`
-/// and the second byte of every index key: never renumber.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Kind {
-    Appointments = 1,
-    MissedAppointments = 2,
-    AwaitingDecision = 3,
-    DecisionOverdue = 4,
-    AppealableDenials = 5,
-    AppealsAwaitingDecision = 6,
-    CardsAwaitingDelivery = 7,
-    CardsNearAbandonment = 8,
-    InterimExpiring = 9,
-    PermitsExpiring = 10,
-    CertificationsAwaitingAssessment = 11,
-    SubjectRequestsDue = 12,
+/// Declares [`Kind`] from its rows, `Name = wire value => "REPORT_NAME"`:
+/// the enum, [`Kind::ALL`] (in row order) and [`Kind::as_str`].
+macro_rules! kinds {
+    ($($name:ident = $value:literal => $text:literal,)*) => {
+        /// The worklists. The discriminants are the wire values of `WorklistKind`
+        /// and the second byte of every index key: never renumber.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u8)]
+        pub enum Kind {
+            $($name = $value,)*
+        }
+
+        impl Kind {
+            /// Every list, in wire order.
+            pub const ALL: [Kind; [$($value),*].len()] = [$(Kind::$name),*];
+
+            /// A short name for reports.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Kind::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Appointments = 1 => "APPOINTMENTS",
+    MissedAppointments = 2 => "MISSED_APPOINTMENTS",
+    AwaitingDecision = 3 => "AWAITING_DECISION",
+    DecisionOverdue = 4 => "DECISION_OVERDUE",
+    AppealableDenials = 5 => "APPEALABLE_DENIALS",
+    AppealsAwaitingDecision = 6 => "APPEALS_AWAITING_DECISION",
+    CardsAwaitingDelivery = 7 => "CARDS_AWAITING_DELIVERY",
+    CardsNearAbandonment = 8 => "CARDS_NEAR_ABANDONMENT",
+    InterimExpiring = 9 => "INTERIM_EXPIRING",
+    PermitsExpiring = 10 => "PERMITS_EXPIRING",
+    CertificationsAwaitingAssessment = 11 => "CERTIFICATIONS_AWAITING_ASSESSMENT",
+    SubjectRequestsDue = 12 => "SUBJECT_REQUESTS_DUE",
 }
 
 impl Kind {
-    /// Every list, in wire order.
-    pub const ALL: [Kind; 12] = [
-        Kind::Appointments,
-        Kind::MissedAppointments,
-        Kind::AwaitingDecision,
-        Kind::DecisionOverdue,
-        Kind::AppealableDenials,
-        Kind::AppealsAwaitingDecision,
-        Kind::CardsAwaitingDelivery,
-        Kind::CardsNearAbandonment,
-        Kind::InterimExpiring,
-        Kind::PermitsExpiring,
-        Kind::CertificationsAwaitingAssessment,
-        Kind::SubjectRequestsDue,
-    ];
-
     /// The list of a wire value, if any.
     pub fn from_u8(v: u8) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| *k as u8 == v)
-    }
-
-    /// A short name for reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Appointments => "APPOINTMENTS",
-            Kind::MissedAppointments => "MISSED_APPOINTMENTS",
-            Kind::AwaitingDecision => "AWAITING_DECISION",
-            Kind::DecisionOverdue => "DECISION_OVERDUE",
-            Kind::AppealableDenials => "APPEALABLE_DENIALS",
-            Kind::AppealsAwaitingDecision => "APPEALS_AWAITING_DECISION",
-            Kind::CardsAwaitingDelivery => "CARDS_AWAITING_DELIVERY",
-            Kind::CardsNearAbandonment => "CARDS_NEAR_ABANDONMENT",
-            Kind::InterimExpiring => "INTERIM_EXPIRING",
-            Kind::PermitsExpiring => "PERMITS_EXPIRING",
-            Kind::CertificationsAwaitingAssessment => "CERTIFICATIONS_AWAITING_ASSESSMENT",
-            Kind::SubjectRequestsDue => "SUBJECT_REQUESTS_DUE",
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::index::{
     date_floor, decode_item, index_key, list_prefix, Item, Suffix, INDEX_KEY_LEN, SUFFIX_LEN,
 };
 use crate::domain::{Date, Stage};
-use crate::limits::WORKLIST_SCAN_ENTRIES_MAX;
+use crate::limits::{WORKLIST_HORIZON_DAYS_DEFAULT, WORKLIST_SCAN_ENTRIES_MAX};
 use crate::projection::{Position, ProjectionError};
 
 /// A list query, validated.
@@ -42,6 +42,26 @@ pub struct Query {
     pub after: Option<Suffix>,
     /// Items per page at most.
     pub page_size: usize,
+}
+
+impl Query {
+    /// The whole list `kind` in `departments`: its own window on
+    /// `reference` with the default horizon, no other filter, from the start.
+    pub fn whole_list(kind: Kind, departments: Vec<u8>, reference: Date, page_size: usize) -> Query {
+        let (from, to) = own_window(kind, reference, WORKLIST_HORIZON_DAYS_DEFAULT);
+        Query {
+            kind,
+            departments,
+            municipality: None,
+            office: None,
+            stage: None,
+            site: None,
+            from,
+            to,
+            after: None,
+            page_size,
+        }
+    }
 }
 
 /// One page and where the next one starts.

@@ -29,7 +29,7 @@ pub use subject::SUBJECT_REQUESTS_MAX;
 
 use super::case::{CaseState, Stage};
 use super::channels::{ChannelCatalog, ChannelRules};
-use super::codes::check_code;
+use super::codes::{check_code, ChannelCode};
 use super::command::{Command, Rules};
 use super::date::{age_on, Date};
 use super::divipola::{Department, Municipality};
@@ -243,13 +243,15 @@ impl CaseState {
         let Some(app) = &self.application else {
             return Err(self.illegal(command, "no application was ever made"));
         };
-        catalog.get(app.channel).ok_or_else(|| {
-            Rejection::invalid(
-                "channel",
-                format!("channel {} is not in the catalog", app.channel),
-            )
-        })
+        channel_rules(catalog, app.channel)
     }
+}
+
+/// The rules of the channel `code`, which must be in the catalog.
+pub(crate) fn channel_rules(catalog: &ChannelCatalog, code: ChannelCode) -> Result<&ChannelRules, Rejection> {
+    catalog
+        .get(code)
+        .ok_or_else(|| Rejection::invalid("channel", format!("channel {code} is not in the catalog")))
 }
 
 /// Opens a case.

@@ -9,7 +9,7 @@
 //!   interim certificates: APPROVED .. CARD_PRINTED, DUPLICATE_REQUESTED (card channels only)
 //! ```
 
-use super::check_sealed;
+use super::{channel_rules, check_sealed};
 use crate::domain::case::{CaseState, Stage};
 use crate::domain::channels::{ChannelCatalog, ChannelRules};
 use crate::domain::command::Command;
@@ -120,18 +120,6 @@ impl CaseState {
                     valid_until: *valid_until,
                 }])
             }
-            _ => self.decide_permit_life(command, catalog),
-        }
-    }
-
-    /// Duplicates, extension, cancellation and visa.
-    fn decide_permit_life(
-        &self,
-        command: &Command,
-        catalog: &ChannelCatalog,
-    ) -> Result<Vec<Event>, Rejection> {
-        let name = command.name();
-        match command {
             Command::RequestDuplicate { on, cause } => {
                 self.require(name, &[Stage::CardDelivered], |stage| match stage {
                     Stage::DuplicateRequested => "a duplicate was already requested".into(),
@@ -156,38 +144,7 @@ impl CaseState {
                 Ok(vec![Event::DuplicateIssued { on: *on }])
             }
             Command::ExtendValidity { on, valid_until } => {
-                let permit = self.active_permit(name, *on)?;
-                let rules = catalog.get(permit.channel).ok_or_else(|| {
-                    Rejection::invalid(
-                        "channel",
-                        format!("channel {} is not in the catalog", permit.channel),
-                    )
-                })?;
-                if !rules.extendable {
-                    return Err(self.illegal(name, format!("{} permits are not extendable", rules.code)));
-                }
-                if permit.extensions >= rules.extensions_max {
-                    let reason = format!(
-                        "already extended {} times ({} allows {})",
-                        permit.extensions, rules.code, rules.extensions_max
-                    );
-                    return Err(self.illegal(name, reason));
-                }
-                if *valid_until <= permit.valid_until {
-                    let reason = format!("must be after the current end {}", permit.valid_until);
-                    return Err(Rejection::invalid("valid_until", reason));
-                }
-                let limit = rules.extension_limit(permit.valid_until);
-                if *valid_until > limit {
-                    return Err(Rejection::invalid(
-                        "valid_until",
-                        format!("one extension reaches {limit} at most"),
-                    ));
-                }
-                Ok(vec![Event::ValidityExtended {
-                    on: *on,
-                    valid_until: *valid_until,
-                }])
+                self.extend_validity(name, *on, *valid_until, catalog)
             }
             Command::CancelPermit { on, ground } => {
                 self.active_permit(name, *on)?;
@@ -226,6 +183,39 @@ impl CaseState {
             }
             _ => Err(self.illegal(name, "not a permit command")),
         }
+    }
+
+    fn extend_validity(
+        &self,
+        name: &'static str,
+        on: Date,
+        valid_until: Date,
+        catalog: &ChannelCatalog,
+    ) -> Result<Vec<Event>, Rejection> {
+        let permit = self.active_permit(name, on)?;
+        let rules = channel_rules(catalog, permit.channel)?;
+        if !rules.extendable {
+            return Err(self.illegal(name, format!("{} permits are not extendable", rules.code)));
+        }
+        if permit.extensions >= rules.extensions_max {
+            let reason = format!(
+                "already extended {} times ({} allows {})",
+                permit.extensions, rules.code, rules.extensions_max
+            );
+            return Err(self.illegal(name, reason));
+        }
+        if valid_until <= permit.valid_until {
+            let reason = format!("must be after the current end {}", permit.valid_until);
+            return Err(Rejection::invalid("valid_until", reason));
+        }
+        let limit = rules.extension_limit(permit.valid_until);
+        if valid_until > limit {
+            return Err(Rejection::invalid(
+                "valid_until",
+                format!("one extension reaches {limit} at most"),
+            ));
+        }
+        Ok(vec![Event::ValidityExtended { on, valid_until }])
     }
 
     fn abandon_card(

@@ -41,14 +41,8 @@ fn a_denial_before_holy_week_may_be_appealed_on_the_tenth_business_day() {
         Some(d("2025-04-29")),
         "next steps show the same deadline"
     );
-    assert_eq!(
-        person_status(&on_time.state, d("2025-04-29")),
-        PersonStatus::InProcess
-    );
-    assert_eq!(
-        person_status(&on_time.state, d("2025-04-30")),
-        PersonStatus::Irregular
-    );
+    assert_eq!(status(&on_time, "2025-04-29"), PersonStatus::InProcess);
+    assert_eq!(status(&on_time, "2025-04-30"), PersonStatus::Irregular);
     let late = on_time.reject_on(Command::FileAppeal { on: d("2025-04-30") }, today);
     assert_eq!(
         late,

@@ -43,10 +43,7 @@ fn sc2_safe_conduct_is_extended_up_to_the_channels_maximum() {
         d("2021-07-14"),
         "6 months from issue"
     );
-    assert_eq!(
-        person_status(&case.state, d("2021-02-01")),
-        PersonStatus::RegularOther
-    );
+    assert_eq!(status(&case, "2021-02-01"), PersonStatus::RegularOther);
     let far = d("2030-01-01");
     for n in 1..=8u8 {
         let current = case.state.permit().unwrap().valid_until;
@@ -179,10 +176,7 @@ fn pep_tutor_takes_its_window_basis_and_validity_from_the_catalog() {
         (permit.permit_type, permit.valid_until),
         (PermitType::PepTutor, d("2031-05-30"))
     );
-    assert_eq!(
-        person_status(&tutor.state, d("2025-09-11")),
-        PersonStatus::RegularPepTutor
-    );
+    assert_eq!(status(&tutor, "2025-09-11"), PersonStatus::RegularPepTutor);
 }
 
 #[test]

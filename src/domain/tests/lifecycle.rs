@@ -197,10 +197,7 @@ fn abandoning_an_uncollected_card_also_cancels_the_permit() {
             ground: CancellationGround::UncollectedCard
         })
     );
-    assert_eq!(
-        person_status(&case.state, d("2021-11-08")),
-        PersonStatus::Irregular
-    );
+    assert_eq!(status(&case, "2021-11-08"), PersonStatus::Irregular);
 }
 
 #[test]
@@ -312,13 +309,7 @@ fn a_visa_can_be_recorded_for_a_person_without_permit() {
         visa_number: sealed(5),
         valid_until,
     });
-    assert_eq!(
-        person_status(&case.state, d("2025-12-31")),
-        PersonStatus::RegularVisa
-    );
-    assert_eq!(
-        person_status(&case.state, d("2026-01-02")),
-        PersonStatus::Irregular
-    );
+    assert_eq!(status(&case, "2025-12-31"), PersonStatus::RegularVisa);
+    assert_eq!(status(&case, "2026-01-02"), PersonStatus::Irregular);
     assert!(case.state.permit().is_none());
 }

@@ -60,6 +60,11 @@ pub(crate) fn register_born(on: Date, birth_year: u16, birth_month: u8) -> Comma
     }
 }
 
+/// The status of `case`'s person on the date `on`.
+pub(crate) fn status(case: &Case, on: &str) -> PersonStatus {
+    person_status(&case.state, d(on))
+}
+
 /// A case under test: its state, its log, the builtin catalog, and the
 /// `today` its commands are decided on.
 pub(crate) struct Case {

@@ -2,10 +2,6 @@
 
 use super::*;
 
-fn status(case: &Case, on: &str) -> PersonStatus {
-    person_status(&case.state, d(on))
-}
-
 #[test]
 fn a_registered_person_without_application_is_irregular() {
     assert_eq!(status(&Case::registered(), "2021-06-01"), PersonStatus::Irregular);

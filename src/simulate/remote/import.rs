@@ -41,7 +41,7 @@ fn history(shared: &Shared, index: u64, plan: &PersonPlan) -> Result<pb::ImportC
         commands.push(pb::ImportCommand { command: Some(c) });
     }
     Ok(pb::ImportCaseHistory {
-        legacy_ref: format!("sim-{}-{index}", shared.seed),
+        legacy_ref: format!("sim-{}-{index}", shared.run.seed),
         commands,
     })
 }
@@ -53,7 +53,7 @@ pub(super) async fn import_client(
 ) -> ClientOutput {
     let mut out = ClientOutput::default();
     if let Err(message) = import_streams(&shared, &mut client, &mut out).await {
-        shared.fail(message);
+        shared.run.fail(message);
     }
     out
 }
@@ -84,11 +84,11 @@ async fn import_streams(
             let mut again = again.into_iter();
             while sent.len() < batch {
                 let (index, plan) = if let Some(index) = again.next() {
-                    (index, plan_person(shared.seed, index))
+                    (index, plan_person(shared.run.seed, index))
                 } else if started.elapsed() >= Duration::from_secs(IMPORT_STREAM_SECS) {
                     break;
-                } else if let Some(index) = shared.take() {
-                    let plan = plan_person(shared.seed, index);
+                } else if let Some(index) = shared.run.take() {
+                    let plan = plan_person(shared.run.seed, index);
                     expect(&plan, &shared.catalog, tally);
                     *commands += plan.commands.len() as u64;
                     (index, plan)
@@ -129,7 +129,7 @@ async fn import_streams(
                 out.deduplicated += s.commands_deduplicated;
                 out.skipped += s.commands_skipped;
                 out.last_seq = out.last_seq.max(s.last_seq);
-                shared.events.fetch_add(s.events_appended, Ordering::Relaxed);
+                shared.run.events.fetch_add(s.events_appended, Ordering::Relaxed);
                 let mut requeued = 0;
                 let listed = s.rejections.len() as u64;
                 for r in s.rejections {
@@ -161,7 +161,7 @@ async fn import_streams(
                         .entry("NOT_LISTED_BY_THE_SERVER".into())
                         .or_insert(0) += unlisted;
                 }
-                shared.bar.inc(sent.len() as u64 - requeued);
+                shared.run.bar.inc(sent.len() as u64 - requeued);
             }
             Err(s) if transient(s.code()) && stream_failures + 1 < ATTEMPTS_MAX => {
                 stream_failures += 1;

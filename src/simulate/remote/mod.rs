@@ -30,8 +30,7 @@
 //! import mode), `statistics` (the check against `Statistics.Caseload`),
 //! `report` (what a run did).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::Code;
@@ -42,7 +41,6 @@ use crate::api::pb::caseworker_client::CaseworkerClient;
 use crate::api::pb::import_client::ImportClient;
 use crate::client::{connect, ClientOptions};
 use crate::domain::ChannelCatalog;
-use crate::progress::Progress;
 
 mod import;
 mod report;
@@ -155,32 +153,8 @@ fn code_name(code: Code) -> String {
 }
 
 struct Shared {
-    persons: u64,
-    seed: u64,
     catalog: ChannelCatalog,
-    next: AtomicU64,
-    /// Events appended so far (progress only).
-    events: AtomicU64,
-    stop: AtomicBool,
-    fatal: Mutex<Option<String>>,
-    bar: indicatif::ProgressBar,
-}
-
-impl Shared {
-    /// The next person to run, or `None` when all are taken or the run stops.
-    fn take(&self) -> Option<u64> {
-        if self.stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed);
-        (index < self.persons).then_some(index)
-    }
-
-    fn fail(&self, message: String) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
-        fatal.get_or_insert(message);
-    }
+    run: super::Run,
 }
 
 #[derive(Default)]
@@ -224,17 +198,10 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
                 .map_err(SimulateError::Connect)?,
         );
     }
-    let progress = progress_bar(opts);
-    let bar = progress.bar().clone();
+    let progress = super::progress_bar(opts.progress, opts.persons);
     let shared = Arc::new(Shared {
-        persons: opts.persons,
-        seed: opts.seed,
         catalog: ChannelCatalog::builtin(),
-        next: AtomicU64::new(0),
-        events: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        fatal: Mutex::new(None),
-        bar: bar.clone(),
+        run: super::Run::new(opts.seed, opts.persons, progress.bar().clone()),
     });
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -252,11 +219,7 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let events = shared.events.load(Ordering::Relaxed);
-                let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                shared
-                    .bar
-                    .set_message(format!("{events} events  {rate:.0} events/s"));
+                shared.run.show_rate(started);
             }
         })
     };
@@ -264,14 +227,14 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(out) => outputs.push(out),
-            Err(e) => shared.fail(format!("a client task failed: {e}")),
+            Err(e) => shared.run.fail(format!("a client task failed: {e}")),
         }
     }
     ticker.abort();
     let elapsed = started.elapsed();
     drop(progress);
     drop(channels);
-    if let Some(message) = shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(message) = shared.run.take_fatal() {
         return Err(SimulateError::Service(message));
     }
 
@@ -315,19 +278,6 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
     Ok(report)
 }
 
-fn progress_bar(opts: &RemoteOptions) -> Progress {
-    if !opts.progress {
-        return Progress::off();
-    }
-    let bar = indicatif::ProgressBar::new(opts.persons);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} persons  {msg}  eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    Progress::new(bar, "simulate persons")
-}
-
 /// The header of step `step` of person `index`.
 fn header(
     shared: &Shared,
@@ -338,7 +288,7 @@ fn header(
     on: String,
 ) -> pb::CommandHeader {
     pb::CommandHeader {
-        request_id: request_id(shared.seed, index, step),
+        request_id: request_id(shared.run.seed, index, step),
         case_id: case_id.to_string(),
         expected_version: version,
         on,

@@ -50,12 +50,12 @@ pub(super) async fn rpc_client(
     mut client: CaseworkerClient<AuthChannel>,
 ) -> ClientOutput {
     let mut out = ClientOutput::default();
-    while let Some(index) = shared.take() {
+    while let Some(index) = shared.run.take() {
         if let Err(message) = rpc_person(&shared, &mut client, index, &mut out).await {
-            shared.fail(message);
+            shared.run.fail(message);
             break;
         }
-        shared.bar.inc(1);
+        shared.run.bar.inc(1);
     }
     out
 }
@@ -67,7 +67,7 @@ async fn rpc_person(
     index: u64,
     out: &mut ClientOutput,
 ) -> Result<(), String> {
-    let plan = plan_person(shared.seed, index);
+    let plan = plan_person(shared.run.seed, index);
     let expected = expect(&plan, &shared.catalog, &mut out.tally);
     let mut case_id = String::new();
     let mut version = 0;
@@ -95,7 +95,7 @@ async fn rpc_person(
                 } else {
                     let n = r.last_seq + 1 - r.first_seq;
                     out.appended += n;
-                    shared.events.fetch_add(n, Ordering::Relaxed);
+                    shared.run.events.fetch_add(n, Ordering::Relaxed);
                 }
                 out.last_seq = out.last_seq.max(r.last_seq);
                 let agrees = expected
