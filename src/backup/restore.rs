@@ -70,6 +70,26 @@ fn invalid(msg: String) -> BackupError {
     BackupError::Invalid(msg)
 }
 
+/// Refuses generation `n` when what it holds (a count and a hash) is not
+/// what its manifest says; `template` names both with four `{}`: the count
+/// and hash held, then the manifest's.
+fn disagrees(n: u32, template: &str, have: (u64, &[u8; 32]), want: (u64, &str)) -> Result<(), BackupError> {
+    let have_hex = crate::hex::encode(have.1);
+    if have.0 == want.0 && have_hex == want.1 {
+        return Ok(());
+    }
+    let values = [
+        have.0.to_string(),
+        have_hex,
+        want.0.to_string(),
+        want.1.to_string(),
+    ];
+    let message = values
+        .iter()
+        .fold(template.to_string(), |m, v| m.replacen("{}", v, 1));
+    Err(invalid(format!("generation {n}: {message}")))
+}
+
 /// Verifies the backup in `from` and, with a target, restores it there.
 /// `pinned` is the verifier key the checkpoints must verify with.
 pub fn restore(
@@ -372,15 +392,12 @@ fn check_checkpoint(
     let (cp, _) = chain
         .verify_checkpoint(&note)
         .map_err(|e| invalid(format!("generation {n}: {CHECKPOINT_FILE} does not verify: {e}")))?;
-    if cp.size != g.manifest.last_seq || crate::hex::encode(&cp.root) != g.manifest.checkpoint_root {
-        return Err(invalid(format!(
-            "generation {n}: the checkpoint commits to {} records with root {}, the manifest says {} with root {}",
-            cp.size,
-            crate::hex::encode(&cp.root),
-            g.manifest.last_seq,
-            g.manifest.checkpoint_root
-        )));
-    }
+    disagrees(
+        n,
+        "the checkpoint commits to {} records with root {}, the manifest says {} with root {}",
+        (cp.size, &cp.root),
+        (g.manifest.last_seq, &g.manifest.checkpoint_root),
+    )?;
     Ok((cp, note))
 }
 
@@ -424,15 +441,12 @@ fn read_generation_log(
         }
     }
     progress("records", chain.seq);
-    if chain.seq != g.manifest.last_seq || crate::hex::encode(&chain.hash) != g.manifest.last_hash {
-        return Err(invalid(format!(
-            "generation {n}: its records end at seq {} with hash {}, the manifest says seq {} with hash {}",
-            chain.seq,
-            crate::hex::encode(&chain.hash),
-            g.manifest.last_seq,
-            g.manifest.last_hash
-        )));
-    }
+    disagrees(
+        n,
+        "its records end at seq {} with hash {}, the manifest says seq {} with hash {}",
+        (chain.seq, &chain.hash),
+        (g.manifest.last_seq, &g.manifest.last_hash),
+    )?;
     let root = chain.frontier.root();
     if root != cp.root {
         return Err(invalid(format!(

@@ -488,16 +488,15 @@ pub fn build(
     capture: &Capture,
 ) -> Result<Header, SnapshotError> {
     const ATTEMPTS: usize = 3;
+    let source = Source {
+        applier,
+        db,
+        checkpointer,
+        built_by,
+        capture,
+    };
     for attempt in 1..=ATTEMPTS {
-        let built = build_once(
-            applier,
-            db,
-            checkpointer,
-            built_by,
-            path,
-            position.clone(),
-            capture,
-        );
+        let built = build_once(&source, path, position.clone());
         capture.end();
         match built {
             Err(SnapshotError::Store(reason)) if reason == TREES_REPLACED && attempt < ATTEMPTS => {
@@ -511,15 +510,27 @@ pub fn build(
 
 const TREES_REPLACED: &str = "the side trees were replaced during the build";
 
-fn build_once(
-    applier: &std::sync::Mutex<Applier>,
-    db: &sled::Db,
-    checkpointer: &Checkpointer,
+/// What a build reads (see [`build`]).
+struct Source<'a> {
+    applier: &'a std::sync::Mutex<Applier>,
+    db: &'a sled::Db,
+    checkpointer: &'a Checkpointer,
     built_by: NodeId,
+    capture: &'a Capture,
+}
+
+fn build_once(
+    source: &Source<'_>,
     path: &Path,
     position: Option<(Option<LogId>, Membership)>,
-    capture: &Capture,
 ) -> Result<Header, SnapshotError> {
+    let Source {
+        applier,
+        db,
+        checkpointer,
+        built_by,
+        capture,
+    } = *source;
     let mut w = FrameWriter::create(path)?;
     let header;
     {
