@@ -222,12 +222,12 @@ impl Log {
             .map_err(StoreError::Io)?;
         let (head_tx, head_rx) = watch::channel(report.head);
         // One channel: the tail verifier announces a break on `broken`; the
-        // writer reads it as `Signals::halt` and refuses every later append.
+        // writer reads it as `Signals::broken` and refuses every later append.
         let (broken, broken_rx) = watch::channel(None);
         let (failed_tx, writer_failed) = watch::channel(None);
         let (disk, disk_rx) = watch::channel(disk::DiskState::default());
         let signals = writer::Signals {
-            halt: broken_rx,
+            broken: broken_rx,
             disk: disk_rx,
         };
         let applier = Arc::new(Mutex::new(Applier::new(

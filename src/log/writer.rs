@@ -122,7 +122,9 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> AppendError {
     }
 }
 
-fn check_token(field: &'static str, value: &str, max: usize) -> Result<(), AppendError> {
+/// Checks an identifier (stream, request, user, office, event type): 1 to
+/// `max` bytes of printable ASCII without spaces.
+fn check_identifier(field: &'static str, value: &str, max: usize) -> Result<(), AppendError> {
     if value.is_empty() {
         return Err(invalid(field, "must not be empty"));
     }
@@ -138,7 +140,7 @@ fn check_token(field: &'static str, value: &str, max: usize) -> Result<(), Appen
 impl AppendRequest {
     /// Checks every field against its limit. The writer calls it again before writing.
     pub fn validate(&self) -> Result<(), AppendError> {
-        check_token("stream_id", &self.stream_id, STREAM_ID_BYTES_MAX)?;
+        check_identifier("stream_id", &self.stream_id, STREAM_ID_BYTES_MAX)?;
         if !self
             .stream_id
             .bytes()
@@ -146,9 +148,9 @@ impl AppendRequest {
         {
             return Err(invalid("stream_id", "allowed characters are A-Z a-z 0-9 . _ : -"));
         }
-        check_token("request_id", &self.request_id, REQUEST_ID_BYTES_MAX)?;
-        check_token("actor.user_id", &self.actor.user_id, ACTOR_FIELD_BYTES_MAX)?;
-        check_token("actor.office", &self.actor.office, ACTOR_FIELD_BYTES_MAX)?;
+        check_identifier("request_id", &self.request_id, REQUEST_ID_BYTES_MAX)?;
+        check_identifier("actor.user_id", &self.actor.user_id, ACTOR_FIELD_BYTES_MAX)?;
+        check_identifier("actor.office", &self.actor.office, ACTOR_FIELD_BYTES_MAX)?;
         if self.events.is_empty() {
             return Err(invalid("events", "at least one event is required"));
         }
@@ -160,7 +162,7 @@ impl AppendRequest {
         }
         let mut total = 0usize;
         for e in &self.events {
-            check_token("event_type", &e.event_type, EVENT_TYPE_BYTES_MAX)?;
+            check_identifier("event_type", &e.event_type, EVENT_TYPE_BYTES_MAX)?;
             if e.payload.len() > EVENT_PAYLOAD_BYTES_MAX {
                 return Err(AppendError::TooLarge {
                     field: "payload",
@@ -343,7 +345,7 @@ pub type ProposerSlot = Arc<OnceLock<Arc<dyn Proposer>>>;
 /// What the writer watches and announces besides its queue.
 pub(crate) struct Signals {
     /// Set by the tail verifier when the log fails verification.
-    pub halt: watch::Receiver<Option<super::Broken>>,
+    pub broken: watch::Receiver<Option<super::Broken>>,
     /// Free disk space: appends are refused while it is low.
     pub disk: watch::Receiver<super::disk::DiskState>,
 }
@@ -601,7 +603,7 @@ impl Writer {
             }
         }
         if self.failed.is_none() {
-            let broken = self.signals.halt.borrow().as_ref().map(|b| b.seq);
+            let broken = self.signals.broken.borrow().as_ref().map(|b| b.seq);
             if let Some(seq) = broken {
                 tracing::error!(
                     seq,
