@@ -70,8 +70,9 @@ pub struct CommandOutcome {
 
 impl Cases {
     /// Runs one command. A command decided on a cached case state needs no
-    /// storage read and runs inline; the full path (sled reads) runs on the
-    /// blocking pool.
+    /// storage read and runs inline; on the full path, preparing (sled
+    /// reads) and finishing (when it writes) run on the blocking pool, and
+    /// no thread is held while the append waits for its commit.
     pub async fn execute(
         &self,
         ctx: CommandContext,
@@ -84,10 +85,24 @@ impl Cases {
                 return answer;
             }
         }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.execute_full(ctx, pending, false))
-            .await
-            .map_err(|e| CaseError::Internal(e.to_string()))?
+        let mut attempt = 1;
+        loop {
+            let (this, c, p) = (self.clone(), ctx.clone(), pending.clone());
+            let prepared = on_blocking_pool(move || this.prepare(c, p)).await?;
+            let result = self
+                .shared
+                .appender
+                .append_with(prepared.request.clone(), prepared.side.clone())
+                .await;
+            if prepare_again(&result, &mut attempt) {
+                continue;
+            }
+            if !prepared.finish_touches_storage(&result) {
+                return self.finish(prepared, result);
+            }
+            let this = self.clone();
+            return on_blocking_pool(move || this.finish(prepared, result)).await;
+        }
     }
 
     /// Like [`Cases::execute`], for threads outside the async runtime (simulation).
@@ -97,23 +112,7 @@ impl Cases {
         pending: PendingCommand,
     ) -> Result<CommandOutcome, CaseError> {
         self.shared.appender.check_leader()?;
-        self.execute_full(ctx, pending, true)
-    }
-
-    /// The full path (blocking): prepare, append with the side writes,
-    /// finish; prepared again after a side conflict, at most
-    /// [`PREPARE_ATTEMPTS`] times (the conflict is answered once the
-    /// command that won is durable, so the next attempt reads it).
-    /// With `cached_first`, the fast path is tried first.
-    fn execute_full(
-        &self,
-        ctx: CommandContext,
-        pending: PendingCommand,
-        cached_first: bool,
-    ) -> Result<CommandOutcome, CaseError> {
-        let cached = cached_first
-            .then(|| self.prepare_cached(&ctx, &pending))
-            .flatten();
+        let cached = self.prepare_cached(&ctx, &pending);
         if let Some(answer) = cached.and_then(|prepared| {
             let result = self.shared.appender.append_blocking(prepared.request.clone());
             self.finish_cached(prepared, result)
@@ -127,12 +126,8 @@ impl Cases {
                 .shared
                 .appender
                 .append_with_blocking(prepared.request.clone(), prepared.side.clone());
-            match result {
-                Err(AppendError::SideConflict { index }) if attempt < PREPARE_ATTEMPTS => {
-                    tracing::debug!(index, attempt, "side conflict; preparing the command again");
-                    attempt += 1;
-                }
-                result => return self.finish(prepared, result),
+            if !prepare_again(&result, &mut attempt) {
+                return self.finish(prepared, result);
             }
         }
     }
@@ -461,6 +456,30 @@ fn is_link_command(command: &Command) -> bool {
 /// conflict (a copy racing its original needs two).
 const PREPARE_ATTEMPTS: usize = 3;
 
+/// Whether the full path prepares the command again: after a side
+/// conflict (a concurrent command took the key or a document first; the
+/// conflict is answered once that command is durable, so the next attempt
+/// reads it), at most [`PREPARE_ATTEMPTS`] times in all.
+fn prepare_again(result: &Result<Appended, AppendError>, attempt: &mut usize) -> bool {
+    match result {
+        Err(AppendError::SideConflict { index }) if *attempt < PREPARE_ATTEMPTS => {
+            tracing::debug!(index, attempt, "side conflict; preparing the command again");
+            *attempt += 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Runs blocking work (sled reads and writes) on the blocking pool.
+async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CaseError> + Send + 'static,
+) -> Result<T, CaseError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CaseError::Internal(e.to_string()))?
+}
+
 struct Prepared {
     case_id: String,
     state: CaseState,
@@ -474,6 +493,18 @@ struct Prepared {
     /// Documents to release once the events are durable.
     released: Vec<[u8; 32]>,
     erasing: bool,
+}
+
+impl Prepared {
+    /// Whether finishing after `result` reads or writes sled: releases, an
+    /// erasure, or telling a reused request id from a copy sent by another
+    /// principal.
+    fn finish_touches_storage(&self, result: &Result<Appended, AppendError>) -> bool {
+        match result {
+            Ok(_) => !self.released.is_empty() || self.erasing,
+            Err(e) => matches!(e, AppendError::IdempotencyMismatch { .. }),
+        }
+    }
 }
 
 /// Whether the case, after `events`, resides inside `departments` (empty =
