@@ -27,6 +27,10 @@ pub enum ApplyError {
     /// log differ. The node stops taking and applying writes.
     #[error("replicated records do not continue this node's chain: {0}")]
     Diverged(String),
+    /// Likewise, found before applying: a batch this node holds in part
+    /// or in full differs from its records (see [`Applier::not_yet_applied`]).
+    #[error("replicated records do not continue this node's chain: {0}")]
+    Held(#[source] HeldBatchError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The applier stopped earlier (storage error, divergence, shutdown).
