@@ -52,8 +52,27 @@ pub struct BenchLayoutsArgs {
     pub json: Option<PathBuf>,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Result<T> = std::result::Result<T, BoxError>;
+/// Why `registry bench layouts` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutsError {
+    #[error("--events, --cases, --commit-events and --record-bytes must be positive")]
+    NotPositive,
+    #[error("unknown layout {name:?}; known: {known}")]
+    UnknownLayout { name: String, known: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Histogram(#[from] hdrhistogram::CreationError),
+    /// The benchmark's own machinery failed (a lock, a thread, a transaction).
+    #[error("{0}")]
+    Internal(&'static str),
+}
+
+type Result<T> = std::result::Result<T, LayoutsError>;
 type CaseId = [u8; 22];
 
 /// The figures of one layout (a line of the table, an object of the JSON).
@@ -117,19 +136,18 @@ impl Layout {
 
 /// Runs the selected layouts (then `raw` if not selected), prints one line per
 /// layout and, with `--json`, writes the figures as JSON.
-pub fn run(args: &BenchLayoutsArgs) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    run_all(args).map_err(|e| e as Box<dyn std::error::Error>)
-}
-
-fn run_all(args: &BenchLayoutsArgs) -> Result<()> {
+pub fn run(args: &BenchLayoutsArgs) -> Result<()> {
     if args.events == 0 || args.cases == 0 || args.commit_events == 0 || args.record_bytes == 0 {
-        return Err("--events, --cases, --commit-events and --record-bytes must be positive".into());
+        return Err(LayoutsError::NotPositive);
     }
     let mut layouts = Vec::new();
     for name in args.layouts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let known = || ALL.map(Layout::id).join(", ");
         let layout = ALL.into_iter().find(|l| l.id() == name);
-        let layout = layout.ok_or_else(|| format!("unknown layout {name:?}; known: {}", known()))?;
+        let layout = layout.ok_or_else(|| LayoutsError::UnknownLayout {
+            name: name.to_string(),
+            known: known(),
+        })?;
         if !layouts.contains(&layout) {
             layouts.push(layout);
         }
@@ -427,7 +445,7 @@ impl Sink {
             requests.insert(&e.request[..], [id, &version, &seq, hash].concat());
         }
         let Some([t0, t1, t2, t3]) = &self.trees else {
-            return Err("four-trees without its trees".into());
+            return Err(LayoutsError::Internal("four-trees without its trees"));
         };
         (t0, t1, t2, t3)
             .transaction(|(tr, ts, tq, tm)| {
@@ -439,7 +457,7 @@ impl Sink {
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => e.into(),
-                TransactionError::Abort(()) => "transaction aborted".into(),
+                TransactionError::Abort(()) => LayoutsError::Internal("transaction aborted"),
             })
     }
 
@@ -449,7 +467,9 @@ impl Sink {
         let Some((shared, _)) = &self.deferred else {
             return Ok(());
         };
-        let mut guard = shared.lock().map_err(|_| "case files lock poisoned")?;
+        let mut guard = shared
+            .lock()
+            .map_err(|_| LayoutsError::Internal("case files lock poisoned"))?;
         let files = &mut *guard;
         for (seq, e) in (first..).zip(events) {
             let file = &mut files.files[e.case];
@@ -481,7 +501,9 @@ impl Sink {
 fn write_case_files(db: &sled::Db, shared: &Mutex<CaseFiles>, ids: &[CaseId]) -> Result<()> {
     let mut batch = Batch::default();
     {
-        let mut guard = shared.lock().map_err(|_| "case files lock poisoned")?;
+        let mut guard = shared
+            .lock()
+            .map_err(|_| LayoutsError::Internal("case files lock poisoned"))?;
         let files = &mut *guard;
         for case in std::mem::take(&mut files.dirty) {
             files.is_dirty[case] = false;
@@ -513,7 +535,9 @@ impl Ticker {
 
     fn stop(self) -> Result<()> {
         let _ = self.stop.send(());
-        self.thread.join().map_err(|_| "background thread panicked")?
+        self.thread
+            .join()
+            .map_err(|_| LayoutsError::Internal("background thread panicked"))?
     }
 }
 

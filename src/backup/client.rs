@@ -12,18 +12,66 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::format::ChainError;
 use super::format::{
     self, check_file, digest_file, generation_dir, io, read_generations, sync_dir, BackupError,
     ChainFollower, KeysWriter, Kind, Manifest, ACCESS_FILE, CHECKPOINT_FILE, FORMAT, HANDOVERS_FILE,
     KEYS_FILE, LOG_FILE, MANIFEST_FILE,
 };
 use crate::api::pb;
-use crate::audit::checkpoint::Verifier;
-use crate::audit::export::ExportWriter;
+use crate::audit::checkpoint::{NoteError, Verifier};
+use crate::audit::export::{ExportError, ExportWriter};
 use crate::audit::merkle::Frontier;
 use crate::client::{connect, ClientOptions};
 use crate::log::record::{split_stored, GENESIS_PREV_HASH};
 use crate::pii::hex;
+
+/// Why `registry backup` wrote no generation.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupClientError {
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// Creating, reading, renaming or removing in the backup directory.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("the pinned verifier key differs from the one generation {generation} was checked with ({key})")]
+    PinnedKeyDiffers { generation: u32, key: String },
+    #[error("Backup refused: {:?}: {}", .0.code(), .0.message())]
+    Refused(tonic::Status),
+    #[error("the backup stream failed: {:?}: {}", .0.code(), .0.message())]
+    Stream(tonic::Status),
+    #[error("verifier key: {0}")]
+    VerifierKey(#[source] NoteError),
+    #[error("the server's first key hand-over: {0}")]
+    FirstHandover(#[source] NoteError),
+    #[error("the server's checkpoint does not verify: {0}")]
+    Checkpoint(#[source] NoteError),
+    #[error("seq {seq}: {source}")]
+    Record {
+        seq: u64,
+        source: crate::log::record::DecodeError,
+    },
+    #[error("key entry {id}: {source}")]
+    KeyEntry {
+        id: String,
+        source: crate::pii::PiiError,
+    },
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Manifest(#[from] serde_json::Error),
+    /// The server sent something else than the backup it announced.
+    #[error("{0}")]
+    Protocol(String),
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> BackupClientError {
+    move |source| BackupClientError::Io { what, source }
+}
 
 /// What one `registry backup` wrote.
 #[derive(Debug, Clone)]
@@ -56,24 +104,24 @@ pub async fn backup(
     options: &ClientOptions,
     out: &Path,
     pinned: Option<&str>,
-) -> Result<BackupReport, String> {
+) -> Result<BackupReport, BackupClientError> {
     let started = Instant::now();
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let generations = read_generations(out).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(io_err(format!("cannot create {}", out.display())))?;
+    let generations = read_generations(out)?;
     remove_partials(out)?;
     let previous = generations.last();
     if let Some(prev) = previous {
         // The generation this one continues must be intact.
         for name in prev.manifest.files.keys() {
-            check_file(prev, name).map_err(|e| e.to_string())?;
+            check_file(prev, name)?;
         }
     }
     let verifier_key = match (pinned, previous) {
         (Some(k), Some(prev)) if k.trim() != prev.manifest.verifier_key => {
-            return Err(format!(
-                "the pinned verifier key differs from the one generation {} was checked with ({})",
-                prev.manifest.generation, prev.manifest.verifier_key
-            ))
+            return Err(BackupClientError::PinnedKeyDiffers {
+                generation: prev.manifest.generation,
+                key: prev.manifest.verifier_key.clone(),
+            })
         }
         (Some(k), _) => Some(k.trim().to_string()),
         (None, Some(prev)) => Some(prev.manifest.verifier_key.clone()),
@@ -82,14 +130,12 @@ pub async fn backup(
     let (after_seq, after_hash, frontier) = match previous {
         Some(p) => (
             p.manifest.last_seq,
-            p.manifest.last_hash().map_err(|e| e.to_string())?,
-            p.manifest.frontier().map_err(|e| e.to_string())?,
+            p.manifest.last_hash()?,
+            p.manifest.frontier()?,
         ),
         None => (0, GENESIS_PREV_HASH, Frontier::new()),
     };
-    let channel = connect(options, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
+    let channel = connect(options, Duration::from_secs(5)).await?;
     let mut client = pb::admin_client::AdminClient::new(channel)
         .max_decoding_message_size(crate::limits::GRPC_RESPONSE_BYTES_MAX);
     let request = pb::BackupRequest {
@@ -103,52 +149,49 @@ pub async fn backup(
     let mut stream = client
         .backup(request)
         .await
-        .map_err(|s| format!("Backup refused: {:?}: {}", s.code(), s.message()))?
+        .map_err(BackupClientError::Refused)?
         .into_inner();
-    let next = |m: Result<Option<pb::BackupPart>, tonic::Status>| -> Result<pb::backup_part::Part, String> {
+    let next = |m: Result<Option<pb::BackupPart>, tonic::Status>| -> Result<pb::backup_part::Part, BackupClientError> {
         match m {
             Ok(Some(pb::BackupPart { part: Some(p) })) => Ok(p),
-            Ok(Some(_)) => Err("the server sent an empty backup part".into()),
-            Ok(None) => {
-                Err("the server ended the backup stream before its end: the backup is incomplete".into())
-            }
-            Err(s) => Err(format!(
-                "the backup stream failed: {:?}: {}",
-                s.code(),
-                s.message()
+            Ok(Some(_)) => Err(protocol("the server sent an empty backup part")),
+            Ok(None) => Err(protocol(
+                "the server ended the backup stream before its end: the backup is incomplete",
             )),
+            Err(s) => Err(BackupClientError::Stream(s)),
         }
     };
     let start = match next(stream.message().await)? {
         pb::backup_part::Part::Start(s) => s,
-        _ => return Err("the backup stream does not begin with its start".into()),
+        _ => return Err(protocol("the backup stream does not begin with its start")),
     };
     // The trusted key: the pinned one, else the backup's, else (a first
     // generation without --key) the one the key hand-overs start from, or
     // the server's own when it never rotated.
     let trusted = match (&verifier_key, start.key_handovers.first()) {
-        (Some(k), _) => Verifier::parse(k).map_err(|e| format!("verifier key: {e}"))?,
-        (None, Some(first)) => crate::audit::checkpoint::first_old_key(first)
-            .map_err(|e| format!("the server's first key hand-over: {e}"))?,
-        (None, None) => Verifier::parse(&start.verifier_key).map_err(|e| format!("verifier key: {e}"))?,
+        (Some(k), _) => Verifier::parse(k).map_err(BackupClientError::VerifierKey)?,
+        (None, Some(first)) => {
+            crate::audit::checkpoint::first_old_key(first).map_err(BackupClientError::FirstHandover)?
+        }
+        (None, None) => Verifier::parse(&start.verifier_key).map_err(BackupClientError::VerifierKey)?,
     };
     let handovers_text: String = start.key_handovers.concat();
     let chain = format::key_chain(&trusted, &handovers_text)?;
     let (checkpoint, _) = chain
         .verify_checkpoint(&start.checkpoint)
-        .map_err(|e| format!("the server's checkpoint does not verify: {e}"))?;
+        .map_err(BackupClientError::Checkpoint)?;
     let verifier = trusted;
     if start.first_seq != after_seq + 1 || start.last_seq != checkpoint.size || start.last_seq < after_seq {
-        return Err(format!(
+        return Err(BackupClientError::Protocol(format!(
             "the server announces seq {}..={} with a checkpoint of size {}; the backup needs {}.. up to the checkpoint",
             start.first_seq,
             start.last_seq,
             checkpoint.size,
             after_seq + 1
-        ));
+        )));
     }
     let previous_access = match previous {
-        Some(p) => Some(std::fs::read(p.dir.join(ACCESS_FILE)).map_err(|e| format!("{ACCESS_FILE}: {e}"))?),
+        Some(p) => Some(std::fs::read(p.dir.join(ACCESS_FILE)).map_err(io_err(ACCESS_FILE.to_string()))?),
         None => None,
     };
     if start.last_seq == after_seq && previous_access.as_deref() == Some(&start.access_file[..]) {
@@ -174,81 +217,87 @@ pub async fn backup(
     let generation = previous.map_or(1, |p| p.manifest.generation + 1);
     let final_dir = generation_dir(out, generation);
     let dir = final_dir.with_extension("partial");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
     let count = start.last_seq - after_seq;
-    let mut log =
-        ExportWriter::create(&dir.join(LOG_FILE), start.first_seq, count).map_err(|e| e.to_string())?;
+    let mut log = ExportWriter::create(&dir.join(LOG_FILE), start.first_seq, count)?;
     let mut chain = ChainFollower::after(after_seq, after_hash, frontier);
-    let mut keys = KeysWriter::create(&dir.join(KEYS_FILE)).map_err(|e| e.to_string())?;
+    let mut keys = KeysWriter::create(&dir.join(KEYS_FILE))?;
     let mut master_ids = BTreeSet::new();
     let mut records = 0u64;
     let end = loop {
         match next(stream.message().await)? {
             pb::backup_part::Part::Records(r) => {
                 if r.first_seq != chain.seq + 1 {
-                    return Err(format!(
+                    return Err(BackupClientError::Protocol(format!(
                         "records from seq {} where {} was expected",
                         r.first_seq,
                         chain.seq + 1
-                    ));
+                    )));
                 }
                 for (i, entry) in r.entries.iter().enumerate() {
                     let seq = r.first_seq + i as u64;
                     if seq > start.last_seq {
-                        return Err(format!("the server sent seq {seq}, beyond its checkpoint"));
+                        return Err(BackupClientError::Protocol(format!(
+                            "the server sent seq {seq}, beyond its checkpoint"
+                        )));
                     }
-                    let (record, hash) = split_stored(entry).map_err(|e| format!("seq {seq}: {e}"))?;
-                    chain.push(seq, record, &hash).map_err(|e| e.to_string())?;
-                    log.push(seq, record, &hash).map_err(|e| e.to_string())?;
+                    let (record, hash) =
+                        split_stored(entry).map_err(|source| BackupClientError::Record { seq, source })?;
+                    chain.push(seq, record, &hash)?;
+                    log.push(seq, record, &hash)?;
                     records += 1;
                 }
             }
             pb::backup_part::Part::Keys(k) => {
                 for key in &k.keys {
-                    let master = crate::pii::check_raw_entry(key.id.as_bytes(), &key.value)
-                        .map_err(|e| format!("key entry {}: {e}", key.id))?;
+                    let master =
+                        crate::pii::check_raw_entry(key.id.as_bytes(), &key.value).map_err(|source| {
+                            BackupClientError::KeyEntry {
+                                id: key.id.clone(),
+                                source,
+                            }
+                        })?;
                     if let Some(m) = master {
                         master_ids.insert(hex::encode(&m));
                     }
-                    keys.push(key.id.as_bytes(), &key.value)
-                        .map_err(|e| e.to_string())?;
+                    keys.push(key.id.as_bytes(), &key.value)?;
                 }
             }
             pb::backup_part::Part::End(e) => break e,
-            pb::backup_part::Part::Start(_) => return Err("a second start in the backup stream".into()),
+            pb::backup_part::Part::Start(_) => return Err(protocol("a second start in the backup stream")),
         }
     };
     if chain.seq != start.last_seq || end.records != records {
-        return Err(format!(
+        return Err(BackupClientError::Protocol(format!(
             "the stream ended after seq {} ({} records), the server announced seq {} ({} records)",
             chain.seq, records, start.last_seq, end.records
-        ));
+        )));
     }
     let root = chain.frontier.root();
     if root != checkpoint.root {
-        return Err(format!(
+        return Err(BackupClientError::Protocol(format!(
             "the Merkle root of records 1..={} is {}, the signed checkpoint says {}: \
              the records sent are not those the server signed",
             checkpoint.size,
             crate::hex::encode(&root),
             crate::hex::encode(&checkpoint.root)
-        ));
+        )));
     }
-    log.finish().map_err(|e| e.to_string())?;
-    let key_count = keys.finish().map_err(|e| e.to_string())?;
+    log.finish()?;
+    let key_count = keys.finish()?;
     if key_count != end.keys {
-        return Err(format!(
+        return Err(BackupClientError::Protocol(format!(
             "{key_count} key entries received, the server announced {}",
             end.keys
-        ));
+        )));
     }
-    write_synced(&dir.join(ACCESS_FILE), &start.access_file).map_err(|e| e.to_string())?;
-    write_synced(&dir.join(CHECKPOINT_FILE), start.checkpoint.as_bytes()).map_err(|e| e.to_string())?;
-    write_synced(&dir.join(HANDOVERS_FILE), handovers_text.as_bytes()).map_err(|e| e.to_string())?;
+    write_synced(&dir.join(ACCESS_FILE), &start.access_file)?;
+    write_synced(&dir.join(CHECKPOINT_FILE), start.checkpoint.as_bytes())?;
+    write_synced(&dir.join(HANDOVERS_FILE), handovers_text.as_bytes())?;
     let mut files = std::collections::BTreeMap::new();
     let mut bytes = 0;
     for name in [LOG_FILE, KEYS_FILE, ACCESS_FILE, CHECKPOINT_FILE, HANDOVERS_FILE] {
-        let d = digest_file(&dir.join(name)).map_err(|e| e.to_string())?;
+        let d = digest_file(&dir.join(name))?;
         bytes += d.bytes;
         files.insert(name.to_string(), d);
     }
@@ -275,11 +324,11 @@ pub async fn backup(
         files,
     };
     manifest.set_frontier(&chain.frontier);
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
-    write_synced(&dir.join(MANIFEST_FILE), &json).map_err(|e| e.to_string())?;
-    sync_dir(&dir).map_err(|e| e.to_string())?;
-    std::fs::rename(&dir, &final_dir).map_err(|e| format!("cannot rename {}: {e}", dir.display()))?;
-    sync_dir(out).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec_pretty(&manifest)?;
+    write_synced(&dir.join(MANIFEST_FILE), &json)?;
+    sync_dir(&dir)?;
+    std::fs::rename(&dir, &final_dir).map_err(io_err(format!("cannot rename {}", dir.display())))?;
+    sync_dir(out)?;
     Ok(BackupReport {
         generation,
         kind: manifest.kind,
@@ -301,13 +350,17 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
 }
 
 /// Removes what an interrupted backup left (`gen-*.partial`).
-fn remove_partials(out: &Path) -> Result<(), String> {
-    for entry in std::fs::read_dir(out).map_err(|e| format!("{}: {e}", out.display()))? {
-        let entry = entry.map_err(|e| format!("{}: {e}", out.display()))?;
+fn remove_partials(out: &Path) -> Result<(), BackupClientError> {
+    for entry in std::fs::read_dir(out).map_err(io_err(out.display().to_string()))? {
+        let entry = entry.map_err(io_err(out.display().to_string()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(format::GENERATION_PREFIX) && name.ends_with(".partial") {
-            std::fs::remove_dir_all(entry.path()).map_err(|e| format!("cannot remove {name}: {e}"))?;
+            std::fs::remove_dir_all(entry.path()).map_err(io_err(format!("cannot remove {name}")))?;
         }
     }
     Ok(())
+}
+
+fn protocol(what: &str) -> BackupClientError {
+    BackupClientError::Protocol(what.to_string())
 }

@@ -40,6 +40,8 @@ pub enum BackupError {
     /// The backup is not what it must be; the message names the generation, file and what is wrong.
     #[error("{0}")]
     Invalid(String),
+    #[error("the key hand-overs do not verify from the trusted key: {0}")]
+    KeyChain(#[source] crate::audit::checkpoint::NoteError),
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -492,8 +494,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 pub fn key_chain(
     trusted: &crate::audit::checkpoint::Verifier,
     notes_text: &str,
-) -> Result<crate::audit::handover::KeyChain, String> {
+) -> Result<crate::audit::handover::KeyChain, BackupError> {
     let notes = crate::audit::handover::split_notes(notes_text);
-    crate::audit::handover::KeyChain::follow_from(trusted.clone(), &notes)
-        .map_err(|e| format!("the key hand-overs do not verify from the trusted key: {e}"))
+    crate::audit::handover::KeyChain::follow_from(trusted.clone(), &notes).map_err(BackupError::KeyChain)
 }

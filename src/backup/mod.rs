@@ -79,7 +79,9 @@ pub fn run_backup(args: BackupArgs) -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        runtime.block_on(client::backup(&options, &args.out, pinned.as_deref()))
+        runtime
+            .block_on(client::backup(&options, &args.out, pinned.as_deref()))
+            .map_err(|e| e.to_string())
     })();
     match result {
         Ok(r) if r.up_to_date => {

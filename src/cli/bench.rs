@@ -54,14 +54,18 @@ pub fn run(command: BenchCommand) -> CliResult {
     match command {
         BenchCommand::Audit(args) => super::audit::run_bench(args),
         BenchCommand::Snapshot { data_dir, scratch } => {
-            crate::cluster::bench::run(&data_dir, &scratch).map(|()| ExitCode::SUCCESS)
+            crate::cluster::bench::run(&data_dir, &scratch)?;
+            Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Verify { data_dir } => {
             crate::bench::run_verify_bench(&data_dir).map(|()| ExitCode::SUCCESS)
         }
         BenchCommand::Stats(args) => super::stats::bench(&args).map(|()| ExitCode::SUCCESS),
         BenchCommand::Worklists(args) => super::worklists::bench(&args).map(|()| ExitCode::SUCCESS),
-        BenchCommand::Layouts(args) => crate::bench_layouts::run(&args).map(|()| ExitCode::SUCCESS),
+        BenchCommand::Layouts(args) => {
+            crate::bench_layouts::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Log {
             dir,
             payload_bytes,

@@ -6,16 +6,37 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::snapshot::{self, Membership};
+use super::snapshot::{self, Membership, SnapshotError};
 use super::state_machine::APPLIED_KEY;
 use super::types::encode;
 use crate::log::record::{chain_hash, split_stored};
 use crate::log::{Log, SyncMode, WriterConfig};
 
+/// Why `registry bench snapshot` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotBenchError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Open(#[from] crate::log::OpenError),
+    #[error(transparent)]
+    Store(#[from] crate::log::StoreError),
+    #[error(transparent)]
+    Decode(#[from] crate::log::record::DecodeError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Encode(#[from] postcard::Error),
+    #[error("the installed store's head differs from the snapshot's")]
+    HeadDiffers,
+}
+
 /// Runs the benchmark on the stopped store `data_dir`; `scratch` (deleted
 /// and recreated) holds the snapshot file and the installed store. The
 /// source store gains its Merkle tree (if it had none) and an audit key.
-pub fn run(data_dir: &Path, scratch: &Path) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(data_dir: &Path, scratch: &Path) -> Result<(), SnapshotBenchError> {
     if scratch.exists() {
         std::fs::remove_dir_all(scratch)?;
     }
@@ -112,7 +133,7 @@ pub fn run(data_dir: &Path, scratch: &Path) -> Result<(), Box<dyn std::error::Er
     );
     target.shutdown()?;
     if installed.seq != header.head_seq || installed.hash != header.head_hash {
-        return Err("the installed store's head differs from the snapshot's".into());
+        return Err(SnapshotBenchError::HeadDiffers);
     }
     Ok(())
 }

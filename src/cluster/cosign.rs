@@ -11,10 +11,25 @@ use std::time::{Duration, Instant};
 
 use super::network::Cosigner;
 use super::types::Raft;
-use crate::audit::checkpoint::{Checkpoint, Checkpointer};
+use crate::audit::checkpoint::{Checkpoint, Checkpointer, NoteError};
 
 /// How long a follower waits for its own tree to reach the checkpoint's size.
 pub const COSIGN_CATCH_UP_MS: u64 = 3_000;
+
+/// Why this node does not cosign a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CosignError {
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    #[error("the checkpoint is of the log {theirs:?}, this node's is {ours:?}")]
+    OtherLog { theirs: String, ours: String },
+    #[error("this node's tree has {leaves} leaves, the checkpoint {size}: not caught up")]
+    NotCaughtUp { leaves: u64, size: u64 },
+    #[error(transparent)]
+    Tree(#[from] crate::audit::tree::TreeError),
+    #[error("this node's log has another root at size {0}: not cosigned")]
+    OtherRoot(u64),
+}
 
 /// This node as a cosigner.
 pub struct NodeCosigner {
@@ -36,38 +51,34 @@ impl NodeCosigner {
 }
 
 impl Cosigner for NodeCosigner {
-    fn cosign(&self, note: &str) -> Result<String, String> {
-        let body = crate::audit::cosign::note_body(note).map_err(|e| e.to_string())?;
-        let cp = Checkpoint::parse_body(body).map_err(|e| e.to_string())?;
+    fn cosign(&self, note: &str) -> Result<String, CosignError> {
+        let body = crate::audit::cosign::note_body(note)?;
+        let cp = Checkpoint::parse_body(body)?;
         let origin = &self.checkpointer.signer().name;
         if &cp.origin != origin {
-            return Err(format!(
-                "the checkpoint is of the log {:?}, this node's is {origin:?}",
-                cp.origin
-            ));
+            return Err(CosignError::OtherLog {
+                theirs: cp.origin,
+                ours: origin.clone(),
+            });
         }
         let tree = self.checkpointer.tree();
         let deadline = Instant::now() + Duration::from_millis(COSIGN_CATCH_UP_MS);
         while tree.size() < cp.size {
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "this node's tree has {} leaves, the checkpoint {}: not caught up",
-                    tree.size(),
-                    cp.size
-                ));
+                return Err(CosignError::NotCaughtUp {
+                    leaves: tree.size(),
+                    size: cp.size,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let root = tree.root(cp.size).map_err(|e| e.to_string())?;
+        let root = tree.root(cp.size)?;
         if root != cp.root {
             tracing::error!(
                 size = cp.size,
                 "the leader's checkpoint root differs from this node's tree: not cosigned"
             );
-            return Err(format!(
-                "this node's log has another root at size {}: not cosigned",
-                cp.size
-            ));
+            return Err(CosignError::OtherRoot(cp.size));
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

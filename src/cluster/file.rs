@@ -355,7 +355,7 @@ impl ClusterFile {
             Option<tonic::transport::ServerTlsConfig>,
             Option<tonic::transport::ClientTlsConfig>,
         ),
-        String,
+        crate::auth::tls::TlsError,
     > {
         let Some((cert, key, ca)) = &self.tls else {
             return Ok((None, None));
@@ -366,15 +366,13 @@ impl ClusterFile {
             client_ca: Some(ca.clone()),
             client_cert_required: true,
         }
-        .config()
-        .map_err(|e| e.to_string())?;
+        .config()?;
         let client = ClientTls {
             ca: Some(ca.clone()),
             identity: Some((cert.clone(), key.clone())),
             domain: None,
         }
-        .config()
-        .map_err(|e| e.to_string())?;
+        .config()?;
         Ok((Some(server), Some(client)))
     }
 }

@@ -51,13 +51,25 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cluster file: {0}")]
-    File(String),
-    #[error("{0}")]
-    Refused(String),
+    Tls(#[from] crate::auth::tls::TlsError),
+    #[error("cluster file: {0}")]
+    ServerTls(#[source] tonic::transport::Error),
+    #[error(
+        "this store holds {0} events but never belonged to a cluster: a node starts from an empty data directory and receives the log from the cluster, or seeds a new cluster with `seed = true` in its cluster file (docs/CLUSTER.md)"
+    )]
+    NotInCluster(u64),
     #[error("raft: {0}")]
-    Raft(String),
+    Config(#[source] Box<openraft::ConfigError>),
+    #[error("raft: {0}")]
+    Fatal(#[source] Box<openraft::error::Fatal<NodeId>>),
+    #[error("raft: {0}")]
+    Initialize(#[source] Box<RaftError<NodeId, openraft::error::InitializeError<NodeId, Member>>>),
     #[error("storage: {0}")]
-    Storage(String),
+    Sled(#[from] sled::Error),
+    #[error("storage: {0}")]
+    Store(#[from] crate::log::StoreError),
+    #[error("storage: {0}")]
+    StateMachine(#[source] Box<openraft::StorageError<NodeId>>),
 }
 
 /// A running cluster node.
@@ -103,21 +115,12 @@ impl Cluster {
         let me = file.node_id;
         let db = log.store().db().clone();
         let applier = log.applier();
-        let log_store = log_store::LogStore::open(&db, applier.clone())
-            .map_err(|e| ClusterError::Storage(e.to_string()))?;
-        let pristine = log_store
-            .is_pristine()
-            .map_err(|e| ClusterError::Storage(e.to_string()))?;
-        let head = log
-            .store()
-            .head()
-            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        let log_store = log_store::LogStore::open(&db, applier.clone())?;
+        let pristine = log_store.is_pristine()?;
+        let head = log.store().head()?;
         let seeding = pristine && head.seq > 0;
         if seeding && !file.seed {
-            return Err(ClusterError::Refused(format!(
-                "this store holds {} events but never belonged to a cluster: a node starts from an empty data directory and receives the log from the cluster, or seeds a new cluster with `seed = true` in its cluster file (docs/CLUSTER.md)",
-                head.seq
-            )));
+            return Err(ClusterError::NotInCluster(head.seq));
         }
         let checkpointer = state_machine::CheckpointerSlot::default();
         let snapshots = state_machine::SnapshotConfig {
@@ -129,7 +132,7 @@ impl Cluster {
             failed_at: Default::default(),
         };
         let sm = state_machine::StateMachine::open(db, applier, snapshots)
-            .map_err(|e| ClusterError::Storage(e.to_string()))?;
+            .map_err(|e| ClusterError::StateMachine(Box::new(e)))?;
         let config = openraft::Config {
             cluster_name: "migreg".into(),
             heartbeat_interval: file.timing.heartbeat_ms,
@@ -143,18 +146,16 @@ impl Cluster {
             ..Default::default()
         }
         .validate()
-        .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let (server_tls, client_tls) = file.tls_configs().map_err(ClusterError::File)?;
+        .map_err(|e| ClusterError::Config(Box::new(e)))?;
+        let (server_tls, client_tls) = file.tls_configs()?;
         let network = network::Network { tls: client_tls };
         let raft = Raft::new(me, Arc::new(config), network, log_store, sm)
             .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+            .map_err(|e| ClusterError::Fatal(Box::new(e)))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = server_tls {
-            builder = builder
-                .tls_config(tls)
-                .map_err(|e| ClusterError::File(e.to_string()))?;
+            builder = builder.tls_config(tls).map_err(ClusterError::ServerTls)?;
         }
         let cosigner = network::CosignerSlot::default();
         let router = builder.add_service(network::server(raft.clone(), cosigner.clone()));
@@ -187,7 +188,7 @@ impl Cluster {
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(node = me, "initialized a new cluster"),
                 Err(RaftError::APIError(e)) => tracing::info!(error = %e, "cluster already initialized"),
-                Err(e) => return Err(ClusterError::Raft(e.to_string())),
+                Err(e) => return Err(ClusterError::Initialize(Box::new(e))),
             }
         }
         let proposer = Arc::new(ClusterProposer {
@@ -207,7 +208,7 @@ impl Cluster {
             me,
             cosigner,
             checkpointer,
-            peer_tls: file.tls_configs().map_err(ClusterError::File)?.1,
+            peer_tls: file.tls_configs()?.1,
             server: Some((stop, server)),
         })
     }
@@ -438,7 +439,11 @@ fn block_on<F: std::future::Future>(runtime: &tokio::runtime::Handle, f: F) -> F
 }
 
 impl crate::log::side::TreeReplicator for ClusterProposer {
-    fn write(&self, tree: &str, ops: Vec<crate::log::side::CasOp>) -> Result<Result<(), usize>, String> {
+    fn write(
+        &self,
+        tree: &str,
+        ops: Vec<crate::log::side::CasOp>,
+    ) -> Result<Result<(), usize>, trees::TreeWriteError> {
         let mut write = types::TreeWrite::default();
         for (key, old, new) in ops {
             write.expect.push((tree.to_string(), key.clone(), old));
@@ -452,7 +457,7 @@ impl crate::log::side::TreeReplicator for ClusterProposer {
         tree: &str,
         key: Vec<u8>,
         value: Vec<u8>,
-    ) -> Result<Result<(), usize>, String> {
+    ) -> Result<Result<(), usize>, trees::TreeWriteError> {
         let write = types::TreeWrite {
             expect: Vec::new(),
             set: vec![(tree.to_string(), key, Some(value))],
@@ -463,7 +468,7 @@ impl crate::log::side::TreeReplicator for ClusterProposer {
 
 impl ClusterProposer {
     /// Proposes a tree write and waits until this node applied it.
-    fn tree_write(&self, write: types::TreeWrite) -> Result<Result<(), usize>, String> {
+    fn tree_write(&self, write: types::TreeWrite) -> Result<Result<(), usize>, trees::TreeWriteError> {
         trees::check(&write)?;
         let raft = self.raft.clone();
         let written = block_on(&self.runtime, async move {
@@ -476,16 +481,13 @@ impl ClusterProposer {
         match written {
             Ok(Ok(response)) => match response.data {
                 types::Applied::Trees(result) => Ok(result),
-                other => Err(format!("the cluster answered a tree write with {other:?}")),
+                other => Err(trees::TreeWriteError::Answer(other)),
             },
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(format!(
-                "this node is not the cluster's leader; send writes to {}",
-                f.leader_node.map_or("the leader".to_string(), |n| n.api)
-            )),
-            Ok(Err(e)) => Err(format!("the cluster did not confirm the write: {e}")),
-            Err(_) => Err(format!(
-                "no majority confirmed the write within {PROPOSE_TIMEOUT_MS} ms"
-            )),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(trees::TreeWriteError::NotLeader(f.leader_node.map(|n| n.api)))
+            }
+            Ok(Err(e)) => Err(trees::TreeWriteError::Unconfirmed(Box::new(e))),
+            Err(_) => Err(trees::TreeWriteError::Timeout),
         }
     }
 }

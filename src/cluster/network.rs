@@ -133,7 +133,18 @@ impl RaftNetwork<TypeConfig> for Peer {
 /// Cosigns the leader's checkpoints on this node (src/cluster/cosign.rs).
 pub trait Cosigner: Send + Sync {
     /// This node's cosignature line over `note`, or why not.
-    fn cosign(&self, note: &str) -> Result<String, String>;
+    fn cosign(&self, note: &str) -> Result<String, super::cosign::CosignError>;
+}
+
+/// Why a member gave no cosignature.
+#[derive(Debug, thiserror::Error)]
+pub enum CosignRequestError {
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Refused(Status),
+    #[error(transparent)]
+    NotUtf8(#[from] std::string::FromUtf8Error),
 }
 
 /// Where the Raft service finds this node's cosigner once audit runs.
@@ -185,7 +196,7 @@ impl pb::raft_server::Raft for RaftService {
         let line = tokio::task::spawn_blocking(move || cosigner.cosign(&note))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::failed_precondition)?;
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         Ok(Response::new(RaftMessage {
             body: line.into_bytes(),
         }))
@@ -197,23 +208,22 @@ pub async fn request_cosignature(
     member: &Member,
     tls: Option<tonic::transport::ClientTlsConfig>,
     note: &str,
-) -> Result<String, String> {
+) -> Result<String, CosignRequestError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", member.raft))
-        .map_err(|e| e.to_string())?
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", member.raft))?
         .connect_timeout(std::time::Duration::from_millis(500))
         .timeout(std::time::Duration::from_secs(5));
     if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+        endpoint = endpoint.tls_config(tls)?;
     }
-    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let channel = endpoint.connect().await?;
     let answer = RaftClient::new(channel)
         .cosign(RaftMessage {
             body: note.as_bytes().to_vec(),
         })
         .await
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
-    String::from_utf8(answer.into_inner().body).map_err(|e| e.to_string())
+        .map_err(CosignRequestError::Refused)?;
+    Ok(String::from_utf8(answer.into_inner().body)?)
 }
 
 /// The tonic server of [`RaftService`], with the message limit.

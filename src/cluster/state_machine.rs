@@ -163,7 +163,7 @@ impl StateMachine {
                         return Ok(Applied::Appended { head_seq });
                     }
                     Err(reason) => {
-                        let reason = ApplyError::Diverged(reason);
+                        let reason = ApplyError::Held(reason);
                         applier.fail(format!(
                             "this node's store does not continue the cluster's log at Raft entry {}: {reason}; replace its store from a healthy node (docs/CLUSTER.md)",
                             entry.log_id.index

@@ -4,8 +4,10 @@
 //! all or none, only if each of its conditions holds; the answer is the
 //! same on every node, since every node applied the same entries before it.
 
+use openraft::error::{ClientWriteError, RaftError};
+
 use super::snapshot::Capture;
-use super::types::TreeWrite;
+use super::types::{Applied, Member, NodeId, TreeWrite};
 use crate::log::side::Side;
 use crate::log::store::TREE_LOG;
 
@@ -13,15 +15,32 @@ use crate::log::store::TREE_LOG;
 /// In the order of [`crate::log::side::Side::ALL`] (snapshots name a tree by its index here).
 pub const REPLICATED_TREES: [&str; 2] = [Side::PersonKeys.tree_name(), Side::Documents.tree_name()];
 
+/// Why a replicated tree write was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeWriteError {
+    #[error("tree {0} does not replicate")]
+    NotReplicated(String),
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error("this node is not the cluster's leader; send writes to {}", .0.as_deref().unwrap_or("the leader"))]
+    NotLeader(Option<String>),
+    #[error("the cluster did not confirm the write: {0}")]
+    Unconfirmed(#[source] Box<RaftError<NodeId, ClientWriteError<NodeId, Member>>>),
+    #[error("no majority confirmed the write within {} ms", super::PROPOSE_TIMEOUT_MS)]
+    Timeout,
+    #[error("the cluster answered a tree write with {0:?}")]
+    Answer(Applied),
+}
+
 fn index_of(tree: &str) -> Option<usize> {
     REPLICATED_TREES.iter().position(|t| *t == tree)
 }
 
 /// Checks that a write names only replicated trees.
-pub fn check(write: &TreeWrite) -> Result<(), String> {
+pub fn check(write: &TreeWrite) -> Result<(), TreeWriteError> {
     for (tree, _, _) in write.expect.iter().chain(&write.set) {
         if index_of(tree).is_none() {
-            return Err(format!("tree {tree} does not replicate"));
+            return Err(TreeWriteError::NotReplicated(tree.clone()));
         }
     }
     Ok(())
@@ -43,19 +62,16 @@ pub fn apply(
     write: &TreeWrite,
     extra: (&[u8], Vec<u8>),
     capture: &Capture,
-) -> Result<Result<(), usize>, String> {
+) -> Result<Result<(), usize>, TreeWriteError> {
     check(write)?;
-    let e = |e: sled::Error| e.to_string();
-    let log = db.open_tree(TREE_LOG).map_err(e)?;
+    let log = db.open_tree(TREE_LOG)?;
     let trees = [
-        db.open_tree(REPLICATED_TREES[0]).map_err(e)?,
-        db.open_tree(REPLICATED_TREES[1]).map_err(e)?,
+        db.open_tree(REPLICATED_TREES[0])?,
+        db.open_tree(REPLICATED_TREES[1])?,
     ];
     let mut outcome = Ok(());
     for (i, (tree, key, want)) in write.expect.iter().enumerate() {
-        let have = trees[index_of(tree).expect("checked")]
-            .get(key.as_slice())
-            .map_err(e)?;
+        let have = trees[index_of(tree).expect("checked")].get(key.as_slice())?;
         if have.as_deref() != want.as_deref() {
             outcome = Err(i);
             break;
@@ -65,11 +81,9 @@ pub fn apply(
         let mut batches = [sled::Batch::default(), sled::Batch::default()];
         for (tree, key, value) in &write.set {
             let i = index_of(tree).expect("checked");
-            capture
-                .before_write(i, key, || {
-                    trees[i].get(key.as_slice()).map(|v| v.map(|v| v.to_vec()))
-                })
-                .map_err(e)?;
+            capture.before_write(i, key, || {
+                trees[i].get(key.as_slice()).map(|v| v.map(|v| v.to_vec()))
+            })?;
             let b = &mut batches[i];
             match value {
                 Some(v) => b.insert(key.as_slice(), v.as_slice()),
@@ -77,9 +91,9 @@ pub fn apply(
             }
         }
         for (tree, batch) in trees.iter().zip(batches) {
-            tree.apply_batch(batch).map_err(e)?;
+            tree.apply_batch(batch)?;
         }
     }
-    log.insert(extra.0, extra.1).map_err(e)?;
+    log.insert(extra.0, extra.1)?;
     Ok(outcome)
 }

@@ -27,11 +27,32 @@ pub enum ApplyError {
     /// log differ. The node stops taking and applying writes.
     #[error("replicated records do not continue this node's chain: {0}")]
     Diverged(String),
+    /// Likewise, found before applying: a batch this node holds in part
+    /// or in full differs from its records (see [`Applier::not_yet_applied`]).
+    #[error("replicated records do not continue this node's chain: {0}")]
+    Held(#[source] HeldBatchError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The applier stopped earlier (storage error, divergence, shutdown).
     #[error("the applier has stopped: {0}")]
     Stopped(String),
+}
+
+/// Why a replicated batch does not match what this store holds (see
+/// [`Applier::not_yet_applied`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HeldBatchError {
+    /// The batch's framing is broken.
+    #[error("{0}")]
+    Framing(&'static str),
+    #[error(transparent)]
+    Decode(#[from] super::record::DecodeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("record {0} is missing here")]
+    Missing(u64),
+    #[error("this node's record {0} differs from the leader's")]
+    Differs(u64),
 }
 
 /// The one place that writes records into the store (see the module doc).
@@ -231,28 +252,24 @@ impl Applier {
     /// kept must link to this head (checked by [`Applier::apply_records`]),
     /// and a batch held entirely must end at the hash of this store's
     /// record at that seq. An error means the store differs from the batch.
-    pub fn not_yet_applied(&self, records: &[u8], expected: Head) -> Result<Option<Vec<u8>>, String> {
+    pub fn not_yet_applied(&self, records: &[u8], expected: Head) -> Result<Option<Vec<u8>>, HeldBatchError> {
         let ours = self.head;
-        let list = split_records(records).map_err(|e| e.to_string())?;
+        let list = split_records(records).map_err(HeldBatchError::Framing)?;
         let Some(first) = list.first() else {
             return Ok(Some(records.to_vec()));
         };
-        let first_seq = RecordView::parse(first).map_err(|e| e.to_string())?.seq;
+        let first_seq = RecordView::parse(first)?.seq;
         if first_seq > ours.seq {
             return Ok(Some(records.to_vec()));
         }
         if expected.seq <= ours.seq {
             let stored = self
                 .store
-                .raw_get(expected.seq)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("record {} is missing here", expected.seq))?;
-            let (_, hash) = super::record::split_stored(&stored).map_err(|e| e.to_string())?;
+                .raw_get(expected.seq)?
+                .ok_or(HeldBatchError::Missing(expected.seq))?;
+            let (_, hash) = super::record::split_stored(&stored)?;
             if hash != expected.hash {
-                return Err(format!(
-                    "this node's record {} differs from the leader's",
-                    expected.seq
-                ));
+                return Err(HeldBatchError::Differs(expected.seq));
             }
             return Ok(None);
         }
@@ -389,7 +406,7 @@ mod tests {
             hash: [7u8; 32],
         };
         let e = a.not_yet_applied(&first, forged).unwrap_err();
-        assert!(e.contains("differs"), "{e}");
+        assert!(e.to_string().contains("differs"), "{e}");
     }
 
     #[test]

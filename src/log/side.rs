@@ -18,6 +18,8 @@ use std::sync::{Arc, OnceLock};
 
 use sled::{CompareAndSwapError, IVec};
 
+use crate::cluster::trees::TreeWriteError;
+
 /// One conditional write: `(key, the value it must hold, the new value)`;
 /// `None` means absent (as a condition) or remove (as a new value).
 pub type CasOp = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
@@ -114,14 +116,14 @@ pub trait TreeReplicator: Send + Sync {
     /// Proposes one atomic write to `tree` and waits until this node applied
     /// it: `Ok(Ok(()))` applied, `Ok(Err(i))` condition `i` did not hold
     /// (nothing written), `Err` not written (no leader, no majority).
-    fn write(&self, tree: &str, ops: Vec<CasOp>) -> Result<Result<(), usize>, String>;
+    fn write(&self, tree: &str, ops: Vec<CasOp>) -> Result<Result<(), usize>, TreeWriteError>;
     /// Sets `key` to `value` in `tree` on every node, whatever it holds.
     fn write_unconditional(
         &self,
         tree: &str,
         key: Vec<u8>,
         value: Vec<u8>,
-    ) -> Result<Result<(), usize>, String>;
+    ) -> Result<Result<(), usize>, TreeWriteError>;
 }
 
 /// Where a cluster node's side trees find their replicator.
@@ -147,7 +149,8 @@ impl SideSlot {
 
 /// The error a side write the cluster did not confirm becomes (sled's
 /// error type, which callers already carry): see [`unconfirmed`].
-fn unavailable(reason: String) -> sled::Error {
+/// `reason` stays the I/O error's inner error (a [`TreeWriteError`] keeps its type).
+fn unavailable(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> sled::Error {
     sled::Error::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, reason))
 }
 
@@ -186,9 +189,9 @@ impl SideTree {
     fn replicator(&self) -> sled::Result<Option<Arc<dyn TreeReplicator>>> {
         match self.slot.replicator.get() {
             Some(r) => Ok(Some(r.clone())),
-            None if self.slot.replicated.load(Ordering::SeqCst) => Err(unavailable(
-                "the cluster is starting: side writes wait for it".into(),
-            )),
+            None if self.slot.replicated.load(Ordering::SeqCst) => {
+                Err(unavailable("the cluster is starting: side writes wait for it"))
+            }
             None => Ok(None),
         }
     }
@@ -228,7 +231,7 @@ impl SideTree {
             .map_err(unavailable)?
         {
             Ok(()) => Ok(previous),
-            Err(_) => Err(unavailable("the cluster refused an unconditional write".into())),
+            Err(_) => Err(unavailable("the cluster refused an unconditional write")),
         }
     }
 
