@@ -541,7 +541,7 @@ fn migrate_store_refuses_a_source_that_is_not_v1_and_a_target_that_is_not_empty(
     let busy = f.root.join("busy");
     std::fs::create_dir_all(&busy).unwrap();
     std::fs::write(busy.join("keep.txt"), b"keep").unwrap();
-    match migrate_store(&f.v1, &busy, &mut |_| {}) {
+    match retry_while_locked(|| migrate_store(&f.v1, &busy, &mut |_| {})) {
         Err(MigrateError::Refused(m)) => assert!(m.contains("exists and is not empty"), "{m}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -552,9 +552,10 @@ fn migrate_store_refuses_a_source_that_is_not_v1_and_a_target_that_is_not_empty(
 
     // A v2 store is not migrated again.
     let v2 = f.root.join("v2");
-    migrate_store(&f.v1, &v2, &mut |_| {}).unwrap();
+    retry_while_locked(|| migrate_store(&f.v1, &v2, &mut |_| {})).unwrap();
     let again = f.root.join("again");
-    match migrate_store(&v2, &again, &mut |_| {}) {
+    // (sled may hold the lock of a store just closed for a moment: retried.)
+    match retry_while_locked(|| migrate_store(&v2, &again, &mut |_| {})) {
         Err(MigrateError::Refused(m)) => assert!(m.contains("is not a v1 store"), "{m}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -566,7 +567,7 @@ fn migrate_store_refuses_a_source_that_is_not_v1_and_a_target_that_is_not_empty(
     let fresh = f.root.join("fresh");
     drop(retry_while_locked(|| Log::open(&fresh, config())).unwrap());
     assert!(matches!(
-        migrate_store(&fresh, &again, &mut |_| {}),
+        retry_while_locked(|| migrate_store(&fresh, &again, &mut |_| {})),
         Err(MigrateError::Refused(m)) if m.contains("is not a v1 store")
     ));
     let nothing = f.root.join("nothing");
