@@ -30,6 +30,7 @@ macro_rules! define_commands {
                 $(
                     $(#[$meta:meta])*
                     $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
+                    $(records $event:ident)?
                     { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
                 )*
             }
@@ -67,6 +68,16 @@ macro_rules! define_commands {
                 }
             }
 
+            /// The event of a row that says `records Event`: its fields are
+            /// the command's, value for value (the compiler checks that the
+            /// two field lists are the same). `None` for the other rows,
+            /// whose rule builds its events itself.
+            pub(crate) fn recorded(&self) -> Option<super::Event> {
+                match self {
+                    $($(Command::$name { $($field),* } => recorded_event!([$($event)?] $($field)*),)*)*
+                }
+            }
+
             /// Whether the command has a field of type [`Sealed`].
             fn has_sealed_field(&self) -> bool {
                 match self {
@@ -82,6 +93,18 @@ macro_rules! define_commands {
                 }
             }
         }
+    };
+}
+
+/// The body of [`Command::recorded`]'s arm for one row: the event with the
+/// command's fields, or `None` for a row without `records`.
+macro_rules! recorded_event {
+    ([] $($field:ident)*) => {{
+        $(let _ = $field;)*
+        None
+    }};
+    ([$event:ident] $($field:ident)*) => {
+        Some(super::Event::$event { $($field: Clone::clone($field)),* })
     };
 }
 

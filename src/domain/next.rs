@@ -1,22 +1,34 @@
-//! What a case accepts next: every command is put to [`CaseState::decide`]
-//! on today's date with representative fields, so the list can never
-//! disagree with the rules it reports (there is no second copy of them).
+//! What a case accepts next: every command of the command table is put to
+//! [`CaseState::decide`] on today's date with probe values, so the list can
+//! never disagree with the rules it reports (there is no second copy of
+//! them), and a command added to the table is probed without a line here.
+//!
+//! The probe values of a field come from its type ([`Probe`]), with the
+//! case at hand: today's date, the person's residence, the case's own
+//! certifications, open requests and links, every channel of the catalog,
+//! every value of a code enum. A command is tried with every combination of
+//! its fields' values.
 //!
 //! A command refused only for its fields (`Invalid`) is listed: other
-//! fields may pass. A command refused by a rule that a later date lifts
+//! values may pass. Not so when the field refused was tried with every value
+//! it can take here (a code enum, a channel, one of the case's own ids): no
+//! other value exists. A command refused by a rule that a later date lifts
 //! (a missed appointment before its day, a card before its collection
 //! period ends) is listed with that date. Any other refusal leaves it out.
 
 use super::case::CaseState;
 use super::channels::ChannelCatalog;
+use super::codes::{ChannelCode, CountryCode};
 use super::command::Command;
 use super::date::Date;
+use super::divipola::{Department, Municipality};
 use super::error::Rejection;
 use super::family::{LinkEndReason, LinkEvidence, LinkRole};
-use super::sealed::Sealed;
+use super::records::Person;
+use super::sealed::{BiometricRef, Sealed};
 use super::types::{
-    CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, ExitKind, Sector,
-    SubjectRequestKind,
+    CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
+    ExitKind, Sector, Sex, SubjectRequestKind,
 };
 
 /// A command the case accepts next.
@@ -30,6 +42,243 @@ pub struct NextStep {
     pub until: Option<Date>,
 }
 
+/// What probe values are drawn from: the case on the probing date.
+struct Context<'a> {
+    /// The date probed: today, or the case's latest date if later.
+    on: Date,
+    /// The person of the case.
+    person: &'a Person,
+    /// The case's certifications' ids.
+    certification_ids: Vec<u32>,
+    /// The case's open subject requests' ids.
+    open_request_ids: Vec<u32>,
+    /// The case's active family links' ids.
+    active_link_ids: Vec<String>,
+    /// The channels of the catalog.
+    channels: Vec<ChannelCode>,
+}
+
+/// The values a field is probed with.
+struct Values<T> {
+    /// The values, each tried.
+    values: Vec<T>,
+    /// Whether they are every value the field can take on this case: then
+    /// an `Invalid` naming the field is not lifted by another value.
+    every: bool,
+}
+
+impl<T> Values<T> {
+    /// Sample values: others may pass where these are refused.
+    fn some(values: Vec<T>) -> Values<T> {
+        Values { values, every: false }
+    }
+
+    /// Every value the field can take.
+    fn every(values: Vec<T>) -> Values<T> {
+        Values { values, every: true }
+    }
+}
+
+/// A field type's probe values; `field` is the field's name in the command
+/// table, for the few types whose values depend on what the field means.
+trait Probe: Sized + Clone {
+    fn values(context: &Context<'_>, field: &str) -> Values<Self>;
+}
+
+impl Probe for Date {
+    fn values(context: &Context<'_>, field: &str) -> Values<Date> {
+        // An end of validity must be after the step's date.
+        let day = if field == "valid_until" {
+            context.on.add_days(1)
+        } else {
+            context.on
+        };
+        Values::some(vec![day])
+    }
+}
+
+impl<T: Probe> Probe for Option<T> {
+    /// Left out: where a value is optional, the rules accept its absence
+    /// whenever they accept the command.
+    fn values(_: &Context<'_>, _: &str) -> Values<Option<T>> {
+        Values::some(vec![None])
+    }
+}
+
+impl Probe for u32 {
+    /// The case's own ids where the field names one; 1 otherwise.
+    fn values(context: &Context<'_>, field: &str) -> Values<u32> {
+        match field {
+            "certification_id" => Values::every(context.certification_ids.clone()),
+            "subject_request_id" => Values::every(context.open_request_ids.clone()),
+            _ => Values::some(vec![1]),
+        }
+    }
+}
+
+impl Probe for String {
+    /// A link: a new id or one of the case's active links (an ended link
+    /// accepts nothing more). Any other text: a code.
+    fn values(context: &Context<'_>, field: &str) -> Values<String> {
+        match field {
+            "link_id" => {
+                let new = "L-00000000000000000000".to_owned();
+                Values::every(
+                    [new]
+                        .into_iter()
+                        .chain(context.active_link_ids.iter().cloned())
+                        .collect(),
+                )
+            }
+            _ => Values::some(vec!["PROBE".to_owned()]),
+        }
+    }
+}
+
+impl Probe for u8 {
+    fn values(_: &Context<'_>, _: &str) -> Values<u8> {
+        Values::some(vec![1])
+    }
+}
+
+impl Probe for u16 {
+    fn values(context: &Context<'_>, _: &str) -> Values<u16> {
+        Values::some(vec![context.person.birth_year])
+    }
+}
+
+impl Probe for bool {
+    fn values(_: &Context<'_>, _: &str) -> Values<bool> {
+        Values::every(vec![false, true])
+    }
+}
+
+impl Probe for Sealed {
+    fn values(_: &Context<'_>, _: &str) -> Values<Sealed> {
+        Values::some(vec![Sealed(vec![0; 32])])
+    }
+}
+
+impl Probe for BiometricRef {
+    fn values(_: &Context<'_>, _: &str) -> Values<BiometricRef> {
+        Values::some(vec![[1; 32]])
+    }
+}
+
+impl Probe for Vec<DocumentType> {
+    fn values(_: &Context<'_>, _: &str) -> Values<Vec<DocumentType>> {
+        Values::some(vec![vec![DocumentType::Passport]])
+    }
+}
+
+impl Probe for CountryCode {
+    fn values(context: &Context<'_>, _: &str) -> Values<CountryCode> {
+        Values::some(vec![context.person.nationality])
+    }
+}
+
+impl Probe for Department {
+    fn values(context: &Context<'_>, _: &str) -> Values<Department> {
+        Values::some(vec![context.person.department])
+    }
+}
+
+impl Probe for Municipality {
+    fn values(context: &Context<'_>, _: &str) -> Values<Municipality> {
+        Values::some(vec![context.person.municipality])
+    }
+}
+
+impl Probe for ChannelCode {
+    fn values(context: &Context<'_>, _: &str) -> Values<ChannelCode> {
+        Values::every(context.channels.clone())
+    }
+}
+
+/// Code enums: every value.
+macro_rules! probe_every_value {
+    ($($type:ty),* $(,)?) => {
+        $(impl Probe for $type {
+            fn values(_: &Context<'_>, _: &str) -> Values<$type> {
+                Values::every(<$type>::ALL.to_vec())
+            }
+        })*
+    };
+}
+
+probe_every_value!(
+    Sex,
+    EligibilityBasis,
+    DenialReason,
+    DuplicateCause,
+    CancellationGround,
+    CertificationRoute,
+    Sector,
+    ExitKind,
+    SubjectRequestKind,
+    LinkRole,
+    LinkEvidence,
+    LinkEndReason,
+);
+
+/// One command's probes: every combination of its fields' values, and the
+/// fields tried with every value they can take.
+struct Probes {
+    commands: Vec<Command>,
+    every: Vec<&'static str>,
+}
+
+/// Every combination of the fields' values: one loop a field, the command
+/// built in the innermost (each name is first its [`Values`], then, inside
+/// its loop, one of them).
+macro_rules! combinations {
+    ($out:ident, $name:ident, [$($done:ident)*], []) => {
+        $out.push(Command::$name { $($done: Clone::clone($done)),* });
+    };
+    ($out:ident, $name:ident, [$($done:ident)*], [$field:ident $($rest:ident)*]) => {
+        for $field in &$field.values {
+            combinations!($out, $name, [$($done)* $field], [$($rest)*]);
+        }
+    };
+}
+
+/// [`probes`] from the rows of the command table, in its order.
+macro_rules! probe_commands {
+    (
+        { }
+        $(
+            $group:ident {
+                $(
+                    $(#[$meta:meta])*
+                    $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
+                    $(records $event:ident)?
+                    { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
+                )*
+            }
+        )*
+    ) => {
+        /// Every command of the table with its probe values.
+        fn probes(context: &Context<'_>) -> Vec<Probes> {
+            let mut probes = Vec::new();
+            $($({
+                let mut every = Vec::new();
+                $(
+                    let $field = <$ty as Probe>::values(context, stringify!($field));
+                    if $field.every {
+                        every.push(stringify!($field));
+                    }
+                )*
+                let mut commands = Vec::new();
+                combinations!(commands, $name, [], [$($field)*]);
+                probes.push(Probes { commands, every });
+            })*)*
+            probes
+        }
+    };
+}
+
+super::vocabulary::command_table!(rows => probe_commands);
+
 impl CaseState {
     /// The commands this case accepts on `today`, in the order of the
     /// Caseworker service's RPCs. Empty for a case that does not exist.
@@ -38,209 +287,60 @@ impl CaseState {
             return Vec::new();
         };
         let on = today.max(self.latest_on.unwrap_or(today));
-        let sealed = || Sealed(vec![0; 32]);
-        let certification_ids: Vec<u32> = self.certifications.iter().map(|c| c.id).collect();
-        let mut probes: Vec<Vec<Command>> = Vec::new();
-        // PreRegister: any channel with any basis it accepts.
-        probes.push(
-            catalog
-                .channels()
+        let context = Context {
+            on,
+            person,
+            certification_ids: self.certifications.iter().map(|c| c.id).collect(),
+            open_request_ids: self
+                .subject_requests
                 .iter()
-                .flat_map(|rules| {
-                    rules.bases.iter().map(move |basis| Command::PreRegister {
-                        on,
-                        channel: rules.code,
-                        basis: *basis,
-                    })
-                })
+                .filter(|r| r.is_open())
+                .map(|r| r.id)
                 .collect(),
-        );
-        let one = |c: Command| vec![c];
-        probes.extend([
-            one(Command::CompleteSurvey {
-                on,
-                household_size: 1,
-                employed: false,
-                sector: None,
-            }),
-            one(Command::ScheduleBiometrics {
-                on,
-                appointment_on: on,
-                site: "SITE".into(),
-            }),
-            one(Command::RecordMissedAppointment { on }),
-            one(Command::RecordBiometricCapture {
-                on,
-                site: "SITE".into(),
-                operator: "OPERATOR".into(),
-                biometric_ref: [1; 32],
-            }),
-            one(Command::RequestInformation {
-                on,
-                reason: "REASON".into(),
-            }),
-            one(Command::ReceiveInformation { on }),
-            one(Command::Approve { on }),
-            one(Command::Deny {
-                on,
-                reason: DenialReason::Other,
-            }),
-            one(Command::FileAppeal { on }),
-            one(Command::DecideAppeal { on, upheld: false }),
-            one(Command::Withdraw { on }),
-            one(Command::IssuePermit {
-                on,
-                permit_number: sealed(),
-                valid_until: None,
-            }),
-            one(Command::PrintCard { on }),
-            one(Command::DeliverCard { on }),
-            one(Command::AbandonCard { on }),
-            one(Command::IssueInterimCertificate {
-                on,
-                valid_until: on.add_days(1),
-            }),
-            one(Command::ExtendInterimCertificate {
-                on,
-                valid_until: on.add_days(1),
-            }),
-            one(Command::RequestDuplicate {
-                on,
-                cause: DuplicateCause::Loss,
-            }),
-            one(Command::IssueDuplicate { on }),
-            one(Command::ExtendValidity {
-                on,
-                valid_until: on.add_days(1),
-            }),
-            one(Command::CancelPermit {
-                on,
-                ground: CancellationGround::Other,
-            }),
-            one(Command::SupersedeByVisa {
-                on,
-                visa_number: sealed(),
-                valid_until: None,
-            }),
-            one(Command::UpdatePersonalData {
-                on,
-                identity: sealed(),
-                documents: vec![DocumentType::Passport],
-            }),
-            one(Command::UpdateResidence {
-                on,
-                department: person.department,
-                municipality: person.municipality,
-            }),
-            one(Command::RequestCertification {
-                on,
-                route: CertificationRoute::SenaCompetency,
-                sector: Sector::Other,
-            }),
-        ]);
-        let for_each_certification = |make: &dyn Fn(u32) -> Command| -> Vec<Command> {
-            certification_ids.iter().map(|id| make(*id)).collect()
+            active_link_ids: self.active_links().map(|l| l.link_id.clone()).collect(),
+            channels: catalog.channels().iter().map(|rules| rules.code).collect(),
         };
-        probes.push(for_each_certification(&|certification_id| {
-            Command::AssessCertification {
-                certification_id,
-                on,
-                passed: true,
-            }
-        }));
-        probes.push(for_each_certification(&|certification_id| {
-            Command::AwardCertification {
-                certification_id,
-                on,
-                standard_code: "CODE".into(),
-                issuing_body: "BODY".into(),
-            }
-        }));
-        probes.push(for_each_certification(&|certification_id| {
-            Command::DenyCertification {
-                certification_id,
-                on,
-                reason: "REASON".into(),
-            }
-        }));
-        probes.push(one(Command::RecordExit {
-            on,
-            kind: ExitKind::Departed,
-            destination: None,
-        }));
-        probes.push(one(Command::ErasePerson {
-            on,
-            legal_basis: "LEGAL_BASIS".into(),
-        }));
-        probes.push(one(Command::ReceiveSubjectRequest {
-            on,
-            kind: SubjectRequestKind::Query,
-        }));
-        let open_requests: Vec<u32> = self
-            .subject_requests
-            .iter()
-            .filter(|r| r.is_open())
-            .map(|r| r.id)
-            .collect();
-        let for_each_open_request = |make: &dyn Fn(u32) -> Command| -> Vec<Command> {
-            open_requests.iter().map(|id| make(*id)).collect()
-        };
-        probes.push(for_each_open_request(&|subject_request_id| {
-            Command::ExtendSubjectRequest {
-                subject_request_id,
-                on,
-                reason: "REASON".into(),
-            }
-        }));
-        probes.push(for_each_open_request(&|subject_request_id| {
-            Command::AnswerSubjectRequest {
-                subject_request_id,
-                on,
-                outcome: "OUTCOME".into(),
-            }
-        }));
-        // Family links: this side's rules (the other case is not known here).
-        probes.push(
-            [LinkRole::GuardianOf, LinkRole::ParentOf, LinkRole::DependantOf]
-                .into_iter()
-                .map(|role| Command::RecordFamilyLink {
-                    on,
-                    link_id: "L-00000000000000000000".into(),
-                    role,
-                    other_case_id: "OTHER".into(),
-                    evidence: LinkEvidence::CourtOrder,
-                })
-                .collect(),
-        );
-        probes.push(
-            self.active_links()
-                .map(|l| Command::EndFamilyLink {
-                    on,
-                    link_id: l.link_id.clone(),
-                    reason: LinkEndReason::RecordedInError,
-                })
-                .collect(),
-        );
-        probes
+        probes(&context)
             .into_iter()
-            .filter_map(|commands| {
-                commands
-                    .iter()
-                    .filter_map(|command| self.probe(command, on, catalog))
-                    .min_by_key(|step| step.earliest_on)
-            })
+            .filter_map(|probes| self.first_step(&probes, on, catalog))
             .collect()
     }
 
-    /// Whether `command` is accepted on `on` (or from a later date a rule names).
-    fn probe(&self, command: &Command, on: Date, catalog: &ChannelCatalog) -> Option<NextStep> {
+    /// The command's step with the earliest date among its probes (`None`,
+    /// today, first: the probes stop there), if any is listed.
+    fn first_step(&self, probes: &Probes, on: Date, catalog: &ChannelCatalog) -> Option<NextStep> {
+        let mut first: Option<NextStep> = None;
+        for command in &probes.commands {
+            let Some(step) = self.probe(command, on, catalog, &probes.every) else {
+                continue;
+            };
+            if step.earliest_on.is_none() {
+                return Some(step);
+            }
+            if first.as_ref().is_none_or(|f| step.earliest_on < f.earliest_on) {
+                first = Some(step);
+            }
+        }
+        first
+    }
+
+    /// Whether `command` is accepted on `on` (or from a later date a rule
+    /// names); `every` names the fields tried with all their values.
+    fn probe(
+        &self,
+        command: &Command,
+        on: Date,
+        catalog: &ChannelCatalog,
+        every: &[&str],
+    ) -> Option<NextStep> {
         let step = |earliest_on: Option<Date>| NextStep {
             command: command.name(),
             earliest_on,
             until: self.until(command),
         };
         match self.decide(command, on, catalog) {
-            Ok(_) | Err(Rejection::Invalid { .. }) => Some(step(None)),
+            Ok(_) => Some(step(None)),
+            Err(Rejection::Invalid { field, .. }) => (!every.contains(&field)).then(|| step(None)),
             Err(Rejection::RuleViolated { rule, .. }) => match rule {
                 "APPOINTMENT_NOT_REACHED" => step(self.application.as_ref()?.appointment_on).into(),
                 "CARD_COLLECTION_PERIOD" => step(self.card_abandonable_from(catalog)).into(),

@@ -37,12 +37,15 @@
 //! [`EVENT_TYPES`](super::EVENT_TYPES) (events).
 
 /// Every command (see the module documentation). A row:
-/// `Name in Rules via rpc_method(RequestMessage) by Who, trait, ... { fields }`
+/// `Name in Rules via rpc_method(RequestMessage) by Who, trait, ... records Event { fields }`
 /// where `Rules` names the `decide` module that holds its rule
 /// ([`Rules`](super::command::Rules)), `Who` is `CaseWork` (caseworkers and
 /// supervisors) or `Supervisor`, and a request message `SimpleStepRequest`
 /// means the command carries nothing but its date (any other has its
-/// converter `api/convert.rs::<rpc_method>`).
+/// converter `api/convert.rs::<rpc_method>`). `records Event` (optional)
+/// says that the command, once its rule passed, records that one event with
+/// its own fields, value for value ([`Command::recorded`](super::Command)):
+/// the two rows' fields must then be the same, which the compiler checks.
 macro_rules! command_table {
     ($view:ident => $expand:ident) => {
         $crate::domain::vocabulary::command_table! { $view => $expand {} }
@@ -52,7 +55,7 @@ macro_rules! command_table {
             $view $expand { $($extra)* }
             one_case {
                 /// Open a case for a person. `identity` is sealed; the rest is statistical.
-                RegisterPerson in Person via register_person(RegisterPersonRequest) by CaseWork {
+                RegisterPerson in Person via register_person(RegisterPersonRequest) by CaseWork records PersonRegistered {
                     /// Business date of the registration.
                     on: Date,
                     /// Sealed names, document numbers and contact data.
@@ -82,7 +85,7 @@ macro_rules! command_table {
                     basis: EligibilityBasis,
                 }
                 /// Record the characterization survey (once per application).
-                CompleteSurvey in Application via complete_survey(CompleteSurveyRequest) by CaseWork {
+                CompleteSurvey in Application via complete_survey(CompleteSurveyRequest) by CaseWork records SurveyCompleted {
                     /// Date answered.
                     on: Date,
                     /// People in the household, 1..=30.
@@ -107,7 +110,7 @@ macro_rules! command_table {
                     on: Date,
                 }
                 /// Biometrics were captured; starts the review.
-                RecordBiometricCapture in Application via record_biometric_capture(RecordBiometricCaptureRequest) by CaseWork {
+                RecordBiometricCapture in Application via record_biometric_capture(RecordBiometricCaptureRequest) by CaseWork records BiometricsCaptured {
                     /// Capture date.
                     on: Date,
                     /// Site code.
@@ -375,7 +378,8 @@ macro_rules! command_view {
             $group:ident {
                 $(
                     $(#[$meta:meta])*
-                    $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)* { $($fields:tt)* }
+                    $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
+                    $(records $event:ident)? { $($fields:tt)* }
                 )*
             }
         )*

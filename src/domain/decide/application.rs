@@ -10,7 +10,7 @@
 //!   any undecided stage ─Withdraw→ WITHDRAWN
 //! ```
 
-use super::require_code;
+use super::{recorded, require_code};
 use crate::domain::case::{CaseState, Stage};
 use crate::domain::channels::ChannelCatalog;
 use crate::domain::codes::ChannelCode;
@@ -43,10 +43,10 @@ impl CaseState {
                 self.pre_register(name, *on, *channel, *basis, catalog, linked)
             }
             Command::CompleteSurvey {
-                on,
                 household_size,
                 employed,
                 sector,
+                ..
             } => {
                 self.require(name, &Stage::UNDECIDED, |_| {
                     "no undecided application is open".into()
@@ -61,13 +61,7 @@ impl CaseState {
                 if sector.is_some() && !employed {
                     return Err(Rejection::invalid("sector", "a sector needs employed = true"));
                 }
-                let (household_size, employed, sector) = (*household_size, *employed, *sector);
-                Ok(vec![Event::SurveyCompleted {
-                    on: *on,
-                    household_size,
-                    employed,
-                    sector,
-                }])
+                Ok(recorded(command))
             }
             Command::ScheduleBiometrics {
                 on,
@@ -86,10 +80,10 @@ impl CaseState {
                 Ok(vec![Event::BiometricAppointmentMissed { on: *on }])
             }
             Command::RecordBiometricCapture {
-                on,
                 site,
                 operator,
                 biometric_ref,
+                ..
             } => {
                 self.require(name, &[Stage::BiometricsScheduled], |stage| match stage {
                     Stage::UnderReview | Stage::InformationRequired => {
@@ -105,13 +99,7 @@ impl CaseState {
                         "an all-zero reference is not a reference",
                     ));
                 }
-                let (site, operator, biometric_ref) = (site.clone(), operator.clone(), *biometric_ref);
-                Ok(vec![Event::BiometricsCaptured {
-                    on: *on,
-                    site,
-                    operator,
-                    biometric_ref,
-                }])
+                Ok(recorded(command))
             }
             Command::RequestInformation { on, reason } => {
                 self.require(name, &[Stage::UnderReview], |_| {

@@ -259,13 +259,12 @@ fn register(command: &Command, today: Date) -> Result<Vec<Event>, Rejection> {
     let Command::RegisterPerson {
         on,
         identity,
-        sex,
         birth_year,
         birth_month,
-        nationality,
         department,
         municipality,
         documents,
+        ..
     } = command
     else {
         return Err(Rejection::NoSuchCase);
@@ -296,17 +295,19 @@ fn register(command: &Command, today: Date) -> Result<Vec<Event>, Rejection> {
     }
     check_residence(*department, *municipality)?;
     check_documents(documents)?;
-    Ok(vec![Event::PersonRegistered {
-        on: *on,
-        identity: identity.clone(),
-        sex: *sex,
-        birth_year: *birth_year,
-        birth_month: *birth_month,
-        nationality: *nationality,
-        department: *department,
-        municipality: *municipality,
-        documents: documents.clone(),
-    }])
+    Ok(recorded(command))
+}
+
+/// The one event of a command whose row in the command table says
+/// `records Event`, once its rule passed: the command's fields as they are.
+pub(crate) fn recorded(command: &Command) -> Vec<Event> {
+    let event = command.recorded();
+    assert!(
+        event.is_some(),
+        "{}'s row names the event it records",
+        command.name()
+    );
+    event.into_iter().collect()
 }
 
 /// The business date may not be after today.

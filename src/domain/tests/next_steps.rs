@@ -85,3 +85,71 @@ fn a_case_that_does_not_exist_accepts_nothing_listed() {
     let case = Case::new();
     assert!(case.state.next_steps(TODAY, &case.catalog).is_empty());
 }
+
+#[test]
+fn the_cases_own_certifications_requests_and_links_are_probed() {
+    let mut case = Case::etpv_at(Stage::CardDelivered);
+    let listed = |case: &Case| names(&case.state.next_steps(d("2022-01-20"), &case.catalog));
+    for absent in [
+        "AssessCertification",
+        "ExtendSubjectRequest",
+        "AnswerSubjectRequest",
+        "EndFamilyLink",
+    ] {
+        assert!(
+            !listed(&case).contains(&absent),
+            "{absent} listed without its record"
+        );
+    }
+    case.run(Command::RequestCertification {
+        on: d("2022-01-10"),
+        route: CertificationRoute::SenaCompetency,
+        sector: Sector::Construction,
+    });
+    case.run(Command::ReceiveSubjectRequest {
+        on: d("2022-01-11"),
+        kind: SubjectRequestKind::Query,
+    });
+    case.state.apply(&Event::FamilyLinkRecorded {
+        on: d("2022-01-12"),
+        link_id: "L-0123456789ABCDEF0123".into(),
+        role: LinkRole::ParentOf,
+        other_case_id: "C-OTHER".into(),
+        evidence: LinkEvidence::CivilBirthRegistry,
+    });
+    let now = listed(&case);
+    for present in [
+        "AssessCertification",
+        "ExtendSubjectRequest",
+        "AnswerSubjectRequest",
+        "EndFamilyLink",
+    ] {
+        assert!(now.contains(&present), "{present} missing from {now:?}");
+    }
+    let steps = case.state.next_steps(d("2022-01-20"), &case.catalog);
+    assert!(
+        step(&steps, "AnswerSubjectRequest").until.is_some(),
+        "a request's answer is due"
+    );
+    case.state.apply(&Event::FamilyLinkEnded {
+        on: d("2022-01-19"),
+        link_id: "L-0123456789ABCDEF0123".into(),
+        role: LinkRole::ParentOf,
+        reason: LinkEndReason::RecordedInError,
+    });
+    assert!(
+        !listed(&case).contains(&"EndFamilyLink"),
+        "an ended link accepts nothing more"
+    );
+}
+
+#[test]
+fn a_field_refused_for_every_value_it_can_take_is_not_listed() {
+    // An application in review: PreRegister is tried with every channel and
+    // basis (some pairs refused as Invalid), and a new application is
+    // blocked, so no value lifts the refusal.
+    let case = Case::etpv_at(Stage::UnderReview);
+    let steps = case.state.next_steps(d("2021-07-01"), &case.catalog);
+    assert!(!names(&steps).contains(&"PreRegister"), "{:?}", names(&steps));
+    assert!(names(&steps).contains(&"Withdraw"));
+}
