@@ -8,10 +8,9 @@
 //! under an older list still decode.
 
 use super::{CodecError, Fields};
+use crate::domain::types::CodeEnum;
 use crate::domain::{
-    BiometricRef, CancellationGround, CertificationRoute, ChannelCode, CountryCode, Date, DenialReason,
-    Department, DocumentType, DuplicateCause, EligibilityBasis, ExitKind, LinkEndReason, LinkEvidence,
-    LinkRole, Municipality, PermitType, Sealed, Sector, Sex, SubjectRequestKind,
+    BiometricRef, ChannelCode, CountryCode, Date, Department, DocumentType, Municipality, Sealed, Sector,
 };
 
 /// A domain field type kept in a protobuf field of type `P`.
@@ -38,34 +37,24 @@ macro_rules! stored_as_is {
 stored_as_is!(u32, bool, String);
 
 /// Closed vocabularies: their stable string codes (`as_str`, `parse`).
-macro_rules! stored_codes {
-    ($($t:ty),*) => {$(
-        impl Stored<String> for $t {
-            fn store(&self) -> String {
-                self.as_str().to_owned()
-            }
-            fn load(f: Fields, field: &'static str, stored: String) -> Result<$t, CodecError> {
-                f.code(field, &stored, <$t>::parse)
-            }
-        }
-    )*};
+impl<T: CodeEnum> Stored<String> for T {
+    fn store(&self) -> String {
+        self.as_str().to_owned()
+    }
+    fn load(f: Fields, field: &'static str, stored: String) -> Result<T, CodecError> {
+        f.code(field, &stored, T::parse)
+    }
 }
-stored_codes!(
-    Sex,
-    EligibilityBasis,
-    DenialReason,
-    PermitType,
-    DuplicateCause,
-    CancellationGround,
-    CertificationRoute,
-    Sector,
-    ExitKind,
-    SubjectRequestKind,
-    LinkRole,
-    LinkEvidence,
-    LinkEndReason,
-    ChannelCode
-);
+
+/// A channel: its catalog code (`as_str`, `parse`).
+impl Stored<String> for ChannelCode {
+    fn store(&self) -> String {
+        self.as_str().to_owned()
+    }
+    fn load(f: Fields, field: &'static str, stored: String) -> Result<ChannelCode, CodecError> {
+        f.code(field, &stored, ChannelCode::parse)
+    }
+}
 
 /// A country: form only (`from_log`).
 impl Stored<String> for CountryCode {

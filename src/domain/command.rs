@@ -19,21 +19,20 @@ use super::types::{
     ExitKind, Sector, Sex, SubjectRequestKind,
 };
 
-/// Generates [`Command`], its names and its traits from the rows of
+/// Generates [`Command`], its names and its traits from the `rows` view of
 /// [`command_table!`](super::vocabulary::command_table) (the wire columns
 /// are not read here).
 macro_rules! define_commands {
     (
         { }
         $(
-            $group:ident {
+            $group:ident [
                 $(
-                    $(#[$meta:meta])*
-                    $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
-                    $(records $event:ident)?
-                    { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
+                    ([$(#[$meta:meta])*] $name:ident $rules:ident $rpc:ident $request:ident $who:ident
+                        [$($trait_:ident)*] [$($event:ident)?]
+                        { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* })
                 )*
-            }
+            ]
         )*
     ) => {
         /// A request to change one case. Field meanings match the event each command

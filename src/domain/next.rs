@@ -27,8 +27,8 @@ use super::family::{LinkEndReason, LinkEvidence, LinkRole};
 use super::records::Person;
 use super::sealed::{BiometricRef, Sealed};
 use super::types::{
-    CancellationGround, CertificationRoute, DenialReason, DocumentType, DuplicateCause, EligibilityBasis,
-    ExitKind, Sector, Sex, SubjectRequestKind,
+    CancellationGround, CertificationRoute, CodeEnum, DenialReason, DocumentType, DuplicateCause,
+    EligibilityBasis, ExitKind, Sector, Sex, SubjectRequestKind,
 };
 
 /// A command the case accepts next.
@@ -195,31 +195,12 @@ impl Probe for ChannelCode {
     }
 }
 
-/// Code enums: every value.
-macro_rules! probe_every_value {
-    ($($type:ty),* $(,)?) => {
-        $(impl Probe for $type {
-            fn values(_: &Context<'_>, _: &str) -> Values<$type> {
-                Values::every(<$type>::ALL.to_vec())
-            }
-        })*
-    };
+/// Closed vocabularies: every value.
+impl<T: CodeEnum> Probe for T {
+    fn values(_: &Context<'_>, _: &str) -> Values<T> {
+        Values::every(T::ALL.to_vec())
+    }
 }
-
-probe_every_value!(
-    Sex,
-    EligibilityBasis,
-    DenialReason,
-    DuplicateCause,
-    CancellationGround,
-    CertificationRoute,
-    Sector,
-    ExitKind,
-    SubjectRequestKind,
-    LinkRole,
-    LinkEvidence,
-    LinkEndReason,
-);
 
 /// One command's probes: every combination of its fields' values, and the
 /// fields tried with every value they can take.
@@ -242,25 +223,13 @@ macro_rules! combinations {
     };
 }
 
-/// [`probes`] from the rows of the command table, in its order.
+/// [`probes`] from the command table, in its order.
 macro_rules! probe_commands {
-    (
-        { }
-        $(
-            $group:ident {
-                $(
-                    $(#[$meta:meta])*
-                    $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
-                    $(records $event:ident)?
-                    { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
-                )*
-            }
-        )*
-    ) => {
+    ({} $( $name:ident { $($field:ident : $ty:ty),* } )*) => {
         /// Every command of the table with its probe values.
         fn probes(context: &Context<'_>) -> Vec<Probes> {
             let mut probes = Vec::new();
-            $($({
+            $({
                 let mut every = Vec::new();
                 $(
                     let $field = <$ty as Probe>::values(context, stringify!($field));
@@ -271,13 +240,13 @@ macro_rules! probe_commands {
                 let mut commands = Vec::new();
                 combinations!(commands, $name, [], [$($field)*]);
                 probes.push(Probes { commands, every });
-            })*)*
+            })*
             probes
         }
     };
 }
 
-super::vocabulary::command_table!(rows => probe_commands);
+super::vocabulary::command_table!(fields => probe_commands);
 
 impl CaseState {
     /// The commands this case accepts on `today`, in the order of the

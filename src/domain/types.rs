@@ -40,6 +40,18 @@ macro_rules! code_enum {
             }
         }
 
+        impl $crate::domain::types::CodeEnum for $name {
+            const ALL: &'static [$name] = $name::ALL;
+
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+
+            fn parse(code: &str) -> Option<$name> {
+                $name::parse(code)
+            }
+        }
+
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
@@ -68,6 +80,19 @@ macro_rules! code_enum {
 }
 
 pub(crate) use code_enum;
+
+/// What [`code_enum!`] declares, for code that treats every closed
+/// vocabulary alike (stored codes, probe values).
+pub trait CodeEnum: Copy + 'static {
+    /// Every value, in declaration order.
+    const ALL: &'static [Self];
+
+    /// The stable stored code.
+    fn as_str(self) -> &'static str;
+
+    /// Parses a stored code; `None` for an unknown one.
+    fn parse(code: &str) -> Option<Self>;
+}
 
 code_enum! {
     /// Sex as declared in the identity document; statistics break down by it.

@@ -24,11 +24,12 @@
 //! field never changes (the log is hash-chained): a row is only ever added.
 //!
 //! `event_table!(expander)` calls `expander!` with the rows. The command
-//! table has two views: `command_table!(rows => expander)` passes the rows
-//! as written (the domain's enum), `command_table!(wire => expander)` one
+//! table has three views: `command_table!(rows => expander)` passes every
+//! column (the domain's enum), `command_table!(wire => expander)` one
 //! `(Name rpc_method RequestMessage Who)` a command, grouped as
 //! `one_case [...] two_cases [...]` (the API, import, auth and simulator
-//! expansions). Either may carry extra tokens for the expander,
+//! expansions), `command_table!(fields => expander)` one
+//! `Name { field: Type, ... }` a command (the next-steps probes). Either may carry extra tokens for the expander,
 //! `command_table!(wire => expander { ... })`; they come first, in braces
 //! (empty if none). The tables hold tokens only: the domain's expansion
 //! ignores the wire columns, so the domain still does not depend on prost.
@@ -366,25 +367,43 @@ macro_rules! command_table {
 }
 pub(crate) use command_table;
 
-/// The views of [`command_table!`]: `rows` as written, `wire` the columns
-/// the gRPC side reads.
+/// The views of [`command_table!`], each from the rows read once here:
+/// `rows` every column, one
+/// `([attributes] Name Rules rpc_method RequestMessage Who [traits] [Event?] { fields })`
+/// a command, grouped as `one_case [...] two_cases [...]`; `wire` the
+/// columns the gRPC side reads; `fields` each command's name and fields,
+/// one `Name { field: Type, ... }` a command in table order (no groups, no
+/// documentation).
 macro_rules! command_view {
-    (rows $expand:ident $extra:tt $($rows:tt)*) => {
-        $expand! { $extra $($rows)* }
-    };
     (
-        wire $expand:ident $extra:tt
+        $view:ident $expand:ident $extra:tt
         $(
             $group:ident {
                 $(
                     $(#[$meta:meta])*
                     $name:ident in $rules:ident via $rpc:ident ($request:ident) by $who:ident $(, $trait_:ident)*
-                    $(records $event:ident)? { $($fields:tt)* }
+                    $(records $event:ident)?
+                    { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* $(,)? }
                 )*
             }
         )*
     ) => {
+        $crate::domain::vocabulary::command_view! {
+            @$view $expand $extra
+            $( $group [ $(
+                ([$(#[$meta])*] $name $rules $rpc $request $who [$($trait_)*] [$($event)?]
+                    { $( $(#[$fmeta])* $field : $ty ),* })
+            )* ] )*
+        }
+    };
+    (@rows $expand:ident $extra:tt $($rows:tt)*) => {
+        $expand! { $extra $($rows)* }
+    };
+    (@wire $expand:ident $extra:tt $( $group:ident [ $( ($meta:tt $name:ident $rules:ident $rpc:ident $request:ident $who:ident $traits:tt $event:tt $fields:tt) )* ] )*) => {
         $expand! { $extra $( $group [ $( ($name $rpc $request $who) )* ] )* }
+    };
+    (@fields $expand:ident $extra:tt $( $group:ident [ $( ($meta:tt $name:ident $rules:ident $rpc:ident $request:ident $who:ident $traits:tt $event:tt { $( $(#[$fmeta:meta])* $field:ident : $ty:ty ),* }) )* ] )*) => {
+        $expand! { $extra $($( $name { $($field : $ty),* } )*)* }
     };
 }
 pub(crate) use command_view;
