@@ -97,6 +97,8 @@ pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest page a global or per-stream read returns.
 pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
+// Every case is readable in one page (a case is folded from one read).
+const _: () = assert!(STREAM_EVENTS_MAX <= READ_PAGE_EVENTS_MAX);
 
 /// Entries `copy_store` writes to the target per sled batch.
 pub const COPY_STORE_BATCH_ENTRIES: u64 = 10_000;

@@ -233,11 +233,18 @@ impl Cases {
             Some((v, s)) if v < version => (v, (*s).clone()),
             _ => (0, CaseState::default()),
         };
-        for ev in self
+        let events = self
             .shared
             .store
-            .read_stream(case_id, from + 1, (version - from) as usize)?
-        {
+            .read_stream(case_id, from + 1, (version - from) as usize)?;
+        // A state folded from fewer events than asked for would be decided
+        // on as if it were the case at `version`.
+        if events.len() as u64 != version - from {
+            return Err(
+                crate::log::StoreError::CorruptMeta("a case read fewer events than its version").into(),
+            );
+        }
+        for ev in events {
             state.apply(&codec::decode(&ev.record.event_type, &ev.record.payload)?);
         }
         Ok(state)

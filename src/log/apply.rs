@@ -141,6 +141,18 @@ impl Applier {
         if let Some(reason) = self.failed() {
             return Err(StoreError::Io(std::io::Error::other(reason)));
         }
+        // Paired with the seqs the writer (or `apply_records`) gave: the
+        // batch continues the committed head, densely, up to `new_head`.
+        match chunks.seqs() {
+            Some((first, last)) => {
+                assert_eq!(first, self.head.seq + 1, "a group commit continues the head");
+                assert_eq!(last, new_head.seq, "a group commit ends at its head");
+            }
+            None => assert_eq!(
+                new_head, self.head,
+                "a group commit without records keeps the head"
+            ),
+        }
         let mut batch = sled::Batch::default();
         for (first, value) in chunks.finish() {
             batch.insert(&chunk_key(first)[..], value);

@@ -122,6 +122,8 @@ pub(crate) struct ChunkBuilder {
     open_first: u64,
     open_entries: Vec<u8>,
     open_offsets: Vec<usize>,
+    /// The first and the last seq pushed: every push is the last + 1.
+    seqs: Option<(u64, u64)>,
 }
 
 impl ChunkBuilder {
@@ -136,6 +138,13 @@ impl ChunkBuilder {
         if self.open_offsets.is_empty() {
             self.open_first = seq;
         }
+        self.seqs = match self.seqs {
+            None => Some((seq, seq)),
+            Some((first, last)) => {
+                assert_eq!(seq, last + 1, "the records of a group commit are dense");
+                Some((first, seq))
+            }
+        };
         debug_assert_eq!(seq, self.open_first + self.open_offsets.len() as u64);
         self.open_offsets.push(self.open_entries.len());
         self.open_entries.extend_from_slice(record);
@@ -168,7 +177,12 @@ impl ChunkBuilder {
 
     /// Whether nothing was pushed.
     pub(crate) fn is_empty(&self) -> bool {
-        self.done.is_empty() && self.open_offsets.is_empty()
+        self.seqs.is_none()
+    }
+
+    /// The first and the last seq pushed, if any (every seq between them was).
+    pub(crate) fn seqs(&self) -> Option<(u64, u64)> {
+        self.seqs
     }
 }
 
@@ -180,6 +194,33 @@ mod tests {
         let mut record = vec![n; len];
         record[0] = super::super::record::RECORD_FORMAT_V1;
         (record, [n; 32])
+    }
+
+    #[test]
+    fn a_builder_knows_the_dense_seqs_it_holds() {
+        let mut b = ChunkBuilder::default();
+        assert!(b.is_empty());
+        assert_eq!(b.seqs(), None);
+        for seq in 41..=41 + CHUNK_EVENTS_MAX as u64 {
+            let (record, hash) = entry(1, 16);
+            b.push(seq, &record, &hash);
+        }
+        assert_eq!(b.seqs(), Some((41, 41 + CHUNK_EVENTS_MAX as u64)));
+        assert_eq!(b.finish().len(), 2, "one chunk closed at CHUNK_EVENTS_MAX");
+    }
+
+    #[test]
+    #[should_panic(expected = "the records of a group commit are dense")]
+    fn a_gap_in_a_group_commit_is_refused() {
+        let mut b = ChunkBuilder::default();
+        // Across a chunk boundary too: the second chunk's first record must
+        // follow the first chunk's last.
+        for seq in 1..=CHUNK_EVENTS_MAX as u64 {
+            let (record, hash) = entry(1, 16);
+            b.push(seq, &record, &hash);
+        }
+        let (record, hash) = entry(2, 16);
+        b.push(CHUNK_EVENTS_MAX as u64 + 2, &record, &hash);
     }
 
     #[test]

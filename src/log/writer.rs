@@ -970,6 +970,11 @@ impl Writer {
         let fingerprint = req.fingerprint();
         let parts = req.events.len() as u16;
         let first_seq = self.head.seq + 1;
+        assert_eq!(
+            file.version(),
+            current,
+            "a part is staged on the version it was checked against"
+        );
         let mut bytes = Vec::new();
         for (i, ev) in req.events.iter().enumerate() {
             let view = RecordView {
@@ -996,6 +1001,11 @@ impl Writer {
             file.push(view.seq, view.part, &req.request_id);
             self.head = Head { seq: view.seq, hash };
         }
+        assert_eq!(
+            file.version(),
+            current + u64::from(parts),
+            "one stream version an event"
+        );
         let appended = Appended {
             first_seq,
             last_seq: self.head.seq,
