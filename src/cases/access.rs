@@ -39,7 +39,7 @@ impl Cases {
     pub async fn record_access(&self, actor: Actor, record: AccessRecord) -> Result<Appended, CaseError> {
         let payload = codec::encode_access(&record);
         let mut id = [0u8; 16];
-        getrandom::getrandom(&mut id).map_err(|e| CaseError::Internal(e.to_string()))?;
+        getrandom::getrandom(&mut id).map_err(CaseError::from)?;
         let id = crate::hex::encode(&id);
         // A look-up that found nothing gets a stream of its own: a stream
         // holds at most STREAM_EVENTS_MAX events, and these have no case.
@@ -83,7 +83,10 @@ impl Cases {
             for ev in page {
                 let r = ev.record;
                 if r.event_type != ACCESS_EVENT_TYPE {
-                    return Err(CaseError::Internal(format!("seq {}: not an access event", r.seq)));
+                    return Err(CaseError::invariant(format!(
+                        "seq {}: not an access event",
+                        r.seq
+                    )));
                 }
                 let (_, operation, purpose, role, _) = codec::decode_access(&r.payload)?;
                 out.push(AccessEntry {

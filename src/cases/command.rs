@@ -291,8 +291,8 @@ impl Cases {
             Some(entry) => match shared.store.get(entry.first_seq)? {
                 Some(ev) => codec::policy_citation(&ev.record.payload)?,
                 None => {
-                    return Err(CaseError::Internal(
-                        "a retried request's original is not in the log".into(),
+                    return Err(CaseError::invariant(
+                        "a retried request's original is not in the log",
                     ))
                 }
             },
@@ -303,8 +303,8 @@ impl Cases {
             false => book.catalog_on(command.on(), policy_seq),
         };
         if is_link_command(&command) {
-            return Err(CaseError::Internal(
-                "a family link changes two cases: it runs through execute_link".into(),
+            return Err(CaseError::invariant(
+                "a family link changes two cases: it runs through execute_link",
             ));
         }
         // A rule that reads linked cases (PEP-Tutor) sees them as they stood
@@ -475,9 +475,7 @@ fn prepare_again(result: &Result<Appended, AppendError>, attempt: &mut usize) ->
 async fn on_blocking_pool<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CaseError> + Send + 'static,
 ) -> Result<T, CaseError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| CaseError::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(work).await.map_err(CaseError::from)?
 }
 
 struct Prepared {

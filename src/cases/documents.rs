@@ -129,8 +129,8 @@ pub fn rebuild_document_index(
 ) -> Result<DocumentIndexReport, CaseError> {
     let documents = store.db().open_tree(TREE_DOCUMENTS)?;
     if !documents.is_empty() {
-        return Err(CaseError::Internal(
-            "the document index is not empty: it is rebuilt only in a new store".into(),
+        return Err(CaseError::invariant(
+            "the document index is not empty: it is rebuilt only in a new store",
         ));
     }
     let head = store.head()?.seq;
@@ -168,14 +168,14 @@ pub fn rebuild_document_index(
         let mut batch = sled::Batch::default();
         for ((seq, case_id), ev) in page.iter().zip(events) {
             if ev.record.seq != *seq || &ev.record.stream_id != case_id {
-                return Err(CaseError::Internal(format!(
+                return Err(CaseError::invariant(format!(
                     "record {seq} is not the event noted for {case_id}"
                 )));
             }
             let Some(key) = keys.get(case_id)? else {
                 // Its key is destroyed: an erasure whose event is later than
                 // this log (cannot be) or keys from elsewhere. Nothing to open.
-                return Err(CaseError::Internal(format!(
+                return Err(CaseError::invariant(format!(
                     "case {case_id} has an identity in the log and no key: \
                      the log or the keys are not those of one store"
                 )));
@@ -184,18 +184,18 @@ pub fn rebuild_document_index(
                 Event::PersonRegistered { identity, .. } | Event::PersonalDataUpdated { identity, .. } => {
                     identity
                 }
-                _ => return Err(CaseError::Internal(format!("record {seq} seals no identity"))),
+                _ => return Err(CaseError::invariant(format!("record {seq} seals no identity"))),
             };
             report.cases += 1;
             let identity: Identity = pii::open_json(&key, case_id, FIELD_IDENTITY, sealed.as_bytes())?;
             for d in &identity.documents {
                 let b = blind.index(&d.doc_type, &d.number)?;
                 let index =
-                    u32::try_from(report.cases).map_err(|_| CaseError::Internal("too many cases".into()))?;
+                    u32::try_from(report.cases).map_err(|_| CaseError::invariant("too many cases"))?;
                 match held.insert(b, index) {
                     Some(other) if other != index => {
                         let other = &todo[other as usize - 1].1;
-                        return Err(CaseError::Internal(format!(
+                        return Err(CaseError::invariant(format!(
                             "cases {other} and {case_id} hold the same identity document: \
                              the log or the keys are not those of one store"
                         )));

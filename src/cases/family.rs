@@ -75,12 +75,12 @@ impl Cases {
         let prepared =
             tokio::task::spawn_blocking(move || this.prepare_link(&ctx, other_expected_version, command))
                 .await
-                .map_err(|e| CaseError::Internal(e.to_string()))??;
+                .map_err(CaseError::from)??;
         let result = self.shared.appender.append_many(prepared.requests.clone()).await;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.finish_link(prepared, result))
             .await
-            .map_err(|e| CaseError::Internal(e.to_string()))?
+            .map_err(CaseError::from)?
     }
 
     /// Like [`Cases::execute_link`], for threads outside the async runtime (simulation).
@@ -187,7 +187,7 @@ impl Cases {
                     None => return Err(CaseError::invalid("link_id", "no such link on this case")),
                 }
             }
-            _ => return Err(CaseError::Internal("not a family link command".into())),
+            _ => return Err(CaseError::invariant("not a family link command")),
         };
         let mut theirs = self.side(&other_id, &ctx.request_id)?;
         if mine.retry.is_some() != theirs.retry.is_some() {
@@ -216,8 +216,8 @@ impl Cases {
             Some(entry) => match self.shared.store.get(entry.first_seq)? {
                 Some(ev) => crate::codec::policy_citation(&ev.record.payload)?,
                 None => {
-                    return Err(CaseError::Internal(
-                        "a retried request's original is not in the log".into(),
+                    return Err(CaseError::invariant(
+                        "a retried request's original is not in the log",
                     ))
                 }
             },
@@ -253,11 +253,7 @@ impl Cases {
     ) -> Result<LinkOutcome, CaseError> {
         let appended = match result {
             Ok(a) if a.len() == 2 => a,
-            Ok(_) => {
-                return Err(CaseError::Internal(
-                    "a link append answered for one stream".into(),
-                ))
-            }
+            Ok(_) => return Err(CaseError::invariant("a link append answered for one stream")),
             Err(e) => {
                 if let AppendError::VersionConflict { stream_id, .. } = &e {
                     for (id, ..) in &p.sides {

@@ -115,14 +115,12 @@ pub(super) fn seal_pending(
             identity,
             mut command,
         } => {
-            let json = zeroize::Zeroizing::new(
-                serde_json::to_vec(&identity).map_err(|e| CaseError::Internal(e.to_string()))?,
-            );
+            let json = zeroize::Zeroizing::new(serde_json::to_vec(&identity).map_err(CaseError::from)?);
             let sealed = sealed_or_empty(FIELD_IDENTITY, &json);
             match &mut command {
                 Command::RegisterPerson { identity: slot, .. }
                 | Command::UpdatePersonalData { identity: slot, .. } => *slot = sealed,
-                _ => return Err(CaseError::Internal("identity for a command without one".into())),
+                _ => return Err(CaseError::invariant("identity for a command without one")),
             }
             documents.extend(identity.documents.iter().cloned());
             command

@@ -194,12 +194,12 @@ impl Cases {
             if let Some(sealed) = state.permit().and_then(|p| p.number.as_ref()) {
                 let bytes = pii::open(key, case_id, FIELD_PERMIT_NUMBER, sealed.as_bytes())?;
                 permit_number =
-                    Some(String::from_utf8(bytes).map_err(|_| CaseError::Internal("permit number".into()))?);
+                    Some(String::from_utf8(bytes).map_err(|_| CaseError::invariant("permit number"))?);
             }
             if let Some(sealed) = state.visa().and_then(|v| v.number.as_ref()) {
                 let bytes = pii::open(key, case_id, FIELD_VISA_NUMBER, sealed.as_bytes())?;
                 visa_number =
-                    Some(String::from_utf8(bytes).map_err(|_| CaseError::Internal("visa number".into()))?);
+                    Some(String::from_utf8(bytes).map_err(|_| CaseError::invariant("visa number"))?);
             }
         }
         Ok(CaseView {

@@ -423,8 +423,11 @@ fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(),
                 case_id = Some(outcome.case_id);
                 final_state = Some(outcome.state);
             }
-            Err(CaseError::Unavailable(m) | CaseError::Internal(m)) => {
+            Err(CaseError::Unavailable(m)) => {
                 return Err(format!("person {index} step {step} {name}: {m}"));
+            }
+            Err(CaseError::Internal(e)) => {
+                return Err(format!("person {index} step {step} {name}: {e}"));
             }
             Err(e) => {
                 out.tally.rejected += 1;
