@@ -32,4 +32,4 @@ pub use blind::{
 pub use error::{PiiError, Result};
 pub use keystore::{check_raw_entry, validate_case_id, KeyStatus, KeyStore, NewKey, BLIND_INDEX_ID};
 pub use master::{MasterKey, KEY_ID_LEN};
-pub use seal::{open, open_json, seal, seal_for_request, seal_json, DataKey};
+pub use seal::{open, open_json, seal_for_request, DataKey};

@@ -3,7 +3,7 @@
 //! Sealed blob format (version 1):
 //!
 //! ```text
-//! 0x01 || nonce (24 bytes, random) || XChaCha20-Poly1305 ciphertext || tag (16 bytes)
+//! 0x01 || nonce (24 bytes, synthetic: seal_for_request) || XChaCha20-Poly1305 ciphertext || tag (16 bytes)
 //! AAD = "migreg sealed field v1" || 0x01
 //!       || u32be(len(case_id)) || case_id || u32be(len(field_context)) || field_context
 //! ```
@@ -15,7 +15,6 @@
 use std::fmt;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::crypto::{self, NONCE_LEN, TAG_LEN};
@@ -80,15 +79,6 @@ fn field_aad(case_id: &str, field_context: &str) -> Vec<u8> {
     aad
 }
 
-/// Seals `plaintext` for one case and one field with the person's data key.
-/// Output: `0x01 || nonce(24) || ciphertext || tag(16)`.
-///
-/// # Panics
-/// If the operating system's random source fails.
-pub fn seal(key: &DataKey, case_id: &str, field_context: &str, plaintext: &[u8]) -> Vec<u8> {
-    seal_with_nonce(key, case_id, field_context, &crypto::random_nonce(), plaintext)
-}
-
 /// The sealed blob: version, nonce, ciphertext (AAD binds case and field).
 fn seal_with_nonce(
     key: &DataKey,
@@ -110,8 +100,9 @@ fn seal_with_nonce(
     out
 }
 
-/// Seals like [`seal`], but with a synthetic nonce derived from the key, the
-/// request id, the field and the plaintext (an SIV construction): a retried
+/// Seals `plaintext` for one case and one field with the person's data key,
+/// with a synthetic nonce derived from the key, the case, the field, the
+/// request id and the plaintext (an SIV construction): a retried
 /// request seals to the same bytes, so the log's idempotency check sees the
 /// retry as the same request. Equal blobs reveal only that the same request
 /// sealed the same value for the same field of the same person.
@@ -138,7 +129,7 @@ pub fn seal_for_request(
     seal_with_nonce(key, case_id, field_context, &nonce, plaintext)
 }
 
-/// Opens a blob made by [`seal`] for the same key, case id and field context.
+/// Opens a blob made by [`seal_for_request`] for the same key, case id and field context.
 /// Any tampering, a wrong key, case id or field gives [`PiiError::Corrupt`].
 /// The caller owns the plaintext: wipe it (e.g. `zeroize::Zeroizing`) after use.
 pub fn open(key: &DataKey, case_id: &str, field_context: &str, sealed: &[u8]) -> Result<Vec<u8>> {
@@ -158,18 +149,7 @@ pub fn open(key: &DataKey, case_id: &str, field_context: &str, sealed: &[u8]) ->
     })
 }
 
-/// Serializes `value` as JSON and seals it (the JSON text is wiped after use).
-pub fn seal_json<T: Serialize + ?Sized>(
-    key: &DataKey,
-    case_id: &str,
-    field_context: &str,
-    value: &T,
-) -> Result<Vec<u8>> {
-    let json = Zeroizing::new(serde_json::to_vec(value).map_err(|_| PiiError::Json)?);
-    Ok(seal(key, case_id, field_context, &json))
-}
-
-/// Opens a blob made by [`seal_json`] and deserializes it (the JSON text is
+/// Opens a sealed JSON value (sealed by [`seal_for_request`]) and deserializes it (the JSON text is
 /// wiped after use).
 pub fn open_json<T: DeserializeOwned>(
     key: &DataKey,

@@ -1,6 +1,7 @@
 //! What reaches the disk: no plaintext, no raw key, and what sled keeps.
 
-use super::super::{seal, seal_json, KeyStatus};
+use super::super::KeyStatus;
+use super::seal;
 use super::{files_containing, open_db, open_store};
 
 const NAME: &[u8] = b"MARIA FERNANDA TESTNAME";
@@ -25,7 +26,7 @@ fn no_plaintext_personal_data_in_any_store_file() {
             events
                 .insert(
                     format!("{case}/json"),
-                    seal_json(&key, &case, "person.json", &json).unwrap(),
+                    seal(&key, &case, "person.json", &serde_json::to_vec(&json).unwrap()),
                 )
                 .unwrap();
             lookup

@@ -1,5 +1,6 @@
 use super::super::keystore::{BLIND_INDEX_ID, TREE_NAME};
-use super::super::{open, seal, KeyStatus, KeyStore, PiiError};
+use super::super::{open, KeyStatus, KeyStore, PiiError};
+use super::seal;
 use super::{master, open_db, open_store};
 
 fn case(i: usize) -> String {

@@ -8,7 +8,12 @@ mod seal_tests;
 
 use std::path::Path;
 
-use super::{KeyStore, MasterKey};
+use super::{seal_for_request, DataKey, KeyStore, MasterKey};
+
+/// Seals as one request does (the only way the registry seals).
+pub(super) fn seal(key: &DataKey, case_id: &str, field: &str, plaintext: &[u8]) -> Vec<u8> {
+    seal_for_request(key, case_id, field, "rq-test", plaintext)
+}
 
 /// A fixed master key for tests (`byte` repeated).
 pub(super) fn master(byte: u8) -> MasterKey {
