@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status};
 
 use super::pb;
 use super::pb::audit_server::AuditServer;
-use crate::audit::checkpoint::SignedCheckpoint;
+use crate::audit::checkpoint::{CheckpointError, SignedCheckpoint};
+use crate::audit::tree::TreeError;
 use crate::audit::{merkle, receipt, verify, Audit, AuditError};
 use crate::limits::{
     AUDIT_GET_EVENTS_BYTES_MAX, AUDIT_GET_EVENTS_MAX, AUDIT_TAIL_BUFFER_EVENTS, AUDIT_TAIL_STREAMS_MAX,
@@ -424,6 +425,51 @@ fn read_raw(store: &Store, from: u64, max: usize, head: u64) -> Result<Vec<pb::L
     Ok(out)
 }
 
+/// Why the persisted Merkle tree or the latest checkpoint do not agree
+/// with the log as walked (`VerifyLogResult.reason`).
+#[derive(Debug, thiserror::Error)]
+enum TreeCheckError {
+    /// The tree follower could not catch up.
+    #[error("merkle tree follower: {0}")]
+    Follower(#[source] TreeError),
+    /// Reading the persisted tree failed.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// The persisted tree's root differs from the one recomputed.
+    #[error(
+        "the persisted Merkle tree's root at size {size} is {}, recomputed from the records {}",
+        crate::hex::encode(.persisted),
+        crate::hex::encode(.recomputed)
+    )]
+    RootMismatch {
+        /// The tree size.
+        size: u64,
+        /// The persisted tree's root.
+        persisted: merkle::Hash,
+        /// The root recomputed from the records.
+        recomputed: merkle::Hash,
+    },
+    /// Reading the latest checkpoint failed.
+    #[error(transparent)]
+    Checkpoints(#[from] CheckpointError),
+    /// The latest checkpoint commits to more events than the log has.
+    #[error("the latest checkpoint commits to {old} events, the log has {new}")]
+    CheckpointAhead {
+        /// The checkpoint's size.
+        old: u64,
+        /// Events in the log.
+        new: u64,
+    },
+    /// The log does not extend the latest checkpoint's tree.
+    #[error("the log is not consistent with the latest checkpoint (size {old}): {source}")]
+    Inconsistent {
+        /// The checkpoint's size.
+        old: u64,
+        /// Why the consistency proof fails.
+        source: merkle::ProofError,
+    },
+}
+
 fn run_verify(
     audit: &Audit,
     tx: &mpsc::Sender<Result<pb::VerifyLogProgress, Status>>,
@@ -460,33 +506,26 @@ fn run_verify(
         ..Default::default()
     };
     // The persisted tree and the latest checkpoint must agree with the recomputed root.
-    let tree_check = (|| -> Result<(), String> {
+    let tree_check = (|| -> Result<(), TreeCheckError> {
         if let Err(e) = audit.tree.catch_up(&audit.store) {
-            return Err(format!("merkle tree follower: {e}"));
+            return Err(TreeCheckError::Follower(e));
         }
-        let tree_root = audit.tree.root(walk.events).map_err(|e| e.to_string())?;
+        let tree_root = audit.tree.root(walk.events)?;
         if tree_root != walk.root {
-            return Err(format!(
-                "the persisted Merkle tree's root at size {} is {}, recomputed from the records {}",
-                walk.events,
-                crate::hex::encode(&tree_root),
-                crate::hex::encode(&walk.root)
-            ));
+            return Err(TreeCheckError::RootMismatch {
+                size: walk.events,
+                persisted: tree_root,
+                recomputed: walk.root,
+            });
         }
-        if let Some(latest) = audit.checkpointer.latest().map_err(|e| e.to_string())? {
+        if let Some(latest) = audit.checkpointer.latest()? {
             let (old, new) = (latest.checkpoint.size, walk.events);
             if old > new {
-                return Err(format!(
-                    "the latest checkpoint commits to {old} events, the log has {new}"
-                ));
+                return Err(TreeCheckError::CheckpointAhead { old, new });
             }
-            let proof = audit
-                .tree
-                .consistency_proof(old, new)
-                .map_err(|e| e.to_string())?;
-            merkle::verify_consistency(old, new, &latest.checkpoint.root, &walk.root, &proof).map_err(
-                |e| format!("the log is not consistent with the latest checkpoint (size {old}): {e}"),
-            )?;
+            let proof = audit.tree.consistency_proof(old, new)?;
+            merkle::verify_consistency(old, new, &latest.checkpoint.root, &walk.root, &proof)
+                .map_err(|source| TreeCheckError::Inconsistent { old, source })?;
         }
         Ok(())
     })();
@@ -494,7 +533,7 @@ fn run_verify(
         Ok(()) => result.tree_matches = true,
         Err(reason) => {
             result.ok = false;
-            result.reason = reason;
+            result.reason = reason.to_string();
         }
     }
     result

@@ -35,7 +35,7 @@ pub enum StatisticsError {
     Stopped(String),
     /// A point-in-time replay of the log failed (UNAVAILABLE).
     #[error("{0}")]
-    Replay(String),
+    Replay(crate::projection::ProjectionError),
     /// A blocking task panicked or was cancelled (INTERNAL).
     #[error("{0}")]
     Task(#[from] tokio::task::JoinError),
@@ -216,9 +216,9 @@ impl pb::statistics_server::Statistics for StatisticsService {
             let shared = self.shared()?.clone();
             let seq = r.as_of_seq;
             tokio::task::spawn_blocking(
-                move || -> Result<Result<_, crate::projection::QueryError>, String> {
+                move || -> Result<Result<_, crate::projection::QueryError>, crate::projection::ProjectionError> {
                     let state = if seq > 0 {
-                        replay(&store, AsOf::Seq(seq, as_of)).map_err(|e| e.to_string())?
+                        replay(&store, AsOf::Seq(seq, as_of))?
                     } else {
                         let d = as_of.expect("date");
                         if max_on.is_some_and(|m| d < m) {
@@ -230,7 +230,7 @@ impl pb::statistics_server::Statistics for StatisticsService {
                                 .month_end_state(d);
                             match snapshot {
                                 Some(state) => state,
-                                None => replay(&store, AsOf::Date(d)).map_err(|e| e.to_string())?,
+                                None => replay(&store, AsOf::Date(d))?,
                             }
                         } else {
                             shared

@@ -154,11 +154,14 @@ pub fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
     h.finalize()[..4].try_into().expect("4 bytes")
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// A key name that is empty or holds a space or a `+` (shown).
+#[derive(Debug, thiserror::Error)]
+#[error("key name {0:?} must be non-empty without spaces or '+'")]
+struct BadKeyName(String);
+
+fn check_name(name: &str) -> Result<(), BadKeyName> {
     if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "key name {name:?} must be non-empty without spaces or '+'"
-        ));
+        return Err(BadKeyName(name.to_string()));
     }
     Ok(())
 }
@@ -175,7 +178,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(name: &str, key: VerifyingKey) -> Result<Verifier, NoteError> {
-        check_name(name).map_err(NoteError::BadVerifierKey)?;
+        check_name(name).map_err(|e| NoteError::BadVerifierKey(e.to_string()))?;
         Ok(Verifier {
             name: name.to_string(),
             key_id: key_id(name, key.as_bytes()),
@@ -191,7 +194,7 @@ impl Verifier {
         let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("expected <name>+<key id hex>+<base64 key>"));
         };
-        check_name(name).map_err(NoteError::BadVerifierKey)?;
+        check_name(name).map_err(|e| NoteError::BadVerifierKey(e.to_string()))?;
         if id_hex.len() != 8 {
             return Err(bad("key id is not 8 hex digits"));
         }
@@ -300,7 +303,7 @@ pub(crate) fn split_note(note: &str) -> Result<(&str, Vec<SigLine>), NoteError> 
         let (name, b64) = rest
             .split_once(' ')
             .ok_or_else(|| bad("signature line has no signature"))?;
-        check_name(name).map_err(NoteError::Malformed)?;
+        check_name(name).map_err(|e| NoteError::Malformed(e.to_string()))?;
         let raw = B64.decode(b64).map_err(|_| bad("signature is not base64"))?;
         if raw.len() < 5 {
             return Err(bad("signature too short"));

@@ -91,11 +91,67 @@ pub fn cosign(note: &str, signer: &NoteSigner) -> String {
     format!("{note}{line}")
 }
 
-fn field<'a>(line: Option<&'a str>, name: &str) -> Result<&'a str, String> {
-    let line = line.ok_or_else(|| format!("missing the {name} line"))?;
+/// Why a hand-over body does not parse (see the module documentation); the
+/// reason of a [`NoteError::Handover`].
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    /// The body does not end in `\n`.
+    #[error("the body does not end in a newline")]
+    NoFinalNewline,
+    /// The first line is empty.
+    #[error("empty origin line")]
+    EmptyOrigin,
+    /// The second line (shown, if any) is not [`HANDOVER_TAG`].
+    #[error("second line is {0:?}, not {HANDOVER_TAG:?}: not a key hand-over")]
+    NotAHandover(Option<String>),
+    /// The body ends before the line `name`.
+    #[error("missing the {0} line")]
+    MissingLine(&'static str),
+    /// A line is not `name ...`.
+    #[error("expected a line `{name} ...`, found {line:?}")]
+    WrongLine {
+        /// The line expected.
+        name: &'static str,
+        /// The line found.
+        line: String,
+    },
+    /// The size is not canonical decimal.
+    #[error("the size is not a decimal number without leading zeros")]
+    SizeNotDecimal,
+    /// The size does not fit in a `u64`.
+    #[error("the size does not fit in 64 bits")]
+    SizeTooLarge,
+    /// The root is not base64.
+    #[error("the root is not base64")]
+    RootNotBase64,
+    /// The root does not decode to 32 bytes.
+    #[error("the root is not 32 bytes")]
+    RootLength,
+    /// The `old` line is not a vkey.
+    #[error("old key: {0}")]
+    OldKey(#[source] NoteError),
+    /// The `new` line is not a vkey.
+    #[error("new key: {0}")]
+    NewKey(#[source] NoteError),
+    /// The time (shown) is not `YYYY-MM-DDTHH:MM:SSZ`.
+    #[error("the time {0:?} is not YYYY-MM-DDTHH:MM:SSZ")]
+    TimeFormat(String),
+    /// The time (shown) parses but is not written canonically.
+    #[error("the time {0:?} is not in canonical form")]
+    TimeNotCanonical(String),
+    /// A line (shown) after the `time` line.
+    #[error("unexpected line after time: {0:?}")]
+    ExtraLine(String),
+}
+
+fn field<'a>(line: Option<&'a str>, name: &'static str) -> Result<&'a str, BodyError> {
+    let line = line.ok_or(BodyError::MissingLine(name))?;
     line.strip_prefix(name)
         .and_then(|r| r.strip_prefix(' '))
-        .ok_or_else(|| format!("expected a line `{name} ...`, found {line:?}"))
+        .ok_or_else(|| BodyError::WrongLine {
+            name,
+            line: line.to_string(),
+        })
 }
 
 /// The body's fields, not yet checked against any key.
@@ -108,47 +164,39 @@ struct Body {
     time: String,
 }
 
-fn parse_body(body: &str) -> Result<Body, String> {
-    let text = body
-        .strip_suffix('\n')
-        .ok_or("the body does not end in a newline")?;
+fn parse_body(body: &str) -> Result<Body, BodyError> {
+    let text = body.strip_suffix('\n').ok_or(BodyError::NoFinalNewline)?;
     let mut lines = text.split('\n');
     let origin = lines
         .next()
         .filter(|l| !l.is_empty())
-        .ok_or("empty origin line")?;
+        .ok_or(BodyError::EmptyOrigin)?;
     match lines.next() {
         Some(HANDOVER_TAG) => {}
-        other => {
-            return Err(format!(
-                "second line is {other:?}, not {HANDOVER_TAG:?}: not a key hand-over"
-            ))
-        }
+        other => return Err(BodyError::NotAHandover(other.map(str::to_string))),
     }
     let size_text = field(lines.next(), "size")?;
     if size_text.is_empty()
         || !size_text.bytes().all(|b| b.is_ascii_digit())
         || (size_text.len() > 1 && size_text.starts_with('0'))
     {
-        return Err("the size is not a decimal number without leading zeros".into());
+        return Err(BodyError::SizeNotDecimal);
     }
-    let size: u64 = size_text
-        .parse()
-        .map_err(|_| "the size does not fit in 64 bits")?;
+    let size: u64 = size_text.parse().map_err(|_| BodyError::SizeTooLarge)?;
     let root = B64
         .decode(field(lines.next(), "root")?)
-        .map_err(|_| "the root is not base64")?;
-    let root: Hash = root.try_into().map_err(|_| "the root is not 32 bytes")?;
-    let old = Verifier::parse(field(lines.next(), "old")?).map_err(|e| format!("old key: {e}"))?;
-    let new = Verifier::parse(field(lines.next(), "new")?).map_err(|e| format!("new key: {e}"))?;
+        .map_err(|_| BodyError::RootNotBase64)?;
+    let root: Hash = root.try_into().map_err(|_| BodyError::RootLength)?;
+    let old = Verifier::parse(field(lines.next(), "old")?).map_err(BodyError::OldKey)?;
+    let new = Verifier::parse(field(lines.next(), "new")?).map_err(BodyError::NewKey)?;
     let time = field(lines.next(), "time")?;
     let parsed = jiff::civil::DateTime::strptime(TIME_FORMAT, time)
-        .map_err(|_| format!("the time {time:?} is not YYYY-MM-DDTHH:MM:SSZ"))?;
+        .map_err(|_| BodyError::TimeFormat(time.to_string()))?;
     if parsed.strftime(TIME_FORMAT).to_string() != time {
-        return Err(format!("the time {time:?} is not in canonical form"));
+        return Err(BodyError::TimeNotCanonical(time.to_string()));
     }
     if let Some(extra) = lines.next() {
-        return Err(format!("unexpected line after time: {extra:?}"));
+        return Err(BodyError::ExtraLine(extra.to_string()));
     }
     Ok(Body {
         origin: origin.to_string(),
@@ -175,7 +223,7 @@ impl Handover {
     pub fn verify(note: &str, expected_old: &Verifier, number: usize) -> Result<Handover, NoteError> {
         let bad = |reason: String| NoteError::Handover { number, reason };
         let (body, _) = split_note(note).map_err(|e| bad(e.to_string()))?;
-        let b = parse_body(body).map_err(bad)?;
+        let b = parse_body(body).map_err(|e| bad(e.to_string()))?;
         if b.old.vkey() != expected_old.vkey() {
             return Err(bad(format!(
                 "it hands over from key {}, but the key at this point of the chain is {}",

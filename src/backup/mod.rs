@@ -61,27 +61,63 @@ pub struct RestoreArgs {
     pub master_key_file: Option<PathBuf>,
 }
 
-fn read_key(path: &Option<PathBuf>) -> Result<Option<String>, String> {
+/// Why `registry backup` or `registry restore` failed.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    /// The file of `--key` cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadKey {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// The client's token or TLS settings.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// The async runtime does not start.
+    #[error(transparent)]
+    Runtime(std::io::Error),
+    /// The backup failed.
+    #[error(transparent)]
+    Backup(#[from] client::BackupClientError),
+    /// The master key does not load.
+    #[error("master key: {0}")]
+    MasterKey(#[source] crate::pii::PiiError),
+    /// A restore into a directory without a master key.
+    #[error(
+        "name the master key with --master-key-file or {}: a backup never holds it",
+        crate::server::MASTER_KEY_ENV
+    )]
+    NoMasterKey,
+    /// The backup does not verify, or the restore failed.
+    #[error(transparent)]
+    Restore(#[from] format::BackupError),
+}
+
+fn read_key(path: &Option<PathBuf>) -> Result<Option<String>, CommandError> {
     path.as_ref()
-        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display())))
+        .map(|p| {
+            std::fs::read_to_string(p).map_err(|source| CommandError::ReadKey {
+                path: p.clone(),
+                source,
+            })
+        })
         .transpose()
 }
 
 /// Runs `registry backup`.
 pub fn run_backup(args: BackupArgs) -> ExitCode {
-    let result = (|| -> Result<client::BackupReport, String> {
+    let result = (|| -> Result<client::BackupReport, CommandError> {
         let pinned = read_key(&args.key)?;
-        let mut options = crate::client::ClientOptions::new(&args.target, args.token_file.as_deref())
-            .map_err(|e| e.to_string())?;
-        options.tls = args.tls.for_target(&args.target).map_err(|e| e.to_string())?;
+        let mut options = crate::client::ClientOptions::new(&args.target, args.token_file.as_deref())?;
+        options.tls = args.tls.for_target(&args.target)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
-        runtime
-            .block_on(client::backup(&options, &args.out, pinned.as_deref()))
-            .map_err(|e| e.to_string())
+            .map_err(CommandError::Runtime)?;
+        Ok(runtime.block_on(client::backup(&options, &args.out, pinned.as_deref()))?)
     })();
     match result {
         Ok(r) if r.up_to_date => {
@@ -115,7 +151,7 @@ pub fn run_backup(args: BackupArgs) -> ExitCode {
 
 /// Runs `registry restore`.
 pub fn run_restore(args: RestoreArgs) -> ExitCode {
-    let result = (|| -> Result<restore::RestoreReport, String> {
+    let result = (|| -> Result<restore::RestoreReport, CommandError> {
         let pinned = read_key(&args.key)?;
         let mut last = std::time::Instant::now();
         let mut progress = |phase: &str, n: u64| {
@@ -128,24 +164,22 @@ pub fn run_restore(args: RestoreArgs) -> ExitCode {
             None => None,
             Some(dir) => {
                 let master = match &args.master_key_file {
-                    Some(path) => {
-                        crate::pii::MasterKey::load(path).map_err(|e| format!("master key: {e}"))?
-                    }
+                    Some(path) => crate::pii::MasterKey::load(path).map_err(CommandError::MasterKey)?,
                     None if std::env::var_os(crate::server::MASTER_KEY_ENV).is_some() => {
                         crate::pii::MasterKey::from_env(crate::server::MASTER_KEY_ENV)
-                            .map_err(|e| format!("master key: {e}"))?
+                            .map_err(CommandError::MasterKey)?
                     }
-                    None => {
-                        return Err(format!(
-                            "name the master key with --master-key-file or {}: a backup never holds it",
-                            crate::server::MASTER_KEY_ENV
-                        ))
-                    }
+                    None => return Err(CommandError::NoMasterKey),
                 };
                 Some(restore::RestoreTarget { dir, master })
             }
         };
-        restore::restore(&args.from, target, pinned.as_deref(), &mut progress).map_err(|e| e.to_string())
+        Ok(restore::restore(
+            &args.from,
+            target,
+            pinned.as_deref(),
+            &mut progress,
+        )?)
     })();
     match result {
         Ok(r) => {

@@ -46,21 +46,27 @@ pub struct GrantArgs {
     pub departments: Vec<String>,
 }
 
+/// A `--role` or `--department` (shown) that is not known.
+#[derive(Debug, thiserror::Error)]
+enum GrantError {
+    /// Not a role.
+    #[error("--role {0}: expected caseworker, supervisor, statistician, auditor or admin")]
+    Role(String),
+    /// Not a department code.
+    #[error("--department {0}: not a two-digit DIVIPOLA department code")]
+    Department(String),
+}
+
 impl GrantArgs {
-    fn grant(&self, expires_at: Option<u64>) -> Result<Grant, String> {
-        let role = Role::parse(&self.role).ok_or_else(|| {
-            format!(
-                "--role {}: expected caseworker, supervisor, statistician, auditor or admin",
-                self.role
-            )
-        })?;
+    fn grant(&self, expires_at: Option<u64>) -> Result<Grant, GrantError> {
+        let role = Role::parse(&self.role).ok_or_else(|| GrantError::Role(self.role.clone()))?;
         let departments = self
             .departments
             .iter()
             .map(|d| {
                 crate::domain::Department::parse(d)
                     .map(|d| d.code())
-                    .ok_or_else(|| format!("--department {d}: not a two-digit DIVIPOLA department code"))
+                    .ok_or_else(|| GrantError::Department(d.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Grant {
@@ -209,7 +215,7 @@ pub fn run_access(command: AccessCommand) -> Result<ExitCode, Box<dyn std::error
     }
 }
 
-fn list(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn list(path: &Path) -> Result<(), access_file::AccessError> {
     let file = AccessFile::load(path)?;
     let now = access_file::now_s();
     println!(

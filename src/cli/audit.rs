@@ -15,7 +15,7 @@ use crate::audit::tree::MerkleTree;
 use crate::audit::verify::check_log_against_checkpoint;
 use crate::audit::{Audit, AuditConfig, AuditError};
 use crate::hex::encode as hex;
-use crate::log::Store;
+use crate::log::{Store, StoreError};
 
 use super::CliResult;
 
@@ -195,18 +195,53 @@ pub struct BenchAuditArgs {
     pub append_seconds: u64,
 }
 
-fn open_store(data_dir: &Path) -> Result<Store, Box<dyn std::error::Error>> {
+/// Why a store, a verifier key or hand-over files named on the command
+/// line cannot be used (a usage or I/O error: exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditCliError {
+    /// No store in the directory (shown).
+    #[error("no store in {}", .0.display())]
+    NoStore(PathBuf),
+    /// The store does not open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The file holding the verifier key cannot be read.
+    #[error(transparent)]
+    KeyFile(std::io::Error),
+    /// The verifier key does not parse.
+    #[error(transparent)]
+    Key(#[from] NoteError),
+    /// A hand-over file cannot be read.
+    #[error("{}: {source}", file.display())]
+    HandoverFile {
+        /// The file.
+        file: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// A hand-over file (shown) holds no hand-over note.
+    #[error("{}: no hand-over note in the file", .0.display())]
+    NoHandover(PathBuf),
+    /// The tail of the log does not verify: nothing is signed.
+    #[error("refusing to sign: {0}")]
+    RefusingToSign(#[source] crate::log::VerifyError),
+    /// The audit state (key, Merkle tree, checkpoints) does not open.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+fn open_store(data_dir: &Path) -> Result<Store, AuditCliError> {
     if !data_dir.join("db").exists() {
-        return Err(format!("no store in {}", data_dir.display()).into());
+        return Err(AuditCliError::NoStore(data_dir.to_path_buf()));
     }
     Ok(Store::open(data_dir)?)
 }
 
 /// Reads a verifier key given inline or as a file.
-pub fn load_verifier(key: &str) -> Result<Verifier, Box<dyn std::error::Error>> {
+pub fn load_verifier(key: &str) -> Result<Verifier, AuditCliError> {
     let path = Path::new(key);
     let text = if path.is_file() {
-        std::fs::read_to_string(path)?
+        std::fs::read_to_string(path).map_err(AuditCliError::KeyFile)?
     } else {
         key.to_string()
     };
@@ -214,13 +249,16 @@ pub fn load_verifier(key: &str) -> Result<Verifier, Box<dyn std::error::Error>> 
 }
 
 /// Reads hand-over notes from files (each holding one or more), in order.
-pub fn read_handover_files(files: &[PathBuf]) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+pub fn read_handover_files(files: &[PathBuf]) -> Result<Vec<String>, AuditCliError> {
     let mut notes = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let text = std::fs::read_to_string(f).map_err(|source| AuditCliError::HandoverFile {
+            file: f.clone(),
+            source,
+        })?;
         let found = split_notes(&text);
         if found.is_empty() {
-            return Err(format!("{}: no hand-over note in the file", f.display()).into());
+            return Err(AuditCliError::NoHandover(f.clone()));
         }
         notes.extend(found);
     }
@@ -229,10 +267,7 @@ pub fn read_handover_files(files: &[PathBuf]) -> Result<Vec<String>, Box<dyn std
 
 /// The chain from a trusted key through hand-over notes. The outer error is
 /// a usage or I/O error; the inner one a rejected hand-over.
-fn load_chain(
-    key: &str,
-    handovers: &[PathBuf],
-) -> Result<Result<KeyChain, NoteError>, Box<dyn std::error::Error>> {
+fn load_chain(key: &str, handovers: &[PathBuf]) -> Result<Result<KeyChain, NoteError>, AuditCliError> {
     let verifier = load_verifier(key)?;
     let notes = read_handover_files(handovers)?;
     Ok(KeyChain::follow_from(verifier, &notes))
@@ -240,10 +275,10 @@ fn load_chain(
 
 /// Opens the store, verifies the tail of the chain (as start-up does) and
 /// catches the Merkle tree up. Refuses a broken log.
-fn open_audit(data_dir: &Path, keys: &KeyArgs) -> Result<Audit, Box<dyn std::error::Error>> {
+fn open_audit(data_dir: &Path, keys: &KeyArgs) -> Result<Audit, AuditCliError> {
     let store = open_store(data_dir)?;
-    crate::log::verify::verify_at_startup(&store).map_err(|e| format!("refusing to sign: {e}"))?;
-    Ok(Audit::open(&store, &keys.config(), true).map_err(|e: AuditError| e.to_string())?)
+    crate::log::verify::verify_at_startup(&store).map_err(AuditCliError::RefusingToSign)?;
+    Ok(Audit::open(&store, &keys.config(), true)?)
 }
 
 /// Runs `registry audit ...`.

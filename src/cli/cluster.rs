@@ -130,7 +130,7 @@ pub async fn run(command: ClusterCommand) -> Result<(), Box<dyn std::error::Erro
                 .await
                 .map_err(|e| format!("ClusterStatus: {:?}: {}", e.code(), e.message()))?
                 .into_inner();
-            print_status(&s, args.json)
+            Ok(print_status(&s, args.json)?)
         }
         ClusterCommand::Add { node, id, raft, api } => {
             let admin = admin(&node).await?;
@@ -145,7 +145,7 @@ pub async fn run(command: ClusterCommand) -> Result<(), Box<dyn std::error::Erro
             })
             .await
             .map_err(|e| format!("ClusterAddMember: {:?}: {}", e.code(), e.message()))?;
-            print_status(&s, node.json)
+            Ok(print_status(&s, node.json)?)
         }
         ClusterCommand::Remove { node, id } => {
             let admin = admin(&node).await?;
@@ -159,14 +159,14 @@ pub async fn run(command: ClusterCommand) -> Result<(), Box<dyn std::error::Erro
             })
             .await
             .map_err(|e| format!("ClusterRemoveMember: {:?}: {}", e.code(), e.message()))?;
-            print_status(&s, node.json)
+            Ok(print_status(&s, node.json)?)
         }
     }
 }
 
 type Admin = pb::admin_client::AdminClient<crate::client::AuthChannel>;
 
-async fn admin(args: &StatusArgs) -> Result<Admin, Box<dyn std::error::Error>> {
+async fn admin(args: &StatusArgs) -> Result<Admin, crate::client::ClientError> {
     let mut options = crate::client::ClientOptions::new(&args.target, args.token_file.as_deref())?;
     options.tls = args.tls.for_target(&args.target)?;
     let channel = crate::client::connect(&options, Duration::from_secs(5)).await?;
@@ -193,7 +193,7 @@ where
     }
 }
 
-fn print_status(s: &pb::ClusterStatusResponse, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn print_status(s: &pb::ClusterStatusResponse, json: bool) -> Result<(), serde_json::Error> {
     let head_hash = crate::hex::encode(&s.head_hash);
     if json {
         let members: Vec<serde_json::Value> = s

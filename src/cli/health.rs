@@ -48,7 +48,7 @@ pub fn run(args: HealthArgs) -> ExitCode {
             args.target,
             limit.as_secs()
         )),
-        Ok(Err(e)) => fail(&e),
+        Ok(Err(e)) => fail(&e.to_string()),
         Ok(Ok(status)) => {
             println!("{}", status.as_str_name());
             if status == ServingStatus::Serving {
@@ -65,9 +65,29 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// Why a health check got no status.
+#[derive(Debug, thiserror::Error)]
+enum CheckError {
+    /// The TLS settings or the connection.
+    #[error(transparent)]
+    Connect(#[from] crate::client::ClientError),
+    /// The call failed.
+    #[error("health check of {service:?} at {target}: {code:?}: {message}")]
+    Call {
+        /// The service asked about.
+        service: String,
+        /// The server.
+        target: String,
+        /// The status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+}
+
 /// One `Health/Check` call; a service the server does not know (NOT_FOUND) is SERVICE_UNKNOWN.
-async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
-    let tls = args.tls.for_target(&args.target).map_err(|e| e.to_string())?;
+async fn check(args: &HealthArgs) -> Result<ServingStatus, CheckError> {
+    let tls = args.tls.for_target(&args.target)?;
     let options = crate::client::ClientOptions {
         target: args.target.clone(),
         token: None,
@@ -75,9 +95,7 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
         tls,
     };
     // One attempt: a probe that waits for the server would hide that it is down.
-    let channel = crate::client::connect(&options, Duration::ZERO)
-        .await
-        .map_err(|e| e.to_string())?;
+    let channel = crate::client::connect(&options, Duration::ZERO).await?;
     let request = HealthCheckRequest {
         service: args.service.clone(),
     };
@@ -91,12 +109,11 @@ async fn check(args: &HealthArgs) -> Result<ServingStatus, String> {
             );
             Ok(ServingStatus::ServiceUnknown)
         }
-        Err(status) => Err(format!(
-            "health check of {:?} at {}: {:?}: {}",
-            args.service,
-            args.target,
-            status.code(),
-            status.message()
-        )),
+        Err(status) => Err(CheckError::Call {
+            service: args.service.clone(),
+            target: args.target.clone(),
+            code: status.code(),
+            message: status.message().to_string(),
+        }),
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::api::pb;
 use crate::audit::checkpoint::Verifier;
 use crate::projection::SuppressionRules;
-use crate::release::verify::{verify_dir, Verified};
-use crate::release::Release;
+use crate::release::verify::{verify_dir, Verified, VerifyError};
+use crate::release::{Release, NOTE};
 
 /// `registry publish`: a statistics release from a running server (its
 /// Statistics.Release RPC, a statistician's token) or a stopped store and
@@ -154,8 +154,13 @@ fn offline(dir: &Path, key_file: Option<&PathBuf>, as_of_seq: Option<u64>) -> Re
     )?)
 }
 
-fn load_key(key: &str) -> Result<Verifier, String> {
-    super::audit::load_verifier(key).map_err(|e| format!("--key: {e}"))
+/// A `--key` that is not a verifier key (inline or in a file).
+#[derive(Debug, thiserror::Error)]
+#[error("--key: {0}")]
+struct KeyArgError(#[source] super::audit::AuditCliError);
+
+fn load_key(key: &str) -> Result<Verifier, KeyArgError> {
+    super::audit::load_verifier(key).map_err(KeyArgError)
 }
 
 fn verify_cli(dir: &Path, key: &str) -> Result<ExitCode, BoxError> {
@@ -241,15 +246,28 @@ pub fn run(command: &ReleaseCommand) -> Result<ExitCode, BoxError> {
     }
 }
 
+/// Why a source of `release combine` is rejected.
+#[derive(Debug, thiserror::Error)]
+enum SourceError {
+    /// The release note cannot be read.
+    #[error("{NOTE}: {0}")]
+    ReadNote(#[source] std::io::Error),
+    /// No trusted key is named as the note's origin (shown).
+    #[error("{NOTE}: no trusted key is named {0:?}")]
+    NoTrustedKey(String),
+    /// The release does not verify with that key.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
 /// Verifies a source with the trusted key named as the release note's
 /// origin (the note's first line).
-fn verify_source(dir: &Path, trusted: &[Verifier]) -> Result<Verified, String> {
-    let note = std::fs::read_to_string(dir.join(crate::release::NOTE))
-        .map_err(|e| format!("{}: {e}", crate::release::NOTE))?;
+fn verify_source(dir: &Path, trusted: &[Verifier]) -> Result<Verified, SourceError> {
+    let note = std::fs::read_to_string(dir.join(NOTE)).map_err(SourceError::ReadNote)?;
     let origin = note.lines().next().unwrap_or_default();
     let key = trusted
         .iter()
         .find(|k| k.name == origin)
-        .ok_or_else(|| format!("{}: no trusted key is named {origin:?}", crate::release::NOTE))?;
-    verify_dir(dir, key).map_err(|e| e.to_string())
+        .ok_or_else(|| SourceError::NoTrustedKey(origin.to_string()))?;
+    Ok(verify_dir(dir, key)?)
 }

@@ -12,7 +12,7 @@ use crate::domain::Date;
 use crate::log::Store;
 use crate::projection::engine::{replay, AsOf, Engine, TREE};
 use crate::projection::export::{self, LongTable, TableKind};
-use crate::projection::query::{caseload, CaseloadQuery, Dim, Filter};
+use crate::projection::query::{caseload, CaseloadQuery, Dim, Filter, QueryError};
 use crate::projection::state::Metric;
 use crate::projection::state::ProjectionState;
 use crate::projection::suppress::SuppressionRules;
@@ -118,48 +118,109 @@ pub struct Question {
     pub published: bool,
 }
 
-fn month_arg(flag: &str, text: &Option<String>) -> Result<Option<(u32, String)>, String> {
+/// Why the arguments of `registry stats` do not make a [`Question`]; the
+/// message names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum QuestionError {
+    /// A flag (named) that only a caseload question takes.
+    #[error("{0}: only for --table caseload (the other tables reflect the log position)")]
+    CaseloadOnly(&'static str),
+    /// `--as-of` with a table that reflects the log position.
+    #[error("--as-of: only for --table caseload or worklists (the other tables reflect the log position)")]
+    AsOfTable,
+    /// `--as-of` (shown) is not a date.
+    #[error("--as-of: not a date: {0:?}")]
+    AsOfDate(String),
+    /// `--as-of-seq 0`.
+    #[error("--as-of-seq: must be at least 1")]
+    AsOfSeqZero,
+    /// A caseload dimension (shown) that does not exist.
+    #[error("--by: unknown dimension {0:?}")]
+    UnknownDimension(String),
+    /// A dimension (shown) that certifications do not break down by.
+    #[error("--by: {0:?} is not a certifications dimension (route, sector, stage)")]
+    NotACertificationsDimension(String),
+    /// A series breakdown that is refused.
+    #[error("--by: {0}")]
+    SeriesBreakdown(#[source] QueryError),
+    /// `--by` with a table (named) that has no breakdown.
+    #[error("--by: --table {} has no breakdown", .0.as_str().replace('_', "-"))]
+    NoBreakdown(TableKind),
+    /// A `--filter` that does not parse.
+    #[error("--filter: {0}")]
+    Filter(#[source] QueryError),
+    /// A `--metric` (shown, shortened) that does not exist.
+    #[error("--metric: unknown metric {0:?}")]
+    UnknownMetric(String),
+    /// A series question without `--metric`.
+    #[error("--metric: required for --table series")]
+    MetricRequired,
+    /// `--metric` with a table other than the series.
+    #[error("--metric: only for --table series")]
+    MetricNotSeries,
+    /// `--from-month` or `--to-month` with a table that has no months.
+    #[error("--from-month/--to-month: only for --table series or expiring-permits")]
+    MonthsNotAllowed,
+    /// A month flag whose value (shown, shortened) is not `YYYY-MM`.
+    #[error("{flag}: expected YYYY-MM, got {text:?}")]
+    Month {
+        /// The flag.
+        flag: &'static str,
+        /// Its value, shortened.
+        text: String,
+    },
+    /// A caseload breakdown and filters that do not go together.
+    #[error("--{0}")]
+    Caseload(#[source] QueryError),
+    /// Thresholds with `--target`.
+    #[error("--min-cell/--min-cell-sensitive: not with --target (the server applies its own thresholds)")]
+    ThresholdsWithTarget,
+    /// `--out` with `--format table`.
+    #[error("--out: needs --format csv, json or parquet")]
+    OutNeedsFormat,
+    /// `--format parquet` without `--out`.
+    #[error("--format parquet: needs --out FILE (Parquet is a binary file)")]
+    ParquetNeedsOut,
+}
+
+/// The first characters of a value echoed in an error message.
+fn echoed(text: &str) -> String {
+    text.chars().take(crate::limits::ECHOED_VALUE_CHARS_MAX).collect()
+}
+
+fn month_arg(flag: &'static str, text: &Option<String>) -> Result<Option<(u32, String)>, QuestionError> {
     let Some(t) = text else { return Ok(None) };
     let d = Date::parse(&format!("{t}-01"))
         .filter(|_| t.len() == 7)
-        .ok_or_else(|| {
-            format!(
-                "{flag}: expected YYYY-MM, got {:?}",
-                t.chars()
-                    .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
-                    .collect::<String>()
-            )
+        .ok_or_else(|| QuestionError::Month {
+            flag,
+            text: echoed(t),
         })?;
     Ok(Some((crate::projection::month_index(d), t.clone())))
 }
 
 impl Question {
     /// Checks the arguments; errors name the flag.
-    pub fn from_args(args: &StatsArgs) -> Result<Question, String> {
+    pub fn from_args(args: &StatsArgs) -> Result<Question, QuestionError> {
         let kind = args.table;
-        let caseload_only = |flag: &str, given: bool| {
+        let caseload_only = |flag: &'static str, given: bool| {
             if given && kind != TableKind::Caseload {
-                Err(format!(
-                    "{flag}: only for --table caseload (the other tables reflect the log position)"
-                ))
+                Err(QuestionError::CaseloadOnly(flag))
             } else {
                 Ok(())
             }
         };
         if args.as_of.is_some() && !matches!(kind, TableKind::Caseload | TableKind::Worklists) {
-            return Err(
-                "--as-of: only for --table caseload or worklists (the other tables reflect the log position)"
-                    .into(),
-            );
+            return Err(QuestionError::AsOfTable);
         }
         caseload_only("--as-of-seq", args.as_of_seq.is_some())?;
         caseload_only("--filter", !args.filter.is_empty())?;
         let as_of = match &args.as_of {
-            Some(t) => Some(Date::parse(t).ok_or_else(|| format!("--as-of: not a date: {t:?}"))?),
+            Some(t) => Some(Date::parse(t).ok_or_else(|| QuestionError::AsOfDate(t.clone()))?),
             None => None,
         };
         if args.as_of_seq == Some(0) {
-            return Err("--as-of-seq: must be at least 1".into());
+            return Err(QuestionError::AsOfSeqZero);
         }
         let by: Vec<&str> = args
             .by
@@ -172,15 +233,13 @@ impl Question {
         match kind {
             TableKind::Caseload => {
                 for d in &by {
-                    dims.push(Dim::parse(d).ok_or_else(|| format!("--by: unknown dimension {d:?}"))?);
+                    dims.push(Dim::parse(d).ok_or_else(|| QuestionError::UnknownDimension(d.to_string()))?);
                 }
             }
             TableKind::Certifications => {
                 for d in &by {
                     if !["route", "sector", "stage"].contains(d) {
-                        return Err(format!(
-                            "--by: {d:?} is not a certifications dimension (route, sector, stage)"
-                        ));
+                        return Err(QuestionError::NotACertificationsDimension(d.to_string()));
                     }
                 }
                 breakdown = ["route", "sector", "stage"]
@@ -192,37 +251,27 @@ impl Question {
                 breakdown = crate::projection::series_breakdown(
                     &by.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
                 )
-                .map_err(|e| format!("--by: {e}"))?;
+                .map_err(QuestionError::SeriesBreakdown)?;
             }
-            _ if !by.is_empty() => {
-                return Err(format!(
-                    "--by: --table {} has no breakdown",
-                    kind.as_str().replace('_', "-")
-                ))
-            }
+            _ if !by.is_empty() => return Err(QuestionError::NoBreakdown(kind)),
             _ => {}
         }
         let filters = args
             .filter
             .iter()
-            .map(|f| Filter::parse(f).map_err(|e| format!("--filter: {e}")))
+            .map(|f| Filter::parse(f).map_err(QuestionError::Filter))
             .collect::<Result<Vec<_>, _>>()?;
         let metric = match (&args.metric, kind) {
-            (Some(m), TableKind::Series) => Some(Metric::parse(m).ok_or_else(|| {
-                format!(
-                    "--metric: unknown metric {:?}",
-                    m.chars()
-                        .take(crate::limits::ECHOED_VALUE_CHARS_MAX)
-                        .collect::<String>()
-                )
-            })?),
-            (None, TableKind::Series) => return Err("--metric: required for --table series".into()),
-            (Some(_), _) => return Err("--metric: only for --table series".into()),
+            (Some(m), TableKind::Series) => {
+                Some(Metric::parse(m).ok_or_else(|| QuestionError::UnknownMetric(echoed(m)))?)
+            }
+            (None, TableKind::Series) => return Err(QuestionError::MetricRequired),
+            (Some(_), _) => return Err(QuestionError::MetricNotSeries),
             (None, _) => None,
         };
         let months_allowed = matches!(kind, TableKind::Series | TableKind::ExpiringPermits);
         if !months_allowed && (args.from_month.is_some() || args.to_month.is_some()) {
-            return Err("--from-month/--to-month: only for --table series or expiring-permits".into());
+            return Err(QuestionError::MonthsNotAllowed);
         }
         let from = month_arg("--from-month", &args.from_month)?;
         let to = month_arg("--to-month", &args.to_month)?;
@@ -231,21 +280,18 @@ impl Question {
             filters,
             published: args.published,
         };
-        crate::projection::query::validate(&caseload).map_err(|e| format!("--{e}"))?;
+        crate::projection::query::validate(&caseload).map_err(QuestionError::Caseload)?;
         if args.target.is_some()
             && (args.min_cell != crate::limits::STATS_MIN_CELL
                 || args.min_cell_sensitive != crate::limits::STATS_MIN_CELL_SENSITIVE)
         {
-            return Err(
-                "--min-cell/--min-cell-sensitive: not with --target (the server applies its own thresholds)"
-                    .into(),
-            );
+            return Err(QuestionError::ThresholdsWithTarget);
         }
         if args.out.is_some() && args.format == Format::Table {
-            return Err("--out: needs --format csv, json or parquet".into());
+            return Err(QuestionError::OutNeedsFormat);
         }
         if args.out.is_none() && args.format == Format::Parquet {
-            return Err("--format parquet: needs --out FILE (Parquet is a binary file)".into());
+            return Err(QuestionError::ParquetNeedsOut);
         }
         Ok(Question {
             kind,

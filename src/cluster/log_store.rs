@@ -41,7 +41,28 @@ fn io_err(
     StorageIOError::new(subject, verb, openraft::AnyError::new(&e)).into()
 }
 
-fn logs_err(verb: ErrorVerb) -> impl Fn(Box<dyn std::error::Error>) -> StorageError {
+/// Why a read or write of the Raft log or its metadata failed (turned into
+/// openraft's [`StorageError`] by [`logs_err`] and the vote methods).
+#[derive(Debug, thiserror::Error)]
+enum LogStoreError {
+    /// sled failed.
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    /// An entry or a metadata value does not encode or decode (postcard).
+    #[error(transparent)]
+    Codec(#[from] postcard::Error),
+    /// Making the writes durable failed.
+    #[error(transparent)]
+    Sync(#[from] crate::log::StoreError),
+    /// A key of the `raft_log` tree that is not a big-endian u64.
+    #[error("a Raft log key is not 8 bytes")]
+    KeyLength,
+    /// An entry whose log id's index is not its key.
+    #[error("a Raft log entry is stored under another index")]
+    MisplacedEntry,
+}
+
+fn logs_err(verb: ErrorVerb) -> impl Fn(LogStoreError) -> StorageError {
     move |e| {
         let e = std::io::Error::other(e.to_string());
         io_err(ErrorSubject::Logs, verb, e)
@@ -64,38 +85,31 @@ impl LogStore {
             && self.meta.get(META_PURGED)?.is_none())
     }
 
-    fn sync(&self) -> Result<(), Box<dyn std::error::Error>> {
+    fn sync(&self) -> Result<(), LogStoreError> {
         let applier = self.applier.lock().unwrap_or_else(|p| p.into_inner());
-        applier.sync().map_err(|e| e.into())
+        Ok(applier.sync()?)
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, Box<dyn std::error::Error>> {
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, LogStoreError> {
         match self.meta.get(key)? {
             Some(v) => Ok(Some(decode(&v)?)),
             None => Ok(None),
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), Box<dyn std::error::Error>> {
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), LogStoreError> {
         self.meta.insert(key, encode(value)?)?;
         Ok(())
     }
 
-    fn last_entry_id(&self) -> Result<Option<LogId>, Box<dyn std::error::Error>> {
+    fn last_entry_id(&self) -> Result<Option<LogId>, LogStoreError> {
         match self.log.last()? {
             Some((_, v)) => Ok(Some(decode::<Entry>(&v)?.log_id)),
             None => Ok(None),
         }
     }
 
-    fn read_range(
-        &self,
-        start: u64,
-        end_exclusive: Option<u64>,
-    ) -> Result<Vec<Entry>, Box<dyn std::error::Error>> {
+    fn read_range(&self, start: u64, end_exclusive: Option<u64>) -> Result<Vec<Entry>, LogStoreError> {
         let mut out = Vec::new();
         let from = start.to_be_bytes();
         let iter = match end_exclusive {
@@ -105,20 +119,16 @@ impl LogStore {
         for item in iter {
             let (k, v) = item?;
             let entry: Entry = decode(&v)?;
-            let index = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| "a Raft log key is not 8 bytes")?,
-            );
+            let index = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| LogStoreError::KeyLength)?);
             if entry.log_id.index != index {
-                return Err("a Raft log entry is stored under another index".into());
+                return Err(LogStoreError::MisplacedEntry);
             }
             out.push(entry);
         }
         Ok(out)
     }
 
-    fn remove_range(&self, from: u64, to_inclusive: Option<u64>) -> Result<(), Box<dyn std::error::Error>> {
+    fn remove_range(&self, from: u64, to_inclusive: Option<u64>) -> Result<(), LogStoreError> {
         let mut batch = sled::Batch::default();
         let start = from.to_be_bytes();
         let keys: Vec<sled::IVec> = match to_inclusive {
@@ -209,7 +219,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let write = || -> Result<(), Box<dyn std::error::Error>> {
+        let write = || -> Result<(), LogStoreError> {
             let mut batch = sled::Batch::default();
             for entry in entries {
                 batch.insert(&entry.log_id.index.to_be_bytes()[..], encode(&entry)?);

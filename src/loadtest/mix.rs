@@ -99,45 +99,62 @@ impl Mix {
     }
 }
 
+/// Why a `--mix` does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MixError {
+    /// A part (shown) that is not `KIND=WEIGHT`.
+    #[error("mix: expected KIND=WEIGHT, got {0:?}")]
+    NotKindWeight(String),
+    /// A kind (shown) that does not exist.
+    #[error(
+        "mix: unknown kind {0:?} (one of {kinds})",
+        kinds = OpKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownKind(String),
+    /// A kind named twice.
+    #[error("mix: {} named twice", .0.name())]
+    NamedTwice(OpKind),
+    /// A weight that is not a whole number.
+    #[error("mix: weight of {} must be a whole number", .0.name())]
+    NotAWholeNumber(OpKind),
+    /// A weight over [`WEIGHT_MAX`].
+    #[error("mix: weight of {} must be at most {WEIGHT_MAX}", .0.name())]
+    TooHeavy(OpKind),
+    /// Every weight is zero.
+    #[error("mix: at least one weight must be positive")]
+    AllZero,
+}
+
 impl FromStr for Mix {
-    type Err = String;
+    type Err = MixError;
 
     /// `command=25,register=5,read=35,lookup=15,stats=10,proof=10`; kinds not
     /// named get weight 0.
-    fn from_str(s: &str) -> Result<Mix, String> {
+    fn from_str(s: &str) -> Result<Mix, MixError> {
         let mut weights = [0u32; 6];
         let mut seen = [false; 6];
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, value) = part
                 .split_once('=')
-                .ok_or_else(|| format!("mix: expected KIND=WEIGHT, got {part:?}"))?;
-            let kind = OpKind::from_name(name.trim()).ok_or_else(|| {
-                let names: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
-                format!(
-                    "mix: unknown kind {:?} (one of {})",
-                    name.trim(),
-                    names.join(", ")
-                )
-            })?;
+                .ok_or_else(|| MixError::NotKindWeight(part.to_string()))?;
+            let kind = OpKind::from_name(name.trim())
+                .ok_or_else(|| MixError::UnknownKind(name.trim().to_string()))?;
             if seen[kind.index()] {
-                return Err(format!("mix: {} named twice", kind.name()));
+                return Err(MixError::NamedTwice(kind));
             }
             seen[kind.index()] = true;
             let weight: u32 = value
                 .trim()
                 .parse()
-                .map_err(|_| format!("mix: weight of {} must be a whole number", kind.name()))?;
+                .map_err(|_| MixError::NotAWholeNumber(kind))?;
             if weight > WEIGHT_MAX {
-                return Err(format!(
-                    "mix: weight of {} must be at most {WEIGHT_MAX}",
-                    kind.name()
-                ));
+                return Err(MixError::TooHeavy(kind));
             }
             weights[kind.index()] = weight;
         }
         let mix = Mix { weights };
         if mix.total() == 0 {
-            return Err("mix: at least one weight must be positive".into());
+            return Err(MixError::AllZero);
         }
         Ok(mix)
     }

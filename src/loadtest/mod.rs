@@ -46,7 +46,7 @@ use tokio::sync::Semaphore;
 use crate::api::pb;
 use crate::client::{connect, ClientOptions};
 use crate::simulate::rng::{mix64, Rng};
-pub use mix::{Mix, OpKind};
+pub use mix::{Mix, MixError, OpKind};
 pub use report::Report;
 use report::{OpenLoop, Recorder};
 use workload::{CasePool, Ctx, Slot};

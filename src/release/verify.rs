@@ -72,9 +72,80 @@ pub enum VerifyError {
     },
     #[error("tables: {0}")]
     Tables(#[from] tables::TablesError),
+    /// A field of the manifest that is missing (or null).
+    #[error("{MANIFEST}: field {0} is missing")]
+    FieldMissing(&'static str),
+    /// A field of the manifest that is not a string.
+    #[error("{MANIFEST}: field {0} is not a string")]
+    FieldNotString(&'static str),
+    /// The release note's body is not a release body.
+    #[error("{NOTE}: {0}")]
+    NoteBody(#[from] NoteBodyError),
+    /// A table whose rows do not hold against its structure or the
+    /// disclosure threshold.
+    #[error("{file}: {source}")]
+    TableRows {
+        /// The table's data file.
+        file: String,
+        /// The first row that does not hold.
+        source: TableRowError,
+    },
     /// A check that failed; the message names the file (and row, cell).
     #[error("{0}")]
     Refused(String),
+}
+
+/// Why a release note's body is not `<origin>`, `statistics-release v1`,
+/// `seq <N>`, `manifest <64 hex>`, each ending in `\n`.
+#[derive(Debug, thiserror::Error)]
+pub enum NoteBodyError {
+    /// The body does not end in `\n`.
+    #[error("the body does not end in a newline")]
+    NoFinalNewline,
+    /// The body has another number of lines than four.
+    #[error("the body does not have exactly four lines")]
+    LineCount,
+    /// The second line (shown) is not [`NOTE_TAG`].
+    #[error("the second line is {0:?}, not {NOTE_TAG:?}")]
+    Tag(String),
+    /// The third line is not `seq <decimal>`.
+    #[error("the third line is not `seq <decimal>`")]
+    Seq,
+    /// The fourth line is not `manifest <64 lower-case hex digits>`.
+    #[error("the fourth line is not `manifest <64 lower-case hex digits>`")]
+    Manifest,
+}
+
+/// The first row of a table that does not hold against its structure or
+/// the disclosure threshold; `row` is the CSV line (the header is line 1).
+#[derive(Debug, thiserror::Error)]
+pub enum TableRowError {
+    /// A code that is not in the structure's codelist (months: not `YYYY-MM`).
+    #[error("row {row} ({cell}): {dim} {code:?} is not a code of the table's structure")]
+    NotACode {
+        /// The CSV line.
+        row: usize,
+        /// The row's cell, described by its codes.
+        cell: String,
+        /// The dimension.
+        dim: &'static str,
+        /// The code found.
+        code: String,
+    },
+    /// A published count under the threshold.
+    #[error(
+        "row {row} ({cell}): OBS_VALUE {value} is published, but disclosure control hides counts under {min_cell}"
+    )]
+    UnderThreshold {
+        /// The CSV line.
+        row: usize,
+        /// The row's cell, described by its codes.
+        cell: String,
+        /// The count published.
+        value: u64,
+        /// The smallest count the manifest allows to publish.
+        min_cell: u64,
+    },
 }
 
 impl From<String> for VerifyError {
@@ -90,32 +161,29 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>, VerifyError> {
     })
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {
+fn field<'a>(v: &'a Value, name: &'static str) -> Result<&'a Value, VerifyError> {
     v.get(name)
         .filter(|x| !x.is_null())
-        .ok_or_else(|| format!("{MANIFEST}: field {name} is missing"))
+        .ok_or(VerifyError::FieldMissing(name))
 }
 
-fn str_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, String> {
-    field(v, name)?
-        .as_str()
-        .ok_or_else(|| format!("{MANIFEST}: field {name} is not a string"))
+fn str_field<'a>(v: &'a Value, name: &'static str) -> Result<&'a str, VerifyError> {
+    field(v, name)?.as_str().ok_or(VerifyError::FieldNotString(name))
 }
 
 /// Parses a release note body: `<origin>`, `statistics-release v1`,
 /// `seq <N>`, `manifest <64 hex>`, each ending in `\n`, nothing else.
-fn parse_body(body: &str) -> Result<(String, u64, String), String> {
-    let bad = |m: &str| format!("{NOTE}: {m}");
+fn parse_body(body: &str) -> Result<(String, u64, String), NoteBodyError> {
     let lines: Vec<&str> = body
         .strip_suffix('\n')
-        .ok_or_else(|| bad("the body does not end in a newline"))?
+        .ok_or(NoteBodyError::NoFinalNewline)?
         .split('\n')
         .collect();
     let [origin, tag, seq, manifest] = lines[..] else {
-        return Err(bad("the body does not have exactly four lines"));
+        return Err(NoteBodyError::LineCount);
     };
     if tag != NOTE_TAG {
-        return Err(bad(&format!("the second line is {tag:?}, not {NOTE_TAG:?}")));
+        return Err(NoteBodyError::Tag(tag.to_string()));
     }
     let seq = seq
         .strip_prefix("seq ")
@@ -123,11 +191,11 @@ fn parse_body(body: &str) -> Result<(String, u64, String), String> {
             !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (*s == "0" || !s.starts_with('0'))
         })
         .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| bad("the third line is not `seq <decimal>`"))?;
+        .ok_or(NoteBodyError::Seq)?;
     let manifest = manifest
         .strip_prefix("manifest ")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .ok_or_else(|| bad("the fourth line is not `manifest <64 lower-case hex digits>`"))?;
+        .ok_or(NoteBodyError::Manifest)?;
     Ok((origin.to_string(), seq, manifest.to_string()))
 }
 
@@ -258,7 +326,10 @@ pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, VerifyError> {
             file: data.to_string(),
             source: Box::new(e),
         })?;
-        check_table(&t, &st, min_cell).map_err(|e| format!("{data}: {e}"))?;
+        check_table(&t, &st, min_cell).map_err(|source| VerifyError::TableRows {
+            file: data.to_string(),
+            source,
+        })?;
         tables_read.push(t);
     }
     // 6. Identities and the disclosure rule across tables.
@@ -290,7 +361,7 @@ pub fn verify_dir(dir: &Path, key: &Verifier) -> Result<Verified, VerifyError> {
 
 /// Codes against the structure's codelists (months as `YYYY-MM`), and no
 /// published count under the threshold.
-fn check_table(t: &DataTable, st: &sdmx::ParsedStructure, min_cell: u64) -> Result<(), String> {
+fn check_table(t: &DataTable, st: &sdmx::ParsedStructure, min_cell: u64) -> Result<(), TableRowError> {
     for (i, r) in t.rows.iter().enumerate() {
         for ((dim, _), code) in t.spec.dims.iter().zip(&r.key) {
             let ok = match st.codes.get(*dim) {
@@ -298,20 +369,21 @@ fn check_table(t: &DataTable, st: &sdmx::ParsedStructure, min_cell: u64) -> Resu
                 None => crate::domain::Date::parse(&format!("{code}-01")).is_some() && code.len() == 7,
             };
             if !ok {
-                return Err(format!(
-                    "row {} ({}): {dim} {code:?} is not a code of the table's structure",
-                    i + 2,
-                    t.describe(i)
-                ));
+                return Err(TableRowError::NotACode {
+                    row: i + 2,
+                    cell: t.describe(i),
+                    dim,
+                    code: code.clone(),
+                });
             }
         }
         if r.obs_status() == ObsStatus::Observed && r.value.is_some_and(|v| v < min_cell) {
-            return Err(format!(
-                "row {} ({}): OBS_VALUE {} is published, but disclosure control hides counts under {min_cell}",
-                i + 2,
-                t.describe(i),
-                r.value.unwrap_or(0)
-            ));
+            return Err(TableRowError::UnderThreshold {
+                row: i + 2,
+                cell: t.describe(i),
+                value: r.value.unwrap_or(0),
+                min_cell,
+            });
         }
     }
     Ok(())

@@ -136,7 +136,7 @@ pub enum SimulateError {
     #[error("opening the store: {0}")]
     Open(String),
     #[error("the case service failed: {0}")]
-    Service(String),
+    Service(#[source] ServiceFailure),
     #[error("closing the store: {0}")]
     Close(String),
     #[error("connecting: {0}")]
@@ -145,6 +145,75 @@ pub enum SimulateError {
     Statistics(String),
     #[error("writing {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+}
+
+/// The failure that stopped a run (direct or remote): the first one a
+/// worker met. Its message names the person, the step and the command, and
+/// only codes and status messages (never values).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceFailure {
+    /// The case service failed on a step (store unavailable, internal error).
+    #[error("person {index} step {step} {command}: {message}")]
+    Step {
+        /// The person's index.
+        index: u64,
+        /// The step of the person's plan.
+        step: usize,
+        /// The command's name.
+        command: &'static str,
+        /// What the case service said.
+        message: String,
+    },
+    /// A planned command has no wire form (a mapping bug, never input).
+    #[error("person {index} step {step} {command}: {source}")]
+    Wire {
+        /// The person's index.
+        index: u64,
+        /// The step of the person's plan.
+        step: usize,
+        /// The command's name.
+        command: &'static str,
+        /// The domain code without a wire value.
+        source: wire::WireError,
+    },
+    /// An RPC failed with a code that stops the run, after `attempts` attempts.
+    #[error(
+        "person {index} step {step} {command}: {} {message} (after {attempts} attempts)",
+        remote::code_name(*.code)
+    )]
+    Rpc {
+        /// The person's index.
+        index: u64,
+        /// The step of the person's plan.
+        step: usize,
+        /// The command's name.
+        command: &'static str,
+        /// The status code of the last attempt.
+        code: tonic::Code,
+        /// The status message of the last attempt.
+        message: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// An import stream failed with a code that stops the run, after
+    /// `attempts` attempts.
+    #[error(
+        "import stream of {persons} persons: {} {message} (after {attempts} attempts)",
+        remote::code_name(*.code)
+    )]
+    ImportStream {
+        /// Persons sent on the stream.
+        persons: usize,
+        /// The status code of the last attempt.
+        code: tonic::Code,
+        /// The status message of the last attempt.
+        message: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A client task panicked or was cancelled.
+    #[error("a client task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// The request id of step `step` of person `index`.
@@ -198,8 +267,8 @@ pub fn run(opts: &SimulateOptions) -> Result<SimulateReport, SimulateError> {
         .map_err(|e| SimulateError::Close(e.to_string()))?
         .seq;
     log.shutdown().map_err(|e| SimulateError::Close(e.to_string()))?;
-    if let Some(message) = run.take_fatal() {
-        return Err(SimulateError::Service(message));
+    if let Some(failure) = run.take_fatal() {
+        return Err(SimulateError::Service(failure));
     }
 
     let mut tally = Tally::default();
@@ -293,7 +362,7 @@ struct Run {
     /// Events appended so far (progress only).
     events: AtomicU64,
     stop: AtomicBool,
-    fatal: Mutex<Option<String>>,
+    fatal: Mutex<Option<ServiceFailure>>,
     bar: indicatif::ProgressBar,
 }
 
@@ -320,14 +389,14 @@ impl Run {
     }
 
     /// Stops the run on a failure of the service; the first one is kept.
-    fn fail(&self, message: String) {
+    fn fail(&self, failure: ServiceFailure) {
         self.stop.store(true, Ordering::Relaxed);
         let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
-        fatal.get_or_insert(message);
+        fatal.get_or_insert(failure);
     }
 
     /// The failure that stopped the run, if any.
-    fn take_fatal(&self) -> Option<String> {
+    fn take_fatal(&self) -> Option<ServiceFailure> {
         self.fatal.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
@@ -353,8 +422,8 @@ struct WorkerOutput {
 fn worker(shared: &Shared) -> WorkerOutput {
     let mut out = WorkerOutput::default();
     while let Some(index) = shared.run.take() {
-        if let Err(message) = run_person(shared, index, &mut out) {
-            shared.run.fail(message);
+        if let Err(failure) = run_person(shared, index, &mut out) {
+            shared.run.fail(failure);
             break;
         }
         shared.run.bar.inc(1);
@@ -364,7 +433,7 @@ fn worker(shared: &Shared) -> WorkerOutput {
 
 /// Runs one person's plan; `Err` only for a failure of the service itself
 /// (store unavailable, internal error), which stops the simulation.
-fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(), String> {
+fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(), ServiceFailure> {
     let planned_at = Instant::now();
     let mut plan = plan_person(shared.run.seed, index);
     out.planning += planned_at.elapsed();
@@ -423,11 +492,21 @@ fn run_person(shared: &Shared, index: u64, out: &mut WorkerOutput) -> Result<(),
                 case_id = Some(outcome.case_id);
                 final_state = Some(outcome.state);
             }
-            Err(CaseError::Unavailable(m)) => {
-                return Err(format!("person {index} step {step} {name}: {m}"));
+            Err(CaseError::Unavailable(message)) => {
+                return Err(ServiceFailure::Step {
+                    index,
+                    step,
+                    command: name,
+                    message,
+                });
             }
             Err(CaseError::Internal(e)) => {
-                return Err(format!("person {index} step {step} {name}: {e}"));
+                return Err(ServiceFailure::Step {
+                    index,
+                    step,
+                    command: name,
+                    message: e.to_string(),
+                });
             }
             Err(e) => {
                 out.tally.rejected += 1;

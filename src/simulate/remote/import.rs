@@ -17,7 +17,7 @@ use super::{
 use crate::api::pb;
 use crate::api::pb::import_client::ImportClient;
 use crate::client::AuthChannel;
-use crate::simulate::{plan_person, wire, PersonPlan};
+use crate::simulate::{plan_person, wire, PersonPlan, ServiceFailure};
 
 /// The duration an import stream aims at: the number of histories per
 /// stream doubles while streams take under half of it and halves when they
@@ -32,12 +32,16 @@ const IMPORT_QUEUE_HISTORIES: usize = 8;
 
 /// Person `index` as an import history: every command's case id left empty
 /// (the server continues the history's case and version).
-fn history(shared: &Shared, index: u64, plan: &PersonPlan) -> Result<pb::ImportCaseHistory, String> {
+fn history(shared: &Shared, index: u64, plan: &PersonPlan) -> Result<pb::ImportCaseHistory, ServiceFailure> {
     let mut commands = Vec::with_capacity(plan.commands.len());
     for (step, p) in plan.commands.iter().enumerate() {
         let h = header(shared, index, step, "", 0, p.command.on().to_string());
-        let c = wire::request(&p.command, plan, h)
-            .map_err(|e| format!("person {index} step {step} {}: {e}", p.command.name()))?;
+        let c = wire::request(&p.command, plan, h).map_err(|source| ServiceFailure::Wire {
+            index,
+            step,
+            command: p.command.name(),
+            source,
+        })?;
         commands.push(pb::ImportCommand { command: Some(c) });
     }
     Ok(pb::ImportCaseHistory {
@@ -52,8 +56,8 @@ pub(super) async fn import_client(
     mut client: ImportClient<AuthChannel>,
 ) -> ClientOutput {
     let mut out = ClientOutput::default();
-    if let Err(message) = import_streams(&shared, &mut client, &mut out).await {
-        shared.run.fail(message);
+    if let Err(failure) = import_streams(&shared, &mut client, &mut out).await {
+        shared.run.fail(failure);
     }
     out
 }
@@ -62,7 +66,7 @@ async fn import_streams(
     shared: &Shared,
     client: &mut ImportClient<AuthChannel>,
     out: &mut ClientOutput,
-) -> Result<(), String> {
+) -> Result<(), ServiceFailure> {
     // Persons sent again: those of a stream that failed on a transient error,
     // and those whose history was refused with a transient code.
     let mut resend: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
@@ -104,7 +108,7 @@ async fn import_streams(
                     break;
                 }
             }
-            Ok::<_, String>((sent, none_left))
+            Ok::<_, ServiceFailure>((sent, none_left))
         };
         let started = Instant::now();
         let call = client.import_cases(ReceiverStream::new(rx));
@@ -171,13 +175,12 @@ async fn import_streams(
                 resend.extend(sent);
             }
             Err(s) => {
-                return Err(format!(
-                    "import stream of {} persons: {} {} (after {} attempts)",
-                    sent.len(),
-                    code_name(s.code()),
-                    s.message(),
-                    stream_failures + 1
-                ));
+                return Err(ServiceFailure::ImportStream {
+                    persons: sent.len(),
+                    code: s.code(),
+                    message: s.message().to_string(),
+                    attempts: stream_failures + 1,
+                });
             }
         }
     }

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 
-use super::{request_id, SimulateError, Tally};
+use super::{request_id, ServiceFailure, SimulateError, Tally};
 use crate::api::pb;
 use crate::api::pb::caseworker_client::CaseworkerClient;
 use crate::api::pb::import_client::ImportClient;
@@ -141,7 +141,7 @@ fn fatal(code: Code) -> bool {
     )
 }
 
-fn code_name(code: Code) -> String {
+pub(super) fn code_name(code: Code) -> String {
     // `Code::description` is prose; the proto enum name is the stable code.
     format!("{code:?}").chars().fold(String::new(), |mut s, c| {
         if c.is_uppercase() && !s.is_empty() {
@@ -227,15 +227,15 @@ pub async fn run_remote(opts: &RemoteOptions) -> Result<RemoteReport, SimulateEr
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(out) => outputs.push(out),
-            Err(e) => shared.run.fail(format!("a client task failed: {e}")),
+            Err(e) => shared.run.fail(ServiceFailure::Task(e)),
         }
     }
     ticker.abort();
     let elapsed = started.elapsed();
     drop(progress);
     drop(channels);
-    if let Some(message) = shared.run.take_fatal() {
-        return Err(SimulateError::Service(message));
+    if let Some(failure) = shared.run.take_fatal() {
+        return Err(SimulateError::Service(failure));
     }
 
     let mut report = RemoteReport {

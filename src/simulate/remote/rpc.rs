@@ -9,7 +9,7 @@ use super::{code_name, fatal, header, transient, ClientOutput, Shared, ATTEMPTS_
 use crate::api::pb::caseworker_client::CaseworkerClient;
 use crate::client::AuthChannel;
 use crate::domain::{person_status, CaseState, ChannelCatalog, Event};
-use crate::simulate::{plan_person, wire, PersonPlan, Tally, TODAY};
+use crate::simulate::{plan_person, wire, PersonPlan, ServiceFailure, Tally, TODAY};
 
 /// The generator's expectation for one plan: each command decided on
 /// [`TODAY`] against the locally folded case, as the case service decides
@@ -51,8 +51,8 @@ pub(super) async fn rpc_client(
 ) -> ClientOutput {
     let mut out = ClientOutput::default();
     while let Some(index) = shared.run.take() {
-        if let Err(message) = rpc_person(&shared, &mut client, index, &mut out).await {
-            shared.run.fail(message);
+        if let Err(failure) = rpc_person(&shared, &mut client, index, &mut out).await {
+            shared.run.fail(failure);
             break;
         }
         shared.run.bar.inc(1);
@@ -66,7 +66,7 @@ async fn rpc_person(
     client: &mut CaseworkerClient<AuthChannel>,
     index: u64,
     out: &mut ClientOutput,
-) -> Result<(), String> {
+) -> Result<(), ServiceFailure> {
     let plan = plan_person(shared.run.seed, index);
     let expected = expect(&plan, &shared.catalog, &mut out.tally);
     let mut case_id = String::new();
@@ -74,8 +74,12 @@ async fn rpc_person(
     for (step, p) in plan.commands.iter().enumerate() {
         let name = p.command.name();
         let h = header(shared, index, step, &case_id, version, p.command.on().to_string());
-        let command = wire::request(&p.command, &plan, h)
-            .map_err(|e| format!("person {index} step {step} {name}: {e}"))?;
+        let command = wire::request(&p.command, &plan, h).map_err(|source| ServiceFailure::Wire {
+            index,
+            step,
+            command: name,
+            source,
+        })?;
         out.commands += 1;
         let mut attempt = 1;
         let result = loop {
@@ -114,11 +118,14 @@ async fn rpc_person(
                 case_id = r.case_id;
             }
             Err(s) if fatal(s.code()) => {
-                return Err(format!(
-                    "person {index} step {step} {name}: {} {} (after {attempt} attempts)",
-                    code_name(s.code()),
-                    s.message()
-                ));
+                return Err(ServiceFailure::Rpc {
+                    index,
+                    step,
+                    command: name,
+                    code: s.code(),
+                    message: s.message().to_string(),
+                    attempts: attempt,
+                });
             }
             Err(s) => {
                 out.rejections.add(&code_name(s.code()), || {
