@@ -95,6 +95,13 @@ pub const CASE_FILES_QUEUE_MAX: usize = 256;
 /// UNAVAILABLE. Publishing follows the commit within microseconds.
 pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How many times the case service prepares a command whose side writes
+/// conflict (a copy of a registration racing its original needs two).
+pub const PREPARE_ATTEMPTS_MAX: usize = 3;
+/// A document reservation older than this (µs) whose case never got an
+/// event is stale (its registration failed or crashed) and may be taken over.
+pub const RESERVATION_STALE_US: i64 = 60_000_000;
+
 /// Largest page a global or per-stream read returns.
 pub const READ_PAGE_EVENTS_MAX: usize = 10_000;
 // Every case is readable in one page (a case is folded from one read).

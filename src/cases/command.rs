@@ -452,17 +452,14 @@ fn is_link_command(command: &Command) -> bool {
     )
 }
 
-/// How many times the full path prepares a command whose side writes
-/// conflict (a copy racing its original needs two).
-const PREPARE_ATTEMPTS: usize = 3;
 
 /// Whether the full path prepares the command again: after a side
 /// conflict (a concurrent command took the key or a document first; the
 /// conflict is answered once that command is durable, so the next attempt
-/// reads it), at most [`PREPARE_ATTEMPTS`] times in all.
+/// reads it), at most [`PREPARE_ATTEMPTS_MAX`](crate::limits::PREPARE_ATTEMPTS_MAX) times in all.
 fn prepare_again(result: &Result<Appended, AppendError>, attempt: &mut usize) -> bool {
     match result {
-        Err(AppendError::SideConflict { index }) if *attempt < PREPARE_ATTEMPTS => {
+        Err(AppendError::SideConflict { index }) if *attempt < crate::limits::PREPARE_ATTEMPTS_MAX => {
             tracing::debug!(index, attempt, "side conflict; preparing the command again");
             *attempt += 1;
             true

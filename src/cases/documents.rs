@@ -11,9 +11,6 @@ use crate::pii::{self, DataKey, KeyStore};
 /// Sled tree of the document look-up index: blind index (32 bytes) ->
 /// case id || reserved_at_us (i64 BE).
 pub const TREE_DOCUMENTS: &str = "documents";
-/// A reservation older than this whose case never got an event is stale
-/// (its registration failed or crashed) and may be taken over.
-const RESERVATION_STALE_US: i64 = 60_000_000;
 
 impl Cases {
     /// The case holding a document, if any (erased persons hold none).
@@ -80,7 +77,7 @@ impl Cases {
         let owner_id = std::str::from_utf8(owner(held)).unwrap_or("");
         let at = i64::from_be_bytes(held[held.len() - 8..].try_into().unwrap_or([0; 8]));
         Ok(self.shared.store.stream_version(owner_id)? == 0
-            && crate::clock::now_us() - at > RESERVATION_STALE_US)
+            && crate::clock::now_us() - at > crate::limits::RESERVATION_STALE_US)
     }
 
     pub(super) fn release_reservations(&self, case_id: &str, blind: &[[u8; 32]]) {
