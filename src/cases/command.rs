@@ -452,7 +452,6 @@ fn is_link_command(command: &Command) -> bool {
     )
 }
 
-
 /// Whether the full path prepares the command again: after a side
 /// conflict (a concurrent command took the key or a document first; the
 /// conflict is answered once that command is durable, so the next attempt

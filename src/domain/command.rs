@@ -46,6 +46,9 @@ macro_rules! define_commands {
         }
 
         impl Command {
+            /// Every command's name, in table order.
+            pub const NAMES: &'static [&'static str] = &[$($(stringify!($name),)*)*];
+
             /// The command's stable name, used in rejections (`DeliverCard`).
             pub fn name(&self) -> &'static str {
                 match self {

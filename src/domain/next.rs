@@ -252,13 +252,34 @@ impl CaseState {
     /// The commands this case accepts on `today`, in the order of the
     /// Caseworker service's RPCs. Empty for a case that does not exist.
     pub fn next_steps(&self, today: Date, catalog: &ChannelCatalog) -> Vec<NextStep> {
-        let Some(person) = self.person.as_ref() else {
+        let on = today.max(self.latest_on.unwrap_or(today));
+        let Some(context) = self.probe_context(on, catalog) else {
             return Vec::new();
         };
-        let on = today.max(self.latest_on.unwrap_or(today));
-        let context = Context {
+        probes(&context)
+            .into_iter()
+            .filter_map(|probes| self.first_step(&probes, on, catalog))
+            .collect()
+    }
+
+    /// Every command of the table with this case's probe values on `on`
+    /// (what [`CaseState::next_steps`] tries): one list a row, in table
+    /// order (empty where a field has no value, such as an id the case does
+    /// not hold); nothing for a case that does not exist. The property tests
+    /// draw from it, so they send every command, a new one included.
+    #[cfg(test)]
+    pub(crate) fn probe_commands(&self, on: Date, catalog: &ChannelCatalog) -> Vec<Vec<Command>> {
+        let Some(context) = self.probe_context(on, catalog) else {
+            return Vec::new();
+        };
+        probes(&context).into_iter().map(|p| p.commands).collect()
+    }
+
+    /// What probe values are drawn from on `on`; `None` without a person.
+    fn probe_context<'a>(&'a self, on: Date, catalog: &ChannelCatalog) -> Option<Context<'a>> {
+        Some(Context {
             on,
-            person,
+            person: self.person.as_ref()?,
             certification_ids: self.certifications.iter().map(|c| c.id).collect(),
             open_request_ids: self
                 .subject_requests
@@ -268,11 +289,7 @@ impl CaseState {
                 .collect(),
             active_link_ids: self.active_links().map(|l| l.link_id.clone()).collect(),
             channels: catalog.channels().iter().map(|rules| rules.code).collect(),
-        };
-        probes(&context)
-            .into_iter()
-            .filter_map(|probes| self.first_step(&probes, on, catalog))
-            .collect()
+        })
     }
 
     /// The command's step with the earliest date among its probes (`None`,

@@ -1,9 +1,11 @@
 //! Property tests: random command sequences never panic, deciding is
 //! deterministic, and every state reached keeps the invariants.
 //!
-//! Sequences are half guided (the next sensible command for the current
-//! stage, so deep states are reached) and half random (any command, any
-//! stage), with dates that move forward by random steps and sometimes back.
+//! Sequences are mostly guided (the next sensible command for the current
+//! stage, so deep states are reached), else random (any command, any
+//! stage: hand-picked values, or any row of the command table with the
+//! case's probe values), with dates that move forward by random steps and
+//! sometimes back.
 
 use std::collections::BTreeSet;
 
@@ -258,23 +260,48 @@ fn guided_command(state: &CaseState, s: Step, on: Date) -> Command {
     }
 }
 
-/// Runs one sequence, checking the properties at every step. Returns the
-/// stages visited, for the coverage test.
-fn run_sequence(start_offset_days: u16, steps: &[Step]) -> BTreeSet<&'static str> {
+/// What a sequence reached, for the coverage test.
+#[derive(Default)]
+struct Reached {
+    /// The state names visited.
+    states: BTreeSet<&'static str>,
+    /// The commands decided (accepted or refused).
+    commands: BTreeSet<&'static str>,
+}
+
+/// Runs one sequence, checking the properties at every step.
+fn run_sequence(start_offset_days: u16, steps: &[Step]) -> Reached {
     let catalog = ChannelCatalog::builtin();
     let mut state = CaseState::default();
     let mut log: Vec<Event> = Vec::new();
     let mut today = d("2021-05-01").add_days(i64::from(start_offset_days));
-    let mut visited = BTreeSet::new();
+    let mut reached = Reached::default();
     for &s in steps {
         today = today.add_days(i64::from(s.advance_days));
         let on = if s.backdate { today.add_days(-30) } else { today };
-        let command = if s.pick < 160 {
-            guided_command(&state, s, on)
-        } else {
-            random_command(s, on)
+        let command = match s.pick {
+            0..160 => guided_command(&state, s, on),
+            160..224 => random_command(s, on),
+            // Any row of the command table, with the values the next-steps
+            // probes give this case (its own ids and links included): a
+            // command added to the table is exercised without a line here.
+            _ => {
+                let rows: Vec<Vec<Command>> = state
+                    .probe_commands(on, &catalog)
+                    .into_iter()
+                    .filter(|row| !row.is_empty())
+                    .collect();
+                match rows.len() {
+                    0 => random_command(s, on),
+                    n => {
+                        let row = &rows[usize::from(s.a) % n];
+                        row[usize::from(s.b) % row.len()].clone()
+                    }
+                }
+            }
         };
         let decided = state.decide(&command, today, &catalog);
+        reached.commands.insert(command.name());
         assert_eq!(
             decided,
             state.decide(&command, today, &catalog),
@@ -296,7 +323,7 @@ fn run_sequence(start_offset_days: u16, steps: &[Step]) -> BTreeSet<&'static str
             log.extend(events);
         }
         check_invariants(&state, &catalog, today, was_erased);
-        visited.insert(state.state_name());
+        reached.states.insert(state.state_name());
     }
     assert_eq!(
         CaseState::from_events(&log),
@@ -304,7 +331,7 @@ fn run_sequence(start_offset_days: u16, steps: &[Step]) -> BTreeSet<&'static str
         "replaying the log rebuilds the state"
     );
     assert_eq!(state.events_applied(), log.len() as u64);
-    visited
+    reached
 }
 
 fn check_invariants(state: &CaseState, catalog: &ChannelCatalog, today: Date, was_erased: bool) {
@@ -374,16 +401,17 @@ fn xorshift(seed: &mut u64) -> u64 {
 }
 
 #[test]
-fn the_sequence_generator_reaches_every_state() {
+fn the_sequence_generator_reaches_every_state_and_sends_every_command() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut visited = BTreeSet::new();
+    let mut sent = BTreeSet::new();
     for _ in 0..300 {
         let start = (xorshift(&mut seed) % 1800) as u16;
         let steps: Vec<Step> = (0..60)
             .map(|_| {
                 let r = xorshift(&mut seed).to_le_bytes();
                 Step {
-                    pick: r[0] % 200,
+                    pick: r[0],
                     a: r[1],
                     b: r[2],
                     advance_days: r[3] % 40,
@@ -391,11 +419,17 @@ fn the_sequence_generator_reaches_every_state() {
                 }
             })
             .collect();
-        visited.extend(run_sequence(start, &steps));
+        let reached = run_sequence(start, &steps);
+        visited.extend(reached.states);
+        sent.extend(reached.commands);
     }
     let mut expected: BTreeSet<&str> = Stage::ALL.iter().map(|stage| stage.as_str()).collect();
     expected.insert(NO_CASE);
     expected.insert(EXITED);
     let missing: Vec<_> = expected.difference(&visited).collect();
     assert!(missing.is_empty(), "never reached: {missing:?}");
+    // Every command of the table went through the properties at least once.
+    let every: BTreeSet<&str> = Command::NAMES.iter().copied().collect();
+    let never: Vec<_> = every.difference(&sent).collect();
+    assert!(never.is_empty(), "never sent: {never:?}");
 }
