@@ -25,6 +25,10 @@ pub struct AdminService {
 }
 
 impl AdminService {
+    /// An admin service on a single node: `access` is the server's view of
+    /// the access file whose tokens it manages; `checkpointer` signs the
+    /// checkpoint a backup is taken at.
+    /// [`AdminService::with_cluster`] adds a cluster node's Raft.
     pub fn new(
         access: Arc<AccessControl>,
         cases: Cases,
@@ -55,6 +59,9 @@ impl AdminService {
         self
     }
 
+    /// Wraps the service for tonic (messages at most
+    /// [`crate::limits::GRPC_MESSAGE_BYTES_MAX`] in,
+    /// [`crate::limits::GRPC_RESPONSE_BYTES_MAX`] out).
     pub fn into_server(self) -> pb::admin_server::AdminServer<Self> {
         pb::admin_server::AdminServer::new(self)
             .max_decoding_message_size(crate::limits::GRPC_MESSAGE_BYTES_MAX)

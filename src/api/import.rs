@@ -37,6 +37,7 @@ pub struct ImportService {
 }
 
 impl ImportService {
+    /// An import service whose commands run through `caseworker`.
     pub fn new(caseworker: CaseworkerService) -> ImportService {
         ImportService { caseworker }
     }

@@ -19,9 +19,9 @@ use crate::clock::today;
 use crate::domain::{Command, Date};
 use crate::limits::{CASE_EVENTS_PAGE_DEFAULT, CASE_EVENTS_PAGE_MAX, REQUEST_ID_BYTES_MAX};
 
-/// Generated code of the `regularization.v1` package.
 pub mod policy;
 
+/// Generated code of the `regularization.v1` package.
 pub mod pb {
     tonic::include_proto!("regularization.v1");
 }
@@ -42,6 +42,7 @@ pub struct CaseworkerService {
 }
 
 impl CaseworkerService {
+    /// A caseworker service over the case service `cases`.
     pub fn new(cases: Cases) -> Self {
         CaseworkerService { cases }
     }

@@ -18,10 +18,15 @@ pub struct PolicyService {
 }
 
 impl PolicyService {
+    /// A policy service over `cases`; `worklists` is the worklist
+    /// projection a dry run counts over (`None` if it could not be opened).
     pub fn new(cases: Cases, worklists: Option<std::sync::Arc<crate::worklist::Worklists>>) -> PolicyService {
         PolicyService { cases, worklists }
     }
 
+    /// Wraps the service for tonic (messages at most
+    /// [`crate::limits::GRPC_MESSAGE_BYTES_MAX`] in,
+    /// [`crate::limits::GRPC_RESPONSE_BYTES_MAX`] out).
     pub fn into_server(self) -> pb::policy_server::PolicyServer<Self> {
         pb::policy_server::PolicyServer::new(self)
             .max_decoding_message_size(crate::limits::GRPC_MESSAGE_BYTES_MAX)

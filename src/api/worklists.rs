@@ -26,7 +26,12 @@ pub enum WorklistServiceError {
     /// A request field out of range: INVALID_ARGUMENT with a BadRequest
     /// naming `field`.
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The request field, as named on the wire (e.g. `page_size`).
+        field: &'static str,
+        /// What is wrong with it, for the caller.
+        reason: String,
+    },
     /// The department asked for is outside the caller's scope
     /// (PERMISSION_DENIED).
     #[error("the department asked for is not within the departments of your scope")]
@@ -69,6 +74,9 @@ impl WorklistService {
         WorklistService { worklists, status }
     }
 
+    /// Wraps the service for tonic (messages at most
+    /// [`crate::limits::GRPC_MESSAGE_BYTES_MAX`] in,
+    /// [`crate::limits::GRPC_RESPONSE_BYTES_MAX`] out).
     pub fn into_server(self) -> WorklistsServer<WorklistService> {
         WorklistsServer::new(self)
             .max_decoding_message_size(crate::limits::GRPC_MESSAGE_BYTES_MAX)

@@ -46,13 +46,35 @@ pub enum PendingCommand {
     /// A command without personal data.
     Plain(Command),
     /// Registration: the identity is sealed into `Command::RegisterPerson.identity`.
-    Register { identity: Identity, command: Command },
+    Register {
+        /// The person's identity in clear; its documents are also reserved
+        /// in the document index.
+        identity: Identity,
+        /// The `RegisterPerson` command, its `identity` slot not yet filled.
+        command: Command,
+    },
     /// Rectification: the identity is sealed into `Command::UpdatePersonalData.identity`.
-    UpdatePersonalData { identity: Identity, command: Command },
+    UpdatePersonalData {
+        /// The corrected identity in clear; its documents are also reserved
+        /// in the document index.
+        identity: Identity,
+        /// The `UpdatePersonalData` command, its `identity` slot not yet filled.
+        command: Command,
+    },
     /// Permit issue: the number is sealed into `Command::IssuePermit.permit_number`.
-    IssuePermit { permit_number: String, command: Command },
+    IssuePermit {
+        /// The permit number in clear.
+        permit_number: String,
+        /// The `IssuePermit` command, its `permit_number` slot not yet filled.
+        command: Command,
+    },
     /// Visa: the number is sealed into `Command::SupersedeByVisa.visa_number`.
-    SupersedeByVisa { visa_number: String, command: Command },
+    SupersedeByVisa {
+        /// The visa number in clear.
+        visa_number: String,
+        /// The `SupersedeByVisa` command, its `visa_number` slot not yet filled.
+        command: Command,
+    },
 }
 
 /// What a command did.

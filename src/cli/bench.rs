@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use super::{CliResult, SyncArg};
 
+/// What `registry bench` measures (one subcommand per measurement).
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Merkle tree: append cost, proof generation, offline export verification.
@@ -20,6 +21,7 @@ pub enum BenchCommand {
     Layouts(crate::bench_layouts::BenchLayoutsArgs),
     /// A cluster snapshot of a stopped store: build, verify, install into an empty store, vs. a raw scan.
     Snapshot {
+        /// The stopped store to snapshot (gains its Merkle tree and an audit key if missing).
         #[arg(long)]
         data_dir: PathBuf,
         /// Scratch directory (deleted and recreated): the snapshot file and the installed store.
@@ -28,6 +30,7 @@ pub enum BenchCommand {
     },
     /// A stopped store's full verification vs. one sequential scan + BLAKE3 of the same records.
     Verify {
+        /// The stopped store to scan and verify (read only).
         #[arg(long)]
         data_dir: PathBuf,
     },
@@ -36,6 +39,7 @@ pub enum BenchCommand {
         /// Scratch directory (deleted and recreated).
         #[arg(long, default_value = "./bench-data")]
         dir: PathBuf,
+        /// Payload bytes per appended event.
         #[arg(long, default_value_t = 300)]
         payload_bytes: usize,
         /// Seconds per concurrency level.
@@ -44,6 +48,7 @@ pub enum BenchCommand {
         /// Concurrency levels.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         appenders: Vec<usize>,
+        /// Durability of each commit, for the writer and the raw limit alike.
         #[arg(long, value_enum, default_value_t = SyncArg::Fdatasync)]
         sync: SyncArg,
     },

@@ -33,8 +33,10 @@ pub struct PolicyArgs {
     /// A running server, `http://host:port` or `https://host:port`.
     #[arg(long)]
     pub target: String,
+    /// The token and TLS settings for `target`.
     #[command(flatten)]
     pub remote: super::stats::RemoteArgs,
+    /// List, record or preview.
     #[command(subcommand)]
     pub what: PolicyCommand,
 }
@@ -47,10 +49,16 @@ pub enum PolicyCommand {
     /// Record the instrument of a JSON file (admin token); a retry of the
     /// same file gets the original's answer.
     #[command(alias = "import")]
-    Record { file: PathBuf },
+    Record {
+        /// The instrument file (JSON, at most 256 KiB).
+        file: PathBuf,
+    },
     /// What recording the instrument of a JSON file would change (admin
     /// token); records nothing.
-    Preview { file: PathBuf },
+    Preview {
+        /// The instrument file (JSON, at most 256 KiB).
+        file: PathBuf,
+    },
 }
 
 #[derive(Deserialize)]

@@ -9,13 +9,15 @@ use std::time::Duration;
 use super::{CliResult, SyncArg};
 use crate::log::SyncMode;
 
-// The flags of `registry simulate` (no doc comment: the subcommand's help
-// is the variant's, in `cli/mod.rs`).
+/// The flags of `registry simulate` (the subcommand's help is that of the
+/// `Simulate` variant in `cli/mod.rs`, which overrides this comment).
 #[derive(clap::Args)]
 pub struct SimulateArgs {
     /// Number of persons (cases).
     #[arg(long)]
     pub persons: u64,
+    /// Seed of the caseload: the same seed and persons give the same
+    /// caseload and the same request ids, so a rerun is answered as a retry.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Direct mode: the store to write (service stopped).

@@ -72,13 +72,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Runs `registry bench worklists`.
 /// The window of `q`, `from .. to` (an open end empty).
 fn window(q: &Query) -> String {
     let date = |d: Option<Date>| d.map(|d| d.to_string()).unwrap_or_default();
     format!("{} .. {}", date(q.from), date(q.to))
 }
 
+/// Runs `registry bench worklists`.
 pub fn bench(args: &BenchWorklistsArgs) -> Result<(), BoxError> {
     let has_events = args.data_dir.join("db").exists() && Store::open(&args.data_dir)?.head()?.seq > 0;
     if !has_events {

@@ -18,13 +18,17 @@ pub struct CheckArgs {
     /// Output: the effective settings with their sources, then warnings and errors.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// The settings flags of `registry serve`, checked as `serve` would load them.
     #[command(flatten)]
     pub serve: ServeArgs,
 }
 
+/// How `registry config check` prints its report (`--format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
+    /// Lines for a terminal: each setting with its source, then warnings and errors.
     Text,
+    /// One pretty-printed JSON object (`valid`, settings, warnings, errors).
     Json,
 }
 

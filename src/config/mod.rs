@@ -56,8 +56,10 @@ pub const OTHER_ENV: &[&str] = &[
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines (tracing's default format).
     #[default]
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
@@ -365,16 +367,22 @@ pub struct ConfigError(pub String);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileOrigin {
+    /// The `--config` flag.
     Flag,
+    /// The `REGISTRY_CONFIG` variable ([`CONFIG_ENV`]).
     Env,
 }
 
 /// Where a setting's value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
+    /// The built-in default.
     Default,
+    /// The config file at this path.
     File(PathBuf),
+    /// The environment variable of this name (`REGISTRY_*`).
     Env(String),
+    /// The command-line flag of this name (`--listen`).
     Flag(&'static str),
 }
 

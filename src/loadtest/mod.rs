@@ -131,18 +131,33 @@ pub struct LoadTestArgs {
 /// Why an option of `registry load-test` is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
+    /// A duration whose number part does not parse.
     #[error("{text:?}: expected a number and a unit (ms, s, m, h)")]
     NotANumber {
+        /// The duration as given.
         text: String,
+        /// Why its number part is not a number.
         source: std::num::ParseFloatError,
     },
+    /// A duration with a unit other than `ms`, `s`, `m` or `h`.
     #[error("{text:?}: unknown unit {unit:?} (ms, s, m, h)")]
-    Unit { text: String, unit: String },
+    Unit {
+        /// The duration as given.
+        text: String,
+        /// The unit found after the number.
+        unit: String,
+    },
+    /// A duration that is not finite or longer than 366 days (the text as given).
     #[error("{0:?}: out of range")]
     OutOfRange(String),
     /// A flag outside its bounds (`bound` reads after "must be").
     #[error("{flag} must be {bound}")]
-    Bound { flag: &'static str, bound: String },
+    Bound {
+        /// The flag, with its dashes (`--clients`).
+        flag: &'static str,
+        /// The allowed values, e.g. `1..=4096`.
+        bound: String,
+    },
 }
 
 fn bound(flag: &'static str, bound: String) -> ArgError {
@@ -224,16 +239,23 @@ impl LoadTestArgs {
 /// Why a load test could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadTestError {
+    /// An option outside its bounds ([`LoadTestArgs::validate`]).
     #[error("invalid option: {0}")]
     Invalid(#[source] ArgError),
+    /// The target or a token file could not make client options.
     #[error("invalid option: {0}")]
     Options(#[source] crate::client::ClientError),
+    /// A connection to the server failed (after retrying while it starts).
     #[error("{0}")]
     Connect(#[source] crate::client::ClientError),
+    /// Preparing the case pool failed: a set-up task died, or no
+    /// registration succeeded (the first error's code and message).
     #[error("set-up: {0}")]
     Setup(String),
+    /// The tokio runtime could not be built.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The report could not be serialized as JSON (`--json`).
     #[error(transparent)]
     Json(#[from] serde_json::Error),
 }

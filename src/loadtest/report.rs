@@ -23,17 +23,26 @@ const SIGFIG: u8 = 3;
 pub enum Rpc {
     /// GetCase sent by a command to learn the case's version.
     CommandGetCase,
+    /// UpdateResidence, the command itself, at the version GetCase returned.
     UpdateResidence,
+    /// RegisterPerson of a new case (the register operation).
     RegisterPerson,
+    /// GetCase of the read operation.
     GetCase,
+    /// FindCasesByDocument of the look-up operation.
     FindCasesByDocument,
+    /// Statistics.Caseload of the stats operation.
     Caseload,
+    /// Audit.GetCheckpoint, the first call of a proof operation.
     GetCheckpoint,
+    /// Audit.GetInclusionProof of a random event at the checkpoint's size.
     GetInclusionProof,
+    /// Audit.GetConsistencyProof from a random earlier size to the checkpoint's.
     GetConsistencyProof,
 }
 
 impl Rpc {
+    /// Every RPC, in report order (the order of the per-RPC rows).
     pub const ALL: [Rpc; 9] = [
         Rpc::CommandGetCase,
         Rpc::UpdateResidence,
@@ -46,6 +55,8 @@ impl Rpc {
         Rpc::GetConsistencyProof,
     ];
 
+    /// The RPC's name in the report (`Service.Method` outside Caseworker);
+    /// both GetCase variants are `GetCase`, told apart by their operation.
     pub fn name(self) -> &'static str {
         match self {
             Rpc::CommandGetCase | Rpc::GetCase => "GetCase",

@@ -52,6 +52,7 @@ pub struct OwnCase {
 pub enum Picked {
     /// Person `index` of the simulation.
     Simulated(u64),
+    /// A case the tool registered during this run.
     Own(Arc<OwnCase>),
 }
 

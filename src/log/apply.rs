@@ -31,6 +31,7 @@ pub enum ApplyError {
     /// or in full differs from its records (see [`Applier::not_yet_applied`]).
     #[error("replicated records do not continue this node's chain: {0}")]
     Held(#[source] HeldBatchError),
+    /// Reading a case file or committing the batch failed; the applier stops.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The applier stopped earlier (storage error, divergence, shutdown).
@@ -45,12 +46,19 @@ pub enum HeldBatchError {
     /// The batch's framing is broken.
     #[error("{0}")]
     Framing(&'static str),
+    /// A record of the batch, or this store's record it is compared with,
+    /// does not decode.
     #[error(transparent)]
     Decode(#[from] super::record::DecodeError),
+    /// Reading this store's record failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// This store has no record at the batch's last seq, though its head is
+    /// at or past it (the seq).
     #[error("record {0} is missing here")]
     Missing(u64),
+    /// This store's record at the batch's last seq (the seq) has another
+    /// chain hash than the leader's head.
     #[error("this node's record {0} differs from the leader's")]
     Differs(u64),
 }

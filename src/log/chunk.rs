@@ -25,14 +25,20 @@ const HEADER_LEN: usize = 1 + 2;
 /// Why a chunk value is not a well-formed chunk.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChunkError {
+    /// The first byte names a format other than [`CHUNK_FORMAT_V1`] (the byte).
     #[error("unknown chunk format {0}")]
     UnknownFormat(u8),
+    /// The value ends inside its header or offset table.
     #[error("chunk truncated")]
     Truncated,
+    /// The record count is 0 or over [`CHUNK_EVENTS_MAX`] (the count).
     #[error("chunk holds {0} records (1..={CHUNK_EVENTS_MAX} allowed)")]
     BadCount(usize),
+    /// Entry `i`'s offset is not right after the table (the first), not past
+    /// the previous entry's, or not inside the value (the index `i`, 0-based).
     #[error("chunk entry {0} has an impossible offset")]
     BadOffset(usize),
+    /// Entry `i` (0-based) is too short to hold a record and its hash.
     #[error("chunk entry {0}: {1}")]
     Entry(usize, DecodeError),
 }

@@ -40,10 +40,15 @@ pub struct MigrateReport {
 /// Why a migration failed. Nothing is written to the source.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
+    /// Reading the source or writing the new store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The v1 log is broken (a record missing, undecodable, or not linked
+    /// to the one before, or a head that does not match): the migration stops.
     #[error("the v1 log is broken, nothing was converted: {0}")]
     Broken(Broken),
+    /// The directories do not allow a migration (no source store, the
+    /// source is not v1, the destination not empty); the reason.
     #[error("{0}")]
     Refused(String),
 }

@@ -48,8 +48,11 @@ use casefile::CaseFileUpdate;
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The store could not be opened or read (including a store of another
+    /// format, [`StoreError::Format`]).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The start-up verification found the chain broken: the log is not served.
     #[error("refusing to serve a broken log: {0}")]
     Broken(Broken),
 }

@@ -114,18 +114,31 @@ impl RecordView<'_> {
 /// Why a stored record could not be decoded.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
+    /// The first byte names a record format other than v1 (the byte).
     #[error("unknown record format version {0}")]
     UnknownVersion(u8),
+    /// The bytes end inside the named field (or the stored value is shorter
+    /// than a record and its hash).
     #[error("record truncated while reading {0}")]
     Truncated(&'static str),
+    /// The named text field is not UTF-8.
     #[error("field {0} is not valid UTF-8")]
     NotUtf8(&'static str),
+    /// Bytes left after the previous-hash field (their count).
     #[error("{0} trailing bytes after the record")]
     TrailingBytes(usize),
+    /// The named field's length prefix is over its limit ([`crate::limits`]).
     #[error("field {0} exceeds its limit")]
     TooLong(&'static str),
+    /// `part` is not below `parts`, or `parts` is over the events a request
+    /// may append: no writer writes such a record.
     #[error("part {part} of {parts}: a request has 1..=16 parts, numbered from 0")]
-    BadPart { part: u16, parts: u16 },
+    BadPart {
+        /// The record's `part` field (0-based index in its request).
+        part: u16,
+        /// The record's `parts` field (events of its request).
+        parts: u16,
+    },
 }
 
 impl Record {

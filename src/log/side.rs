@@ -56,9 +56,14 @@ impl Side {
 /// refused with [`super::AppendError::SideConflict`] and nothing is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SideWrite {
+    /// The side tree written.
     pub tree: Side,
+    /// The key: a case id (`person_keys`) or a document's blind index (`documents`).
     pub key: Vec<u8>,
+    /// The value the key must hold when staged; `None`: it must be absent.
     pub expect: Option<Vec<u8>>,
+    /// The new value: a wrapped data key, or a reservation (case id ||
+    /// reserved-at microseconds, u64 big-endian).
     pub value: Vec<u8>,
 }
 
@@ -67,8 +72,11 @@ pub struct SideWrite {
 /// condition held at that point of the log, which every node reaches the same).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SideSet {
+    /// The side tree written.
     pub tree: Side,
+    /// The key, as in the [`SideWrite`] it was decided from.
     pub key: Vec<u8>,
+    /// The value every node sets it to.
     pub value: Vec<u8>,
 }
 
@@ -77,6 +85,7 @@ pub struct SideSet {
 pub struct SideTrees([sled::Tree; 2]);
 
 impl SideTrees {
+    /// Opens (creating if missing) both side trees of `db`.
     pub fn open(db: &sled::Db) -> sled::Result<SideTrees> {
         Ok(SideTrees([
             db.open_tree(Side::PersonKeys.tree_name())?,
@@ -84,6 +93,7 @@ impl SideTrees {
         ]))
     }
 
+    /// The sled tree of `side`.
     pub fn tree(&self, side: Side) -> &sled::Tree {
         &self.0[side.index()]
     }
@@ -173,6 +183,9 @@ pub struct SideTree {
 }
 
 impl SideTree {
+    /// Over the local `tree` named `name` (the name the cluster replicates
+    /// it under); `slot` gives it the replicator on a cluster node
+    /// (`SideSlot::default()`: writes stay local).
     pub fn new(name: &'static str, tree: sled::Tree, slot: SideSlot) -> SideTree {
         SideTree { name, tree, slot }
     }
@@ -182,6 +195,7 @@ impl SideTree {
         &self.tree
     }
 
+    /// Reads `key` from the local tree (never through the cluster).
     pub fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
         self.tree.get(key)
     }

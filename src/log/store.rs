@@ -24,6 +24,7 @@ use super::chunk::{Chunk, ChunkError};
 use super::record::{DecodeError, Hash, Record, GENESIS_PREV_HASH, HASH_LEN};
 use crate::limits::READ_PAGE_EVENTS_MAX;
 
+/// Name of the sled tree holding chunks, the head and case files (module doc).
 pub const TREE_LOG: &str = "log";
 pub(crate) const TREE_META: &str = "meta";
 pub(crate) const CHUNK_PREFIX: u8 = b'c';
@@ -50,18 +51,43 @@ pub enum SyncMode {
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// sled failed (I/O or its own corruption check).
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// Outside sled: a file-system operation failed (directories, files,
+    /// threads), or an operation was refused with a reason (the applier
+    /// stopped earlier, a copy's destination not empty).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A record inside a well-formed chunk does not decode.
     #[error("corrupt record at seq {seq}: {source}")]
-    Corrupt { seq: u64, source: DecodeError },
+    Corrupt {
+        /// The record's seq.
+        seq: u64,
+        /// Why it does not decode.
+        source: DecodeError,
+    },
+    /// A chunk value is not a well-formed chunk.
     #[error("corrupt chunk at seq {seq}: {source}")]
-    CorruptChunk { seq: u64, source: ChunkError },
+    CorruptChunk {
+        /// The chunk's key: the seq of its first record.
+        seq: u64,
+        /// What is wrong with it.
+        source: ChunkError,
+    },
+    /// A key or value beside the records (head, chunk key, case file) is
+    /// malformed or contradicts the log; names what.
     #[error("corrupt metadata: {0}")]
     CorruptMeta(&'static str),
+    /// No chunk holds a seq at or below the head.
     #[error("gap in the log: seq {seq} is missing below the head")]
-    Missing { seq: u64 },
+    Missing {
+        /// The first seq not found.
+        seq: u64,
+    },
+    /// The directory holds a store of another format (v1, an unknown
+    /// format, or a log without a format marker), or a store where none
+    /// may be; the message says what to do.
     #[error("{0}")]
     Format(String),
 }
@@ -85,6 +111,7 @@ pub struct Head {
 }
 
 impl Head {
+    /// The head of an empty log: seq 0, [`GENESIS_PREV_HASH`].
     pub const EMPTY: Head = Head {
         seq: 0,
         hash: GENESIS_PREV_HASH,

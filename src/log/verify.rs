@@ -40,8 +40,10 @@ impl Broken {
 /// Either the log is broken, or it could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The log is broken: where, and why.
     #[error(transparent)]
     Broken(#[from] Broken),
+    /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

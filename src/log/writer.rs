@@ -62,23 +62,33 @@ pub struct NewEvent {
 /// A request to append one or more events to one stream, atomically.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendRequest {
+    /// The stream appended to (a case id, or a stream such as `policy`):
+    /// 1 to [`STREAM_ID_BYTES_MAX`] bytes of `A-Z a-z 0-9 . _ : -`.
     pub stream_id: String,
+    /// The condition the stream's current version must meet.
     pub expected: ExpectedVersion,
     /// Idempotency key: a retry with the same id gets the original answer.
     pub request_id: String,
+    /// Who records the events (recorded in every one of them).
     pub actor: Actor,
+    /// The events, in stream order: 1 to [`REQUEST_EVENTS_MAX`], all or
+    /// none of them appended.
     pub events: Vec<NewEvent>,
 }
 
 /// What an accepted append wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
+    /// Log seq of the first event appended to this stream (1-based).
     pub first_seq: u64,
+    /// Log seq of the last; the events in between are consecutive.
     pub last_seq: u64,
     /// Stream version of the first event (1-based).
     pub first_version: u64,
     /// Stream version of the last event: the stream's version after the append.
     pub last_version: u64,
+    /// When the writer recorded the events (all the same): UTC
+    /// microseconds since the Unix epoch.
     pub recorded_at_us: i64,
     /// True when this was a retry of an earlier request and nothing new was written.
     pub deduplicated: bool,
@@ -87,32 +97,71 @@ pub struct Appended {
 /// Why an append was refused. Nothing of a refused request is written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
+    /// A field of the request is malformed (empty, bad characters, an
+    /// exact version 0, a stream twice in one append).
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The field, e.g. `stream_id`, `actor.office`, `events`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A field, or the request, is over a limit of [`crate::limits`].
     #[error("{field} exceeds the limit of {limit}")]
-    TooLarge { field: &'static str, limit: usize },
+    TooLarge {
+        /// The field (`stream_id`, `payload`, `events`, `streams`,
+        /// `side writes`, ...).
+        field: &'static str,
+        /// The limit, in bytes for identifiers and payloads (`events`:
+        /// the request's total payload bytes, or its event count).
+        limit: usize,
+    },
+    /// The stream's version does not meet the request's [`ExpectedVersion`].
     #[error("version conflict on stream {stream_id}: expected {expected:?}, current version is {actual}")]
     VersionConflict {
+        /// The stream.
         stream_id: String,
+        /// The request's condition.
         expected: ExpectedVersion,
+        /// The stream's version when the append was staged.
         actual: u64,
     },
+    /// The request id is already on the stream for a request with another
+    /// actor, event types or payloads (or on only some of the append's streams).
     #[error("request id {request_id} was already used for a different request")]
-    IdempotencyMismatch { request_id: String },
+    IdempotencyMismatch {
+        /// The request id reused.
+        request_id: String,
+    },
     /// A [`SideWrite`]'s condition did not hold (the key holds another
     /// value, counting the appends staged before): `index` into the
     /// append's side writes. Answered once the batches it was decided
     /// against are durable, so a caller that reads again sees why.
     #[error("side write {index} of the append found its key changed")]
-    SideConflict { index: usize },
+    SideConflict {
+        /// Index of the side write in the append's list (0-based).
+        index: usize,
+    },
+    /// The append would take the stream past [`STREAM_EVENTS_MAX`] events.
     #[error("stream {stream_id} holds the most events a stream may hold ({limit})")]
-    StreamFull { stream_id: String, limit: usize },
+    StreamFull {
+        /// The stream.
+        stream_id: String,
+        /// The most events a stream may hold.
+        limit: usize,
+    },
+    /// Nothing was written: the writer stopped (storage error, broken log,
+    /// shutdown), free disk space is under the reserve, or the cluster is
+    /// starting. The reason says which, and what to do.
     #[error("the log writer is unavailable: {0}")]
     Unavailable(String),
     /// A cluster node that does not lead: writes go to the leader, whose
     /// client address is given when known.
     #[error("this node is not the cluster's leader; send writes to {}", leader.as_deref().unwrap_or("the leader (not known yet)"))]
-    NotLeader { leader: Option<String> },
+    NotLeader {
+        /// The leader's client API address, when this node knows it.
+        leader: Option<String>,
+    },
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> AppendError {
@@ -282,6 +331,7 @@ enum Part {
 /// Configuration of the writer.
 #[derive(Clone, Copy, Debug)]
 pub struct WriterConfig {
+    /// How each group commit is made durable before appends are answered.
     pub sync: SyncMode,
 }
 

@@ -17,12 +17,21 @@ pub enum PiiError {
 
     /// The master key file or variable does not hold exactly 64 hex digits.
     #[error("invalid master key material: {reason}")]
-    BadKeyFile { reason: &'static str },
+    BadKeyFile {
+        /// What is wrong with it (fixed text, never the material).
+        reason: &'static str,
+    },
 
     /// A wrapped key was wrapped by a master key other than the ones this
     /// store holds. Key ids are BLAKE3-derived fingerprints, not secrets.
     #[error("wrong master key: entry was wrapped by master key id {stored_id}, this store holds {held_ids}")]
-    WrongMasterKey { stored_id: String, held_ids: String },
+    WrongMasterKey {
+        /// Key id (16 hex digits) of the master key that wrapped the entry.
+        stored_id: String,
+        /// Key ids of the master keys held: the current one, and the
+        /// previous one during a rotation (`"<id> and <id>"`).
+        held_ids: String,
+    },
 
     /// The person's data key was destroyed (crypto-shredded).
     #[error("personal data erased: the person's data key was destroyed")]
@@ -35,15 +44,25 @@ pub enum PiiError {
     /// A wrapped key or sealed blob failed authentication or is malformed:
     /// tampered, truncated, sealed for another case or field, or a wrong key.
     #[error("corrupt or unauthentic data: {what}")]
-    Corrupt { what: &'static str },
+    Corrupt {
+        /// What failed (fixed text naming the kind of data, e.g. "wrapped
+        /// key failed authentication").
+        what: &'static str,
+    },
 
     /// A document number (or document type) was rejected by normalization.
     #[error("invalid document: {reason}")]
-    InvalidDocument { reason: &'static str },
+    InvalidDocument {
+        /// Which rule the type or number breaks (fixed text).
+        reason: &'static str,
+    },
 
     /// A case id is empty, too long, not printable ASCII, or reserved.
     #[error("invalid case id: {reason}")]
-    InvalidCaseId { reason: &'static str },
+    InvalidCaseId {
+        /// Which rule the id breaks (fixed text).
+        reason: &'static str,
+    },
 
     /// A data key already exists (or was erased) for this case id.
     #[error("a data key already exists (or was erased) for this case id")]

@@ -139,8 +139,12 @@ impl PendingWraps {
 /// rotation waits before it re-wraps, so an entry stored late is still
 /// re-wrapped; drop it once the append is answered.
 pub struct NewKey {
+    /// The case's data key in clear, to seal the registration's fields with.
     pub key: DataKey,
+    /// The data key wrapped by the current master key (entry format 1, 81
+    /// bytes), as stored in `person_keys` under the case id.
     pub entry: Vec<u8>,
+    /// Keeps a master key rotation waiting until this is dropped.
     pub hold: WrapHold,
 }
 

@@ -59,18 +59,37 @@ const KEY_MAX_ON: &[u8] = b"m:max_on";
 /// Why the projection stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
+    /// An event broke continuity or did not decode.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The head is past the checkpoint, yet nothing follows it.
     #[error("gap in the log: seq {expected} is missing (head is {head})")]
-    Missing { expected: u64, head: u64 },
+    Missing {
+        /// The checkpoint's seq + 1.
+        expected: u64,
+        /// The log's head seq, read before the page.
+        head: u64,
+    },
+    /// Reading the log failed.
     #[error("storage: {0}")]
     Store(#[from] StoreError),
+    /// Reading or writing the projection's own tree failed.
     #[error("projection storage: {0}")]
     Sled(#[from] sled::Error),
+    /// A stored key or value of the projection does not decode (names what);
+    /// also a stored format newer than this build's.
     #[error("corrupt projection state: {0}")]
     Corrupt(String),
+    /// The checkpoint is past the log's head: the projection belongs to
+    /// another log.
     #[error("the projection is ahead of the log (checkpoint {checkpoint}, head {head}): a different log?")]
-    Ahead { checkpoint: u64, head: u64 },
+    Ahead {
+        /// The projection's checkpoint seq.
+        checkpoint: u64,
+        /// The log's head seq.
+        head: u64,
+    },
+    /// The stop flag was set while the facts were still loading.
     #[error("stopped before the projection was loaded")]
     Stopped,
 }
@@ -102,6 +121,7 @@ pub struct CatchUp {
 }
 
 impl CatchUp {
+    /// Events applied per second of the catch-up (0 when none were).
     pub fn events_per_second(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -693,8 +713,11 @@ pub struct ProjectionSlot {
 
 /// What a [`ProjectionSlot`] holds now.
 pub enum SlotState<'a> {
+    /// Still loading the facts and catching up.
     Loading,
+    /// Loaded and following the log.
     Ready(&'a Shared),
+    /// Loading failed: why.
     Failed(&'a str),
     /// Loaded, then its follower stopped on an error: stale from then on.
     Stopped(&'a str),
@@ -708,6 +731,7 @@ impl ProjectionSlot {
         slot
     }
 
+    /// Where the projection stands now (a stop after loading wins over ready).
     pub fn state(&self) -> SlotState<'_> {
         if let Some(e) = self.stopped.get() {
             SlotState::Stopped(e)

@@ -43,8 +43,10 @@ pub enum ObsStatus {
 }
 
 impl ObsStatus {
+    /// Every status, in codebook order.
     pub const ALL: [ObsStatus; 3] = [ObsStatus::Observed, ObsStatus::Suppressed, ObsStatus::Zero];
 
+    /// The code in the `obs_status` column (`observed`, `suppressed`, `zero`).
     pub fn as_str(self) -> &'static str {
         match self {
             ObsStatus::Observed => "observed",
@@ -76,16 +78,23 @@ impl ObsStatus {
 /// Which statistic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TableKind {
+    /// Persons by derived status and the `--by` dimensions on the reference date.
     Caseload,
+    /// Events per business-date month of one metric (`--metric`).
     Series,
+    /// Current applications by funnel step.
     Funnel,
+    /// Skills certifications by route, sector and stage.
     Certifications,
+    /// Permits held by the month their validity ends.
     ExpiringPermits,
     /// Worklist entries by list and department (offline only).
     Worklists,
 }
 
 impl TableKind {
+    /// The table's name in exports and the codebook (`expiring_permits`
+    /// with an underscore; the flag value has a dash).
     pub fn as_str(self) -> &'static str {
         match self {
             TableKind::Caseload => "caseload",
@@ -560,10 +569,13 @@ pub fn from_points(
 /// Why a table could not be written as CSV or Parquet.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// Writing a CSV record failed.
     #[error(transparent)]
     Csv(#[from] csv::Error),
+    /// Flushing the CSV writer into its buffer failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Building the Parquet file failed.
     #[error(transparent)]
     Parquet(#[from] parquet::errors::ParquetError),
     /// The table's `as_of_date` is not an ISO date.
@@ -703,6 +715,9 @@ pub fn to_parquet(t: &LongTable) -> Result<Vec<u8>, ExportError> {
     Ok(writer.into_inner()?)
 }
 
+/// The description of a dimension column, for the Table Schema, the
+/// codebook and SDMX concepts: what it means, and the codebook list of
+/// its codes; empty for an unknown name.
 pub fn dim_description(dim: &str) -> &'static str {
     match dim {
         "status" => "derived status on the reference date (codebook: status)",

@@ -134,10 +134,15 @@ impl Default for CaseFacts {
 
 /// Funnel milestones reached by the current application (bit set).
 pub mod funnel {
+    /// The case has a current application (set for every one).
     pub const PRE_REGISTERED: u8 = 1;
+    /// Its biometrics were captured.
     pub const BIOMETRICS: u8 = 2;
+    /// It was approved, directly or on appeal.
     pub const APPROVED: u8 = 4;
+    /// The permit issued on it was printed.
     pub const PRINTED: u8 = 8;
+    /// The permit issued on it was delivered.
     pub const DELIVERED: u8 = 16;
     /// Step names in order.
     pub const STEPS: [(&str, u8); 5] = [

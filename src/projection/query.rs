@@ -29,7 +29,12 @@ pub enum QueryError {
     /// A filter value that is no code of its dimension (`text` as echoed:
     /// its first [`crate::limits::ECHOED_VALUE_CHARS_MAX`] characters).
     #[error("unknown {} value {text:?}", dim.as_str())]
-    UnknownValue { dim: Dim, text: String },
+    UnknownValue {
+        /// The dimension filtered on.
+        dim: Dim,
+        /// The value as echoed (truncated).
+        text: String,
+    },
     /// A filter that is not `DIM=VALUE[|VALUE..]`.
     #[error("filter {0:?}: expected DIM=VALUE")]
     FilterSyntax(String),
@@ -52,13 +57,19 @@ pub enum QueryError {
 /// A caseload dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Dim {
+    /// Derived person status on the date asked (`IRREGULAR`, `IN_PROCESS`, `REGULAR_PPT`, ...).
     Status,
+    /// DIVIPOLA department of residence, two digits.
     Department,
+    /// DIVIPOLA municipality of residence, five digits.
     Municipality,
+    /// Sex recorded at registration.
     Sex,
+    /// Age band on the date asked.
     AgeBand,
     /// "true" for under 18 on the date asked.
     Minor,
+    /// Channel of the current application (`NONE` if none).
     Channel,
     /// Type of the latest permit issued ("NONE" if never).
     PermitType,
@@ -74,6 +85,7 @@ pub enum Dim {
 }
 
 impl Dim {
+    /// Every dimension, in declaration order.
     pub const ALL: [Dim; 11] = [
         Dim::Status,
         Dim::Department,
@@ -87,6 +99,8 @@ impl Dim {
         Dim::ExitDestination,
         Dim::Guardian,
     ];
+
+    /// The dimension's name in questions and column headers (`age_band`).
     pub fn as_str(self) -> &'static str {
         match self {
             Dim::Status => "status",
@@ -102,6 +116,7 @@ impl Dim {
             Dim::Guardian => "guardian",
         }
     }
+    /// The dimension named `s` (case-insensitive, trimmed); `None` if no such name.
     pub fn parse(s: &str) -> Option<Dim> {
         Dim::ALL
             .into_iter()

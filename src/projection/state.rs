@@ -47,6 +47,7 @@ impl Hasher for KeyHasher {
         self.0 ^= u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
+/// A hash map keyed by case keys (already uniform hashes), with [`KeyHasher`].
 pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
 /// A position of the log: the last event applied and its chain hash.
@@ -59,6 +60,7 @@ pub struct Position {
 }
 
 impl Position {
+    /// Before the first event: seq 0 and the genesis hash.
     pub const EMPTY: Position = Position {
         seq: 0,
         hash: crate::log::record::GENESIS_PREV_HASH,
@@ -81,18 +83,28 @@ impl From<Position> for crate::log::Head {
 /// Monthly series kept as counters by month of the event's business date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Metric {
+    /// Persons registered (`PersonRegistered`).
     Registrations,
+    /// Applications pre-registered (`PreRegistered`).
     PreRegistrations,
+    /// Biometric captures (`BiometricsCaptured`).
     BiometricCaptures,
+    /// Approvals, and appeals upheld.
     DecisionsApproved,
+    /// First-instance denials.
     DecisionsDenied,
+    /// Permits issued (`PermitIssued`).
     PermitsIssued,
+    /// Cards delivered (`CardDelivered`).
     CardsDelivered,
+    /// Permits cancelled (`PermitCancelled`).
     Cancellations,
+    /// Persons erased (`PersonErased`).
     Erasures,
 }
 
 impl Metric {
+    /// Every metric, in codebook order.
     pub const ALL: [Metric; 9] = [
         Metric::Registrations,
         Metric::PreRegistrations,
@@ -104,6 +116,8 @@ impl Metric {
         Metric::Cancellations,
         Metric::Erasures,
     ];
+
+    /// The metric's code (`REGISTRATIONS`, ...), as in `--metric` and the codebook.
     pub fn as_str(self) -> &'static str {
         match self {
             Metric::Registrations => "REGISTRATIONS",
@@ -117,6 +131,7 @@ impl Metric {
             Metric::Erasures => "ERASURES",
         }
     }
+    /// The metric whose code is `s` (case-insensitive); `None` if none.
     pub fn parse(s: &str) -> Option<Metric> {
         Metric::ALL
             .into_iter()
@@ -347,6 +362,7 @@ impl Cube {
     pub fn len(&self) -> usize {
         self.cells.len()
     }
+    /// Whether no cell was ever used.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
     }
@@ -427,12 +443,30 @@ struct PendingCase {
 /// Why an event could not be applied: the projection stops (never skips).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApplyError {
+    /// The next event has another seq than the position's + 1.
     #[error("gap in the log: expected seq {expected}, found seq {found}")]
-    Gap { expected: u64, found: u64 },
+    Gap {
+        /// The position's seq + 1.
+        expected: u64,
+        /// The seq the event has.
+        found: u64,
+    },
+    /// The event's prev_hash is not the hash of the position's event.
     #[error("chain broken at seq {seq}: its prev_hash is not the hash of seq {prev}")]
-    Chain { seq: u64, prev: u64 },
+    Chain {
+        /// The event's seq.
+        seq: u64,
+        /// The position's seq.
+        prev: u64,
+    },
+    /// The event's payload does not decode as its event type.
     #[error("event at seq {seq} cannot be decoded: {reason}")]
-    Decode { seq: u64, reason: String },
+    Decode {
+        /// The event's seq.
+        seq: u64,
+        /// The codec's error.
+        reason: String,
+    },
 }
 
 impl From<Break> for ApplyError {
@@ -925,6 +959,7 @@ impl ProjectionState {
         s
     }
 
+    /// Moves the cube's reference date to `on` and recomputes the aggregates from the facts.
     pub fn set_cube_date(&mut self, on: Date) {
         self.cube_date = on;
         self.rebuild_aggregates();

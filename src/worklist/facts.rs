@@ -9,16 +9,17 @@
 use crate::domain::{ChannelCatalog, ChannelCode, Date, Event, Stage};
 use crate::limits::APPEAL_DECISION_MONTHS;
 
-/// Declares [`Kind`] from its rows, `Name = wire value => "REPORT_NAME"`:
-/// the enum, [`Kind::ALL`] (in row order) and [`Kind::as_str`].
+/// Declares [`Kind`] from its rows, `Name = wire value => "REPORT_NAME"`
+/// (each after its doc comment): the enum, [`Kind::ALL`] (in row order)
+/// and [`Kind::as_str`].
 macro_rules! kinds {
-    ($($name:ident = $value:literal => $text:literal,)*) => {
+    ($($(#[$doc:meta])* $name:ident = $value:literal => $text:literal,)*) => {
         /// The worklists. The discriminants are the wire values of `WorklistKind`
         /// and the second byte of every index key: never renumber.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         #[repr(u8)]
         pub enum Kind {
-            $($name = $value,)*
+            $($(#[$doc])* $name = $value,)*
         }
 
         impl Kind {
@@ -36,17 +37,31 @@ macro_rules! kinds {
 }
 
 kinds! {
+    /// Biometrics appointments given, by appointment date.
     Appointments = 1 => "APPOINTMENTS",
+    /// Appointments missed with no new one given, by the day the miss was recorded.
     MissedAppointments = 2 => "MISSED_APPOINTMENTS",
+    /// Applications under review after the capture, by review start.
     AwaitingDecision = 3 => "AWAITING_DECISION",
+    /// Applications under review past their channel's decision period, by decision date.
     DecisionOverdue = 4 => "DECISION_OVERDUE",
+    /// Denials not yet appealed, by the last day to appeal.
     AppealableDenials = 5 => "APPEALABLE_DENIALS",
+    /// Appeals filed and not decided, by filing date.
     AppealsAwaitingDecision = 6 => "APPEALS_AWAITING_DECISION",
+    /// Cards printed and not delivered, by latest print.
     CardsAwaitingDelivery = 7 => "CARDS_AWAITING_DELIVERY",
+    /// Undelivered cards of channels that abandon cards, by the first day
+    /// they may be declared abandoned.
     CardsNearAbandonment = 8 => "CARDS_NEAR_ABANDONMENT",
+    /// Interim certificates of cards still awaited, by end of validity.
     InterimExpiring = 9 => "INTERIM_EXPIRING",
+    /// Permits held, by end of validity.
     PermitsExpiring = 10 => "PERMITS_EXPIRING",
+    /// Skills certifications requested and not yet assessed, awarded or
+    /// denied (one item each), by request date.
     CertificationsAwaitingAssessment = 11 => "CERTIFICATIONS_AWAITING_ASSESSMENT",
+    /// Data subjects' requests not answered, by the last day to answer.
     SubjectRequestsDue = 12 => "SUBJECT_REQUESTS_DUE",
 }
 

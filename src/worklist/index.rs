@@ -22,7 +22,9 @@ use crate::projection::state::CaseKey;
 pub const TREE: &str = "worklists";
 /// Format of the tree; another value is refused with the rebuild command.
 pub const FORMAT_VERSION: u8 = 1;
+/// Key of the position the stored lists reflect: seq (u64 BE) || hash (32 bytes).
 pub const KEY_CHECKPOINT: &[u8] = b"m:checkpoint";
+/// Key of the tree's format version (one byte, [`FORMAT_VERSION`]).
 pub const KEY_VERSION: &[u8] = b"m:version";
 
 /// Length of an index key: `i`, kind, department, then the [`Suffix`].

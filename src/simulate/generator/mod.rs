@@ -136,26 +136,47 @@ pub const CERTIFICATION_SECTORS: [(Sector, f64); 8] = [
 /// The path a case takes: the generator's intended outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Path {
+    /// ETPV approved, PPT issued, card printed and delivered.
     PptDelivered,
+    /// ETPV approved, PPT issued, card printed, not yet delivered.
     PptPrinted,
+    /// ETPV approved, PPT issued, card not yet printed.
     PptIssued,
+    /// ETPV denied, appeal upheld, PPT issued and card delivered.
     PptAppealUpheld,
+    /// A delivered PPT, later superseded by a visa.
     PptThenVisa,
+    /// Registered, then a visa, without an application.
     VisaOnly,
+    /// A PEP-Tutor application approved and the permit issued (share 0: see [`PATH_SHARES`]).
     PepTutor,
+    /// ETPV pre-registered, nothing since.
     WaitingPreRegistered,
+    /// Pre-registered long ago; a biometrics appointment is pending.
     WaitingAppointment,
+    /// Pre-registered long ago; the last appointment was missed, none since.
     WaitingAfterMissed,
+    /// Biometrics captured; the decision is pending.
     WaitingReview,
+    /// Biometrics captured; information was requested and not yet received.
     WaitingInformation,
+    /// Approved; the permit is not issued yet.
     WaitingIssue,
+    /// Denied; an appeal is filed and undecided.
     WaitingAppeal,
+    /// Registered only.
     NeverApplied,
+    /// Denied, not appealed.
     DeniedNoAppeal,
+    /// Denied, appealed, the appeal rejected.
     DeniedAppealRejected,
+    /// Missed three appointments, then withdrew.
     WithdrawnAfterMisses,
+    /// Withdrew before biometrics, without missing an appointment.
     WithdrawnVoluntarily,
+    /// Approved, PPT issued and printed, the card abandoned.
     CardAbandoned,
+    /// Approved, PPT issued and delivered, then cancelled.
     PermitCancelled,
 }
 

@@ -80,6 +80,7 @@ pub struct RemoteReport {
 }
 
 impl RemoteReport {
+    /// Events the server recorded for this run, per second of the run.
     pub fn events_per_second(&self) -> f64 {
         self.appended_events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

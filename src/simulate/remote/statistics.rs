@@ -29,6 +29,7 @@ pub struct StatisticsCheck {
 }
 
 impl StatisticsCheck {
+    /// Whether every count the server answered equals the tally's.
     pub fn matched(&self) -> bool {
         self.differences.is_empty()
     }
