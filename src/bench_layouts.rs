@@ -55,16 +55,27 @@ pub struct BenchLayoutsArgs {
 /// Why `registry bench layouts` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutsError {
+    /// One of `--events`, `--cases`, `--commit-events`, `--record-bytes` is 0.
     #[error("--events, --cases, --commit-events and --record-bytes must be positive")]
     NotPositive,
+    /// `--layouts` names a layout that does not exist.
     #[error("unknown layout {name:?}; known: {known}")]
-    UnknownLayout { name: String, known: String },
+    UnknownLayout {
+        /// The name given.
+        name: String,
+        /// The ids of every layout, comma-separated.
+        known: String,
+    },
+    /// Reading or writing the scratch directory or the `--json` file failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A sled operation of a layout failed.
     #[error(transparent)]
     Sled(#[from] sled::Error),
+    /// The `--json` report could not be encoded.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The latency histogram could not be created.
     #[error(transparent)]
     Histogram(#[from] hdrhistogram::CreationError),
     /// The benchmark's own machinery failed (a lock, a thread, a transaction).

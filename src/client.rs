@@ -20,30 +20,51 @@ pub const TOKEN_ENV: &str = "REGISTRY_TOKEN";
 /// Why a client could not be set up or connect.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The token file could not be read.
     #[error("cannot read token file {}: {source}", path.display())]
-    TokenFile { path: PathBuf, source: std::io::Error },
+    TokenFile {
+        /// The token file named by the tool's flag.
+        path: PathBuf,
+        /// The error reading it.
+        source: std::io::Error,
+    },
+    /// The token file's first line is empty (after trimming).
     #[error("token file {} is empty", .0.display())]
     EmptyTokenFile(PathBuf),
+    /// The target names no node (empty, or only commas and spaces).
     #[error("target: no address given")]
     NoTarget,
+    /// A node of the target is not a valid URI.
     #[error("target {target}: {source}")]
     Target {
+        /// The node, as written in the target list.
         target: String,
+        /// tonic's reason.
         source: tonic::transport::Error,
     },
+    /// A TLS file (CA, client certificate or key) could not be read.
     #[error(transparent)]
     Tls(#[from] crate::auth::tls::TlsError),
+    /// tonic refused the TLS settings for an endpoint.
     #[error("TLS configuration: {0}")]
     TlsConfig(#[source] tonic::transport::Error),
+    /// An `https://` target (given) without `--tls-ca`: this build trusts
+    /// no system roots.
     #[error("{0} is an https target: name the CA that signs its certificate with --tls-ca")]
     HttpsWithoutCa(String),
+    /// No node of the target could be reached within the wait.
     #[error("cannot connect to {target}: {source}")]
     Connect {
+        /// The first node of the target list.
         target: String,
+        /// The error of the last attempt.
         source: tonic::transport::Error,
     },
+    /// The token cannot be sent as `authorization` metadata (it holds
+    /// characters metadata does not allow).
     #[error("the token holds characters not allowed in metadata")]
     TokenMetadata(#[source] tonic::metadata::errors::InvalidMetadataValue),
+    /// The legacy actor's `user` or `office` (named) is not valid metadata.
     #[error("actor {0}: not valid metadata")]
     ActorMetadata(
         &'static str,

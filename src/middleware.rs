@@ -46,6 +46,8 @@ pub struct Layer<M> {
 }
 
 impl<M> Layer<M> {
+    /// A layer that puts `middleware` in front of every service it wraps
+    /// (each wrapped service gets a clone).
     pub fn new(middleware: M) -> Layer<M> {
         Layer { middleware }
     }

@@ -78,6 +78,8 @@ impl Progress {
         }
     }
 
+    /// The bar to advance (set position, length, message); clone it into
+    /// worker threads. The plain-line writer reads the same bar.
     pub fn bar(&self) -> &ProgressBar {
         &self.bar
     }

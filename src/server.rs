@@ -20,6 +20,8 @@ pub const MASTER_KEY_ENV: &str = "REGISTRY_MASTER_KEY";
 /// Why the server refused to start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// Plaintext (no TLS) on this non-loopback address without
+    /// `insecure_plaintext`.
     #[error(
         "refusing to serve plaintext on {0}, which is not a loopback address: \
          give --tls-cert and --tls-key (and --tls-client-ca for mutual TLS), \
@@ -27,50 +29,84 @@ pub enum ServeError {
          (config file: tls.cert and tls.key, or insecure_plaintext_on_network = true)"
     )]
     PlaintextOffLoopback(SocketAddr),
+    /// No master key file and no `$REGISTRY_MASTER_KEY`, and the development
+    /// key is not allowed (`allow_development_master_key` is false).
     #[error(
         "no master key: set master_key_file (--master-key-file, REGISTRY_MASTER_KEY_FILE) \
          or {MASTER_KEY_ENV} (64 hex digits); allow_development_master_key is false, so no \
          development key is created (create a key with: registry keys generate --out master.key)"
     )]
     NoMasterKey,
+    /// A cluster node could not listen on its Raft address.
     #[error("binding the Raft address {address}: {source}")]
-    RaftBind { address: String, source: std::io::Error },
+    RaftBind {
+        /// This node's `raft` address from the cluster file.
+        address: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Fail-stop: the tail verifier found this break in the chain while
+    /// serving; the server drained and exited.
     #[error("stopped serving: the log failed verification while open: {0}")]
     BrokenWhileOpen(crate::log::Broken),
+    /// Fail-stop: the writer stopped taking appends (the reason given:
+    /// a storage error, a dead case-file follower); the server drained and
+    /// exited.
     #[error("stopped serving: the log writer stopped taking appends: {0}")]
     WriterStopped(String),
     /// A fail-stop, after which closing the store failed too.
     #[error("{stop} (closing the store also failed: {close})")]
     StoppedAndCloseFailed {
+        /// The fail-stop ([`ServeError::BrokenWhileOpen`] or
+        /// [`ServeError::WriterStopped`]).
         stop: Box<ServeError>,
+        /// Why closing the store then failed.
         close: crate::log::StoreError,
     },
+    /// An I/O error at start-up: binding the gRPC listener, starting the
+    /// disk guard, or the statistics and worklist followers' threads.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A TLS file of the server could not be read.
     #[error(transparent)]
     Tls(#[from] crate::auth::tls::TlsError),
+    /// The access file could not be created or loaded.
     #[error(transparent)]
     Access(#[from] crate::auth::access_file::AccessError),
+    /// The master key could not be loaded (or the development key created),
+    /// or the person-key store could not be opened with it.
     #[error(transparent)]
     MasterKey(#[from] crate::pii::PiiError),
+    /// The log could not be opened (including a tail that fails verification).
     #[error(transparent)]
     Open(#[from] crate::log::OpenError),
+    /// Stopping the writer and flushing the store at shutdown failed.
     #[error(transparent)]
     Close(#[from] crate::log::StoreError),
+    /// The case service could not start (e.g. recording the genesis policy
+    /// instruments).
     #[error(transparent)]
     Cases(#[from] crate::cases::CaseError),
+    /// The cluster file could not be loaded.
     #[error(transparent)]
     ClusterFile(#[from] crate::cluster::file::ClusterFileError),
+    /// The cluster (Raft) could not start or stop.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    /// The audit part (Merkle tree, signing key, first checkpoint) could
+    /// not start.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    /// The gRPC reflection service could not be built.
     #[error(transparent)]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC server failed (TLS set-up, serving).
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    /// A blocking task (opening, closing the store) panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
 }
@@ -78,8 +114,12 @@ pub enum ServeError {
 /// What `registry serve` needs.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// The data directory: the sled store, and by default the master key,
+    /// access file, admin token and audit signing key.
     pub data_dir: PathBuf,
+    /// The gRPC address [`serve`] binds (`listen`, `--listen`).
     pub listen: SocketAddr,
+    /// How a group commit is made durable before appends are acknowledged.
     pub sync: SyncMode,
     /// Master key file; default: `$REGISTRY_MASTER_KEY`, else a development
     /// key in `<data_dir>/master.key`, created on first start (if allowed).
@@ -142,7 +182,9 @@ impl ServeConfig {
 /// on loopback unless forced).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// TLS is configured (mutual TLS too when a client CA is).
     Tls,
+    /// Plaintext on a loopback address (development; warned about).
     PlaintextLoopback,
     /// Plaintext on a network address, forced by `insecure_plaintext`.
     PlaintextForced,
@@ -208,7 +250,9 @@ pub fn open_access(config: &ServeConfig) -> Result<crate::auth::AccessControl, S
 /// for the writer, which stops only when every appender is gone. Fields drop
 /// in declaration order, so `cases` goes first.
 pub struct Opened {
+    /// The case service (holds an appender of `log`).
     pub cases: Cases,
+    /// The open log: store, writer and tail verifier.
     pub log: Log,
 }
 
@@ -247,7 +291,7 @@ pub fn open(data_dir: &std::path::Path, sync: SyncMode, master: MasterKey) -> Re
 
 /// Opens a cluster node's log (its writer proposes through the cluster,
 /// started next) and case service. The genesis policy instruments are
-/// recorded by whichever node leads first ([`record_genesis_when_leading`]).
+/// recorded by whichever node leads first (`record_genesis_when_leading`).
 pub fn open_cluster_node(
     data_dir: &std::path::Path,
     sync: SyncMode,

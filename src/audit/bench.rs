@@ -75,6 +75,9 @@ fn time_proofs(
     Ok(())
 }
 
+/// Runs `registry bench audit` and prints its figures (module docs: the
+/// four measurements). Empties `args.dir` first and removes it at the end;
+/// refuses fewer than 2 events or 0 samples.
 pub fn run(args: &BenchAuditArgs) -> BenchResult<()> {
     if args.events < 2 || args.samples == 0 {
         return Err("--events must be at least 2 and --samples at least 1".into());

@@ -26,25 +26,48 @@ use crate::limits::AUDIT_EXPORT_RECORD_BYTES_MAX;
 use crate::log::record::{chain_hash, peek_chain_fields, split_stored, GENESIS_PREV_HASH, HASH_LEN};
 use crate::log::Store;
 
+/// The first 8 bytes of every export file.
 pub const EXPORT_MAGIC: &[u8; 8] = b"MIGREGEX";
+/// The format version this code writes and reads (header bytes 8..12).
 pub const EXPORT_VERSION: u32 = 1;
+/// Bytes of the header: magic, version, first seq, count, 4 reserved zeros.
 pub const EXPORT_HEADER_LEN: usize = 32;
 
 /// Why an export could not be written or does not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
+    /// Reading the export, or creating, writing, syncing or renaming the
+    /// export file, failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The store's head could not be read.
     #[error("store: {0}")]
     Store(#[from] crate::log::StoreError),
+    /// Reading a record from the store failed.
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// The file is not an export this code reads: short or bad header
+    /// (magic, version, first seq 0, reserved bytes), or trailing bytes.
     #[error("not an export: {0}")]
     Format(String),
+    /// A record is missing, out of order, cut short, too long or altered
+    /// (framing, seq, time order, previous-hash link or chain hash).
     #[error("export broken at seq {seq} (record {position} of the file): {reason}")]
-    Broken { seq: u64, position: u64, reason: String },
+    Broken {
+        /// The seq the broken entry should have.
+        seq: u64,
+        /// Its position in the file, 1-based.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The records asked for cannot be exported (an empty range, or a
+    /// first seq of 0); the text says why.
     #[error("{0}")]
     Range(String),
+    /// The export's Merkle root differs from the given checkpoint's or from
+    /// a key hand-over's tree head, or the export stops short of the
+    /// checkpoint's size.
     #[error("checkpoint mismatch: {0}")]
     Checkpoint(String),
 }
@@ -221,10 +244,12 @@ impl<R: Read> ExportReader<R> {
         })
     }
 
+    /// The header's first seq (>= 1): the seq of the first entry.
     pub fn first_seq(&self) -> u64 {
         self.first_seq
     }
 
+    /// The header's record count: entries the file announces.
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -297,6 +322,7 @@ pub struct ExportReport {
 }
 
 impl ExportReport {
+    /// Records verified per second of [`ExportReport::elapsed`].
     pub fn events_per_sec(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

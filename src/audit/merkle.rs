@@ -68,28 +68,79 @@ pub struct FrontierError {
 /// Why a proof does not verify, or cannot be produced.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
+    /// An inclusion proof for a leaf index not below the tree size.
     #[error("leaf index {index} is not inside a tree of size {size}")]
-    IndexOutOfRange { index: u64, size: u64 },
+    IndexOutOfRange {
+        /// The leaf index asked for (0-based: seq - 1).
+        index: u64,
+        /// The tree size (leaves).
+        size: u64,
+    },
+    /// A consistency proof from a larger tree to a smaller one.
     #[error("consistency needs 0 <= old size {old} <= new size {new}")]
-    SizesOutOfOrder { old: u64, new: u64 },
+    SizesOutOfOrder {
+        /// The old tree size (leaves).
+        old: u64,
+        /// The new tree size (leaves).
+        new: u64,
+    },
+    /// The proof has hashes left over once the path reached the root.
     #[error(
         "the proof has {extra} hash(es) more than a tree of this size needs (surplus from position {at})"
     )]
-    TooLong { at: usize, extra: usize },
+    TooLong {
+        /// Position (0-based) in the proof of the first surplus hash.
+        at: usize,
+        /// Number of surplus hashes.
+        extra: usize,
+    },
+    /// The proof ends before the path reaches the root.
     #[error("the proof is too short: it ends before the root is reached")]
     TooShort,
+    /// An empty consistency proof between two different, non-zero sizes.
     #[error("a consistency proof between different sizes cannot be empty")]
     Empty,
+    /// A consistency proof between equal sizes, or from size 0, carries
+    /// this many hashes (it must carry none).
     #[error("a proof between equal sizes (or from size 0) must be empty, it has {0} hash(es)")]
     NotEmpty(usize),
+    /// The inclusion proof leads to another root than the expected one.
     #[error("the recomputed root {computed} differs from the expected root {expected}")]
-    RootMismatch { expected: String, computed: String },
+    RootMismatch {
+        /// The root given to the verifier, lower-case hex.
+        expected: String,
+        /// The root the proof leads to, lower-case hex.
+        computed: String,
+    },
+    /// The consistency proof leads to another old root than the given one
+    /// (from size 0: the given old root is not `H("")`).
     #[error("the recomputed old root {computed} differs from the old root {expected}")]
-    OldRootMismatch { expected: String, computed: String },
+    OldRootMismatch {
+        /// The old root given to the verifier, lower-case hex.
+        expected: String,
+        /// The old root the proof leads to (`H("")` from size 0), lower-case hex.
+        computed: String,
+    },
+    /// The consistency proof leads to another new root than the given one
+    /// (between equal sizes: the two roots given differ).
     #[error("the recomputed new root {computed} differs from the new root {expected}")]
-    NewRootMismatch { expected: String, computed: String },
+    NewRootMismatch {
+        /// The new root given to the verifier, lower-case hex.
+        expected: String,
+        /// The new root the proof leads to (the old root between equal
+        /// sizes), lower-case hex.
+        computed: String,
+    },
+    /// A proof or root was asked for a tree size the tree has not reached.
     #[error("tree size {requested} is larger than the tree ({available} leaves)")]
-    SizeNotAvailable { requested: u64, available: u64 },
+    SizeNotAvailable {
+        /// The tree size asked for.
+        requested: u64,
+        /// The tree's size now (leaves).
+        available: u64,
+    },
+    /// A subtree hash the proof needs could not be read (missing, or a
+    /// storage error); the text says which.
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -380,6 +431,7 @@ pub struct MemoryTree {
 }
 
 impl MemoryTree {
+    /// The empty tree (no leaves; its root is `H("")`).
     pub fn new() -> MemoryTree {
         MemoryTree {
             levels: vec![Vec::new()],
@@ -422,11 +474,15 @@ impl MemoryTree {
         root(self, size)
     }
 
+    /// The inclusion proof of leaf `index` (0-based) in the tree of the
+    /// first `size` leaves, leaf's sibling first.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         self.check(size)?;
         inclusion_proof(self, index, size)
     }
 
+    /// The consistency proof from the tree of the first `old` leaves to the
+    /// tree of the first `new` leaves.
     pub fn consistency(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
         self.check(new)?;
         consistency_proof(self, old, new)
@@ -464,14 +520,17 @@ pub struct Frontier {
 }
 
 impl Frontier {
+    /// The frontier of the empty tree (size 0, root `H("")`).
     pub fn new() -> Frontier {
         Frontier::default()
     }
 
+    /// Leaves pushed so far (counting those of a resumed frontier).
     pub fn size(&self) -> u64 {
         self.size
     }
 
+    /// Appends the next leaf hash, merging the complete subtrees it completes.
     pub fn push(&mut self, leaf: Hash) {
         let mut carry = (0u8, leaf);
         while let Some(&(level, left)) = self.stack.last() {

@@ -12,7 +12,7 @@
 //! - [`verify`]: a log against a checkpoint (truncation, rewritten tails).
 //! - [`runtime`]: the follower and the periodic checkpointer of `registry serve`
 //!   (the `Audit` gRPC service is `api::audit`).
-//! - [`bench`]: `registry bench audit`.
+//! - [`mod@bench`]: `registry bench audit`.
 
 pub mod bench;
 pub mod checkpoint;
@@ -41,11 +41,24 @@ pub enum AuditError {
     /// A request field out of range: answered INVALID_ARGUMENT with a
     /// BadRequest naming `field`.
     #[error("invalid {field}: {reason}")]
-    InvalidArgument { field: &'static str, reason: String },
+    InvalidArgument {
+        /// The request field at fault (`seq`, `from_size`, ...).
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// What was asked for does not exist (yet): a tree size the tree has
+    /// not reached, a checkpoint not signed, an event past the head.
+    /// Answered NOT_FOUND with this text.
     #[error("{0}")]
     NotFound(String),
+    /// The log or tree is not in a state that can answer (a gap in the log,
+    /// a bad record, a log behind its tree, inconsistent checkpoints).
+    /// Answered FAILED_PRECONDITION with this text.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Anything else (sled, signing, a proof that cannot be built): logged
+    /// and answered INTERNAL.
     #[error("{0}")]
     Internal(String),
 }

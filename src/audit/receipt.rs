@@ -23,19 +23,35 @@ pub const RECEIPT_HEADER: &str = "c2sp.org/tlog-proof@v1";
 /// Why a receipt does not check out.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiptError {
+    /// The text is not a receipt of this registry (too large, a missing or
+    /// bad line); the text says which.
     #[error("malformed receipt: {0}")]
     Malformed(String),
+    /// The checkpoint note does not parse or is not signed by the trusted
+    /// key (or key chain).
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] NoteError),
+    /// The record's leaf hash does not lead through the proof to the
+    /// checkpoint's root.
     #[error("inclusion proof of index {index} in checkpoint size {size}: {source}")]
     Proof {
+        /// The receipt's leaf index (seq - 1).
         index: u64,
+        /// The checkpoint's tree size.
         size: u64,
+        /// Where the proof fails.
         #[source]
         source: ProofError,
     },
+    /// The record's own seq field is not the receipt's index + 1.
     #[error("the record in the receipt says seq {found}, the receipt's index says seq {expected}")]
-    SeqMismatch { expected: u64, found: u64 },
+    SeqMismatch {
+        /// The seq the index names (index + 1).
+        expected: u64,
+        /// The seq the record says.
+        found: u64,
+    },
+    /// The record bytes (proved included) do not decode as a v1 record.
     #[error("the record in the receipt is not a valid v1 record: {0}")]
     BadRecord(String),
 }
@@ -71,6 +87,9 @@ pub struct ReceiptReport {
 }
 
 impl Receipt {
+    /// The receipt file's text: header, `extra` (the record, base64),
+    /// `index`, one base64 proof hash a line, a blank line, the checkpoint
+    /// note. [`Receipt::parse`] reads it back.
     pub fn to_text(&self) -> String {
         let mut s = String::with_capacity(self.record.len() * 4 / 3 + 64 * self.proof.len() + 512);
         s.push_str(RECEIPT_HEADER);
@@ -88,6 +107,8 @@ impl Receipt {
         s
     }
 
+    /// Parses a receipt file (at most [`AUDIT_RECEIPT_BYTES_MAX`] bytes)
+    /// without verifying anything: see [`Receipt::verify`].
     pub fn parse(text: &str) -> Result<Receipt, ReceiptError> {
         let bad = |m: &str| ReceiptError::Malformed(m.to_string());
         if text.len() > AUDIT_RECEIPT_BYTES_MAX {

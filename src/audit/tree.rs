@@ -43,6 +43,7 @@ use crate::log::follow::{self, Break, RawError};
 use crate::log::record::{chain_hash, split_stored, GENESIS_PREV_HASH};
 use crate::log::{Head, Store};
 
+/// The sled tree of the tiles (module docs: key and value layout).
 pub const TREE_MERKLE_TILES: &str = "merkle_tiles";
 /// The earlier layout (one sled entry per node), dropped at open.
 const LEGACY_TREE_MERKLE_NODES: &str = "merkle_nodes";
@@ -50,26 +51,60 @@ const LEGACY_TREE_MERKLE_NODES: &str = "merkle_nodes";
 const TILE_HEIGHT: u8 = 8;
 /// Level-`8s` nodes per full tile.
 const TILE_WIDTH: usize = 1 << TILE_HEIGHT;
+/// The sled tree of the tree's metadata (its size).
 pub const TREE_MERKLE_META: &str = "merkle_meta";
+/// Key in [`TREE_MERKLE_META`] of the tree's size: leaves, u64 big-endian.
 pub const META_SIZE: &[u8] = b"size";
 
 /// Errors of the persisted tree and its follower.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
+    /// Reading or writing the tree's sled trees failed.
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// Reading the log (its head, a record) failed.
     #[error("store: {0}")]
     Store(#[from] crate::log::StoreError),
+    /// The stored tree is not well formed (a malformed tile, a size that is
+    /// not 8 bytes, a missing node) or its transaction aborted.
     #[error("merkle tree metadata is corrupt: {0}")]
     Corrupt(String),
+    /// The follower did not find the next seq where it expected it.
     #[error("log follower: expected seq {expected}, found {found}")]
-    Gap { expected: u64, found: u64 },
+    Gap {
+        /// The seq the follower needed next.
+        expected: u64,
+        /// The seq it found instead (when the log ended early: the end of
+        /// the range read + 1).
+        found: u64,
+    },
+    /// A record the follower read is malformed, says another seq, or does
+    /// not link to the record before it.
     #[error("log follower: record at seq {seq}: {reason}")]
-    BadRecord { seq: u64, reason: String },
+    BadRecord {
+        /// The record's seq (its key in the log).
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The tree holds more leaves than the log holds events.
     #[error("the merkle tree has {tree} leaves but the log only {log} events: the log lost events the tree had seen")]
-    LogBehindTree { tree: u64, log: u64 },
+    LogBehindTree {
+        /// The tree's size (leaves).
+        tree: u64,
+        /// The log's head seq (or the last seq it still holds).
+        log: u64,
+    },
+    /// The size on disk is not the size this handle last wrote: another
+    /// handle appended to the same tree.
     #[error("merkle tree size changed underneath (expected {expected}, found {found}): two writers?")]
-    ConcurrentWriter { expected: u64, found: u64 },
+    ConcurrentWriter {
+        /// The size this handle holds.
+        expected: u64,
+        /// The size found on disk.
+        found: u64,
+    },
+    /// A root or proof could not be produced.
     #[error(transparent)]
     Proof(#[from] ProofError),
 }

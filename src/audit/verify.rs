@@ -14,16 +14,33 @@ use crate::log::Store;
 /// The log does not contain the checkpoint's tree.
 #[derive(Debug, thiserror::Error)]
 pub enum Mismatch {
+    /// The log holds fewer events than the checkpoint's size: its tail was
+    /// cut off.
     #[error(
         "checkpoint mismatch: the log has {log_size} events but the checkpoint commits to {checkpoint_size}: \
          events {first_missing}..={checkpoint_size} were cut off",
         first_missing = log_size + 1
     )]
-    Truncated { log_size: u64, checkpoint_size: u64 },
+    Truncated {
+        /// Events in the log: its head seq (or its last stored key, if lower).
+        log_size: u64,
+        /// Events the checkpoint commits to.
+        checkpoint_size: u64,
+    },
+    /// The log is long enough but its first `size` records hash to another
+    /// root: events were rewritten.
     #[error("checkpoint mismatch: {0}")]
     RootDiffers(RootDiffers),
+    /// A record within the checkpoint's size is missing or not a stored
+    /// record (bad framing).
     #[error("broken at seq {seq}: {reason}")]
-    Broken { seq: u64, reason: String },
+    Broken {
+        /// The seq of the missing or unreadable record.
+        seq: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading the store failed (the text is the store's error).
     #[error("store: {0}")]
     Store(String),
 }

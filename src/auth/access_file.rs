@@ -44,23 +44,49 @@ const TOKEN_HASH_CONTEXT: &str = "migreg access token v1";
 /// Errors of the access file.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
+    /// A file could not be read or written: the access file, its `.lock`
+    /// file, or (at bootstrap) the file the first admin token goes to.
     #[error("access file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file's path (the access file's for its lock file too).
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The access file does not load: larger than
+    /// [`ACCESS_FILE_BYTES_MAX`], not JSON of the expected shape, or an
+    /// entry fails [`AccessFile::validate`].
     #[error("access file {path}: {reason}")]
-    Invalid { path: String, reason: String },
+    Invalid {
+        /// The access file's path.
+        path: String,
+        /// What is wrong: the size limit, the JSON error or the first bad entry.
+        reason: String,
+    },
+    /// A requested change was refused (a bad grant or certificate identity,
+    /// or the changed file would not validate); the text says why. The file
+    /// is left as it was.
     #[error("{0}")]
     Rejected(String),
+    /// Adding a token would take the file past [`ACCESS_TOKENS_MAX`] tokens
+    /// (revoked ones count).
     #[error("the access file already holds {limit} tokens")]
-    Full { limit: usize },
+    Full {
+        /// The most tokens the file may hold ([`ACCESS_TOKENS_MAX`]).
+        limit: usize,
+    },
 }
 
 /// Why a grant (principal, office, departments) is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GrantError {
+    /// The principal id is not 1..64 printable ASCII characters without spaces.
     #[error("principal: 1..64 printable characters without spaces")]
     Principal,
+    /// The office code is not 1..64 printable ASCII characters without spaces.
     #[error("office: 1..64 printable characters without spaces")]
     Office,
+    /// This department number is not a DIVIPOLA department code.
     #[error("departments: {0:02} is not a DIVIPOLA department code")]
     Department(u8),
 }
@@ -68,17 +94,31 @@ pub enum GrantError {
 /// Why [`AccessFile::validate`] refuses a file: the first bad entry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
+    /// The file's `version` (given) is not 1.
     #[error("version {0} is not supported (expected 1)")]
     Version(u32),
+    /// More than [`ACCESS_TOKENS_MAX`] tokens, or more than that many
+    /// certificate principals.
     #[error("more than {ACCESS_TOKENS_MAX} tokens or certificates")]
     TooMany,
+    /// An entry's principal, office or departments are refused.
     /// `entry` names it: `tokens[i]` or `certificates[i]`.
     #[error("{entry}: {source}")]
-    Grant { entry: String, source: GrantError },
+    Grant {
+        /// The entry: `tokens[i]` or `certificates[i]`.
+        entry: String,
+        /// What is wrong with its grant.
+        source: GrantError,
+    },
+    /// The hash of `tokens[i]` (index given) is not 64 hex digits.
     #[error("tokens[{0}].hash: expected 64 hex digits")]
     TokenHash(usize),
+    /// The id of `tokens[i]` (index given) is not 1..64 printable ASCII
+    /// characters without spaces.
     #[error("tokens[{0}].id: not a code")]
     TokenId(usize),
+    /// The identity of `certificates[i]` (index given) is not 1..64
+    /// printable ASCII characters without spaces.
     #[error("certificates[{0}].identity: 1..64 printable characters")]
     CertificateIdentity(usize),
 }
@@ -471,8 +511,11 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
 /// goes to the server log, not to the caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRefusal {
+    /// No token of the file has this token's hash.
     Unknown,
+    /// The token's `expires_at` has passed (and it is not revoked).
     Expired,
+    /// The token was revoked (`revoked_at` is set); checked before expiry.
     Revoked,
 }
 

@@ -28,6 +28,8 @@ const CLIENT_STREAMING_METHODS: &[&str] = &["/regularization.v1.Import/ImportCas
 pub type AuthLayer = crate::middleware::Layer<Auth>;
 
 impl AuthLayer {
+    /// The layer that authenticates and authorizes every call against
+    /// `access`, the server's (reloading) view of the access file.
     pub fn access(access: Arc<AccessControl>) -> AuthLayer {
         AuthLayer::new(Auth { access })
     }

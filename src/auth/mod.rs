@@ -45,6 +45,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in declaration order (the order [`Role::parse`] tries them).
     pub const ALL: [Role; 5] = [
         Role::Caseworker,
         Role::Supervisor,
@@ -53,6 +54,8 @@ impl Role {
         Role::Admin,
     ];
 
+    /// The role's lower-case name, as the access file, the command line and
+    /// log lines write it (`"caseworker"`, `"supervisor"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Caseworker => "caseworker",
@@ -63,6 +66,8 @@ impl Role {
         }
     }
 
+    /// The role named `s`, spelled exactly as [`Role::as_str`] writes it;
+    /// `None` for any other text.
     pub fn parse(s: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
@@ -78,9 +83,16 @@ impl fmt::Display for Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
     /// A bearer token (its id, not the secret).
-    Token { token_id: String },
+    Token {
+        /// The token's public id ([`access_file::TokenEntry::id`]), never the secret.
+        token_id: String,
+    },
     /// A client certificate whose subject CN or a DNS SAN matched.
-    Certificate { identity: String },
+    Certificate {
+        /// The subject CN or DNS SAN that matched a certificate principal of
+        /// the access file.
+        identity: String,
+    },
 }
 
 /// An authenticated caller.

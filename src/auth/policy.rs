@@ -82,7 +82,7 @@ const SUPERVISOR_READS: &[&str] = &["GetSubjectReport"];
 /// Caseworker methods reserved to supervisors: the commands the command
 /// table gives `by Supervisor` (decisions, cancellations, appeals,
 /// certification awards, erasure; extending and answering a data subject's
-/// request), and [`SUPERVISOR_READS`].
+/// request), and `SUPERVISOR_READS`.
 pub const SUPERVISOR_METHODS: &[&str] =
     &methods::<{ count(Who::Supervisor, SUPERVISOR_READS.len()) }>(Who::Supervisor, SUPERVISOR_READS);
 
@@ -91,7 +91,7 @@ pub const SUPERVISOR_METHODS: &[&str] =
 const CASE_WORK_READS: &[&str] = &["GetCase", "FindCasesByDocument", "ListCaseEvents", "ListChannels"];
 
 /// Caseworker methods open to caseworkers and supervisors: the commands the
-/// command table gives `by CaseWork`, and [`CASE_WORK_READS`]. Every method
+/// command table gives `by CaseWork`, and `CASE_WORK_READS`. Every method
 /// of the service is in this list or in [`SUPERVISOR_METHODS`]: a method
 /// added to the proto and to neither is refused to everyone (fail closed),
 /// and the access-matrix test, which reads the served descriptors, says which.

@@ -29,8 +29,12 @@ pub enum TlsError {
     /// A certificate or key file could not be read.
     #[error("{what} {}: {source}", path.display())]
     Read {
+        /// Which file it was: "TLS certificate", "TLS key", "client CA",
+        /// "CA certificate", "client certificate" or "client key".
         what: &'static str,
+        /// The path configured for it.
         path: PathBuf,
+        /// The error reading it.
         source: std::io::Error,
     },
 }

@@ -29,39 +29,72 @@ use crate::pii::hex;
 /// Why `registry backup` wrote no generation.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupClientError {
+    /// The backup directory does not read or check (the previous
+    /// generations, their files), or a file of the new one cannot be written.
     #[error(transparent)]
     Backup(#[from] BackupError),
+    /// The server could not be reached.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
     /// Creating, reading, renaming or removing in the backup directory.
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        /// What was being done, and to which path.
+        what: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The pinned verifier key (the `--key` file) differs from the one the
+    /// backup's generations were checked with.
     #[error("the pinned verifier key differs from the one generation {generation} was checked with ({key})")]
-    PinnedKeyDiffers { generation: u32, key: String },
+    PinnedKeyDiffers {
+        /// The latest generation.
+        generation: u32,
+        /// The verifier key its manifest names.
+        key: String,
+    },
+    /// The server refused the `Backup` call (e.g. another backup is running,
+    /// or the previous generation does not continue its log).
     #[error("Backup refused: {:?}: {}", .0.code(), .0.message())]
     Refused(tonic::Status),
+    /// The server's backup stream ended with an error.
     #[error("the backup stream failed: {:?}: {}", .0.code(), .0.message())]
     Stream(tonic::Status),
+    /// The verifier key (pinned, the backup's, or the server's) does not parse.
     #[error("verifier key: {0}")]
     VerifierKey(#[source] NoteError),
+    /// The server's first key hand-over note does not parse (a first
+    /// generation without `--key` trusts the key it starts from).
     #[error("the server's first key hand-over: {0}")]
     FirstHandover(#[source] NoteError),
+    /// The checkpoint the server signed does not verify under the trusted
+    /// key chain.
     #[error("the server's checkpoint does not verify: {0}")]
     Checkpoint(#[source] NoteError),
+    /// A stored record the server sent does not split into a record and
+    /// its chain hash.
     #[error("seq {seq}: {source}")]
     Record {
+        /// The record's seq.
         seq: u64,
+        /// What is wrong with it.
         source: crate::log::record::DecodeError,
     },
+    /// A person-key entry the server sent is not a valid stored entry.
     #[error("key entry {id}: {source}")]
     KeyEntry {
+        /// The entry's id (a case id, or the blind-index key's).
         id: String,
+        /// What is wrong with it.
         source: crate::pii::PiiError,
     },
+    /// A record the server sent does not continue the chain.
     #[error(transparent)]
     Chain(#[from] ChainError),
+    /// Writing `log.export` failed.
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// The manifest could not be encoded.
     #[error(transparent)]
     Manifest(#[from] serde_json::Error),
     /// The server sent something else than the backup it announced.

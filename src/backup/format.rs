@@ -17,17 +17,29 @@ use crate::pii::hex;
 
 /// The value of `format` in every manifest this build writes and reads.
 pub const FORMAT: &str = "migreg-backup/1";
+/// The generation's [`Manifest`], JSON; names and digests every other file.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The generation's records, in the audit export format
+/// ([`crate::audit::export`]).
 pub const LOG_FILE: &str = "log.export";
+/// The person-key entries those records need, as stored ([`KeysWriter`]).
 pub const KEYS_FILE: &str = "keys.bin";
+/// The server's access file, byte for byte.
 pub const ACCESS_FILE: &str = "access.json";
+/// The signed checkpoint (C2SP signed note) of size `last_seq`.
 pub const CHECKPOINT_FILE: &str = "checkpoint.txt";
+/// Every audit key hand-over note the store held, in order (empty when the
+/// key was never rotated).
 pub const HANDOVERS_FILE: &str = "handovers.txt";
 /// Generation directories: `gen-` and six digits.
 pub const GENERATION_PREFIX: &str = "gen-";
 
+/// The first 8 bytes of `keys.bin`.
 pub const KEYS_MAGIC: &[u8; 8] = b"MIGREGKY";
+/// The `keys.bin` format version this build writes and reads (header bytes 8..12).
 pub const KEYS_VERSION: u32 = 1;
+/// Bytes of the `keys.bin` header: magic, version, entry count (u64),
+/// 4 reserved zeros.
 pub const KEYS_HEADER_LEN: usize = 24;
 /// The longest key-entry value (a wrapped key is 81 bytes).
 const KEY_VALUE_MAX: usize = 1024;
@@ -35,11 +47,19 @@ const KEY_VALUE_MAX: usize = 1024;
 /// A backup that cannot be read, or does not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// Reading, writing or syncing a file or directory of the backup failed.
     #[error("i/o on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The backup is not what it must be; the message names the generation, file and what is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// The hand-over notes of `handovers.txt` do not lead on from the
+    /// trusted verifier key.
     #[error("the key hand-overs do not verify from the trusted key: {0}")]
     KeyChain(#[source] crate::audit::checkpoint::NoteError),
 }
@@ -55,7 +75,9 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// Generation 1: the records from seq 1.
     Full,
+    /// A later generation: the records after the previous generation's `last_seq`.
     Incremental,
 }
 
@@ -122,14 +144,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The `last_hash` field decoded (`Invalid` unless 64 hex digits).
     pub fn last_hash(&self) -> Result<Hash, BackupError> {
         decode_hash(&self.last_hash, "last_hash")
     }
 
+    /// The `prev_hash` field decoded (`Invalid` unless 64 hex digits).
     pub fn prev_hash(&self) -> Result<Hash, BackupError> {
         decode_hash(&self.prev_hash, "prev_hash")
     }
 
+    /// The `frontier` field as a [`Frontier`] of `last_seq` leaves, ready
+    /// to continue with the next generation's records (`Invalid` when a hash
+    /// is not hex or the levels do not fit `last_seq`).
     pub fn frontier(&self) -> Result<Frontier, BackupError> {
         let subtrees = self
             .frontier
@@ -140,6 +167,8 @@ impl Manifest {
             .map_err(|e| BackupError::Invalid(format!("generation {}: frontier: {e}", self.generation)))
     }
 
+    /// Sets the `frontier` field from `f` (its subtrees, largest first,
+    /// hashes in hex).
     pub fn set_frontier(&mut self, f: &Frontier) {
         self.frontier = f
             .subtrees()
@@ -152,6 +181,8 @@ impl Manifest {
     }
 }
 
+/// A 32-byte hash from the 64 hex digits of manifest field `field`
+/// (named in the `Invalid` error otherwise).
 pub fn decode_hash(text: &str, field: &str) -> Result<Hash, BackupError> {
     let mut out = [0u8; 32];
     if hex::decode_32(text.as_bytes(), &mut out) {
@@ -325,22 +356,40 @@ pub struct ChainFollower {
 pub enum ChainError {
     /// Not the next seq.
     #[error("seq {seq} where {expected} was expected")]
-    OutOfOrder { seq: u64, expected: u64 },
+    OutOfOrder {
+        /// The seq given.
+        seq: u64,
+        /// The seq that comes next (the last followed + 1).
+        expected: u64,
+    },
     /// The record's chain fields cannot be read.
     #[error("seq {seq}: {source}")]
     Undecodable {
+        /// The record's position in the chain.
         seq: u64,
+        /// Why its chain fields cannot be read.
         source: crate::log::record::DecodeError,
     },
     /// The record names another seq than its position.
     #[error("seq {seq}: the record says seq {recorded}")]
-    SeqMismatch { seq: u64, recorded: u64 },
+    SeqMismatch {
+        /// The record's position in the chain.
+        seq: u64,
+        /// The seq the record's own field says.
+        recorded: u64,
+    },
     /// The record's previous hash is not the chain hash before it.
     #[error("seq {seq}: previous-hash link mismatch (this record or the one before was altered)")]
-    LinkMismatch { seq: u64 },
+    LinkMismatch {
+        /// The record's position in the chain.
+        seq: u64,
+    },
     /// The stored chain hash is not the one the record's bytes give.
     #[error("seq {seq}: chain hash mismatch: the record bytes were altered")]
-    HashMismatch { seq: u64 },
+    HashMismatch {
+        /// The record's position in the chain.
+        seq: u64,
+    },
 }
 
 impl ChainFollower {
@@ -349,6 +398,10 @@ impl ChainFollower {
         ChainFollower { seq, hash, frontier }
     }
 
+    /// Follows record `seq` (its bytes and stored chain hash): it must be
+    /// the next seq, say so itself, link to the last chain hash and carry
+    /// the right chain hash. Then its leaf joins the frontier. On an error
+    /// nothing changes.
     pub fn push(&mut self, seq: u64, record: &[u8], stored: &Hash) -> Result<(), ChainError> {
         if seq != self.seq + 1 {
             return Err(ChainError::OutOfOrder {
@@ -387,6 +440,8 @@ pub struct KeysWriter {
 }
 
 impl KeysWriter {
+    /// Creates (or truncates) `path` with a zeroed header; [`KeysWriter::finish`]
+    /// writes the real one.
     pub fn create(path: &Path) -> Result<KeysWriter, BackupError> {
         let file = std::fs::File::create(path).map_err(io(path))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
@@ -398,6 +453,8 @@ impl KeysWriter {
         })
     }
 
+    /// Appends one entry: a `person_keys` id (a case id, or the blind-index
+    /// key's) and its value as stored (at most 1024 bytes).
     pub fn push(&mut self, id: &[u8], value: &[u8]) -> Result<(), BackupError> {
         if id.len() > u16::MAX as usize || value.len() > KEY_VALUE_MAX {
             return Err(BackupError::Invalid("a key entry is too long".into()));

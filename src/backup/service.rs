@@ -46,6 +46,10 @@ fn part(p: pb::backup_part::Part) -> Result<pb::BackupPart, Status> {
 }
 
 impl BackupSource {
+    /// A backup source over the server's case service (its store and master
+    /// key id), its checkpointer (a backup starts by signing a checkpoint)
+    /// and the access file copied into every backup. One backup runs at a
+    /// time.
     pub fn new(cases: Cases, checkpointer: Checkpointer, access_file: PathBuf) -> BackupSource {
         BackupSource {
             cases,

@@ -15,20 +15,30 @@ use crate::log::{Log, SyncMode, WriterConfig};
 /// Why `registry bench snapshot` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotBenchError {
+    /// Clearing or creating the scratch directory, or reading the
+    /// snapshot file's size, failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The source store or the installed store could not be opened.
     #[error(transparent)]
     Open(#[from] crate::log::OpenError),
+    /// Reading or closing a store failed.
     #[error(transparent)]
     Store(#[from] crate::log::StoreError),
+    /// A stored record of the source does not split into record and hash.
     #[error(transparent)]
     Decode(#[from] crate::log::record::DecodeError),
+    /// The source's Merkle tree or audit key could not be set up.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// Building, verifying or installing the snapshot failed.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The Raft position written with the install could not be encoded.
     #[error(transparent)]
     Encode(#[from] postcard::Error),
+    /// After the install, the new store's head (seq or hash) is not the
+    /// snapshot's.
     #[error("the installed store's head differs from the snapshot's")]
     HeadDiffers,
 }

@@ -19,26 +19,46 @@ pub const COSIGN_CATCH_UP_MS: u64 = 3_000;
 /// Why this node does not cosign a checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum CosignError {
+    /// The note, or the checkpoint in its body, does not parse.
     #[error(transparent)]
     Note(#[from] NoteError),
+    /// The checkpoint's origin is not this node's audit origin.
     #[error("the checkpoint is of the log {theirs:?}, this node's is {ours:?}")]
-    OtherLog { theirs: String, ours: String },
+    OtherLog {
+        /// The checkpoint's origin line.
+        theirs: String,
+        /// This node's origin (its signing key's name).
+        ours: String,
+    },
+    /// This node's tree did not reach the checkpoint's size within
+    /// [`COSIGN_CATCH_UP_MS`].
     #[error("this node's tree has {leaves} leaves, the checkpoint {size}: not caught up")]
-    NotCaughtUp { leaves: u64, size: u64 },
+    NotCaughtUp {
+        /// This node's tree size when it gave up.
+        leaves: u64,
+        /// The checkpoint's tree size.
+        size: u64,
+    },
+    /// This node's root at the checkpoint's size could not be read.
     #[error(transparent)]
     Tree(#[from] crate::audit::tree::TreeError),
+    /// This node's tree has another root at this size than the checkpoint.
     #[error("this node's log has another root at size {0}: not cosigned")]
     OtherRoot(u64),
 }
 
 /// This node as a cosigner.
 pub struct NodeCosigner {
+    /// This node's checkpointer: its signing key (which also cosigns) and
+    /// its Merkle tree, checked against each checkpoint.
     pub checkpointer: Checkpointer,
     /// Its cosigner name (`<origin>/node-<id>`).
     pub name: String,
 }
 
 impl NodeCosigner {
+    /// The cosigner of node `node`, named `<origin>/node-<id>` after its
+    /// checkpointer's key.
     pub fn new(checkpointer: Checkpointer, node: u64) -> NodeCosigner {
         let name = crate::audit::cosign::cosigner_name(&checkpointer.signer().name, node);
         NodeCosigner { checkpointer, name }

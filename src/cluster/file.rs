@@ -44,6 +44,7 @@ pub const SNAPSHOT_EVERY_DEFAULT: u64 = 10_000;
 pub const SNAPSHOT_KEEP_DEFAULT: u64 = 1_000;
 /// Bounds of `[snapshots] every` and `keep`.
 pub const SNAPSHOT_EVERY_RANGE: std::ops::RangeInclusive<u64> = 10..=10_000_000;
+/// Largest `[snapshots] keep` accepted (0 is allowed).
 pub const SNAPSHOT_KEEP_MAX: u64 = 10_000_000;
 
 #[derive(Deserialize)]
@@ -81,6 +82,8 @@ pub struct RaftTiming {
     pub heartbeat_ms: u64,
     /// A follower that heard no leader for a random time in this range stands for election.
     pub election_min_ms: u64,
+    /// The upper end of that range, in ms: above `election_min_ms`, at most
+    /// [`ELECTION_MAX_MS`].
     pub election_max_ms: u64,
 }
 
@@ -97,6 +100,7 @@ impl Default for RaftTiming {
 /// Bounds of `[raft] heartbeat_ms`; the election timeouts are at least
 /// three heartbeats and at most [`ELECTION_MAX_MS`].
 pub const HEARTBEAT_RANGE_MS: std::ops::RangeInclusive<u64> = 20..=10_000;
+/// Largest `[raft] election_max_ms` accepted, in ms.
 pub const ELECTION_MAX_MS: u64 = 60_000;
 
 #[derive(Deserialize)]
@@ -129,52 +133,99 @@ struct RawMember {
 /// Why a cluster file cannot be used: it could not be read, or a field is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterFileError {
+    /// The file could not be read.
     #[error("{}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The cluster file's path.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The file was read but a field is wrong.
     #[error("{}: {source}", path.display())]
-    Invalid { path: PathBuf, source: FieldError },
+    Invalid {
+        /// The cluster file's path.
+        path: PathBuf,
+        /// Which field, and what is wrong with it.
+        source: FieldError,
+    },
 }
 
 /// What is wrong in the text of a cluster file; the message names the field.
 #[derive(Debug, thiserror::Error)]
 pub enum FieldError {
+    /// Not TOML of the expected shape (unknown fields are refused).
     #[error(transparent)]
     Toml(#[from] toml::de::Error),
+    /// No member, or more than [`MEMBERS_MAX`].
     #[error("members: 1 to {MEMBERS_MAX} members are allowed")]
     MemberCount,
+    /// A member's id is 0.
     #[error("members.id: ids start at 1")]
     ZeroId,
+    /// Two members have this id.
     #[error("members.id: {0} appears twice")]
     DuplicateId(NodeId),
+    /// An address is not `host:port` (a non-empty host, a u16 port, at most
+    /// 255 characters).
     #[error("{field}: {value} is not host:port")]
-    HostPort { field: String, value: String },
+    HostPort {
+        /// The field: `members.raft` or `members.api`.
+        field: String,
+        /// The address as written.
+        value: String,
+    },
+    /// A member's Raft address (given) is not on loopback, and the file has
+    /// no `[tls]` section.
     #[error(
         "members.raft: {0} is not a loopback address: nodes talk over mutual TLS off loopback; add a [tls] section"
     )]
     RaftOffLoopback(String),
+    /// A member's `audit_vkey` is not a verifier key.
     #[error("members.audit_vkey: member {member}: {source}")]
     AuditVkey {
+        /// The member's id.
         member: NodeId,
+        /// Why the key does not parse.
         source: crate::audit::checkpoint::NoteError,
     },
+    /// No `node_id`, and the host name (given) does not end in `-N`.
     #[error("node_id: not set, and the host name {0:?} does not end in a StatefulSet ordinal (-N)")]
     NoOrdinal(String),
+    /// This node's id (given or derived) is not among the members.
     #[error("node_id: {0} is not among the members")]
     NotMember(NodeId),
+    /// `seed = true` on a node (this id) that is not the lowest member id.
     #[error("seed: only the member with the lowest id seeds a cluster, not node {0}")]
     Seed(NodeId),
+    /// `[snapshots] every` (given) is outside [`SNAPSHOT_EVERY_RANGE`].
     #[error("snapshots.every: {0} is outside {start}..={end}", start = SNAPSHOT_EVERY_RANGE.start(), end = SNAPSHOT_EVERY_RANGE.end())]
     SnapshotEvery(u64),
+    /// `[snapshots] keep` (given) is above [`SNAPSHOT_KEEP_MAX`].
     #[error("snapshots.keep: {0} is more than {SNAPSHOT_KEEP_MAX}")]
     SnapshotKeep(u64),
+    /// `[raft] heartbeat_ms` (given) is outside [`HEARTBEAT_RANGE_MS`].
     #[error("raft.heartbeat_ms: {0} is outside {start}..={end}", start = HEARTBEAT_RANGE_MS.start(), end = HEARTBEAT_RANGE_MS.end())]
     Heartbeat(u64),
+    /// `[raft] election_min_ms` is below three heartbeats.
     #[error("raft.election_min_ms: {min} is less than three heartbeats ({three_heartbeats} ms)")]
-    ElectionMin { min: u64, three_heartbeats: u64 },
+    ElectionMin {
+        /// `election_min_ms` as given (or defaulted).
+        min: u64,
+        /// Three times `heartbeat_ms`: the least allowed.
+        three_heartbeats: u64,
+    },
+    /// `[raft] election_max_ms` is not above `election_min_ms`, or is above
+    /// [`ELECTION_MAX_MS`].
     #[error(
         "raft.election_max_ms: {max} must be above election_min_ms ({min}) and at most {ELECTION_MAX_MS}"
     )]
-    ElectionMax { max: u64, min: u64 },
+    ElectionMax {
+        /// `election_max_ms` as given (or defaulted).
+        max: u64,
+        /// `election_min_ms` as given (or defaulted).
+        min: u64,
+    },
 }
 
 /// `host:port` with a port number and a host.
@@ -214,6 +265,8 @@ fn ordinal_node_id() -> Result<NodeId, FieldError> {
 /// A checked cluster file.
 #[derive(Clone, Debug)]
 pub struct ClusterFile {
+    /// This node's id: `node_id`, else the StatefulSet ordinal of the host
+    /// name plus one. Always one of `members`.
     pub node_id: NodeId,
     /// Every member by id (ordered).
     pub members: BTreeMap<NodeId, Member>,

@@ -39,7 +39,11 @@ pub const READY_WAIT_MS: u64 = 2_000;
 /// Raft timing by default: heartbeats and the election timeout range
 /// (`[raft]` in the cluster file; docs/CLUSTER.md).
 pub const HEARTBEAT_MS: u64 = 100;
+/// Default lower end of the election timeout range, in ms
+/// (`[raft] election_min_ms`).
 pub const ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+/// Default upper end of the election timeout range, in ms
+/// (`[raft] election_max_ms`).
 pub const ELECTION_TIMEOUT_MAX_MS: u64 = 1_000;
 /// How long one snapshot chunk may take, the last one including the
 /// receiver's verification and install of the whole snapshot.
@@ -50,31 +54,44 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 << 20;
 /// Why a cluster node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// A file of the cluster file's `[tls]` section could not be read.
     #[error("cluster file: {0}")]
     Tls(#[from] crate::auth::tls::TlsError),
+    /// tonic refused the Raft service's server TLS settings.
     #[error("cluster file: {0}")]
     ServerTls(#[source] tonic::transport::Error),
+    /// The store holds this many events but has no Raft state, and the
+    /// cluster file does not say `seed = true`.
     #[error(
         "this store holds {0} events but never belonged to a cluster: a node starts from an empty data directory and receives the log from the cluster, or seeds a new cluster with `seed = true` in its cluster file (docs/CLUSTER.md)"
     )]
     NotInCluster(u64),
+    /// openraft refused the Raft configuration built from the cluster file.
     #[error("raft: {0}")]
     Config(#[source] Box<openraft::ConfigError>),
+    /// Raft could not start on this node.
     #[error("raft: {0}")]
     Fatal(#[source] Box<openraft::error::Fatal<NodeId>>),
+    /// Initializing a new cluster (on its lowest-id node) failed, other
+    /// than because it was initialized already.
     #[error("raft: {0}")]
     Initialize(#[source] Box<RaftError<NodeId, openraft::error::InitializeError<NodeId, Member>>>),
+    /// The Raft log store (its sled trees) could not be opened or read.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// The log's head could not be read.
     #[error("storage: {0}")]
     Store(#[from] crate::log::StoreError),
+    /// The Raft state machine over the store could not be opened.
     #[error("storage: {0}")]
     StateMachine(#[source] Box<openraft::StorageError<NodeId>>),
 }
 
 /// A running cluster node.
 pub struct Cluster {
+    /// This node's Raft handle (status, membership changes, shutdown).
     pub raft: Raft,
+    /// This node's id (the cluster file's `node_id`).
     pub me: NodeId,
     /// Where the Raft service finds this node's cosigner (set once audit runs).
     pub cosigner: network::CosignerSlot,
@@ -88,17 +105,26 @@ pub struct Cluster {
 /// What `registry cluster status` and the Admin service report of a node.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NodeStatus {
+    /// The node reporting.
     pub node_id: NodeId,
+    /// Its Raft role, as openraft names it (`Leader`, `Follower`,
+    /// `Candidate`, `Learner`, `Shutdown`).
     pub state: String,
+    /// Its current Raft term.
     pub term: u64,
+    /// The leader it knows of, if any.
     pub leader: Option<NodeId>,
+    /// That leader's client (gRPC API) address, when it is a known member.
     pub leader_api: Option<String>,
+    /// The last entry of its Raft log.
     pub last_log_index: Option<u64>,
+    /// The last entry it applied to its store.
     pub last_applied_index: Option<u64>,
     /// The entry of this node's current snapshot.
     pub snapshot_index: Option<u64>,
     /// The last entry purged from its Raft log.
     pub purged_index: Option<u64>,
+    /// The members of the current Raft membership (voters and learners), by id.
     pub members: BTreeMap<NodeId, Member>,
 }
 
@@ -345,8 +371,14 @@ async fn seed_members(raft: Raft, me: NodeId, wanted: BTreeMap<NodeId, Member>) 
 /// Why a membership change was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
+    /// Membership changes are made on the leader; this node is not it.
     #[error("this node is not the cluster's leader")]
-    NotLeader { leader: Option<String> },
+    NotLeader {
+        /// The leader's client (gRPC API) address, when known.
+        leader: Option<String>,
+    },
+    /// The change was refused: the node to add is a member already, the
+    /// node to remove is not one, or Raft refused it; the text says why.
     #[error("the cluster refused the change: {0}")]
     Refused(String),
 }

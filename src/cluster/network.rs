@@ -12,6 +12,9 @@ use tonic::{Request, Response, Status};
 use super::types::{decode, encode, Member, NodeId, Raft, TypeConfig};
 
 pub mod pb {
+    //! The generated client, server and message of
+    //! `regularization.cluster.v1.Raft` (a `RaftMessage` carries one
+    //! postcard-encoded openraft request or reply).
     tonic::include_proto!("regularization.cluster.v1");
 }
 
@@ -26,6 +29,8 @@ pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 20_000;
 /// Makes a client per peer.
 #[derive(Clone)]
 pub struct Network {
+    /// Client TLS to the peers (mutual TLS from the cluster file's `[tls]`);
+    /// `None`: plaintext, allowed only on loopback.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
@@ -139,10 +144,15 @@ pub trait Cosigner: Send + Sync {
 /// Why a member gave no cosignature.
 #[derive(Debug, thiserror::Error)]
 pub enum CosignRequestError {
+    /// The member's Raft address could not be reached (or its endpoint or
+    /// TLS settings were refused).
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
+    /// The member answered with an error (e.g. its audit service is
+    /// starting, or its cosigner refused the note).
     #[error("{:?}: {}", .0.code(), .0.message())]
     Refused(Status),
+    /// The member's answer is not UTF-8 text.
     #[error(transparent)]
     NotUtf8(#[from] std::string::FromUtf8Error),
 }
@@ -152,7 +162,10 @@ pub type CosignerSlot = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn Co
 
 /// The Raft service a node serves to its peers.
 pub struct RaftService {
+    /// This node's Raft, which answers the peers' Raft requests.
     pub raft: Raft,
+    /// This node's cosigner, set once its audit part runs (until then
+    /// cosignature requests are answered UNAVAILABLE).
     pub cosigner: CosignerSlot,
 }
 

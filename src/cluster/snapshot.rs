@@ -8,7 +8,7 @@
 //! entries were purged receives the file instead.
 //!
 //! Layout: `MIGREGSN`, the format version (u32, big-endian), then frames
-//! (a u32 big-endian length and a postcard [`Frame`]): one `Header`, every
+//! (a u32 big-endian length and a postcard `Frame`): one `Header`, every
 //! side-tree entry, the records in batches, one `End`; then the BLAKE3 of
 //! every byte before it (32 bytes).
 //!
@@ -57,14 +57,29 @@ pub type Membership = openraft::StoredMembership<NodeId, Member>;
 /// Why a snapshot could not be built, read, verified or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// Reading, writing or syncing the snapshot file failed.
     #[error("snapshot i/o on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The snapshot file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The file is not a valid snapshot, or does not verify; the message says where.
     #[error("snapshot {path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        reason: String,
+    },
     /// This node's store does not continue into the snapshot's chain.
     #[error("this node's store is not a prefix of the snapshot's log: {0}")]
     Diverged(String),
+    /// This node's store could not be read or written while building or
+    /// installing (a sled error, a stopped node, nothing applied yet, side
+    /// trees replaced during the build, signing the checkpoint); the text
+    /// says what.
     #[error("snapshot: {0}")]
     Store(String),
 }
@@ -78,6 +93,7 @@ pub struct Header {
     pub membership: Membership,
     /// The store's head at that entry.
     pub head_seq: u64,
+    /// The chain hash of that head (of record `head_seq`).
     pub head_hash: [u8; 32],
     /// The node that built the snapshot.
     pub built_by: NodeId,
@@ -652,10 +668,13 @@ fn build_once(
 /// What [`verify`] found.
 #[derive(Debug)]
 pub struct Verified {
+    /// The snapshot's header frame.
     pub header: Header,
     /// The size of the checkpoint the records were checked against.
     pub checkpoint_size: u64,
+    /// Records in the file (seq 1 to the header's `head_seq`).
     pub records: u64,
+    /// Side-tree entries in the file (person keys, document index).
     pub tree_entries: u64,
 }
 

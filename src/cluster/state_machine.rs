@@ -41,6 +41,8 @@ pub struct SnapshotConfig {
     pub me: NodeId,
     /// The members' audit verifier keys the cluster file pins.
     pub pinned: BTreeMap<NodeId, String>,
+    /// This node's checkpointer, set once audit runs: a snapshot carries its
+    /// latest signed checkpoint (a build waits up to [`BUILD_WAIT_AUDIT_MS`]).
     pub checkpointer: CheckpointerSlot,
     /// Before-images of side-tree entries changed while a snapshot reads the trees.
     pub capture: snapshot::Capture,
@@ -80,6 +82,10 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 }
 
 impl StateMachine {
+    /// Opens the state machine over this node's store: clears what an
+    /// interrupted snapshot left in the snapshot directory and reads the
+    /// applied Raft position and membership from the `log` tree (none on a
+    /// new store).
     pub fn open(
         db: sled::Db,
         applier: Arc<Mutex<Applier>>,

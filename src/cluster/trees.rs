@@ -18,16 +18,24 @@ pub const REPLICATED_TREES: [&str; 2] = [Side::PersonKeys.tree_name(), Side::Doc
 /// Why a replicated tree write was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeWriteError {
+    /// The write names a tree (given) that is not in [`REPLICATED_TREES`].
     #[error("tree {0} does not replicate")]
     NotReplicated(String),
+    /// Reading or writing the trees on this node failed.
     #[error(transparent)]
     Sled(#[from] sled::Error),
+    /// This node does not lead; the leader's client address, when known.
     #[error("this node is not the cluster's leader; send writes to {}", .0.as_deref().unwrap_or("the leader"))]
     NotLeader(Option<String>),
+    /// Raft did not commit the write (other than for leadership).
     #[error("the cluster did not confirm the write: {0}")]
     Unconfirmed(#[source] Box<RaftError<NodeId, ClientWriteError<NodeId, Member>>>),
+    /// No majority confirmed the write within
+    /// [`PROPOSE_TIMEOUT_MS`](super::PROPOSE_TIMEOUT_MS); its outcome is unknown.
     #[error("no majority confirmed the write within {} ms", super::PROPOSE_TIMEOUT_MS)]
     Timeout,
+    /// Applying the entry answered something else than a tree write's
+    /// outcome (this answer).
     #[error("the cluster answered a tree write with {0:?}")]
     Answer(Applied),
 }

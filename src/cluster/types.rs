@@ -33,9 +33,14 @@ pub enum Command {
     /// documents), decided by the leader's writer and applied on every
     /// node with the records.
     Append {
+        /// Each record's bytes, length-prefixed (see
+        /// [`crate::log::apply::Applier::apply_records`]).
         records: Vec<u8>,
+        /// The seq of the log's head after the batch.
         head_seq: u64,
+        /// The chain hash of that head.
         head_hash: [u8; 32],
+        /// The side writes of the batch's appends, in order.
         side: Vec<crate::log::SideSet>,
     },
     /// Writes to the replicated side trees (person keys, document index),
@@ -60,7 +65,10 @@ pub enum Applied {
     #[default]
     Nothing,
     /// An append: the head after it.
-    Appended { head_seq: u64 },
+    Appended {
+        /// The seq of this node's head after applying it.
+        head_seq: u64,
+    },
     /// A tree write: applied, or refused because the condition at this index failed.
     Trees(Result<(), usize>),
 }

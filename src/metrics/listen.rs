@@ -9,7 +9,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 /// An address, or `off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listen {
+    /// `off`: no metrics endpoint.
     Off,
+    /// Serve the endpoint on this address (plain HTTP; refused off loopback
+    /// unless `metrics.on_network`, see [`check_listen`]).
     On(SocketAddr),
 }
 

@@ -45,18 +45,25 @@ pub enum MetricsError {
     /// The address could not be bound.
     #[error("metrics endpoint: cannot listen on {addr}: {source}")]
     Listen {
+        /// The address asked for (`metrics.listen`).
         addr: std::net::SocketAddr,
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// The server's TLS certificate could not be read.
     #[error("TLS certificate {}: {source}", path.display())]
     CertificateUnreadable {
+        /// The server's PEM certificate file.
         path: std::path::PathBuf,
+        /// The error reading it.
         source: std::io::Error,
     },
     /// The server's TLS certificate file holds no parsable certificate.
     #[error("TLS certificate {}: no parsable certificate", path.display())]
-    CertificateUnparsable { path: std::path::PathBuf },
+    CertificateUnparsable {
+        /// The server's PEM certificate file.
+        path: std::path::PathBuf,
+    },
     /// The worklist tree (read for the worklist gauges) could not be opened.
     #[error(transparent)]
     Store(#[from] sled::Error),

@@ -11,8 +11,14 @@ use super::verify::Verified;
 
 /// `STRUCTURE_ID` of the regional table.
 pub const REGIONAL_ID: &str = "REGISTRY:REGIONAL_CASELOAD_STATUS(1.0)";
+/// File name of the regional table: one row per status, with its exact sum
+/// or a lower bound and the sources that suppressed it.
 pub const REGIONAL_CSV: &str = "regional_caseload_status.csv";
+/// File name of every source's `CASELOAD_STATUS` cells, one row per source
+/// and status.
 pub const SOURCES_CSV: &str = "sources_caseload_status.csv";
+/// File name of the citations: each source's origin, verifier key, log
+/// position, checkpoint, manifest digest and release note.
 pub const SOURCES_JSON: &str = "sources.json";
 
 /// One regional total.
@@ -31,6 +37,7 @@ pub struct RegionalRow {
 /// Why releases cannot be combined into a regional table.
 #[derive(Debug, thiserror::Error)]
 pub enum CombineError {
+    /// No release was given.
     #[error("no release to combine")]
     NoRelease,
     /// Two releases of one origin (a region counts each registry once).
@@ -42,16 +49,22 @@ pub enum CombineError {
     /// A release whose statuses differ from the first release's.
     #[error("the release of {origin} lists the statuses {statuses:?}, the release of {first_origin} {first_statuses:?}")]
     OtherStatuses {
+        /// The origin of the release that differs.
         origin: String,
+        /// The status codes it lists, in its order.
         statuses: Vec<String>,
+        /// The origin of the first release.
         first_origin: String,
+        /// The status codes the first release lists, in its order.
         first_statuses: Vec<String>,
     },
     /// Writing a file of the combination.
     #[error(transparent)]
     Csv(#[from] csv::Error),
+    /// Flushing a CSV file of the combination failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The citations (`sources.json`) could not be encoded.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
 }

@@ -31,21 +31,37 @@ pub const FORMAT: &str = "registry-statistics-release/1";
 /// The second line of a release note's body (never a decimal number, never
 /// `key-handover v1`: a release note is never a checkpoint or a hand-over).
 pub const NOTE_TAG: &str = "statistics-release v1";
+/// File name of the manifest: every other file with its BLAKE3 digest and
+/// size, the log position and the signed checkpoint.
 pub const MANIFEST: &str = "manifest.json";
+/// File name of the signed note over the manifest's digest ([`note_body`]).
 pub const NOTE: &str = "release.note";
+/// File name of the codebook: tables, dimensions, codes and the disclosure rule.
 pub const CODEBOOK: &str = "codebook.json";
 
 /// Why a release could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
+    /// No position was asked for and the store has no signed checkpoint.
     #[error("no checkpoint has been signed yet (a server signs one at start; `registry audit checkpoint` on a stopped store)")]
     NoCheckpoint,
+    /// No checkpoint was signed at the tree size asked for (`as_of_seq`).
     #[error("as_of_seq: no checkpoint was signed at tree size {0}; a release is built at the size of a signed checkpoint")]
     NoCheckpointAt(u64),
+    /// The checkpoint was signed by an audit key handed over since; the
+    /// current key signs releases only over its own checkpoints.
     #[error("the checkpoint at size {size} was signed by {signed_by}, a key handed over since: releases are signed by the current key over checkpoints of the current key")]
-    EarlierKey { size: u64, signed_by: String },
+    EarlierKey {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// The verifier key (vkey) that signed it.
+        signed_by: String,
+    },
+    /// The checkpoint is of the empty log.
     #[error("the checkpoint is at size 0: an empty log has no statistics to release")]
     Empty,
+    /// Anything else (reading the checkpoints or the log, replaying,
+    /// building the tables); the text says what.
     #[error("{0}")]
     Internal(String),
 }
@@ -205,7 +221,9 @@ pub enum WriteDirError {
     /// The output directory cannot be read or created.
     #[error("--out {}: {source}", dir.display())]
     Directory {
+        /// The directory given (`--out`).
         dir: std::path::PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// The output directory holds files already.
@@ -217,7 +235,9 @@ pub enum WriteDirError {
     /// A release file cannot be written.
     #[error("{}: {source}", path.display())]
     File {
+        /// The file's path in the output directory.
         path: std::path::PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }

@@ -64,62 +64,127 @@ fn obs_status(code: &str) -> Option<ObsStatus> {
 /// the column.
 #[derive(Debug, thiserror::Error)]
 pub enum SdmxError {
+    /// Writing a row of a data file failed.
     #[error(transparent)]
     Write(#[from] csv::Error),
+    /// Flushing a written data file failed.
     #[error(transparent)]
     Flush(std::io::Error),
+    /// The data file has no header row.
     #[error("empty file: no header row")]
     Empty,
+    /// A row of the data file is not well-formed CSV.
     #[error("row {row}: {source}")]
-    Csv { row: usize, source: csv::Error },
+    Csv {
+        /// The file's row, 1-based (1 is the header).
+        row: usize,
+        /// The CSV reader's error.
+        source: csv::Error,
+    },
+    /// The header row is not the table's.
     #[error("row 1: header is {found:?}, expected {expected:?}")]
     Header {
+        /// The header in the file.
         found: Vec<String>,
+        /// The table's header ([`header`]).
         expected: Vec<String>,
     },
+    /// A row has another number of fields than the header.
     #[error("row {row}: {found} fields, expected {expected}")]
     FieldCount {
+        /// The file's row, 1-based (1 is the header).
         row: usize,
+        /// Fields in the row.
         found: usize,
+        /// Fields in the table's header.
         expected: usize,
     },
+    /// A row's first three fields are not `dataflow`, the table's
+    /// structure id, `I`.
     #[error("row {row}: STRUCTURE,STRUCTURE_ID,ACTION are {},{},{}; expected dataflow,{structure_id},I", found[0], found[1], found[2])]
     Structure {
+        /// The file's row, 1-based (1 is the header).
         row: usize,
+        /// STRUCTURE, STRUCTURE_ID and ACTION as found.
         found: [String; 3],
+        /// The table's structure id, `REGISTRY:<ID>(1.0)`.
         structure_id: String,
     },
+    /// An `OBS_VALUE` of digits too large for a u64.
     #[error("row {row}: OBS_VALUE {value} does not fit in 64 bits")]
     ValueTooLarge {
+        /// The file's row, 1-based (1 is the header).
         row: usize,
+        /// The `OBS_VALUE` as found.
         value: String,
+        /// The parser's error.
         source: std::num::ParseIntError,
     },
+    /// An `OBS_VALUE` that is neither empty nor a decimal count without
+    /// leading zeros.
     #[error("row {row}: OBS_VALUE {value:?} is not a count")]
-    NotACount { row: usize, value: String },
-    #[error("row {row}: OBS_STATUS {value:?} is not observed, suppressed or zero")]
-    Status { row: usize, value: String },
-    #[error("row {row}: OBS_STATUS {status} does not match OBS_VALUE {value:?}")]
-    StatusMismatch {
+    NotACount {
+        /// The file's row, 1-based (1 is the header).
         row: usize,
-        status: &'static str,
+        /// The `OBS_VALUE` as found.
         value: String,
     },
+    /// An `OBS_STATUS` that is not `observed`, `suppressed` or `zero`.
+    #[error("row {row}: OBS_STATUS {value:?} is not observed, suppressed or zero")]
+    Status {
+        /// The file's row, 1-based (1 is the header).
+        row: usize,
+        /// The `OBS_STATUS` as found.
+        value: String,
+    },
+    /// An `OBS_STATUS` that contradicts the `OBS_VALUE` (empty is
+    /// suppressed, 0 is zero, more is observed).
+    #[error("row {row}: OBS_STATUS {status} does not match OBS_VALUE {value:?}")]
+    StatusMismatch {
+        /// The file's row, 1-based (1 is the header).
+        row: usize,
+        /// The `OBS_STATUS` as found.
+        status: &'static str,
+        /// The `OBS_VALUE` as found.
+        value: String,
+    },
+    /// Two rows with the same dimension codes.
     #[error("row {row}: the key {key:?} appears twice")]
-    DuplicateKey { row: usize, key: Vec<String> },
+    DuplicateKey {
+        /// The file's row of the second one, 1-based (1 is the header).
+        row: usize,
+        /// The dimension codes, in column order.
+        key: Vec<String>,
+    },
+    /// The structure file is not JSON.
     #[error("not JSON: {0}")]
     Json(#[source] serde_json::Error),
     /// A part of the structure file that is missing (the message names it).
     #[error("{0}")]
     Missing(&'static str),
+    /// A dimension (this id) of the structure file has no `position`.
     #[error("dimension {0} has no position")]
     NoPosition(String),
+    /// A dimension (this id) has no codelist enumeration URN.
     #[error("dimension {0} has no codelist")]
     NoCodelist(String),
+    /// A dimension's codelist URN does not end in `:<id>(<version>)`.
     #[error("dimension {dimension}: codelist URN {urn:?} not understood")]
-    CodelistUrn { dimension: String, urn: String },
+    CodelistUrn {
+        /// The dimension's id.
+        dimension: String,
+        /// The URN as found.
+        urn: String,
+    },
+    /// The codelist a dimension names is not among the file's codelists.
     #[error("codelist {codelist} of dimension {dimension} is missing")]
-    CodelistMissing { codelist: String, dimension: String },
+    CodelistMissing {
+        /// The codelist id the URN names.
+        codelist: String,
+        /// The dimension's id.
+        dimension: String,
+    },
+    /// A codelist (this id) has no `codes` array.
     #[error("codelist {0} has no codes")]
     NoCodes(String),
 }

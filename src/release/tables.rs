@@ -77,6 +77,7 @@ pub struct DataRow {
 }
 
 impl DataRow {
+    /// The row's `OBS_STATUS`: suppressed (no value), zero, or observed (> 0).
     pub fn obs_status(&self) -> ObsStatus {
         match self.value {
             None => ObsStatus::Suppressed,
@@ -215,27 +216,44 @@ pub enum TablesError {
     /// A caseload question of the release refused by the projection.
     #[error(transparent)]
     Query(#[from] crate::projection::QueryError),
+    /// A table the identities tie together (this id) is not in the release.
     #[error("table {0} is missing")]
     Missing(&'static str),
+    /// `CASELOAD_STATUS` has no total row (`STATUS=_T`).
     #[error("CASELOAD_STATUS has no STATUS={TOTAL_CODE} row")]
     NoTotal,
     /// A row of `table` (described) whose status the parent does not list.
     #[error("{table} row ({row}) has a status that CASELOAD_STATUS does not list")]
-    UnknownStatus { table: &'static str, row: String },
+    UnknownStatus {
+        /// The child table's id (`CASELOAD_DEPARTMENT_STATUS` or `CASELOAD_SEX_STATUS`).
+        table: &'static str,
+        /// The row, as `DIM=code, ...`.
+        row: String,
+    },
+    /// An identity whose cells are all published does not add up.
     #[error("identity {identity} does not hold: the total is {total}, the terms add up to {published}")]
     Sum {
+        /// The identity's name.
         identity: String,
+        /// The published total.
         total: u64,
+        /// The sum of its (all published) terms.
         published: u64,
     },
+    /// An identity with hidden terms cannot hold: the total is below the
+    /// published terms plus 1 per hidden term.
     #[error(
         "identity {identity} does not hold: the total is {total}, but the published terms add up to \
          {published} and {hidden} hidden term(s) hold at least 1 each"
     )]
     Bound {
+        /// The identity's name.
         identity: String,
+        /// The published total.
         total: u64,
+        /// The sum of its published terms.
         published: u64,
+        /// How many of its terms are suppressed (each holds at least 1).
         hidden: u64,
     },
 }
