@@ -404,14 +404,15 @@ fn read_raw(store: &Store, from: u64, max: usize, head: u64) -> Result<Vec<pb::L
     let mut bytes = 0usize;
     let range = store.raw_range(from, head).take(max);
     for (expected, kv) in (from..).zip(range) {
-        let (seq, v) = kv.map_err(|e| AuditError::Internal(e.to_string()))?;
+        let (seq, v) = kv.map_err(AuditError::from)?;
 
         if seq != expected {
             return Err(AuditError::FailedPrecondition(format!(
                 "the log has a gap at seq {expected}"
             )));
         }
-        let (record, hash) = split_stored(&v).map_err(|e| AuditError::Internal(format!("seq {seq}: {e}")))?;
+        let (record, hash) =
+            split_stored(&v).map_err(|e| AuditError::invariant(format!("seq {seq}: {e}")))?;
         bytes += record.len() + 64;
         if !out.is_empty() && bytes > AUDIT_GET_EVENTS_BYTES_MAX {
             break; // the page is full; the caller asks again from `expected`

@@ -238,7 +238,7 @@ impl From<AuditError> for Status {
             AuditError::FailedPrecondition(m) => Status::failed_precondition(m),
             AuditError::Internal(m) => {
                 tracing::error!(error = %m, "audit service internal error");
-                Status::internal(m)
+                Status::internal(m.to_string())
             }
         }
     }

@@ -60,7 +60,47 @@ pub enum AuditError {
     /// Anything else (sled, signing, a proof that cannot be built): logged
     /// and answered INTERNAL.
     #[error("{0}")]
-    Internal(String),
+    Internal(#[source] AuditInternal),
+}
+
+/// What failed inside the audit service, with the typed error it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditInternal {
+    /// The Merkle tree's storage.
+    #[error(transparent)]
+    Tree(TreeError),
+    /// A proof the tree could not build.
+    #[error(transparent)]
+    Proof(ProofError),
+    /// Signing or storing a checkpoint.
+    #[error(transparent)]
+    Checkpoint(CheckpointError),
+    /// A signed note (a checkpoint or a hand-over).
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    /// The log store.
+    #[error(transparent)]
+    Store(#[from] crate::log::StoreError),
+    /// A blocking-pool task that panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// Stored data that breaks an invariant the audit relies on (what, and
+    /// at which seq or size).
+    #[error("{0}")]
+    Invariant(String),
+}
+
+impl AuditError {
+    /// An [`AuditInternal::Invariant`]: `what` broke an invariant.
+    pub fn invariant(what: impl Into<String>) -> AuditError {
+        AuditError::Internal(AuditInternal::Invariant(what.into()))
+    }
+}
+
+impl<E: Into<AuditInternal>> From<E> for AuditError {
+    fn from(e: E) -> AuditError {
+        AuditError::Internal(e.into())
+    }
 }
 
 impl From<TreeError> for AuditError {
@@ -70,7 +110,7 @@ impl From<TreeError> for AuditError {
             TreeError::Gap { .. } | TreeError::BadRecord { .. } | TreeError::LogBehindTree { .. } => {
                 AuditError::FailedPrecondition(e.to_string())
             }
-            other => AuditError::Internal(other.to_string()),
+            other => AuditError::Internal(AuditInternal::Tree(other)),
         }
     }
 }
@@ -87,7 +127,7 @@ impl From<ProofError> for AuditError {
                 field: "from_size",
                 reason: e.to_string(),
             },
-            other => AuditError::Internal(other.to_string()),
+            other => AuditError::Internal(AuditInternal::Proof(other)),
         }
     }
 }
@@ -98,20 +138,8 @@ impl From<CheckpointError> for AuditError {
             CheckpointError::Tree(t) => t.into(),
             CheckpointError::NotFound(_) => AuditError::NotFound(e.to_string()),
             CheckpointError::Inconsistent { .. } => AuditError::FailedPrecondition(e.to_string()),
-            other => AuditError::Internal(other.to_string()),
+            other => AuditError::Internal(AuditInternal::Checkpoint(other)),
         }
-    }
-}
-
-impl From<NoteError> for AuditError {
-    fn from(e: NoteError) -> Self {
-        AuditError::Internal(e.to_string())
-    }
-}
-
-impl From<crate::log::StoreError> for AuditError {
-    fn from(e: crate::log::StoreError) -> Self {
-        AuditError::Internal(e.to_string())
     }
 }
 

@@ -215,19 +215,20 @@ pub fn build(
     }
     let value = store
         .raw_get(seq)
-        .map_err(|e| super::AuditError::Internal(e.to_string()))?
+        .map_err(super::AuditError::from)?
         .ok_or(super::AuditError::NotFound(format!("no event at seq {seq}")))?;
-    let (record, _) = split_stored(&value).map_err(|e| super::AuditError::Internal(e.to_string()))?;
+    let (record, _) =
+        split_stored(&value).map_err(|e| super::AuditError::invariant(format!("seq {seq}: {e}")))?;
     let proof = tree.inclusion_proof(seq - 1, size)?;
     // Never hand out a receipt that does not verify.
     let root = tree.root(size)?;
     if root != checkpoint.checkpoint.root {
-        return Err(super::AuditError::Internal(format!(
+        return Err(super::AuditError::invariant(format!(
             "the tree's root at size {size} differs from the signed checkpoint"
         )));
     }
     merkle::verify_inclusion(&leaf_hash(record), seq - 1, size, &proof, &root).map_err(|e| {
-        super::AuditError::Internal(format!("stored record at seq {seq} is not the tree's leaf: {e}"))
+        super::AuditError::invariant(format!("stored record at seq {seq} is not the tree's leaf: {e}"))
     })?;
     Ok(Receipt {
         index: seq - 1,

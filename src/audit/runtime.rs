@@ -34,7 +34,7 @@ pub async fn start(log: &Log, config: AuditConfig) -> Result<AuditRuntime, Audit
         Ok(audit)
     })
     .await
-    .map_err(|e| AuditError::Internal(e.to_string()))??;
+    .map_err(AuditError::from)??;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (size_tx, size_rx) = watch::channel(audit.tree.size());
     let follower = spawn_follower(
