@@ -18,7 +18,7 @@
 //! - [`api`]: tonic services; the one place errors become gRPC statuses.
 //! - [`auth`]: principals, roles, department scopes, TLS; the access file.
 //! - [`audit`]: Merkle tree, signed checkpoints, proofs, receipts, exports (docs/AUDIT.md).
-//! - [`bench`]: the `registry bench` measurements.
+//! - [`bench`](mod@bench): the `registry bench` measurements.
 //! - [`cli`]: the `registry` command: arguments and handlers, one file per command family.
 //! - [`server`]: the gRPC service (`registry serve`).
 //! - [`config`]: the settings of `registry serve`: defaults < TOML file <

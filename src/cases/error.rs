@@ -109,7 +109,7 @@ pub enum InternalError {
 }
 
 impl CaseError {
-    /// An [`InternalError::Invariant`]: `what` broke an invariant.
+    /// An `InternalError::Invariant`: `what` broke an invariant.
     pub fn invariant(what: impl Into<String>) -> CaseError {
         CaseError::Internal(InternalError::Invariant(what.into()))
     }

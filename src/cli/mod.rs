@@ -13,7 +13,7 @@
 //! - [`policy`]: `registry policy`.
 //! - [`health`]: `registry health`.
 //! - [`simulate`]: `registry simulate`.
-//! - [`bench`]: `registry bench` (with [`worklists`] for `bench worklists`).
+//! - [`bench`](mod@bench): `registry bench` (with [`worklists`] for `bench worklists`).
 //!
 //! Elsewhere, for now: the flags of `serve` and `config check`
 //! (`config::ServeArgs`, `config::check::CheckArgs`, layered with the

@@ -42,9 +42,9 @@
 //! panics, whatever the bytes.
 //!
 //! [`encode`] and [`decode`] are generated from the event table
-//! ([`event_table!`](crate::domain::vocabulary::event_table)), which names
+//! (`event_table!`, `domain/vocabulary.rs`), which names
 //! each event field's proto field; the value itself is converted by the
-//! field type's [`Stored`](stored::Stored) implementation (`stored.rs`).
+//! field type's `Stored` implementation (`stored.rs`).
 //! Fields are decoded in the row's order, so the first invalid one is the
 //! one named. The policy stream's events are in `policy`, access events in
 //! `access`.

@@ -3,7 +3,7 @@
 //! never disagree with the rules it reports (there is no second copy of
 //! them), and a command added to the table is probed without a line here.
 //!
-//! The probe values of a field come from its type ([`Probe`]), with the
+//! The probe values of a field come from its type (`Probe`), with the
 //! case at hand: today's date, the person's residence, the case's own
 //! certifications, open requests and links, every channel of the catalog,
 //! every value of a code enum. A command is tried with every combination of

@@ -81,7 +81,7 @@ macro_rules! code_enum {
 
 pub(crate) use code_enum;
 
-/// What [`code_enum!`] declares, for code that treats every closed
+/// What `code_enum!` declares, for code that treats every closed
 /// vocabulary alike (stored codes, probe values).
 pub trait CodeEnum: Copy + 'static {
     /// Every value, in declaration order.

@@ -198,7 +198,7 @@ impl Applier {
     /// must be the next seq, link to the previous record's hash (the first
     /// to this node's head), and belong to its stream at the next version;
     /// the last must hash to `expected_head`. Then commits them as
-    /// [`Applier::commit`] does, with `extra` in the same batch. `records`
+    /// `Applier::commit` does, with `extra` in the same batch. `records`
     /// holds each record's bytes preceded by its length (u32 big-endian).
     pub fn apply_records(
         &mut self,

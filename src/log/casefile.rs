@@ -5,8 +5,8 @@
 //! from the records. It is therefore kept out of the append's critical path
 //! (one random sled key per commit would halve the writer's rate and add
 //! 1.5x of disk: ../shared/STORE-MEASUREMENTS.md). The writer keeps the case
-//! files it changed in memory ([`CaseFiles`]'s recent map) from the moment
-//! their commit is durable; the case-file follower ([`run_follower`]) writes
+//! files it changed in memory (`CaseFiles`'s recent map) from the moment
+//! their commit is durable; the case-file follower (`run_follower`) writes
 //! them to sled in large batches, together with the position they cover
 //! (`cases_at`), and only then drops them from memory. After a crash, the
 //! start-up replays the log after `cases_at` into the recent map and checks

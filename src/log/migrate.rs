@@ -2,7 +2,7 @@
 //!
 //! The records are copied byte for byte (so every record hash, Merkle leaf,
 //! signed checkpoint and receipt stays valid) into chunks of at most
-//! [`CHUNK_EVENTS_MAX`] records; every link of the chain is re-checked on the
+//! [`CHUNK_EVENTS_MAX`](crate::limits::CHUNK_EVENTS_MAX) records; every link of the chain is re-checked on the
 //! way, so a broken v1 log is never carried over. Case files are built from
 //! the records. Every other tree (Merkle tiles, checkpoints, statistics,
 //! person keys, document reservations) is copied key by key, and the data

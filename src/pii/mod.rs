@@ -3,7 +3,7 @@
 //! * Each person (case id) has a random 32-byte [`DataKey`], stored in the
 //!   sled tree `person_keys` wrapped (XChaCha20-Poly1305) by the
 //!   [`MasterKey`]; see [`KeyStore`].
-//! * Identifying fields are [`seal()`]ed with that key before they enter the
+//! * Identifying fields are [`seal_for_request()`]ed with that key before they enter the
 //!   event log; the log hashes the sealed bytes. [`KeyStore::erase`] destroys
 //!   the key: the data becomes unrecoverable while every hash, proof and
 //!   checkpoint still verifies.

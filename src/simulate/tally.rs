@@ -21,7 +21,7 @@ pub struct Tally {
     pub commands: u64,
     /// Commands refused (a generator bug if not 0); the person's case stops there.
     pub rejected: u64,
-    /// Derived status on the simulation date ([`person_status`] of each final state).
+    /// Derived status on the simulation date ([`person_status`](fn@crate::domain::person_status) of each final state).
     pub status: BTreeMap<String, u64>,
     /// The status the generator intended for each person.
     pub intended_status: BTreeMap<String, u64>,
