@@ -27,6 +27,7 @@ use crate::log::{Head, Store};
 /// service's (mapped to statuses in `api::status`).
 #[derive(Debug, thiserror::Error)]
 pub enum AuditServiceError {
+    /// The audit state failed (tree, checkpoints, store, verification).
     #[error(transparent)]
     Audit(#[from] AuditError),
     /// `sign_now` asked by someone other than an admin.

@@ -21,7 +21,12 @@ pub enum StatisticsError {
     /// A request field out of range: INVALID_ARGUMENT with a BadRequest
     /// naming `field`.
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The request field's path, e.g. `as_of_date` or `filters.dimension`.
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// The projection is still loading after start-up (UNAVAILABLE).
     #[error("the statistics projection is still loading after start-up; retry shortly")]
     Loading,
@@ -113,6 +118,7 @@ impl StatisticsService {
         }
     }
 
+    /// The tonic server for this service, with the gRPC message size limits.
     pub fn into_server(self) -> StatisticsServer<StatisticsService> {
         StatisticsServer::new(self)
             .max_decoding_message_size(crate::limits::GRPC_MESSAGE_BYTES_MAX)

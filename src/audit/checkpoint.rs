@@ -40,36 +40,86 @@ const EM_DASH_PREFIX: &str = "\u{2014} ";
 /// Errors of notes, keys and checkpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum NoteError {
+    /// A verifier key (vkey) or key name that does not parse, or whose key
+    /// id does not match its name and key; the text says what is wrong.
     #[error("malformed verifier key: {0}")]
     BadVerifierKey(String),
+    /// A signing key file that does not parse or holds the key of another
+    /// origin, or a key that could not be generated; the text says why.
     #[error("malformed signing key file: {0}")]
     BadSigningKey(String),
+    /// A note that does not split into a body and well-formed signature
+    /// lines (too large, no blank line, bad signature line), or stored
+    /// checkpoint or hand-over bytes that cannot be read as a note.
     #[error("malformed note: {0}")]
     Malformed(String),
+    /// A note body that is not a checkpoint body (origin line, decimal tree
+    /// size, base64 32-byte root); the text names the faulty line.
     #[error("malformed checkpoint body: {0}")]
     BadCheckpoint(String),
+    /// The note carries no signature line of the expected key.
     #[error("no signature by key {name}+{key_id} on the note (signed by: {found})")]
     NoSignature {
+        /// Name of the expected key.
         name: String,
+        /// Key id of the expected key, 8 hex digits.
         key_id: String,
+        /// The keys whose signature lines the note does carry
+        /// (`name+keyid`, comma-separated), or `nobody`.
         found: String,
     },
+    /// The note has a signature line of the expected key, but it does not
+    /// verify (strict Ed25519) over the body.
     #[error("the signature by {name}+{key_id} does not verify: forged or the note was altered")]
-    BadSignature { name: String, key_id: String },
+    BadSignature {
+        /// Name of the key.
+        name: String,
+        /// Key id of the key, 8 hex digits.
+        key_id: String,
+    },
+    /// A checkpoint's origin line differs from the name of the key that
+    /// signed it.
     #[error("checkpoint origin {found:?} is not the expected {expected:?}")]
-    WrongOrigin { expected: String, found: String },
+    WrongOrigin {
+        /// The verifying key's name.
+        expected: String,
+        /// The checkpoint's origin line.
+        found: String,
+    },
+    /// A key hand-over note is invalid, or does not link up with the chain
+    /// or the store.
     #[error("key hand-over #{number}: {reason}")]
-    Handover { number: usize, reason: String },
+    Handover {
+        /// Position of the hand-over in the chain, 1-based.
+        number: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A checkpoint verifies under a key of the chain, but its tree size is
+    /// outside the sizes the hand-overs let that key sign.
     #[error(
         "the checkpoint at size {size} is signed by {key}, which the key hand-overs allow for sizes {range} only"
     )]
-    OutsideKeyRange { size: u64, key: String, range: String },
+    OutsideKeyRange {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// The vkey of the key that signed it.
+        key: String,
+        /// The sizes that key may sign, e.g. `0..=10` or `10 and above`.
+        range: String,
+    },
+    /// A checkpoint at the tree size of a hand-over has a different root
+    /// than the hand-over names.
     #[error("the checkpoint at size {size} has root {found}, but the key hand-over at that size names root {expected}")]
     HandoverRoot {
+        /// The tree size of the checkpoint and the hand-over.
         size: u64,
+        /// The checkpoint's root, hex.
         found: String,
+        /// The root the hand-over names, hex.
         expected: String,
     },
+    /// Reading or writing a key file failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -77,16 +127,33 @@ pub enum NoteError {
 /// Errors of issuing checkpoints.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// A note, key or hand-over failed to parse or verify (for a stored
+    /// checkpoint: it does not verify under the store's key chain).
     #[error(transparent)]
     Note(#[from] NoteError),
+    /// Reading the Merkle tree (root or consistency proof) failed.
     #[error(transparent)]
     Tree(#[from] TreeError),
+    /// The sled trees of checkpoints or hand-overs failed.
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// Signing was refused: the tree at the new size is not consistent with
+    /// the latest checkpoint (smaller, or the consistency proof fails).
     #[error("refusing to sign size {new}: not consistent with the checkpoint at size {old}: {reason}")]
-    Inconsistent { old: u64, new: u64, reason: String },
+    Inconsistent {
+        /// Tree size of the latest checkpoint.
+        old: u64,
+        /// Tree size that was to be signed.
+        new: u64,
+        /// Why the two are not consistent.
+        reason: String,
+    },
+    /// No checkpoint was issued at exactly this tree size.
     #[error("no checkpoint at size {0}")]
     NotFound(u64),
+    /// The signing key does not fit the store: not the key its hand-overs
+    /// end with, already handed over, or (for a hand-over) a new key that
+    /// is the current one or has another origin.
     #[error("audit key: {0}")]
     WrongKey(String),
 }
@@ -177,6 +244,8 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// A verifier of `key` under the key name `name` (non-empty, without
+    /// spaces or `+`); computes the key id.
     pub fn new(name: &str, key: VerifyingKey) -> Result<Verifier, NoteError> {
         check_name(name).map_err(|e| NoteError::BadVerifierKey(e.to_string()))?;
         Ok(Verifier {
@@ -342,6 +411,8 @@ pub struct NoteSigner {
 }
 
 impl NoteSigner {
+    /// A signer with `key` under the name `name` (non-empty, without spaces
+    /// or `+`), which is also the origin of the checkpoints it signs.
     pub fn new(name: &str, key: SigningKey) -> Result<NoteSigner, NoteError> {
         let verifier = Verifier::new(name, key.verifying_key())?;
         Ok(NoteSigner {
@@ -361,6 +432,7 @@ impl NoteSigner {
         NoteSigner::new(name, key)
     }
 
+    /// The verifier of this key (its public half), e.g. for its vkey.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
@@ -378,6 +450,8 @@ impl NoteSigner {
         )
     }
 
+    /// Parses key file text as written by [`NoteSigner::to_key_file`]; the
+    /// key id in it must match the name and key.
     pub fn parse_key_file(text: &str) -> Result<NoteSigner, NoteError> {
         let bad = |m: &str| NoteError::BadSigningKey(m.to_string());
         let rest = text
@@ -442,6 +516,7 @@ impl NoteSigner {
         format!("{body}\n{EM_DASH_PREFIX}{} {}\n", self.name, B64.encode(raw))
     }
 
+    /// Signs a checkpoint: its body followed by this key's signature line.
     pub fn sign_checkpoint(&self, cp: &Checkpoint) -> String {
         self.sign_body(&cp.body())
     }
@@ -546,6 +621,9 @@ pub fn handover_chain(notes: &[String]) -> Result<Option<KeyChain>, NoteError> {
     }
 }
 
+/// The `old` key named by the first hand-over note, read without checking
+/// any signature: the key a chain of those hand-overs starts from. Errors
+/// name the note as hand-over #1.
 pub fn first_old_key(note: &str) -> Result<Verifier, NoteError> {
     let (body, _) = split_note(note)?;
     let line = body
@@ -613,10 +691,12 @@ impl Checkpointer {
             .and_then(|(k, _)| Some(u64::from_be_bytes(k.as_ref().try_into().ok()?))))
     }
 
+    /// The key that signs this store's new checkpoints.
     pub fn signer(&self) -> &NoteSigner {
         &self.signer
     }
 
+    /// The Merkle tree over the log's events that the checkpoints commit to.
     pub fn tree(&self) -> &MerkleTree {
         &self.tree
     }

@@ -386,10 +386,13 @@ impl KeyChain {
         &self.epochs.last().expect("one epoch").verifier
     }
 
+    /// The chain's keys in order with the tree sizes each signs: the
+    /// trusted key first, the current key last (never empty).
     pub fn epochs(&self) -> &[Epoch] {
         &self.epochs
     }
 
+    /// The verified hand-overs in chain order (one fewer than the epochs).
     pub fn handovers(&self) -> &[Handover] {
         &self.handovers
     }

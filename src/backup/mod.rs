@@ -35,6 +35,7 @@ pub struct BackupArgs {
     /// trusts the key the server sends and later ones the first one's.
     #[arg(long)]
     pub key: Option<PathBuf>,
+    /// TLS settings for reaching the server.
     #[command(flatten)]
     pub tls: crate::client::TlsArgs,
 }

@@ -14,8 +14,10 @@ use crate::auth::Role;
 /// Where the access file is: `--access-file`, else `DATA_DIR/access.json`.
 #[derive(Args, Debug, Clone)]
 pub struct AccessFileArgs {
+    /// The server's data directory (holds access.json by default).
     #[arg(long, default_value = "./registry-data")]
     pub data_dir: PathBuf,
+    /// The access file to edit (default: DATA_DIR/access.json).
     #[arg(long)]
     pub access_file: Option<PathBuf>,
 }
@@ -84,22 +86,27 @@ impl GrantArgs {
 pub enum AccessCommand {
     /// Bearer tokens.
     Token {
+        /// The token operation.
         #[command(subcommand)]
         what: TokenCommand,
     },
     /// Client-certificate principals (mutual TLS).
     Cert {
+        /// The certificate principal operation.
         #[command(subcommand)]
         what: CertCommand,
     },
 }
 
+/// `registry access token ...`: bearer tokens in the access file.
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Create a token; prints it once (or writes it to --out, mode 0600).
     Add {
+        /// Where the access file is.
         #[command(flatten)]
         file: AccessFileArgs,
+        /// Who the token's principal is and what it may do.
         #[command(flatten)]
         grant: GrantArgs,
         /// Days until the token expires (default: no expiry).
@@ -111,34 +118,42 @@ pub enum TokenCommand {
     },
     /// Revoke a token by id; a running server refuses it within a second.
     Revoke {
+        /// Where the access file is.
         #[command(flatten)]
         file: AccessFileArgs,
+        /// The token's id, as `registry access token list` shows it.
         #[arg(long)]
         id: String,
     },
     /// List tokens (ids, principals, roles, state; never the tokens).
     List {
+        /// Where the access file is.
         #[command(flatten)]
         file: AccessFileArgs,
     },
 }
 
+/// `registry access cert ...`: client-certificate principals in the access file.
 #[derive(Subcommand, Debug)]
 pub enum CertCommand {
     /// Map a client certificate identity (subject CN or DNS SAN) to a principal.
     Add {
+        /// Where the access file is.
         #[command(flatten)]
         file: AccessFileArgs,
         /// The certificate's subject CN or one of its DNS SANs.
         #[arg(long)]
         identity: String,
+        /// Who the principal is and what it may do.
         #[command(flatten)]
         grant: GrantArgs,
     },
     /// Remove a certificate principal.
     Remove {
+        /// Where the access file is.
         #[command(flatten)]
         file: AccessFileArgs,
+        /// The certificate identity (subject CN or DNS SAN) to remove.
         #[arg(long)]
         identity: String,
     },
@@ -259,6 +274,7 @@ fn list(path: &Path) -> Result<(), access_file::AccessError> {
 pub enum KeysCommand {
     /// Create a new random master key file (mode 0600; refuses to overwrite).
     Generate {
+        /// The master key file to create.
         #[arg(long)]
         out: PathBuf,
     },
@@ -266,6 +282,7 @@ pub enum KeysCommand {
     /// Events are not touched. Afterwards start the server with the new key
     /// file and destroy the old one.
     Rotate {
+        /// The data directory of the stopped store.
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
         /// The key in use (default as for `serve`: $REGISTRY_MASTER_KEY, else DATA_DIR/master.key).

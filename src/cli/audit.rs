@@ -48,24 +48,29 @@ impl KeyArgs {
 pub enum AuditCommand {
     /// Print the verifier key (vkey) of the log's signing key (creates the key if missing).
     Key {
+        /// The store's data directory.
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
+        /// Which signing key and origin.
         #[command(flatten)]
         keys: KeyArgs,
     },
     /// Catch the Merkle tree up with the log and sign a checkpoint for the
     /// current size (service stopped). Prints the signed note.
     Checkpoint {
+        /// The store's data directory.
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
         /// Also write the note to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Which signing key and origin.
         #[command(flatten)]
         keys: KeyArgs,
     },
     /// Write the receipt (C2SP tlog-proof) of one event (service stopped).
     Prove {
+        /// The store's data directory.
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
         /// The event's sequence number.
@@ -74,11 +79,13 @@ pub enum AuditCommand {
         /// Receipt file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Which signing key and origin.
         #[command(flatten)]
         keys: KeyArgs,
     },
     /// Check a receipt offline: signature, inclusion proof, record.
     CheckReceipt {
+        /// The receipt file (as `registry audit prove` writes it).
         file: PathBuf,
         /// Verifier key `<name>+<id>+<base64>`, or a file holding it.
         #[arg(long)]
@@ -90,6 +97,7 @@ pub enum AuditCommand {
     },
     /// Verify an export offline against a signed checkpoint.
     VerifyExport {
+        /// The export file (as `registry export` writes it).
         file: PathBuf,
         /// Signed checkpoint file.
         #[arg(long)]
@@ -117,6 +125,7 @@ pub enum AuditCommand {
     /// records a hand-over note signed by both keys in the store and adds the
     /// new key's signature to that checkpoint. Then serve with the new key.
     RotateKey {
+        /// The store's data directory.
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
         /// The old (current) key: --audit-key-file, default DATA_DIR/audit-signing.key.
@@ -133,6 +142,7 @@ pub enum AuditCommand {
     /// other (service stopped; online: Audit.ListKeyHandovers). Each is
     /// verified under both its keys first.
     Handovers {
+        /// The store's data directory.
         #[arg(long, default_value = "./registry-data")]
         data_dir: PathBuf,
         /// Write them to this file instead of standard output.
@@ -159,6 +169,7 @@ pub enum AuditCommand {
 /// `registry export`
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
+    /// The data directory of the store to export.
     #[arg(long, default_value = "./registry-data")]
     pub data_dir: PathBuf,
     /// Export file to write.

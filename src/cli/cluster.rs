@@ -17,6 +17,7 @@ pub enum ClusterCommand {
     /// that lists it): it joins as a learner, receives the whole log, then
     /// votes (Admin/ClusterAddMember; returns once it caught up).
     Add {
+        /// The node(s) to ask and how.
         #[command(flatten)]
         node: StatusArgs,
         /// The new node's id.
@@ -55,6 +56,7 @@ pub enum ClusterCommand {
     },
     /// Remove a node from the voters and the members (Admin/ClusterRemoveMember).
     Remove {
+        /// The node(s) to ask and how.
         #[command(flatten)]
         node: StatusArgs,
         /// The node's id.
@@ -63,6 +65,8 @@ pub enum ClusterCommand {
     },
 }
 
+/// The node to ask (for add and remove: the nodes), the admin token, TLS
+/// and the output format.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// The node asked: `http://host:port` (or `https://` with --tls-ca); for
@@ -72,6 +76,7 @@ pub struct StatusArgs {
     /// Admin bearer token file (default: $REGISTRY_TOKEN).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// TLS settings for reaching the node.
     #[command(flatten)]
     pub tls: crate::client::TlsArgs,
     /// Print JSON instead of text.

@@ -27,6 +27,7 @@ pub struct HealthArgs {
     /// `regularization.v1.Caseworker` readiness (deploy/README.md, "Health").
     #[arg(long, default_value = "")]
     pub service: String,
+    /// TLS settings for an `https://` target.
     #[command(flatten)]
     pub tls: crate::client::TlsArgs,
     /// Seconds allowed for connecting and answering, in all.

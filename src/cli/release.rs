@@ -26,6 +26,7 @@ pub struct PublishArgs {
     /// With --data-dir: the audit signing key (default DATA_DIR/audit-signing.key).
     #[arg(long, requires = "data_dir")]
     pub audit_key_file: Option<PathBuf>,
+    /// With --target: the token and TLS settings.
     #[command(flatten)]
     pub remote: super::stats::RemoteArgs,
     /// Build the release at this log position: the tree size of a signed
@@ -48,6 +49,7 @@ pub enum ReleaseCommand {
     /// file's size and BLAKE3, no file missing or added, the tables against
     /// their structures, thresholds, identities and the disclosure rule.
     Verify {
+        /// The release directory.
         dir: PathBuf,
         /// The registry's verifier key (vkey or a file holding it), obtained out of band.
         #[arg(long)]
@@ -56,6 +58,7 @@ pub enum ReleaseCommand {
     /// Verify several releases (one per registry) and write regional totals
     /// by status, citing each source.
     Combine {
+        /// The release directories, one per registry.
         #[arg(required = true, num_args = 1..)]
         dirs: Vec<PathBuf>,
         /// Trusted verifier keys (vkey or file), repeatable; each release is

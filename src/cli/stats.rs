@@ -20,8 +20,11 @@ use crate::projection::suppress::SuppressionRules;
 /// Output formats of `registry stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Aligned text columns, to standard output only.
     Table,
+    /// CSV; with `--out`, a Frictionless Table Schema beside it.
     Csv,
+    /// Pretty-printed JSON.
     Json,
     /// Apache Parquet (needs `--out`).
     Parquet,
@@ -39,6 +42,7 @@ pub struct StatsArgs {
     /// Statistics service (a statistician's token).
     #[arg(long)]
     pub target: Option<String>,
+    /// With --target: the token and TLS settings.
     #[command(flatten)]
     pub remote: RemoteArgs,
     /// The statistic.
@@ -83,6 +87,7 @@ pub struct StatsArgs {
     /// Smallest published cell involving minors or a municipality (offline only).
     #[arg(long, default_value_t = crate::limits::STATS_MIN_CELL_SENSITIVE)]
     pub min_cell_sensitive: u64,
+    /// The output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Write the table to this file instead of standard output (required
@@ -310,6 +315,7 @@ impl Question {
 /// `registry rebuild-projections`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RebuildArgs {
+    /// The store's data directory.
     #[arg(long)]
     pub data_dir: PathBuf,
 }

@@ -16,7 +16,11 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOEr
 use super::types::{decode, encode, LogId, NodeId, StorageError, TypeConfig};
 use crate::log::Applier;
 
+/// The sled tree of Raft log entries, keyed by index (big-endian u64),
+/// values postcard-encoded.
 pub const TREE_RAFT_LOG: &str = "raft_log";
+/// The sled tree of Raft metadata: the vote, the committed and the purged
+/// log ids.
 pub const TREE_RAFT_META: &str = "raft_meta";
 const META_VOTE: &[u8] = b"vote";
 const META_COMMITTED: &[u8] = b"committed";
@@ -70,6 +74,8 @@ fn logs_err(verb: ErrorVerb) -> impl Fn(LogStoreError) -> StorageError {
 }
 
 impl LogStore {
+    /// Opens (creating if missing) the Raft log trees in `db`; `applier`
+    /// makes its writes durable under the store's sync mode.
     pub fn open(db: &sled::Db, applier: Arc<Mutex<Applier>>) -> Result<LogStore, sled::Error> {
         Ok(LogStore {
             log: db.open_tree(TREE_RAFT_LOG)?,

@@ -43,6 +43,7 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// The release's table with this id (e.g. `CASELOAD_STATUS`), if any.
     pub fn table(&self, id: &str) -> Option<&DataTable> {
         self.tables.iter().find(|t| t.spec.id == id)
     }
@@ -52,24 +53,51 @@ impl Verified {
 /// for a table, its row and cell.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// A file the verification needs (the note, the manifest, a table's
+    /// data or structure file) cannot be read.
     #[error("{name}: cannot read: {source}")]
-    Read { name: String, source: std::io::Error },
+    Read {
+        /// The file's name in the release directory.
+        name: String,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// A file the manifest lists cannot be read (to check its size and
+    /// digest).
     #[error("{name}: listed in {MANIFEST} but cannot be read: {source}")]
-    ReadListed { name: String, source: std::io::Error },
+    ReadListed {
+        /// The file's name as the manifest lists it.
+        name: String,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// The release directory cannot be listed (to find unlisted files).
     #[error("{}: {source}", dir.display())]
-    Dir { dir: PathBuf, source: std::io::Error },
+    Dir {
+        /// The release directory.
+        dir: PathBuf,
+        /// The error listing it.
+        source: std::io::Error,
+    },
+    /// The release note does not verify under the given key.
     #[error("{NOTE}: {0}")]
     Note(#[source] NoteError),
+    /// The manifest is not JSON.
     #[error("{MANIFEST}: not JSON: {0}")]
     ManifestJson(#[source] serde_json::Error),
+    /// The checkpoint in the manifest does not verify under the given key.
     #[error("{MANIFEST}: checkpoint: {0}")]
     Checkpoint(#[source] NoteError),
     /// A table's data or structure file that does not read back.
     #[error("{file}: {source}")]
     Table {
+        /// The file's name in the release directory.
         file: String,
+        /// Why it does not read back against its structure.
         source: Box<sdmx::SdmxError>,
     },
+    /// The identities between the tables read back do not hold (or a
+    /// table they need is missing).
     #[error("tables: {0}")]
     Tables(#[from] tables::TablesError),
     /// A field of the manifest that is missing (or null).

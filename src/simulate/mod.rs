@@ -131,20 +131,37 @@ pub struct SimulateReport {
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
+    /// An option out of range (persons, threads, clients, connections);
+    /// the text gives the allowed range.
     #[error("invalid option: {0}")]
     Invalid(String),
+    /// The master key or the store in the data directory could not be
+    /// opened (direct runs; a held sled lock is retried for 10 s first).
     #[error("opening the store: {0}")]
     Open(String),
+    /// The case service failed in a way that stops the run: the first such
+    /// failure.
     #[error("the case service failed: {0}")]
     Service(#[source] ServiceFailure),
+    /// Reading the final log head or shutting the store down failed
+    /// (direct runs).
     #[error("closing the store: {0}")]
     Close(String),
+    /// A remote run could not connect to the server.
     #[error("connecting: {0}")]
     Connect(#[source] crate::client::ClientError),
+    /// A remote run's statistics check failed: a `Caseload` call failed or
+    /// the projection did not reach the run's last log position in time.
     #[error("checking the statistics: {0}")]
     Statistics(String),
+    /// A JSON report could not be serialized or written.
     #[error("writing {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
+    Write {
+        /// The report file.
+        path: PathBuf,
+        /// The serialization or I/O error, as text.
+        reason: String,
+    },
 }
 
 /// The failure that stopped a run (direct or remote): the first one a
