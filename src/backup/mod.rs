@@ -7,7 +7,7 @@
 //!   writes it as the next generation of a backup directory.
 //! - [`restore`]: `registry restore`, which verifies a backup directory and
 //!   rebuilds a store from it.
-//! - [`format`]: the directory, the manifest and the keys file.
+//! - [`format`](mod@format): the directory, the manifest and the keys file.
 
 pub mod client;
 pub mod format;
